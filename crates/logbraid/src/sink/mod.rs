@@ -1,0 +1,40 @@
+//! Sinks: where formatted records go.
+
+use std::fmt;
+use std::io;
+
+use crate::record::Record;
+
+/// A destination for records. Each sink owns its layout, formats each
+/// record into its own buffer, and writes the buffer once per batch.
+///
+/// A sink is driven from one thread at a time (the writer thread, or the
+/// caller under a lock in synchronous mode).
+pub trait Sink: Send + fmt::Debug {
+    /// Formats `record` and buffers it. Returns the number of bytes the
+    /// record takes in the output. A sink that rotates decides here, before
+    /// buffering, whether the record goes into a new file, so a record is
+    /// never split across two files.
+    fn write(&mut self, record: &Record<'_>) -> io::Result<usize>;
+
+    /// Writes everything buffered, in one write call where the platform
+    /// allows. On error the buffer is kept, so a later call can retry.
+    fn flush(&mut self) -> io::Result<()>;
+
+    /// Flushes, then asks the operating system to put the data on disk.
+    fn sync(&mut self) -> io::Result<()> {
+        self.flush()
+    }
+}
+
+impl<S: Sink + ?Sized> Sink for Box<S> {
+    fn write(&mut self, record: &Record<'_>) -> io::Result<usize> {
+        (**self).write(record)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        (**self).flush()
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        (**self).sync()
+    }
+}
