@@ -9,3 +9,6 @@ pub mod sink;
 
 pub use level::{Level, LevelFilter};
 pub use record::{Fields, FieldsBuf, OwnedRecord, Record, Source, Value};
+pub mod options;
+
+pub use options::{ColorChoice, Compression, Every, Naming, Overflow};
