@@ -461,3 +461,10 @@ mod tests {
         assert_eq!(Fields::from_encoded(&bad_tag).validate(), None);
     }
 }
+
+impl FieldsBuf {
+    /// Appends fields already encoded (see [`Fields`]).
+    pub fn extend_encoded(&mut self, encoded: &[u8]) {
+        self.buf.extend_from_slice(encoded);
+    }
+}

@@ -1,0 +1,4 @@
+//! Integration with the `log` and `tracing` facades.
+
+#[cfg(feature = "log")]
+pub mod log;

@@ -1,0 +1,330 @@
+//! The handle that logs, and the builder that makes one.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, Once};
+
+use crate::clock::Clock;
+use crate::filter::{Directives, FilterError};
+use crate::level::{Level, LevelFilter};
+use crate::options::Overflow;
+use crate::pipeline::{self, Callsite, Mode, Settings, Shared, SinkSet, Stats};
+use crate::record::{FieldsBuf, Record, Source};
+use crate::sink::Sink;
+
+/// What can go wrong while building a logger.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The level directives do not parse.
+    #[error("invalid level directives: {0}")]
+    Filter(#[from] FilterError),
+    /// A sink could not be opened.
+    #[error("cannot open sink: {0}")]
+    Sink(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The writer thread could not start.
+    #[error("cannot start the writer thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// A global logger is installed already (by logbraid or another crate).
+    #[error("a global logger is already installed")]
+    AlreadyInstalled,
+}
+
+/// A handle to a pipeline. Cheap to clone; every clone logs to the same
+/// sinks. The pipeline stops when [`Logger::shutdown`] is called or the
+/// [`Guard`] returned with it is dropped.
+#[derive(Clone)]
+pub struct Logger {
+    shared: Arc<Shared>,
+    filter: Arc<Directives>,
+    /// `filter.max_level()` as a byte: the one-load fast path.
+    max: Arc<AtomicU8>,
+}
+
+impl fmt::Debug for Logger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Logger")
+            .field("pipeline", &self.shared)
+            .field("filter", &self.filter)
+            .finish()
+    }
+}
+
+impl Logger {
+    /// Whether a record at `level` for `target` would be logged.
+    #[inline]
+    pub fn enabled(&self, target: &str, level: Level) -> bool {
+        (level as u8) >= self.max.load(Ordering::Relaxed) && self.filter.enabled(target, level)
+    }
+
+    /// The most verbose level any directive enables.
+    pub fn max_level(&self) -> LevelFilter {
+        self.filter.max_level()
+    }
+
+    /// Logs a record whose message is produced by `message` and whose fields
+    /// by `fields`, both writing into buffers the pipeline reuses. The filter
+    /// is not consulted: call [`Logger::enabled`] first.
+    pub fn log_with(
+        &self,
+        site: &Callsite<'_>,
+        message: fmt::Arguments<'_>,
+        fields: &mut dyn FnMut(&mut FieldsBuf),
+    ) {
+        self.shared.log(site, &mut |buf, fb| {
+            match message.as_str() {
+                Some(s) => buf.extend_from_slice(s.as_bytes()),
+                None => {
+                    use std::io::Write;
+                    let _ = buf.write_fmt(message);
+                }
+            }
+            fields(fb)
+        });
+    }
+
+    /// Logs a message given as bytes with encoded fields (see
+    /// [`crate::Fields`]); for bindings that already hold the text.
+    pub fn log_bytes(&self, site: &Callsite<'_>, message: &[u8], fields: &[u8]) {
+        self.shared.log(site, &mut |buf, fb| {
+            buf.extend_from_slice(message);
+            if !fields.is_empty() {
+                fb.clear();
+                fb.extend_encoded(fields);
+            }
+        });
+    }
+
+    /// Logs a record received from another process, keeping its time,
+    /// thread and `source`. The filter is not consulted.
+    pub fn log_record(&self, record: &Record<'_>, source: &Arc<Source>) {
+        self.shared.log_foreign(record, source);
+    }
+
+    /// Returns once every record logged before the call has been written
+    /// (and fsynced, when the pipeline was built with `flush_sync`).
+    pub fn flush(&self) {
+        self.shared.flush();
+    }
+
+    /// Flushes and stops the writer thread. Records logged afterwards are
+    /// written by the caller directly, so nothing is lost. Idempotent.
+    pub fn shutdown(&self) {
+        self.shared.shutdown();
+    }
+
+    /// The pipeline's counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+}
+
+/// Shuts the pipeline down when dropped: every record logged before the
+/// drop is written.
+#[must_use = "dropping the guard shuts the logger down at once"]
+#[derive(Debug)]
+pub struct Guard {
+    logger: Logger,
+}
+
+impl Guard {
+    /// The logger this guard stops.
+    pub fn logger(&self) -> &Logger {
+        &self.logger
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.logger.shutdown();
+    }
+}
+
+/// Builds a [`Logger`].
+///
+/// | setting | default |
+/// |---|---|
+/// | level | `LOGBRAID_LEVEL`, else `RUST_LOG`, else `info` |
+/// | mode | [`Mode::NonBlocking`] |
+/// | queue size | 1 MiB per logging thread |
+/// | overflow | [`Overflow::Block`] (lossless) |
+/// | flush fsyncs | no |
+/// | sinks | none given: the console (stderr) |
+pub struct Builder {
+    level: Option<String>,
+    mode: Mode,
+    queue_bytes: usize,
+    overflow: Overflow,
+    flush_sync: bool,
+    clock: Option<Arc<dyn Clock>>,
+    sinks: Vec<(Box<dyn Sink>, LevelFilter)>,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("level", &self.level)
+            .field("mode", &self.mode)
+            .field("queue_bytes", &self.queue_bytes)
+            .field("overflow", &self.overflow)
+            .field("flush_sync", &self.flush_sync)
+            .field("sinks", &self.sinks.len())
+            .finish()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            level: None,
+            mode: Mode::NonBlocking,
+            queue_bytes: 1 << 20,
+            overflow: Overflow::Block,
+            flush_sync: false,
+            clock: None,
+            sinks: Vec::new(),
+        }
+    }
+}
+
+impl Builder {
+    /// A builder with the defaults in the table above.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Level directives, e.g. `info,my_crate::db=debug,hyper=warn`. Set
+    /// here, they take precedence over the environment.
+    pub fn level(mut self, directives: impl Into<String>) -> Self {
+        self.level = Some(directives.into());
+        self
+    }
+
+    /// Background writer or caller writes.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Bytes each logging thread may have queued.
+    pub fn queue_bytes(mut self, bytes: usize) -> Self {
+        self.queue_bytes = bytes;
+        self
+    }
+
+    /// What happens when a thread's queue is full.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// Whether [`Logger::flush`] also fsyncs the files.
+    pub fn flush_sync(mut self, yes: bool) -> Self {
+        self.flush_sync = yes;
+        self
+    }
+
+    /// The clock that timestamps records (tests inject one).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Adds a sink receiving every record that passes the filter.
+    pub fn sink(self, sink: impl Sink + 'static) -> Self {
+        self.sink_with_level(sink, LevelFilter::TRACE)
+    }
+
+    /// Adds a sink receiving only records at `level` or above.
+    pub fn sink_with_level(mut self, sink: impl Sink + 'static, level: LevelFilter) -> Self {
+        self.sinks.push((Box::new(sink), level));
+        self
+    }
+
+    fn directives(&self) -> Result<Directives, Error> {
+        if let Some(l) = &self.level {
+            return Ok(Directives::parse(l)?);
+        }
+        Ok(Directives::from_env()?.unwrap_or(Directives::parse("info")?))
+    }
+
+    /// Starts the pipeline and returns a handle and the guard that stops it.
+    pub fn build(self) -> Result<(Logger, Guard), Error> {
+        let filter = self.directives()?;
+        let mut sinks = SinkSet::new();
+        for (s, l) in self.sinks {
+            sinks.push(s, l);
+        }
+        if sinks.is_empty() {
+            sinks.push(Box::new(crate::default_console()), LevelFilter::TRACE);
+        }
+        let shared = Shared::start(
+            Settings {
+                mode: self.mode,
+                ring_bytes: self.queue_bytes,
+                overflow: self.overflow,
+                flush_sync: self.flush_sync,
+                clock: self.clock,
+            },
+            sinks,
+        )
+        .map_err(Error::Thread)?;
+        let max = Arc::new(AtomicU8::new(filter.max_level().to_u8()));
+        let logger = Logger {
+            shared,
+            filter: Arc::new(filter),
+            max,
+        };
+        install_hooks();
+        Ok((logger.clone(), Guard { logger }))
+    }
+
+    /// Builds, and installs the logger behind the `log` facade. Keep the
+    /// guard alive until the end of `main`.
+    #[cfg(feature = "log")]
+    pub fn init(self) -> Result<Guard, Error> {
+        let (logger, guard) = self.build()?;
+        crate::bridge::log::install(logger.clone())?;
+        set_global(logger);
+        Ok(guard)
+    }
+}
+
+static GLOBAL: Mutex<Option<Logger>> = Mutex::new(None);
+
+fn set_global(logger: Logger) {
+    *GLOBAL.lock().unwrap_or_else(|e| e.into_inner()) = Some(logger);
+}
+
+/// The logger installed by [`Builder::init`], if any.
+pub fn global() -> Option<Logger> {
+    GLOBAL.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Flushes every live logger of the process.
+pub fn flush_all() {
+    pipeline::flush_all();
+}
+
+extern "C" fn at_exit() {
+    pipeline::flush_all();
+}
+
+/// Installs, once per process, a panic hook that flushes every logger
+/// after the previous hook ran, and an `atexit` handler that flushes them
+/// when the process exits (including through `std::process::exit`).
+fn install_hooks() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            pipeline::flush_all();
+        }));
+        // SAFETY: at_exit is an `extern "C" fn()` that never unwinds
+        // (flush_all catches nothing but panics nowhere on its own).
+        unsafe {
+            libc::atexit(at_exit);
+        }
+    });
+}

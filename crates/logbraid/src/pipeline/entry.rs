@@ -1,0 +1,291 @@
+//! The byte encoding of a record inside a ring.
+//!
+//! ```text
+//! 0   u32 entry length (header included, padded to 8)
+//! 4   u8  kind: 0 inline, 1 boxed (the record lives in a heap buffer whose
+//!         pointer follows the header: for records too large for the ring)
+//! 5   u8  level   6 u8 flags   7 u8 unused
+//! 8   i64 timestamp (ns since the epoch)
+//! 16  u32 line    20 u32 message length   24 u32 fields length
+//! 28  u16 target  30 u16 module  32 u16 file  34 u16 function
+//! 36  u16 thread name                38 u16 unused
+//! 40  u64 thread id (foreign records only)
+//! 48  u64 pointer from Arc::<Source>::into_raw (foreign records only)
+//! 56  target, module, file, function, thread name, message, fields
+//! ```
+//!
+//! "Foreign" records (those the collector received from other processes)
+//! carry their own source and thread; records of this process take them
+//! from the ring and from [`Source::current`].
+
+use std::sync::Arc;
+
+use super::ring::{align, ProducerPos, Ring};
+use crate::level::Level;
+use crate::record::{Fields, Record, Source};
+
+pub(crate) const HEADER: usize = 56;
+
+const KIND_INLINE: u8 = 0;
+const KIND_BOXED: u8 = 1;
+
+const F_MODULE: u8 = 1;
+const F_FILE: u8 = 2;
+const F_LINE: u8 = 4;
+const F_FUNCTION: u8 = 8;
+const F_THREAD_NAME: u8 = 16;
+const F_FOREIGN: u8 = 32;
+
+/// What the caller hands to the queue, all borrowed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Parts<'a> {
+    pub(crate) timestamp_ns: i64,
+    pub(crate) level: Level,
+    pub(crate) target: &'a str,
+    pub(crate) module: Option<&'a str>,
+    pub(crate) file: Option<&'a str>,
+    pub(crate) line: Option<u32>,
+    pub(crate) function: Option<&'a str>,
+    pub(crate) message: &'a [u8],
+    pub(crate) fields: &'a [u8],
+    /// Set for records of another process: their thread and source.
+    pub(crate) foreign: Option<(u64, Option<&'a str>, &'a Arc<Source>)>,
+}
+
+fn cut(s: &str) -> &str {
+    if s.len() <= u16::MAX as usize {
+        return s;
+    }
+    let mut end = u16::MAX as usize;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+impl<'a> Parts<'a> {
+    fn strs(&self) -> [&'a str; 5] {
+        [
+            cut(self.target),
+            cut(self.module.unwrap_or("")),
+            cut(self.file.unwrap_or("")),
+            cut(self.function.unwrap_or("")),
+            cut(self.foreign.and_then(|f| f.1).unwrap_or("")),
+        ]
+    }
+
+    fn message(&self) -> &'a [u8] {
+        &self.message[..self.message.len().min(u32::MAX as usize - 4096)]
+    }
+
+    /// Encoded size, padded.
+    pub(crate) fn encoded_len(&self) -> usize {
+        let strs: usize = self.strs().iter().map(|s| s.len()).sum();
+        align(HEADER + strs + self.message().len() + self.fields.len())
+    }
+
+    fn header(&self, len: usize, kind: u8) -> [u8; HEADER] {
+        let strs = self.strs();
+        let mut flags = 0;
+        if self.module.is_some() {
+            flags |= F_MODULE;
+        }
+        if self.file.is_some() {
+            flags |= F_FILE;
+        }
+        if self.line.is_some() {
+            flags |= F_LINE;
+        }
+        if self.function.is_some() {
+            flags |= F_FUNCTION;
+        }
+        let mut h = [0u8; HEADER];
+        h[0..4].copy_from_slice(&(len as u32).to_le_bytes());
+        h[4] = kind;
+        h[5] = self.level as u8;
+        h[8..16].copy_from_slice(&self.timestamp_ns.to_le_bytes());
+        h[16..20].copy_from_slice(&self.line.unwrap_or(0).to_le_bytes());
+        h[20..24].copy_from_slice(&(self.message().len() as u32).to_le_bytes());
+        h[24..28].copy_from_slice(&(self.fields.len() as u32).to_le_bytes());
+        for (i, s) in strs.iter().enumerate() {
+            h[28 + 2 * i..30 + 2 * i].copy_from_slice(&(s.len() as u16).to_le_bytes());
+        }
+        if let Some((tid, tname, source)) = self.foreign {
+            flags |= F_FOREIGN;
+            if tname.is_some() {
+                flags |= F_THREAD_NAME;
+            }
+            h[40..48].copy_from_slice(&tid.to_le_bytes());
+            let ptr = Arc::into_raw(Arc::clone(source)) as usize as u64;
+            h[48..56].copy_from_slice(&ptr.to_le_bytes());
+        }
+        h[6] = flags;
+        h
+    }
+
+    /// Writes the whole encoding (for the boxed form) into a vector.
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        let len = self.encoded_len();
+        out.reserve(len);
+        out.extend_from_slice(&self.header(len, KIND_INLINE));
+        for s in self.strs() {
+            out.extend_from_slice(s.as_bytes());
+        }
+        out.extend_from_slice(self.message());
+        out.extend_from_slice(self.fields);
+        out.resize(out.len().next_multiple_of(8).max(len), 0);
+    }
+
+    /// Pushes into the ring; false when the ring has no room (nothing was
+    /// written, nothing needs releasing).
+    pub(crate) fn push(&self, ring: &Ring, p: &mut ProducerPos) -> bool {
+        let len = self.encoded_len();
+        if len > ring.max_entry() {
+            let Some(pos) = ring.try_reserve(p, HEADER) else {
+                return false;
+            };
+            let mut boxed = Vec::new();
+            self.encode_into(&mut boxed);
+            let ptr = Box::into_raw(boxed.into_boxed_slice());
+            let mut h = [0u8; HEADER];
+            h[0..4].copy_from_slice(&(HEADER as u32).to_le_bytes());
+            h[4] = KIND_BOXED;
+            h[8..16].copy_from_slice(&self.timestamp_ns.to_le_bytes());
+            h[40..48].copy_from_slice(&(ptr as *mut u8 as usize as u64).to_le_bytes());
+            h[48..56].copy_from_slice(&(ptr.len() as u64).to_le_bytes());
+            ring.write_at(pos, 0, &h);
+            ring.publish(p, pos, HEADER);
+            return true;
+        }
+        let Some(pos) = ring.try_reserve(p, len) else {
+            return false;
+        };
+        ring.write_at(pos, 0, &self.header(len, KIND_INLINE));
+        let mut at = HEADER;
+        for s in self.strs() {
+            ring.write_at(pos, at, s.as_bytes());
+            at += s.len();
+        }
+        ring.write_at(pos, at, self.message());
+        at += self.message().len();
+        ring.write_at(pos, at, self.fields);
+        ring.publish(p, pos, len);
+        true
+    }
+}
+
+/// An entry claimed out of a ring, owning whatever the entry points to.
+pub(crate) struct Claimed<'a> {
+    bytes: &'a [u8],
+    boxed: Option<Box<[u8]>>,
+    source: Option<Arc<Source>>,
+}
+
+fn u16_at(b: &[u8], at: usize) -> usize {
+    u16::from_le_bytes([b[at], b[at + 1]]) as usize
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Timestamp of an entry (for merging).
+pub(crate) fn timestamp(entry: &[u8]) -> i64 {
+    u64_at(entry, 8) as i64
+}
+
+/// Length of the entry at the start of `bytes`.
+pub(crate) fn entry_len(bytes: &[u8]) -> usize {
+    u32_at(bytes, 0) as usize
+}
+
+/// Takes ownership of what an entry claimed from a ring points to.
+///
+/// # Safety
+/// `entry` must be a complete entry written by [`Parts::push`], claimed
+/// exactly once (by the reader, or by a dropping producer).
+pub(crate) unsafe fn take(entry: &[u8]) -> Claimed<'_> {
+    if entry[4] == KIND_BOXED {
+        let ptr = u64_at(entry, 40) as usize as *mut u8;
+        let len = u64_at(entry, 48) as usize;
+        // SAFETY: pointer and length come from Box::into_raw in `push`, and
+        // the caller guarantees this entry is taken once.
+        let boxed = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) };
+        // The boxed encoding is itself an inline entry; it may hold a source.
+        let source = foreign_source(&boxed);
+        return Claimed {
+            bytes: &[],
+            boxed: Some(boxed),
+            source,
+        };
+    }
+    let source = foreign_source(entry);
+    Claimed {
+        bytes: entry,
+        boxed: None,
+        source,
+    }
+}
+
+fn foreign_source(entry: &[u8]) -> Option<Arc<Source>> {
+    if entry[6] & F_FOREIGN == 0 {
+        return None;
+    }
+    let ptr = u64_at(entry, 48) as usize as *const Source;
+    // SAFETY: the pointer came from Arc::into_raw in `header`; ownership of
+    // that count passes to whoever takes the entry, once.
+    Some(unsafe { Arc::from_raw(ptr) })
+}
+
+impl Claimed<'_> {
+    /// The record, with this process's `source` and the ring's thread for
+    /// records that are not foreign.
+    pub(crate) fn record<'s>(&'s self, ring_thread: (u64, Option<&'s str>), source: &'s Source) -> Record<'s> {
+        let b: &[u8] = match &self.boxed {
+            Some(b) => b,
+            None => self.bytes,
+        };
+        let flags = b[6];
+        let lens = [u16_at(b, 28), u16_at(b, 30), u16_at(b, 32), u16_at(b, 34), u16_at(b, 36)];
+        let mut at = HEADER;
+        let mut strs = [""; 5];
+        for (i, l) in lens.iter().enumerate() {
+            // The producer wrote these from &str, cut at char boundaries.
+            strs[i] = std::str::from_utf8(&b[at..at + l]).unwrap_or("");
+            at += l;
+        }
+        let msg_len = u32_at(b, 20) as usize;
+        let fields_len = u32_at(b, 24) as usize;
+        let message = &b[at..at + msg_len];
+        at += msg_len;
+        let fields = Fields::from_encoded(&b[at..at + fields_len]);
+        let (thread_id, thread_name, source) = match &self.source {
+            Some(s) => (
+                u64_at(b, 40),
+                (flags & F_THREAD_NAME != 0).then_some(strs[4]),
+                &**s,
+            ),
+            None => (ring_thread.0, ring_thread.1, source),
+        };
+        Record {
+            timestamp_ns: u64_at(b, 8) as i64,
+            level: Level::from_u8(b[5]).unwrap_or(Level::Info),
+            target: strs[0],
+            message,
+            module: (flags & F_MODULE != 0).then_some(strs[1]),
+            file: (flags & F_FILE != 0).then_some(strs[2]),
+            line: (flags & F_LINE != 0).then_some(u32_at(b, 16)),
+            function: (flags & F_FUNCTION != 0).then_some(strs[3]),
+            thread_id,
+            thread_name,
+            source,
+            fields,
+        }
+    }
+}

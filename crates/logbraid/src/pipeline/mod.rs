@@ -1,0 +1,759 @@
+//! The pipeline: from the logging call to the sinks.
+//!
+//! In non-blocking mode each logging thread owns a [`ring::Ring`] per
+//! pipeline. The caller encodes the record (its message already formatted)
+//! into its ring and returns; the writer thread claims entries from every
+//! ring, merges them by timestamp, hands each record to the sinks, and
+//! flushes the sinks once per batch. In synchronous mode, or after the writer
+//! stopped, the caller writes to the sinks itself under a lock.
+
+mod entry;
+mod ring;
+mod sinks;
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::Duration;
+
+use crate::clock::{self, Clock};
+use crate::level::Level;
+use crate::options::Overflow;
+use crate::record::{FieldsBuf, Record, Source};
+
+use entry::Parts;
+use ring::{ProducerPos, Ring};
+pub(crate) use sinks::SinkSet;
+
+/// Whether the caller writes, or a background thread does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Mode {
+    /// A background writer thread; the caller only queues (default).
+    #[default]
+    NonBlocking,
+    /// The caller formats and writes under a lock, and flushes every record.
+    Sync,
+}
+
+/// Where a call comes from: everything about a record but its time,
+/// message and fields.
+#[derive(Clone, Copy, Debug)]
+pub struct Callsite<'a> {
+    /// Severity.
+    pub level: Level,
+    /// Target or logger name.
+    pub target: &'a str,
+    /// Module path.
+    pub module: Option<&'a str>,
+    /// Source file.
+    pub file: Option<&'a str>,
+    /// Line in the file.
+    pub line: Option<u32>,
+    /// Function name.
+    pub function: Option<&'a str>,
+}
+
+impl<'a> Callsite<'a> {
+    /// A call site with only a level and a target.
+    pub fn new(level: Level, target: &'a str) -> Self {
+        Callsite {
+            level,
+            target,
+            module: None,
+            file: None,
+            line: None,
+            function: None,
+        }
+    }
+}
+
+/// Counters of a pipeline, read with [`crate::Logger::stats`].
+///
+/// Once [`crate::Logger::flush`] has returned and nothing logs meanwhile,
+/// `written + dropped == logged` exactly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Records that passed the filter and were handed to the pipeline.
+    pub logged: u64,
+    /// Records handed to the sinks.
+    pub written: u64,
+    /// Records discarded by a lossy overflow policy.
+    pub dropped: u64,
+    /// Bytes the sinks produced.
+    pub bytes_written: u64,
+    /// Most bytes seen queued in one thread's ring.
+    pub queue_high_water: u64,
+    /// Failed sink writes (each reported on stderr, rate limited).
+    pub write_errors: u64,
+    /// Times a caller found its queue full and waited (`Block`) or dropped.
+    pub full_waits: u64,
+}
+
+pub(crate) struct Settings {
+    pub(crate) mode: Mode,
+    pub(crate) ring_bytes: usize,
+    pub(crate) overflow: Overflow,
+    pub(crate) flush_sync: bool,
+    pub(crate) clock: Option<Arc<dyn Clock>>,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Every live pipeline, so the panic hook and `atexit` can flush them all.
+static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves the data consistent
+    // (counters and handles), so poisoning is ignored.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) struct Shared {
+    id: u64,
+    mode: Mode,
+    ring_bytes: usize,
+    overflow: Overflow,
+    flush_sync: bool,
+    clock: Option<Arc<dyn Clock>>,
+    source: Arc<Source>,
+
+    rings: Mutex<Vec<Arc<Ring>>>,
+    rings_gen: AtomicU64,
+
+    writer: Mutex<Option<JoinHandle<SinkSet>>>,
+    writer_thread: Mutex<Option<Thread>>,
+    writer_sleeping: AtomicBool,
+    /// Sinks used by the caller directly: in synchronous mode, and after the
+    /// writer thread has stopped (records logged after shutdown still land).
+    direct: Mutex<Option<SinkSet>>,
+    stopping: AtomicBool,
+    stopped: AtomicBool,
+
+    flush_requested: AtomicU64,
+    flush_done: Mutex<u64>,
+    flush_cv: Condvar,
+
+    retired_logged: AtomicU64,
+    retired_dropped: AtomicU64,
+    direct_logged: AtomicU64,
+    written: AtomicU64,
+    bytes_written: AtomicU64,
+    high_water: AtomicUsize,
+    write_errors: AtomicU64,
+    full_waits: AtomicU64,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("id", &self.id)
+            .field("mode", &self.mode)
+            .field("overflow", &self.overflow)
+            .field("ring_bytes", &self.ring_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Producer {
+    pipeline: u64,
+    ring: Arc<Ring>,
+    pos: ProducerPos,
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.ring.closed.store(true, Ordering::Release);
+    }
+}
+
+#[derive(Default)]
+struct Local {
+    producers: Vec<Producer>,
+    message: Vec<u8>,
+    fields: FieldsBuf,
+    /// Set on the writer thread: records it would log (from a sink's own
+    /// dependencies) cannot go through its own queue.
+    is_writer: bool,
+}
+
+thread_local! {
+    static LOCAL: RefCell<Local> = RefCell::new(Local::default());
+}
+
+fn os_thread_id() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid has no preconditions.
+        (unsafe { libc::gettid() }) as u64
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        thread_local!(static ID: u64 = NEXT.fetch_add(1, Ordering::Relaxed));
+        ID.with(|id| *id)
+    }
+}
+
+impl Shared {
+    pub(crate) fn start(settings: Settings, sinks: SinkSet) -> std::io::Result<Arc<Shared>> {
+        let shared = Arc::new(Shared {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            mode: settings.mode,
+            ring_bytes: settings.ring_bytes,
+            overflow: settings.overflow,
+            flush_sync: settings.flush_sync,
+            clock: settings.clock,
+            source: Source::current(),
+            rings: Mutex::new(Vec::new()),
+            rings_gen: AtomicU64::new(0),
+            writer: Mutex::new(None),
+            writer_thread: Mutex::new(None),
+            writer_sleeping: AtomicBool::new(false),
+            direct: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            flush_requested: AtomicU64::new(0),
+            flush_done: Mutex::new(0),
+            flush_cv: Condvar::new(),
+            retired_logged: AtomicU64::new(0),
+            retired_dropped: AtomicU64::new(0),
+            direct_logged: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+            high_water: AtomicUsize::new(0),
+            write_errors: AtomicU64::new(0),
+            full_waits: AtomicU64::new(0),
+        });
+        match settings.mode {
+            Mode::Sync => {
+                *lock(&shared.direct) = Some(sinks);
+                shared.stopped.store(true, Ordering::Release);
+            }
+            Mode::NonBlocking => {
+                let s = Arc::clone(&shared);
+                let handle = thread::Builder::new()
+                    .name("logbraid-writer".into())
+                    .spawn(move || Writer::new(s, sinks).run())?;
+                *lock(&shared.writer_thread) = Some(handle.thread().clone());
+                *lock(&shared.writer) = Some(handle);
+            }
+        }
+        let mut live = lock(&LIVE);
+        live.retain(|w| w.strong_count() > 0);
+        live.push(Arc::downgrade(&shared));
+        Ok(shared)
+    }
+
+    #[inline]
+    fn now(&self) -> i64 {
+        match &self.clock {
+            Some(c) => c.now_ns(),
+            None => clock::now_ns(),
+        }
+    }
+
+    fn wake_writer(&self) {
+        if let Some(t) = lock(&self.writer_thread).as_ref() {
+            t.unpark();
+        }
+    }
+
+    /// Logs one record of this process. `fill` writes the message and the
+    /// fields into the buffers it is given.
+    pub(crate) fn log(&self, site: &Callsite<'_>, fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf)) {
+        let ts = self.now();
+        let done = LOCAL.try_with(|local| match local.try_borrow_mut() {
+            Ok(mut local) => {
+                let local = &mut *local;
+                local.message.clear();
+                local.fields.clear();
+                fill(&mut local.message, &mut local.fields);
+                if local.is_writer {
+                    // Dropped and counted: logging from inside a sink.
+                    self.retired_logged.fetch_add(1, Ordering::Relaxed);
+                    self.retired_dropped.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                let parts = Parts {
+                    timestamp_ns: ts,
+                    level: site.level,
+                    target: site.target,
+                    module: site.module,
+                    file: site.file,
+                    line: site.line,
+                    function: site.function,
+                    message: &local.message,
+                    fields: local.fields.as_bytes(),
+                    foreign: None,
+                };
+                self.enqueue(&mut local.producers, &parts)
+            }
+            Err(_) => false,
+        });
+        if done != Ok(true) {
+            // Re-entrant call (a Display impl that logs), thread-local storage
+            // already destroyed, or the writer has stopped: write directly.
+            let mut message = Vec::new();
+            let mut fields = FieldsBuf::new();
+            fill(&mut message, &mut fields);
+            self.write_direct(&Record {
+                timestamp_ns: ts,
+                level: site.level,
+                target: site.target,
+                message: &message,
+                module: site.module,
+                file: site.file,
+                line: site.line,
+                function: site.function,
+                thread_id: os_thread_id(),
+                thread_name: thread::current().name(),
+                source: &self.source,
+                fields: fields.as_fields(),
+            });
+        }
+    }
+
+    /// Logs a record that came from elsewhere (another process): its
+    /// source and thread are kept.
+    pub(crate) fn log_foreign(&self, record: &Record<'_>, source: &Arc<Source>) {
+        let parts = Parts {
+            timestamp_ns: record.timestamp_ns,
+            level: record.level,
+            target: record.target,
+            module: record.module,
+            file: record.file,
+            line: record.line,
+            function: record.function,
+            message: record.message,
+            fields: record.fields.encoded(),
+            foreign: Some((record.thread_id, record.thread_name, source)),
+        };
+        let done = LOCAL.try_with(|local| match local.try_borrow_mut() {
+            Ok(mut local) if !local.is_writer => self.enqueue(&mut local.producers, &parts),
+            _ => false,
+        });
+        if done != Ok(true) {
+            self.write_direct(&Record {
+                source,
+                ..*record
+            });
+        }
+    }
+
+    /// Returns false when the record must take the direct path.
+    fn enqueue(&self, producers: &mut Vec<Producer>, parts: &Parts<'_>) -> bool {
+        if self.mode == Mode::Sync || self.stopped.load(Ordering::Acquire) {
+            return false;
+        }
+        let idx = match producers.iter().position(|p| p.pipeline == self.id) {
+            Some(i) => i,
+            None => {
+                // Forget rings of pipelines that no longer exist.
+                producers.retain(|p| Arc::strong_count(&p.ring) > 1);
+                let ring = Arc::new(Ring::new(
+                    self.ring_bytes,
+                    os_thread_id(),
+                    thread::current().name().map(str::to_string),
+                ));
+                *lock(&ring.producer_thread) = Some(thread::current());
+                lock(&self.rings).push(Arc::clone(&ring));
+                self.rings_gen.fetch_add(1, Ordering::Release);
+                producers.push(Producer {
+                    pipeline: self.id,
+                    ring,
+                    pos: ProducerPos::default(),
+                });
+                producers.len() - 1
+            }
+        };
+        let p = &mut producers[idx];
+        let ring = &*p.ring;
+        ring.logged.fetch_add(1, Ordering::Relaxed);
+        if parts.push(ring, &mut p.pos) {
+            self.maybe_wake(ring, &p.pos);
+            return true;
+        }
+        self.full_waits.fetch_add(1, Ordering::Relaxed);
+        match self.overflow {
+            Overflow::DropNewest => {
+                ring.dropped.fetch_add(1, Ordering::Relaxed);
+                self.wake_writer();
+                true
+            }
+            Overflow::DropOldest => {
+                // Entries are at most a quarter of the ring, so dropping old
+                // ones always makes room eventually.
+                while !parts.push(ring, &mut p.pos) {
+                    ring.drop_oldest(&mut p.pos, &mut |head| {
+                        // SAFETY: the ring handed over a complete, owned entry.
+                        drop(unsafe { entry::take(head) });
+                    });
+                }
+                self.wake_writer();
+                true
+            }
+            _ => self.block_until_pushed(ring, &mut p.pos, parts),
+        }
+    }
+
+    #[inline]
+    fn maybe_wake(&self, ring: &Ring, pos: &ProducerPos) {
+        // Wake a sleeping writer once the ring is half full, so a burst does
+        // not wait for the writer's idle timer.
+        if pos.tail.wrapping_sub(pos.cached_head) > ring.capacity() / 2
+            && self.writer_sleeping.load(Ordering::Relaxed)
+        {
+            self.wake_writer();
+        }
+    }
+
+    fn block_until_pushed(&self, ring: &Ring, pos: &mut ProducerPos, parts: &Parts<'_>) -> bool {
+        ring.waiting.store(true, Ordering::Release);
+        let mut spins = 0u32;
+        let pushed = loop {
+            self.wake_writer();
+            if parts.push(ring, pos) {
+                break true;
+            }
+            if self.stopped.load(Ordering::Acquire) {
+                break false;
+            }
+            spins += 1;
+            if spins < 16 {
+                thread::yield_now();
+            } else {
+                thread::park_timeout(Duration::from_micros(200));
+            }
+        };
+        ring.waiting.store(false, Ordering::Release);
+        if !pushed {
+            // The writer stopped while we waited: the caller writes directly,
+            // so take back the count.
+            ring.logged.fetch_sub(1, Ordering::Relaxed);
+        }
+        pushed
+    }
+
+    fn write_direct(&self, record: &Record<'_>) {
+        self.direct_logged.fetch_add(1, Ordering::Relaxed);
+        let mut guard = lock(&self.direct);
+        if guard.is_none() && !self.stopped.load(Ordering::Acquire) {
+            // The writer is still running but this thread cannot queue
+            // (re-entrant call, or thread-local storage gone): hand the
+            // record to the writer's sinks by waiting for shutdown is not an
+            // option, so report it on stderr rather than lose it.
+            drop(guard);
+            let mut line = Vec::new();
+            let _ = write!(
+                line,
+                "logbraid: {} {}: ",
+                record.level,
+                record.target
+            );
+            line.extend_from_slice(record.message);
+            line.push(b'\n');
+            let _ = std::io::stderr().write_all(&line);
+            self.written.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Some(sinks) = guard.as_mut() {
+            let n = sinks.write(record);
+            self.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
+            self.written.fetch_add(1, Ordering::Relaxed);
+            self.write_errors
+                .fetch_add(sinks.flush(self.flush_sync), Ordering::Relaxed);
+        }
+    }
+
+    /// Returns once every record logged before the call is written.
+    pub(crate) fn flush(&self) {
+        if self.stopped.load(Ordering::Acquire) || self.mode == Mode::Sync {
+            if let Some(s) = lock(&self.direct).as_mut() {
+                self.write_errors.fetch_add(s.flush(self.flush_sync), Ordering::Relaxed);
+            }
+            return;
+        }
+        let target = self.flush_requested.fetch_add(1, Ordering::AcqRel) + 1;
+        self.wake_writer();
+        let mut done = lock(&self.flush_done);
+        while *done < target && !self.stopped.load(Ordering::Acquire) {
+            done = self
+                .flush_cv
+                .wait_timeout(done, Duration::from_millis(50))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+            // The timeout only re-checks `stopped` and wakes the writer
+            // again; it never gives up on the records.
+            if *done < target {
+                self.wake_writer();
+            }
+        }
+    }
+
+    /// Drains, flushes and stops the writer thread. Records logged later
+    /// are written directly by the caller. Idempotent.
+    pub(crate) fn shutdown(&self) {
+        let handle = lock(&self.writer).take();
+        let Some(handle) = handle else {
+            self.flush();
+            return;
+        };
+        self.stopping.store(true, Ordering::Release);
+        self.wake_writer();
+        let on_writer = thread::current().id() == handle.thread().id();
+        if on_writer {
+            return;
+        }
+        match handle.join() {
+            Ok(sinks) => *lock(&self.direct) = Some(sinks),
+            Err(_) => {
+                let _ = writeln!(std::io::stderr(), "logbraid: the writer thread panicked");
+            }
+        }
+        self.stopped.store(true, Ordering::Release);
+        self.flush_cv.notify_all();
+        // Producers blocked on a full ring see `stopped` and write directly.
+        for r in lock(&self.rings).iter() {
+            if let Some(t) = lock(&r.producer_thread).as_ref() {
+                t.unpark();
+            }
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let mut logged = self.retired_logged.load(Ordering::Relaxed);
+        let mut dropped = self.retired_dropped.load(Ordering::Relaxed);
+        for r in lock(&self.rings).iter() {
+            logged += r.logged.load(Ordering::Relaxed);
+            dropped += r.dropped.load(Ordering::Relaxed);
+        }
+        Stats {
+            logged: logged + self.direct_logged.load(Ordering::Relaxed),
+            written: self.written.load(Ordering::Relaxed),
+            dropped,
+            bytes_written: self.bytes_written.load(Ordering::Relaxed),
+            queue_high_water: self.high_water.load(Ordering::Relaxed) as u64,
+            write_errors: self.write_errors.load(Ordering::Relaxed),
+            full_waits: self.full_waits.load(Ordering::Relaxed),
+        }
+    }
+
+    fn dropped_total(&self, rings: &[Arc<Ring>]) -> u64 {
+        self.retired_dropped.load(Ordering::Relaxed)
+            + rings.iter().map(|r| r.dropped.load(Ordering::Relaxed)).sum::<u64>()
+    }
+}
+
+/// Flushes every live pipeline: from the panic hook and at exit.
+pub(crate) fn flush_all() {
+    let live: Vec<_> = lock(&LIVE).iter().filter_map(Weak::upgrade).collect();
+    for p in live {
+        p.flush();
+    }
+}
+
+/// Bytes claimed from one ring per pass: bounds the writer's scratch memory
+/// and keeps the merge fair between threads.
+const CLAIM_LIMIT: usize = 256 * 1024;
+
+struct Writer {
+    shared: Arc<Shared>,
+    sinks: SinkSet,
+    rings: Vec<Arc<Ring>>,
+    scratch: Vec<Vec<u8>>,
+    cursors: Vec<usize>,
+    gen: u64,
+    reported_drops: u64,
+    pending_flush: Option<(u64, Vec<(Arc<Ring>, usize)>)>,
+}
+
+impl Writer {
+    fn new(shared: Arc<Shared>, sinks: SinkSet) -> Self {
+        Writer {
+            shared,
+            sinks,
+            rings: Vec::new(),
+            scratch: Vec::new(),
+            cursors: Vec::new(),
+            gen: u64::MAX,
+            reported_drops: 0,
+            pending_flush: None,
+        }
+    }
+
+    fn refresh_rings(&mut self) {
+        let gen = self.shared.rings_gen.load(Ordering::Acquire);
+        if gen != self.gen {
+            self.gen = gen;
+            self.rings = lock(&self.shared.rings).clone();
+            self.scratch.resize_with(self.rings.len(), Vec::new);
+            self.cursors.resize(self.rings.len(), 0);
+        }
+    }
+
+    /// Forgets rings whose thread has exited and that are empty.
+    fn retire_rings(&mut self) {
+        let dead = |r: &Arc<Ring>| r.closed.load(Ordering::Acquire) && r.is_empty();
+        if !self.rings.iter().any(dead) {
+            return;
+        }
+        let mut all = lock(&self.shared.rings);
+        all.retain(|r| {
+            if dead(r) {
+                self.shared
+                    .retired_logged
+                    .fetch_add(r.logged.load(Ordering::Relaxed), Ordering::Relaxed);
+                self.shared
+                    .retired_dropped
+                    .fetch_add(r.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
+                false
+            } else {
+                true
+            }
+        });
+        self.shared.rings_gen.fetch_add(1, Ordering::Release);
+    }
+
+    /// One pass: claims from every ring, merges by timestamp, writes.
+    /// Returns the number of records written.
+    fn pass(&mut self) -> usize {
+        let mut high = 0;
+        for (ring, buf) in self.rings.iter().zip(self.scratch.iter_mut()) {
+            buf.clear();
+            high = high.max(ring.claim(buf, CLAIM_LIMIT));
+        }
+        self.shared.high_water.fetch_max(high, Ordering::Relaxed);
+        self.cursors.iter_mut().for_each(|c| *c = 0);
+        let source = Arc::clone(&self.shared.source);
+        let mut count = 0;
+        let mut bytes = 0;
+        loop {
+            // The ring with the oldest next entry; few rings, so a scan.
+            let mut best: Option<(usize, i64)> = None;
+            for (i, buf) in self.scratch.iter().enumerate() {
+                let at = self.cursors[i];
+                if at < buf.len() {
+                    let ts = entry::timestamp(&buf[at..]);
+                    if best.is_none_or(|(_, b)| ts < b) {
+                        best = Some((i, ts));
+                    }
+                }
+            }
+            let Some((i, _)) = best else { break };
+            let buf = &self.scratch[i];
+            let at = self.cursors[i];
+            let len = entry::entry_len(&buf[at..]);
+            self.cursors[i] = at + len;
+            // SAFETY: the bytes were claimed from the ring by this reader's
+            // successful compare-and-swap, so each entry is taken once.
+            let claimed = unsafe { entry::take(&buf[at..at + len]) };
+            let ring = &self.rings[i];
+            let rec = claimed.record((ring.thread_id, ring.thread_name.as_deref()), &source);
+            bytes += self.sinks.write(&rec);
+            count += 1;
+        }
+        self.shared.written.fetch_add(count as u64, Ordering::Relaxed);
+        self.shared.bytes_written.fetch_add(bytes as u64, Ordering::Relaxed);
+        count
+    }
+
+    fn report_drops(&mut self) {
+        let total = self.shared.dropped_total(&self.rings);
+        if total <= self.reported_drops {
+            return;
+        }
+        let new = total - self.reported_drops;
+        self.reported_drops = total;
+        let message = format!(
+            "{new} records dropped: the queue was full under overflow policy {} ({total} dropped in total)",
+            self.shared.overflow
+        );
+        let mut fields = FieldsBuf::new();
+        fields.push("dropped", crate::record::Value::U64(new));
+        fields.push("dropped_total", crate::record::Value::U64(total));
+        let rec = Record {
+            timestamp_ns: self.shared.now(),
+            level: Level::Warn,
+            target: "logbraid",
+            message: message.as_bytes(),
+            module: None,
+            file: None,
+            line: None,
+            function: None,
+            thread_id: os_thread_id(),
+            thread_name: Some("logbraid-writer"),
+            source: &self.shared.source,
+            fields: fields.as_fields(),
+        };
+        self.sinks.write(&rec);
+    }
+
+    fn flush_sinks(&mut self, sync: bool) {
+        let errors = self.sinks.flush(sync);
+        self.shared.write_errors.fetch_add(errors, Ordering::Relaxed);
+    }
+
+    fn run(mut self) -> SinkSet {
+        let _ = LOCAL.try_with(|l| {
+            if let Ok(mut l) = l.try_borrow_mut() {
+                l.is_writer = true;
+            }
+        });
+        let mut idle = 0u32;
+        loop {
+            let requested = self.shared.flush_requested.load(Ordering::Acquire);
+            let stopping = self.shared.stopping.load(Ordering::Acquire);
+            self.refresh_rings();
+            if self.pending_flush.is_none() && requested > *lock(&self.shared.flush_done) {
+                let marks = self.rings.iter().map(|r| (Arc::clone(r), r.tail_now())).collect();
+                self.pending_flush = Some((requested, marks));
+            }
+            let n = self.pass();
+            self.report_drops();
+            if n > 0 {
+                self.flush_sinks(false);
+            }
+            if let Some((target, marks)) = &self.pending_flush {
+                if marks.iter().all(|(r, t)| r.consumed(*t)) {
+                    let target = *target;
+                    self.pending_flush = None;
+                    self.flush_sinks(self.shared.flush_sync);
+                    *lock(&self.shared.flush_done) = target;
+                    self.shared.flush_cv.notify_all();
+                    continue;
+                }
+            }
+            if n > 0 {
+                idle = 0;
+                continue;
+            }
+            if stopping && self.rings.iter().all(|r| r.is_empty()) {
+                self.report_drops();
+                self.flush_sinks(self.shared.flush_sync);
+                *lock(&self.shared.flush_done) = u64::MAX;
+                self.shared.flush_cv.notify_all();
+                return self.sinks;
+            }
+            self.retire_rings();
+            idle = idle.saturating_add(1);
+            if idle < 4 {
+                thread::yield_now();
+                continue;
+            }
+            let wait = Duration::from_micros(50u64 << (idle - 4).min(8)).min(Duration::from_millis(10));
+            self.shared.writer_sleeping.store(true, Ordering::SeqCst);
+            let work = self.shared.stopping.load(Ordering::SeqCst)
+                || self.shared.flush_requested.load(Ordering::SeqCst) != requested
+                || self.rings.iter().any(|r| !r.is_empty());
+            if !work {
+                thread::park_timeout(wait);
+            }
+            self.shared.writer_sleeping.store(false, Ordering::Relaxed);
+        }
+    }
+}

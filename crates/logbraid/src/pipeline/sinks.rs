@@ -1,0 +1,94 @@
+//! The set of sinks one pipeline writes to, with per-sink level thresholds
+//! and rate-limited error reports.
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use crate::level::LevelFilter;
+use crate::record::Record;
+use crate::sink::Sink;
+
+/// Least time between two error reports of one sink on stderr.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+struct Entry {
+    sink: Box<dyn Sink>,
+    level: LevelFilter,
+    last_report: Option<Instant>,
+    unreported: u64,
+}
+
+/// Sinks of a pipeline.
+pub(crate) struct SinkSet {
+    entries: Vec<Entry>,
+}
+
+impl std::fmt::Debug for SinkSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.entries.iter().map(|e| (&e.sink, e.level))).finish()
+    }
+}
+
+impl SinkSet {
+    pub(crate) fn new() -> Self {
+        SinkSet { entries: Vec::new() }
+    }
+
+    pub(crate) fn push(&mut self, sink: Box<dyn Sink>, level: LevelFilter) {
+        self.entries.push(Entry {
+            sink,
+            level,
+            last_report: None,
+            unreported: 0,
+        });
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Writes to every sink whose threshold passes; returns the largest
+    /// byte count one sink produced.
+    pub(crate) fn write(&mut self, record: &Record<'_>) -> usize {
+        let mut bytes = 0;
+        for e in &mut self.entries {
+            if !e.level.enables(record.level) {
+                continue;
+            }
+            match e.sink.write(record) {
+                Ok(n) => bytes = bytes.max(n),
+                Err(err) => report(e, &err),
+            }
+        }
+        bytes
+    }
+
+    /// Flushes (and with `sync`, fsyncs) every sink; returns the number of
+    /// sinks that failed.
+    pub(crate) fn flush(&mut self, sync: bool) -> u64 {
+        let mut failed = 0;
+        for e in &mut self.entries {
+            let r = if sync { e.sink.sync() } else { e.sink.flush() };
+            if let Err(err) = r {
+                failed += 1;
+                report(e, &err);
+            }
+        }
+        failed
+    }
+}
+
+fn report(e: &mut Entry, err: &std::io::Error) {
+    e.unreported += 1;
+    let now = Instant::now();
+    if e.last_report.is_some_and(|t| now.duration_since(t) < REPORT_EVERY) {
+        return;
+    }
+    e.last_report = Some(now);
+    let _ = writeln!(
+        std::io::stderr(),
+        "logbraid: sink {:?} failed ({} failure(s) since the last report): {err}",
+        e.sink, e.unreported
+    );
+    e.unreported = 0;
+}
