@@ -2,6 +2,8 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod clock;
+pub mod config;
+pub mod filter;
 pub mod layout;
 pub mod level;
 pub mod record;
