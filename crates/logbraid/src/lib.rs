@@ -3,6 +3,7 @@
 
 pub mod bridge;
 pub mod clock;
+pub mod config;
 pub mod filter;
 pub mod layout;
 pub mod level;

@@ -5,6 +5,9 @@ use std::io;
 
 use crate::record::Record;
 
+mod console;
+pub use console::{color_enabled, Console, ConsoleStream};
+
 /// A destination for records. Each sink owns its layout, formats each
 /// record into its own buffer, and writes the buffer once per batch.
 ///

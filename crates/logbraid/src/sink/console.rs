@@ -1,0 +1,443 @@
+//! The console sink: standard error (default) or standard output.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::io::{self, IsTerminal, Write};
+use std::str::FromStr;
+
+use crate::layout::Layout;
+use crate::options::{ColorChoice, ParseOptionError};
+use crate::record::Record;
+use crate::sink::Sink;
+
+/// Which standard stream a [`Console`] writes to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ConsoleStream {
+    /// Standard error (default): logs stay apart from a program's output.
+    #[default]
+    Stderr,
+    /// Standard output.
+    Stdout,
+}
+
+impl ConsoleStream {
+    /// The word that names the stream in configuration (`stderr`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ConsoleStream::Stderr => "stderr",
+            ConsoleStream::Stdout => "stdout",
+        }
+    }
+
+    /// Whether the stream is attached to a terminal.
+    pub fn is_terminal(self) -> bool {
+        match self {
+            ConsoleStream::Stderr => io::stderr().is_terminal(),
+            ConsoleStream::Stdout => io::stdout().is_terminal(),
+        }
+    }
+}
+
+impl FromStr for ConsoleStream {
+    type Err = ParseOptionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "stderr" => Ok(ConsoleStream::Stderr),
+            "stdout" => Ok(ConsoleStream::Stdout),
+            _ => Err(ParseOptionError {
+                value: s.to_string(),
+                choices: "stderr, stdout",
+            }),
+        }
+    }
+}
+
+impl fmt::Display for ConsoleStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether to use colour, given the user's choice, whether the stream is a
+/// terminal, and the value of the `NO_COLOR` environment variable.
+///
+/// `Always` and `Never` mean what they say. `Auto` means colour only on a
+/// terminal, and only when `NO_COLOR` is unset or empty: following
+/// <https://no-color.org>, any non-empty value disables colour.
+pub fn color_enabled(choice: ColorChoice, is_terminal: bool, no_color_env: Option<&OsStr>) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        _ => is_terminal && no_color_env.map_or(true, OsStr::is_empty),
+    }
+}
+
+enum Target {
+    Std(ConsoleStream),
+    Writer(Box<dyn Write + Send>),
+}
+
+/// A sink that writes to standard error or standard output.
+///
+/// Records are formatted into a buffer by [`Sink::write`]; [`Sink::flush`]
+/// locks the stream and hands the whole buffer to it in one `write_all`, so
+/// one batch is never interleaved with other output of the process.
+///
+/// | setting | default | set with |
+/// |---|---|---|
+/// | stream | standard error | [`Console::stderr`], [`Console::stdout`], [`Console::new`] |
+/// | layout | none: **required** | [`Console::layout`] |
+/// | colour | [`ColorChoice::Auto`] | [`Console::color`] |
+///
+/// The layout is set after construction so that a builder can first ask
+/// [`Console::wants_color`] and then pick a coloured or a plain layout.
+/// Writing through a console without a layout fails with
+/// [`io::ErrorKind::InvalidInput`].
+///
+/// # Broken pipe
+///
+/// When the reader of the stream goes away (`my_program | head`), writes fail
+/// with `EPIPE`. The first such failure is returned from `flush`, so it can be
+/// reported once; from then on the console discards what it is given and
+/// reports success, because the pipe cannot come back and an error on every
+/// batch would only flood whoever handles errors. Other errors are returned
+/// every time, and the buffer is kept so a later `flush` retries it.
+pub struct Console {
+    target: Target,
+    layout: Option<Box<dyn Layout>>,
+    color: ColorChoice,
+    buf: Vec<u8>,
+    /// Set after the first `EPIPE`: the reader is gone for good.
+    broken_pipe: bool,
+}
+
+impl fmt::Debug for Console {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let target: &dyn fmt::Debug = match &self.target {
+            Target::Std(stream) => stream,
+            Target::Writer(_) => &"writer",
+        };
+        f.debug_struct("Console")
+            .field("target", target)
+            .field("layout", &self.layout)
+            .field("color", &self.color)
+            .field("buffered", &self.buf.len())
+            .field("broken_pipe", &self.broken_pipe)
+            .finish()
+    }
+}
+
+impl Default for Console {
+    /// [`Console::stderr`].
+    fn default() -> Self {
+        Console::stderr()
+    }
+}
+
+impl Console {
+    fn with_target(target: Target) -> Self {
+        Console {
+            target,
+            layout: None,
+            color: ColorChoice::default(),
+            buf: Vec::new(),
+            broken_pipe: false,
+        }
+    }
+
+    /// A console on the given stream.
+    pub fn new(stream: ConsoleStream) -> Self {
+        Console::with_target(Target::Std(stream))
+    }
+
+    /// A console on standard error.
+    pub fn stderr() -> Self {
+        Console::new(ConsoleStream::Stderr)
+    }
+
+    /// A console on standard output.
+    pub fn stdout() -> Self {
+        Console::new(ConsoleStream::Stdout)
+    }
+
+    /// A console that writes to `writer` instead of a standard stream, for
+    /// tests. It is never a terminal, so `Auto` colour is off.
+    pub fn to_writer(writer: Box<dyn Write + Send>) -> Self {
+        Console::with_target(Target::Writer(writer))
+    }
+
+    /// Sets the layout that formats each record.
+    #[must_use]
+    pub fn layout(mut self, layout: Box<dyn Layout>) -> Self {
+        self.layout = Some(layout);
+        self
+    }
+
+    /// Sets the colour choice (default [`ColorChoice::Auto`]).
+    #[must_use]
+    pub fn color(mut self, choice: ColorChoice) -> Self {
+        self.color = choice;
+        self
+    }
+
+    /// Whether the layout should emit colour: the colour choice applied to
+    /// this stream and the current `NO_COLOR` (see [`color_enabled`]).
+    pub fn wants_color(&self) -> bool {
+        let is_terminal = match &self.target {
+            Target::Std(stream) => stream.is_terminal(),
+            Target::Writer(_) => false,
+        };
+        color_enabled(
+            self.color,
+            is_terminal,
+            std::env::var_os("NO_COLOR").as_deref(),
+        )
+    }
+
+    /// The standard stream written to, `None` for [`Console::to_writer`].
+    pub fn stream(&self) -> Option<ConsoleStream> {
+        match self.target {
+            Target::Std(stream) => Some(stream),
+            Target::Writer(_) => None,
+        }
+    }
+
+    fn write_buffer(&mut self) -> io::Result<()> {
+        match &mut self.target {
+            Target::Std(ConsoleStream::Stderr) => {
+                let mut out = io::stderr().lock();
+                out.write_all(&self.buf)?;
+                out.flush()
+            }
+            Target::Std(ConsoleStream::Stdout) => {
+                let mut out = io::stdout().lock();
+                out.write_all(&self.buf)?;
+                out.flush()
+            }
+            Target::Writer(w) => {
+                w.write_all(&self.buf)?;
+                w.flush()
+            }
+        }
+    }
+}
+
+impl Sink for Console {
+    /// Formats `record` into the buffer. Returns 0 without formatting once
+    /// the stream's reader is gone (see [broken pipe](Console#broken-pipe)).
+    fn write(&mut self, record: &Record<'_>) -> io::Result<usize> {
+        if self.broken_pipe {
+            return Ok(0);
+        }
+        let Some(layout) = self.layout.as_mut() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "console sink has no layout: set one with Console::layout",
+            ));
+        };
+        let before = self.buf.len();
+        layout.format(record, &mut self.buf);
+        Ok(self.buf.len() - before)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        match self.write_buffer() {
+            Ok(()) => {
+                self.buf.clear();
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.buf.clear();
+                if self.broken_pipe {
+                    Ok(())
+                } else {
+                    self.broken_pipe = true;
+                    Err(e)
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::level::Level;
+    use crate::record::{Fields, Source};
+    use std::sync::{Arc, Mutex};
+
+    /// `LEVEL target: message`, nothing else.
+    #[derive(Debug)]
+    struct Plain;
+
+    impl Layout for Plain {
+        fn format(&mut self, r: &Record<'_>, out: &mut Vec<u8>) {
+            out.extend_from_slice(r.level.as_str().as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(r.target.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(r.message);
+            out.push(b'\n');
+        }
+    }
+
+    /// Shared bytes plus a count of `write` calls; fails with a chosen error
+    /// when one is set.
+    #[derive(Clone, Default)]
+    struct Capture {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        writes: Arc<Mutex<usize>>,
+        fail: Arc<Mutex<Option<io::ErrorKind>>>,
+    }
+
+    impl Write for Capture {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            *self.writes.lock().unwrap() += 1;
+            if let Some(kind) = *self.fail.lock().unwrap() {
+                return Err(io::Error::from(kind));
+            }
+            self.bytes.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn record<'a>(source: &'a Source, level: Level, target: &'a str, msg: &'a str) -> Record<'a> {
+        Record {
+            timestamp_ns: 0,
+            level,
+            target,
+            message: msg.as_bytes(),
+            module: None,
+            file: None,
+            line: None,
+            function: None,
+            thread_id: 1,
+            thread_name: None,
+            source,
+            fields: Fields::EMPTY,
+        }
+    }
+
+    fn source() -> Source {
+        Source {
+            host: "h".to_string(),
+            pid: 1,
+            process_name: "p".to_string(),
+        }
+    }
+
+    #[test]
+    fn a_batch_goes_out_in_one_write_with_exact_bytes() {
+        let cap = Capture::default();
+        let mut c = Console::to_writer(Box::new(cap.clone())).layout(Box::new(Plain));
+        let src = source();
+        assert_eq!(
+            c.write(&record(&src, Level::Info, "app", "started"))
+                .unwrap(),
+            18
+        );
+        assert_eq!(
+            c.write(&record(&src, Level::Warn, "app::db", "slow"))
+                .unwrap(),
+            19
+        );
+        c.write(&record(&src, Level::Error, "x", "")).unwrap();
+        assert!(cap.bytes.lock().unwrap().is_empty(), "nothing before flush");
+        c.flush().unwrap();
+        assert_eq!(
+            cap.bytes.lock().unwrap().as_slice(),
+            b"INFO app: started\nWARN app::db: slow\nERROR x: \n"
+        );
+        assert_eq!(*cap.writes.lock().unwrap(), 1);
+        c.flush().unwrap();
+        assert_eq!(
+            *cap.writes.lock().unwrap(),
+            1,
+            "an empty flush writes nothing"
+        );
+    }
+
+    #[test]
+    fn broken_pipe_is_reported_once_then_swallowed() {
+        let cap = Capture::default();
+        *cap.fail.lock().unwrap() = Some(io::ErrorKind::BrokenPipe);
+        let mut c = Console::to_writer(Box::new(cap.clone())).layout(Box::new(Plain));
+        let src = source();
+        c.write(&record(&src, Level::Info, "a", "1")).unwrap();
+        let e = c.flush().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+        assert_eq!(c.write(&record(&src, Level::Info, "a", "2")).unwrap(), 0);
+        c.flush().unwrap();
+        c.flush().unwrap();
+        assert_eq!(
+            *cap.writes.lock().unwrap(),
+            1,
+            "no write after the pipe broke"
+        );
+    }
+
+    #[test]
+    fn other_errors_keep_the_buffer_for_a_retry() {
+        let cap = Capture::default();
+        *cap.fail.lock().unwrap() = Some(io::ErrorKind::Other);
+        let mut c = Console::to_writer(Box::new(cap.clone())).layout(Box::new(Plain));
+        let src = source();
+        c.write(&record(&src, Level::Info, "a", "kept")).unwrap();
+        assert_eq!(c.flush().unwrap_err().kind(), io::ErrorKind::Other);
+        assert_eq!(c.flush().unwrap_err().kind(), io::ErrorKind::Other);
+        *cap.fail.lock().unwrap() = None;
+        c.flush().unwrap();
+        assert_eq!(cap.bytes.lock().unwrap().as_slice(), b"INFO a: kept\n");
+    }
+
+    #[test]
+    fn writing_without_a_layout_is_an_error() {
+        let mut c = Console::to_writer(Box::new(Capture::default()));
+        let src = source();
+        let e = c.write(&record(&src, Level::Info, "a", "x")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            e.to_string(),
+            "console sink has no layout: set one with Console::layout"
+        );
+    }
+
+    #[test]
+    fn color_follows_the_choice_the_terminal_and_no_color() {
+        let set = Some(OsStr::new("1"));
+        let empty = Some(OsStr::new(""));
+        assert!(color_enabled(ColorChoice::Always, false, set));
+        assert!(!color_enabled(ColorChoice::Never, true, None));
+        assert!(color_enabled(ColorChoice::Auto, true, None));
+        assert!(color_enabled(ColorChoice::Auto, true, empty));
+        assert!(!color_enabled(ColorChoice::Auto, true, set));
+        assert!(!color_enabled(ColorChoice::Auto, false, None));
+        assert!(!color_enabled(ColorChoice::Auto, false, empty));
+    }
+
+    #[test]
+    fn a_writer_is_not_a_terminal() {
+        let c = Console::to_writer(Box::new(io::sink()));
+        assert!(!c.wants_color());
+        assert!(c.color(ColorChoice::Always).wants_color());
+        assert_eq!(Console::stdout().stream(), Some(ConsoleStream::Stdout));
+        assert_eq!(Console::default().stream(), Some(ConsoleStream::Stderr));
+    }
+
+    #[test]
+    fn stream_words_parse() {
+        assert_eq!("STDOUT".parse::<ConsoleStream>(), Ok(ConsoleStream::Stdout));
+        assert_eq!(ConsoleStream::Stderr.to_string(), "stderr");
+        assert_eq!(
+            "stdin".parse::<ConsoleStream>().unwrap_err().to_string(),
+            "\"stdin\" is not one of: stderr, stdout"
+        );
+    }
+}
