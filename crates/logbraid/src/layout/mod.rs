@@ -1,8 +1,57 @@
 //! Layouts turn a [`Record`] into the bytes of one line.
+//!
+//! Three layouts cover what people ask of a log file:
+//!
+//! | layout | for | shape |
+//! |---|---|---|
+//! | [`TextLayout`] | people reading a terminal or a file | `2026-11-22T10:04:05.123456Z INFO  [4242/main] app::db: connected user=ada` |
+//! | [`JsonLayout`] | machines: one JSON object per line | `{"ts":"…","level":"INFO","target":"app::db","msg":"connected",…}` |
+//! | [`PythonLayout`] | programs moving from Python's `logging` | any `%(asctime)s %(levelname)-8s %(message)s` format |
+//!
+//! [`LayoutSpec`] names one of them as configuration does (`"text"`,
+//! `"json"` or a `%`-style format) and builds it.
+//!
+//! ```
+//! use logbraid::layout::{Layout, LayoutSpec};
+//! use logbraid::{Fields, Level, Record, Source};
+//!
+//! let spec = LayoutSpec::parse("%(levelname)s:%(name)s:%(message)s", None)?;
+//! let mut layout = spec.build(false);
+//! let source = Source { host: "h".into(), pid: 1, process_name: "app".into() };
+//! let record = Record {
+//!     timestamp_ns: 0,
+//!     level: Level::Warn,
+//!     target: "app.db",
+//!     message: b"disk almost full",
+//!     module: None,
+//!     file: None,
+//!     line: None,
+//!     function: None,
+//!     thread_id: 1,
+//!     thread_name: None,
+//!     source: &source,
+//!     fields: Fields::EMPTY,
+//! };
+//! let mut out = Vec::new();
+//! layout.format(&record, &mut out);
+//! assert_eq!(out, b"WARNING:app.db:disk almost full\n");
+//! # Ok::<(), logbraid::layout::LayoutError>(())
+//! ```
 
 use std::fmt;
+use std::str::FromStr;
 
-use crate::record::Record;
+use crate::level::Level;
+use crate::record::{Fields, Record, Value};
+
+mod json;
+mod python;
+mod text;
+pub(crate) mod time;
+
+pub use json::JsonLayout;
+pub use python::{LayoutError, LayoutErrorKind, PythonLayout};
+pub use text::TextLayout;
 
 /// Formats records. A layout is owned by one sink and used from one thread
 /// at a time, so it may keep caches (the formatted date of the current
@@ -10,4 +59,326 @@ use crate::record::Record;
 pub trait Layout: Send + fmt::Debug {
     /// Appends one complete line for `record` to `out`, ending in `\n`.
     fn format(&mut self, record: &Record<'_>, out: &mut Vec<u8>);
+}
+
+impl<L: Layout + ?Sized> Layout for Box<L> {
+    fn format(&mut self, record: &Record<'_>, out: &mut Vec<u8>) {
+        (**self).format(record, out)
+    }
+}
+
+/// Which layout to use, as configuration names it.
+///
+/// Parsed from one string: `"text"` and `"json"` (in any case, surrounding
+/// blanks ignored) name [`TextLayout`] and [`JsonLayout`]; anything else is a
+/// Python `%`-style format for [`PythonLayout`], checked when parsed. The
+/// default is `Text`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LayoutSpec {
+    /// [`TextLayout`].
+    #[default]
+    Text,
+    /// [`JsonLayout`].
+    Json,
+    /// [`PythonLayout`] with this format and optional `datefmt`.
+    Python {
+        /// The `%`-style format, e.g. `%(asctime)s %(levelname)s %(message)s`.
+        format: String,
+        /// A `strftime` pattern for `%(asctime)s`; `None` for Python's
+        /// default `2026-11-22 10:04:05,123`.
+        datefmt: Option<String>,
+    },
+}
+
+impl LayoutSpec {
+    /// Reads a layout name or a `%`-style format. `datefmt` only applies to
+    /// a `%`-style format; with `"text"` or `"json"` it is ignored, so that a
+    /// configuration can keep one `datefmt` while switching layouts.
+    ///
+    /// # Errors
+    ///
+    /// A malformed `%`-style format (see [`PythonLayout::new`]).
+    pub fn parse(format: &str, datefmt: Option<&str>) -> Result<LayoutSpec, LayoutError> {
+        let word = format.trim();
+        if word.eq_ignore_ascii_case("text") {
+            return Ok(LayoutSpec::Text);
+        }
+        if word.eq_ignore_ascii_case("json") {
+            return Ok(LayoutSpec::Json);
+        }
+        PythonLayout::new(format, datefmt)?;
+        Ok(LayoutSpec::Python {
+            format: format.to_string(),
+            datefmt: datefmt.map(str::to_string),
+        })
+    }
+
+    /// Builds the layout. `color` asks for ANSI colours in the text and
+    /// Python layouts (JSON is never coloured); decide it from the terminal
+    /// and `NO_COLOR` before calling.
+    ///
+    /// A `Python` spec built by hand rather than by [`LayoutSpec::parse`]
+    /// may hold a malformed format; it then falls back to [`TextLayout`], so
+    /// records are still written. Parse first to see the error.
+    pub fn build(&self, color: bool) -> Box<dyn Layout> {
+        match self {
+            LayoutSpec::Text => Box::new(TextLayout::new().with_color(color)),
+            LayoutSpec::Json => Box::new(JsonLayout::new()),
+            LayoutSpec::Python { format, datefmt } => {
+                match PythonLayout::new(format, datefmt.as_deref()) {
+                    Ok(layout) => Box::new(layout.with_color(color)),
+                    Err(_) => Box::new(TextLayout::new().with_color(color)),
+                }
+            }
+        }
+    }
+}
+
+impl FromStr for LayoutSpec {
+    type Err = LayoutError;
+
+    /// [`LayoutSpec::parse`] without a `datefmt`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        LayoutSpec::parse(s, None)
+    }
+}
+
+/// ANSI escape that starts the colour of a level.
+pub(crate) const fn level_color(level: Level) -> &'static [u8] {
+    match level {
+        Level::Trace => b"\x1b[35m",
+        Level::Debug => b"\x1b[34m",
+        Level::Info => b"\x1b[32m",
+        Level::Warn => b"\x1b[33m",
+        Level::Error => b"\x1b[31m",
+        Level::Critical => b"\x1b[1;37;41m",
+    }
+}
+
+/// ANSI escape that dims text (the timestamp).
+pub(crate) const DIM: &[u8] = b"\x1b[2m";
+/// ANSI escape that ends any colour.
+pub(crate) const RESET: &[u8] = b"\x1b[0m";
+
+/// Appends `bytes` as UTF-8, each invalid sequence replaced by U+FFFD
+/// (the same replacements as `String::from_utf8_lossy`).
+#[inline]
+pub(crate) fn push_lossy(out: &mut Vec<u8>, bytes: &[u8]) {
+    // `from_utf8` checks whole words at a time; walking the chunks is only
+    // needed when there is something to replace.
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        out.extend_from_slice(s.as_bytes());
+        return;
+    }
+    for chunk in bytes.utf8_chunks() {
+        out.extend_from_slice(chunk.valid().as_bytes());
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{FFFD}".as_bytes());
+        }
+    }
+}
+
+/// Appends `v` in decimal.
+#[inline]
+pub(crate) fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Appends `v` in decimal.
+#[inline]
+pub(crate) fn push_i64(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    push_u64(out, v.unsigned_abs());
+}
+
+/// The fields Python's `Formatter` appends after the line, each on lines
+/// of its own, rather than writing them as `key=value`.
+pub(crate) const TRAILER_FIELDS: [&str; 2] = ["exc_text", "stack_info"];
+
+/// Appends the traceback fields (`exc_text`, then `stack_info`; the last of
+/// each when repeated) as Python's `Formatter.format` does: a newline
+/// unless the text so far ends in one, then the text. Empty and non-text
+/// values are skipped, and one trailing newline of the field is dropped, so
+/// the record still ends in exactly one. `start` is where this record began
+/// in `out`.
+pub(crate) fn push_trailers(fields: Fields<'_>, out: &mut Vec<u8>, start: usize) {
+    let mut found: [Option<&[u8]>; 2] = [None, None];
+    for (key, value) in fields {
+        if let Some(slot) = TRAILER_FIELDS.iter().position(|t| *t == key) {
+            found[slot] = match value {
+                Value::Str(text) => Some(text),
+                _ => None,
+            };
+        }
+    }
+    for text in found.into_iter().flatten() {
+        let text = text.strip_suffix(b"\n").unwrap_or(text);
+        if text.is_empty() {
+            continue;
+        }
+        if out.len() == start || out.last() != Some(&b'\n') {
+            out.push(b'\n');
+        }
+        push_lossy(out, text);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use crate::level::Level;
+    use crate::record::{FieldsBuf, Record, Source};
+
+    /// 2023-11-14T22:13:20.123456789Z.
+    pub(crate) const TS: i64 = 1_700_000_000_123_456_789;
+
+    pub(crate) fn source() -> Source {
+        Source {
+            host: "web-1".to_string(),
+            pid: 4242,
+            process_name: "app".to_string(),
+        }
+    }
+
+    /// A record with every optional part set, at [`TS`].
+    pub(crate) fn record<'a>(source: &'a Source, fields: &'a FieldsBuf) -> Record<'a> {
+        Record {
+            timestamp_ns: TS,
+            level: Level::Info,
+            target: "app::db",
+            message: b"connected",
+            module: Some("app::db"),
+            file: Some("src/db/pool.rs"),
+            line: Some(42),
+            function: Some("connect"),
+            thread_id: 7,
+            thread_name: Some("main"),
+            source,
+            fields: fields.as_fields(),
+        }
+    }
+
+    /// Pseudo-random byte strings, weighted towards the bytes that need
+    /// care: quotes, backslashes, control characters, the parts of U+2028,
+    /// and bytes that cannot start or continue UTF-8. Deterministic, so a
+    /// failure can be replayed.
+    pub(crate) fn hostile_strings(count: usize) -> Vec<Vec<u8>> {
+        const PICKS: &[u8] =
+            b"a =\"\\\n\r\t\x00\x1f\x7f\xe2\x80\xa8\xa9\xc3\xff\xf0\x9f\x98\x80\xed\xa0";
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        (0..count)
+            .map(|_| {
+                let len = (next() % 24) as usize;
+                (0..len)
+                    .map(|_| {
+                        let r = next();
+                        if r % 3 == 0 {
+                            (r >> 8) as u8
+                        } else {
+                            PICKS[(r >> 8) as usize % PICKS.len()]
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The same record with every optional part absent.
+    pub(crate) fn bare<'a>(source: &'a Source, fields: &'a FieldsBuf) -> Record<'a> {
+        Record {
+            module: None,
+            file: None,
+            line: None,
+            function: None,
+            thread_name: None,
+            ..record(source, fields)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+    use crate::record::FieldsBuf;
+
+    #[test]
+    fn spec_parses_names_and_formats() {
+        assert_eq!(LayoutSpec::parse("text", None), Ok(LayoutSpec::Text));
+        assert_eq!(
+            LayoutSpec::parse(" JSON ", Some("%H")),
+            Ok(LayoutSpec::Json)
+        );
+        assert_eq!(
+            LayoutSpec::parse("%(message)s", Some("%H:%M")),
+            Ok(LayoutSpec::Python {
+                format: "%(message)s".into(),
+                datefmt: Some("%H:%M".into())
+            })
+        );
+        assert_eq!("Text".parse::<LayoutSpec>(), Ok(LayoutSpec::Text));
+        let err = LayoutSpec::parse("%(message)q", None).unwrap_err();
+        assert_eq!(err.index(), 10);
+        assert_eq!(LayoutSpec::default(), LayoutSpec::Text);
+    }
+
+    #[test]
+    fn spec_builds_each_layout() {
+        let src = source();
+        let fields = FieldsBuf::new();
+        let rec = record(&src, &fields);
+        let line = |spec: LayoutSpec, color: bool| {
+            let mut out = Vec::new();
+            spec.build(color).format(&rec, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            line(LayoutSpec::Text, false),
+            "2023-11-14T22:13:20.123456Z INFO  [4242/main] app::db: connected\n"
+        );
+        assert!(line(LayoutSpec::Text, true).contains("\x1b[32mINFO\x1b[0m"));
+        assert!(line(LayoutSpec::Json, true).starts_with("{\"ts\":"));
+        let py = LayoutSpec::parse("%(levelname)s %(message)s", None).unwrap();
+        assert_eq!(line(py.clone(), false), "INFO connected\n");
+        assert_eq!(line(py, true), "\x1b[32mINFO\x1b[0m connected\n");
+        // A malformed format that skipped parse still writes records.
+        let bad = LayoutSpec::Python {
+            format: "%(oops".into(),
+            datefmt: None,
+        };
+        assert!(line(bad, false).ends_with("app::db: connected\n"));
+    }
+
+    #[test]
+    fn integers_and_lossy_text() {
+        let mut out = Vec::new();
+        push_u64(&mut out, 0);
+        out.push(b' ');
+        push_u64(&mut out, u64::MAX);
+        out.push(b' ');
+        push_i64(&mut out, i64::MIN);
+        out.push(b' ');
+        push_lossy(&mut out, b"a\xffb\xc3\x28c\xe2\x82");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "0 18446744073709551615 -9223372036854775808 a\u{FFFD}b\u{FFFD}(c\u{FFFD}"
+        );
+    }
 }

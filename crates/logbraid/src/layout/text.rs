@@ -1,0 +1,396 @@
+//! The default human-readable line.
+
+use super::time::Rfc3339Cache;
+use super::{
+    level_color, push_i64, push_lossy, push_trailers, push_u64, Layout, DIM, RESET, TRAILER_FIELDS,
+};
+use crate::record::{Record, Value};
+
+/// The default layout: one line per record, fields as `key=value`.
+///
+/// ```text
+/// 2026-11-22T10:04:05.123456Z INFO  [4242/main] app::db: connected user=ada note="two words"
+/// ```
+///
+/// In order: the UTC timestamp with microseconds (RFC 3339), the level
+/// padded to five columns, `[pid/thread]` (the thread's name, or its id
+/// when it has none), the target, `: ` and the message as it was logged
+/// (newlines in it are kept; invalid UTF-8 becomes U+FFFD). Then each field
+/// as ` key=value`, in order. A text value is written bare unless it is
+/// empty or holds whitespace, `=`, `"`, `\` or a control character; then it
+/// is quoted, with `\"`, `\\`, `\n`, `\r`, `\t` and `\u{..}` escapes. Keys
+/// follow the same rule.
+///
+/// The fields `exc_text` and `stack_info` (Python tracebacks) are not
+/// written as `key=value`: as in Python's `Formatter`, each follows the line
+/// on lines of its own, so the traceback stays readable and part of its
+/// record.
+///
+/// | option | default | effect |
+/// |---|---|---|
+/// | [`with_color`](TextLayout::with_color) | `false` | level in colour, timestamp dimmed (ANSI) |
+#[derive(Clone, Debug, Default)]
+pub struct TextLayout {
+    color: bool,
+    timestamp: Rfc3339Cache,
+}
+
+impl TextLayout {
+    /// A layout without colour.
+    pub fn new() -> Self {
+        TextLayout::default()
+    }
+
+    /// Colours the level (TRACE magenta, DEBUG blue, INFO green, WARN
+    /// yellow, ERROR red, CRITICAL bold white on red) and dims the
+    /// timestamp. Without it the output holds no escape bytes at all.
+    #[must_use]
+    pub fn with_color(mut self, color: bool) -> Self {
+        self.color = color;
+        self
+    }
+}
+
+impl Layout for TextLayout {
+    fn format(&mut self, record: &Record<'_>, out: &mut Vec<u8>) {
+        let start = out.len();
+        if self.color {
+            out.extend_from_slice(DIM);
+            self.timestamp.write(record.timestamp_ns, out);
+            out.extend_from_slice(RESET);
+        } else {
+            self.timestamp.write(record.timestamp_ns, out);
+        }
+        out.push(b' ');
+
+        let level = record.level.as_str();
+        if self.color {
+            out.extend_from_slice(level_color(record.level));
+            out.extend_from_slice(level.as_bytes());
+            out.extend_from_slice(RESET);
+        } else {
+            out.extend_from_slice(level.as_bytes());
+        }
+        for _ in level.len()..5 {
+            out.push(b' ');
+        }
+
+        out.extend_from_slice(b" [");
+        push_u64(out, u64::from(record.source.pid));
+        out.push(b'/');
+        match record.thread_name {
+            Some(name) if !name.is_empty() => out.extend_from_slice(name.as_bytes()),
+            _ => push_u64(out, record.thread_id),
+        }
+        out.extend_from_slice(b"] ");
+        out.extend_from_slice(record.target.as_bytes());
+        out.extend_from_slice(b": ");
+        push_lossy(out, record.message);
+
+        let mut has_trailer = false;
+        for (key, value) in record.fields {
+            if TRAILER_FIELDS.contains(&key) {
+                has_trailer = true;
+                continue;
+            }
+            out.push(b' ');
+            push_text(out, key.as_bytes());
+            out.push(b'=');
+            push_value(out, value);
+        }
+        if has_trailer {
+            push_trailers(record.fields, out, start);
+        }
+        out.push(b'\n');
+    }
+}
+
+fn push_value(out: &mut Vec<u8>, value: Value<'_>) {
+    match value {
+        Value::Str(s) => push_text(out, s),
+        Value::I64(v) => push_i64(out, v),
+        Value::U64(v) => push_u64(out, v),
+        Value::F64(v) => {
+            use std::io::Write;
+            // Debug keeps the point (`1.0`, not `1`) and switches to an
+            // exponent for very large or small values.
+            let _ = write!(out, "{v:?}");
+        }
+        Value::Bool(v) => out.extend_from_slice(if v { b"true" } else { b"false" }),
+        Value::Null => out.extend_from_slice(b"None"),
+    }
+}
+
+fn needs_quotes(c: char) -> bool {
+    c.is_whitespace() || c.is_control() || matches!(c, '=' | '"' | '\\')
+}
+
+/// Whether text can be written without quotes.
+fn is_bare(bytes: &[u8]) -> bool {
+    if bytes.is_empty() {
+        return false;
+    }
+    if bytes.is_ascii() {
+        // In ASCII, whitespace and control characters are the bytes up to
+        // the space, and DEL.
+        return bytes
+            .iter()
+            .all(|&b| b > b' ' && !matches!(b, 0x7f | b'=' | b'"' | b'\\'));
+    }
+    // A replacement character needs no quoting: it is one visible character
+    // like any other.
+    bytes
+        .utf8_chunks()
+        .all(|chunk| !chunk.valid().chars().any(needs_quotes))
+}
+
+/// Writes a key or text value bare, or quoted and escaped when it would
+/// otherwise be ambiguous (see [`TextLayout`]).
+fn push_text(out: &mut Vec<u8>, bytes: &[u8]) {
+    if is_bare(bytes) {
+        push_lossy(out, bytes);
+        return;
+    }
+    out.push(b'"');
+    for chunk in bytes.utf8_chunks() {
+        let valid = chunk.valid();
+        let mut run = 0;
+        for (i, c) in valid.char_indices() {
+            let escape: &[u8] = match c {
+                '"' => b"\\\"",
+                '\\' => b"\\\\",
+                '\n' => b"\\n",
+                '\r' => b"\\r",
+                '\t' => b"\\t",
+                c if c.is_control() => b"",
+                _ => continue,
+            };
+            out.extend_from_slice(&valid.as_bytes()[run..i]);
+            run = i + c.len_utf8();
+            if escape.is_empty() {
+                use std::io::Write;
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            } else {
+                out.extend_from_slice(escape);
+            }
+        }
+        out.extend_from_slice(&valid.as_bytes()[run..]);
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{FFFD}".as_bytes());
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::*;
+    use crate::level::Level;
+    use crate::record::FieldsBuf;
+
+    fn line(layout: &mut TextLayout, rec: &Record<'_>) -> String {
+        let mut out = Vec::new();
+        layout.format(rec, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn text(bytes: &[u8]) -> String {
+        let mut out = Vec::new();
+        push_text(&mut out, bytes);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn exact_line_with_fields() {
+        let src = source();
+        let mut f = FieldsBuf::new();
+        f.push_str("user", "ada");
+        f.push("n", Value::I64(-3));
+        f.push("big", Value::U64(u64::MAX));
+        f.push("ratio", Value::F64(1.0));
+        f.push("tiny", Value::F64(1e-9));
+        f.push("ok", Value::Bool(true));
+        f.push("gone", Value::Null);
+        f.push_str("note", "two words");
+        f.push_str("empty", "");
+        let rec = record(&src, &f);
+        assert_eq!(
+            line(&mut TextLayout::new(), &rec),
+            "2023-11-14T22:13:20.123456Z INFO  [4242/main] app::db: connected \
+             user=ada n=-3 big=18446744073709551615 ratio=1.0 tiny=1e-9 ok=true gone=None \
+             note=\"two words\" empty=\"\"\n"
+        );
+    }
+
+    #[test]
+    fn thread_id_when_unnamed_and_level_padding() {
+        let src = source();
+        let f = FieldsBuf::new();
+        let mut layout = TextLayout::new();
+        let mut rec = bare(&src, &f);
+        rec.thread_name = Some("");
+        let expected = [
+            (Level::Trace, "TRACE"),
+            (Level::Debug, "DEBUG"),
+            (Level::Info, "INFO "),
+            (Level::Warn, "WARN "),
+            (Level::Error, "ERROR"),
+            (Level::Critical, "CRITICAL"),
+        ];
+        for (level, shown) in expected {
+            rec.level = level;
+            assert_eq!(
+                line(&mut layout, &rec),
+                format!("2023-11-14T22:13:20.123456Z {shown} [4242/7] app::db: connected\n")
+            );
+        }
+    }
+
+    #[test]
+    fn message_is_raw_but_valid_utf8() {
+        let src = source();
+        let f = FieldsBuf::new();
+        let mut rec = bare(&src, &f);
+        rec.message = b"two\nlines\tand \xff\xc3\x28 bad \"bytes\"";
+        assert_eq!(
+            line(&mut TextLayout::new(), &rec),
+            "2023-11-14T22:13:20.123456Z INFO  [4242/7] app::db: two\nlines\tand \u{FFFD}\u{FFFD}( bad \"bytes\"\n"
+        );
+    }
+
+    #[test]
+    fn values_are_quoted_only_when_needed() {
+        assert_eq!(text(b"plain-value_1.2/x:y"), "plain-value_1.2/x:y");
+        assert_eq!(text("caf\u{e9}".as_bytes()), "caf\u{e9}");
+        assert_eq!(text(b""), "\"\"");
+        assert_eq!(text(b"a b"), "\"a b\"");
+        assert_eq!(text(b"a=b"), "\"a=b\"");
+        assert_eq!(text(b"say \"hi\""), "\"say \\\"hi\\\"\"");
+        assert_eq!(text(b"C:\\dir"), "\"C:\\\\dir\"");
+        assert_eq!(text(b"l1\nl2\r\tx"), "\"l1\\nl2\\r\\tx\"");
+        assert_eq!(text(b"bell\x07del\x7f"), "\"bell\\u{7}del\\u{7f}\"");
+        assert_eq!(text("nbsp\u{a0}".as_bytes()), "\"nbsp\u{a0}\"");
+        assert_eq!(text("c1\u{85}".as_bytes()), "\"c1\\u{85}\"");
+        assert_eq!(text(b"bad\xff"), "bad\u{FFFD}");
+        assert_eq!(text(b"bad\xff here"), "\"bad\u{FFFD} here\"");
+    }
+
+    /// Reads back what `push_text` wrote.
+    fn unquote(text: &str) -> String {
+        let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) else {
+            return text.to_string();
+        };
+        let mut out = String::new();
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                assert!(c != '"' && !c.is_control(), "unescaped {c:?} in {text:?}");
+                out.push(c);
+                continue;
+            }
+            match chars.next().unwrap() {
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                't' => out.push('\t'),
+                'u' => {
+                    assert_eq!(chars.next(), Some('{'));
+                    let hex: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).unwrap()).unwrap());
+                }
+                other => out.push(other),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn random_values_read_back() {
+        for s in hostile_strings(5000) {
+            let written = text(&s);
+            assert!(!written.contains(['\n', '\r']), "{written:?}");
+            let bare = !written.starts_with('"');
+            assert!(!bare || !written.contains([' ', '=', '\\']), "{written:?}");
+            assert_eq!(unquote(&written), String::from_utf8_lossy(&s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn keys_that_need_it_are_quoted() {
+        let src = source();
+        let mut f = FieldsBuf::new();
+        f.push_str("odd key", "v");
+        let rec = bare(&src, &f);
+        assert!(line(&mut TextLayout::new(), &rec).ends_with(": connected \"odd key\"=v\n"));
+    }
+
+    #[test]
+    fn tracebacks_follow_the_line() {
+        let src = source();
+        let mut f = FieldsBuf::new();
+        f.push_str(
+            "stack_info",
+            "Stack (most recent call last):\n  File \"a.py\"\n",
+        );
+        f.push_str("user", "ada");
+        f.push_str(
+            "exc_text",
+            "Traceback (most recent call last):\n  File \"a.py\", line 1\nValueError: x",
+        );
+        let rec = record(&src, &f);
+        assert_eq!(
+            line(&mut TextLayout::new(), &rec),
+            "2023-11-14T22:13:20.123456Z INFO  [4242/main] app::db: connected user=ada\n\
+             Traceback (most recent call last):\n  File \"a.py\", line 1\nValueError: x\n\
+             Stack (most recent call last):\n  File \"a.py\"\n"
+        );
+
+        // Empty or non-text traceback fields add nothing.
+        let mut f = FieldsBuf::new();
+        f.push_str("exc_text", "");
+        f.push("stack_info", Value::Null);
+        let rec = record(&src, &f);
+        assert_eq!(
+            line(&mut TextLayout::new(), &rec),
+            "2023-11-14T22:13:20.123456Z INFO  [4242/main] app::db: connected\n"
+        );
+    }
+
+    #[test]
+    fn color_wraps_level_and_dims_time() {
+        let src = source();
+        let f = FieldsBuf::new();
+        let mut rec = record(&src, &f);
+        let mut layout = TextLayout::new().with_color(true);
+        assert_eq!(
+            line(&mut layout, &rec),
+            "\x1b[2m2023-11-14T22:13:20.123456Z\x1b[0m \x1b[32mINFO\x1b[0m  [4242/main] app::db: connected\n"
+        );
+        let codes = [
+            (Level::Trace, "\x1b[35mTRACE"),
+            (Level::Debug, "\x1b[34mDEBUG"),
+            (Level::Warn, "\x1b[33mWARN"),
+            (Level::Error, "\x1b[31mERROR"),
+            (Level::Critical, "\x1b[1;37;41mCRITICAL"),
+        ];
+        for (level, start) in codes {
+            rec.level = level;
+            assert!(line(&mut layout, &rec).contains(&format!("{start}\x1b[0m")));
+        }
+        let plain = line(&mut TextLayout::new().with_color(false), &rec);
+        assert!(!plain.as_bytes().contains(&0x1b));
+    }
+
+    #[test]
+    fn malformed_fields_do_not_panic() {
+        let src = source();
+        let bytes = [3u8, 0, b'k', 0, 255, 255, 255, 255, b'x'];
+        let empty = FieldsBuf::new();
+        let mut rec = bare(&src, &empty);
+        rec.fields = crate::record::Fields::from_encoded(&bytes);
+        assert_eq!(
+            line(&mut TextLayout::new(), &rec),
+            "2023-11-14T22:13:20.123456Z INFO  [4242/7] app::db: connected\n"
+        );
+    }
+}
