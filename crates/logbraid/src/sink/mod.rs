@@ -5,6 +5,11 @@ use std::io;
 
 use crate::record::Record;
 
+mod compress;
+mod file;
+
+pub use file::{FileError, FileStats, RollingFile, RollingFileBuilder};
+
 /// A destination for records. Each sink owns its layout, formats each
 /// record into its own buffer, and writes the buffer once per batch.
 ///
