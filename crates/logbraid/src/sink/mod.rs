@@ -5,8 +5,12 @@ use std::io;
 
 use crate::record::Record;
 
+mod compress;
 mod console;
+mod file;
+
 pub use console::{color_enabled, Console, ConsoleStream};
+pub use file::{FileError, FileStats, RollingFile, RollingFileBuilder};
 
 /// A destination for records. Each sink owns its layout, formats each
 /// record into its own buffer, and writes the buffer once per batch.
