@@ -330,12 +330,12 @@ mod tests {
         let r = Ring::new(256, 1, None);
         let mut p = ProducerPos::default();
         let mut n = 0;
-        while push(&r, &mut p, &[n as u8; 20]) {
+        while push(&r, &mut p, &[n as u8; 28]) {
             n += 1;
         }
         assert_eq!(n, 256 / 32);
         assert!(r.drop_oldest(&mut p, &mut |_| {}));
-        assert!(push(&r, &mut p, &[99; 20]));
+        assert!(push(&r, &mut p, &[99; 28]));
         let mut out = Vec::new();
         r.claim(&mut out, usize::MAX);
         let got = entries(&out);
