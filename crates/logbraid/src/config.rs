@@ -7,7 +7,7 @@
 //! ```toml
 //! level = "info,my_crate::db=debug"   # directives, see logbraid::filter; default "info"
 //! mode = "non_blocking"               # or "sync"; default non_blocking
-//! queue_bytes = "4MiB"                # integer bytes or a size string; default 4 MiB
+//! queue_bytes = "4MiB"                # integer bytes or a size string; default 1 MiB, per logging thread
 //! overflow = "block"                  # block | drop_newest | drop_oldest; default block
 //! flush_sync = false                  # fsync on flush(); default false
 //!
@@ -70,7 +70,6 @@
 //! when the caller asks for it with [`Config::merge_env`].
 
 use std::ffi::OsStr;
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -80,51 +79,10 @@ use crate::filter::{Directives, LEVEL_ENV, RUST_LOG_ENV};
 use crate::options::{ColorChoice, Compression, Every, Naming, Overflow, ParseOptionError};
 use crate::sink::ConsoleStream;
 
-/// The default size of the non-blocking queue: 4 MiB.
-pub const DEFAULT_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// The default size of each logging thread's queue: 1 MiB.
+pub const DEFAULT_QUEUE_BYTES: usize = 1024 * 1024;
 
-/// How records get from the caller to the sinks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Mode {
-    /// The caller formats and writes under a lock; no background thread.
-    /// For scripts and debugging.
-    Sync,
-    /// The caller hands records to a bounded queue and a writer thread
-    /// writes them (default).
-    #[default]
-    NonBlocking,
-}
-
-impl Mode {
-    /// The word that names the mode in configuration (`non_blocking`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Mode::Sync => "sync",
-            Mode::NonBlocking => "non_blocking",
-        }
-    }
-}
-
-impl FromStr for Mode {
-    type Err = ParseOptionError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "sync" => Ok(Mode::Sync),
-            "non_blocking" | "non-blocking" => Ok(Mode::NonBlocking),
-            _ => Err(ParseOptionError {
-                value: s.to_string(),
-                choices: "sync, non_blocking",
-            }),
-        }
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::options::Mode;
 
 /// The whole configuration file. See the [module documentation](self) for
 /// the file format and the defaults.
@@ -135,7 +93,7 @@ pub struct Config {
     /// Background writer thread or not (`mode`, default non-blocking).
     pub mode: Mode,
     /// Bound on the bytes waiting in the non-blocking queue, so memory stays
-    /// bounded when the sinks fall behind (`queue_bytes`, default 4 MiB).
+    /// bounded when the sinks fall behind (`queue_bytes`, default 1 MiB per logging thread).
     pub queue_bytes: usize,
     /// What a caller does when the queue is full (`overflow`, default block).
     pub overflow: Overflow,
@@ -150,7 +108,7 @@ pub struct Config {
 
 impl Default for Config {
     /// Everything at its default: `info` to a colour-when-terminal console
-    /// on standard error, no file, non-blocking with a 4 MiB queue.
+    /// on standard error, no file, non-blocking with a 1 MiB queue per thread.
     fn default() -> Self {
         Config {
             level: Directives::default(),
@@ -1031,7 +989,7 @@ local_time = true
         assert_eq!(c, Config::default());
         assert_eq!(c.level.default_level(), LevelFilter::INFO);
         assert_eq!(c.mode, Mode::NonBlocking);
-        assert_eq!(c.queue_bytes, 4 * 1024 * 1024);
+        assert_eq!(c.queue_bytes, 1024 * 1024);
         assert_eq!(c.overflow, Overflow::Block);
         assert!(!c.flush_sync);
         assert!(c.console.enabled);
@@ -1104,7 +1062,7 @@ local_time = true
         );
         assert_eq!(
             err("mode = \"async\""),
-            "mode: \"async\" is not one of: sync, non_blocking"
+            "mode: \"async\" is not one of: non_blocking, sync"
         );
         assert_eq!(
             err("[console]\nstream = \"stdin\""),

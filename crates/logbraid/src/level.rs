@@ -101,7 +101,9 @@ impl fmt::Display for Level {
 
 /// Error returned when a string names no level.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown level {0:?}: expected one of off, trace, debug, info, warn, warning, error, critical")]
+#[error(
+    "unknown level {0:?}: expected one of off, trace, debug, info, warn, warning, error, critical"
+)]
 pub struct ParseLevelError(pub String);
 
 impl FromStr for Level {
@@ -217,6 +219,9 @@ mod tests {
         assert!(LevelFilter::INFO.enables(Level::Error));
         assert!(!LevelFilter::INFO.enables(Level::Debug));
         assert!(!LevelFilter::OFF.enables(Level::Critical));
-        assert_eq!(LevelFilter::INFO.most_verbose(LevelFilter::DEBUG), LevelFilter::DEBUG);
+        assert_eq!(
+            LevelFilter::INFO.most_verbose(LevelFilter::DEBUG),
+            LevelFilter::DEBUG
+        );
     }
 }

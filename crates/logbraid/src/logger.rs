@@ -5,12 +5,15 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
 use crate::clock::Clock;
+use crate::config::{Config, ConfigError};
 use crate::filter::{Directives, FilterError};
+use crate::layout::LayoutSpec;
 use crate::level::{Level, LevelFilter};
 use crate::options::Overflow;
 use crate::pipeline::{self, Callsite, Mode, Settings, Shared, SinkSet, Stats};
 use crate::record::{FieldsBuf, Record, Source};
 use crate::sink::Sink;
+use crate::sink::{Console, RollingFile, RollingFileBuilder};
 
 /// What can go wrong while building a logger.
 #[derive(Debug, thiserror::Error)]
@@ -178,7 +181,7 @@ impl Default for Builder {
         Builder {
             level: None,
             mode: Mode::NonBlocking,
-            queue_bytes: 1 << 20,
+            queue_bytes: crate::config::DEFAULT_QUEUE_BYTES,
             overflow: Overflow::Block,
             flush_sync: false,
             clock: None,
@@ -241,6 +244,83 @@ impl Builder {
         self
     }
 
+    /// Adds the console, with the coloured text layout unless it was given
+    /// a layout.
+    pub fn console(self, console: Console) -> Self {
+        self.console_with(console, None, LevelFilter::TRACE)
+    }
+
+    fn console_with(
+        self,
+        console: Console,
+        layout: Option<&LayoutSpec>,
+        level: LevelFilter,
+    ) -> Self {
+        let color = console.wants_color();
+        let console = match layout {
+            Some(spec) => console.layout(spec.build(color)),
+            None if !console.has_layout() => console.layout(LayoutSpec::Text.build(color)),
+            None => console,
+        };
+        self.sink_with_level(console, level)
+    }
+
+    /// Adds a rotating file. Opening it can fail: the error surfaces here,
+    /// naming the path.
+    pub fn file(self, file: RollingFileBuilder) -> Result<Self, Error> {
+        let sink = file.build().map_err(|e| Error::Sink(Box::new(e)))?;
+        Ok(self.sink(sink))
+    }
+
+    /// A builder set up from a configuration file's contents (see
+    /// [`crate::config`]). Every bad value is reported naming its key.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let mut b = Builder::new()
+            .level(config.level.to_string())
+            .mode(config.mode)
+            .queue_bytes(config.queue_bytes)
+            .overflow(config.overflow)
+            .flush_sync(config.flush_sync);
+        let spec = |key: &str, format: &str, datefmt: Option<&str>| {
+            LayoutSpec::parse(format, datefmt)
+                .map_err(|e| ConfigError::new(Some(key.to_string()), e.to_string()))
+        };
+        if config.console.enabled {
+            let c = &config.console;
+            let layout = spec("console.format", &c.format, c.datefmt.as_deref())?;
+            let console = Console::new(c.stream).color(c.color);
+            b = b.console_with(console, Some(&layout), LevelFilter::TRACE);
+        }
+        if let Some(f) = &config.file {
+            let layout = spec("file.format", &f.format, f.datefmt.as_deref())?;
+            let mut fb = RollingFile::builder(&f.path)
+                .layout(layout.build(false))
+                .naming(f.naming)
+                .compression(f.compress)
+                .local_time(f.local_time);
+            if let Some(n) = f.max_bytes {
+                fb = fb.max_bytes(n);
+            }
+            if let Some(e) = f.rotate {
+                fb = fb.every(e);
+            }
+            if let Some(n) = f.backup_count {
+                fb = fb.backup_count(n as usize);
+            }
+            if let Some(d) = f.max_age {
+                fb = fb.max_age(d);
+            }
+            if let Some(n) = f.max_total_bytes {
+                fb = fb.max_total_bytes(n);
+            }
+            let sink = fb
+                .build()
+                .map_err(|e| ConfigError::new(Some("file.path".to_string()), e.to_string()))?;
+            b = b.sink(sink);
+        }
+        Ok(b)
+    }
+
     fn directives(&self) -> Result<Directives, Error> {
         if let Some(l) = &self.level {
             return Ok(Directives::parse(l)?);
@@ -256,7 +336,9 @@ impl Builder {
             sinks.push(s, l);
         }
         if sinks.is_empty() {
-            sinks.push(Box::new(crate::default_console()), LevelFilter::TRACE);
+            let console = Console::stderr();
+            let layout = LayoutSpec::Text.build(console.wants_color());
+            sinks.push(Box::new(console.layout(layout)), LevelFilter::TRACE);
         }
         let shared = Shared::start(
             Settings {

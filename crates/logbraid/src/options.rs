@@ -65,9 +65,29 @@ word_enum! {
     }
 }
 
+#[allow(clippy::derivable_impls)] // the enum is defined by a macro
 impl Default for Overflow {
     fn default() -> Self {
         Overflow::Block
+    }
+}
+
+word_enum! {
+    /// How records get from the caller to the sinks.
+    Mode {
+        /// The caller hands records to a bounded queue and a writer thread
+        /// writes them (default).
+        NonBlocking => "non_blocking" | "non-blocking",
+        /// The caller formats and writes under a lock and flushes every
+        /// record; no background thread. For scripts and debugging.
+        Sync => "sync",
+    }
+}
+
+#[allow(clippy::derivable_impls)] // the enum is defined by a macro
+impl Default for Mode {
+    fn default() -> Self {
+        Mode::NonBlocking
     }
 }
 
@@ -121,6 +141,7 @@ word_enum! {
     }
 }
 
+#[allow(clippy::derivable_impls)] // the enum is defined by a macro
 impl Default for Naming {
     fn default() -> Self {
         Naming::Python
@@ -139,6 +160,7 @@ word_enum! {
     }
 }
 
+#[allow(clippy::derivable_impls)] // the enum is defined by a macro
 impl Default for ColorChoice {
     fn default() -> Self {
         ColorChoice::Auto

@@ -289,6 +289,11 @@ impl FieldsBuf {
         self.buf.push(tag);
     }
 
+    /// Appends fields already encoded (see [`Fields`]).
+    pub fn extend_encoded(&mut self, encoded: &[u8]) {
+        self.buf.extend_from_slice(encoded);
+    }
+
     /// Adds any value.
     pub fn push(&mut self, key: &str, value: Value<'_>) {
         match value {
@@ -459,12 +464,5 @@ mod tests {
         }
         let bad_tag = [1, 0, b'k', 99];
         assert_eq!(Fields::from_encoded(&bad_tag).validate(), None);
-    }
-}
-
-impl FieldsBuf {
-    /// Appends fields already encoded (see [`Fields`]).
-    pub fn extend_encoded(&mut self, encoded: &[u8]) {
-        self.buf.extend_from_slice(encoded);
     }
 }

@@ -109,7 +109,11 @@ fn threads_times_records_arrive_exactly_once_in_thread_order() {
 #[test]
 fn flush_returns_after_everything_logged_before_it_is_written() {
     let mem = Memory::default();
-    let (logger, _guard) = Builder::new().level("trace").sink(mem.clone()).build().unwrap();
+    let (logger, _guard) = Builder::new()
+        .level("trace")
+        .sink(mem.clone())
+        .build()
+        .unwrap();
     for round in 1..=50 {
         for i in 0..round {
             info(&logger, format_args!("r{round} {i}"));
@@ -145,7 +149,10 @@ fn stalled_sink_run(policy: Overflow) -> (Vec<String>, logbraid::Stats) {
         // The producer cannot finish while the sink is stalled: release the
         // sink once it has had to wait for room, then let it finish.
         while logger.stats().full_waits == 0 {
-            assert!(!producer.is_finished(), "Block must wait while the sink is stalled");
+            assert!(
+                !producer.is_finished(),
+                "Block must wait while the sink is stalled"
+            );
             thread::yield_now();
         }
         mem.release();
@@ -163,21 +170,41 @@ fn check_lossy(policy: Overflow) -> Vec<usize> {
     assert_eq!(stats.logged, 5_000);
     assert!(stats.dropped > 0, "a 4 KiB queue cannot hold 5000 records");
     assert_eq!(stats.written + stats.dropped, stats.logged);
-    let reports: Vec<_> = lines.iter().filter(|l| l.contains("records dropped")).collect();
+    let reports: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("records dropped"))
+        .collect();
     assert!(!reports.is_empty());
     let reported: u64 = reports
         .iter()
-        .map(|l| l.split('|').nth(2).unwrap().split(' ').next().unwrap().parse::<u64>().unwrap())
+        .map(|l| {
+            l.split('|')
+                .nth(2)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
         .sum();
-    assert_eq!(reported, stats.dropped, "the drop reports add up to the drop count");
-    assert!(reports.iter().all(|l| l.contains(&format!("overflow policy {policy}"))));
+    assert_eq!(
+        reported, stats.dropped,
+        "the drop reports add up to the drop count"
+    );
+    assert!(reports
+        .iter()
+        .all(|l| l.contains(&format!("overflow policy {policy}"))));
     let kept: Vec<usize> = lines
         .iter()
         .filter(|l| l.starts_with("p|"))
         .map(|l| l.split('|').nth(2).unwrap().parse().unwrap())
         .collect();
     assert_eq!(kept.len() as u64, stats.written);
-    assert!(kept.windows(2).all(|w| w[0] < w[1]), "order kept, no duplicates");
+    assert!(
+        kept.windows(2).all(|w| w[0] < w[1]),
+        "order kept, no duplicates"
+    );
     kept
 }
 
@@ -214,13 +241,20 @@ fn sync_mode_writes_on_the_callers_thread() {
         .unwrap();
     info(&logger, format_args!("one"));
     // No flush: synchronous mode writes and flushes every record.
-    assert_eq!(mem.lines(), vec![format!("{}|INFO|one", thread::current().name().unwrap())]);
+    assert_eq!(
+        mem.lines(),
+        vec![format!("{}|INFO|one", thread::current().name().unwrap())]
+    );
 }
 
 #[test]
 fn records_logged_after_shutdown_are_still_written() {
     let mem = Memory::default();
-    let (logger, guard) = Builder::new().level("trace").sink(mem.clone()).build().unwrap();
+    let (logger, guard) = Builder::new()
+        .level("trace")
+        .sink(mem.clone())
+        .build()
+        .unwrap();
     info(&logger, format_args!("before"));
     drop(guard);
     assert_eq!(mem.lines().len(), 1);
@@ -232,7 +266,11 @@ fn records_logged_after_shutdown_are_still_written() {
 #[test]
 fn a_panicking_thread_flushes_through_the_hook() {
     let mem = Memory::default();
-    let (logger, _guard) = Builder::new().level("trace").sink(mem.clone()).build().unwrap();
+    let (logger, _guard) = Builder::new()
+        .level("trace")
+        .sink(mem.clone())
+        .build()
+        .unwrap();
     let l = logger.clone();
     let r = thread::spawn(move || {
         for i in 0..1000 {

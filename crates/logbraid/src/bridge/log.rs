@@ -45,7 +45,11 @@ impl LogBridge {
 struct KvCollector<'a>(&'a mut FieldsBuf);
 
 impl<'kvs> log::kv::VisitSource<'kvs> for KvCollector<'_> {
-    fn visit_pair(&mut self, key: log::kv::Key<'kvs>, value: log::kv::Value<'kvs>) -> Result<(), log::kv::Error> {
+    fn visit_pair(
+        &mut self,
+        key: log::kv::Key<'kvs>,
+        value: log::kv::Value<'kvs>,
+    ) -> Result<(), log::kv::Error> {
         use crate::record::Value;
         let k = key.as_str();
         if let Some(v) = value.to_i64() {
@@ -68,7 +72,8 @@ impl<'kvs> log::kv::VisitSource<'kvs> for KvCollector<'_> {
 impl log::Log for LogBridge {
     #[inline]
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        self.logger.enabled(metadata.target(), level_from_log(metadata.level()))
+        self.logger
+            .enabled(metadata.target(), level_from_log(metadata.level()))
     }
 
     fn log(&self, record: &log::Record<'_>) {

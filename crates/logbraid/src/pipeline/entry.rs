@@ -246,13 +246,23 @@ fn foreign_source(entry: &[u8]) -> Option<Arc<Source>> {
 impl Claimed<'_> {
     /// The record, with this process's `source` and the ring's thread for
     /// records that are not foreign.
-    pub(crate) fn record<'s>(&'s self, ring_thread: (u64, Option<&'s str>), source: &'s Source) -> Record<'s> {
+    pub(crate) fn record<'s>(
+        &'s self,
+        ring_thread: (u64, Option<&'s str>),
+        source: &'s Source,
+    ) -> Record<'s> {
         let b: &[u8] = match &self.boxed {
             Some(b) => b,
             None => self.bytes,
         };
         let flags = b[6];
-        let lens = [u16_at(b, 28), u16_at(b, 30), u16_at(b, 32), u16_at(b, 34), u16_at(b, 36)];
+        let lens = [
+            u16_at(b, 28),
+            u16_at(b, 30),
+            u16_at(b, 32),
+            u16_at(b, 34),
+            u16_at(b, 36),
+        ];
         let mut at = HEADER;
         let mut strs = [""; 5];
         for (i, l) in lens.iter().enumerate() {

@@ -28,16 +28,7 @@ use entry::Parts;
 use ring::{ProducerPos, Ring};
 pub(crate) use sinks::SinkSet;
 
-/// Whether the caller writes, or a background thread does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Mode {
-    /// A background writer thread; the caller only queues (default).
-    #[default]
-    NonBlocking,
-    /// The caller formats and writes under a lock, and flushes every record.
-    Sync,
-}
+pub use crate::options::Mode;
 
 /// Where a call comes from: everything about a record but its time,
 /// message and fields.
@@ -265,7 +256,11 @@ impl Shared {
 
     /// Logs one record of this process. `fill` writes the message and the
     /// fields into the buffers it is given.
-    pub(crate) fn log(&self, site: &Callsite<'_>, fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf)) {
+    pub(crate) fn log(
+        &self,
+        site: &Callsite<'_>,
+        fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf),
+    ) {
         let ts = self.now();
         let done = LOCAL.try_with(|local| match local.try_borrow_mut() {
             Ok(mut local) => {
@@ -338,10 +333,7 @@ impl Shared {
             _ => false,
         });
         if done != Ok(true) {
-            self.write_direct(&Record {
-                source,
-                ..*record
-            });
+            self.write_direct(&Record { source, ..*record });
         }
     }
 
@@ -449,12 +441,7 @@ impl Shared {
             // option, so report it on stderr rather than lose it.
             drop(guard);
             let mut line = Vec::new();
-            let _ = write!(
-                line,
-                "logbraid: {} {}: ",
-                record.level,
-                record.target
-            );
+            let _ = write!(line, "logbraid: {} {}: ", record.level, record.target);
             line.extend_from_slice(record.message);
             line.push(b'\n');
             let _ = std::io::stderr().write_all(&line);
@@ -474,7 +461,8 @@ impl Shared {
     pub(crate) fn flush(&self) {
         if self.stopped.load(Ordering::Acquire) || self.mode == Mode::Sync {
             if let Some(s) = lock(&self.direct).as_mut() {
-                self.write_errors.fetch_add(s.flush(self.flush_sync), Ordering::Relaxed);
+                self.write_errors
+                    .fetch_add(s.flush(self.flush_sync), Ordering::Relaxed);
             }
             return;
         }
@@ -545,7 +533,10 @@ impl Shared {
 
     fn dropped_total(&self, rings: &[Arc<Ring>]) -> u64 {
         self.retired_dropped.load(Ordering::Relaxed)
-            + rings.iter().map(|r| r.dropped.load(Ordering::Relaxed)).sum::<u64>()
+            + rings
+                .iter()
+                .map(|r| r.dropped.load(Ordering::Relaxed))
+                .sum::<u64>()
     }
 }
 
@@ -561,6 +552,9 @@ pub(crate) fn flush_all() {
 /// and keeps the merge fair between threads.
 const CLAIM_LIMIT: usize = 256 * 1024;
 
+/// A flush being served: its number, and each ring's tail when it began.
+type PendingFlush = (u64, Vec<(Arc<Ring>, usize)>);
+
 struct Writer {
     shared: Arc<Shared>,
     sinks: SinkSet,
@@ -569,7 +563,7 @@ struct Writer {
     cursors: Vec<usize>,
     gen: u64,
     reported_drops: u64,
-    pending_flush: Option<(u64, Vec<(Arc<Ring>, usize)>)>,
+    pending_flush: Option<PendingFlush>,
 }
 
 impl Writer {
@@ -657,8 +651,12 @@ impl Writer {
             bytes += self.sinks.write(&rec);
             count += 1;
         }
-        self.shared.written.fetch_add(count as u64, Ordering::Relaxed);
-        self.shared.bytes_written.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.shared
+            .written
+            .fetch_add(count as u64, Ordering::Relaxed);
+        self.shared
+            .bytes_written
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         count
     }
 
@@ -695,7 +693,9 @@ impl Writer {
 
     fn flush_sinks(&mut self, sync: bool) {
         let errors = self.sinks.flush(sync);
-        self.shared.write_errors.fetch_add(errors, Ordering::Relaxed);
+        self.shared
+            .write_errors
+            .fetch_add(errors, Ordering::Relaxed);
     }
 
     fn run(mut self) -> SinkSet {
@@ -710,7 +710,11 @@ impl Writer {
             let stopping = self.shared.stopping.load(Ordering::Acquire);
             self.refresh_rings();
             if self.pending_flush.is_none() && requested > *lock(&self.shared.flush_done) {
-                let marks = self.rings.iter().map(|r| (Arc::clone(r), r.tail_now())).collect();
+                let marks = self
+                    .rings
+                    .iter()
+                    .map(|r| (Arc::clone(r), r.tail_now()))
+                    .collect();
                 self.pending_flush = Some((requested, marks));
             }
             let n = self.pass();
@@ -745,7 +749,8 @@ impl Writer {
                 thread::yield_now();
                 continue;
             }
-            let wait = Duration::from_micros(50u64 << (idle - 4).min(8)).min(Duration::from_millis(10));
+            let wait =
+                Duration::from_micros(50u64 << (idle - 4).min(8)).min(Duration::from_millis(10));
             self.shared.writer_sleeping.store(true, Ordering::SeqCst);
             let work = self.shared.stopping.load(Ordering::SeqCst)
                 || self.shared.flush_requested.load(Ordering::SeqCst) != requested

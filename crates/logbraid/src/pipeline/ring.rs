@@ -132,7 +132,9 @@ impl Ring {
         if need != len {
             // SAFETY: the region [tail, tail + to_end) is free (checked above)
             // and 8-aligned with at least 8 bytes, so the marker fits.
-            unsafe { std::ptr::copy_nonoverlapping(WRAP.to_le_bytes().as_ptr(), self.ptr(tail), 4) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(WRAP.to_le_bytes().as_ptr(), self.ptr(tail), 4)
+            };
             p.tail = tail + to_end;
         }
         Some(p.tail)
@@ -148,7 +150,9 @@ impl Ring {
         debug_assert!(start + bytes.len() <= self.capacity());
         // SAFETY: the reserved entry is contiguous and lies in the free region
         // owned by the producer until `publish`.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.buf[start].get(), bytes.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.buf[start].get(), bytes.len())
+        };
     }
 
     /// Makes the entry at `pos` of `len` bytes visible to the reader.
@@ -213,7 +217,8 @@ impl Ring {
                     continue;
                 }
                 let len = len as usize;
-                if len < ALIGN || len > self.capacity() || (pos & self.mask) + len > self.capacity() {
+                if len < ALIGN || len > self.capacity() || (pos & self.mask) + len > self.capacity()
+                {
                     // Torn read of an entry a dropping producer rewrote: the
                     // compare-and-swap below fails and we retry.
                     break;

@@ -25,13 +25,17 @@ pub(crate) struct SinkSet {
 
 impl std::fmt::Debug for SinkSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.entries.iter().map(|e| (&e.sink, e.level))).finish()
+        f.debug_list()
+            .entries(self.entries.iter().map(|e| (&e.sink, e.level)))
+            .finish()
     }
 }
 
 impl SinkSet {
     pub(crate) fn new() -> Self {
-        SinkSet { entries: Vec::new() }
+        SinkSet {
+            entries: Vec::new(),
+        }
     }
 
     pub(crate) fn push(&mut self, sink: Box<dyn Sink>, level: LevelFilter) {
@@ -81,14 +85,17 @@ impl SinkSet {
 fn report(e: &mut Entry, err: &std::io::Error) {
     e.unreported += 1;
     let now = Instant::now();
-    if e.last_report.is_some_and(|t| now.duration_since(t) < REPORT_EVERY) {
+    if e.last_report
+        .is_some_and(|t| now.duration_since(t) < REPORT_EVERY)
+    {
         return;
     }
     e.last_report = Some(now);
     let _ = writeln!(
         std::io::stderr(),
         "logbraid: sink {:?} failed ({} failure(s) since the last report): {err}",
-        e.sink, e.unreported
+        e.sink,
+        e.unreported
     );
     e.unreported = 0;
 }

@@ -68,7 +68,7 @@ pub fn color_enabled(choice: ColorChoice, is_terminal: bool, no_color_env: Optio
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        _ => is_terminal && no_color_env.map_or(true, OsStr::is_empty),
+        _ => is_terminal && no_color_env.is_none_or(OsStr::is_empty),
     }
 }
 
@@ -178,6 +178,11 @@ impl Console {
     pub fn color(mut self, choice: ColorChoice) -> Self {
         self.color = choice;
         self
+    }
+
+    /// Whether a layout was set.
+    pub fn has_layout(&self) -> bool {
+        self.layout.is_some()
     }
 
     /// Whether the layout should emit colour: the colour choice applied to

@@ -99,12 +99,12 @@ pub struct FileStats {
 
 /// Configures and builds a [`RollingFile`].
 ///
-/// Every option has a default; only the layout must be given.
+/// Every option has a default.
 ///
 /// | option | default | meaning |
 /// |---|---|---|
 /// | [`path`](Self::path) | none, set by [`RollingFile::builder`] | the active file; parent directories are created |
-/// | [`layout`](Self::layout) | none: required | turns each record into one line |
+/// | [`layout`](Self::layout) | [`TextLayout`](crate::layout::TextLayout) | turns each record into one line |
 /// | [`max_bytes`](Self::max_bytes) | `0`: no size trigger | rotate before a record would make the file larger |
 /// | [`every`](Self::every) | none: no time trigger | rotate at the start of every minute, hour, day or week (Monday) |
 /// | [`backup_count`](Self::backup_count) | `0`: keep all | keep at most this many backups |
@@ -242,13 +242,9 @@ impl RollingFileBuilder {
     /// the worker and queues the backups left uncompressed.
     pub fn build(self) -> Result<RollingFile, FileError> {
         let invalid = |msg: &str| io::Error::new(io::ErrorKind::InvalidInput, msg.to_string());
-        let Some(layout) = self.layout else {
-            return Err(FileError::new(
-                "build a rolling file for",
-                self.path,
-                invalid("no layout given"),
-            ));
-        };
+        let layout = self
+            .layout
+            .unwrap_or_else(|| Box::new(crate::layout::TextLayout::new()));
         if self.path.as_os_str().is_empty() {
             return Err(FileError::new(
                 "build a rolling file for",
