@@ -86,6 +86,17 @@ impl Logger {
         });
     }
 
+    /// Logs a record whose message and fields `fill` writes into the
+    /// buffers it is given.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn log_fill(
+        &self,
+        site: &Callsite<'_>,
+        fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf),
+    ) {
+        self.shared.log(site, fill);
+    }
+
     /// Logs a message given as bytes with encoded fields (see
     /// [`crate::Fields`]); for bindings that already hold the text.
     pub fn log_bytes(&self, site: &Callsite<'_>, message: &[u8], fields: &[u8]) {
@@ -366,6 +377,24 @@ impl Builder {
     #[cfg(feature = "log")]
     pub fn init(self) -> Result<Guard, Error> {
         let (logger, guard) = self.build()?;
+        crate::bridge::log::install(logger.clone())?;
+        set_global(logger);
+        Ok(guard)
+    }
+}
+
+#[cfg(feature = "tracing")]
+impl Builder {
+    /// Builds, and installs the logger as the global `tracing` subscriber
+    /// (and, with the `log` feature, behind the `log` facade too).
+    pub fn init_tracing(self) -> Result<Guard, Error> {
+        use tracing_subscriber::layer::SubscriberExt;
+        let (logger, guard) = self.build()?;
+        let subscriber =
+            tracing_subscriber::registry().with(crate::bridge::tracing::layer(logger.clone()));
+        tracing_core::dispatcher::set_global_default(tracing_core::Dispatch::new(subscriber))
+            .map_err(|_| Error::AlreadyInstalled)?;
+        #[cfg(feature = "log")]
         crate::bridge::log::install(logger.clone())?;
         set_global(logger);
         Ok(guard)

@@ -2,3 +2,6 @@
 
 #[cfg(feature = "log")]
 pub mod log;
+
+#[cfg(feature = "tracing")]
+pub mod tracing;

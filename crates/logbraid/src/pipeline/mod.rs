@@ -489,6 +489,9 @@ impl Shared {
         let handle = lock(&self.writer).take();
         let Some(handle) = handle else {
             self.flush();
+            if let Some(s) = lock(&self.direct).as_mut() {
+                self.write_errors.fetch_add(s.finish(), Ordering::Relaxed);
+            }
             return;
         };
         self.stopping.store(true, Ordering::Release);
@@ -739,6 +742,10 @@ impl Writer {
             if stopping && self.rings.iter().all(|r| r.is_empty()) {
                 self.report_drops();
                 self.flush_sinks(self.shared.flush_sync);
+                let errors = self.sinks.finish();
+                self.shared
+                    .write_errors
+                    .fetch_add(errors, Ordering::Relaxed);
                 *lock(&self.shared.flush_done) = u64::MAX;
                 self.shared.flush_cv.notify_all();
                 return self.sinks;

@@ -70,9 +70,18 @@ impl SinkSet {
     /// Flushes (and with `sync`, fsyncs) every sink; returns the number of
     /// sinks that failed.
     pub(crate) fn flush(&mut self, sync: bool) -> u64 {
+        self.each(|s| if sync { s.sync() } else { s.flush() })
+    }
+
+    /// Flushes every sink and waits for its background work.
+    pub(crate) fn finish(&mut self) -> u64 {
+        self.each(|s| s.finish())
+    }
+
+    fn each(&mut self, mut f: impl FnMut(&mut dyn Sink) -> std::io::Result<()>) -> u64 {
         let mut failed = 0;
         for e in &mut self.entries {
-            let r = if sync { e.sink.sync() } else { e.sink.flush() };
+            let r = f(&mut *e.sink);
             if let Err(err) = r {
                 failed += 1;
                 report(e, &err);

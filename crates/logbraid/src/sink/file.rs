@@ -768,6 +768,12 @@ impl Sink for RollingFile {
             None => Ok(()),
         }
     }
+
+    fn finish(&mut self) -> io::Result<()> {
+        let r = self.flush();
+        self.wait_compressed();
+        r
+    }
 }
 
 impl Drop for RollingFile {

@@ -32,6 +32,12 @@ pub trait Sink: Send + fmt::Debug {
     fn sync(&mut self) -> io::Result<()> {
         self.flush()
     }
+
+    /// Flushes, then waits for the sink's background work (compression of
+    /// rotated files) to finish. Called when the pipeline shuts down.
+    fn finish(&mut self) -> io::Result<()> {
+        self.flush()
+    }
 }
 
 impl<S: Sink + ?Sized> Sink for Box<S> {
@@ -43,5 +49,8 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     fn sync(&mut self) -> io::Result<()> {
         (**self).sync()
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        (**self).finish()
     }
 }
