@@ -8,9 +8,11 @@ use crate::record::Record;
 mod compress;
 mod console;
 mod file;
+mod read;
 
 pub use console::{color_enabled, Console, ConsoleStream};
 pub use file::{FileError, FileStats, RollingFile, RollingFileBuilder};
+pub use read::{read_decompressed, rotated_files};
 
 /// A destination for records. Each sink owns its layout, formats each
 /// record into its own buffer, and writes the buffer once per batch.
