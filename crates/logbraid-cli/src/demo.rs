@@ -126,7 +126,11 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         && check.out_of_order == 0
         && stats.dropped == 0;
     writeln!(out, "  result      {}", if ok { "OK" } else { "FAILED" })?;
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 #[derive(Debug, Default)]
@@ -147,11 +151,16 @@ fn verify(files: &[PathBuf], run: &str, threads: usize, records: u64) -> anyhow:
     for f in files {
         let bytes = read_decompressed(f).with_context(|| format!("cannot read {}", f.display()))?;
         for line in bytes.split(|&b| b == b'\n') {
-            let Ok(line) = std::str::from_utf8(line) else { continue };
+            let Ok(line) = std::str::from_utf8(line) else {
+                continue;
+            };
             if !line.contains(&run_field) {
                 continue;
             }
-            let (Some(i), Some(w)) = (number_after(line, "request "), number_after(line, " worker=")) else {
+            let (Some(i), Some(w)) = (
+                number_after(line, "request "),
+                number_after(line, " worker="),
+            ) else {
                 continue;
             };
             let (w, i) = (w as usize, i);
@@ -176,6 +185,8 @@ fn verify(files: &[PathBuf], run: &str, threads: usize, records: u64) -> anyhow:
 fn number_after(line: &str, marker: &str) -> Option<u64> {
     let at = line.find(marker)? + marker.len();
     let digits: &str = &line[at..];
-    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
     digits[..end].parse().ok()
 }

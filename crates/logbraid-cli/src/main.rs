@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "logbraid", version, about = "Lossless, rotated, non-blocking logging")]
+#[command(
+    name = "logbraid",
+    version,
+    about = "Lossless, rotated, non-blocking logging"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -302,3 +302,34 @@ fn oversized_records_pass_through_the_heap() {
     assert_eq!(lines.len(), 10);
     assert!(lines.iter().all(|l| l.ends_with(&big)));
 }
+
+/// A value whose formatting logs through the same logger.
+struct Reentrant<'a>(&'a logbraid::Logger);
+
+impl std::fmt::Display for Reentrant<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        info(self.0, format_args!("inner"));
+        f.write_str("outer")
+    }
+}
+
+#[test]
+fn logging_while_formatting_a_message_loses_nothing() {
+    let mem = Memory::default();
+    let (logger, _guard) = Builder::new()
+        .level("trace")
+        .sink(mem.clone())
+        .build()
+        .unwrap();
+    for _ in 0..100 {
+        info(&logger, format_args!("{}", Reentrant(&logger)));
+    }
+    logger.flush();
+    let lines = mem.lines();
+    assert_eq!(lines.len(), 200);
+    let inner = lines.iter().filter(|l| l.ends_with("|INFO|inner")).count();
+    let outer = lines.iter().filter(|l| l.ends_with("|INFO|outer")).count();
+    assert_eq!((inner, outer), (100, 100));
+    assert_eq!(logger.stats().logged, 200);
+    assert_eq!(logger.stats().written, 200);
+}

@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::clock::{self, Clock};
 use crate::level::Level;
 use crate::options::Overflow;
-use crate::record::{FieldsBuf, Record, Source};
+use crate::record::{Fields, FieldsBuf, Record, Source};
 
 use entry::Parts;
 use ring::{ProducerPos, Ring};
@@ -115,6 +115,9 @@ pub(crate) struct Shared {
 
     rings: Mutex<Vec<Arc<Ring>>>,
     rings_gen: AtomicU64,
+    /// A ring any thread can use under a lock: for re-entrant calls and
+    /// threads whose local storage is gone. Its records carry their thread.
+    shared_ring: Mutex<Producer>,
 
     writer: Mutex<Option<JoinHandle<SinkSet>>>,
     writer_thread: Mutex<Option<Thread>>,
@@ -192,16 +195,23 @@ fn os_thread_id() -> u64 {
 
 impl Shared {
     pub(crate) fn start(settings: Settings, sinks: SinkSet) -> std::io::Result<Arc<Shared>> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let shared_ring = Arc::new(Ring::new(settings.ring_bytes, 0, None));
         let shared = Arc::new(Shared {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id,
             mode: settings.mode,
             ring_bytes: settings.ring_bytes,
             overflow: settings.overflow,
             flush_sync: settings.flush_sync,
             clock: settings.clock,
             source: Source::current(),
-            rings: Mutex::new(Vec::new()),
+            rings: Mutex::new(vec![Arc::clone(&shared_ring)]),
             rings_gen: AtomicU64::new(0),
+            shared_ring: Mutex::new(Producer {
+                pipeline: id,
+                ring: shared_ring,
+                pos: ProducerPos::default(),
+            }),
             writer: Mutex::new(None),
             writer_thread: Mutex::new(None),
             writer_sleeping: AtomicBool::new(false),
@@ -262,14 +272,15 @@ impl Shared {
         fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf),
     ) {
         let ts = self.now();
-        let done = LOCAL.try_with(|local| match local.try_borrow_mut() {
+        let handled = LOCAL.try_with(|local| match local.try_borrow_mut() {
             Ok(mut local) => {
                 let local = &mut *local;
                 local.message.clear();
                 local.fields.clear();
                 fill(&mut local.message, &mut local.fields);
                 if local.is_writer {
-                    // Dropped and counted: logging from inside a sink.
+                    // Dropped and counted: logging from inside a sink would
+                    // make the writer wait for itself.
                     self.retired_logged.fetch_add(1, Ordering::Relaxed);
                     self.retired_dropped.fetch_add(1, Ordering::Relaxed);
                     return true;
@@ -286,30 +297,43 @@ impl Shared {
                     fields: local.fields.as_bytes(),
                     foreign: None,
                 };
-                self.enqueue(&mut local.producers, &parts)
+                if !self.queued(&mut local.producers, &parts) {
+                    self.write_direct(&parts);
+                }
+                true
             }
             Err(_) => false,
         });
-        if done != Ok(true) {
-            // Re-entrant call (a Display impl that logs), thread-local storage
-            // already destroyed, or the writer has stopped: write directly.
+        if handled != Ok(true) {
+            // A re-entrant call (a Display impl that logs) or a thread whose
+            // local storage is gone: queue through the shared ring, which
+            // carries the thread with each record.
             let mut message = Vec::new();
             let mut fields = FieldsBuf::new();
             fill(&mut message, &mut fields);
-            self.write_direct(&Record {
+            let parts = Parts {
                 timestamp_ns: ts,
                 level: site.level,
                 target: site.target,
-                message: &message,
                 module: site.module,
                 file: site.file,
                 line: site.line,
                 function: site.function,
-                thread_id: os_thread_id(),
-                thread_name: thread::current().name(),
-                source: &self.source,
-                fields: fields.as_fields(),
-            });
+                message: &message,
+                fields: fields.as_bytes(),
+                foreign: Some((os_thread_id(), None, &self.source)),
+            };
+            self.log_shared(&parts);
+        }
+    }
+
+    fn log_shared(&self, parts: &Parts<'_>) {
+        let queued = {
+            let mut shared = lock(&self.shared_ring);
+            !self.stopped.load(Ordering::Acquire) && self.push(&mut shared, parts)
+        };
+        if !queued {
+            self.write_direct(parts);
         }
     }
 
@@ -328,17 +352,23 @@ impl Shared {
             fields: record.fields.encoded(),
             foreign: Some((record.thread_id, record.thread_name, source)),
         };
-        let done = LOCAL.try_with(|local| match local.try_borrow_mut() {
-            Ok(mut local) if !local.is_writer => self.enqueue(&mut local.producers, &parts),
+        let handled = LOCAL.try_with(|local| match local.try_borrow_mut() {
+            Ok(mut local) if !local.is_writer => {
+                if !self.queued(&mut local.producers, &parts) {
+                    self.write_direct(&parts);
+                }
+                true
+            }
             _ => false,
         });
-        if done != Ok(true) {
-            self.write_direct(&Record { source, ..*record });
+        if handled != Ok(true) {
+            self.log_shared(&parts);
         }
     }
 
+    /// Queues through this thread's ring, creating it on first use.
     /// Returns false when the record must take the direct path.
-    fn enqueue(&self, producers: &mut Vec<Producer>, parts: &Parts<'_>) -> bool {
+    fn queued(&self, producers: &mut Vec<Producer>, parts: &Parts<'_>) -> bool {
         if self.mode == Mode::Sync || self.stopped.load(Ordering::Acquire) {
             return false;
         }
@@ -363,7 +393,11 @@ impl Shared {
                 producers.len() - 1
             }
         };
-        let p = &mut producers[idx];
+        self.push(&mut producers[idx], parts)
+    }
+
+    /// Pushes into `p`'s ring, applying the overflow policy when it is full.
+    fn push(&self, p: &mut Producer, parts: &Parts<'_>) -> bool {
         let ring = &*p.ring;
         ring.logged.fetch_add(1, Ordering::Relaxed);
         if parts.push(ring, &mut p.pos) {
@@ -431,29 +465,43 @@ impl Shared {
         pushed
     }
 
-    fn write_direct(&self, record: &Record<'_>) {
+    /// Writes on the caller's thread: synchronous mode, and after the
+    /// writer stopped.
+    fn write_direct(&self, parts: &Parts<'_>) {
         self.direct_logged.fetch_add(1, Ordering::Relaxed);
+        let current = thread::current();
+        let (thread_id, thread_name, source) = match parts.foreign {
+            Some((id, name, source)) => (id, name, &**source),
+            None => (os_thread_id(), current.name(), &*self.source),
+        };
+        let record = Record {
+            timestamp_ns: parts.timestamp_ns,
+            level: parts.level,
+            target: parts.target,
+            message: parts.message,
+            module: parts.module,
+            file: parts.file,
+            line: parts.line,
+            function: parts.function,
+            thread_id,
+            thread_name,
+            source,
+            fields: Fields::from_encoded(parts.fields),
+        };
         let mut guard = lock(&self.direct);
-        if guard.is_none() && !self.stopped.load(Ordering::Acquire) {
-            // The writer is still running but this thread cannot queue
-            // (re-entrant call, or thread-local storage gone): hand the
-            // record to the writer's sinks by waiting for shutdown is not an
-            // option, so report it on stderr rather than lose it.
-            drop(guard);
-            let mut line = Vec::new();
-            let _ = write!(line, "logbraid: {} {}: ", record.level, record.target);
-            line.extend_from_slice(record.message);
-            line.push(b'\n');
-            let _ = std::io::stderr().write_all(&line);
-            self.written.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        if let Some(sinks) = guard.as_mut() {
-            let n = sinks.write(record);
-            self.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
-            self.written.fetch_add(1, Ordering::Relaxed);
-            self.write_errors
-                .fetch_add(sinks.flush(self.flush_sync), Ordering::Relaxed);
+        match guard.as_mut() {
+            Some(sinks) => {
+                let n = sinks.write(&record);
+                self.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
+                self.written.fetch_add(1, Ordering::Relaxed);
+                self.write_errors
+                    .fetch_add(sinks.flush(self.flush_sync), Ordering::Relaxed);
+            }
+            // Only when the writer thread panicked and took the sinks with
+            // it: counted, never silent.
+            None => {
+                self.retired_dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 

@@ -15,14 +15,19 @@ pub fn rotated_files(active: &Path) -> io::Result<Vec<PathBuf>> {
         _ => Path::new("."),
     };
     let Some(name) = active.file_name().and_then(|n| n.to_str()) else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the path names no file",
+        ));
     };
     let prefix = format!("{name}.");
     let mut backups = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let file_name = entry.file_name();
-        let Some(n) = file_name.to_str() else { continue };
+        let Some(n) = file_name.to_str() else {
+            continue;
+        };
         if n.starts_with(&prefix) && entry.file_type()?.is_file() {
             let modified = entry.metadata()?.modified()?;
             backups.push((modified, backup_rank(&n[prefix.len()..]), entry.path()));
