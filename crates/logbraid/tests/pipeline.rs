@@ -333,3 +333,49 @@ fn logging_while_formatting_a_message_loses_nothing() {
     assert_eq!(logger.stats().logged, 200);
     assert_eq!(logger.stats().written, 200);
 }
+
+/// A sink that panics on the record `boom`.
+#[derive(Debug, Default)]
+struct Fragile;
+
+impl Sink for Fragile {
+    fn write(&mut self, r: &Record<'_>) -> std::io::Result<usize> {
+        if r.message == b"boom" {
+            panic!("sink bug");
+        }
+        Ok(r.message.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_panicking_sink_stops_the_writer_without_hanging_anyone() {
+    let (logger, guard) = Builder::new()
+        .level("trace")
+        .queue_bytes(4096)
+        .sink(Fragile)
+        .build()
+        .unwrap();
+    for i in 0..100 {
+        info(&logger, format_args!("{i}"));
+    }
+    logger.flush();
+    info(&logger, format_args!("boom"));
+    // Many more than the queue holds: under Block this would hang if the
+    // dead writer were still waited for.
+    for i in 0..10_000 {
+        info(&logger, format_args!("{i}"));
+    }
+    logger.flush();
+    drop(guard);
+    let s = logger.stats();
+    assert_eq!(s.logged, 10_101);
+    assert_eq!(s.written, 100);
+    assert_eq!(
+        s.written + s.dropped,
+        s.logged,
+        "every record not written is counted"
+    );
+}

@@ -119,7 +119,7 @@ pub(crate) struct Shared {
     /// threads whose local storage is gone. Its records carry their thread.
     shared_ring: Mutex<Producer>,
 
-    writer: Mutex<Option<JoinHandle<SinkSet>>>,
+    writer: Mutex<Option<JoinHandle<Option<SinkSet>>>>,
     writer_thread: Mutex<Option<Thread>>,
     writer_sleeping: AtomicBool,
     /// Sinks used by the caller directly: in synchronous mode, and after the
@@ -127,6 +127,8 @@ pub(crate) struct Shared {
     direct: Mutex<Option<SinkSet>>,
     stopping: AtomicBool,
     stopped: AtomicBool,
+    /// A sink panicked and the writer thread ended with it.
+    writer_dead: AtomicBool,
 
     flush_requested: AtomicU64,
     flush_done: Mutex<u64>,
@@ -218,6 +220,7 @@ impl Shared {
             direct: Mutex::new(None),
             stopping: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            writer_dead: AtomicBool::new(false),
             flush_requested: AtomicU64::new(0),
             flush_done: Mutex::new(0),
             flush_cv: Condvar::new(),
@@ -239,7 +242,16 @@ impl Shared {
                 let s = Arc::clone(&shared);
                 let handle = thread::Builder::new()
                     .name("logbraid-writer".into())
-                    .spawn(move || Writer::new(s, sinks).run())?;
+                    .spawn(move || {
+                        let shared = Arc::clone(&s);
+                        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            Writer::new(s, sinks).run()
+                        }));
+                        if run.is_err() {
+                            shared.writer_died();
+                        }
+                        run.ok()
+                    })?;
                 *lock(&shared.writer_thread) = Some(handle.thread().clone());
                 *lock(&shared.writer) = Some(handle);
             }
@@ -498,15 +510,20 @@ impl Shared {
                     .fetch_add(sinks.flush(self.flush_sync), Ordering::Relaxed);
             }
             // Only when the writer thread panicked and took the sinks with
-            // it: counted, never silent.
-            None => {
-                self.retired_dropped.fetch_add(1, Ordering::Relaxed);
-            }
+            // it: `stats` counts every unwritten record as dropped.
+            None => {}
         }
     }
 
     /// Returns once every record logged before the call is written.
     pub(crate) fn flush(&self) {
+        // The writer cannot wait for itself (a panic hook running on it).
+        if LOCAL
+            .try_with(|l| l.try_borrow().map(|l| l.is_writer).unwrap_or(false))
+            .unwrap_or(false)
+        {
+            return;
+        }
         if self.stopped.load(Ordering::Acquire) || self.mode == Mode::Sync {
             if let Some(s) = lock(&self.direct).as_mut() {
                 self.write_errors
@@ -531,6 +548,26 @@ impl Shared {
         }
     }
 
+    /// A sink panicked on the writer thread and took the sinks with it:
+    /// stop queueing, count what can no longer be written, say so.
+    fn writer_died(&self) {
+        self.writer_dead.store(true, Ordering::Release);
+        self.stopped.store(true, Ordering::Release);
+        let st = self.stats();
+        let _ = writeln!(
+            std::io::stderr(),
+            "logbraid: a sink panicked on the writer thread; {} queued records are lost and later records are counted as dropped",
+            st.logged - st.written
+        );
+        *lock(&self.flush_done) = u64::MAX;
+        self.flush_cv.notify_all();
+        for r in lock(&self.rings).iter() {
+            if let Some(t) = lock(&r.producer_thread).as_ref() {
+                t.unpark();
+            }
+        }
+    }
+
     /// Drains, flushes and stops the writer thread. Records logged later
     /// are written directly by the caller. Idempotent.
     pub(crate) fn shutdown(&self) {
@@ -548,11 +585,8 @@ impl Shared {
         if on_writer {
             return;
         }
-        match handle.join() {
-            Ok(sinks) => *lock(&self.direct) = Some(sinks),
-            Err(_) => {
-                let _ = writeln!(std::io::stderr(), "logbraid: the writer thread panicked");
-            }
+        if let Ok(Some(sinks)) = handle.join() {
+            *lock(&self.direct) = Some(sinks);
         }
         self.stopped.store(true, Ordering::Release);
         self.flush_cv.notify_all();
@@ -571,9 +605,14 @@ impl Shared {
             logged += r.logged.load(Ordering::Relaxed);
             dropped += r.dropped.load(Ordering::Relaxed);
         }
+        let logged = logged + self.direct_logged.load(Ordering::Relaxed);
+        let written = self.written.load(Ordering::Relaxed);
+        if self.writer_dead.load(Ordering::Acquire) {
+            dropped = logged.saturating_sub(written);
+        }
         Stats {
-            logged: logged + self.direct_logged.load(Ordering::Relaxed),
-            written: self.written.load(Ordering::Relaxed),
+            logged,
+            written,
             dropped,
             bytes_written: self.bytes_written.load(Ordering::Relaxed),
             queue_high_water: self.high_water.load(Ordering::Relaxed) as u64,
