@@ -500,18 +500,14 @@ impl Shared {
             source,
             fields: Fields::from_encoded(parts.fields),
         };
-        let mut guard = lock(&self.direct);
-        match guard.as_mut() {
-            Some(sinks) => {
-                let n = sinks.write(&record);
-                self.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
-                self.written.fetch_add(1, Ordering::Relaxed);
-                self.write_errors
-                    .fetch_add(sinks.flush(self.flush_sync), Ordering::Relaxed);
-            }
-            // Only when the writer thread panicked and took the sinks with
-            // it: `stats` counts every unwritten record as dropped.
-            None => {}
+        // No sinks only when the writer thread panicked and took them with
+        // it: `stats` then counts every unwritten record as dropped.
+        if let Some(sinks) = lock(&self.direct).as_mut() {
+            let n = sinks.write(&record);
+            self.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
+            self.written.fetch_add(1, Ordering::Relaxed);
+            self.write_errors
+                .fetch_add(sinks.flush(self.flush_sync), Ordering::Relaxed);
         }
     }
 
