@@ -1,0 +1,5 @@
+//! The logbraid collector: receives records from other processes and hosts
+//! and writes them through the same sinks as the in-process pipeline.
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+pub mod intake;
