@@ -21,6 +21,7 @@
 use std::sync::Arc;
 
 use super::ring::{align, ProducerPos, Ring};
+use super::tsc::Converter;
 use crate::level::Level;
 use crate::record::{Fields, Record, Source};
 
@@ -35,6 +36,8 @@ const F_LINE: u8 = 4;
 const F_FUNCTION: u8 = 8;
 const F_THREAD_NAME: u8 = 16;
 const F_FOREIGN: u8 = 32;
+/// The timestamp is raw TSC ticks, converted by the writer.
+const F_TSC: u8 = 64;
 
 /// What the caller hands to the queue, all borrowed.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +53,8 @@ pub(crate) struct Parts<'a> {
     pub(crate) fields: &'a [u8],
     /// Set for records of another process: their thread and source.
     pub(crate) foreign: Option<(u64, Option<&'a str>, &'a Arc<Source>)>,
+    /// `timestamp_ns` holds TSC ticks (see `tsc`), not nanoseconds.
+    pub(crate) tsc: bool,
 }
 
 fn cut(s: &str) -> &str {
@@ -98,6 +103,9 @@ impl<'a> Parts<'a> {
         }
         if self.function.is_some() {
             flags |= F_FUNCTION;
+        }
+        if self.tsc {
+            flags |= F_TSC;
         }
         let mut h = [0u8; HEADER];
         h[0..4].copy_from_slice(&(len as u32).to_le_bytes());
@@ -150,6 +158,7 @@ impl<'a> Parts<'a> {
             let mut h = [0u8; HEADER];
             h[0..4].copy_from_slice(&(HEADER as u32).to_le_bytes());
             h[4] = KIND_BOXED;
+            h[6] = if self.tsc { F_TSC } else { 0 };
             h[8..16].copy_from_slice(&self.timestamp_ns.to_le_bytes());
             h[40..48].copy_from_slice(&(ptr as *mut u8 as usize as u64).to_le_bytes());
             h[48..56].copy_from_slice(&(ptr.len() as u64).to_le_bytes());
@@ -195,9 +204,14 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// Timestamp of an entry (for merging).
-pub(crate) fn timestamp(entry: &[u8]) -> i64 {
-    u64_at(entry, 8) as i64
+/// Timestamp of an entry in nanoseconds (for merging).
+pub(crate) fn timestamp(entry: &[u8], conv: &Converter) -> i64 {
+    let raw = u64_at(entry, 8);
+    if entry[6] & F_TSC != 0 {
+        conv.to_ns(raw)
+    } else {
+        raw as i64
+    }
 }
 
 /// Length of the entry at the start of `bytes`.
@@ -250,6 +264,7 @@ impl Claimed<'_> {
         &'s self,
         ring_thread: (u64, Option<&'s str>),
         source: &'s Source,
+        conv: &Converter,
     ) -> Record<'s> {
         let b: &[u8] = match &self.boxed {
             Some(b) => b,
@@ -284,7 +299,7 @@ impl Claimed<'_> {
             None => (ring_thread.0, ring_thread.1, source),
         };
         Record {
-            timestamp_ns: u64_at(b, 8) as i64,
+            timestamp_ns: timestamp(b, conv),
             level: Level::from_u8(b[5]).unwrap_or(Level::Info),
             target: strs[0],
             message,

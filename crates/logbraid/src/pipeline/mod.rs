@@ -10,6 +10,7 @@
 mod entry;
 mod ring;
 mod sinks;
+mod tsc;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -111,6 +112,8 @@ pub(crate) struct Shared {
     overflow: Overflow,
     flush_sync: bool,
     clock: Option<Arc<dyn Clock>>,
+    /// Callers stamp records with TSC ticks (no clock injected, TSC usable).
+    use_tsc: bool,
     source: Arc<Source>,
 
     rings: Mutex<Vec<Arc<Ring>>>,
@@ -205,6 +208,9 @@ impl Shared {
             ring_bytes: settings.ring_bytes,
             overflow: settings.overflow,
             flush_sync: settings.flush_sync,
+            use_tsc: settings.clock.is_none()
+                && settings.mode == Mode::NonBlocking
+                && tsc::available(),
             clock: settings.clock,
             source: Source::current(),
             rings: Mutex::new(vec![Arc::clone(&shared_ring)]),
@@ -270,6 +276,17 @@ impl Shared {
         }
     }
 
+    /// The caller's timestamp: TSC ticks where they can be trusted and no
+    /// clock was injected, nanoseconds otherwise.
+    #[inline]
+    fn stamp(&self) -> (i64, bool) {
+        if self.use_tsc {
+            (tsc::ticks() as i64, true)
+        } else {
+            (self.now(), false)
+        }
+    }
+
     fn wake_writer(&self) {
         if let Some(t) = lock(&self.writer_thread).as_ref() {
             t.unpark();
@@ -283,7 +300,7 @@ impl Shared {
         site: &Callsite<'_>,
         fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf),
     ) {
-        let ts = self.now();
+        let (stamp, is_tsc) = self.stamp();
         let handled = LOCAL.try_with(|local| match local.try_borrow_mut() {
             Ok(mut local) => {
                 let local = &mut *local;
@@ -297,8 +314,8 @@ impl Shared {
                     self.retired_dropped.fetch_add(1, Ordering::Relaxed);
                     return true;
                 }
-                let parts = Parts {
-                    timestamp_ns: ts,
+                let mut parts = Parts {
+                    timestamp_ns: stamp,
                     level: site.level,
                     target: site.target,
                     module: site.module,
@@ -308,8 +325,13 @@ impl Shared {
                     message: &local.message,
                     fields: local.fields.as_bytes(),
                     foreign: None,
+                    tsc: is_tsc,
                 };
                 if !self.queued(&mut local.producers, &parts) {
+                    if parts.tsc {
+                        parts.timestamp_ns = self.now();
+                        parts.tsc = false;
+                    }
                     self.write_direct(&parts);
                 }
                 true
@@ -324,7 +346,7 @@ impl Shared {
             let mut fields = FieldsBuf::new();
             fill(&mut message, &mut fields);
             let parts = Parts {
-                timestamp_ns: ts,
+                timestamp_ns: self.now(),
                 level: site.level,
                 target: site.target,
                 module: site.module,
@@ -334,6 +356,7 @@ impl Shared {
                 message: &message,
                 fields: fields.as_bytes(),
                 foreign: Some((os_thread_id(), None, &self.source)),
+                tsc: false,
             };
             self.log_shared(&parts);
         }
@@ -363,6 +386,7 @@ impl Shared {
             message: record.message,
             fields: record.fields.encoded(),
             foreign: Some((record.thread_id, record.thread_name, source)),
+            tsc: false,
         };
         let handled = LOCAL.try_with(|local| match local.try_borrow_mut() {
             Ok(mut local) if !local.is_writer => {
@@ -650,12 +674,12 @@ struct Writer {
     gen: u64,
     reported_drops: u64,
     pending_flush: Option<PendingFlush>,
+    tsc: tsc::Converter,
 }
 
 impl Writer {
     fn new(shared: Arc<Shared>, sinks: SinkSet) -> Self {
         Writer {
-            shared,
             sinks,
             rings: Vec::new(),
             scratch: Vec::new(),
@@ -663,6 +687,12 @@ impl Writer {
             gen: u64::MAX,
             reported_drops: 0,
             pending_flush: None,
+            tsc: if shared.use_tsc {
+                tsc::Converter::new()
+            } else {
+                tsc::Converter::identity()
+            },
+            shared,
         }
     }
 
@@ -702,6 +732,9 @@ impl Writer {
     /// One pass: claims from every ring, merges by timestamp, writes.
     /// Returns the number of records written.
     fn pass(&mut self) -> usize {
+        if self.shared.use_tsc {
+            self.tsc.refresh();
+        }
         let mut high = 0;
         for (ring, buf) in self.rings.iter().zip(self.scratch.iter_mut()) {
             buf.clear();
@@ -718,7 +751,7 @@ impl Writer {
             for (i, buf) in self.scratch.iter().enumerate() {
                 let at = self.cursors[i];
                 if at < buf.len() {
-                    let ts = entry::timestamp(&buf[at..]);
+                    let ts = entry::timestamp(&buf[at..], &self.tsc);
                     if best.is_none_or(|(_, b)| ts < b) {
                         best = Some((i, ts));
                     }
@@ -733,7 +766,11 @@ impl Writer {
             // successful compare-and-swap, so each entry is taken once.
             let claimed = unsafe { entry::take(&buf[at..at + len]) };
             let ring = &self.rings[i];
-            let rec = claimed.record((ring.thread_id, ring.thread_name.as_deref()), &source);
+            let rec = claimed.record(
+                (ring.thread_id, ring.thread_name.as_deref()),
+                &source,
+                &self.tsc,
+            );
             bytes += self.sinks.write(&rec);
             count += 1;
         }
