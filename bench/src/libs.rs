@@ -1,0 +1,453 @@
+//! The libraries under test: how each one is set up, called and stopped.
+//!
+//! Every library logs the same message, `"request {} served in {} ms"` with
+//! two integers, at INFO, through its usual macro, into one file in the
+//! directory it is given. Each implementation of [`Peer`] is a zero-sized
+//! type so the logging macro is inlined into the measuring loop, exactly as
+//! it would be in an application.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+/// The file every library writes, inside the run's temporary directory.
+pub const FILE_NAME: &str = "bench.log";
+
+/// Static facts about one library, for the report.
+#[derive(Clone, Copy, Debug)]
+pub struct Info {
+    /// Name used on the command line and in the tables.
+    pub name: &'static str,
+    /// The crate whose version the report prints.
+    pub krate: &'static str,
+    /// How the calls reach it.
+    pub api: &'static str,
+    /// How it is configured.
+    pub setup: &'static str,
+    /// How the benchmark waits until the file is complete.
+    pub flush: &'static str,
+    /// Whether the caller does the file I/O itself.
+    pub synchronous: bool,
+    /// The cargo feature that compiles it in (`None`: always built).
+    pub feature: Option<&'static str>,
+}
+
+/// Every library, logbraid first.
+pub const ALL: &[Info] = &[
+    Info {
+        name: "logbraid",
+        krate: "logbraid",
+        api: "`log::info!`",
+        setup: "`Builder::new().level(\"info\").file(RollingFile::builder(path))`, defaults: non-blocking, 1 MiB queue per thread, `Overflow::Block`, text layout",
+        flush: "drop the `Guard` (drains, flushes, joins the writer)",
+        synchronous: false,
+        feature: None,
+    },
+    Info {
+        name: "tracing",
+        krate: "tracing-appender",
+        api: "`tracing::info!`",
+        setup: "`tracing_subscriber::fmt()` (default format, no ANSI) over `tracing_appender::non_blocking` (`lossy(false)`, default 128,000-line channel) over `rolling::never(dir, file)`",
+        flush: "drop the `WorkerGuard`; its wait is bounded (100 ms + 1 s), so the file is then polled until every line is there",
+        synchronous: false,
+        feature: Some("peer-tracing"),
+    },
+    Info {
+        name: "spdlog-rs",
+        krate: "spdlog-rs",
+        api: "`spdlog::info!` (default logger)",
+        setup: "default logger = `Logger` (level ≥ info) → `AsyncPoolSink` (own `ThreadPool`, default capacity 8192, `OverflowPolicy::Block`) → `FileSink`, default pattern",
+        flush: "`logger.flush()`, then drop the logger and the thread pool (joins its thread after the queued tasks)",
+        synchronous: false,
+        feature: Some("peer-spdlog"),
+    },
+    Info {
+        name: "ftlog",
+        krate: "ftlog",
+        api: "`log::info!`",
+        setup: "`ftlog::builder().max_log_level(Info).bounded(100_000, true).utc().root(FileAppender::new(path))`, default format (blocking when full, so lossless; the default drops)",
+        flush: "drop the `LoggerGuard` (sends a flush and waits for the logger thread's answer)",
+        synchronous: false,
+        feature: Some("peer-ftlog"),
+    },
+    Info {
+        name: "fast_log",
+        krate: "fast_log",
+        api: "`log::info!`",
+        setup: "`Config::new().file(path).chan_len(Some(100_000)).level(Info)`, default format with UTC time",
+        flush: "`log::logger().flush()` (waits on a wait group the writer releases)",
+        synchronous: false,
+        feature: Some("peer-fast-log"),
+    },
+    Info {
+        name: "log4rs",
+        krate: "log4rs",
+        api: "`log::info!`",
+        setup: "`FileAppender` with the default `PatternEncoder` (`{d} {l} {t} - {m}{n}`), root at info. **Synchronous**: the caller formats and writes under a lock, flushing each record",
+        flush: "nothing to wait for (every call has written its line); `log::logger().flush()`",
+        synchronous: true,
+        feature: Some("peer-log4rs"),
+    },
+    Info {
+        name: "flexi_logger",
+        krate: "flexi_logger",
+        api: "`log::info!`",
+        setup: "`Logger::try_with_str(\"info\").log_to_file(FileSpec::try_from(path)).format_for_files(opt_format).write_mode(WriteMode::Async)` (its default format has no timestamp; `opt_format` is its built-in one with time and level)",
+        flush: "`handle.flush()` then `handle.shutdown()` (joins the output thread)",
+        synchronous: false,
+        feature: Some("peer-flexi"),
+    },
+];
+
+/// Looks a library up by name.
+pub fn info(name: &str) -> Option<&'static Info> {
+    ALL.iter().find(|i| i.name == name)
+}
+
+/// Counters a library reports about itself after it stopped.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct SelfStats {
+    /// Records it accepted.
+    pub logged: u64,
+    /// Records it wrote.
+    pub written: u64,
+    /// Records it dropped.
+    pub dropped: u64,
+    /// Times a caller found its queue full.
+    pub full_waits: u64,
+}
+
+/// One library under test.
+pub trait Peer {
+    /// What must stay alive while logging.
+    type Guard;
+
+    /// Installs the library, writing at INFO and above into
+    /// `dir/`[`FILE_NAME`].
+    fn init(dir: &Path) -> anyhow::Result<Self::Guard>;
+
+    /// The measured call, at INFO.
+    fn info(index: u64, ms: u64);
+
+    /// The same call at DEBUG, which the level filter rejects.
+    fn debug(index: u64, ms: u64);
+
+    /// Flushes and stops; when this returns the library says the file is
+    /// complete.
+    fn finish(guard: Self::Guard) -> anyhow::Result<Option<SelfStats>>;
+}
+
+/// logbraid through the `log` facade.
+#[derive(Debug)]
+pub struct Logbraid;
+
+impl Peer for Logbraid {
+    type Guard = logbraid::Guard;
+
+    fn init(dir: &Path) -> anyhow::Result<Self::Guard> {
+        let guard = logbraid::Builder::new()
+            .level("info")
+            .file(logbraid::sink::RollingFile::builder(dir.join(FILE_NAME)))?
+            .init()?;
+        Ok(guard)
+    }
+
+    #[inline(always)]
+    fn info(index: u64, ms: u64) {
+        log::info!("request {} served in {} ms", index, ms);
+    }
+
+    #[inline(always)]
+    fn debug(index: u64, ms: u64) {
+        log::debug!("request {} served in {} ms", index, ms);
+    }
+
+    fn finish(guard: Self::Guard) -> anyhow::Result<Option<SelfStats>> {
+        drop(guard);
+        let stats = logbraid::global()
+            .context("logbraid::global() is None after init")?
+            .stats();
+        Ok(Some(SelfStats {
+            logged: stats.logged,
+            written: stats.written,
+            dropped: stats.dropped,
+            full_waits: stats.full_waits,
+        }))
+    }
+}
+
+#[cfg(feature = "peer-tracing")]
+mod tracing_peer {
+    use super::*;
+
+    /// tracing-subscriber `fmt` over tracing-appender's non-blocking writer.
+    #[derive(Debug)]
+    pub struct Tracing;
+
+    impl Peer for Tracing {
+        type Guard = tracing_appender::non_blocking::WorkerGuard;
+
+        fn init(dir: &Path) -> anyhow::Result<Self::Guard> {
+            let file = tracing_appender::rolling::never(dir, FILE_NAME);
+            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .lossy(false)
+                .finish(file);
+            tracing_subscriber::fmt()
+                .with_writer(writer)
+                .with_max_level(tracing::Level::INFO)
+                .try_init()
+                .map_err(|e| anyhow::anyhow!("tracing init: {e}"))?;
+            Ok(guard)
+        }
+
+        #[inline(always)]
+        fn info(index: u64, ms: u64) {
+            tracing::info!("request {} served in {} ms", index, ms);
+        }
+
+        #[inline(always)]
+        fn debug(index: u64, ms: u64) {
+            tracing::debug!("request {} served in {} ms", index, ms);
+        }
+
+        fn finish(guard: Self::Guard) -> anyhow::Result<Option<SelfStats>> {
+            drop(guard);
+            Ok(None)
+        }
+    }
+}
+#[cfg(feature = "peer-tracing")]
+pub use tracing_peer::Tracing;
+
+#[cfg(feature = "peer-spdlog")]
+mod spdlog_peer {
+    use std::sync::Arc;
+
+    use super::*;
+    use spdlog::sink::{AsyncPoolSink, FileSink};
+    use spdlog::{Level, LevelFilter, Logger, ThreadPool};
+
+    /// spdlog-rs with an asynchronous pool sink over a file sink.
+    #[derive(Debug)]
+    pub struct Spdlog;
+
+    impl Peer for Spdlog {
+        type Guard = (Arc<Logger>, Arc<ThreadPool>);
+
+        fn init(dir: &Path) -> anyhow::Result<Self::Guard> {
+            let file = FileSink::builder().path(dir.join(FILE_NAME)).build_arc()?;
+            let pool = ThreadPool::builder().build_arc()?;
+            let sink = AsyncPoolSink::builder()
+                .sink(file)
+                .thread_pool(Arc::clone(&pool))
+                .build_arc()?;
+            let logger = Logger::builder()
+                .sink(sink)
+                .level_filter(LevelFilter::MoreSevereEqual(Level::Info))
+                .build_arc()?;
+            spdlog::set_default_logger(Arc::clone(&logger));
+            Ok((logger, pool))
+        }
+
+        #[inline(always)]
+        fn info(index: u64, ms: u64) {
+            spdlog::info!("request {} served in {} ms", index, ms);
+        }
+
+        #[inline(always)]
+        fn debug(index: u64, ms: u64) {
+            spdlog::debug!("request {} served in {} ms", index, ms);
+        }
+
+        fn finish(guard: Self::Guard) -> anyhow::Result<Option<SelfStats>> {
+            let (logger, pool) = guard;
+            logger.flush();
+            // The default logger holds the last other reference to the sink
+            // and so to the pool: replace it, so dropping `pool` joins the
+            // pool's thread once it has run every queued task.
+            spdlog::set_default_logger(Logger::builder().build_arc()?);
+            drop(logger);
+            drop(pool);
+            Ok(None)
+        }
+    }
+}
+#[cfg(feature = "peer-spdlog")]
+pub use spdlog_peer::Spdlog;
+
+#[cfg(feature = "peer-ftlog")]
+mod ftlog_peer {
+    use super::*;
+
+    /// ftlog, made lossless (it drops on a full queue by default).
+    #[derive(Debug)]
+    pub struct Ftlog;
+
+    impl Peer for Ftlog {
+        type Guard = ftlog::LoggerGuard;
+
+        fn init(dir: &Path) -> anyhow::Result<Self::Guard> {
+            let guard = ftlog::builder()
+                .max_log_level(ftlog::LevelFilter::Info)
+                .bounded(100_000, true)
+                .utc()
+                .root(ftlog::appender::FileAppender::new(dir.join(FILE_NAME)))
+                .try_init()
+                .map_err(|e| anyhow::anyhow!("ftlog init: {e}"))?;
+            Ok(guard)
+        }
+
+        #[inline(always)]
+        fn info(index: u64, ms: u64) {
+            log::info!("request {} served in {} ms", index, ms);
+        }
+
+        #[inline(always)]
+        fn debug(index: u64, ms: u64) {
+            log::debug!("request {} served in {} ms", index, ms);
+        }
+
+        fn finish(guard: Self::Guard) -> anyhow::Result<Option<SelfStats>> {
+            drop(guard);
+            Ok(None)
+        }
+    }
+}
+#[cfg(feature = "peer-ftlog")]
+pub use ftlog_peer::Ftlog;
+
+#[cfg(feature = "peer-fast-log")]
+mod fast_log_peer {
+    use super::*;
+    use fast_log::formats::{FastLogFormat, TimeType};
+
+    /// fast_log with a bounded channel, as its README recommends.
+    #[derive(Debug)]
+    pub struct FastLog;
+
+    impl Peer for FastLog {
+        type Guard = ();
+
+        fn init(dir: &Path) -> anyhow::Result<Self::Guard> {
+            let path = dir.join(FILE_NAME);
+            let path = path.to_str().context("temporary path is not UTF-8")?;
+            fast_log::init(
+                fast_log::Config::new()
+                    .file(path)
+                    .chan_len(Some(100_000))
+                    .level(log::LevelFilter::Info)
+                    .format(FastLogFormat::new().set_time_type(TimeType::Utc)),
+            )
+            .map_err(|e| anyhow::anyhow!("fast_log init: {e}"))?;
+            Ok(())
+        }
+
+        #[inline(always)]
+        fn info(index: u64, ms: u64) {
+            log::info!("request {} served in {} ms", index, ms);
+        }
+
+        #[inline(always)]
+        fn debug(index: u64, ms: u64) {
+            log::debug!("request {} served in {} ms", index, ms);
+        }
+
+        fn finish(_guard: Self::Guard) -> anyhow::Result<Option<SelfStats>> {
+            log::logger().flush();
+            Ok(None)
+        }
+    }
+}
+#[cfg(feature = "peer-fast-log")]
+pub use fast_log_peer::FastLog;
+
+#[cfg(feature = "peer-log4rs")]
+mod log4rs_peer {
+    use super::*;
+    use log4rs::append::file::FileAppender;
+    use log4rs::config::{Appender, Config, Root};
+    use log4rs::encode::pattern::PatternEncoder;
+
+    /// log4rs: a synchronous file appender.
+    #[derive(Debug)]
+    pub struct Log4rs;
+
+    impl Peer for Log4rs {
+        type Guard = log4rs::Handle;
+
+        fn init(dir: &Path) -> anyhow::Result<Self::Guard> {
+            let file = FileAppender::builder()
+                .encoder(Box::new(PatternEncoder::default()))
+                .build(dir.join(FILE_NAME))?;
+            let config = Config::builder()
+                .appender(Appender::builder().build("file", Box::new(file)))
+                .build(
+                    Root::builder()
+                        .appender("file")
+                        .build(log::LevelFilter::Info),
+                )?;
+            Ok(log4rs::init_config(config)?)
+        }
+
+        #[inline(always)]
+        fn info(index: u64, ms: u64) {
+            log::info!("request {} served in {} ms", index, ms);
+        }
+
+        #[inline(always)]
+        fn debug(index: u64, ms: u64) {
+            log::debug!("request {} served in {} ms", index, ms);
+        }
+
+        fn finish(guard: Self::Guard) -> anyhow::Result<Option<SelfStats>> {
+            log::logger().flush();
+            drop(guard);
+            Ok(None)
+        }
+    }
+}
+#[cfg(feature = "peer-log4rs")]
+pub use log4rs_peer::Log4rs;
+
+#[cfg(feature = "peer-flexi")]
+mod flexi_peer {
+    use super::*;
+    use flexi_logger::{FileSpec, LoggerHandle, WriteMode};
+
+    /// flexi_logger in asynchronous write mode.
+    #[derive(Debug)]
+    pub struct Flexi;
+
+    impl Peer for Flexi {
+        type Guard = LoggerHandle;
+
+        fn init(dir: &Path) -> anyhow::Result<Self::Guard> {
+            let handle = flexi_logger::Logger::try_with_str("info")?
+                .log_to_file(FileSpec::try_from(dir.join(FILE_NAME))?)
+                .format_for_files(flexi_logger::opt_format)
+                .write_mode(WriteMode::Async)
+                .start()?;
+            Ok(handle)
+        }
+
+        #[inline(always)]
+        fn info(index: u64, ms: u64) {
+            log::info!("request {} served in {} ms", index, ms);
+        }
+
+        #[inline(always)]
+        fn debug(index: u64, ms: u64) {
+            log::debug!("request {} served in {} ms", index, ms);
+        }
+
+        fn finish(guard: Self::Guard) -> anyhow::Result<Option<SelfStats>> {
+            guard.flush();
+            guard.shutdown();
+            drop(guard);
+            Ok(None)
+        }
+    }
+}
+#[cfg(feature = "peer-flexi")]
+pub use flexi_peer::Flexi;
