@@ -12,6 +12,7 @@ pub mod options;
 pub mod pipeline;
 pub mod record;
 pub mod sink;
+pub mod wire;
 
 pub use level::{Level, LevelFilter};
 pub use logger::{flush_all, global, Builder, Error, Guard, Logger};
