@@ -100,12 +100,51 @@ fn every_protocol_decodes_to_what_python_loads() {
         .map(|o| o.as_str().unwrap())
         .collect();
     for op in [
-        "PROTO", "FRAME", "STOP", "MARK", "NONE", "NEWTRUE", "NEWFALSE", "INT", "BININT",
-        "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT", "UNICODE",
-        "BINUNICODE", "SHORT_BINUNICODE", "BINBYTES", "SHORT_BINBYTES", "BYTEARRAY8",
-        "EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "EMPTY_LIST", "LIST", "APPEND",
-        "APPENDS", "EMPTY_DICT", "DICT", "SETITEM", "SETITEMS", "EMPTY_SET", "ADDITEMS",
-        "FROZENSET", "PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET", "MEMOIZE",
+        "PROTO",
+        "FRAME",
+        "STOP",
+        "MARK",
+        "NONE",
+        "NEWTRUE",
+        "NEWFALSE",
+        "INT",
+        "BININT",
+        "BININT1",
+        "BININT2",
+        "LONG",
+        "LONG1",
+        "LONG4",
+        "FLOAT",
+        "BINFLOAT",
+        "UNICODE",
+        "BINUNICODE",
+        "SHORT_BINUNICODE",
+        "BINBYTES",
+        "SHORT_BINBYTES",
+        "BYTEARRAY8",
+        "EMPTY_TUPLE",
+        "TUPLE",
+        "TUPLE1",
+        "TUPLE2",
+        "TUPLE3",
+        "EMPTY_LIST",
+        "LIST",
+        "APPEND",
+        "APPENDS",
+        "EMPTY_DICT",
+        "DICT",
+        "SETITEM",
+        "SETITEMS",
+        "EMPTY_SET",
+        "ADDITEMS",
+        "FROZENSET",
+        "PUT",
+        "BINPUT",
+        "LONG_BINPUT",
+        "GET",
+        "BINGET",
+        "LONG_BINGET",
+        "MEMOIZE",
     ] {
         assert!(ops.contains(&op), "no test pickle uses {op}: {ops:?}");
     }
@@ -122,7 +161,10 @@ print(json.dumps([pickle.dumps(v, p).hex() for p in (3, 4, 5)]))
     );
     let want = PickleValue::Dict(vec![
         (s("i"), PickleValue::Int(-5)),
-        (s("big"), PickleValue::BigInt(vec![0, 0, 0, 0, 0, 0, 0, 0, 1])),
+        (
+            s("big"),
+            PickleValue::BigInt(vec![0, 0, 0, 0, 0, 0, 0, 0, 1]),
+        ),
         (s("f"), PickleValue::Float(0.5)),
         (s("s"), s("é")),
         (s("b"), PickleValue::Bytes(vec![0])),
@@ -163,8 +205,14 @@ fn opcodes_python_3_no_longer_writes() {
         (b"S'\\xe9'\n.", PickleValue::Bytes(vec![0xe9])),
         (b"S'\\xc3\\xa9\\n'\n.", s("é\n")),
         (b"U\x03abcq\x00.", s("abc")),
-        (b"T\x02\x00\x00\x00\xff\xfe.", PickleValue::Bytes(vec![0xff, 0xfe])),
-        (b"\x80\x04\x8d\x03\x00\x00\x00\x00\x00\x00\x00abc.", s("abc")),
+        (
+            b"T\x02\x00\x00\x00\xff\xfe.",
+            PickleValue::Bytes(vec![0xff, 0xfe]),
+        ),
+        (
+            b"\x80\x04\x8d\x03\x00\x00\x00\x00\x00\x00\x00abc.",
+            s("abc"),
+        ),
         (
             b"\x80\x04\x8e\x02\x00\x00\x00\x00\x00\x00\x00\x01\x02.",
             PickleValue::Bytes(vec![1, 2]),
@@ -177,9 +225,18 @@ fn opcodes_python_3_no_longer_writes() {
         (b"K\x01(K\x02K\x031.", PickleValue::Int(1)),
         // POP of an empty stack above a mark pops the mark, as CPython does.
         (b"K\x01(0.", PickleValue::Int(1)),
-        (b"(K\x01K\x02l.", PickleValue::List(vec![PickleValue::Int(1), PickleValue::Int(2)])),
-        (b"(K\x01K\x02d.", PickleValue::Dict(vec![(PickleValue::Int(1), PickleValue::Int(2))])),
-        (b"I42\nI-7\n\x86.", PickleValue::Tuple(vec![PickleValue::Int(42), PickleValue::Int(-7)])),
+        (
+            b"(K\x01K\x02l.",
+            PickleValue::List(vec![PickleValue::Int(1), PickleValue::Int(2)]),
+        ),
+        (
+            b"(K\x01K\x02d.",
+            PickleValue::Dict(vec![(PickleValue::Int(1), PickleValue::Int(2))]),
+        ),
+        (
+            b"I42\nI-7\n\x86.",
+            PickleValue::Tuple(vec![PickleValue::Int(42), PickleValue::Int(-7)]),
+        ),
         (b"F1.5\n.", PickleValue::Float(1.5)),
         (b"Vcaf\\u00e9\\U0001f600\n.", s("café😀")),
         (b"\x8a\x00.", PickleValue::Int(0)),
@@ -276,7 +333,10 @@ fn pickles_that_name_code_are_rejected_with_the_opcode_and_offset() {
         let err = d(&bytes).unwrap_err();
         assert_eq!(
             err,
-            PickleError::Forbidden { name: match_name(name), offset: pos },
+            PickleError::Forbidden {
+                name: match_name(name),
+                offset: pos
+            },
             "{}",
             sample["label"]
         );
@@ -284,8 +344,20 @@ fn pickles_that_name_code_are_rejected_with_the_opcode_and_offset() {
         seen.insert(name.to_string());
     }
     let want: std::collections::BTreeSet<String> = [
-        "GLOBAL", "STACK_GLOBAL", "REDUCE", "BUILD", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX",
-        "EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID", "NEXT_BUFFER",
+        "GLOBAL",
+        "STACK_GLOBAL",
+        "REDUCE",
+        "BUILD",
+        "INST",
+        "OBJ",
+        "NEWOBJ",
+        "NEWOBJ_EX",
+        "EXT1",
+        "EXT2",
+        "EXT4",
+        "PERSID",
+        "BINPERSID",
+        "NEXT_BUFFER",
     ]
     .into_iter()
     .map(String::from)
@@ -313,7 +385,11 @@ fn pickles_that_name_code_are_rejected_with_the_opcode_and_offset() {
         (b"\x84\x01\x00\x00\x00.", "EXT4", 0),
         (b"Pabc\n.", "PERSID", 0),
         (b"K\x01Q.", "BINPERSID", 2),
-        (b"X\x01\x00\x00\x00aX\x01\x00\x00\x00b\x93.", "STACK_GLOBAL", 12),
+        (
+            b"X\x01\x00\x00\x00aX\x01\x00\x00\x00b\x93.",
+            "STACK_GLOBAL",
+            12,
+        ),
     ] {
         assert_eq!(
             d(bytes),
@@ -469,8 +545,18 @@ fn limits_are_enforced() {
 #[test]
 fn lengths_beyond_the_input_are_refused_before_allocating() {
     for (bytes, offset, len, remaining) in [
-        (&b"\x8d\xff\xff\xff\xff\xff\xff\xff\xffabc."[..], 0usize, u64::MAX, 4usize),
-        (b"\x80\x05\x96\x00\x00\x00\x00\x01\x00\x00\x00.", 2, 1 << 32, 1),
+        (
+            &b"\x8d\xff\xff\xff\xff\xff\xff\xff\xffabc."[..],
+            0usize,
+            u64::MAX,
+            4usize,
+        ),
+        (
+            b"\x80\x05\x96\x00\x00\x00\x00\x01\x00\x00\x00.",
+            2,
+            1 << 32,
+            1,
+        ),
         (b"X\xff\xff\xff\xffabc", 0, u32::MAX as u64, 3),
         (b"B\x05\x00\x00\x00abc", 0, 5, 3),
         (b"\x8a\x09\x01", 0, 9, 1),

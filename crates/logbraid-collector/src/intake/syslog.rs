@@ -560,7 +560,7 @@ fn tag(rest: &[u8]) -> (Option<&str>, Option<&str>, &[u8]) {
 #[non_exhaustive]
 pub enum SyslogFrameError {
     /// A message (announced by its octet count, or a line without its
-    /// newline yet) is over the limit.
+    /// terminator yet) is over the limit.
     #[error("syslog frame of {len} bytes or more is over the limit of {max}")]
     TooLarge {
         /// Its announced length, or the bytes seen so far of the line.
@@ -587,12 +587,14 @@ pub enum SyslogFrameError {
 
 /// Cuts a syslog TCP stream into messages (RFC 6587), telling each
 /// message's framing by its first byte: a digit starts an octet-counted
-/// frame (`LEN SP MSG`), `<` a line ended by LF. Empty lines and NULs
-/// between frames are skipped.
+/// frame (`LEN SP MSG`), `<` a frame ended by LF or by NUL (RFC 6587,
+/// section 3.4.2, mentions senders that end frames with NUL; Python's
+/// `SysLogHandler` over TCP is one). Empty lines and NULs between frames
+/// are skipped.
 ///
 /// Limits are checked in [`SyslogTcpDecoder::push`], as bytes arrive: an
 /// octet count over `max_frame`, or a line longer than `max_frame` with no
-/// LF yet, stops the stream there. The frames before it are still handed
+/// terminator yet, stops the stream there. The frames before it are still handed
 /// out; then [`SyslogTcpDecoder::next_frame`] reports the error.
 #[derive(Debug)]
 pub struct SyslogTcpDecoder {
@@ -678,7 +680,7 @@ impl SyslogTcpDecoder {
             let rest = &self.buf[self.scan..];
             let n = rest.iter().take_while(|b| b.is_ascii_digit()).count();
             if n > 10 {
-                return Some(Err(bad(self.scan + n, self.base, &self.buf)));
+                return Some(Err(bad(self.scan + 10, self.base, &self.buf)));
             }
             if n == rest.len() {
                 return Some(Ok(false));
@@ -705,7 +707,10 @@ impl SyslogTcpDecoder {
             self.searched = end;
             Some(Ok(true))
         } else if first == b'<' {
-            match self.buf[self.searched..].iter().position(|&b| b == b'\n') {
+            match self.buf[self.searched..]
+                .iter()
+                .position(|&b| b == b'\n' || b == 0)
+            {
                 Some(i) => {
                     let end = self.searched + i;
                     if end - self.scan > self.max_frame {
@@ -749,7 +754,7 @@ impl SyslogTcpDecoder {
     }
 
     /// Call when the stream has ended, after [`SyslogTcpDecoder::next_frame`]
-    /// returned `Ok(None)`: a last line that had no LF is a message; a
+    /// returned `Ok(None)`: a last line that had no terminator is a message; a
     /// partial octet-counted frame is an error.
     pub fn finish(&mut self) -> Result<Option<Vec<u8>>, SyslogFrameError> {
         if let Some(r) = self.ready.pop_front() {
