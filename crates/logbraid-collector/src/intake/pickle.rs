@@ -1219,11 +1219,15 @@ fn le_to_node(bytes: &[u8]) -> Node {
 /// complement.
 fn decimal_to_le(negative: bool, digits: &[u8]) -> Vec<u8> {
     // Magnitude in 32-bit limbs, least significant first.
+    // Nine digits at a time: multiply by 10^k and add the chunk.
     let mut limbs: Vec<u32> = vec![0];
-    for &d in digits {
-        let mut carry = u64::from(d - b'0');
+    for chunk in digits.chunks(9) {
+        let scale = 10u64.pow(chunk.len() as u32);
+        let mut carry = chunk
+            .iter()
+            .fold(0u64, |a, &d| a * 10 + u64::from(d - b'0'));
         for l in limbs.iter_mut() {
-            let v = u64::from(*l) * 10 + carry;
+            let v = u64::from(*l) * scale + carry;
             *l = v as u32;
             carry = v >> 32;
         }

@@ -30,6 +30,7 @@
 //! The source's host is not in the pickle: the listener passes the peer's
 //! host name or address.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use logbraid::{FieldsBuf, Level, OwnedRecord, Value};
@@ -493,9 +494,14 @@ fn seconds_to_ns(created: f64) -> Option<i64> {
 fn py_str(v: &PickleValue, out: &mut String) {
     match v {
         PickleValue::Str(s) => out.push_str(s),
-        other => other.write_repr(out, usize::MAX),
+        other => other.write_repr(out, FORMAT_MAX),
     }
 }
+
+/// Most bytes `msg % args` may produce; past it the message is left
+/// unformatted. Python has no such limit, but widths and repeated
+/// directives would otherwise let a small record allocate without bound.
+const FORMAT_MAX: usize = 1 << 20;
 
 /// The message: `msg`, or `msg % args` when a sender left `args` set.
 fn message(
@@ -567,7 +573,14 @@ fn percent_format(fmt: &str, args: &PickleValue, out: &mut String) -> Option<()>
         PickleValue::Tuple(items) => items,
         single => std::slice::from_ref(single),
     };
-    let mapping = matches!(args, PickleValue::Dict(_)).then_some(args);
+    let mapping = match args {
+        PickleValue::Dict(pairs) => Some(pairs),
+        _ => None,
+    };
+    // Built on the first `%(key)`, so that many directives against a large
+    // dict cost one pass over it; the last pair with a key wins, as in a
+    // Python dict.
+    let mut index: Option<HashMap<&str, &PickleValue>> = None;
     let mut next = 0usize;
     let mut used_mapping = false;
     let mut rest = fmt;
@@ -655,7 +668,14 @@ fn percent_format(fmt: &str, args: &PickleValue, out: &mut String) -> Option<()>
         let value = match key {
             Some(k) => {
                 used_mapping = true;
-                mapping?.get(k)?
+                let pairs = mapping?;
+                let index = index.get_or_insert_with(|| {
+                    pairs
+                        .iter()
+                        .filter_map(|(k, v)| Some((k.as_str()?, v)))
+                        .collect()
+                });
+                *index.get(k)?
             }
             None => {
                 let v = positional.get(next)?;
@@ -665,6 +685,9 @@ fn percent_format(fmt: &str, args: &PickleValue, out: &mut String) -> Option<()>
         };
         let body = convert(conv, value, &flags, precision)?;
         pad(out, &body, width.unwrap_or(0), &flags, is_numeric(conv));
+        if out.len() > FORMAT_MAX {
+            return None;
+        }
     }
     out.push_str(rest);
     // "not all arguments converted": only a tuple must be used up; a
@@ -744,10 +767,10 @@ fn convert(conv: char, v: &PickleValue, flags: &Flags, precision: Option<usize>)
             let mut s = String::new();
             match conv {
                 's' => py_str(v, &mut s),
-                'r' => v.write_repr(&mut s, usize::MAX),
+                'r' => v.write_repr(&mut s, FORMAT_MAX),
                 _ => {
                     let mut r = String::new();
-                    v.write_repr(&mut r, usize::MAX);
+                    v.write_repr(&mut r, FORMAT_MAX);
                     for c in r.chars() {
                         match c as u32 {
                             0..=0x7f => s.push(c),
@@ -956,8 +979,8 @@ mod tests {
             ),
             (
                 "%.2f %e %g",
-                t(vec![Float(3.14159), Float(12345.678), Float(0.0001)]),
-                "3.14 1.234568e+04 0.0001",
+                t(vec![Float(3.25159), Float(12345.678), Float(0.0001)]),
+                "3.25 1.234568e+04 0.0001",
             ),
             (
                 "%g %g %G",
@@ -1009,6 +1032,12 @@ mod tests {
         assert_eq!(fmt("%y", t(vec![Int(1)])), None);
         assert_eq!(fmt("%", t(vec![Int(1)])), None);
         assert_eq!(fmt("no directive", s("x")), None);
+        // Output past FORMAT_MAX is refused rather than built.
+        assert_eq!(fmt(&"%65536s".repeat(20), t(vec![s("x"); 20])), None);
+        assert_eq!(
+            fmt(&"%65536s".repeat(2), t(vec![s("x"); 2])).map(|o| o.len()),
+            Some(2 * 65536)
+        );
     }
 
     #[test]

@@ -419,9 +419,34 @@ fn rfc3339(t: &[u8]) -> Option<i64> {
     to_ns(y, mo, d, h, mi, s, frac_ns)?.checked_sub(offset_secs * NS_PER_SEC)
 }
 
-/// `Mmm dd hh:mm:ss[.frac]`, optionally with a year after the day; returns
-/// the month, day, optional year, time of day and the bytes after it.
-fn bsd_timestamp(b: &[u8]) -> Option<(u32, u32, Option<i64>, (u32, u32, u32, u32), &[u8])> {
+/// A BSD timestamp's parts.
+struct BsdTime {
+    month: u32,
+    day: u32,
+    year: Option<i64>,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    frac_ns: u32,
+}
+
+impl BsdTime {
+    fn in_year(&self, y: i64) -> Option<i64> {
+        to_ns(
+            y,
+            self.month,
+            self.day,
+            self.hour,
+            self.minute,
+            self.second,
+            self.frac_ns,
+        )
+    }
+}
+
+/// `Mmm dd hh:mm:ss[.frac]`, optionally with a year after the day, and the
+/// bytes after it.
+fn bsd_timestamp(b: &[u8]) -> Option<(BsdTime, &[u8])> {
     let month = MONTHS.iter().position(|m| b.get(..3) == Some(&m[..]))? as u32 + 1;
     let mut rest = b.get(3..)?.strip_prefix(b" ")?;
     if let Some(r) = rest.strip_prefix(b" ") {
@@ -456,7 +481,16 @@ fn bsd_timestamp(b: &[u8]) -> Option<(u32, u32, Option<i64>, (u32, u32, u32, u32
     if !(rest.is_empty() || rest[0] == b' ') {
         return None;
     }
-    Some((month, day, year, (h, mi, s, frac_ns), rest))
+    let t = BsdTime {
+        month,
+        day,
+        year,
+        hour: h,
+        minute: mi,
+        second: s,
+        frac_ns,
+    };
+    Some((t, rest))
 }
 
 /// RFC 3164 after `<PRI>`; never fails: without a recognisable header the
@@ -502,9 +536,9 @@ fn rfc3164(body: &[u8], received_ns: i64) -> Message<'_> {
 
 /// The header's timestamp, BSD style or RFC 3339, and what follows it.
 fn bsd_header_time(body: &[u8], received_ns: i64) -> Option<(i64, &[u8])> {
-    if let Some((mo, d, year, (h, mi, s, f), rest)) = bsd_timestamp(body) {
-        let ns = match year {
-            Some(y) => to_ns(y, mo, d, h, mi, s, f)?,
+    if let Some((t, rest)) = bsd_timestamp(body) {
+        let ns = match t.year {
+            Some(y) => t.in_year(y)?,
             None => {
                 let this_year = year_of(received_ns);
                 // A timestamp more than a day ahead of the receive time
@@ -512,7 +546,7 @@ fn bsd_header_time(body: &[u8], received_ns: i64) -> Option<(i64, &[u8])> {
                 // January).
                 [this_year, this_year - 1]
                     .into_iter()
-                    .filter_map(|y| to_ns(y, mo, d, h, mi, s, f))
+                    .filter_map(|y| t.in_year(y))
                     .find(|&ns| ns <= received_ns.saturating_add(NS_PER_DAY))?
             }
         };
@@ -678,7 +712,11 @@ impl SyslogTcpDecoder {
         };
         if first.is_ascii_digit() {
             let rest = &self.buf[self.scan..];
-            let n = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            let n = rest
+                .iter()
+                .take(11)
+                .take_while(|b| b.is_ascii_digit())
+                .count();
             if n > 10 {
                 return Some(Err(bad(self.scan + 10, self.base, &self.buf)));
             }
