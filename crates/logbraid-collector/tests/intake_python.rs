@@ -230,15 +230,20 @@ print(json.dumps(describe(cap.records[0])))
 fn exception_traceback_and_stack_info_are_kept_whole() {
     let d = script(
         r#"
+# A formatter that uses the time leaves `asctime` in the pickled dict.
+H.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
 def fail():
     return 1 / 0
 try:
     fail()
 except ZeroDivisionError:
     log.exception("it failed: %s", "badly", stack_info=True)
-print(json.dumps(describe(cap.records[0])))
+d = describe(cap.records[0])
+d["has_asctime"] = "asctime" in pickle.loads(bytes.fromhex(d["frame"])[4:])
+print(json.dumps(d))
 "#,
     );
+    assert_eq!(d["has_asctime"], true);
     let got = decode(&d["frame"]).unwrap();
     assert_eq!(got, expected(&d));
     assert_eq!(got.level, Level::Error);

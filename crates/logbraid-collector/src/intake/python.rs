@@ -24,7 +24,7 @@
 //! | `thread`, `threadName` | thread id and thread name |
 //! | `pathname` (`filename` when it is missing), `lineno`, `module`, `funcName` | file, line, module, function |
 //! | `exc_text`, `stack_info`, `taskName` | fields of the same names, when they are text |
-//! | `args`, `exc_info`, `msecs`, `relativeCreated`, `message` | nothing: formatted into the message, redundant, or meaningless away from the sending process |
+//! | `args`, `exc_info`, `msecs`, `relativeCreated`, `message`, `asctime` | nothing: formatted into the message, redundant, or meaningless away from the sending process |
 //! | anything else (`extra=`) | a field per key, in the dict's order: `str`, `int`, `float`, `bool` and `None` keep their type; other values (lists, dicts, bytes, big integers) become the text of their Python `repr()`, cut after 1,024 bytes |
 //!
 //! The source's host is not in the pickle: the listener passes the peer's
@@ -284,7 +284,7 @@ pub fn record_from_dict(
             "exc_text" => a.exc_text = Some(v),
             "stack_info" => a.stack_info = Some(v),
             "taskName" => a.task_name = Some(v),
-            "exc_info" | "msecs" | "relativeCreated" | "message" => {}
+            "exc_info" | "msecs" | "relativeCreated" | "message" | "asctime" => {}
             _ => a.extras.push((key, v)),
         }
     }
