@@ -1,3 +1,139 @@
 //! Decoders for the formats other programs send: Python `logging` pickles
 //! and syslog. Each turns bytes into [`logbraid::OwnedRecord`]s and never
 //! panics on input.
+//!
+//! Everything here is sans I/O: the listeners read sockets and hand the
+//! bytes over.
+//!
+//! | format | framing | record |
+//! |---|---|---|
+//! | Python `SocketHandler` (TCP) | [`python::FrameDecoder`] | [`python::record_from_pickle`] |
+//! | Python `DatagramHandler` (UDP) | [`python::datagram`] | [`python::record_from_pickle`] |
+//! | syslog over UDP | one message per datagram | [`syslog::parse`] |
+//! | syslog over TCP (RFC 6587) | [`syslog::SyslogTcpDecoder`] | [`syslog::parse`] |
+//!
+//! The pickle reader underneath, [`pickle::decode`], rejects every pickle
+//! that would import or call code.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use logbraid::Source;
+
+pub mod pickle;
+pub mod python;
+pub mod syslog;
+
+pub use python::IntakeError;
+
+/// Hands out one shared [`Source`] per distinct (host, pid, process name),
+/// so that the records of one process share one allocation.
+///
+/// Bounded: when it holds [`SourceCache::DEFAULT_CAPACITY`] sources (or the
+/// capacity given to [`SourceCache::with_capacity`]) it forgets them all and
+/// starts again, so a peer that invents a new pid per record cannot grow it.
+#[derive(Debug)]
+pub struct SourceCache {
+    /// Keyed by a hash of the three parts, so a lookup allocates nothing;
+    /// each bucket is checked for equality.
+    map: HashMap<u64, Vec<Arc<Source>>>,
+    hasher: RandomState,
+    len: usize,
+    capacity: usize,
+}
+
+impl Default for SourceCache {
+    fn default() -> Self {
+        SourceCache::with_capacity(SourceCache::DEFAULT_CAPACITY)
+    }
+}
+
+impl SourceCache {
+    /// How many sources a default cache keeps.
+    pub const DEFAULT_CAPACITY: usize = 4096;
+
+    /// An empty cache with the default capacity.
+    pub fn new() -> Self {
+        SourceCache::default()
+    }
+
+    /// An empty cache that keeps at most `capacity` sources (at least one).
+    pub fn with_capacity(capacity: usize) -> Self {
+        SourceCache {
+            map: HashMap::new(),
+            hasher: RandomState::new(),
+            len: 0,
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// How many sources are cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The shared source for these three values, created on first use.
+    pub fn get(&mut self, host: &str, pid: u32, process_name: &str) -> Arc<Source> {
+        let key = self.hasher.hash_one((host, pid, process_name));
+        if let Some(found) = self.map.get(&key).and_then(|bucket| {
+            bucket
+                .iter()
+                .find(|s| s.pid == pid && s.host == host && s.process_name == process_name)
+        }) {
+            return found.clone();
+        }
+        if self.len >= self.capacity {
+            self.map.clear();
+            self.len = 0;
+        }
+        let source = Arc::new(Source {
+            host: host.to_string(),
+            pid,
+            process_name: process_name.to_string(),
+        });
+        self.map.entry(key).or_default().push(source.clone());
+        self.len += 1;
+        source
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_sources_share_one_arc() {
+        let mut cache = SourceCache::new();
+        let a = cache.get("h", 1, "p");
+        let b = cache.get("h", 1, "p");
+        let c = cache.get("h", 2, "p");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(cache.len(), 2);
+        assert_eq!(
+            *c,
+            Source {
+                host: "h".into(),
+                pid: 2,
+                process_name: "p".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_full_cache_starts_again() {
+        let mut cache = SourceCache::with_capacity(2);
+        cache.get("h", 1, "p");
+        cache.get("h", 2, "p");
+        assert_eq!(cache.len(), 2);
+        cache.get("h", 3, "p");
+        assert_eq!(cache.len(), 1);
+    }
+}

@@ -1,0 +1,1640 @@
+//! A pickle reader that builds plain values and never runs code.
+//!
+//! Python's `pickle` format is a small stack machine. Most of its opcodes
+//! build plain values (numbers, strings, lists, dicts); a handful name a
+//! Python callable and ask the reader to import or call it. [`decode`] runs
+//! the first kind and rejects a pickle that holds any of the second kind
+//! (see [`PickleError::Forbidden`]), so untrusted bytes can be read safely.
+//!
+//! Every opcode of protocols 0 to 5 that builds a plain value is supported.
+//! Values are built in an arena first, because the format shares objects:
+//! a list is memoised while still empty and filled afterwards, and a later
+//! `GET` must see it filled. The arena is then turned into a
+//! [`PickleValue`] tree without recursion, and with the limits of
+//! [`Limits`] checked at each step, so a small pickle that references one
+//! large value many times cannot make the tree large.
+//!
+//! What follows from rejecting every callable: Python's protocols 0 to 2
+//! store `bytes` and `bytearray` by calling a function (`_codecs.encode`,
+//! `builtins.bytearray`), and protocols 0 to 3 store sets the same way, so
+//! such values are only readable from the protocols that have opcodes for
+//! them (3 for `bytes`, 4 for sets, 5 for `bytearray`).
+//!
+//! ```
+//! use logbraid_collector::intake::pickle::{decode, Limits, PickleValue};
+//!
+//! // pickle.dumps({"a": [1, 2.5]}, protocol=2)
+//! let bytes = b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01]q\x02(K\x01G@\x04\x00\x00\x00\x00\x00\x00es.";
+//! let value = decode(bytes, &Limits::default()).unwrap();
+//! assert_eq!(
+//!     value,
+//!     PickleValue::Dict(vec![(
+//!         PickleValue::Str("a".into()),
+//!         PickleValue::List(vec![PickleValue::Int(1), PickleValue::Float(2.5)]),
+//!     )])
+//! );
+//! ```
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+
+/// Nesting deeper than this is refused whatever [`Limits::max_depth`] says:
+/// dropping, comparing and printing a [`PickleValue`] recurse once per
+/// level, and Python itself cannot pickle values nested much deeper.
+pub const MAX_DEPTH_CAP: usize = 1_000;
+
+/// Decimal integers longer than this are refused (Python's own default
+/// limit for converting between `int` and `str`), so that converting one
+/// to binary stays cheap.
+const MAX_DECIMAL_DIGITS: usize = 4_300;
+
+/// Bounds on what one pickle may make the reader build.
+///
+/// | field | default | what it bounds |
+/// |---|---|---|
+/// | `max_input` | 16 MiB | length of the pickle |
+/// | `max_depth` | 100 | nesting of containers in the result (never above [`MAX_DEPTH_CAP`]) |
+/// | `max_elements` | 1,000,000 | values created while decoding, and values in the result |
+/// | `max_memo` | 100,000 | entries in the memo |
+/// | `max_total_bytes` | 64 MiB | bytes of text, bytes and big integers in the result |
+///
+/// Every limit is checked before the memory it guards is allocated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest pickle accepted, in bytes.
+    pub max_input: usize,
+    /// Deepest nesting of containers in the result; the top-level value is
+    /// at depth 1. Values above [`MAX_DEPTH_CAP`] act as the cap.
+    pub max_depth: usize,
+    /// Most values the decoder may create, and most values the result may
+    /// hold (containers, items, keys and values all count). Both are
+    /// checked, because one memoised value can appear many times in the
+    /// result while being created once.
+    pub max_elements: usize,
+    /// Most entries the memo may hold.
+    pub max_memo: usize,
+    /// Most bytes the result may hold in its strings, byte strings and big
+    /// integers, counting each appearance of a shared value.
+    pub max_total_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_input: 16 << 20,
+            max_depth: 100,
+            max_elements: 1_000_000,
+            max_memo: 100_000,
+            max_total_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A value read from a pickle.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PickleValue {
+    /// Python's `None`.
+    None,
+    /// `True` or `False`.
+    Bool(bool),
+    /// An `int` that fits in 64 bits.
+    Int(i64),
+    /// An `int` that does not fit in 64 bits: little-endian two's
+    /// complement, in the fewest bytes that hold it (the layout of the
+    /// `LONG1` opcode).
+    BigInt(Vec<u8>),
+    /// A `float`.
+    Float(f64),
+    /// A `str`. Lone surrogates, which Python can store but Rust strings
+    /// cannot hold, are replaced by U+FFFD. A Python 2 `str` (opcodes
+    /// `STRING`, `BINSTRING`, `SHORT_BINSTRING`) is a `Str` when it is valid
+    /// UTF-8 and [`PickleValue::Bytes`] otherwise.
+    Str(String),
+    /// A `bytes` or `bytearray`.
+    Bytes(Vec<u8>),
+    /// A `list`, or a `set` or `frozenset` (in the order the pickle lists
+    /// their items).
+    List(Vec<PickleValue>),
+    /// A `tuple`.
+    Tuple(Vec<PickleValue>),
+    /// A `dict`, pairs in the order the pickle set them. A key set twice
+    /// appears twice; [`PickleValue::get`] finds the later one, as Python
+    /// would.
+    Dict(Vec<(PickleValue, PickleValue)>),
+}
+
+impl PickleValue {
+    /// The Python type name (`"str"`, `"int"`, …), for messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            PickleValue::None => "None",
+            PickleValue::Bool(_) => "bool",
+            PickleValue::Int(_) | PickleValue::BigInt(_) => "int",
+            PickleValue::Float(_) => "float",
+            PickleValue::Str(_) => "str",
+            PickleValue::Bytes(_) => "bytes",
+            PickleValue::List(_) => "list",
+            PickleValue::Tuple(_) => "tuple",
+            PickleValue::Dict(_) => "dict",
+        }
+    }
+
+    /// The text of a `Str`.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            PickleValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// In a `Dict`, the value of the last pair whose key is the string `key`.
+    pub fn get(&self, key: &str) -> Option<&PickleValue> {
+        match self {
+            PickleValue::Dict(pairs) => pairs
+                .iter()
+                .rev()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The value as an unsigned 64-bit integer, when it is an `int` in range.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            PickleValue::Int(v) => u64::try_from(*v).ok(),
+            PickleValue::BigInt(b) => {
+                // Minimal two's complement: a u64 above i64::MAX needs nine
+                // bytes, the ninth being the zero sign byte.
+                if b.len() == 9 && b[8] == 0 {
+                    let mut le = [0u8; 8];
+                    le.copy_from_slice(&b[..8]);
+                    Some(u64::from_le_bytes(le))
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Writes Python's `repr()` of the value into `out`, stopping after
+    /// about `budget` bytes and ending with `...` when it stopped early.
+    pub fn write_repr(&self, out: &mut String, budget: usize) {
+        let start = out.len();
+        let mut w = Budget {
+            out,
+            limit: start.saturating_add(budget),
+            full: false,
+        };
+        repr_into(self, &mut w);
+        if w.full {
+            w.out.push_str("...");
+        }
+    }
+}
+
+/// Writes into a string until a byte limit is passed; then only records
+/// that it is full, so a huge value is never rendered whole.
+struct Budget<'a> {
+    out: &'a mut String,
+    limit: usize,
+    full: bool,
+}
+
+impl fmt::Write for Budget<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.full {
+            return Err(fmt::Error);
+        }
+        let room = self.limit.saturating_sub(self.out.len());
+        if s.len() > room {
+            self.out.push_str(&s[..floor_boundary(s, room)]);
+            self.full = true;
+            return Err(fmt::Error);
+        }
+        self.out.push_str(s);
+        Ok(())
+    }
+}
+
+fn floor_boundary(s: &str, at: usize) -> usize {
+    let mut end = at.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
+// Recursion here is bounded: a decoded value is never deeper than
+// MAX_DEPTH_CAP, and a full budget stops the walk early.
+fn repr_into(v: &PickleValue, w: &mut Budget<'_>) {
+    if w.full {
+        return;
+    }
+    let _ = match v {
+        PickleValue::None => w.write_str("None"),
+        PickleValue::Bool(true) => w.write_str("True"),
+        PickleValue::Bool(false) => w.write_str("False"),
+        PickleValue::Int(i) => write!(w, "{i}"),
+        PickleValue::BigInt(b) => w.write_str(&bigint_to_string(b)),
+        PickleValue::Float(f) => w.write_str(&python_float_repr(*f)),
+        PickleValue::Str(s) => write_str_repr(s, w),
+        PickleValue::Bytes(b) => write_bytes_repr(b, w),
+        PickleValue::List(items) => {
+            let _ = w.write_char('[');
+            write_items(items, w);
+            w.write_char(']')
+        }
+        PickleValue::Tuple(items) => {
+            let _ = w.write_char('(');
+            write_items(items, w);
+            if items.len() == 1 {
+                let _ = w.write_char(',');
+            }
+            w.write_char(')')
+        }
+        PickleValue::Dict(pairs) => {
+            let _ = w.write_char('{');
+            for (i, (k, v)) in pairs.iter().enumerate() {
+                if i > 0 {
+                    let _ = w.write_str(", ");
+                }
+                repr_into(k, w);
+                let _ = w.write_str(": ");
+                repr_into(v, w);
+                if w.full {
+                    break;
+                }
+            }
+            w.write_char('}')
+        }
+    };
+}
+
+fn write_items(items: &[PickleValue], w: &mut Budget<'_>) {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            let _ = w.write_str(", ");
+        }
+        repr_into(item, w);
+        if w.full {
+            break;
+        }
+    }
+}
+
+/// Python's `repr()` of a `str`: single quotes unless the text holds a
+/// single quote and no double quote.
+pub(crate) fn write_str_repr(s: &str, w: &mut impl fmt::Write) -> fmt::Result {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    w.write_char(quote)?;
+    for c in s.chars() {
+        match c {
+            '\\' => w.write_str("\\\\")?,
+            '\n' => w.write_str("\\n")?,
+            '\r' => w.write_str("\\r")?,
+            '\t' => w.write_str("\\t")?,
+            c if c == quote => {
+                w.write_char('\\')?;
+                w.write_char(c)?;
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => write!(w, "\\x{:02x}", c as u32)?,
+            c if c.is_control() => {
+                let n = c as u32;
+                if n <= 0xff {
+                    write!(w, "\\x{n:02x}")?
+                } else if n <= 0xffff {
+                    write!(w, "\\u{n:04x}")?
+                } else {
+                    write!(w, "\\U{n:08x}")?
+                }
+            }
+            c => w.write_char(c)?,
+        }
+    }
+    w.write_char(quote)
+}
+
+fn write_bytes_repr(b: &[u8], w: &mut impl fmt::Write) -> fmt::Result {
+    let quote = if b.contains(&b'\'') && !b.contains(&b'"') {
+        b'"'
+    } else {
+        b'\''
+    };
+    w.write_char('b')?;
+    w.write_char(quote as char)?;
+    for &c in b {
+        match c {
+            b'\\' => w.write_str("\\\\")?,
+            b'\n' => w.write_str("\\n")?,
+            b'\r' => w.write_str("\\r")?,
+            b'\t' => w.write_str("\\t")?,
+            c if c == quote => {
+                w.write_char('\\')?;
+                w.write_char(c as char)?;
+            }
+            0x20..=0x7e => w.write_char(c as char)?,
+            c => write!(w, "\\x{c:02x}")?,
+        }
+    }
+    w.write_char(quote as char)
+}
+
+/// Python's `repr()` of a `float`: the shortest digits that read back to
+/// the same number, in positional notation for exponents from -4 to 15 and
+/// in scientific notation (`1e+16`) otherwise.
+pub(crate) fn python_float_repr(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".to_string();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf" } else { "-inf" }.to_string();
+    }
+    // `{:e}` gives the shortest round-trip digits: "-1.2345e-7".
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (neg, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let mut out = String::new();
+    if neg {
+        out.push('-');
+    }
+    if (-4..16).contains(&exp) {
+        if exp < 0 {
+            out.push_str("0.");
+            for _ in 0..(-exp - 1) {
+                out.push('0');
+            }
+            out.push_str(&digits);
+        } else {
+            let int_len = exp as usize + 1;
+            if digits.len() <= int_len {
+                out.push_str(&digits);
+                for _ in digits.len()..int_len {
+                    out.push('0');
+                }
+                out.push_str(".0");
+            } else {
+                out.push_str(&digits[..int_len]);
+                out.push('.');
+                out.push_str(&digits[int_len..]);
+            }
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+    }
+    out
+}
+
+/// Decimal text of a little-endian two's complement integer. Integers over
+/// 512 bytes are shown in hexadecimal, which costs linear time.
+pub(crate) fn bigint_to_string(le: &[u8]) -> String {
+    let negative = le.last().is_some_and(|&b| b & 0x80 != 0);
+    let mut mag = le.to_vec();
+    if negative {
+        negate_le(&mut mag);
+    }
+    while mag.len() > 1 && mag.last() == Some(&0) {
+        mag.pop();
+    }
+    let sign = if negative { "-" } else { "" };
+    if mag.len() > 512 {
+        let mut s = format!("{sign}0x");
+        for b in mag.iter().rev() {
+            let _ = write!(s, "{b:02x}");
+        }
+        return s;
+    }
+    // Repeated division by 10^9 on 32-bit limbs, most significant first.
+    let mut limbs: Vec<u32> = mag
+        .chunks(4)
+        .rev()
+        .map(|c| {
+            let mut w = [0u8; 4];
+            w[..c.len()].copy_from_slice(c);
+            u32::from_le_bytes(w)
+        })
+        .collect();
+    let mut groups = Vec::new();
+    while limbs.iter().any(|&l| l != 0) {
+        let mut rem = 0u64;
+        for l in limbs.iter_mut() {
+            let cur = (rem << 32) | u64::from(*l);
+            *l = (cur / 1_000_000_000) as u32;
+            rem = cur % 1_000_000_000;
+        }
+        groups.push(rem as u32);
+        while limbs.first() == Some(&0) {
+            limbs.remove(0);
+        }
+    }
+    let mut s = sign.to_string();
+    match groups.split_last() {
+        None => s.push('0'),
+        Some((first, rest)) => {
+            let _ = write!(s, "{first}");
+            for g in rest.iter().rev() {
+                let _ = write!(s, "{g:09}");
+            }
+        }
+    }
+    s
+}
+
+fn negate_le(bytes: &mut [u8]) {
+    let mut carry = true;
+    for b in bytes.iter_mut() {
+        let (v, c) = (!*b).overflowing_add(u8::from(carry));
+        *b = v;
+        carry = c;
+    }
+}
+
+/// Which limit of [`Limits`] was exceeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LimitKind {
+    /// [`Limits::max_depth`].
+    Depth,
+    /// [`Limits::max_elements`].
+    Elements,
+    /// [`Limits::max_memo`].
+    Memo,
+    /// [`Limits::max_total_bytes`].
+    TotalBytes,
+    /// The number of digits of a decimal integer (4,300, as in Python).
+    Digits,
+}
+
+impl fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LimitKind::Depth => "nesting depth",
+            LimitKind::Elements => "element count",
+            LimitKind::Memo => "memo size",
+            LimitKind::TotalBytes => "total bytes",
+            LimitKind::Digits => "decimal digits",
+        })
+    }
+}
+
+/// Why a pickle was not decoded. Every variant but `TooLarge` carries the
+/// byte offset of the opcode where decoding stopped.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PickleError {
+    /// The pickle is longer than [`Limits::max_input`].
+    #[error("pickle of {len} bytes is over the limit of {max}")]
+    TooLarge {
+        /// Length of the input.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An opcode that imports or calls code, or hands out an external
+    /// object: the whole pickle is rejected.
+    #[error("opcode {name} at offset {offset} loads or calls code; pickles with it are rejected")]
+    Forbidden {
+        /// The opcode's name, as Python's `pickletools` spells it.
+        name: &'static str,
+        /// Offset of the opcode.
+        offset: usize,
+    },
+    /// A byte that is no opcode of protocols 0 to 5.
+    #[error("unknown opcode 0x{opcode:02x} at offset {offset}")]
+    UnknownOpcode {
+        /// The byte.
+        opcode: u8,
+        /// Its offset.
+        offset: usize,
+    },
+    /// A `PROTO` opcode names a protocol above 5.
+    #[error("unsupported pickle protocol {version} at offset {offset}")]
+    UnsupportedProtocol {
+        /// The protocol number.
+        version: u8,
+        /// Offset of the `PROTO` opcode.
+        offset: usize,
+    },
+    /// The input ends inside an opcode, or before `STOP`.
+    #[error("pickle ends inside the opcode at offset {offset}")]
+    Truncated {
+        /// Offset of the unfinished opcode (the input length when `STOP`
+        /// is missing).
+        offset: usize,
+    },
+    /// A length prefix asks for more bytes than the input has left.
+    #[error("opcode at offset {offset} announces {len} bytes but only {remaining} remain")]
+    LengthOverrun {
+        /// Offset of the opcode.
+        offset: usize,
+        /// The announced length.
+        len: u64,
+        /// Bytes left after the prefix.
+        remaining: usize,
+    },
+    /// A limit of [`Limits`] was reached.
+    #[error("{kind} limit of {max} exceeded at offset {offset}")]
+    Limit {
+        /// Which limit.
+        kind: LimitKind,
+        /// Its value.
+        max: usize,
+        /// Offset of the opcode being run (for limits on the result, the
+        /// `STOP` opcode).
+        offset: usize,
+    },
+    /// A `GET` of a memo entry that was never `PUT`.
+    #[error("memo entry {index} read at offset {offset} was never stored")]
+    MemoMissing {
+        /// The memo index.
+        index: u64,
+        /// Offset of the opcode.
+        offset: usize,
+    },
+    /// A value refers to itself (a list that contains itself, say), which
+    /// a tree cannot show.
+    #[error("self-referencing value found when building the result (STOP at offset {offset})")]
+    Cycle {
+        /// Offset of the `STOP` opcode.
+        offset: usize,
+    },
+    /// Anything else that a well-formed pickle cannot contain: stack
+    /// underflow, a missing mark, an operation on the wrong type, a bad
+    /// literal.
+    #[error("malformed pickle at offset {offset}: {reason}")]
+    Malformed {
+        /// Offset of the opcode.
+        offset: usize,
+        /// What was wrong.
+        reason: &'static str,
+    },
+}
+
+/// Decodes one pickle into a [`PickleValue`], never running code, within
+/// `limits`.
+///
+/// Bytes after the `STOP` opcode are ignored, as Python's `pickle.loads`
+/// ignores them.
+pub fn decode(bytes: &[u8], limits: &Limits) -> Result<PickleValue, PickleError> {
+    if bytes.len() > limits.max_input {
+        return Err(PickleError::TooLarge {
+            len: bytes.len(),
+            max: limits.max_input,
+        });
+    }
+    let mut m = Machine {
+        input: bytes,
+        pos: 0,
+        op_at: 0,
+        limits,
+        arena: Vec::new(),
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+    };
+    let root = m.run()?;
+    let stop_at = m.op_at;
+    Builder {
+        arena: &m.arena,
+        limits,
+        offset: stop_at,
+    }
+    .build(root)
+}
+
+/// A value in the arena; containers hold arena indices, so that sharing
+/// and later mutation behave as in Python.
+enum Node {
+    None,
+    Bool(bool),
+    Int(i64),
+    BigInt(Vec<u8>),
+    Float(f64),
+    Str(String),
+    Bytes(Vec<u8>),
+    List(Vec<usize>),
+    Tuple(Vec<usize>),
+    Dict(Vec<(usize, usize)>),
+    Set(Vec<usize>),
+    FrozenSet(Vec<usize>),
+}
+
+struct Machine<'a> {
+    input: &'a [u8],
+    pos: usize,
+    /// Offset of the opcode being run, for errors.
+    op_at: usize,
+    limits: &'a Limits,
+    arena: Vec<Node>,
+    /// The object stack, as arena indices.
+    stack: Vec<usize>,
+    /// Stack lengths at each open `MARK`; the stack below the last one is
+    /// out of reach until the mark is popped.
+    marks: Vec<usize>,
+    memo: HashMap<u64, usize>,
+}
+
+type R<T> = Result<T, PickleError>;
+
+impl<'a> Machine<'a> {
+    fn malformed<T>(&self, reason: &'static str) -> R<T> {
+        Err(PickleError::Malformed {
+            offset: self.op_at,
+            reason,
+        })
+    }
+
+    fn take(&mut self, n: usize) -> R<&'a [u8]> {
+        let rest = &self.input[self.pos..];
+        if rest.len() < n {
+            return Err(PickleError::Truncated { offset: self.op_at });
+        }
+        self.pos += n;
+        Ok(&rest[..n])
+    }
+
+    fn byte(&mut self) -> R<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16_le(&mut self) -> R<u16> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    fn u32_le(&mut self) -> R<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn i32_le(&mut self) -> R<i32> {
+        Ok(self.u32_le()? as i32)
+    }
+
+    fn u64_le(&mut self) -> R<u64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    /// Takes `len` bytes announced by a length prefix, refusing a length
+    /// larger than what is left before anything is allocated.
+    fn take_len(&mut self, len: u64) -> R<&'a [u8]> {
+        let remaining = self.input.len() - self.pos;
+        match usize::try_from(len) {
+            Ok(n) if n <= remaining => self.take(n),
+            _ => Err(PickleError::LengthOverrun {
+                offset: self.op_at,
+                len,
+                remaining,
+            }),
+        }
+    }
+
+    /// A newline-terminated argument of the text opcodes, without the `\n`.
+    fn line(&mut self) -> R<&'a [u8]> {
+        let rest = &self.input[self.pos..];
+        match rest.iter().position(|&b| b == b'\n') {
+            Some(n) => {
+                self.pos += n + 1;
+                Ok(&rest[..n])
+            }
+            None => Err(PickleError::Truncated { offset: self.op_at }),
+        }
+    }
+
+    fn alloc(&mut self, node: Node) -> R<usize> {
+        if self.arena.len() >= self.limits.max_elements {
+            return Err(PickleError::Limit {
+                kind: LimitKind::Elements,
+                max: self.limits.max_elements,
+                offset: self.op_at,
+            });
+        }
+        self.arena.push(node);
+        Ok(self.arena.len() - 1)
+    }
+
+    fn push(&mut self, node: Node) -> R<()> {
+        let i = self.alloc(node)?;
+        self.stack.push(i);
+        Ok(())
+    }
+
+    fn fence(&self) -> usize {
+        self.marks.last().copied().unwrap_or(0)
+    }
+
+    fn pop(&mut self) -> R<usize> {
+        if self.stack.len() <= self.fence() {
+            return self.malformed("stack underflow");
+        }
+        Ok(self.stack.pop().unwrap_or_default())
+    }
+
+    fn top(&self) -> R<usize> {
+        if self.stack.len() <= self.fence() {
+            return self.malformed("stack underflow");
+        }
+        Ok(self.stack[self.stack.len() - 1])
+    }
+
+    /// Pops the last mark, returning the stack length it recorded.
+    fn pop_mark(&mut self) -> R<usize> {
+        match self.marks.pop() {
+            Some(m) => Ok(m),
+            None => self.malformed("no MARK on the stack"),
+        }
+    }
+
+    /// Pops the last mark and every item above it.
+    fn pop_to_mark(&mut self) -> R<Vec<usize>> {
+        let m = self.pop_mark()?;
+        Ok(self.stack.split_off(m.min(self.stack.len())))
+    }
+
+    /// For the opcodes that add the items above a mark to the container
+    /// just below it: pops the mark and returns the container's arena
+    /// index and the items.
+    fn container_and_items(&mut self) -> R<(usize, Vec<usize>)> {
+        let m = self.pop_mark()?;
+        if m <= self.fence() || m > self.stack.len() {
+            return self.malformed("stack underflow");
+        }
+        let items = self.stack.split_off(m);
+        Ok((self.stack[m - 1], items))
+    }
+
+    fn memo_put(&mut self, index: u64) -> R<()> {
+        let top = self.top()?;
+        if !self.memo.contains_key(&index) && self.memo.len() >= self.limits.max_memo {
+            return Err(PickleError::Limit {
+                kind: LimitKind::Memo,
+                max: self.limits.max_memo,
+                offset: self.op_at,
+            });
+        }
+        self.memo.insert(index, top);
+        Ok(())
+    }
+
+    fn memo_get(&mut self, index: u64) -> R<()> {
+        match self.memo.get(&index) {
+            Some(&i) => {
+                self.stack.push(i);
+                Ok(())
+            }
+            None => Err(PickleError::MemoMissing {
+                index,
+                offset: self.op_at,
+            }),
+        }
+    }
+
+    fn decimal_index(&self, line: &[u8]) -> R<u64> {
+        let t = line.trim_ascii();
+        if t.is_empty() || t.len() > 19 || !t.iter().all(u8::is_ascii_digit) {
+            return self.malformed("memo index is not a non-negative decimal");
+        }
+        Ok(t.iter().fold(0u64, |a, &d| a * 10 + u64::from(d - b'0')))
+    }
+
+    fn int_node(&self, text: &[u8]) -> R<Node> {
+        let t = text.trim_ascii();
+        let (neg, digits) = match t.first() {
+            Some(b'-') => (true, &t[1..]),
+            Some(b'+') => (false, &t[1..]),
+            _ => (false, t),
+        };
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return self.malformed("invalid decimal integer");
+        }
+        if digits.len() > MAX_DECIMAL_DIGITS {
+            return Err(PickleError::Limit {
+                kind: LimitKind::Digits,
+                max: MAX_DECIMAL_DIGITS,
+                offset: self.op_at,
+            });
+        }
+        // Accumulate negatively so that i64::MIN fits.
+        let mut acc: i64 = 0;
+        let mut fits = true;
+        for &d in digits {
+            match acc
+                .checked_mul(10)
+                .and_then(|a| a.checked_sub(i64::from(d - b'0')))
+            {
+                Some(a) => acc = a,
+                None => {
+                    fits = false;
+                    break;
+                }
+            }
+        }
+        if fits {
+            if neg {
+                return Ok(Node::Int(acc));
+            }
+            if let Some(v) = acc.checked_neg() {
+                return Ok(Node::Int(v));
+            }
+        }
+        Ok(Node::BigInt(decimal_to_le(neg, digits)))
+    }
+
+    fn float_node(&self, text: &[u8]) -> R<Node> {
+        let t = std::str::from_utf8(text.trim_ascii()).ok();
+        match t.and_then(|t| t.parse::<f64>().ok()) {
+            Some(f) => Ok(Node::Float(f)),
+            None => self.malformed("invalid float literal"),
+        }
+    }
+
+    fn long_node(bytes: &[u8]) -> Node {
+        le_to_node(bytes)
+    }
+
+    fn forbidden<T>(&self, name: &'static str) -> R<T> {
+        Err(PickleError::Forbidden {
+            name,
+            offset: self.op_at,
+        })
+    }
+
+    /// Runs opcodes up to `STOP`, returning the arena index of the result.
+    fn run(&mut self) -> R<usize> {
+        loop {
+            self.op_at = self.pos;
+            let Some(&op) = self.input.get(self.pos) else {
+                return Err(PickleError::Truncated {
+                    offset: self.input.len(),
+                });
+            };
+            self.pos += 1;
+            match op {
+                // --- structure ---
+                b'(' => self.marks.push(self.stack.len()), // MARK
+                b'.' => return self.pop(),                 // STOP
+                b'0' => {
+                    // POP: an empty stack above a mark pops the mark, as
+                    // CPython does.
+                    if self.marks.last() == Some(&self.stack.len()) {
+                        self.marks.pop();
+                    } else {
+                        self.pop()?;
+                    }
+                }
+                b'1' => {
+                    self.pop_to_mark()?; // POP_MARK
+                }
+                b'2' => {
+                    let t = self.top()?; // DUP
+                    self.stack.push(t);
+                }
+                0x80 => {
+                    let v = self.byte()?; // PROTO
+                    if v > 5 {
+                        return Err(PickleError::UnsupportedProtocol {
+                            version: v,
+                            offset: self.op_at,
+                        });
+                    }
+                }
+                0x95 => {
+                    // FRAME: only a hint for buffered readers; the length
+                    // must still fit in what is left.
+                    let len = self.u64_le()?;
+                    let remaining = self.input.len() - self.pos;
+                    if len > remaining as u64 {
+                        return Err(PickleError::LengthOverrun {
+                            offset: self.op_at,
+                            len,
+                            remaining,
+                        });
+                    }
+                }
+
+                // --- numbers ---
+                b'N' => self.push(Node::None)?,
+                0x88 => self.push(Node::Bool(true))?,
+                0x89 => self.push(Node::Bool(false))?,
+                b'I' => {
+                    let line = self.line()?; // INT
+                    let node = match line {
+                        b"01" => Node::Bool(true),
+                        b"00" => Node::Bool(false),
+                        _ => self.int_node(line)?,
+                    };
+                    self.push(node)?;
+                }
+                b'J' => {
+                    let v = self.i32_le()?; // BININT
+                    self.push(Node::Int(i64::from(v)))?;
+                }
+                b'K' => {
+                    let v = self.byte()?; // BININT1
+                    self.push(Node::Int(i64::from(v)))?;
+                }
+                b'M' => {
+                    let v = self.u16_le()?; // BININT2
+                    self.push(Node::Int(i64::from(v)))?;
+                }
+                b'L' => {
+                    let line = self.line()?; // LONG
+                    let digits = line.strip_suffix(b"L").unwrap_or(line);
+                    let node = self.int_node(digits)?;
+                    self.push(node)?;
+                }
+                0x8a => {
+                    let n = self.byte()?; // LONG1
+                    let b = self.take_len(u64::from(n))?;
+                    self.push(Self::long_node(b))?;
+                }
+                0x8b => {
+                    let n = self.i32_le()?; // LONG4
+                    if n < 0 {
+                        return self.malformed("LONG4 with a negative byte count");
+                    }
+                    let b = self.take_len(n as u64)?;
+                    self.push(Self::long_node(b))?;
+                }
+                b'F' => {
+                    let line = self.line()?; // FLOAT
+                    let node = self.float_node(line)?;
+                    self.push(node)?;
+                }
+                b'G' => {
+                    let b = self.take(8)?; // BINFLOAT, big endian
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(b);
+                    self.push(Node::Float(f64::from_be_bytes(a)))?;
+                }
+
+                // --- strings ---
+                b'S' => {
+                    let line = self.line()?; // STRING
+                    let bytes = match quoted_escape_decode(line) {
+                        Some(b) => b,
+                        None => return self.malformed("invalid STRING literal"),
+                    };
+                    self.push(py2_str(bytes))?;
+                }
+                b'T' => {
+                    let n = self.i32_le()?; // BINSTRING
+                    if n < 0 {
+                        return self.malformed("BINSTRING with a negative byte count");
+                    }
+                    let b = self.take_len(n as u64)?;
+                    self.push(py2_str(b.to_vec()))?;
+                }
+                b'U' => {
+                    let n = self.byte()?; // SHORT_BINSTRING
+                    let b = self.take_len(u64::from(n))?;
+                    self.push(py2_str(b.to_vec()))?;
+                }
+                b'V' => {
+                    let line = self.line()?; // UNICODE (raw-unicode-escape)
+                    let s = match raw_unicode_escape_decode(line) {
+                        Some(s) => s,
+                        None => return self.malformed("invalid UNICODE literal"),
+                    };
+                    self.push(Node::Str(s))?;
+                }
+                b'X' => {
+                    let n = self.u32_le()?; // BINUNICODE
+                    let b = self.take_len(u64::from(n))?;
+                    self.push(Node::Str(utf8_surrogatepass_lossy(b)))?;
+                }
+                0x8c => {
+                    let n = self.byte()?; // SHORT_BINUNICODE
+                    let b = self.take_len(u64::from(n))?;
+                    self.push(Node::Str(utf8_surrogatepass_lossy(b)))?;
+                }
+                0x8d => {
+                    let n = self.u64_le()?; // BINUNICODE8
+                    let b = self.take_len(n)?;
+                    self.push(Node::Str(utf8_surrogatepass_lossy(b)))?;
+                }
+                b'B' => {
+                    let n = self.u32_le()?; // BINBYTES
+                    let b = self.take_len(u64::from(n))?;
+                    self.push(Node::Bytes(b.to_vec()))?;
+                }
+                b'C' => {
+                    let n = self.byte()?; // SHORT_BINBYTES
+                    let b = self.take_len(u64::from(n))?;
+                    self.push(Node::Bytes(b.to_vec()))?;
+                }
+                0x8e | 0x96 => {
+                    let n = self.u64_le()?; // BINBYTES8, BYTEARRAY8
+                    let b = self.take_len(n)?;
+                    self.push(Node::Bytes(b.to_vec()))?;
+                }
+
+                // --- tuples ---
+                b')' => self.push(Node::Tuple(Vec::new()))?,
+                b't' => {
+                    let items = self.pop_to_mark()?; // TUPLE
+                    self.push(Node::Tuple(items))?;
+                }
+                0x85..=0x87 => {
+                    let n = usize::from(op - 0x84); // TUPLE1, TUPLE2, TUPLE3
+                    if self.stack.len() < self.fence() + n {
+                        return self.malformed("stack underflow");
+                    }
+                    let items = self.stack.split_off(self.stack.len() - n);
+                    self.push(Node::Tuple(items))?;
+                }
+
+                // --- lists and sets ---
+                b']' => self.push(Node::List(Vec::new()))?,
+                b'l' => {
+                    let items = self.pop_to_mark()?; // LIST
+                    self.push(Node::List(items))?;
+                }
+                b'a' => {
+                    let v = self.pop()?; // APPEND
+                    let l = self.top()?;
+                    match &mut self.arena[l] {
+                        Node::List(items) => items.push(v),
+                        _ => return self.malformed("APPEND to something that is not a list"),
+                    }
+                }
+                b'e' => {
+                    let (l, items) = self.container_and_items()?; // APPENDS
+                    match &mut self.arena[l] {
+                        Node::List(list) => list.extend(items),
+                        _ => return self.malformed("APPENDS to something that is not a list"),
+                    }
+                }
+                0x8f => self.push(Node::Set(Vec::new()))?, // EMPTY_SET
+                0x90 => {
+                    let (s, items) = self.container_and_items()?; // ADDITEMS
+                    match &mut self.arena[s] {
+                        Node::Set(set) => set.extend(items),
+                        _ => return self.malformed("ADDITEMS to something that is not a set"),
+                    }
+                }
+                0x91 => {
+                    let items = self.pop_to_mark()?; // FROZENSET
+                    self.push(Node::FrozenSet(items))?;
+                }
+
+                // --- dicts ---
+                b'}' => self.push(Node::Dict(Vec::new()))?,
+                b'd' => {
+                    let items = self.pop_to_mark()?; // DICT
+                    if items.len() % 2 != 0 {
+                        return self.malformed("odd number of items for DICT");
+                    }
+                    let pairs = items.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+                    self.push(Node::Dict(pairs))?;
+                }
+                b's' => {
+                    let v = self.pop()?; // SETITEM
+                    let k = self.pop()?;
+                    let d = self.top()?;
+                    match &mut self.arena[d] {
+                        Node::Dict(pairs) => pairs.push((k, v)),
+                        _ => return self.malformed("SETITEM on something that is not a dict"),
+                    }
+                }
+                b'u' => {
+                    let (d, items) = self.container_and_items()?; // SETITEMS
+                    if items.len() % 2 != 0 {
+                        return self.malformed("odd number of items for SETITEMS");
+                    }
+                    match &mut self.arena[d] {
+                        Node::Dict(pairs) => {
+                            pairs.extend(items.chunks_exact(2).map(|p| (p[0], p[1])))
+                        }
+                        _ => return self.malformed("SETITEMS on something that is not a dict"),
+                    }
+                }
+
+                // --- memo ---
+                b'p' => {
+                    let line = self.line()?; // PUT
+                    let i = self.decimal_index(line)?;
+                    self.memo_put(i)?;
+                }
+                b'q' => {
+                    let i = self.byte()?; // BINPUT
+                    self.memo_put(u64::from(i))?;
+                }
+                b'r' => {
+                    let i = self.u32_le()?; // LONG_BINPUT
+                    self.memo_put(u64::from(i))?;
+                }
+                0x94 => {
+                    let i = self.memo.len() as u64; // MEMOIZE
+                    self.memo_put(i)?;
+                }
+                b'g' => {
+                    let line = self.line()?; // GET
+                    let i = self.decimal_index(line)?;
+                    self.memo_get(i)?;
+                }
+                b'h' => {
+                    let i = self.byte()?; // BINGET
+                    self.memo_get(u64::from(i))?;
+                }
+                b'j' => {
+                    let i = self.u32_le()?; // LONG_BINGET
+                    self.memo_get(u64::from(i))?;
+                }
+
+                // --- everything that names, calls or fetches code ---
+                b'c' => return self.forbidden("GLOBAL"),
+                0x93 => return self.forbidden("STACK_GLOBAL"),
+                b'R' => return self.forbidden("REDUCE"),
+                b'b' => return self.forbidden("BUILD"),
+                b'i' => return self.forbidden("INST"),
+                b'o' => return self.forbidden("OBJ"),
+                0x81 => return self.forbidden("NEWOBJ"),
+                0x92 => return self.forbidden("NEWOBJ_EX"),
+                0x82 => return self.forbidden("EXT1"),
+                0x83 => return self.forbidden("EXT2"),
+                0x84 => return self.forbidden("EXT4"),
+                b'P' => return self.forbidden("PERSID"),
+                b'Q' => return self.forbidden("BINPERSID"),
+                0x97 => return self.forbidden("NEXT_BUFFER"),
+                0x98 => return self.forbidden("READONLY_BUFFER"),
+
+                other => {
+                    return Err(PickleError::UnknownOpcode {
+                        opcode: other,
+                        offset: self.op_at,
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// A Python 2 `str`: text when it is UTF-8, bytes otherwise.
+fn py2_str(bytes: Vec<u8>) -> Node {
+    match String::from_utf8(bytes) {
+        Ok(s) => Node::Str(s),
+        Err(e) => Node::Bytes(e.into_bytes()),
+    }
+}
+
+/// Little-endian two's complement (the `LONG1`/`LONG4` payload) to a node:
+/// `Int` when it fits in 64 bits, otherwise `BigInt` in minimal form.
+fn le_to_node(bytes: &[u8]) -> Node {
+    let mut b = bytes;
+    let negative = b.last().is_some_and(|&x| x & 0x80 != 0);
+    let sign_byte = if negative { 0xff } else { 0x00 };
+    // Drop redundant sign bytes: a high byte equal to the sign byte whose
+    // neighbour below carries the same sign bit.
+    while b.len() > 1 && b[b.len() - 1] == sign_byte && (b[b.len() - 2] & 0x80 != 0) == negative {
+        b = &b[..b.len() - 1];
+    }
+    if b.len() <= 8 {
+        let mut a = [sign_byte; 8];
+        a[..b.len()].copy_from_slice(b);
+        return Node::Int(i64::from_le_bytes(a));
+    }
+    Node::BigInt(b.to_vec())
+}
+
+/// Decimal digits (already checked) to minimal little-endian two's
+/// complement.
+fn decimal_to_le(negative: bool, digits: &[u8]) -> Vec<u8> {
+    // Magnitude in 32-bit limbs, least significant first.
+    // Nine digits at a time: multiply by 10^k and add the chunk.
+    let mut limbs: Vec<u32> = vec![0];
+    for chunk in digits.chunks(9) {
+        let scale = 10u64.pow(chunk.len() as u32);
+        let mut carry = chunk
+            .iter()
+            .fold(0u64, |a, &d| a * 10 + u64::from(d - b'0'));
+        for l in limbs.iter_mut() {
+            let v = u64::from(*l) * scale + carry;
+            *l = v as u32;
+            carry = v >> 32;
+        }
+        if carry != 0 {
+            limbs.push(carry as u32);
+        }
+    }
+    let mut bytes: Vec<u8> = limbs.iter().flat_map(|l| l.to_le_bytes()).collect();
+    // One zero byte on top keeps the sign bit clear before negating.
+    bytes.push(0);
+    if negative {
+        negate_le(&mut bytes);
+    }
+    match le_to_node(&bytes) {
+        Node::BigInt(b) => b,
+        // Callers only get here when the value overflowed i64.
+        _ => bytes,
+    }
+}
+
+/// Decodes UTF-8 as Python writes it with `surrogatepass`: a lone surrogate
+/// (three bytes `ED A0..BF xx`) becomes one U+FFFD, as does any other
+/// invalid sequence.
+fn utf8_surrogatepass_lossy(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_string(),
+        Err(_) => {
+            let mut out = String::with_capacity(b.len());
+            let mut rest = b;
+            while !rest.is_empty() {
+                match std::str::from_utf8(rest) {
+                    Ok(s) => {
+                        out.push_str(s);
+                        break;
+                    }
+                    Err(e) => {
+                        let good = e.valid_up_to();
+                        out.push_str(std::str::from_utf8(&rest[..good]).unwrap_or_default());
+                        out.push('\u{fffd}');
+                        let bad = &rest[good..];
+                        let skip = if bad.len() >= 3
+                            && bad[0] == 0xed
+                            && (0xa0..=0xbf).contains(&bad[1])
+                            && (0x80..=0xbf).contains(&bad[2])
+                        {
+                            3
+                        } else {
+                            e.error_len().unwrap_or(bad.len())
+                        };
+                        rest = &bad[skip..];
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+/// The argument of `STRING`: a quoted Python 2 literal, decoded like
+/// `codecs.escape_decode`.
+fn quoted_escape_decode(line: &[u8]) -> Option<Vec<u8>> {
+    let line = line.trim_ascii_end();
+    if line.len() < 2 {
+        return None;
+    }
+    let q = line[0];
+    if (q != b'\'' && q != b'"') || line[line.len() - 1] != q {
+        return None;
+    }
+    let body = &line[1..line.len() - 1];
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        let c = body[i];
+        i += 1;
+        if c != b'\\' {
+            out.push(c);
+            continue;
+        }
+        let e = *body.get(i)?;
+        i += 1;
+        match e {
+            b'\n' => {}
+            b'\\' | b'\'' | b'"' => out.push(e),
+            b'a' => out.push(7),
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'v' => out.push(11),
+            b'0'..=b'7' => {
+                let mut v = u32::from(e - b'0');
+                for _ in 0..2 {
+                    match body.get(i) {
+                        Some(&d @ b'0'..=b'7') => {
+                            v = v * 8 + u32::from(d - b'0');
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push(v as u8);
+            }
+            b'x' => {
+                let h = body.get(i..i + 2)?;
+                let v = hex_value(h)?;
+                out.push(v as u8);
+                i += 2;
+            }
+            other => {
+                out.push(b'\\');
+                out.push(other);
+            }
+        }
+    }
+    Some(out)
+}
+
+fn hex_value(digits: &[u8]) -> Option<u32> {
+    digits.iter().try_fold(0u32, |acc, &d| {
+        let v = (d as char).to_digit(16)?;
+        Some(acc.checked_mul(16)? + v)
+    })
+}
+
+/// The argument of `UNICODE`: Python's `raw-unicode-escape`, where every
+/// byte is the code point of the same number except `\uXXXX` and
+/// `\UXXXXXXXX` after an odd number of backslashes.
+fn raw_unicode_escape_decode(line: &[u8]) -> Option<String> {
+    let mut out = String::with_capacity(line.len());
+    let mut i = 0;
+    while i < line.len() {
+        let c = line[i];
+        if c != b'\\' {
+            out.push(char::from(c));
+            i += 1;
+            continue;
+        }
+        let run_start = i;
+        while i < line.len() && line[i] == b'\\' {
+            i += 1;
+        }
+        let run = i - run_start;
+        let escape = run % 2 == 1 && matches!(line.get(i), Some(b'u') | Some(b'U'));
+        let literal = if escape { run - 1 } else { run };
+        for _ in 0..literal {
+            out.push('\\');
+        }
+        if !escape {
+            continue;
+        }
+        let width = if line[i] == b'u' { 4 } else { 8 };
+        i += 1;
+        let digits = line.get(i..i + width)?;
+        let v = hex_value(digits)?;
+        if v > 0x10ffff {
+            return None;
+        }
+        out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
+        i += width;
+    }
+    Some(out)
+}
+
+/// Turns the arena into a tree, iteratively, checking the limits on the
+/// result and refusing cycles.
+struct Builder<'a> {
+    arena: &'a [Node],
+    limits: &'a Limits,
+    offset: usize,
+}
+
+enum Task {
+    Visit(usize, usize),
+    Finish(usize),
+}
+
+impl Builder<'_> {
+    fn limit(&self, kind: LimitKind, max: usize) -> PickleError {
+        PickleError::Limit {
+            kind,
+            max,
+            offset: self.offset,
+        }
+    }
+
+    fn build(&self, root: usize) -> R<PickleValue> {
+        let max_depth = self.limits.max_depth.min(MAX_DEPTH_CAP);
+        let mut on_path = vec![false; self.arena.len()];
+        let mut tasks = vec![Task::Visit(root, 1)];
+        let mut values: Vec<PickleValue> = Vec::new();
+        let mut elements = 0usize;
+        let mut bytes = 0usize;
+        while let Some(task) = tasks.pop() {
+            match task {
+                Task::Visit(i, depth) => {
+                    elements += 1;
+                    if elements > self.limits.max_elements {
+                        return Err(self.limit(LimitKind::Elements, self.limits.max_elements));
+                    }
+                    let node = &self.arena[i];
+                    let children: &[usize] = match node {
+                        Node::List(c) | Node::Tuple(c) | Node::Set(c) | Node::FrozenSet(c) => c,
+                        Node::Dict(_) => &[],
+                        scalar => {
+                            let size = match scalar {
+                                Node::Str(s) => s.len(),
+                                Node::Bytes(b) | Node::BigInt(b) => b.len(),
+                                _ => 0,
+                            };
+                            bytes = bytes.saturating_add(size);
+                            if bytes > self.limits.max_total_bytes {
+                                return Err(
+                                    self.limit(LimitKind::TotalBytes, self.limits.max_total_bytes)
+                                );
+                            }
+                            values.push(scalar_value(scalar));
+                            continue;
+                        }
+                    };
+                    if depth > max_depth {
+                        return Err(self.limit(LimitKind::Depth, max_depth));
+                    }
+                    if on_path[i] {
+                        return Err(PickleError::Cycle {
+                            offset: self.offset,
+                        });
+                    }
+                    on_path[i] = true;
+                    tasks.push(Task::Finish(i));
+                    if let Node::Dict(pairs) = node {
+                        for &(k, v) in pairs.iter().rev() {
+                            tasks.push(Task::Visit(v, depth + 1));
+                            tasks.push(Task::Visit(k, depth + 1));
+                        }
+                    } else {
+                        for &c in children.iter().rev() {
+                            tasks.push(Task::Visit(c, depth + 1));
+                        }
+                    }
+                }
+                Task::Finish(i) => {
+                    on_path[i] = false;
+                    let node = &self.arena[i];
+                    let value = match node {
+                        Node::Dict(pairs) => {
+                            let items = values.split_off(values.len() - 2 * pairs.len());
+                            let mut it = items.into_iter();
+                            let mut out = Vec::with_capacity(pairs.len());
+                            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                                out.push((k, v));
+                            }
+                            PickleValue::Dict(out)
+                        }
+                        Node::Tuple(c) => {
+                            PickleValue::Tuple(values.split_off(values.len() - c.len()))
+                        }
+                        Node::List(c) | Node::Set(c) | Node::FrozenSet(c) => {
+                            PickleValue::List(values.split_off(values.len() - c.len()))
+                        }
+                        _ => continue,
+                    };
+                    values.push(value);
+                }
+            }
+        }
+        Ok(values.pop().unwrap_or(PickleValue::None))
+    }
+}
+
+fn scalar_value(node: &Node) -> PickleValue {
+    match node {
+        Node::Bool(b) => PickleValue::Bool(*b),
+        Node::Int(i) => PickleValue::Int(*i),
+        Node::BigInt(b) => PickleValue::BigInt(b.clone()),
+        Node::Float(f) => PickleValue::Float(*f),
+        Node::Str(s) => PickleValue::Str(s.clone()),
+        Node::Bytes(b) => PickleValue::Bytes(b.clone()),
+        _ => PickleValue::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(bytes: &[u8]) -> Result<PickleValue, PickleError> {
+        decode(bytes, &Limits::default())
+    }
+
+    #[test]
+    fn long_payloads_become_int_when_they_fit() {
+        assert!(matches!(le_to_node(&[]), Node::Int(0)));
+        assert!(matches!(le_to_node(&[0xff]), Node::Int(-1)));
+        assert!(matches!(le_to_node(&[0x80, 0x00]), Node::Int(128)));
+        assert!(matches!(le_to_node(&[0xff, 0xff, 0xff]), Node::Int(-1)));
+        let max = i64::MAX.to_le_bytes();
+        assert!(matches!(le_to_node(&max), Node::Int(i64::MAX)));
+        match le_to_node(&[0, 0, 0, 0, 0, 0, 0, 0x80, 0]) {
+            Node::BigInt(b) => assert_eq!(b, vec![0, 0, 0, 0, 0, 0, 0, 0x80, 0]),
+            _ => panic!("2**63 is a big int"),
+        }
+    }
+
+    #[test]
+    fn decimal_big_ints_match_the_binary_form() {
+        assert_eq!(
+            decimal_to_le(false, b"9223372036854775808"),
+            vec![0, 0, 0, 0, 0, 0, 0, 0x80, 0]
+        );
+        assert_eq!(
+            decimal_to_le(true, b"9223372036854775809"),
+            vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0xff]
+        );
+        assert_eq!(
+            bigint_to_string(&[0, 0, 0, 0, 0, 0, 0, 0x80, 0]),
+            "9223372036854775808"
+        );
+        assert_eq!(
+            bigint_to_string(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0xff]),
+            "-9223372036854775809"
+        );
+        let digits = "1".repeat(100);
+        let le = decimal_to_le(true, digits.as_bytes());
+        assert_eq!(bigint_to_string(&le), format!("-{digits}"));
+    }
+
+    #[test]
+    fn int_text_handles_the_extremes() {
+        assert_eq!(
+            d(b"I-9223372036854775808\n."),
+            Ok(PickleValue::Int(i64::MIN))
+        );
+        assert_eq!(
+            d(b"I9223372036854775807\n."),
+            Ok(PickleValue::Int(i64::MAX))
+        );
+        assert_eq!(
+            d(b"L9223372036854775808L\n."),
+            Ok(PickleValue::BigInt(vec![0, 0, 0, 0, 0, 0, 0, 0x80, 0]))
+        );
+        assert_eq!(d(b"I01\n."), Ok(PickleValue::Bool(true)));
+        assert_eq!(d(b"I00\n."), Ok(PickleValue::Bool(false)));
+        assert_eq!(d(b"I0\n."), Ok(PickleValue::Int(0)));
+    }
+
+    #[test]
+    fn float_repr_follows_python() {
+        for (f, s) in [
+            (1.0, "1.0"),
+            (1.5, "1.5"),
+            (0.1, "0.1"),
+            (-0.0, "-0.0"),
+            (1e16, "1e+16"),
+            (1e15, "1000000000000000.0"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1.5e-7, "1.5e-07"),
+            (123456789.125, "123456789.125"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (f64::INFINITY, "inf"),
+            (f64::NAN, "nan"),
+        ] {
+            assert_eq!(python_float_repr(f), s, "{f}");
+        }
+    }
+
+    #[test]
+    fn escapes_decode_like_python() {
+        assert_eq!(
+            quoted_escape_decode(br"'a\'b\\c\n\x41\101\7'"),
+            Some(b"a'b\\c\nAA\x07".to_vec())
+        );
+        assert_eq!(quoted_escape_decode(br"'\q'"), Some(b"\\q".to_vec()));
+        assert_eq!(quoted_escape_decode(br"'\x4'"), None);
+        assert_eq!(quoted_escape_decode(br"'abc"), None);
+        assert_eq!(
+            raw_unicode_escape_decode(br"a\u00e9\\u0041\\\u0041\U0001f600").as_deref(),
+            Some("a\u{e9}\\\\u0041\\\\A\u{1f600}")
+        );
+        assert_eq!(
+            raw_unicode_escape_decode(b"\xe9").as_deref(),
+            Some("\u{e9}")
+        );
+        assert_eq!(
+            raw_unicode_escape_decode(br"\ud800").as_deref(),
+            Some("\u{fffd}")
+        );
+        assert_eq!(raw_unicode_escape_decode(br"\u12"), None);
+    }
+
+    #[test]
+    fn lone_surrogates_become_one_replacement_character() {
+        assert_eq!(utf8_surrogatepass_lossy(b"a\xed\xb3\xbfb"), "a\u{fffd}b");
+        assert_eq!(utf8_surrogatepass_lossy(b"\xff"), "\u{fffd}");
+        assert_eq!(utf8_surrogatepass_lossy(b"ok\xe2\x82"), "ok\u{fffd}");
+    }
+
+    #[test]
+    fn repr_is_cut_at_the_budget() {
+        let v = PickleValue::List(vec![PickleValue::Str("x".repeat(100)); 3]);
+        let mut s = String::new();
+        v.write_repr(&mut s, 10);
+        assert_eq!(s, "['xxxxxxxx...");
+        let mut s = String::new();
+        PickleValue::Tuple(vec![PickleValue::Int(1)]).write_repr(&mut s, 100);
+        assert_eq!(s, "(1,)");
+    }
+}
