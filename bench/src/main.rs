@@ -45,6 +45,10 @@ struct Cli {
     /// Throughput runs per library and thread count (median reported).
     #[arg(long)]
     runs: Option<usize>,
+    /// Before each child, wait up to this many seconds for other processes
+    /// to leave the CPUs idle (0: do not wait).
+    #[arg(long, default_value_t = 3.0)]
+    quiet_wait: f64,
     /// Scenarios to run, comma-separated (default: all).
     #[arg(long, value_delimiter = ',', value_enum)]
     scenarios: Vec<Scenario>,
@@ -72,6 +76,7 @@ pub struct Plan {
     pub throughput_warmup: u64,
     pub disabled_calls: u64,
     pub disabled_warmup: u64,
+    pub quiet_wait: Duration,
 }
 
 impl Plan {
@@ -99,6 +104,8 @@ impl Plan {
             throughput_warmup: if full { 10_000 } else { 1_000 },
             disabled_calls: if full { 10_000_000 } else { 1_000_000 },
             disabled_warmup: if full { 1_000_000 } else { 100_000 },
+            quiet_wait: Duration::try_from_secs_f64(cli.quiet_wait.max(0.0))
+                .context("--quiet-wait is out of range")?,
         })
     }
 }
@@ -108,6 +115,8 @@ impl Plan {
 pub struct Run {
     pub report: ChildReport,
     pub verify: Verification,
+    /// Average cores other processes kept busy while the child ran.
+    pub others_cores: Option<f64>,
 }
 
 /// A run, or why there is none.
@@ -191,6 +200,7 @@ fn drive(cli: &Cli) -> anyhow::Result<()> {
 
     let total = jobs.len();
     for (n, (scenario, threads, lib)) in jobs.into_iter().enumerate() {
+        wait_for_quiet(plan.quiet_wait);
         let outcome = run_child(&plan, lib.name, scenario, threads);
         eprintln!(
             "[{}/{}] {:?} {} × {}: {}",
@@ -229,6 +239,28 @@ fn drive(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Other processes' CPU use below this counts as a quiet machine.
+const QUIET_CORES: f64 = 0.1;
+
+/// Waits, up to `limit`, until other processes leave the CPUs idle for
+/// half a second (this process is idle meanwhile).
+fn wait_for_quiet(limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let Some(a) = sys::CpuSnapshot::take() else {
+            return;
+        };
+        let t = Instant::now();
+        std::thread::sleep(Duration::from_millis(500));
+        let Some(b) = sys::CpuSnapshot::take() else {
+            return;
+        };
+        if a.others_cores(&b, t.elapsed().as_secs_f64()) < QUIET_CORES {
+            return;
+        }
+    }
+}
+
 /// Runs one measurement in a child process and checks its file.
 fn run_child(plan: &Plan, lib: &str, scenario: Scenario, threads: u64) -> Outcome {
     let dir = tempfile::Builder::new()
@@ -241,6 +273,8 @@ fn run_child(plan: &Plan, lib: &str, scenario: Scenario, threads: u64) -> Outcom
         Scenario::Disabled => (plan.disabled_calls, plan.disabled_warmup),
     };
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let cpu_before = sys::CpuSnapshot::take();
+    let child_start = Instant::now();
     let scenario_arg = match scenario {
         Scenario::Latency => "latency",
         Scenario::Throughput => "throughput",
@@ -285,6 +319,10 @@ fn run_child(plan: &Plan, lib: &str, scenario: Scenario, threads: u64) -> Outcom
             Err(e) => break Err(e.to_string()),
         }
     };
+    let others_cores = match (cpu_before, sys::CpuSnapshot::take()) {
+        (Some(a), Some(b)) => Some(a.others_cores(&b, child_start.elapsed().as_secs_f64())),
+        _ => None,
+    };
     let out = out.join().unwrap_or_default();
     let err = err.join().unwrap_or_default();
     let tail = |s: &str| {
@@ -307,5 +345,9 @@ fn run_child(plan: &Plan, lib: &str, scenario: Scenario, threads: u64) -> Outcom
     };
     let verify = verify::check(dir.path(), expected)
         .map_err(|e| format!("cannot read the log files back: {e}"))?;
-    Ok(Run { report, verify })
+    Ok(Run {
+        report,
+        verify,
+        others_cores,
+    })
 }

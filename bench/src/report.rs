@@ -20,7 +20,11 @@ pub fn summary(outcome: &Outcome) -> String {
         Err(e) => format!("FAILED: {e}"),
         Ok(run) => {
             let r = &run.report;
-            let check = check_cell(std::slice::from_ref(run));
+            let check = format!(
+                "{}; other processes {} cores",
+                check_cell(std::slice::from_ref(run)),
+                cores(run.others_cores)
+            );
             if let Some(l) = &r.latency {
                 format!(
                     "p50 {} p99 {} p99.9 {} max {}; {check}",
@@ -47,6 +51,11 @@ pub fn summary(outcome: &Outcome) -> String {
             }
         }
     }
+}
+
+/// Cores other processes kept busy, for a cell.
+fn cores(v: Option<f64>) -> String {
+    v.map_or_else(|| "?".to_string(), |v| format!("{v:.2}"))
 }
 
 fn ns(v: f64) -> String {
@@ -157,6 +166,8 @@ struct Tp {
     rss_peak_kib: u64,
     rss_start_kib: u64,
     complete: bool,
+    /// The most other processes used during any of the runs.
+    others_max: Option<f64>,
     runs: Vec<Run>,
 }
 
@@ -199,6 +210,7 @@ fn throughput(results: &Results, lib: &str, threads: u64) -> Result<Tp, String> 
             .min()
             .unwrap_or(0),
         complete: runs.iter().all(|r| r.verify.ok()),
+        others_max: runs.iter().filter_map(|r| r.others_cores).reduce(f64::max),
         runs,
     })
 }
@@ -290,6 +302,25 @@ fn header(md: &mut String, plan: &Plan, results: &Results) {
         "| other processes during the run | {} cores busy on average (load average at start: {}) |\n",
         opt(results.others_cores),
         opt(results.load_before)
+    );
+    let all_runs: Vec<&Run> = results
+        .latency
+        .values()
+        .chain(results.throughput.values().flatten())
+        .chain(results.disabled.values())
+        .filter_map(|o| o.as_ref().ok())
+        .collect();
+    let disturbed = all_runs
+        .iter()
+        .filter(|r| r.others_cores.is_some_and(|c| c > 0.1))
+        .count();
+    let _ = writeln!(
+        md,
+        "Child processes during which other processes kept more than 0.1 core busy: {} of {} \
+         (each row's *other CPU* column gives the figure; the driver waits up to the `--quiet-wait` \
+         time for an idle machine before each child).\n",
+        disturbed,
+        all_runs.len()
     );
     if results.others_cores.is_some_and(|c| c > 0.1) {
         let _ = writeln!(
@@ -559,9 +590,9 @@ fn latency_table(md: &mut String, plan: &Plan, results: &Results, t: u64) {
     );
     let _ = writeln!(
         md,
-        "| library | mode | p50 | p99 | p99.9 | max | p50 ratio | p99 ratio | p99.9 ratio | file check |"
+        "| library | mode | p50 | p99 | p99.9 | max | p50 ratio | p99 ratio | p99.9 ratio | file check | other CPU |"
     );
-    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|");
     let lb = latency(results, "logbraid", t)
         .ok()
         .and_then(|r| r.report.latency.clone());
@@ -571,7 +602,7 @@ fn latency_table(md: &mut String, plan: &Plan, results: &Results, t: u64) {
                 let l = run.report.latency.as_ref().expect("checked by latency()");
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     info.name,
                     mode(info),
                     ns(l.p50 as f64),
@@ -582,12 +613,13 @@ fn latency_table(md: &mut String, plan: &Plan, results: &Results, t: u64) {
                     ratio(l.p99 as f64, lb.as_ref().map(|b| b.p99 as f64), false),
                     ratio(l.p999 as f64, lb.as_ref().map(|b| b.p999 as f64), false),
                     check_cell(std::slice::from_ref(run)),
+                    cores(run.others_cores),
                 );
             }
             Err(e) => {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | failed: {} |||||||| ",
+                    "| {} | {} | failed: {} ||||||||| ",
                     info.name,
                     mode(info),
                     one_line(&e)
@@ -655,9 +687,9 @@ fn throughput_table(md: &mut String, plan: &Plan, results: &Results, t: u64) {
     );
     let _ = writeln!(
         md,
-        "| library | mode | lines/s | range | ratio | drain | file check | peak RSS | RSS ratio |"
+        "| library | mode | lines/s | range | ratio | drain | file check | peak RSS | RSS ratio | other CPU |"
     );
-    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---|---:|---:|");
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---|---:|---:|---:|");
     let lb = throughput(results, "logbraid", t).ok();
     let mut polled = Vec::new();
     for info in &results.libs {
@@ -676,7 +708,7 @@ fn throughput_table(md: &mut String, plan: &Plan, results: &Results, t: u64) {
                 }
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {:.2}–{:.2} M | {} | {:.3} s | {} | {} | {} |",
+                    "| {} | {} | {} | {:.2}–{:.2} M | {} | {:.3} s | {} | {} | {} | {} |",
                     info.name,
                     mode(info),
                     figure,
@@ -691,12 +723,13 @@ fn throughput_table(md: &mut String, plan: &Plan, results: &Results, t: u64) {
                         lb.as_ref().map(|b| b.rss_peak_kib as f64),
                         false
                     ),
+                    cores(tp.others_max),
                 );
             }
             Err(e) => {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | failed: {} ||||||| ",
+                    "| {} | {} | failed: {} |||||||| ",
                     info.name,
                     mode(info),
                     one_line(&e)
@@ -737,26 +770,35 @@ fn disabled_table(md: &mut String, plan: &Plan, results: &Results) {
         count(plan.disabled_warmup),
         child::DISABLED_REPS,
     );
-    let _ = writeln!(md, "| library | called through | ns/call | loop | ratio |");
-    let _ = writeln!(md, "|---|---|---:|---:|---:|");
+    let _ = writeln!(
+        md,
+        "| library | called through | ns/call | loop | ratio | other CPU |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|");
     let lb = disabled(results, "logbraid").ok().map(|d| d.ns_per_call);
     for info in &results.libs {
         match disabled(results, info.name) {
             Ok(d) => {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {:.2} | {:.2} | {} |",
+                    "| {} | {} | {:.2} | {:.2} | {} | {} |",
                     info.name,
                     info.api.replace("info!", "debug!"),
                     d.ns_per_call,
                     d.loop_ns_per_call,
-                    ratio_with_tie(d.ns_per_call, lb, false, DISABLED_TIE_NS)
+                    ratio_with_tie(d.ns_per_call, lb, false, DISABLED_TIE_NS),
+                    cores(
+                        results
+                            .disabled
+                            .get(info.name)
+                            .and_then(|o| o.as_ref().ok()?.others_cores)
+                    ),
                 );
             }
             Err(e) => {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | failed: {} ||| ",
+                    "| {} | {} | failed: {} |||| ",
                     info.name,
                     info.api.replace("info!", "debug!"),
                     one_line(&e)
