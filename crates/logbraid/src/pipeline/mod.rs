@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::Duration;
 
@@ -123,7 +123,7 @@ pub(crate) struct Shared {
     shared_ring: Mutex<Producer>,
 
     writer: Mutex<Option<JoinHandle<Option<SinkSet>>>>,
-    writer_thread: Mutex<Option<Thread>>,
+    writer_thread: OnceLock<Thread>,
     writer_sleeping: AtomicBool,
     /// Sinks used by the caller directly: in synchronous mode, and after the
     /// writer thread has stopped (records logged after shutdown still land).
@@ -201,7 +201,12 @@ fn os_thread_id() -> u64 {
 impl Shared {
     pub(crate) fn start(settings: Settings, sinks: SinkSet) -> std::io::Result<Arc<Shared>> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let shared_ring = Arc::new(Ring::new(settings.ring_bytes, 0, None));
+        let shared_ring = Arc::new(Ring::new(
+            settings.ring_bytes,
+            0,
+            None,
+            settings.overflow == Overflow::DropOldest,
+        ));
         let shared = Arc::new(Shared {
             id,
             mode: settings.mode,
@@ -221,7 +226,7 @@ impl Shared {
                 pos: ProducerPos::default(),
             }),
             writer: Mutex::new(None),
-            writer_thread: Mutex::new(None),
+            writer_thread: OnceLock::new(),
             writer_sleeping: AtomicBool::new(false),
             direct: Mutex::new(None),
             stopping: AtomicBool::new(false),
@@ -258,7 +263,7 @@ impl Shared {
                         }
                         run.ok()
                     })?;
-                *lock(&shared.writer_thread) = Some(handle.thread().clone());
+                let _ = shared.writer_thread.set(handle.thread().clone());
                 *lock(&shared.writer) = Some(handle);
             }
         }
@@ -288,7 +293,7 @@ impl Shared {
     }
 
     fn wake_writer(&self) {
-        if let Some(t) = lock(&self.writer_thread).as_ref() {
+        if let Some(t) = self.writer_thread.get() {
             t.unpark();
         }
     }
@@ -417,6 +422,7 @@ impl Shared {
                     self.ring_bytes,
                     os_thread_id(),
                     thread::current().name().map(str::to_string),
+                    self.overflow == Overflow::DropOldest,
                 ));
                 *lock(&ring.producer_thread) = Some(thread::current());
                 lock(&self.rings).push(Arc::clone(&ring));
@@ -435,15 +441,15 @@ impl Shared {
     /// Pushes into `p`'s ring, applying the overflow policy when it is full.
     fn push(&self, p: &mut Producer, parts: &Parts<'_>) -> bool {
         let ring = &*p.ring;
-        ring.logged.fetch_add(1, Ordering::Relaxed);
+        ring.counters.bump_logged();
         if parts.push(ring, &mut p.pos) {
-            self.maybe_wake(ring, &p.pos);
+            self.maybe_wake(ring, &mut p.pos);
             return true;
         }
         self.full_waits.fetch_add(1, Ordering::Relaxed);
         match self.overflow {
             Overflow::DropNewest => {
-                ring.dropped.fetch_add(1, Ordering::Relaxed);
+                ring.counters.bump_dropped();
                 self.wake_writer();
                 true
             }
@@ -464,13 +470,19 @@ impl Shared {
     }
 
     #[inline]
-    fn maybe_wake(&self, ring: &Ring, pos: &ProducerPos) {
+    fn maybe_wake(&self, ring: &Ring, pos: &mut ProducerPos) {
         // Wake a sleeping writer once the ring is half full, so a burst does
-        // not wait for the writer's idle timer.
-        if pos.tail.wrapping_sub(pos.cached_head) > ring.capacity() / 2
-            && self.writer_sleeping.load(Ordering::Relaxed)
-        {
-            self.wake_writer();
+        // not wait for the writer's idle timer. The cached head is refreshed
+        // only when it says half full, so the reader's line is read about
+        // once per half ring of traffic, not on every call.
+        let half = ring.capacity() / 2;
+        if pos.tail.wrapping_sub(pos.cached_head) > half {
+            pos.cached_head = ring.head_now();
+            if pos.tail.wrapping_sub(pos.cached_head) > half
+                && self.writer_sleeping.load(Ordering::Relaxed)
+            {
+                self.wake_writer();
+            }
         }
     }
 
@@ -496,7 +508,7 @@ impl Shared {
         if !pushed {
             // The writer stopped while we waited: the caller writes directly,
             // so take back the count.
-            ring.logged.fetch_sub(1, Ordering::Relaxed);
+            ring.counters.unbump_logged();
         }
         pushed
     }
@@ -622,8 +634,8 @@ impl Shared {
         let mut logged = self.retired_logged.load(Ordering::Relaxed);
         let mut dropped = self.retired_dropped.load(Ordering::Relaxed);
         for r in lock(&self.rings).iter() {
-            logged += r.logged.load(Ordering::Relaxed);
-            dropped += r.dropped.load(Ordering::Relaxed);
+            logged += r.counters.logged.load(Ordering::Relaxed);
+            dropped += r.counters.dropped.load(Ordering::Relaxed);
         }
         let logged = logged + self.direct_logged.load(Ordering::Relaxed);
         let written = self.written.load(Ordering::Relaxed);
@@ -645,7 +657,7 @@ impl Shared {
         self.retired_dropped.load(Ordering::Relaxed)
             + rings
                 .iter()
-                .map(|r| r.dropped.load(Ordering::Relaxed))
+                .map(|r| r.counters.dropped.load(Ordering::Relaxed))
                 .sum::<u64>()
     }
 }
@@ -717,10 +729,11 @@ impl Writer {
             if dead(r) {
                 self.shared
                     .retired_logged
-                    .fetch_add(r.logged.load(Ordering::Relaxed), Ordering::Relaxed);
-                self.shared
-                    .retired_dropped
-                    .fetch_add(r.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
+                    .fetch_add(r.counters.logged.load(Ordering::Relaxed), Ordering::Relaxed);
+                self.shared.retired_dropped.fetch_add(
+                    r.counters.dropped.load(Ordering::Relaxed),
+                    Ordering::Relaxed,
+                );
                 false
             } else {
                 true

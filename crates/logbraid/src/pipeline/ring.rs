@@ -37,10 +37,13 @@ pub(crate) struct Ring {
     mask: usize,
     head: CachePadded<AtomicUsize>,
     tail: CachePadded<AtomicUsize>,
-    /// Records the producer pushed (counted by the producer only).
-    pub(crate) logged: AtomicU64,
-    /// Records discarded by the overflow policy.
-    pub(crate) dropped: AtomicU64,
+    /// Written by the producer, read by the writer once per pass: on a line
+    /// of their own so the writer's per-record reads of the fields below do
+    /// not bounce the producer's cache line.
+    pub(crate) counters: CachePadded<Counters>,
+    /// A dropping producer may rewrite entries the reader is copying, so
+    /// the reader copies with volatile reads (`DropOldest` only).
+    racy: bool,
     /// Set by the producer's thread-local destructor: once empty, the ring
     /// can be forgotten.
     pub(crate) closed: AtomicBool,
@@ -70,7 +73,12 @@ impl std::fmt::Debug for Ring {
 }
 
 impl Ring {
-    pub(crate) fn new(capacity: usize, thread_id: u64, thread_name: Option<String>) -> Ring {
+    pub(crate) fn new(
+        capacity: usize,
+        thread_id: u64,
+        thread_name: Option<String>,
+        racy: bool,
+    ) -> Ring {
         let capacity = capacity.max(256).next_power_of_two();
         let buf = (0..capacity).map(|_| UnsafeCell::new(0u8)).collect();
         Ring {
@@ -78,8 +86,8 @@ impl Ring {
             mask: capacity - 1,
             head: CachePadded::new(AtomicUsize::new(0)),
             tail: CachePadded::new(AtomicUsize::new(0)),
-            logged: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
+            counters: CachePadded::new(Counters::default()),
+            racy,
             closed: AtomicBool::new(false),
             waiting: AtomicBool::new(false),
             producer_thread: Mutex::new(None),
@@ -192,7 +200,7 @@ impl Ring {
                         *slot = unsafe { *self.ptr(h + i) };
                     }
                     release(&head[..n]);
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.counters.bump_dropped();
                     return true;
                 }
             }
@@ -226,13 +234,19 @@ impl Ring {
                 let from = out.len();
                 out.resize(from + len, 0);
                 // SAFETY: [pos, pos + len) lies within the buffer (checked).
-                // Bytes may be concurrently rewritten by a dropping producer,
-                // in which case the CAS below fails and the copy is discarded.
+                // Only with `racy` may the bytes be concurrently rewritten (by
+                // a dropping producer); the CAS below then fails and the copy
+                // is discarded, and volatile reads keep the compiler from
+                // assuming they are stable.
                 unsafe {
                     let src = self.ptr(pos);
                     let dst = out.as_mut_ptr().add(from);
-                    for i in 0..len {
-                        *dst.add(i) = std::ptr::read_volatile(src.add(i));
+                    if self.racy {
+                        for i in 0..len {
+                            *dst.add(i) = std::ptr::read_volatile(src.add(i));
+                        }
+                    } else {
+                        std::ptr::copy_nonoverlapping(src, dst, len);
                     }
                 }
                 pos += len;
@@ -257,6 +271,11 @@ impl Ring {
         }
     }
 
+    /// The reader's position.
+    pub(crate) fn head_now(&self) -> usize {
+        self.head.load(Ordering::Acquire)
+    }
+
     /// Position of the producer's last published entry.
     pub(crate) fn tail_now(&self) -> usize {
         self.tail.load(Ordering::Acquire)
@@ -269,6 +288,35 @@ impl Ring {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.head.load(Ordering::Acquire) == self.tail.load(Ordering::Acquire)
+    }
+}
+
+/// Counters written by whoever produces into a ring: its thread, or the
+/// holder of the shared ring's lock; so an increment needs no locked
+/// instruction, only an atomic store others can read.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) logged: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+}
+
+impl Counters {
+    #[inline]
+    pub(crate) fn bump_logged(&self) {
+        let v = self.logged.load(Ordering::Relaxed);
+        self.logged.store(v + 1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn unbump_logged(&self) {
+        let v = self.logged.load(Ordering::Relaxed);
+        self.logged.store(v.saturating_sub(1), Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn bump_dropped(&self) {
+        let v = self.dropped.load(Ordering::Relaxed);
+        self.dropped.store(v + 1, Ordering::Relaxed);
     }
 }
 
@@ -308,7 +356,7 @@ mod tests {
 
     #[test]
     fn wraps_and_keeps_order() {
-        let r = Ring::new(256, 1, None);
+        let r = Ring::new(256, 1, None, true);
         let mut p = ProducerPos::default();
         let mut got = Vec::new();
         let mut out = Vec::new();
@@ -332,7 +380,7 @@ mod tests {
 
     #[test]
     fn full_ring_refuses_and_drop_oldest_makes_room() {
-        let r = Ring::new(256, 1, None);
+        let r = Ring::new(256, 1, None, true);
         let mut p = ProducerPos::default();
         let mut n = 0;
         while push(&r, &mut p, &[n as u8; 28]) {
@@ -347,6 +395,6 @@ mod tests {
         assert_eq!(got.len(), n);
         assert_eq!(got[0][0], 1);
         assert_eq!(got[n - 1][0], 99);
-        assert_eq!(r.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(r.counters.dropped.load(Ordering::Relaxed), 1);
     }
 }
