@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use super::ring::{align, ProducerPos, Ring};
 use super::tsc::Converter;
+use super::Callsite;
 use crate::level::Level;
 use crate::record::{Fields, Record, Source};
 
@@ -69,6 +70,28 @@ fn cut(s: &str) -> &str {
 }
 
 impl<'a> Parts<'a> {
+    /// A record of this process logged at `site`.
+    pub(crate) fn at_site(
+        site: &Callsite<'a>,
+        (timestamp_ns, tsc): (i64, bool),
+        message: &'a [u8],
+        fields: &'a [u8],
+    ) -> Self {
+        Parts {
+            timestamp_ns,
+            level: site.level,
+            target: site.target,
+            module: site.module,
+            file: site.file,
+            line: site.line,
+            function: site.function,
+            message,
+            fields,
+            foreign: None,
+            tsc,
+        }
+    }
+
     fn strs(&self) -> [&'a str; 5] {
         [
             cut(self.target),

@@ -319,19 +319,12 @@ impl Shared {
                     self.retired_dropped.fetch_add(1, Ordering::Relaxed);
                     return true;
                 }
-                let mut parts = Parts {
-                    timestamp_ns: stamp,
-                    level: site.level,
-                    target: site.target,
-                    module: site.module,
-                    file: site.file,
-                    line: site.line,
-                    function: site.function,
-                    message: &local.message,
-                    fields: local.fields.as_bytes(),
-                    foreign: None,
-                    tsc: is_tsc,
-                };
+                let mut parts = Parts::at_site(
+                    site,
+                    (stamp, is_tsc),
+                    &local.message,
+                    local.fields.as_bytes(),
+                );
                 if !self.queued(&mut local.producers, &parts) {
                     if parts.tsc {
                         parts.timestamp_ns = self.now();
@@ -350,19 +343,8 @@ impl Shared {
             let mut message = Vec::new();
             let mut fields = FieldsBuf::new();
             fill(&mut message, &mut fields);
-            let parts = Parts {
-                timestamp_ns: self.now(),
-                level: site.level,
-                target: site.target,
-                module: site.module,
-                file: site.file,
-                line: site.line,
-                function: site.function,
-                message: &message,
-                fields: fields.as_bytes(),
-                foreign: Some((os_thread_id(), None, &self.source)),
-                tsc: false,
-            };
+            let mut parts = Parts::at_site(site, (self.now(), false), &message, fields.as_bytes());
+            parts.foreign = Some((os_thread_id(), None, &self.source));
             self.log_shared(&parts);
         }
     }
