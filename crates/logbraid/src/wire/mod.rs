@@ -14,6 +14,7 @@
 //! | [`FrameReader`] | buffers bytes from a stream and hands out complete, validated [`Frame`]s |
 //! | [`frame_len`] + [`decode`] | the same in two steps, for callers that own their buffer (`BytesMut`) |
 //! | [`Dedup`] | the collector's rule for resent batches: which records to write, which to skip |
+//! | [`ServerSession`] | the collector's side of one connection: handshake, frame order, dedup, acks |
 //!
 //! Decoding never panics, never allocates, and checks a frame's declared
 //! length against the limit before waiting for its bytes. A decoded batch
@@ -78,6 +79,7 @@ use std::fmt;
 mod dedup;
 mod frame;
 mod record;
+mod session;
 
 pub use dedup::{Admit, Dedup};
 pub use frame::{
@@ -85,6 +87,7 @@ pub use frame::{
     frame_len, Frame, FrameReader, Hello,
 };
 pub use record::{Batch, BatchEncoder, Push, Records};
+pub use session::{encode_refusal, Closed, Peer, ServerSession, Step};
 
 /// The protocol version this module speaks.
 pub const VERSION: u8 = 1;
