@@ -3,3 +3,4 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod intake;
+pub mod output;

@@ -27,7 +27,7 @@ use crate::record::{Fields, FieldsBuf, Record, Source};
 
 use entry::Parts;
 use ring::{ProducerPos, Ring};
-pub(crate) use sinks::SinkSet;
+pub use sinks::SinkSet;
 
 pub use crate::options::Mode;
 
@@ -541,7 +541,7 @@ impl Shared {
         if self.stopped.load(Ordering::Acquire) || self.mode == Mode::Sync {
             if let Some(s) = lock(&self.direct).as_mut() {
                 self.write_errors
-                    .fetch_add(s.flush(self.flush_sync), Ordering::Relaxed);
+                    .fetch_add(s.flush_confirmed(self.flush_sync), Ordering::Relaxed);
             }
             return;
         }
@@ -844,7 +844,10 @@ impl Writer {
                 if marks.iter().all(|(r, t)| r.consumed(*t)) {
                     let target = *target;
                     self.pending_flush = None;
-                    self.flush_sinks(self.shared.flush_sync);
+                    let errors = self.sinks.flush_confirmed(self.shared.flush_sync);
+                    self.shared
+                        .write_errors
+                        .fetch_add(errors, Ordering::Relaxed);
                     *lock(&self.shared.flush_done) = target;
                     self.shared.flush_cv.notify_all();
                     continue;

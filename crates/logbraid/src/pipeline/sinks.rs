@@ -18,8 +18,10 @@ struct Entry {
     unreported: u64,
 }
 
-/// Sinks of a pipeline.
-pub(crate) struct SinkSet {
+/// The sinks of a pipeline, each with a level threshold; write errors are
+/// counted and reported on stderr at most once per 10 seconds per sink.
+/// Also used by the collector, whose output thread writes without a queue.
+pub struct SinkSet {
     entries: Vec<Entry>,
 }
 
@@ -31,14 +33,22 @@ impl std::fmt::Debug for SinkSet {
     }
 }
 
+impl Default for SinkSet {
+    fn default() -> Self {
+        SinkSet::new()
+    }
+}
+
 impl SinkSet {
-    pub(crate) fn new() -> Self {
+    /// No sinks.
+    pub fn new() -> Self {
         SinkSet {
             entries: Vec::new(),
         }
     }
 
-    pub(crate) fn push(&mut self, sink: Box<dyn Sink>, level: LevelFilter) {
+    /// Adds a sink that receives records at `level` or above.
+    pub fn push(&mut self, sink: Box<dyn Sink>, level: LevelFilter) {
         self.entries.push(Entry {
             sink,
             level,
@@ -47,13 +57,14 @@ impl SinkSet {
         });
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    /// Whether there is no sink.
+    pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// Writes to every sink whose threshold passes; returns the largest
     /// byte count one sink produced.
-    pub(crate) fn write(&mut self, record: &Record<'_>) -> usize {
+    pub fn write(&mut self, record: &Record<'_>) -> usize {
         let mut bytes = 0;
         for e in &mut self.entries {
             if !e.level.enables(record.level) {
@@ -69,12 +80,19 @@ impl SinkSet {
 
     /// Flushes (and with `sync`, fsyncs) every sink; returns the number of
     /// sinks that failed.
-    pub(crate) fn flush(&mut self, sync: bool) -> u64 {
+    pub fn flush(&mut self, sync: bool) -> u64 {
         self.each(|s| if sync { s.sync() } else { s.flush() })
     }
 
+    /// Flushes (and with `sync`, fsyncs) every sink, then waits for each
+    /// to confirm delivery ([`Sink::confirm`]); returns the number of sink
+    /// operations that failed.
+    pub fn flush_confirmed(&mut self, sync: bool) -> u64 {
+        self.flush(sync) + self.each(|s| s.confirm())
+    }
+
     /// Flushes every sink and waits for its background work.
-    pub(crate) fn finish(&mut self) -> u64 {
+    pub fn finish(&mut self) -> u64 {
         self.each(|s| s.finish())
     }
 

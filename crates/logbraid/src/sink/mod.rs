@@ -14,6 +14,8 @@ pub use console::{color_enabled, Console, ConsoleStream};
 pub use file::{FileError, FileStats, RollingFile, RollingFileBuilder};
 pub use read::{read_decompressed, rotated_files};
 
+pub use crate::pipeline::SinkSet;
+
 /// A destination for records. Each sink owns its layout, formats each
 /// record into its own buffer, and writes the buffer once per batch.
 ///
@@ -35,6 +37,15 @@ pub trait Sink: Send + fmt::Debug {
         self.flush()
     }
 
+    /// Waits until everything flushed so far has reached the sink's
+    /// destination as far as the sink can tell: for a forwarding sink,
+    /// until the collector has acknowledged it. Called when a
+    /// [`Logger::flush`](crate::Logger::flush) is served, after `flush` or
+    /// `sync`. Local sinks have nothing to wait for.
+    fn confirm(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Flushes, then waits for the sink's background work (compression of
     /// rotated files) to finish. Called when the pipeline shuts down.
     fn finish(&mut self) -> io::Result<()> {
@@ -51,6 +62,9 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     fn sync(&mut self) -> io::Result<()> {
         (**self).sync()
+    }
+    fn confirm(&mut self) -> io::Result<()> {
+        (**self).confirm()
     }
     fn finish(&mut self) -> io::Result<()> {
         (**self).finish()
