@@ -3,8 +3,10 @@
 
 pub mod bridge;
 pub mod clock;
+pub mod collect;
 pub mod config;
 pub mod filter;
+pub mod forward;
 pub mod layout;
 pub mod level;
 mod logger;

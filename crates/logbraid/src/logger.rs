@@ -3,10 +3,13 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
 
 use crate::clock::Clock;
+use crate::collect::{Embedded, EmbeddedOptions, COLLECTOR_ENV};
 use crate::config::{Config, ConfigError};
 use crate::filter::{Directives, FilterError};
+use crate::forward::{Endpoint, ForwardError, ForwardOptions, ForwardSink};
 use crate::layout::LayoutSpec;
 use crate::level::{Level, LevelFilter};
 use crate::options::Overflow;
@@ -31,6 +34,9 @@ pub enum Error {
     /// A global logger is installed already (by logbraid or another crate).
     #[error("a global logger is already installed")]
     AlreadyInstalled,
+    /// The forwarding client could not be set up.
+    #[error("cannot forward: {0}")]
+    Forward(#[from] ForwardError),
 }
 
 /// A handle to a pipeline. Cheap to clone; every clone logs to the same
@@ -42,6 +48,9 @@ pub struct Logger {
     filter: Arc<Directives>,
     /// `filter.max_level()` as a byte: the one-load fast path.
     max: Arc<AtomicU8>,
+    /// The embedded collector serving this process's children, stopped
+    /// before the pipeline so their last records are written.
+    children: Arc<Mutex<Option<Embedded>>>,
 }
 
 impl fmt::Debug for Logger {
@@ -124,7 +133,29 @@ impl Logger {
     /// Flushes and stops the writer thread. Records logged afterwards are
     /// written by the caller directly, so nothing is lost. Idempotent.
     pub fn shutdown(&self) {
+        let children = self
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(c) = children {
+            c.shutdown(CHILDREN_GRACE);
+            if std::env::var(COLLECTOR_ENV).ok() == Some(c.address()) {
+                std::env::remove_var(COLLECTOR_ENV);
+            }
+            *lock_exported() = None;
+        }
         self.shared.shutdown();
+    }
+
+    /// The address children forward to (the value of `LOGBRAID_COLLECTOR`),
+    /// when this logger runs an embedded collector.
+    pub fn collector_address(&self) -> Option<String> {
+        self.children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(Embedded::address)
     }
 
     /// The pipeline's counters.
@@ -164,6 +195,13 @@ impl Drop for Guard {
 /// | overflow | [`Overflow::Block`] (lossless) |
 /// | flush fsyncs | no |
 /// | sinks | none given: the console (stderr) |
+/// | children | on when a file is configured: an embedded collector takes the records of child processes |
+/// | inherit collector | on: with `LOGBRAID_COLLECTOR` set, every record goes to that collector instead of the sinks |
+///
+/// A process that finds `LOGBRAID_COLLECTOR` (set by a parent's embedded
+/// collector) forwards to it and opens none of the files configured here,
+/// so a file only ever has one writer; its console sinks are left out too,
+/// since the parent's sinks show its records.
 pub struct Builder {
     level: Option<String>,
     mode: Mode,
@@ -172,7 +210,13 @@ pub struct Builder {
     flush_sync: bool,
     clock: Option<Arc<dyn Clock>>,
     sinks: Vec<(Box<dyn Sink>, LevelFilter)>,
+    children: Option<bool>,
+    inherit: bool,
+    has_file: bool,
 }
+
+/// How long a parent's shutdown waits for children still connected.
+const CHILDREN_GRACE: Duration = Duration::from_secs(2);
 
 impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -197,6 +241,9 @@ impl Default for Builder {
             flush_sync: false,
             clock: None,
             sinks: Vec::new(),
+            children: None,
+            inherit: true,
+            has_file: false,
         }
     }
 }
@@ -277,10 +324,69 @@ impl Builder {
     }
 
     /// Adds a rotating file. Opening it can fail: the error surfaces here,
-    /// naming the path.
-    pub fn file(self, file: RollingFileBuilder) -> Result<Self, Error> {
+    /// naming the path. In a process that forwards to a parent's collector
+    /// (see the type's documentation) the file is not opened.
+    pub fn file(mut self, file: RollingFileBuilder) -> Result<Self, Error> {
+        self.has_file = true;
+        if self.inherited().is_some() {
+            return Ok(self);
+        }
         let sink = file.build().map_err(|e| Error::Sink(Box::new(e)))?;
         Ok(self.sink(sink))
+    }
+
+    /// Whether this process collects the records of its child processes
+    /// through an embedded collector whose address it exports in
+    /// `LOGBRAID_COLLECTOR`. Default: when a file is configured.
+    pub fn children(mut self, yes: bool) -> Self {
+        self.children = Some(yes);
+        self
+    }
+
+    /// Whether a `LOGBRAID_COLLECTOR` found in the environment takes this
+    /// process's records instead of its sinks. Default: yes.
+    pub fn inherit_collector(mut self, yes: bool) -> Self {
+        self.inherit = yes;
+        self
+    }
+
+    /// Adds a sink that forwards every record to a collector (`unix:PATH`
+    /// or `tcp://HOST:PORT`); [`Logger::flush`] then returns once the
+    /// collector has acknowledged everything logged before it.
+    pub fn forward(self, options: ForwardOptions) -> Result<Self, Error> {
+        let sink = ForwardSink::new(options)?;
+        Ok(self.sink(sink))
+    }
+
+    /// The parent's collector named by `LOGBRAID_COLLECTOR`, when there is
+    /// one to forward to. A value that does not parse, or names a socket
+    /// that is gone (the parent exited), is reported once and ignored.
+    fn inherited(&self) -> Option<Endpoint> {
+        if !self.inherit {
+            return None;
+        }
+        let value = std::env::var(COLLECTOR_ENV)
+            .ok()
+            .filter(|v| !v.is_empty())?;
+        if exported_here().as_deref() == Some(value.as_str()) {
+            // Our own collector (another logger of this process): not a
+            // parent's.
+            return None;
+        }
+        let problem = match Endpoint::parse(&value) {
+            Ok(Endpoint::Unix(p)) if !p.exists() => format!("{} does not exist", p.display()),
+            Ok(ep) => return Some(ep),
+            Err(e) => e.to_string(),
+        };
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "logbraid: ignoring {COLLECTOR_ENV}={value:?} ({problem}); writing to this process's own sinks"
+            );
+        });
+        None
     }
 
     /// A builder set up from a configuration file's contents (see
@@ -302,7 +408,10 @@ impl Builder {
             let console = Console::new(c.stream).color(c.color);
             b = b.console_with(console, Some(&layout), LevelFilter::TRACE);
         }
-        if let Some(f) = &config.file {
+        if config.file.is_some() {
+            b.has_file = true;
+        }
+        if let Some(f) = config.file.as_ref().filter(|_| b.inherited().is_none()) {
             let layout = spec("file.format", &f.format, f.datefmt.as_deref())?;
             let mut fb = RollingFile::builder(&f.path)
                 .layout(layout.build(false))
@@ -342,9 +451,21 @@ impl Builder {
     /// Starts the pipeline and returns a handle and the guard that stops it.
     pub fn build(self) -> Result<(Logger, Guard), Error> {
         let filter = self.directives()?;
+        let inherited = self.inherited();
+        let want_children = inherited.is_none()
+            && self.children.unwrap_or(self.has_file)
+            && exported_here().is_none();
         let mut sinks = SinkSet::new();
-        for (s, l) in self.sinks {
-            sinks.push(s, l);
+        match inherited {
+            Some(endpoint) => {
+                let sink = ForwardSink::new(ForwardOptions::new(endpoint))?;
+                sinks.push(Box::new(sink), LevelFilter::TRACE);
+            }
+            None => {
+                for (s, l) in self.sinks {
+                    sinks.push(s, l);
+                }
+            }
         }
         if sinks.is_empty() {
             let console = Console::stderr();
@@ -367,7 +488,24 @@ impl Builder {
             shared,
             filter: Arc::new(filter),
             max,
+            children: Arc::new(Mutex::new(None)),
         };
+        if want_children {
+            match Embedded::start(logger.clone(), EmbeddedOptions::default()) {
+                Ok(c) => {
+                    std::env::set_var(COLLECTOR_ENV, c.address());
+                    *lock_exported() = Some((std::process::id(), c.address()));
+                    *logger.children.lock().unwrap_or_else(|e| e.into_inner()) = Some(c);
+                }
+                Err(e) => {
+                    use std::io::Write as _;
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "logbraid: cannot start the collector for child processes ({e}); children will write their own files"
+                    );
+                }
+            }
+        }
         install_hooks();
         Ok((logger.clone(), Guard { logger }))
     }
@@ -399,6 +537,22 @@ impl Builder {
         set_global(logger);
         Ok(guard)
     }
+}
+
+/// The address this process exported in `LOGBRAID_COLLECTOR`, with the
+/// pid that did: a forked child inherits the memory but is another process,
+/// so the value is a parent's again.
+static EXPORTED: Mutex<Option<(u32, String)>> = Mutex::new(None);
+
+fn lock_exported() -> std::sync::MutexGuard<'static, Option<(u32, String)>> {
+    EXPORTED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exported_here() -> Option<String> {
+    lock_exported()
+        .as_ref()
+        .filter(|(pid, _)| *pid == std::process::id())
+        .map(|(_, a)| a.clone())
 }
 
 static GLOBAL: Mutex<Option<Logger>> = Mutex::new(None);
