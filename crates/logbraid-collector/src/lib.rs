@@ -2,5 +2,8 @@
 //! and writes them through the same sinks as the in-process pipeline.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+pub mod config;
+pub mod diag;
 pub mod intake;
 pub mod output;
+pub mod server;
