@@ -291,7 +291,7 @@ mod tests {
             ("web-1", "web-1"),
             ("..", "__"),
             (".", "_"),
-            ("../../etc/passwd", "__.._etc_passwd"),
+            ("../../etc/passwd", "___.._etc_passwd"),
             ("a/b\\c", "a_b_c"),
             ("nul\0x\nline", "nul_x_line"),
             ("", "_"),
