@@ -229,8 +229,12 @@ impl ServeConfig {
             Some(n) => n as usize,
             None => 1024,
         };
-        let mut state = path.clone().into_os_string();
-        state.push(".state");
+        // Hidden, and not named like a backup of the log file.
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "logbraid.log".to_string());
+        let state = path.with_file_name(format!(".{name}.state"));
         Ok(ServeConfig {
             listen,
             output: OutputConfig {
@@ -245,7 +249,7 @@ impl ServeConfig {
                 route: route.value,
                 merge_window,
                 max_pending_bytes: 32 << 20,
-                state_path: Some(PathBuf::from(state)),
+                state_path: Some(state),
             },
             server: ServerConfig {
                 token: token.map(|t| Arc::from(t.into_bytes())),

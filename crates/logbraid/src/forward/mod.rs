@@ -43,7 +43,7 @@ use crate::wire::{self, BatchEncoder, Frame, FrameReader, Hello, Push};
 /// | option | default |
 /// |---|---|
 /// | token | none |
-/// | client id | `host/program/pid` |
+/// | client id | `host/program/pid` (`host/program/pid/N` for a process's second and later clients) |
 /// | buffer bytes | 16 MiB of unacknowledged batches |
 /// | linger | 10 s: how long shutdown waits for acknowledgements |
 /// | back-off | 10 ms, doubling up to 5 s |
@@ -262,8 +262,18 @@ impl ForwardSink {
     pub fn new(options: ForwardOptions) -> Result<ForwardSink, ForwardError> {
         let source = Source::current();
         let client_id = options.client_id.clone().unwrap_or_else(|| {
+            // Two clients of one process must not share an id either: the
+            // second and later get a number.
+            static SINKS: AtomicU64 = AtomicU64::new(0);
+            let n = SINKS.fetch_add(1, Ordering::Relaxed);
             let id = format!("{}/{}/{}", source.host, source.process_name, source.pid);
-            wire_cut(&id).to_string()
+            let id = if n == 0 { id } else { format!("{id}/{n}") };
+            // Cut from the front, so the distinguishing pid and number stay.
+            let mut start = id.len().saturating_sub(wire::MAX_CLIENT_ID);
+            while !id.is_char_boundary(start) {
+                start += 1;
+            }
+            id[start..].to_string()
         });
         if client_id.is_empty() || client_id.len() > wire::MAX_CLIENT_ID {
             return Err(ForwardError::ClientId(client_id));
@@ -374,15 +384,6 @@ impl ForwardSink {
             let _ = h.join();
         }
     }
-}
-
-/// A default client id cut to the protocol's 255 bytes.
-fn wire_cut(s: &str) -> &str {
-    let mut end = s.len().min(wire::MAX_CLIENT_ID);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 impl Sink for ForwardSink {

@@ -1,0 +1,679 @@
+//! `logbraid serve` driven as a real process: real peers (the forwarding
+//! client, stock Python handlers, util-linux `logger`), real sockets on
+//! loopback, exact outcomes read back from the files.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use logbraid::forward::{Endpoint, ForwardOptions, ForwardSink};
+use logbraid::sink::{read_decompressed, rotated_files};
+use logbraid::{Builder, Callsite, Level};
+
+/// A running `logbraid serve`.
+struct Serve {
+    child: Child,
+    urls: Vec<String>,
+    stderr: PathBuf,
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_logbraid")
+}
+
+impl Serve {
+    /// Starts the collector with `args` in `dir` and waits for its
+    /// `listening on` lines.
+    fn start(dir: &Path, args: &[&str]) -> Serve {
+        let listeners = args.iter().filter(|a| **a == "--listen").count();
+        let n = std::fs::read_dir(dir).unwrap().count();
+        let stderr = dir.join(format!("serve-{n}.err"));
+        let mut child = Command::new(bin())
+            .arg("serve")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut urls = Vec::new();
+        for _ in 0..listeners {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            let url = line
+                .strip_prefix("listening on ")
+                .unwrap_or_else(|| {
+                    panic!(
+                        "unexpected output {line:?}: {}",
+                        std::fs::read_to_string(&stderr).unwrap_or_default()
+                    )
+                })
+                .trim_end()
+                .to_string();
+            urls.push(url);
+        }
+        Serve {
+            child,
+            urls,
+            stderr,
+        }
+    }
+
+    fn url(&self, scheme: &str) -> &str {
+        self.urls.iter().find(|u| u.starts_with(scheme)).unwrap()
+    }
+
+    fn port(&self, scheme: &str) -> u16 {
+        self.url(scheme)
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// SIGTERM, then the exit status and what it said on stderr.
+    fn stop(mut self) -> (ExitStatus, String) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        (status, std::fs::read_to_string(&self.stderr).unwrap())
+    }
+
+    fn kill(mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        self.child.wait().unwrap();
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn json(path: &Path) -> Vec<serde_json::Value> {
+    lines(path)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn python() -> Command {
+    let mut c = Command::new("python3");
+    c.env_remove("LOGBRAID_COLLECTOR");
+    c
+}
+
+/// A forwarding client in this process.
+fn client(url: &str) -> (logbraid::Logger, logbraid::Guard) {
+    let options = ForwardOptions::new(Endpoint::parse(url).unwrap())
+        .backoff(Duration::from_millis(5), Duration::from_millis(100));
+    Builder::new()
+        .level("trace")
+        .inherit_collector(false)
+        .forward(options)
+        .unwrap()
+        .build()
+        .unwrap()
+}
+
+fn log_range(logger: &logbraid::Logger, tag: &str, range: std::ops::Range<u64>) {
+    let site = Callsite::new(Level::Info, "t");
+    for i in range {
+        logger.log_with(&site, format_args!("{tag} {i}"), &mut |_| {});
+    }
+}
+
+/// Checks that `lines` hold `tag 0` … `tag n-1` once each, in order, as the
+/// message part after the last `: `.
+fn assert_sequence(lines: &[String], tag: &str, n: u64) {
+    let prefix = format!("{tag} ");
+    let got: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l.rsplit(": ").next())
+        .filter_map(|m| m.strip_prefix(&prefix))
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(got.len() as u64, n, "{tag}: count");
+    for (i, v) in got.iter().enumerate() {
+        assert_eq!(
+            *v, i as u64,
+            "{tag}: missing, repeated or out of order at {i}"
+        );
+    }
+}
+
+#[test]
+fn native_clients_over_unix_and_tcp_are_written_once_and_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            "--listen",
+            "unix:c.sock",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--file",
+            "out.log",
+        ],
+    );
+    let unix = format!("unix:{}", dir.path().join("c.sock").display());
+    let tcp = serve.url("tcp://").to_string();
+    let (a, ga) = client(&unix);
+    let (b, gb) = client(&tcp);
+    log_range(&a, "unix", 0..20_000);
+    log_range(&b, "tcp", 0..20_000);
+    a.flush();
+    b.flush();
+    // flush returned: the collector has written and acknowledged it all.
+    let out = lines(&dir.path().join("out.log"));
+    assert_eq!(out.len(), 40_000);
+    assert_sequence(&out, "unix", 20_000);
+    assert_sequence(&out, "tcp", 20_000);
+    drop((ga, gb));
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    assert!(
+        !dir.path().join("c.sock").exists(),
+        "the socket is removed at exit"
+    );
+}
+
+#[test]
+fn a_collector_killed_mid_stream_and_restarted_loses_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--listen", "tcp://127.0.0.1:0", "--file", "out.log"];
+    let serve = Serve::start(dir.path(), &args);
+    let port = serve.port("tcp://");
+    let url = format!("tcp://127.0.0.1:{port}");
+    let (logger, guard) = client(&url);
+    const N: u64 = 300_000;
+    let writer = {
+        let logger = logger.clone();
+        std::thread::spawn(move || log_range(&logger, "rec", 0..N))
+    };
+    // Kill it once part of the stream is on disk.
+    let out = dir.path().join("out.log");
+    for _ in 0..2000 {
+        if lines(&out).len() > 20_000 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    serve.kill();
+    let before = lines(&out).len();
+    assert!(
+        before > 0 && (before as u64) < N,
+        "killed mid-stream ({before} lines)"
+    );
+    let fixed = format!("tcp://127.0.0.1:{port}");
+    let serve = Serve::start(dir.path(), &["--listen", &fixed, "--file", "out.log"]);
+    writer.join().unwrap();
+    logger.flush();
+    let got = lines(&out);
+    assert_sequence(&got, "rec", N);
+    drop(guard);
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+}
+
+const SOCKET_WORKER: &str = r#"
+import logging, logging.handlers, sys
+port, wid, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+h = logging.handlers.SocketHandler("127.0.0.1", port)
+log = logging.getLogger("worker." + wid)
+log.setLevel(logging.DEBUG)
+log.addHandler(h)
+for i in range(n):
+    log.info("w%s %d", wid, i, extra={"worker": wid, "i": i, "ratio": i / 2, "ok": True})
+try:
+    {}["missing"]
+except KeyError:
+    log.exception("w%s failed", wid)
+h.close()
+"#;
+
+#[test]
+fn four_python_socket_handlers_arrive_whole_with_fields_and_tracebacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            "--listen",
+            "python-tcp://127.0.0.1:0",
+            "--file",
+            "out.jsonl",
+            "--format",
+            "json",
+        ],
+    );
+    let port = serve.port("python-tcp://").to_string();
+    let script = dir.path().join("worker.py");
+    std::fs::write(&script, SOCKET_WORKER).unwrap();
+    const N: u64 = 2000;
+    let workers: Vec<Child> = (0..4)
+        .map(|w| {
+            python()
+                .arg(&script)
+                .args([&port, &w.to_string(), &N.to_string()])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut w in workers {
+        assert!(w.wait().unwrap().success());
+    }
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    let records = json(&dir.path().join("out.jsonl"));
+    assert_eq!(records.len() as u64, 4 * (N + 1));
+    let mut next: HashMap<String, u64> = HashMap::new();
+    for r in &records {
+        let wid = r["target"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("worker.")
+            .unwrap()
+            .to_string();
+        let msg = r["msg"].as_str().unwrap();
+        if r["level"] == "ERROR" {
+            assert_eq!(msg, format!("w{wid} failed"));
+            let tb = r["fields"]["exc_text"].as_str().unwrap();
+            assert!(tb.starts_with("Traceback (most recent call last):"), "{tb}");
+            assert!(tb.trim_end().ends_with("KeyError: 'missing'"), "{tb}");
+            continue;
+        }
+        let i = next.entry(wid.clone()).or_insert(0);
+        assert_eq!(msg, format!("w{wid} {i}"), "per-process order");
+        assert_eq!(r["fields"]["worker"], wid.as_str());
+        assert_eq!(r["fields"]["i"], *i);
+        assert_eq!(r["fields"]["ratio"], *i as f64 / 2.0);
+        assert_eq!(r["fields"]["ok"], true);
+        *i += 1;
+    }
+    assert_eq!(next.len(), 4);
+    assert!(next.values().all(|&v| v == N));
+}
+
+const UDP_WORKER: &str = r#"
+import logging, logging.handlers, sys, time
+py, sl = int(sys.argv[1]), int(sys.argv[2])
+log = logging.getLogger("udp")
+log.setLevel(logging.INFO)
+d = logging.handlers.DatagramHandler("127.0.0.1", py)
+s = logging.handlers.SysLogHandler(address=("127.0.0.1", sl))
+log.addHandler(d)
+log.addHandler(s)
+for i in range(50):
+    log.warning("udp %d", i)
+    time.sleep(0.001)
+"#;
+
+#[test]
+fn datagram_and_syslog_handlers_and_the_logger_command_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            "--listen",
+            "python-udp://127.0.0.1:0",
+            "--listen",
+            "syslog-udp://127.0.0.1:0",
+            "--listen",
+            "syslog-tcp://127.0.0.1:0",
+            "--file",
+            "out.jsonl",
+            "--format",
+            "json",
+        ],
+    );
+    let script = dir.path().join("udp.py");
+    std::fs::write(&script, UDP_WORKER).unwrap();
+    let st = python()
+        .arg(&script)
+        .args([
+            serve.port("python-udp://").to_string(),
+            serve.port("syslog-udp://").to_string(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let have_logger = Command::new("logger").arg("--version").output().is_ok();
+    if have_logger {
+        for (proto, port, rfc) in [
+            ("--udp", serve.port("syslog-udp://"), "--rfc5424"),
+            ("--udp", serve.port("syslog-udp://"), "--rfc3164"),
+            ("--tcp", serve.port("syslog-tcp://"), "--rfc5424"),
+            ("--tcp", serve.port("syslog-tcp://"), "--rfc3164"),
+        ] {
+            let st = Command::new("logger")
+                .args([
+                    "--server",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    proto,
+                    rfc,
+                ])
+                .args(["-t", "lbtest", &format!("from logger {proto} {rfc}")])
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+    } else {
+        eprintln!("note: util-linux logger not installed; its part of this test is skipped");
+    }
+    // UDP has no acknowledgement: give the datagrams a moment to land.
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    let records = json(&dir.path().join("out.jsonl"));
+    let count = |f: &dyn Fn(&serde_json::Value) -> bool| records.iter().filter(|r| f(r)).count();
+    let dgram = count(&|r| r["target"] == "udp" && r["level"] == "WARN");
+    assert_eq!(dgram, 50, "DatagramHandler records");
+    let syslog = count(&|r| {
+        r["fields"]["facility"] == "user"
+            && r["msg"].as_str().is_some_and(|m| m.starts_with("udp "))
+    });
+    assert_eq!(syslog, 50, "SysLogHandler records");
+    if have_logger {
+        for proto in ["--udp", "--tcp"] {
+            for rfc in ["--rfc5424", "--rfc3164"] {
+                let want = format!("from logger {proto} {rfc}");
+                let hit: Vec<_> = records
+                    .iter()
+                    .filter(|r| r["msg"] == want.as_str())
+                    .collect();
+                assert_eq!(hit.len(), 1, "{want}");
+                assert_eq!(hit[0]["fields"]["appname"], "lbtest");
+            }
+        }
+    }
+}
+
+fn error_code(mut s: TcpStream) -> Option<u16> {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut back = Vec::new();
+    let _ = s.read_to_end(&mut back);
+    match logbraid::wire::decode(&back).ok()? {
+        logbraid::wire::Frame::Error { code, .. } => Some(code.0),
+        _ => None,
+    }
+}
+
+fn send(port: u16, bytes: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(bytes).unwrap();
+    s
+}
+
+fn hello(token: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    logbraid::wire::encode_hello(
+        &logbraid::wire::Hello {
+            versions: logbraid::wire::SUPPORTED_VERSIONS,
+            client_id: "raw",
+            epoch: 1,
+            host: "h",
+            pid: 1,
+            program: "p",
+            token,
+        },
+        &mut out,
+    )
+    .unwrap();
+    out
+}
+
+#[test]
+fn bad_input_closes_only_its_connection_and_good_clients_get_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--listen",
+            "python-tcp://127.0.0.1:0",
+            "--file",
+            "out.log",
+            "--token",
+            "s3cret",
+            "--max-connections",
+            "8",
+        ],
+    );
+    let native = serve.port("tcp://");
+    let py = serve.port("python-tcp://");
+
+    // A good client is connected throughout.
+    let url = format!("tcp://127.0.0.1:{native}");
+    let good = ForwardSink::new(
+        ForwardOptions::new(Endpoint::parse(&url).unwrap()).token(b"s3cret".to_vec()),
+    )
+    .unwrap();
+    let (logger, guard) = Builder::new()
+        .level("trace")
+        .inherit_collector(false)
+        .sink(good)
+        .build()
+        .unwrap();
+    log_range(&logger, "good", 0..100);
+    logger.flush();
+
+    // Oversize length, refused from its four bytes.
+    assert_eq!(
+        error_code(send(native, &[0xff, 0xff, 0xff, 0x7f, 1, 1])),
+        Some(4)
+    );
+    // Unknown version.
+    assert_eq!(
+        error_code(send(native, &[10, 0, 0, 0, 7, 1, 0, 0, 0, 0, 0, 0])),
+        Some(2)
+    );
+    // Wrong token.
+    assert_eq!(error_code(send(native, &hello(b"guess"))), Some(1));
+    // Garbage.
+    assert_eq!(
+        error_code(send(native, b"\x05\x00\x00\x00\x01\x63garbage")),
+        Some(8)
+    );
+    // Truncated frame, then the end of the stream.
+    let mut h = hello(b"s3cret");
+    h.truncate(h.len() - 3);
+    drop(send(native, &h));
+    // A pickle that would run os.system, and one with invalid UTF-8.
+    let evil = b"cos\nsystem\n(S'touch pwned'\ntR.";
+    let mut frame = (evil.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(evil);
+    let mut s = send(py, &frame);
+    let mut sink = Vec::new();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(
+        s.read_to_end(&mut sink).unwrap(),
+        0,
+        "closed without an answer"
+    );
+    let bad_utf8 = b"}q\x00(X\x03\x00\x00\x00msgq\x01C\x02\xff\xfeu.";
+    let mut frame = (bad_utf8.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(bad_utf8);
+    drop(send(py, &frame));
+    // A flood of idle connections over --max-connections: the ones over the
+    // cap are refused with OVERLOADED.
+    let flood: Vec<TcpStream> = (0..12).map(|_| send(native, &[])).collect();
+    let mut overloaded = 0;
+    for s in flood {
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut back = [0u8; 64];
+        let mut s = s;
+        if let Ok(n) = s.read(&mut back) {
+            if n >= 8 && back[5] == 5 && back[6] == 7 {
+                overloaded += 1;
+            }
+        }
+    }
+    assert!(
+        overloaded >= 4,
+        "{overloaded} connections refused as OVERLOADED"
+    );
+
+    // The good client is still served.
+    log_range(&logger, "good", 100..200);
+    logger.flush();
+    drop(guard);
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    assert!(!dir.path().join("pwned").exists());
+    let out = lines(&dir.path().join("out.log"));
+    assert_sequence(&out, "good", 200);
+    for what in [
+        "frame too large",
+        "unsupported version",
+        "bad token",
+        "malformed frame",
+        "truncated frame",
+        "refused pickle",
+        "too many connections",
+    ] {
+        assert!(err.contains(what), "no diagnostic for {what}: {err}");
+    }
+}
+
+#[test]
+fn bad_settings_exit_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(bin())
+            .arg("serve")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--max-bytes", "12 parsecs"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--max-bytes"), "{err}");
+    let (code, err) = run(&["--listen", "ftp://h:1"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--listen") && err.contains("unknown scheme"),
+        "{err}"
+    );
+    let (code, err) = run(&["--route", "logs/{hots}.log"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--route") && err.contains("{hots}"), "{err}");
+    std::fs::write(dir.path().join("bad.toml"), "rotate = \"fortnightly\"\n").unwrap();
+    let (code, err) = run(&["--config", "bad.toml"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("rotate:"), "{err}");
+    std::fs::write(dir.path().join("unknown.toml"), "colour = true\n").unwrap();
+    let (code, err) = run(&["--config", "unknown.toml"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("colour"), "{err}");
+}
+
+#[test]
+fn a_toml_file_configures_routing_and_hostile_names_stay_inside() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("logbraid.toml"),
+        "listen = [\"python-tcp://127.0.0.1:0\"]\nroute = \"logs/{host}/{program}.log\"\nformat = \"%(message)s\"\n",
+    )
+    .unwrap();
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            "--config",
+            "logbraid.toml",
+            "--listen",
+            "python-tcp://127.0.0.1:0",
+        ],
+    );
+    let port = serve.port("python-tcp://").to_string();
+    let script = r#"
+import logging, logging.handlers, sys, multiprocessing
+multiprocessing.current_process().name = sys.argv[2]
+h = logging.handlers.SocketHandler("127.0.0.1", int(sys.argv[1]))
+log = logging.getLogger("r"); log.setLevel(logging.INFO); log.addHandler(h)
+for i in range(10): log.info("%s %d", sys.argv[2], i)
+h.close()
+"#;
+    for name in ["api", "../../escape", "a/b"] {
+        assert!(python()
+            .args(["-c", script, &port, name])
+            .status()
+            .unwrap()
+            .success());
+    }
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    let logs = dir.path().join("logs/127.0.0.1");
+    let mut names: Vec<String> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["___.._escape.log", "a_b.log", "api.log"]);
+    assert_eq!(lines(&logs.join("api.log")).len(), 10);
+    assert!(!dir.path().join("escape.log").exists());
+}
+
+#[test]
+fn rotation_under_load_from_several_sources_loses_splits_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            "--listen",
+            "unix:c.sock",
+            "--file",
+            "out.log",
+            "--max-bytes",
+            "64KiB",
+            "--compress",
+            "gzip",
+        ],
+    );
+    let unix = format!("unix:{}", dir.path().join("c.sock").display());
+    let clients: Vec<_> = (0..4).map(|_| client(&unix)).collect();
+    std::thread::scope(|s| {
+        for (i, (logger, _)) in clients.iter().enumerate() {
+            s.spawn(move || log_range(logger, &format!("src{i}"), 0..10_000));
+        }
+    });
+    for (l, _) in &clients {
+        l.flush();
+    }
+    drop(clients);
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    let files = rotated_files(&dir.path().join("out.log")).unwrap();
+    assert!(files.len() > 10, "{} files", files.len());
+    let mut all = Vec::new();
+    for f in &files {
+        let text = String::from_utf8(read_decompressed(f).unwrap()).unwrap();
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "a record split at the end of {f:?}"
+        );
+        all.extend(text.lines().map(str::to_string));
+    }
+    for i in 0..4 {
+        assert_sequence(&all, &format!("src{i}"), 10_000);
+    }
+    assert_eq!(all.len(), 40_000);
+}
