@@ -1,130 +1,272 @@
-//! `logbraid demo`: the in-process pipeline end to end.
+//! `logbraid demo`: one collector, several worker processes, one file.
+//!
+//! Starts a collector in this process (the library behind `logbraid
+//! serve`), spawns Rust workers that find it through `LOGBRAID_COLLECTOR`
+//! with nothing configured (each asks for a file of its own, and forwards
+//! instead), plus Python workers using the standard library's
+//! `SocketHandler` when `python3` is there; then reads every file back and
+//! says where every record went.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::process::{Child, Command, ExitCode};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use logbraid::config::parse_size;
+use logbraid::layout::LayoutSpec;
 use logbraid::sink::{read_decompressed, rotated_files, RollingFile};
+use logbraid::wire::Dedup;
 use logbraid::{Builder, Compression};
+use logbraid_collector::output::{FileSpec, Output, OutputConfig};
+use logbraid_collector::server::{self, ListenUrl, Server, ServerConfig};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     /// Directory of the log files (created if missing).
     #[arg(long, default_value = "logs")]
     dir: PathBuf,
-    /// Logging threads.
+    /// Rust worker processes.
     #[arg(long, default_value_t = 4)]
-    threads: usize,
-    /// Records per thread.
+    workers: u64,
+    /// Records per Rust worker.
     #[arg(long, default_value_t = 250_000)]
     records: u64,
+    /// Python SocketHandler workers (skipped when python3 is missing).
+    #[arg(long, default_value_t = 2)]
+    python_workers: u64,
+    /// Records per Python worker.
+    #[arg(long, default_value_t = 20_000)]
+    python_records: u64,
     /// Rotate the file when it would exceed this size.
-    #[arg(long, default_value = "8MiB")]
+    #[arg(long, default_value = "16MiB")]
     max_bytes: String,
     /// Compression of rotated files: none, gzip or zstd.
     #[arg(long, default_value = "zstd")]
     compress: String,
 }
 
+/// `logbraid demo-worker`: what each Rust worker process runs.
+#[derive(clap::Args, Debug)]
+pub(crate) struct WorkerArgs {
+    #[arg(long)]
+    id: u64,
+    #[arg(long)]
+    records: u64,
+    #[arg(long)]
+    run: String,
+}
+
+const PY_WORKER: &str = r#"
+import logging, logging.handlers, sys
+port, wid, n, run = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+h = logging.handlers.SocketHandler("127.0.0.1", port)
+log = logging.getLogger("demo.python")
+log.setLevel(logging.INFO)
+log.addHandler(h)
+for i in range(n):
+    log.info("run %s py%s %d", run, wid, i)
+h.close()
+"#;
+
+pub(crate) fn worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
+    // Configured as a standalone program would be; because the parent
+    // exported LOGBRAID_COLLECTOR, this opens no file and forwards.
+    let guard = Builder::new()
+        .level("info")
+        .file(RollingFile::builder(format!("worker-{}.log", args.id)))?
+        .init()?;
+    for i in 0..args.records {
+        log::info!(target: "demo.rust", "run {} w{} {}", args.run, args.id, i);
+    }
+    drop(guard);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let max_bytes = parse_size(&args.max_bytes).map_err(|e| anyhow::anyhow!("--max-bytes: {e}"))?;
-    let compress: Compression = args
+    let compression: Compression = args
         .compress
         .parse()
         .map_err(|e| anyhow::anyhow!("--compress: {e}"))?;
-    if args.threads == 0 {
-        bail!("--threads: must be at least 1");
+    if args.workers == 0 {
+        bail!("--workers: must be at least 1");
     }
-    let path = args.dir.join("demo.log");
-    // A run id tells this run's records from those of earlier runs, whose
-    // files the rolling sink keeps (a restart never overwrites).
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let dir = args.dir.canonicalize()?;
+    let path = dir.join("demo.log");
+    let socket = dir.join("demo.sock");
     let run = format!("{:x}", logbraid::clock::now_ns());
-    let file = RollingFile::builder(&path)
-        .max_bytes(max_bytes)
-        .compression(compress);
-    let guard = Builder::new()
-        .level("info")
-        .file(file)
-        .with_context(|| format!("cannot open {}", path.display()))?
-        .init()?;
-    let logger = guard.logger().clone();
+    let python =
+        Command::new("python3").arg("--version").output().is_ok() && args.python_workers > 0;
 
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for worker in 0..args.threads {
-            let run = run.as_str();
-            std::thread::Builder::new()
-                .name(format!("worker-{worker}"))
-                .spawn_scoped(s, move || {
-                    for i in 0..args.records {
-                        log::info!(target: "demo", run = run, worker = worker; "request {} served in {} ms", i, i % 1000);
-                    }
-                })
-                .expect("spawn a worker thread");
-        }
-    });
-    let logged_in = start.elapsed();
-    drop(guard); // flush, wait for compression, stop the writer
-    let total = start.elapsed();
-    let stats = logger.stats();
-
-    let files = rotated_files(&path)?;
-    let expected = args.threads as u64 * args.records;
-    let check = verify(&files, &run, args.threads, args.records)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let dedup = Arc::new(Mutex::new(Dedup::new()));
+    let (output, handle) = Output::start(
+        OutputConfig {
+            file: FileSpec {
+                path: path.clone(),
+                layout: LayoutSpec::parse(
+                    "%(asctime)s %(levelname)s %(process)d %(processName)s %(name)s: %(message)s",
+                    None,
+                )?,
+                max_bytes,
+                backup_count: 0,
+                every: None,
+                compression,
+            },
+            route: None,
+            merge_window: None,
+            max_pending_bytes: 32 << 20,
+            state_path: None,
+        },
+        Arc::clone(&dedup),
+    )?;
+    let urls = [
+        format!("unix:{}", socket.display()),
+        "python-tcp://127.0.0.1:0".to_string(),
+    ];
+    let mut listeners = Vec::new();
+    let mut shown = Vec::new();
+    for u in &urls {
+        let url = ListenUrl::parse(u).map_err(anyhow::Error::msg)?;
+        let (l, s) = runtime.block_on(server::bind(&url))?;
+        listeners.push(l);
+        shown.push(s);
+    }
+    let py_port = shown[1].rsplit(':').next().unwrap_or("0").to_string();
+    let srv = Arc::new(Server::new(ServerConfig::default(), handle, dedup));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = runtime.spawn(server::run(Arc::clone(&srv), listeners, async move {
+        let _ = stop_rx.await;
+    }));
 
     let mut out = std::io::stdout().lock();
-    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     writeln!(
         out,
-        "logbraid demo: {} threads x {} records -> {}",
-        args.threads,
+        "logbraid demo: a collector, {} Rust worker processes x {} records{}",
+        args.workers,
         args.records,
-        path.display()
+        if python {
+            format!(
+                ", {} Python SocketHandler workers x {} records",
+                args.python_workers, args.python_records
+            )
+        } else {
+            ", no python3: Python workers skipped".to_string()
+        }
     )?;
-    writeln!(out, "  logged      {}", stats.logged)?;
-    writeln!(out, "  written     {}", stats.written)?;
-    writeln!(out, "  dropped     {}", stats.dropped)?;
+    for s in &shown {
+        writeln!(out, "  listening   {s}")?;
+    }
+    out.flush()?;
+    let start = Instant::now();
+    let exe = std::env::current_exe()?;
+    let mut children: Vec<(String, Child)> = Vec::new();
+    for id in 0..args.workers {
+        let child = Command::new(&exe)
+            .args([
+                "demo-worker",
+                "--id",
+                &id.to_string(),
+                "--records",
+                &args.records.to_string(),
+                "--run",
+                &run,
+            ])
+            .env("LOGBRAID_COLLECTOR", &urls[0])
+            .current_dir(&dir)
+            .spawn()
+            .context("cannot start a worker")?;
+        children.push((format!("rust worker w{id} (pid {})", child.id()), child));
+    }
+    if python {
+        let script = dir.join("demo_worker.py");
+        std::fs::write(&script, PY_WORKER)?;
+        for id in 0..args.python_workers {
+            let child = Command::new("python3")
+                .arg(&script)
+                .args([
+                    &py_port,
+                    &id.to_string(),
+                    &args.python_records.to_string(),
+                    &run,
+                ])
+                .env_remove("LOGBRAID_COLLECTOR")
+                .spawn()
+                .context("cannot start python3")?;
+            children.push((format!("python worker py{id} (pid {})", child.id()), child));
+        }
+    }
+    let mut failed = 0;
+    for (name, mut c) in children {
+        if !c.wait()?.success() {
+            writeln!(out, "  {name} failed")?;
+            failed += 1;
+        }
+    }
+    let _ = stop_tx.send(());
+    runtime.block_on(serving)?;
+    let stats = output.shutdown();
+    let elapsed = start.elapsed();
+    let _ = std::fs::remove_file(dir.join("demo_worker.py"));
+
+    let files = rotated_files(&path)?;
+    let mut expected: BTreeMap<String, u64> = (0..args.workers)
+        .map(|i| (format!("w{i}"), args.records))
+        .collect();
+    if python {
+        expected.extend((0..args.python_workers).map(|i| (format!("py{i}"), args.python_records)));
+    }
+    let check = verify(&files, &run, &expected)?;
+    let total: u64 = expected.values().sum();
     writeln!(
         out,
-        "  throughput  {:.2} M records/s end to end ({:.3} s incl. flush; callers done after {:.3} s)",
-        expected as f64 / total.as_secs_f64() / 1e6,
-        total.as_secs_f64(),
-        logged_in.as_secs_f64()
+        "  arrived     {} records of this run in {:.2} s ({:.2} M records/s through the collector)",
+        check.found,
+        elapsed.as_secs_f64(),
+        check.found as f64 / elapsed.as_secs_f64() / 1e6
     )?;
+    for (src, n) in &expected {
+        let got = check.per_source.get(src).copied().unwrap_or(0);
+        writeln!(out, "    {src:<6} {got:>9} of {n:>9}")?;
+    }
     writeln!(
         out,
-        "  queue       high-water {} bytes per thread, {} full-queue waits",
-        stats.queue_high_water, stats.full_waits
-    )?;
-    let on_disk: u64 = files
-        .iter()
-        .map(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
-        .sum();
-    writeln!(
-        out,
-        "  files       {} ({} rotated, compression {compress}), {:.1} MiB of lines, {:.1} MiB on disk",
+        "  written     {} records into {} files ({} rotated, compression {compression}):",
+        stats.written,
         files.len(),
-        files.len().saturating_sub(1),
-        mib(stats.bytes_written),
-        mib(on_disk)
+        files.len().saturating_sub(1)
     )?;
     for f in &files {
         writeln!(out, "                {}", f.display())?;
     }
+    let stray: Vec<_> = (0..args.workers)
+        .map(|i| dir.join(format!("worker-{i}.log")))
+        .filter(|p| p.exists())
+        .collect();
     writeln!(
         out,
-        "  verified    {} of {} records of this run found in the files: {} missing, {} duplicated, {} out of order",
-        check.found, expected, check.missing, check.duplicated, check.out_of_order
+        "  workers' own files opened: {} (they forwarded instead)",
+        stray.len()
     )?;
-    let ok = check.found == expected
+    writeln!(
+        out,
+        "  verified    {} of {total}: {} missing, {} duplicated, {} out of order",
+        check.found, check.missing, check.duplicated, check.out_of_order
+    )?;
+    let ok = failed == 0
+        && check.found == total
         && check.missing == 0
         && check.duplicated == 0
         && check.out_of_order == 0
-        && stats.dropped == 0;
+        && stray.is_empty();
     writeln!(out, "  result      {}", if ok { "OK" } else { "FAILED" })?;
     Ok(if ok {
         ExitCode::SUCCESS
@@ -139,14 +281,18 @@ struct Check {
     missing: u64,
     duplicated: u64,
     out_of_order: u64,
+    per_source: HashMap<String, u64>,
 }
 
-/// Reads every file (oldest first) and checks that each worker's records
-/// of this run appear exactly once and in the order they were logged.
-fn verify(files: &[PathBuf], run: &str, threads: usize, records: u64) -> anyhow::Result<Check> {
-    let run_field = format!(" run={run} ");
-    let mut next: HashMap<usize, u64> = HashMap::new();
-    let mut seen = vec![vec![false; records as usize]; threads];
+/// Reads every file, oldest first, and checks that each worker's records
+/// of this run are there once each, in the order the worker logged them.
+fn verify(files: &[PathBuf], run: &str, expected: &BTreeMap<String, u64>) -> anyhow::Result<Check> {
+    let marker = format!(": run {run} ");
+    let mut seen: HashMap<&str, Vec<bool>> = expected
+        .iter()
+        .map(|(k, n)| (k.as_str(), vec![false; *n as usize]))
+        .collect();
+    let mut next: HashMap<String, u64> = HashMap::new();
     let mut check = Check::default();
     for f in files {
         let bytes = read_decompressed(f).with_context(|| format!("cannot read {}", f.display()))?;
@@ -154,39 +300,31 @@ fn verify(files: &[PathBuf], run: &str, threads: usize, records: u64) -> anyhow:
             let Ok(line) = std::str::from_utf8(line) else {
                 continue;
             };
-            if !line.contains(&run_field) {
-                continue;
-            }
-            let (Some(i), Some(w)) = (
-                number_after(line, "request "),
-                number_after(line, " worker="),
-            ) else {
+            let Some(at) = line.find(&marker) else {
                 continue;
             };
-            let (w, i) = (w as usize, i);
-            if w >= threads || i >= records {
+            let mut it = line[at + marker.len()..].split(' ');
+            let (Some(src), Some(Ok(i))) = (it.next(), it.next().map(str::parse::<u64>)) else {
                 continue;
-            }
+            };
+            let Some(flags) = seen.get_mut(src) else {
+                continue;
+            };
+            let Some(slot) = flags.get_mut(i as usize) else {
+                continue;
+            };
             check.found += 1;
-            if std::mem::replace(&mut seen[w][i as usize], true) {
+            *check.per_source.entry(src.to_string()).or_insert(0) += 1;
+            if std::mem::replace(slot, true) {
                 check.duplicated += 1;
             }
-            let n = next.entry(w).or_insert(0);
+            let n = next.entry(src.to_string()).or_insert(0);
             if i != *n {
                 check.out_of_order += 1;
             }
             *n = i + 1;
         }
     }
-    check.missing = seen.iter().flatten().filter(|s| !**s).count() as u64;
+    check.missing = seen.values().flatten().filter(|s| !**s).count() as u64;
     Ok(check)
-}
-
-fn number_after(line: &str, marker: &str) -> Option<u64> {
-    let at = line.find(marker)? + marker.len();
-    let digits: &str = &line[at..];
-    let end = digits
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(digits.len());
-    digits[..end].parse().ok()
 }

@@ -1,6 +1,7 @@
 //! The `logbraid` command: a thin shell over the library crates.
 
 mod demo;
+mod demo_threads;
 mod serve;
 
 use std::process::ExitCode;
@@ -20,9 +21,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Log from several threads at full speed into a rotating, compressed
-    /// file, then check that every record is in the files exactly once.
+    /// Start a collector, let several worker processes (Rust, and Python's
+    /// stock SocketHandler when python3 is there) log into it, then check
+    /// that every record is in the one rotated file exactly once.
     Demo(demo::Args),
+    /// Log from several threads of this process at full speed into a
+    /// rotating, compressed file, then check every record.
+    DemoThreads(demo_threads::Args),
+    /// One worker of `logbraid demo`.
+    #[command(hide = true)]
+    DemoWorker(demo::WorkerArgs),
     /// Collect records from other processes and hosts into one rotated
     /// file: native protocol, Python SocketHandler/DatagramHandler, syslog.
     Serve(serve::Args),
@@ -32,6 +40,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::DemoThreads(args) => demo_threads::run(&args),
+        Command::DemoWorker(args) => demo::worker(&args),
         Command::Serve(args) => serve::run(&args),
     };
     match result {
