@@ -10,11 +10,10 @@ use logbraid_collector::config::{read_file, Raw, ServeConfig, Size};
 use logbraid_collector::output::Output;
 use logbraid_collector::server::{self, Server};
 
-/// Collect records from other processes and hosts into one rotated file.
-///
-/// Every flag has a key of the same name (with `_`) in the TOML file given
-/// with --config; flags win.
+/// The flags of `logbraid serve`. What `--help` says after them (the
+/// subcommand's one-line summary is in `main.rs`).
 #[derive(clap::Args, Debug)]
+#[command(after_long_help = AFTER_HELP)]
 pub(crate) struct Args {
     /// Where to listen: unix:PATH, tcp://HOST:PORT (native protocol),
     /// python-tcp://, python-udp://, syslog-udp://, syslog-tcp://. Repeat
@@ -51,7 +50,8 @@ pub(crate) struct Args {
     /// Native clients must present this token.
     #[arg(long)]
     token: Option<String>,
-    /// Longest frame accepted (default 1MiB, the least allowed).
+    /// Longest frame accepted (default 1MiB). Smaller values are refused:
+    /// the native protocol promises clients 1 MiB.
     #[arg(long, value_name = "BYTES")]
     max_frame: Option<String>,
     /// Connections served at once (default 1024).
@@ -80,6 +80,24 @@ impl Args {
         }
     }
 }
+
+const AFTER_HELP: &str = "\
+Every flag has a key of the same name with `_` for `-` at the top level of the
+TOML file given with --config (`max_bytes = \"100MiB\"`,
+`listen = [\"tcp://0.0.0.0:9021\"]`, `merge_window = 50`); flags win over the
+file. A bad value or an unknown key exits with code 2 and names it.
+
+Prints `listening on URL` (with the port chosen for port 0) for each listener
+once all are bound. SIGTERM or SIGINT: stops accepting, reads what open
+connections still send (up to 5 s), writes and acknowledges it, flushes, and
+exits 0.
+
+Fixed limits: a connection that sends nothing (not even PING) for 60 s is
+closed, a native one that has not sent its HELLO after 10 s too; at most
+32 MiB of records wait for the file before listeners stop reading. The
+checkpoint that keeps native clients' records exactly-once across a restart
+is `.<file name>.state` next to the log file. Diagnostics go to stderr, never
+into the log files.";
 
 /// Exit code for a bad setting.
 const USAGE: u8 = 2;
@@ -111,15 +129,37 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
 /// Runs a collector with `config` until SIGTERM or SIGINT.
 pub(crate) async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
-    let dedup = Arc::new(Mutex::new(Dedup::new()));
-    let (output, handle) = Output::start(config.output.clone(), Arc::clone(&dedup))?;
+    // Listen first: a port or socket in use is the likeliest failure, and
+    // it must not leave a log file or a recovered checkpoint behind.
     let mut listeners = Vec::new();
     for url in &config.listen {
-        let (l, shown) = server::bind(url)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {url:?}: {e}"))?;
-        listeners.push((l, shown));
+        match server::bind(url).await {
+            Ok(bound) => listeners.push(bound),
+            Err(e) => {
+                remove_sockets(&listeners);
+                anyhow::bail!("cannot listen on {url}: {e}");
+            }
+        }
     }
+    let dedup = Arc::new(Mutex::new(Dedup::new()));
+    let (output, handle) = match Output::start(config.output.clone(), Arc::clone(&dedup)) {
+        Ok(started) => started,
+        Err(e) => {
+            remove_sockets(&listeners);
+            return Err(e.into());
+        }
+    };
+    // The handlers are in place before anyone learns where to connect, so a
+    // SIGTERM sent right after the `listening on` lines is a clean stop.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let stop = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    };
     {
         let mut out = std::io::stdout().lock();
         for (_, shown) in &listeners {
@@ -128,13 +168,6 @@ pub(crate) async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
         out.flush()?;
     }
     let server = Arc::new(Server::new(config.server.clone(), handle, dedup));
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let stop = async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    };
     server::run(
         Arc::clone(&server),
         listeners.into_iter().map(|(l, _)| l).collect(),
@@ -148,4 +181,14 @@ pub(crate) async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
         stats.written
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes the socket files of listeners this collector bound and will not
+/// serve on.
+fn remove_sockets(listeners: &[(server::Listener, String)]) {
+    for (l, _) in listeners {
+        if let server::Listener::Unix(_, path) = l {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }

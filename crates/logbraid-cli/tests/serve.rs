@@ -29,6 +29,12 @@ impl Serve {
     /// `listening on` lines.
     fn start(dir: &Path, args: &[&str]) -> Serve {
         let listeners = args.iter().filter(|a| **a == "--listen").count();
+        Serve::start_with(dir, args, listeners)
+    }
+
+    /// [`Serve::start`] for `listeners` listeners that are not all given
+    /// as `--listen` flags (a TOML file names them).
+    fn start_with(dir: &Path, args: &[&str], listeners: usize) -> Serve {
         let n = std::fs::read_dir(dir).unwrap().count();
         let stderr = dir.join(format!("serve-{n}.err"));
         let mut child = Command::new(bin())
@@ -676,4 +682,339 @@ fn rotation_under_load_from_several_sources_loses_splits_and_repeats_nothing() {
         assert_sequence(&all, &format!("src{i}"), 10_000);
     }
     assert_eq!(all.len(), 40_000);
+}
+
+/// Reads one frame the collector sent, `None` once it has closed.
+fn read_frame(s: &mut impl Read) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut frame = len.to_vec();
+    frame.resize(4 + u32::from_le_bytes(len) as usize, 0);
+    s.read_exact(&mut frame[4..]).ok()?;
+    Some(frame)
+}
+
+/// A `BATCH` of `messages` numbered from `first`.
+fn batch_frame(first: u64, messages: &[String]) -> Vec<u8> {
+    let source = logbraid::Source::current();
+    let mut enc = logbraid::wire::BatchEncoder::default();
+    for m in messages {
+        let r = logbraid::Record {
+            timestamp_ns: logbraid::clock::now_ns(),
+            level: Level::Info,
+            target: "raw",
+            message: m.as_bytes(),
+            module: None,
+            file: None,
+            line: None,
+            function: None,
+            thread_id: 1,
+            thread_name: None,
+            source: &source,
+            fields: logbraid::Fields::EMPTY,
+        };
+        assert_eq!(enc.push(&r), logbraid::wire::Push::Added);
+    }
+    let mut out = Vec::new();
+    enc.finish(first, &mut out).unwrap();
+    out
+}
+
+/// A Python process with a stock `SocketHandler` that logs `n` records,
+/// says `sent` on stdout, and keeps its connection open until its stdin
+/// closes.
+const LINGERING_WORKER: &str = r#"
+import logging, logging.handlers, sys
+h = logging.handlers.SocketHandler("127.0.0.1", int(sys.argv[1]))
+log = logging.getLogger("linger")
+log.setLevel(logging.INFO)
+log.addHandler(h)
+for i in range(int(sys.argv[2])):
+    log.info("linger %d", i)
+print("sent", flush=True)
+sys.stdin.read()
+"#;
+
+#[test]
+fn sigterm_writes_what_connections_still_open_had_sent_and_removes_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    // A socket file left by a collector that died: taken over.
+    drop(std::os::unix::net::UnixListener::bind(dir.path().join("c.sock")).unwrap());
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            "--listen",
+            "unix:c.sock",
+            "--listen",
+            "python-tcp://127.0.0.1:0",
+            "--file",
+            "out.log",
+            "--format",
+            "%(message)s",
+        ],
+    );
+    // A second collector on the same socket is refused, and the first one's
+    // socket stays.
+    let second = Command::new(bin())
+        .args(["serve", "--listen", "unix:c.sock", "--file", "other.log"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("in use by a running collector"), "{err}");
+    assert!(dir.path().join("c.sock").exists());
+
+    // Native: 20 batches in flight, no acknowledgement waited for.
+    let mut native = std::os::unix::net::UnixStream::connect(dir.path().join("c.sock")).unwrap();
+    native.write_all(&hello(b"")).unwrap();
+    let welcome = read_frame(&mut native).expect("a WELCOME");
+    assert!(matches!(
+        logbraid::wire::decode(&welcome),
+        Ok(logbraid::wire::Frame::Welcome { highest: 0, .. })
+    ));
+    let mut bytes = Vec::new();
+    for b in 0..20u64 {
+        let msgs: Vec<String> = (b * 100..(b + 1) * 100)
+            .map(|i| format!("raw {i}"))
+            .collect();
+        bytes.extend(batch_frame(1 + b * 100, &msgs));
+    }
+    native.write_all(&bytes).unwrap();
+    // Python: 3000 records sent, connection left open.
+    let script = dir.path().join("linger.py");
+    std::fs::write(&script, LINGERING_WORKER).unwrap();
+    let mut py = python()
+        .arg(&script)
+        .args([&serve.port("python-tcp://").to_string(), "3000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    BufReader::new(py.stdout.take().unwrap())
+        .read_line(&mut said)
+        .unwrap();
+    assert_eq!(said.trim(), "sent");
+
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    drop(py.stdin.take());
+    assert!(py.wait().unwrap().success());
+    // The native client was acknowledged as far as the collector wrote
+    // before closing, never beyond what it sent.
+    let mut highest = 0;
+    while let Some(f) = read_frame(&mut native) {
+        if let Ok(logbraid::wire::Frame::Ack { highest: h }) = logbraid::wire::decode(&f) {
+            assert!(h > highest && h <= 2000);
+            highest = h;
+        }
+    }
+    let mut got = lines(&dir.path().join("out.log"));
+    got.sort();
+    let mut want: Vec<String> = (0..2000).map(|i| format!("raw {i}")).collect();
+    want.extend((0..3000).map(|i| format!("linger {i}")));
+    want.sort();
+    assert!(got == want, "{} lines, {} expected", got.len(), want.len());
+    assert!(
+        !dir.path().join("c.sock").exists(),
+        "socket removed at exit"
+    );
+    assert!(!dir.path().join("other.log").exists());
+}
+
+#[test]
+fn toml_values_of_the_wrong_kind_and_bad_flags_exit_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(bin())
+            .arg("serve")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (toml, key) in [
+        (
+            "backup_count = \"ten\"\n",
+            "backup_count: expected a whole number",
+        ),
+        ("merge_window = -5\n", "merge_window: -5 is negative"),
+        ("max_bytes = true\n", "max_bytes: expected a size"),
+        ("listen = 9020\n", "listen: expected a URL"),
+        (
+            "max_frame = \"64KiB\"\n",
+            "max_frame: 65536 is below 1048576",
+        ),
+        ("[serve]\nfile = \"x.log\"\n", "serve: unknown key"),
+    ] {
+        std::fs::write(dir.path().join("bad.toml"), toml).unwrap();
+        let (code, err) = run(&["--config", "bad.toml"]);
+        assert_eq!(code, Some(2), "{toml}");
+        assert!(err.contains(key), "{toml}: {err}");
+    }
+    std::fs::write(
+        dir.path().join("broken.toml"),
+        "file = \"a\"\nrotate = = 1\n",
+    )
+    .unwrap();
+    let (code, err) = run(&["--config", "broken.toml"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("broken.toml: line 2"), "{err}");
+    for (args, key) in [
+        (&["--max-frame", "1KiB"][..], "--max-frame"),
+        (&["--max-connections", "0"][..], "--max-connections"),
+        (&["--merge-window", "soon"][..], "--merge-window"),
+        (&["--compress", "rar"][..], "--compress"),
+        (&["--format", "%(nosuch)q"][..], "--format"),
+    ] {
+        let (code, err) = run(args);
+        assert_eq!(code, Some(2), "{args:?}");
+        assert!(err.contains(key), "{args:?}: {err}");
+    }
+    // Nothing was started or written by any of them.
+    assert!(!dir.path().join("logs").exists());
+    assert!(!dir.path().join("logbraid.sock").exists());
+}
+
+#[test]
+fn every_toml_key_takes_effect_and_flags_win_over_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("logbraid.toml"),
+        r#"
+listen = ["tcp://127.0.0.1:0", "python-tcp://127.0.0.1:0"]
+file = "from-toml.log"
+max_bytes = "16KiB"
+backup_count = 2
+rotate = "daily"
+compress = "gzip"
+format = "json"
+merge_window = 20
+token = "t0k"
+max_frame = "2MiB"
+max_connections = 2
+"#,
+    )
+    .unwrap();
+    let serve = Serve::start_with(
+        dir.path(),
+        &["--config", "logbraid.toml", "--format", "%(message)s"],
+        2,
+    );
+    assert_eq!(serve.urls.len(), 2, "{:?}", serve.urls);
+    let native = serve.port("tcp://");
+    // The token is required, and the frame limit is the file's.
+    assert_eq!(error_code(send(native, &hello(b"nope"))), Some(1));
+    let mut s = send(native, &hello(b"t0k"));
+    let welcome = read_frame(&mut s).unwrap();
+    assert!(matches!(
+        logbraid::wire::decode(&welcome),
+        Ok(logbraid::wire::Frame::Welcome {
+            max_frame: 2097152,
+            ..
+        })
+    ));
+    // Two connections are the cap: this one and the Python worker's; a
+    // third is refused.
+    let script = dir.path().join("linger.py");
+    std::fs::write(&script, LINGERING_WORKER).unwrap();
+    let mut py = python()
+        .arg(&script)
+        .args([&serve.port("python-tcp://").to_string(), "10000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    BufReader::new(py.stdout.take().unwrap())
+        .read_line(&mut said)
+        .unwrap();
+    assert_eq!(said.trim(), "sent");
+    assert_eq!(error_code(send(native, &hello(b"t0k"))), Some(7));
+    drop(py.stdin.take());
+    assert!(py.wait().unwrap().success());
+    drop(s);
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    // 10000 lines of about 12 bytes rotate several times at 16 KiB: the
+    // file's size trigger, its backup count, its compression, and the
+    // flag's format.
+    let active = dir.path().join("from-toml.log");
+    let files = rotated_files(&active).unwrap();
+    assert_eq!(files.len(), 3, "{files:?}");
+    let mut kept = Vec::new();
+    for f in &files {
+        if f != &active {
+            assert_eq!(f.extension().and_then(|e| e.to_str()), Some("gz"), "{f:?}");
+        }
+        let text = String::from_utf8(read_decompressed(f).unwrap()).unwrap();
+        kept.extend(text.lines().map(str::to_string));
+    }
+    assert!(
+        !kept.is_empty() && kept.len() < 10000,
+        "{} lines kept",
+        kept.len()
+    );
+    for l in &kept {
+        assert!(l.starts_with("linger "), "not the flag's format: {l}");
+    }
+}
+
+#[test]
+fn without_flags_it_listens_on_the_default_socket_and_port() {
+    if std::net::TcpListener::bind("127.0.0.1:9020").is_err() {
+        eprintln!("note: port 9020 is in use here; the defaults are not checked");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = dir.path().join("serve.err");
+    let mut child = Command::new(bin())
+        .arg("serve")
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut said = Vec::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        said.push(line.trim_end().to_string());
+    }
+    let serve = Serve {
+        child,
+        urls: Vec::new(),
+        stderr,
+    };
+    assert_eq!(
+        said,
+        [
+            "listening on unix:./logbraid.sock",
+            "listening on python-tcp://127.0.0.1:9020"
+        ],
+        "{}",
+        std::fs::read_to_string(&serve.stderr).unwrap_or_default()
+    );
+    let script = dir.path().join("linger.py");
+    std::fs::write(&script, LINGERING_WORKER).unwrap();
+    let mut py = python()
+        .arg(&script)
+        .args(["9020", "10"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(py.wait().unwrap().success());
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    let got = lines(&dir.path().join("logs/logbraid.log"));
+    assert_eq!(got.len(), 10, "{got:?}");
+    assert!(got.iter().all(|l| l.contains("linger")), "{got:?}");
+    assert!(!dir.path().join("logbraid.sock").exists());
 }

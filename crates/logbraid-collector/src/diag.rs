@@ -1,7 +1,12 @@
 //! The collector's own diagnostics: every rejected input is one typed
 //! event, counted and said on stderr in one place, at most once a second
 //! per kind (with a tally of what was not said), so a flood of bad input
-//! cannot flood the terminal.
+//! cannot flood the terminal. They go to stderr and never into the log
+//! files: the files hold what clients sent, nothing else.
+//!
+//! The counts are exact whatever is printed, so tests and operators read
+//! them with [`Diagnostics::count`]; [`Diagnostics::finish`] prints the
+//! tallies still owed when the collector stops.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,9 +35,43 @@ pub enum Kind {
     Overloaded,
     /// A connection closed for sending nothing for too long.
     Idle,
+    /// A native connection closed for not sending its `HELLO` in time.
+    HelloTimeout,
 }
 
-const KINDS: usize = 9;
+const KINDS: usize = 10;
+
+/// Every kind, in the order [`Diagnostics::finish`] reports them.
+const ALL: [Kind; KINDS] = [
+    Kind::FrameTooLarge,
+    Kind::UnsupportedVersion,
+    Kind::Truncated,
+    Kind::Malformed,
+    Kind::BadPickle,
+    Kind::BadSyslog,
+    Kind::BadToken,
+    Kind::Overloaded,
+    Kind::Idle,
+    Kind::HelloTimeout,
+];
+
+/// What the collector did about an event, as the diagnostic says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// The connection it came on is closed (the others go on).
+    Closed,
+    /// A datagram was dropped (there is no connection to close).
+    Dropped,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Closed => "connection closed",
+            Action::Dropped => "datagram dropped",
+        }
+    }
+}
 
 impl Kind {
     fn index(self) -> usize {
@@ -51,6 +90,7 @@ impl Kind {
             Kind::BadToken => "bad token",
             Kind::Overloaded => "too many connections",
             Kind::Idle => "idle connection",
+            Kind::HelloTimeout => "no HELLO in time",
         }
     }
 
@@ -76,7 +116,7 @@ pub struct Diagnostics {
 impl Diagnostics {
     /// Counts an event and, unless one of its kind was said in the last
     /// second, says it on stderr.
-    pub fn emit(&self, kind: Kind, peer: &str, detail: &dyn std::fmt::Display) {
+    pub fn emit(&self, kind: Kind, peer: &str, action: Action, detail: &dyn std::fmt::Display) {
         self.counts[kind.index()].fetch_add(1, Ordering::Relaxed);
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let slot = &mut last[kind.index()];
@@ -98,9 +138,24 @@ impl Diagnostics {
         };
         let _ = writeln!(
             std::io::stderr(),
-            "logbraid serve: {} from {peer}: {detail}; connection closed{more}",
-            kind.name()
+            "logbraid serve: {} from {peer}: {detail}; {}{more}",
+            kind.name(),
+            action.as_str()
         );
+    }
+
+    /// Says on stderr how many events of each kind were counted but not
+    /// shown since the last line of their kind, so the last second of a
+    /// flood is not left out of the record. Call it when stopping.
+    pub fn finish(&self) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let mut err = std::io::stderr().lock();
+        for kind in ALL {
+            let more = std::mem::take(&mut last[kind.index()].1);
+            if more > 0 {
+                let _ = writeln!(err, "logbraid serve: {more} more {} not shown", kind.name());
+            }
+        }
     }
 
     /// How many events of a kind there were.

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -10,17 +9,25 @@ use std::time::{Duration, Instant};
 use logbraid::sink::{RollingFile, Sink};
 use logbraid::Record;
 
+use super::state::{Checkpoint, Pos};
 use super::{FileSpec, OutputError};
 
-/// Routed files kept open at once; the least recently used is closed
-/// beyond this.
+/// Routed files kept open at once; the least recently used is flushed and
+/// closed beyond this, so a collector with many sources does not run out
+/// of file descriptors.
 const MAX_OPEN: usize = 256;
 
 /// Longest value substituted into a route, in bytes.
 const MAX_VALUE: usize = 200;
 
+/// Longest path component a route produces, in bytes: below the usual 255
+/// of file systems, with room for the backup suffixes (`.12.gz`, or a
+/// timestamp) that rotation appends to the file name.
+const MAX_COMPONENT: usize = 220;
+
 /// Says a problem of the output stage on stderr, at most once a second
-/// (with a count of what was not said).
+/// (with a count of what was not said), so a broken disk or a flood of bad
+/// input cannot flood the terminal.
 pub(super) fn report(what: &str) {
     static LAST: Mutex<(Option<Instant>, u64)> = Mutex::new((None, 0));
     let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
@@ -39,7 +46,10 @@ pub(super) fn report(what: &str) {
     } else {
         String::new()
     };
-    let _ = writeln!(std::io::stderr(), "logbraid serve: output: {what}{more}");
+    let _ = writeln!(
+        std::io::stderr(),
+        "logbraid collector: output: {what}{more}"
+    );
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,78 +61,140 @@ enum Part {
     Logger,
 }
 
-/// A parsed `--route` template.
+/// A parsed route template, split into path components.
 #[derive(Debug, Clone)]
 pub(super) struct Route {
-    parts: Vec<Part>,
+    components: Vec<Vec<Part>>,
+    uses_logger: bool,
+}
+
+fn parse_component(segment: &str, template: &str) -> Result<Vec<Part>, OutputError> {
+    let unbalanced = || OutputError::Route(format!("unbalanced '}}' in {template:?}"));
+    let mut parts = Vec::new();
+    let mut rest = segment;
+    while let Some(open) = rest.find('{') {
+        if rest[..open].contains('}') {
+            return Err(unbalanced());
+        }
+        if open > 0 {
+            parts.push(Part::Text(rest[..open].to_string()));
+        }
+        let Some(close) = rest[open..].find('}') else {
+            return Err(OutputError::Route(format!("unclosed '{{' in {template:?}")));
+        };
+        let name = &rest[open + 1..open + close];
+        parts.push(match name {
+            "host" => Part::Host,
+            "program" => Part::Program,
+            "pid" => Part::Pid,
+            "logger" => Part::Logger,
+            other => {
+                return Err(OutputError::Route(format!(
+                    "unknown placeholder {{{other}}} in {template:?} \
+                     (known: {{host}}, {{program}}, {{pid}}, {{logger}})"
+                )))
+            }
+        });
+        rest = &rest[open + close + 1..];
+    }
+    if rest.contains('}') {
+        return Err(unbalanced());
+    }
+    if !rest.is_empty() {
+        parts.push(Part::Text(rest.to_string()));
+    }
+    Ok(parts)
 }
 
 impl Route {
     pub(super) fn parse(template: &str) -> Result<Route, OutputError> {
-        let mut parts = Vec::new();
-        let mut rest = template;
-        while let Some(open) = rest.find('{') {
-            if rest[..open].contains('}') {
-                return Err(OutputError::Route(format!(
-                    "unbalanced '}}' in {template:?}"
-                )));
-            }
-            if open > 0 {
-                parts.push(Part::Text(rest[..open].to_string()));
-            }
-            let Some(close) = rest[open..].find('}') else {
-                return Err(OutputError::Route(format!("unclosed '{{' in {template:?}")));
-            };
-            let name = &rest[open + 1..open + close];
-            parts.push(match name {
-                "host" => Part::Host,
-                "program" => Part::Program,
-                "pid" => Part::Pid,
-                "logger" => Part::Logger,
-                other => {
-                    return Err(OutputError::Route(format!(
-                        "unknown placeholder {{{other}}} in {template:?}; known: {{host}}, {{program}}, {{pid}}, {{logger}}"
-                    )))
-                }
-            });
-            rest = &rest[open + close + 1..];
-        }
-        if rest.contains('}') {
+        let components = template
+            .split('/')
+            .map(|s| parse_component(s, template))
+            .collect::<Result<Vec<_>, _>>()?;
+        let all = || components.iter().flatten();
+        if all().all(|p| matches!(p, Part::Text(_))) {
             return Err(OutputError::Route(format!(
-                "unbalanced '}}' in {template:?}"
+                "{template:?} has no placeholder; known: {{host}}, {{program}}, {{pid}}, {{logger}}"
             )));
         }
-        if !rest.is_empty() {
-            parts.push(Part::Text(rest.to_string()));
-        }
-        if !parts.iter().any(|p| !matches!(p, Part::Text(_))) {
+        if components
+            .last()
+            .is_none_or(|c| c.iter().all(|p| matches!(p, Part::Text(t) if t.is_empty())))
+        {
             return Err(OutputError::Route(format!(
-                "{template:?} has no placeholder; use --file for one file"
+                "{template:?} names a directory, not a file"
             )));
         }
-        Ok(Route { parts })
+        let uses_logger = all().any(|p| *p == Part::Logger);
+        Ok(Route {
+            components,
+            uses_logger,
+        })
     }
 
     /// The path for a record. Values from the record are neutralised, so
     /// the result always lies below the template's own directories.
     pub(super) fn expand(&self, r: &Record<'_>) -> PathBuf {
         let mut out = String::new();
-        for p in &self.parts {
-            match p {
-                Part::Text(t) => out.push_str(t),
-                Part::Host => out.push_str(&neutralise(&r.source.host)),
-                Part::Program => out.push_str(&neutralise(&r.source.process_name)),
-                Part::Pid => out.push_str(&r.source.pid.to_string()),
-                Part::Logger => out.push_str(&neutralise(r.target)),
+        for (k, component) in self.components.iter().enumerate() {
+            if k > 0 {
+                out.push('/');
+            }
+            let mut fixed = 0;
+            let mut values = Vec::new();
+            for p in component {
+                match p {
+                    Part::Text(t) => fixed += t.len(),
+                    Part::Pid => fixed += 10,
+                    Part::Host => values.push(neutralise(&r.source.host)),
+                    Part::Program => values.push(neutralise(&r.source.process_name)),
+                    Part::Logger => values.push(neutralise(r.target)),
+                }
+            }
+            // Several values in one component share what is left of it.
+            let total: usize = values.iter().map(String::len).sum();
+            let room = MAX_COMPONENT.saturating_sub(fixed);
+            if total > room && !values.is_empty() {
+                let each = (room / values.len()).max(1);
+                for v in &mut values {
+                    cut(v, each);
+                }
+            }
+            let mut values = values.into_iter();
+            for p in component {
+                match p {
+                    Part::Text(t) => out.push_str(t),
+                    Part::Pid => out.push_str(&r.source.pid.to_string()),
+                    _ => out.push_str(&values.next().unwrap_or_default()),
+                }
             }
         }
         PathBuf::from(out)
     }
 }
 
-/// A client's value made safe as one path component: no separator, no
-/// NUL or control character, no leading dot (so neither `.` nor `..`), not
-/// empty, at most 200 bytes.
+/// Cuts `s` to at most `max` bytes at a character boundary, never to
+/// nothing (a value of one character longer than `max` keeps a `_`).
+fn cut(s: &mut String, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    if s.is_empty() {
+        s.push('_');
+    }
+}
+
+/// A client's value made safe as (part of) one path component: `/`, `\`,
+/// NUL and every other control character become `_`; leading dots become
+/// `_` (so neither `.` nor `..`, and no hidden file); an empty value is
+/// `_`; at most 200 bytes. Whatever a client sends, the value cannot step
+/// out of the directory the template puts it in.
 pub(super) fn neutralise(value: &str) -> String {
     let mut s: String = value
         .chars()
@@ -141,45 +213,106 @@ pub(super) fn neutralise(value: &str) -> String {
     if s.is_empty() {
         s.push('_');
     }
-    if s.len() > MAX_VALUE {
-        let mut end = MAX_VALUE;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
+    cut(&mut s, MAX_VALUE);
     s
 }
 
+/// The values of the last routed record, so consecutive records of one
+/// source (the common case: a batch) skip the expansion.
+#[derive(Debug, Default)]
+struct LastSource {
+    host: String,
+    pid: u32,
+    program: String,
+    logger: String,
+}
+
+impl LastSource {
+    fn matches(&self, r: &Record<'_>, logger: bool) -> bool {
+        self.pid == r.source.pid
+            && self.host == r.source.host
+            && self.program == r.source.process_name
+            && (!logger || self.logger == r.target)
+    }
+
+    fn set(&mut self, r: &Record<'_>, logger: bool) {
+        self.pid = r.source.pid;
+        self.host.clone_from(&r.source.host);
+        self.program.clone_from(&r.source.process_name);
+        if logger {
+            self.logger.clear();
+            self.logger.push_str(r.target);
+        }
+    }
+}
+
+#[derive(Debug)]
 struct Open {
     sink: RollingFile,
     used: u64,
 }
 
-/// Every output file of the stage.
+fn position(sink: &RollingFile) -> Option<Pos> {
+    sink.position().map(|(path, (dev, ino), len)| Pos {
+        path: path.to_path_buf(),
+        dev,
+        ino,
+        len,
+    })
+}
+
+/// Every output file of the stage, and the checkpoint of their positions.
+#[derive(Debug)]
 pub(super) struct Files {
     spec: FileSpec,
     route: Option<Route>,
     open: HashMap<PathBuf, Open>,
-    /// The single file's path, or the last routed one (a cache).
-    last: Option<PathBuf>,
+    /// Where the last record went (without a route: the one file).
+    current: PathBuf,
+    /// `None` until a routed record was seen.
+    last: Option<LastSource>,
     tick: u64,
+    /// A write made a file rotate since [`take_rotated`](Self::take_rotated).
+    rotated: bool,
+    /// Files closed since the last checkpoint, where they ended.
+    closed: Vec<Pos>,
+    checkpoint: Option<Checkpoint>,
+    /// Records not written because their file could not be opened.
+    lost: u64,
 }
 
 impl Files {
-    pub(super) fn new(spec: &FileSpec, route: Option<&str>) -> Result<Files, OutputError> {
+    /// Opens the file (without a route) and, with a state path, saves a
+    /// first checkpoint holding `clients` (the restored table).
+    pub(super) fn new<'a>(
+        spec: &FileSpec,
+        route: Option<Route>,
+        state: Option<&Path>,
+        clients: impl Iterator<Item = (&'a str, u64, u64)>,
+    ) -> Result<Files, OutputError> {
         let mut files = Files {
             spec: spec.clone(),
-            route: route.map(Route::parse).transpose()?,
+            route,
             open: HashMap::new(),
+            current: spec.path.clone(),
             last: None,
             tick: 0,
+            rotated: false,
+            closed: Vec::new(),
+            checkpoint: state.map(Checkpoint::new),
+            lost: 0,
         };
         if files.route.is_none() {
-            let path = spec.path.clone();
-            let sink = files.build(&path)?;
-            files.open.insert(path.clone(), Open { sink, used: 0 });
-            files.last = Some(path);
+            let sink = files.build(&spec.path)?;
+            files.open.insert(spec.path.clone(), Open { sink, used: 0 });
+        }
+        let positions = files.positions();
+        if let Some(cp) = &mut files.checkpoint {
+            cp.save(clients, positions)
+                .map_err(|e| OutputError::State {
+                    path: cp.path().to_path_buf(),
+                    reason: format!("cannot save: {e}"),
+                })?;
         }
         Ok(files)
     }
@@ -200,39 +333,73 @@ impl Files {
         })
     }
 
-    /// Writes one record; returns its size in the file.
+    /// Opens a routed file, closing the least recently used beyond the cap.
+    /// A file the checkpoint does not know yet is added to it before any
+    /// record goes in: what the file holds now is older than the checkpoint.
+    fn open_routed(&mut self, path: &Path) -> Result<(), OutputError> {
+        if self.open.len() >= MAX_OPEN {
+            self.close_least_used();
+        }
+        let sink = self.build(path)?;
+        if let (Some(cp), Some(pos)) = (&mut self.checkpoint, position(&sink)) {
+            if !cp.covers(&pos.path) {
+                if let Err(e) = cp.add_file(pos) {
+                    report(&format!("cannot save {}: {e}", cp.path().display()));
+                }
+            }
+        }
+        self.open.insert(path.to_path_buf(), Open { sink, used: 0 });
+        Ok(())
+    }
+
+    /// Writes one record (buffered until [`flush`](Self::flush)); returns
+    /// its size in the file.
     pub(super) fn write(&mut self, r: &Record<'_>) -> usize {
         self.tick += 1;
-        let path = match &self.route {
-            None => self.last.clone(),
-            Some(route) => Some(route.expand(r)),
-        };
-        let Some(path) = path else { return 0 };
-        if !self.open.contains_key(&path) {
-            if self.open.len() >= MAX_OPEN {
-                self.close_least_used();
+        if let Some(route) = &self.route {
+            let logger = route.uses_logger;
+            if !self.last.as_ref().is_some_and(|l| l.matches(r, logger)) {
+                self.current = route.expand(r);
+                self.last
+                    .get_or_insert_with(LastSource::default)
+                    .set(r, logger);
             }
-            match self.build(&path) {
-                Ok(sink) => {
-                    self.open.insert(path.clone(), Open { sink, used: 0 });
-                }
-                Err(e) => {
-                    report(&format!("record lost: {e}"));
+            if !self.open.contains_key(&self.current) {
+                let path = self.current.clone();
+                if let Err(e) = self.open_routed(&path) {
+                    self.lost += 1;
+                    report(&format!("record not written: {e}"));
                     return 0;
                 }
             }
         }
-        let Some(f) = self.open.get_mut(&path) else {
+        let Some(f) = self.open.get_mut(&self.current) else {
+            self.lost += 1;
             return 0;
         };
         f.used = self.tick;
-        match f.sink.write(r) {
+        let before = f.sink.stats().rotations;
+        let n = match f.sink.write(r) {
             Ok(n) => n,
             Err(e) => {
-                report(&format!("cannot write {}: {e}", path.display()));
+                report(&format!("cannot write {}: {e}", self.current.display()));
                 0
             }
+        };
+        if f.sink.stats().rotations != before {
+            self.rotated = true;
         }
+        n
+    }
+
+    /// Whether a write rotated a file since the last call.
+    pub(super) fn take_rotated(&mut self) -> bool {
+        std::mem::take(&mut self.rotated)
+    }
+
+    /// Records lost because their file could not be opened.
+    pub(super) fn lost(&self) -> u64 {
+        self.lost
     }
 
     fn close_least_used(&mut self) {
@@ -244,21 +411,34 @@ impl Files {
         else {
             return;
         };
-        if let Some(mut o) = self.open.remove(&p) {
-            if let Err(e) = o.sink.finish() {
+        let Some(mut o) = self.open.remove(&p) else {
+            return;
+        };
+        match o.sink.finish() {
+            Ok(()) => self.closed.extend(position(&o.sink)),
+            Err(e) => {
+                // Kept open, so its records are retried with the next
+                // flush rather than dropped with the sink.
                 report(&format!("cannot flush {}: {e}", p.display()));
+                self.open.insert(p, o);
             }
         }
     }
 
-    pub(super) fn flush(&mut self) {
+    /// Flushes every file; `false` if one failed (its records stay
+    /// buffered for the next flush).
+    pub(super) fn flush(&mut self) -> bool {
+        let mut ok = true;
         for (p, o) in &mut self.open {
             if let Err(e) = o.sink.flush() {
                 report(&format!("cannot flush {}: {e}", p.display()));
+                ok = false;
             }
         }
+        ok
     }
 
+    /// Flushes every file and waits for their compressions.
     pub(super) fn finish(&mut self) {
         for (p, o) in &mut self.open {
             if let Err(e) = o.sink.finish() {
@@ -267,23 +447,57 @@ impl Files {
         }
     }
 
-    /// `(path, device, inode, length)` of every open file, after a flush.
-    pub(super) fn positions(&self) -> Vec<(PathBuf, u64, u64, u64)> {
-        self.open
+    /// Where every open file stands, and every file closed since the last
+    /// checkpoint.
+    fn positions(&self) -> Vec<Pos> {
+        let mut all: Vec<Pos> = self
+            .open
             .values()
-            .filter_map(|o| {
-                let p = o.sink.path();
-                std::fs::metadata(p)
-                    .ok()
-                    .map(|m| (p.to_path_buf(), m.dev(), m.ino(), m.len()))
-            })
-            .collect()
+            .filter_map(|o| position(&o.sink))
+            .collect();
+        for c in &self.closed {
+            if !all.iter().any(|p| p.path == c.path) {
+                all.push(c.clone());
+            }
+        }
+        all
+    }
+
+    /// Whether a checkpoint is kept.
+    pub(super) fn checkpointed(&self) -> bool {
+        self.checkpoint.is_some()
+    }
+
+    /// Checkpoints saved so far.
+    pub(super) fn checkpoints(&self) -> u64 {
+        self.checkpoint.as_ref().map_or(0, Checkpoint::saves)
+    }
+
+    /// Saves a checkpoint of these clients and the files as they are; call
+    /// right after a successful [`flush`](Self::flush).
+    pub(super) fn save<'a>(
+        &mut self,
+        clients: impl Iterator<Item = (&'a str, u64, u64)>,
+    ) -> std::io::Result<()> {
+        let positions = self.positions();
+        let Some(cp) = &mut self.checkpoint else {
+            return Ok(());
+        };
+        cp.save(clients, positions)?;
+        self.closed.clear();
+        Ok(())
+    }
+
+    /// The state file, for messages.
+    pub(super) fn state_path(&self) -> Option<&Path> {
+        self.checkpoint.as_ref().map(Checkpoint::path)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use logbraid::{Fields, Level, Source};
 
     #[test]
     fn hostile_values_stay_one_harmless_component() {
@@ -293,13 +507,16 @@ mod tests {
             (".", "_"),
             ("../../etc/passwd", "___.._etc_passwd"),
             ("a/b\\c", "a_b_c"),
-            ("nul\0x\nline", "nul_x_line"),
+            ("nul\0x\nline\u{7f}\u{85}", "nul_x_line__"),
             ("", "_"),
             (".hidden", "_hidden"),
+            ("a..b", "a..b"),
         ] {
             assert_eq!(neutralise(v), want, "{v:?}");
         }
-        assert_eq!(neutralise(&"é".repeat(300)).len(), 200);
+        let long = neutralise(&"é".repeat(300));
+        assert_eq!(long.len(), 200);
+        assert!(long.chars().all(|c| c == 'é'));
     }
 
     #[test]
@@ -309,10 +526,41 @@ mod tests {
             ("logs/{hots}.log", "unknown placeholder {hots}"),
             ("logs/{host.log", "unclosed"),
             ("logs/}{host}.log", "unbalanced"),
+            ("logs/{host}}.log", "unbalanced"),
             ("logs/all.log", "no placeholder"),
+            ("logs/{host}/", "not a file"),
         ] {
             let e = Route::parse(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn values_sharing_a_component_fit_in_it() {
+        let route = Route::parse("/logs/{host}-{program}-{pid}.log").unwrap();
+        let source = Source {
+            host: "h".repeat(500),
+            pid: 4_294_967_295,
+            process_name: "../".repeat(100),
+        };
+        let r = Record {
+            timestamp_ns: 0,
+            level: Level::Info,
+            target: "t",
+            message: b"",
+            module: None,
+            file: None,
+            line: None,
+            function: None,
+            thread_id: 0,
+            thread_name: None,
+            source: &source,
+            fields: Fields::EMPTY,
+        };
+        let p = route.expand(&r);
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert!(name.len() <= MAX_COMPONENT, "{}", name.len());
+        assert!(name.ends_with("-4294967295.log"), "{name}");
+        assert_eq!(p.parent(), Some(Path::new("/logs")));
     }
 }

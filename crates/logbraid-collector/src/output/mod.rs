@@ -8,8 +8,62 @@
 //! behind. After a delivery is written and flushed (and the checkpoint
 //! saved), its [`AckTo`] receives the client's new highest written
 //! sequence number.
+//!
+//! # One thread, in rounds
+//!
+//! A file has exactly one writer, so every sink lives on the
+//! `logbraid-output` thread. It works in rounds: it takes what the
+//! listeners have delivered (up to 4 MiB of it, so acknowledgements are
+//! not delayed behind a flood), writes it, flushes every file once, saves
+//! the checkpoint, and only then commits the batches to the [`Dedup`]
+//! table and sends the acknowledgements. An acknowledgement therefore never
+//! reaches a client before its records are in the file. When a flush or the
+//! checkpoint fails, the round's acknowledgements (and the memory they hold)
+//! wait, and the thread tries again a second later or with the next
+//! delivery: listeners run out of budget and stop reading, clients keep
+//! their batches, nothing is acknowledged that is not written.
+//!
+//! # Routing
+//!
+//! With [`OutputConfig::route`] each record goes to the file its template
+//! names (`{host}`, `{program}`, `{pid}`, `{logger}`), opened on first use;
+//! at most 256 are open at once, the least recently used is flushed and
+//! closed. Values come from clients and are untrusted: separators, NUL and
+//! control characters become `_`, leading dots become `_` (so no value is
+//! `.` or `..`), and each value is cut to 200 bytes, so a record can only
+//! land below the directory the template starts with.
+//!
+//! # Exactly once across a crash of the collector
+//!
+//! With [`OutputConfig::state_path`], the checkpoint saved before each
+//! round's acknowledgements holds each client id's epoch and highest
+//! written sequence number, and each file's path, device, inode and
+//! flushed length. If the collector dies (SIGKILL, OOM killer, a panic),
+//! [`Output::start`] reads it back: it restores the table, so the
+//! `WELCOME` tells each client where to resume, and cuts every file back to
+//! its recorded length. The bytes cut off were written after the last
+//! checkpoint, were never acknowledged, and their clients resend them; the
+//! resent records are then written once. So every acknowledged record is in
+//! the files exactly once, and every record a client flushed is written
+//! exactly once in the end.
+//!
+//! A file that rotated after the checkpoint is found again among its
+//! uncompressed backups by its inode and cut back there; the files rotated
+//! after it and the new active file are emptied. Rotation is the one
+//! limit: if the collector dies after a rotation and before the next
+//! checkpoint, and in that moment the rotated file was already compressed
+//! (or deleted by retention), it cannot be cut, and the records written to
+//! it after the checkpoint may appear twice; start-up says so on stderr.
+//! To keep that window to one delivery, a write that rotates a file ends
+//! the round at once (flush, checkpoint, acknowledgements).
+//!
+//! Also out of reach by design: a power loss or kernel crash, since neither
+//! the files nor the checkpoint are fsynced, and records of protocols
+//! without acknowledgements (Python pickles, syslog) that were flushed in
+//! the instant between a round's flush and its checkpoint, which are cut
+//! off with the rest and not resent by their senders.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -120,6 +174,13 @@ pub struct OutputStats {
     pub deliveries: u64,
     /// Bytes the sinks produced.
     pub bytes: u64,
+    /// Native deliveries skipped because their frame did not decode (it
+    /// should have been validated before it was handed over).
+    pub undecodable: u64,
+    /// Records not written because their routed file could not be opened.
+    pub lost: u64,
+    /// Checkpoints saved (with [`OutputConfig::state_path`]).
+    pub checkpoints: u64,
 }
 
 /// Why the output stage could not start.
@@ -152,9 +213,10 @@ pub enum OutputError {
 }
 
 mod files;
+mod merge;
 mod state;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -164,24 +226,33 @@ use logbraid::wire::Frame;
 use logbraid::{FieldsBuf, Record};
 use tokio::sync::Semaphore;
 
-use files::Files;
+use files::{report, Files, Route};
+use merge::{Held, Key, Merge, Stream};
 
-/// Checks a `--route` template; the error says what is wrong with it.
-pub fn check_route(template: &str) -> Result<(), String> {
-    files::Route::parse(template)
-        .map(|_| ())
-        .map_err(|e| match e {
-            OutputError::Route(r) => r,
-            other => other.to_string(),
-        })
-}
-
-/// Weight drained into one round before it is flushed and acknowledged.
+/// Weight taken into one round before it is written, flushed and
+/// acknowledged: large enough for one flush to carry many batches, small
+/// enough that acknowledgements follow their records closely.
 const ROUND_BYTES: usize = 4 << 20;
 
+/// How soon a failed flush or checkpoint is tried again when nothing new
+/// arrives.
+const RETRY: Duration = Duration::from_secs(1);
+
 enum Msg {
+    /// A delivery and the permits it holds.
     Deliver(Delivery, u32),
     Stop,
+}
+
+/// Checks a route template as [`Output::start`] does, so configuration can
+/// be rejected before anything starts. The error is the reason, without
+/// the `--route:` prefix of [`OutputError::Route`].
+pub fn check_route(template: &str) -> Result<(), String> {
+    match Route::parse(template) {
+        Ok(_) => Ok(()),
+        Err(OutputError::Route(reason)) => Err(reason),
+        Err(other) => Err(other.to_string()),
+    }
 }
 
 /// Hands deliveries to the output thread. Cheap to clone.
@@ -189,24 +260,20 @@ enum Msg {
 pub struct OutputHandle {
     tx: mpsc::Sender<Msg>,
     budget: Arc<Semaphore>,
+    /// [`OutputConfig::max_pending_bytes`], the most one delivery takes.
     limit: u32,
-}
-
-impl std::fmt::Debug for Msg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Msg::Deliver(..) => "Deliver",
-            Msg::Stop => "Stop",
-        })
-    }
 }
 
 impl OutputHandle {
     /// Queues a delivery, waiting while the pending bytes are at the limit.
     /// Returns `false` when the output stage has stopped.
+    ///
+    /// A delivery heavier than the whole limit takes all of it (and waits
+    /// until everything else is written), so it cannot wait forever.
     pub async fn send(&self, delivery: Delivery) -> bool {
         let n = (delivery.weight().min(self.limit as usize) as u32).max(1);
         match self.budget.acquire_many(n).await {
+            // Given back by the output thread once the records are written.
             Ok(p) => p.forget(),
             Err(_) => return false,
         }
@@ -223,6 +290,9 @@ struct Counters {
     written: AtomicU64,
     deliveries: AtomicU64,
     bytes: AtomicU64,
+    undecodable: AtomicU64,
+    lost: AtomicU64,
+    checkpoints: AtomicU64,
 }
 
 /// The running output stage.
@@ -243,27 +313,36 @@ impl Output {
         config: OutputConfig,
         dedup: Arc<Mutex<Dedup>>,
     ) -> Result<(Output, OutputHandle), OutputError> {
-        if let Some(path) = &config.state_path {
-            state::recover(path, &dedup)?;
-        }
-        let files = Files::new(&config.file, config.route.as_deref())?;
-        let limit = config
-            .max_pending_bytes
-            .clamp(1 << 16, u32::MAX as usize >> 4);
+        // The template first: a typo must not cost a recovery.
+        let route = config.route.as_deref().map(Route::parse).transpose()?;
+        let files = {
+            let mut d = dedup.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(path) = &config.state_path {
+                state::recover(path, &mut d)?;
+            }
+            Files::new(&config.file, route, config.state_path.as_deref(), d.iter())?
+        };
+        let limit = config.max_pending_bytes.clamp(1, u32::MAX as usize);
         let budget = Arc::new(Semaphore::new(limit));
         let (tx, rx) = mpsc::channel();
         let counters = Arc::new(Counters::default());
+        counters
+            .checkpoints
+            .store(files.checkpoints(), Ordering::Relaxed);
         let mut stage = Stage {
             rx,
             files,
             dedup,
             budget: Arc::clone(&budget),
-            state_path: config.state_path,
-            window: config.merge_window,
-            held: HashMap::new(),
+            merge: config.merge_window.map(Merge::new),
             counters: Arc::clone(&counters),
             acks: Vec::new(),
+            commits: Vec::new(),
             permits: 0,
+            waiting: HashMap::new(),
+            next_done: 0,
+            dirty: false,
+            retry_at: None,
         };
         let thread = std::thread::Builder::new()
             .name("logbraid-output".into())
@@ -294,20 +373,27 @@ impl Output {
     }
 
     fn stop(&mut self) {
+        // Senders waiting for room, and any later send, get `false`; what
+        // was sent before is written.
+        self.budget.close();
         let _ = self.tx.send(Msg::Stop);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            if t.join().is_err() {
+                report("the output thread panicked");
+            }
         }
-        // Listeners still waiting for room learn that the stage is gone.
-        self.budget.close();
     }
 
     /// The counters so far.
     pub fn stats(&self) -> OutputStats {
+        let c = &self.counters;
         OutputStats {
-            written: self.counters.written.load(Ordering::Relaxed),
-            deliveries: self.counters.deliveries.load(Ordering::Relaxed),
-            bytes: self.counters.bytes.load(Ordering::Relaxed),
+            written: c.written.load(Ordering::Relaxed),
+            deliveries: c.deliveries.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            undecodable: c.undecodable.load(Ordering::Relaxed),
+            lost: c.lost.load(Ordering::Relaxed),
+            checkpoints: c.checkpoints.load(Ordering::Relaxed),
         }
     }
 }
@@ -318,32 +404,42 @@ impl Drop for Output {
     }
 }
 
-/// A record held for the merge window.
-struct Held {
-    record: OwnedRecord,
-    arrived: Instant,
-    /// On the last record of a delivery: what to acknowledge and release
-    /// once it is written.
-    done: Option<(Option<AckTo>, u32)>,
+/// A delivery whose records are held in the merge window: done when
+/// `left` FIFOs have written their part of it.
+#[derive(Debug)]
+struct Waiting {
+    ack: Option<AckTo>,
+    permits: u32,
+    left: usize,
 }
 
-type SourceKey = (String, u32, String);
-
+/// The output thread's state.
 struct Stage {
     rx: mpsc::Receiver<Msg>,
     files: Files,
     dedup: Arc<Mutex<Dedup>>,
     budget: Arc<Semaphore>,
-    state_path: Option<PathBuf>,
-    window: Option<Duration>,
-    held: HashMap<SourceKey, VecDeque<Held>>,
+    merge: Option<Merge>,
     counters: Arc<Counters>,
-    /// Acknowledgements owed once this round is flushed.
+    /// Deliveries written this round, to commit and acknowledge once it is
+    /// flushed and checkpointed.
     acks: Vec<AckTo>,
+    /// Merge window: native records written this round whose batch is still
+    /// partly held, by numbering and highest sequence number.
+    commits: Vec<(Arc<Stream>, u64)>,
     /// Budget to give back once this round is written.
     permits: usize,
+    /// Merge window: deliveries with records still held, by completion id.
+    waiting: HashMap<u64, Waiting>,
+    next_done: u64,
+    /// Something was written or completed since the last round ended.
+    dirty: bool,
+    /// A flush or checkpoint failed: when to try again.
+    retry_at: Option<Instant>,
 }
 
+/// Copies a borrowed record, sharing the delivery's source rather than
+/// copying it once per record.
 fn owned(r: &Record<'_>, source: &Arc<Source>) -> OwnedRecord {
     let mut fields = FieldsBuf::new();
     fields.extend_encoded(r.fields.encoded());
@@ -363,66 +459,93 @@ fn owned(r: &Record<'_>, source: &Arc<Source>) -> OwnedRecord {
     }
 }
 
+fn source_key(s: &Source) -> Key {
+    Key::Source(s.host.clone(), s.pid, s.process_name.clone())
+}
+
+fn same_source(key: &Key, s: &Source) -> bool {
+    matches!(key, Key::Source(h, p, n) if *p == s.pid && *h == s.host && *n == s.process_name)
+}
+
 impl Stage {
     fn run(&mut self) {
         loop {
-            let first = match self.next_expiry() {
-                Some(at) => {
-                    let now = Instant::now();
-                    match self.rx.recv_timeout(at.saturating_duration_since(now)) {
-                        Ok(m) => Some(m),
-                        Err(mpsc::RecvTimeoutError::Timeout) => None,
-                        Err(mpsc::RecvTimeoutError::Disconnected) => Some(Msg::Stop),
-                    }
-                }
+            let expiry = self.merge.as_mut().and_then(Merge::next_expiry);
+            let deadline = [expiry, self.retry_at].into_iter().flatten().min();
+            let first = match deadline {
+                Some(at) => match self
+                    .rx
+                    .recv_timeout(at.saturating_duration_since(Instant::now()))
+                {
+                    Ok(m) => Some(m),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => Some(Msg::Stop),
+                },
                 None => Some(self.rx.recv().unwrap_or(Msg::Stop)),
             };
-            let mut stop = false;
-            let mut weight = 0usize;
-            let mut next = first;
-            while let Some(m) = next.take() {
-                match m {
-                    Msg::Stop => {
-                        stop = true;
-                        break;
-                    }
-                    Msg::Deliver(d, permits) => {
-                        weight += permits as usize;
-                        self.take(d, permits);
-                    }
-                }
-                if weight < ROUND_BYTES {
-                    next = self.rx.try_recv().ok();
-                }
-            }
-            self.emit_held(stop);
-            self.end_round();
+            let stop = self.take_round(first);
+            self.emit(stop);
             if stop {
-                self.files.finish();
+                self.close();
                 return;
             }
+            let retry_due = self.retry_at.is_some_and(|t| t <= Instant::now());
+            if self.dirty || retry_due {
+                self.end_round();
+            }
         }
+    }
+
+    /// Takes `first` and whatever else is queued, up to a round's weight
+    /// (everything, once stopping). Returns whether to stop.
+    fn take_round(&mut self, first: Option<Msg>) -> bool {
+        let mut weight = 0usize;
+        let mut stop = false;
+        let mut next = first;
+        while let Some(m) = next.take() {
+            match m {
+                Msg::Stop => stop = true,
+                Msg::Deliver(d, permits) => {
+                    weight += permits as usize;
+                    self.take(d, permits);
+                }
+            }
+            // Once stopping, the budget is closed: what is still queued was
+            // sent before, and is written too.
+            if stop || weight < ROUND_BYTES {
+                next = self.rx.try_recv().ok();
+            }
+        }
+        stop
+    }
+
+    fn undecodable(&mut self, permits: u32) {
+        self.counters.undecodable.fetch_add(1, Ordering::Relaxed);
+        report("a native frame handed to the output does not decode as a batch; skipped");
+        // Not acknowledged: its records are not written.
+        self.permits += permits as usize;
+        self.dirty = true;
     }
 
     /// Writes a delivery now, or holds its records for the merge window.
     fn take(&mut self, d: Delivery, permits: u32) {
         self.counters.deliveries.fetch_add(1, Ordering::Relaxed);
-        if self.window.is_some() {
+        if self.merge.is_some() {
             self.hold(d, permits);
             return;
         }
-        let mut n = 0u64;
-        let mut bytes = 0u64;
+        let (mut n, mut bytes) = (0u64, 0u64);
         match &d.body {
-            Body::Native { frame, skip } => match logbraid::wire::decode(frame) {
-                Ok(Frame::Batch(b)) => {
-                    for r in b.records(&d.source).skip(*skip as usize) {
-                        bytes += self.files.write(&r) as u64;
-                        n += 1;
-                    }
+            Body::Native { frame, skip } => {
+                let Ok(Frame::Batch(b)) = logbraid::wire::decode(frame) else {
+                    self.undecodable(permits);
+                    return;
+                };
+                for r in b.records(&d.source).skip(*skip as usize) {
+                    bytes += self.files.write(&r) as u64;
+                    n += 1;
                 }
-                _ => files::report("a native frame handed to the output does not decode"),
-            },
+            }
             Body::Records(rs) => {
                 for r in rs {
                     bytes += self.files.write(&r.as_record()) as u64;
@@ -433,135 +556,208 @@ impl Stage {
         self.counters.written.fetch_add(n, Ordering::Relaxed);
         self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.permits += permits as usize;
-        if let Some(a) = d.ack {
-            self.acks.push(a);
+        self.acks.extend(d.ack);
+        self.dirty = true;
+        if self.files.take_rotated() {
+            // The rotated file may be compressed soon; checkpoint the new
+            // one before writing more.
+            self.end_round();
         }
     }
 
+    /// Puts a delivery's records in the merge window. The delivery is done
+    /// (acknowledged, its budget given back) once the last of its records
+    /// in every FIFO it touched is written.
     fn hold(&mut self, d: Delivery, permits: u32) {
-        let now = Instant::now();
-        let records: Vec<OwnedRecord> = match d.body {
-            Body::Native { frame, skip } => match logbraid::wire::decode(&frame) {
-                Ok(Frame::Batch(b)) => b
-                    .records(&d.source)
-                    .skip(skip as usize)
-                    .map(|r| owned(&r, &d.source))
-                    .collect(),
-                _ => {
-                    files::report("a native frame handed to the output does not decode");
-                    Vec::new()
-                }
-            },
-            Body::Records(rs) => rs,
+        let Some(merge) = self.merge.as_mut() else {
+            return;
         };
-        if records.is_empty() {
-            // Nothing to hold: the delivery is done at once.
+        let mut keys: Vec<Key> = Vec::new();
+        match d.body {
+            Body::Native { frame, skip } => {
+                let Ok(Frame::Batch(b)) = logbraid::wire::decode(&frame) else {
+                    self.undecodable(permits);
+                    return;
+                };
+                // A client's records keep their sequence order, whatever
+                // connection brought them.
+                let key = match &d.ack {
+                    Some(a) => Key::Client(a.client_id.clone()),
+                    None => source_key(&d.source),
+                };
+                let stream = d.ack.as_ref().map(|a| {
+                    Arc::new(Stream {
+                        client_id: a.client_id.clone(),
+                        epoch: a.epoch,
+                    })
+                });
+                let first = b.first_seq().saturating_add(u64::from(skip));
+                for (i, r) in b.records(&d.source).skip(skip as usize).enumerate() {
+                    let seq = stream
+                        .as_ref()
+                        .map(|s| (Arc::clone(s), first.saturating_add(i as u64)));
+                    merge.push(&key, Held::new(owned(&r, &d.source), seq));
+                }
+                keys.push(key);
+            }
+            Body::Records(rs) => {
+                for r in rs {
+                    if !keys.last().is_some_and(|k| same_source(k, &r.source)) {
+                        let k = source_key(&r.source);
+                        // Keep the found key last, for the next record.
+                        keys.retain(|x| *x != k);
+                        keys.push(k);
+                    }
+                    if let Some(k) = keys.last() {
+                        merge.push(k, Held::new(r, None));
+                    }
+                }
+                if keys.is_empty() {
+                    keys.push(source_key(&d.source));
+                }
+            }
+        }
+        self.next_done += 1;
+        let id = self.next_done;
+        let left = keys.iter().filter(|k| merge.push_done(k, id)).count();
+        if left == 0 {
+            // Nothing of it, nor anything before it of its sources, is
+            // held: done once this round is flushed.
             self.permits += permits as usize;
             self.acks.extend(d.ack);
-            return;
-        }
-        let mut last_key = None;
-        for record in records {
-            let key = (
-                record.source.host.clone(),
-                record.source.pid,
-                record.source.process_name.clone(),
+            self.dirty = true;
+        } else {
+            self.waiting.insert(
+                id,
+                Waiting {
+                    ack: d.ack,
+                    permits,
+                    left,
+                },
             );
-            self.held.entry(key.clone()).or_default().push_back(Held {
-                record,
-                arrived: now,
-                done: None,
-            });
-            last_key = Some(key);
-        }
-        // The delivery's last record carries its completion. A delivery's
-        // records share one source (a connection's), so it sits last in
-        // that queue, which is emitted in order: every earlier record of
-        // the delivery is written before it.
-        if let Some(h) = last_key
-            .and_then(|k| self.held.get_mut(&k))
-            .and_then(|q| q.back_mut())
-        {
-            h.done = Some((d.ack, permits));
         }
     }
 
-    /// When the oldest held record's window ends.
-    fn next_expiry(&self) -> Option<Instant> {
-        let w = self.window?;
-        self.held
-            .values()
-            .filter_map(|q| q.front())
-            .map(|h| h.arrived + w)
-            .min()
-    }
-
-    /// Writes held records: while some source's oldest record has been
-    /// held for the whole window (or at shutdown, all of them), the one
-    /// with the earliest timestamp among the sources' oldest goes out.
-    fn emit_held(&mut self, all: bool) {
-        let Some(w) = self.window else { return };
+    /// Writes held records whose window has passed (all of them with
+    /// `all`), in the order [`Merge::pop`] gives.
+    fn emit(&mut self, all: bool) {
         let now = Instant::now();
-        loop {
-            let expired = all
-                || self
-                    .held
-                    .values()
-                    .filter_map(|q| q.front())
-                    .any(|h| h.arrived + w <= now);
-            if !expired {
-                break;
+        let (mut n, mut bytes) = (0u64, 0u64);
+        while let Some(h) = self.merge.as_mut().and_then(|m| m.pop(now, all)) {
+            bytes += self.files.write(&h.record.as_record()) as u64;
+            n += 1;
+            self.dirty = true;
+            if let Some((stream, seq)) = h.seq {
+                match self.commits.last_mut() {
+                    Some((s, last)) if Arc::ptr_eq(s, &stream) => *last = seq,
+                    _ => self.commits.push((stream, seq)),
+                }
             }
-            let Some(key) = self
-                .held
-                .iter()
-                .filter_map(|(k, q)| q.front().map(|h| (k, h.record.timestamp_ns)))
-                .min_by_key(|(_, ts)| *ts)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            let Some(q) = self.held.get_mut(&key) else {
-                break;
-            };
-            let Some(h) = q.pop_front() else { break };
-            if q.is_empty() {
-                self.held.remove(&key);
+            for id in h.done {
+                let Some(w) = self.waiting.get_mut(&id) else {
+                    continue;
+                };
+                w.left -= 1;
+                if w.left == 0 {
+                    if let Some(w) = self.waiting.remove(&id) {
+                        self.permits += w.permits as usize;
+                        self.acks.extend(w.ack);
+                    }
+                }
             }
-            let bytes = self.files.write(&h.record.as_record());
-            self.counters.written.fetch_add(1, Ordering::Relaxed);
-            self.counters
-                .bytes
-                .fetch_add(bytes as u64, Ordering::Relaxed);
-            if let Some((ack, p)) = h.done {
-                self.permits += p as usize;
-                self.acks.extend(ack);
+            if self.files.take_rotated() {
+                self.end_round();
             }
         }
+        self.counters.written.fetch_add(n, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// Flushes, saves the checkpoint, acknowledges, gives the budget back.
-    fn end_round(&mut self) {
-        self.files.flush();
-        let mut owed = Vec::with_capacity(self.acks.len());
-        {
-            let mut d = self.dedup.lock().unwrap_or_else(|e| e.into_inner());
-            for a in self.acks.drain(..) {
-                if let Some(w) = d.commit(&a.client_id, a.epoch, a.last) {
-                    owed.push((a.tx, w));
-                }
-            }
-            if let Some(path) = &self.state_path {
-                if let Err(e) = state::save(path, &d, &self.files.positions()) {
-                    files::report(&format!("cannot save {}: {e}", path.display()));
-                }
-            }
+    /// Flushes, saves the checkpoint, commits and acknowledges, gives the
+    /// budget back. On a failed flush or checkpoint, nothing is committed
+    /// or acknowledged and everything is tried again later. Returns whether
+    /// the round is done.
+    fn end_round(&mut self) -> bool {
+        self.dirty = false;
+        let done = self.files.flush() && self.checkpoint_and_commit();
+        self.counters
+            .checkpoints
+            .store(self.files.checkpoints(), Ordering::Relaxed);
+        self.counters
+            .lost
+            .store(self.files.lost(), Ordering::Relaxed);
+        if !done {
+            self.retry_at = Some(Instant::now() + RETRY);
+            return false;
         }
-        for (tx, w) in owed {
-            let _ = tx.send(w);
-        }
+        self.retry_at = None;
         if self.permits > 0 {
             self.budget.add_permits(std::mem::take(&mut self.permits));
         }
+        true
+    }
+
+    /// Commits the round to the table and, with a state path, saves the
+    /// checkpoint holding the commits first; then sends the acks.
+    fn checkpoint_and_commit(&mut self) -> bool {
+        let mut highest = Vec::with_capacity(self.acks.len());
+        {
+            let mut table = self.dedup.lock().unwrap_or_else(|e| e.into_inner());
+            if self.files.checkpointed() {
+                // The checkpoint must hold the commits, and the table must
+                // not show them (a WELCOME would report them) before the
+                // checkpoint is saved: commit on a copy, save it, then
+                // install it. The lock keeps listeners from changing the
+                // table meanwhile.
+                let mut next = table.clone();
+                self.commit(&mut next, &mut highest);
+                if let Err(e) = self.files.save(next.iter()) {
+                    let path = self.files.state_path().unwrap_or(Path::new("?"));
+                    report(&format!(
+                        "cannot save {}: {e}; acknowledgements wait",
+                        path.display()
+                    ));
+                    return false;
+                }
+                *table = next;
+            } else {
+                self.commit(&mut table, &mut highest);
+            }
+        }
+        self.commits.clear();
+        for (a, w) in self.acks.drain(..).zip(highest) {
+            if let Some(w) = w {
+                // A closed receiver: the connection is gone, nothing to do.
+                let _ = a.tx.send(w);
+            }
+        }
+        true
+    }
+
+    fn commit(&self, table: &mut Dedup, highest: &mut Vec<Option<u64>>) {
+        for (s, seq) in &self.commits {
+            table.commit(&s.client_id, s.epoch, *seq);
+        }
+        highest.extend(
+            self.acks
+                .iter()
+                .map(|a| table.commit(&a.client_id, a.epoch, a.last)),
+        );
+    }
+
+    /// The end: writes what is held, ends the last round, finishes the
+    /// files.
+    fn close(&mut self) {
+        if (self.dirty || self.retry_at.is_some()) && !self.end_round() {
+            report(&format!(
+                "stopping with {} acknowledgement(s) not sent: the flush or \
+                 checkpoint failed; their clients will resend",
+                self.acks.len()
+            ));
+        }
+        self.files.finish();
+        self.counters
+            .lost
+            .store(self.files.lost(), Ordering::Relaxed);
     }
 }

@@ -7,26 +7,40 @@
 //!
 //! The caller binds ([`bind`]) and owns the shutdown future ([`run`]), so
 //! tests bind port 0 and stop the server when they choose.
+//!
+//! | module | listeners | unit | acknowledged |
+//! |---|---|---|---|
+//! | `native` | `unix:`, `tcp://` | `BATCH` frame, delivered whole | yes, once written |
+//! | `stream` | `python-tcp://`, `syslog-tcp://` | the records decoded from one read | no (the protocols have none) |
+//! | `datagram` | `python-udp://`, `syslog-udp://` | the datagrams queued at once, up to 256 | no |
+//!
+//! Every stream connection takes a slot of [`ServerConfig::max_connections`]
+//! (one semaphore for all stream listeners); one over the cap is counted
+//! and closed, a native one after an `ERROR OVERLOADED` so its client backs
+//! off. Bad input is counted by kind in [`Stats::diagnostics`] and closes
+//! its connection only; a bad datagram is counted and dropped. No input
+//! can make the server panic: decoding is the intake's and the wire
+//! module's, which return errors for everything, and nothing here indexes
+//! or unwraps what a peer sent.
+
+mod datagram;
+mod native;
+mod stream;
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use logbraid::wire::{self, Dedup, ErrorCode, ServerSession, Step};
-use logbraid::{OwnedRecord, Source};
+use logbraid::wire::{self, Dedup, ErrorCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
-use crate::diag::{Diagnostics, Kind};
-use crate::intake::python::{self, PythonIntake};
-use crate::intake::syslog::{self, SyslogTcpDecoder};
-use crate::intake::SourceCache;
-use crate::output::{AckTo, Body, Delivery, OutputHandle};
+use crate::diag::{Action, Diagnostics, Kind};
+use crate::output::OutputHandle;
 
 /// What a listener speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +128,16 @@ impl ListenUrl {
     }
 }
 
+impl std::fmt::Display for ListenUrl {
+    /// The URL as given (`unix:PATH`, `tcp://HOST:PORT`, …).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.addr {
+            Addr::Unix(p) => write!(f, "unix:{}", p.display()),
+            Addr::Inet(hp) => write!(f, "{}{hp}", self.scheme()),
+        }
+    }
+}
+
 /// A bound listener, ready for [`run`].
 #[derive(Debug)]
 pub enum Listener {
@@ -126,19 +150,31 @@ pub enum Listener {
 }
 
 /// Binds a listener; returns it with its URL, port 0 replaced by the port
-/// the system chose. A Unix socket file left by a collector that is gone
-/// is replaced; one that a live collector answers on is an error.
+/// the system chose.
+///
+/// A Unix socket file left by a collector that is gone (nothing accepts a
+/// connection on it) is removed first, so a collector restarts after a
+/// crash without help. One that a live collector answers on is an error,
+/// and so is a path that holds anything but a socket: a typo in `--listen`
+/// must not delete a file.
 pub async fn bind(url: &ListenUrl) -> io::Result<(Listener, String)> {
     match (&url.addr, url.protocol) {
         (Addr::Unix(p), _) => {
-            if p.exists() {
+            if let Ok(meta) = std::fs::symlink_metadata(p) {
+                use std::os::unix::fs::FileTypeExt as _;
+                if !meta.file_type().is_socket() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("{} exists and is not a socket", p.display()),
+                    ));
+                }
                 if tokio::net::UnixStream::connect(p).await.is_ok() {
                     return Err(io::Error::new(
                         io::ErrorKind::AddrInUse,
                         format!("{} is in use by a running collector", p.display()),
                     ));
                 }
-                let _ = std::fs::remove_file(p);
+                std::fs::remove_file(p)?;
             }
             let l = UnixListener::bind(p)?;
             Ok((
@@ -166,8 +202,14 @@ pub async fn bind(url: &ListenUrl) -> io::Result<(Listener, String)> {
 /// | token | none |
 /// | max frame | 1 MiB |
 /// | max connections | 1024 |
-/// | idle timeout | 60 s |
+/// | idle timeout | 60 s: a connection that sends nothing, not even `PING`, is closed |
+/// | hello timeout | 10 s: a native connection must have sent its whole `HELLO` by then |
 /// | drain | 5 s: how long a stopping server waits for open connections |
+///
+/// The hello timeout is shorter than the idle one because a connection
+/// that has not said who it is holds a slot of `max_connections` for
+/// nothing; a client that trickles its `HELLO` a byte at a time is closed
+/// just the same.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// Native clients must present this token.
@@ -178,6 +220,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
+    /// A native connection whose `HELLO` is not complete this long after
+    /// it was accepted is closed.
+    pub hello_timeout: Duration,
     /// How long a stopping server lets open connections finish.
     pub drain: Duration,
 }
@@ -189,17 +234,25 @@ impl Default for ServerConfig {
             max_frame: wire::DEFAULT_MAX_FRAME,
             max_connections: 1024,
             idle_timeout: Duration::from_secs(60),
+            hello_timeout: Duration::from_secs(10),
             drain: Duration::from_secs(5),
         }
     }
 }
 
-/// Counters of a server.
+/// Counters of a server, exact and updated as things happen (relaxed
+/// atomics: read them after the event you wait for, such as the server
+/// closing your connection).
+///
+/// Connections turned away at `max_connections` are
+/// `diagnostics.count(Kind::Overloaded)`; every other rejected input has
+/// its own [`Kind`].
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// Connections accepted.
+    /// Stream connections accepted (and given a slot).
     pub connections: AtomicU64,
-    /// Records handed to the output stage.
+    /// Records handed to the output stage (for native batches, the records
+    /// after those skipped as already written).
     pub records: AtomicU64,
     /// Rejected input, by kind.
     pub diagnostics: Diagnostics,
@@ -273,16 +326,12 @@ pub async fn run(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl F
     for p in sockets {
         let _ = std::fs::remove_file(p);
     }
+    server.stats.diagnostics.finish();
 }
 
 async fn listen(server: Arc<Server>, l: Listener, mut stop: watch::Receiver<bool>) {
     match l {
-        Listener::Udp(s, proto) => {
-            tokio::select! {
-                _ = udp(&server, s, proto) => {}
-                _ = stop.changed() => {}
-            }
-        }
+        Listener::Udp(s, proto) => datagram::udp(&server, s, proto, stop).await,
         Listener::Unix(l, _) => loop {
             tokio::select! {
                 r = l.accept() => {
@@ -317,10 +366,12 @@ fn start<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Ok(permit) = Arc::clone(&server.slots).try_acquire_owned() else {
-        server
-            .stats
-            .diagnostics
-            .emit(Kind::Overloaded, &peer, &"over --max-connections");
+        server.stats.diagnostics.emit(
+            Kind::Overloaded,
+            &peer,
+            Action::Closed,
+            &format_args!("{} connections open", server.config.max_connections),
+        );
         if proto == Protocol::Native {
             tokio::spawn(async move {
                 let mut out = Vec::new();
@@ -340,11 +391,14 @@ fn start<S>(
             stop,
             _permit: permit,
         };
+        // The connection (and its slot) ends before the socket closes, so a
+        // peer that sees the close can connect again at once.
         match proto {
-            Protocol::Native => conn.native(s).await,
-            Protocol::PythonTcp | Protocol::SyslogTcp => conn.records(s, proto).await,
+            Protocol::Native => conn.native(&mut s).await,
+            Protocol::PythonTcp | Protocol::SyslogTcp => conn.records(&mut s, proto).await,
             Protocol::PythonUdp | Protocol::SyslogUdp => {}
         }
+        drop(s);
     });
 }
 
@@ -356,320 +410,63 @@ struct Conn<'a> {
 }
 
 enum Read {
+    /// Bytes arrived.
     Bytes(usize),
+    /// A batch of the connection was written: its client's highest written
+    /// sequence number.
     Ack(u64),
+    /// The server started stopping: from now on a quiet connection is done.
+    Stopping,
+    /// Nothing arrived within the time given, before any stop.
+    Timeout,
+    /// The peer closed, the socket failed, or the connection stayed quiet
+    /// after a stop.
     End,
 }
 
 impl Conn<'_> {
     fn reject(&self, kind: Kind, detail: &dyn std::fmt::Display) {
-        self.server.stats.diagnostics.emit(kind, &self.peer, detail);
+        self.server
+            .stats
+            .diagnostics
+            .emit(kind, &self.peer, Action::Closed, detail);
     }
 
-    fn idle(&self) -> Duration {
-        if *self.stop.borrow() {
-            QUIET_AFTER_STOP
-        } else {
-            self.server.config.idle_timeout
-        }
-    }
-
-    /// Reads more bytes, or an acknowledgement, or learns that the
-    /// connection is over (closed, failed, idle, or quiet after a stop).
+    /// Reads more bytes, or an acknowledgement, or learns that nothing came
+    /// for `wait` (for [`QUIET_AFTER_STOP`] once the server is stopping:
+    /// a stopping server reads what clients still send, then closes).
     async fn next<S: AsyncRead + Unpin>(
         &mut self,
         s: &mut S,
         buf: &mut [u8],
         acks: Option<&mut tokio::sync::mpsc::UnboundedReceiver<u64>>,
+        wait: Duration,
     ) -> Read {
-        let idle = self.idle();
+        let stopping = *self.stop.borrow();
+        let wait = if stopping { QUIET_AFTER_STOP } else { wait };
         let ack = async {
             match acks {
                 Some(rx) => rx.recv().await,
                 None => std::future::pending().await,
             }
         };
+        // Biased, timer last: a task that was not scheduled for a while
+        // (a loaded machine) must read the bytes that are waiting, not give
+        // up on a timer that expired meanwhile. Acks first: they are cheap,
+        // and a client that never pauses must still hear them.
         tokio::select! {
+            biased;
+            Some(w) = ack => Read::Ack(w),
             r = s.read(buf) => match r {
                 Ok(0) | Err(_) => Read::End,
                 Ok(n) => Read::Bytes(n),
             },
-            Some(w) = ack => Read::Ack(w),
-            _ = tokio::time::sleep(idle) => {
-                if !*self.stop.borrow() {
-                    self.reject(Kind::Idle, &format_args!("nothing received for {idle:?}"));
-                }
-                Read::End
-            }
-            _ = self.stop.changed(), if !*self.stop.borrow() => Read::Bytes(0),
-        }
-    }
-
-    async fn native<S: AsyncRead + AsyncWrite + Unpin>(mut self, mut s: S) {
-        let cfg = &self.server.config;
-        let mut session = ServerSession::new(cfg.max_frame, cfg.token.clone());
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
-        let mut buf: Vec<u8> = Vec::new();
-        let mut chunk = vec![0u8; READ_CHUNK];
-        let mut out = Vec::new();
-        loop {
-            let mut start = 0;
-            let mut close = None;
-            while close.is_none() {
-                let total = match wire::frame_len(&buf[start..], cfg.max_frame) {
-                    Ok(Some(n)) if buf.len() - start >= n => n,
-                    Ok(_) => break,
-                    Err(e) => {
-                        close = Some((Kind::of_wire(&e), e.to_string()));
-                        session.fail(e, &mut out);
-                        break;
-                    }
-                };
-                let bytes = &buf[start..start + total];
-                start += total;
-                let frame = match wire::decode(bytes) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        close = Some((Kind::of_wire(&e), e.to_string()));
-                        session.fail(e, &mut out);
-                        break;
-                    }
-                };
-                match session.on_frame(frame, &self.server.dedup, &mut out) {
-                    Step::Continue => {}
-                    Step::Write { batch, skip, last } => {
-                        let Some(peer) = session.peer() else { break };
-                        let d = Delivery {
-                            source: Arc::clone(&peer.source),
-                            body: Body::Native {
-                                frame: bytes.to_vec(),
-                                skip,
-                            },
-                            ack: Some(AckTo {
-                                client_id: peer.client_id.clone(),
-                                epoch: peer.epoch,
-                                last,
-                                tx: tx.clone(),
-                            }),
-                        };
-                        self.server
-                            .stats
-                            .records
-                            .fetch_add(u64::from(batch.len() - skip), Ordering::Relaxed);
-                        if !self.server.output.send(d).await {
-                            return;
-                        }
-                    }
-                    Step::Close(wire::Closed::Local(e)) => {
-                        close = Some((Kind::of_wire(&e), e.to_string()));
-                    }
-                    Step::Close(wire::Closed::Remote { .. }) => {
-                        close = Some((Kind::Idle, String::new()))
-                    }
-                }
-            }
-            buf.drain(..start);
-            if !out.is_empty() {
-                if s.write_all(&out).await.is_err() {
-                    return;
-                }
-                out.clear();
-            }
-            if let Some((kind, why)) = close {
-                if !why.is_empty() {
-                    self.reject(kind, &why);
-                }
-                return;
-            }
-            match self.next(&mut s, &mut chunk, Some(&mut rx)).await {
-                Read::Bytes(n) => buf.extend_from_slice(&chunk[..n]),
-                Read::Ack(w) => {
-                    session.ack(w, &mut out);
-                    while let Ok(w) = rx.try_recv() {
-                        session.ack(w, &mut out);
-                    }
-                }
-                Read::End => {
-                    if !buf.is_empty() {
-                        self.reject(
-                            Kind::Truncated,
-                            &format_args!(
-                                "stream ended inside a frame, {} bytes unread",
-                                buf.len()
-                            ),
-                        );
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Python `SocketHandler` and syslog over TCP: records without acks.
-    async fn records<S: AsyncRead + AsyncWrite + Unpin>(mut self, mut s: S, proto: Protocol) {
-        let max = self.server.config.max_frame;
-        let mut py = (proto == Protocol::PythonTcp).then(|| python::FrameDecoder::new(max));
-        let mut sl = (proto == Protocol::SyslogTcp).then(|| SyslogTcpDecoder::new(max));
-        let mut intake = PythonIntake::default();
-        let mut sources = SourceCache::new();
-        let source = Arc::new(Source {
-            host: self.peer.clone(),
-            pid: 0,
-            process_name: String::new(),
-        });
-        let mut chunk = vec![0u8; READ_CHUNK];
-        loop {
-            let (n, ended) = match self.next(&mut s, &mut chunk, None).await {
-                Read::Bytes(n) => (n, false),
-                Read::Ack(_) => continue,
-                Read::End => (0, true),
-            };
-            let now = logbraid::clock::now_ns();
-            let mut records: Vec<OwnedRecord> = Vec::new();
-            let mut close: Option<(Kind, String)> = None;
-            if let Some(d) = py.as_mut() {
-                d.push(&chunk[..n]);
-                loop {
-                    match d.next_frame() {
-                        Ok(Some(p)) => match intake.decode(&p, &self.peer, now) {
-                            Ok(r) => records.push(r),
-                            Err(e) => {
-                                close = Some((Kind::BadPickle, e.to_string()));
-                                break;
-                            }
-                        },
-                        Ok(None) => break,
-                        Err(e) => {
-                            close = Some((frame_kind(&e.to_string()), e.to_string()));
-                            break;
-                        }
-                    }
-                }
-                if ended && close.is_none() {
-                    if let Err(e) = d.finish() {
-                        close = Some((Kind::Truncated, e.to_string()));
-                    }
-                }
-            }
-            if let Some(d) = sl.as_mut() {
-                d.push(&chunk[..n]);
-                let mut frames = Vec::new();
-                loop {
-                    match d.next_frame() {
-                        Ok(Some(f)) => frames.push(f),
-                        Ok(None) => break,
-                        Err(e) => {
-                            close = Some((frame_kind(&e.to_string()), e.to_string()));
-                            break;
-                        }
-                    }
-                }
-                if ended && close.is_none() {
-                    match d.finish() {
-                        Ok(f) => frames.extend(f),
-                        Err(e) => close = Some((Kind::Truncated, e.to_string())),
-                    }
-                }
-                for f in frames {
-                    match syslog::parse_with(&f, now, &self.peer, &mut sources) {
-                        Ok(r) => records.push(r),
-                        Err(e) => {
-                            close = Some((Kind::BadSyslog, e.to_string()));
-                            break;
-                        }
-                    }
-                }
-            }
-            if !records.is_empty() {
-                self.server
-                    .stats
-                    .records
-                    .fetch_add(records.len() as u64, Ordering::Relaxed);
-                let d = Delivery {
-                    source: Arc::clone(&source),
-                    body: Body::Records(records),
-                    ack: None,
-                };
-                if !self.server.output.send(d).await {
-                    return;
-                }
-            }
-            if let Some((kind, why)) = close {
-                self.reject(kind, &why);
-                return;
-            }
-            if ended {
-                return;
-            }
-        }
-    }
-}
-
-fn frame_kind(message: &str) -> Kind {
-    if message.contains("over the limit") {
-        Kind::FrameTooLarge
-    } else {
-        Kind::Malformed
-    }
-}
-
-/// Python `DatagramHandler` and syslog over UDP: one record a datagram;
-/// a bad datagram is counted and dropped (there is no connection to
-/// close).
-async fn udp(server: &Server, s: UdpSocket, proto: Protocol) {
-    let mut buf = vec![0u8; 65536];
-    let mut intake = PythonIntake::default();
-    let mut sources = SourceCache::new();
-    let placeholder = Arc::new(Source {
-        host: String::new(),
-        pid: 0,
-        process_name: String::new(),
-    });
-    loop {
-        let Ok((n, peer)) = s.recv_from(&mut buf).await else {
-            continue;
-        };
-        let mut records = Vec::new();
-        let mut next: Option<(usize, SocketAddr)> = Some((n, peer));
-        // Whatever else is already waiting goes into the same delivery.
-        while let Some((n, peer)) = next.take() {
-            let host = peer.ip().to_string();
-            let now = logbraid::clock::now_ns();
-            let got = match proto {
-                Protocol::PythonUdp => python::datagram(&buf[..n])
-                    .map_err(|e| (Kind::Malformed, e.to_string()))
-                    .and_then(|p| {
-                        intake
-                            .decode(p, &host, now)
-                            .map_err(|e| (Kind::BadPickle, e.to_string()))
-                    }),
-                _ => syslog::parse_with(&buf[..n], now, &host, &mut sources)
-                    .map_err(|e| (Kind::BadSyslog, e.to_string())),
-            };
-            match got {
-                Ok(r) => records.push(r),
-                Err((kind, why)) => server.stats.diagnostics.emit(kind, &host, &why),
-            }
-            if records.len() < 256 {
-                if let Ok(x) = s.try_recv_from(&mut buf) {
-                    next = Some(x);
-                }
-            }
-        }
-        if records.is_empty() {
-            continue;
-        }
-        server
-            .stats
-            .records
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
-        let d = Delivery {
-            source: Arc::clone(&placeholder),
-            body: Body::Records(records),
-            ack: None,
-        };
-        if !server.output.send(d).await {
-            return;
+            r = self.stop.changed(), if !stopping => match r {
+                Ok(()) => Read::Stopping,
+                // The server is gone without a word: nothing to drain for.
+                Err(_) => Read::End,
+            },
+            _ = tokio::time::sleep(wait) => if stopping { Read::End } else { Read::Timeout },
         }
     }
 }

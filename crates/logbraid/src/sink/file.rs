@@ -488,6 +488,21 @@ impl RollingFile {
         &self.path
     }
 
+    /// Where the active file stands: its path, its (device, inode), and the
+    /// bytes it holds as far as this sink knows (what it found at open plus
+    /// what reached the file since; records still buffered are not
+    /// counted). `None` while no file is open (after a failed reopen).
+    ///
+    /// Right after a successful [`flush`](Sink::flush) this is the file's
+    /// length, which is what a collector saves in its checkpoint so that a
+    /// restart can cut off bytes written after the checkpoint.
+    pub fn position(&self) -> Option<(&Path, (u64, u64), u64)> {
+        match (&self.file, self.file_id) {
+            (Some(_), Some(id)) => Some((&self.path, id, self.size)),
+            _ => None,
+        }
+    }
+
     /// The backups known to the sink, oldest first, under their current
     /// names.
     pub fn backups(&self) -> Vec<PathBuf> {

@@ -1,0 +1,766 @@
+//! The output stage against real files: order, acknowledgements, the merge
+//! window, routing with hostile values, the memory bound, recovery from a
+//! checkpoint, and rotation under load.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::future::Future;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use logbraid::layout::LayoutSpec;
+use logbraid::sink::{read_decompressed, rotated_files};
+use logbraid::wire::{BatchEncoder, Dedup, Push};
+use logbraid::{Compression, Fields, FieldsBuf, Level, OwnedRecord, Record, Source};
+use logbraid_collector::output::{
+    check_route, AckTo, Body, Delivery, FileSpec, Output, OutputConfig, OutputError,
+};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+/// Only a safety net, so a broken stage fails the test instead of hanging
+/// it; no assertion depends on it.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn source(host: &str, pid: u32, program: &str) -> Arc<Source> {
+    Arc::new(Source {
+        host: host.to_string(),
+        pid,
+        process_name: program.to_string(),
+    })
+}
+
+fn spec(path: &Path) -> FileSpec {
+    FileSpec {
+        path: path.to_path_buf(),
+        layout: LayoutSpec::parse("%(message)s", None).unwrap(),
+        max_bytes: 0,
+        backup_count: 0,
+        every: None,
+        compression: Compression::None,
+    }
+}
+
+fn config(file: FileSpec) -> OutputConfig {
+    OutputConfig {
+        file,
+        route: None,
+        merge_window: None,
+        max_pending_bytes: 8 << 20,
+        state_path: None,
+    }
+}
+
+fn start(config: OutputConfig) -> (Output, logbraid_collector::output::OutputHandle) {
+    Output::start(config, Arc::new(Mutex::new(Dedup::new()))).unwrap()
+}
+
+fn owned(src: &Arc<Source>, ts: i64, msg: &str, target: &str) -> OwnedRecord {
+    OwnedRecord {
+        timestamp_ns: ts,
+        level: Level::Info,
+        target: target.to_string(),
+        message: msg.as_bytes().to_vec(),
+        module: None,
+        file: None,
+        line: None,
+        function: None,
+        thread_id: 1,
+        thread_name: None,
+        source: Arc::clone(src),
+        fields: FieldsBuf::new(),
+    }
+}
+
+/// A real `BATCH` frame numbered from `first`, one record per
+/// `(timestamp, message)`.
+fn frame(src: &Source, first: u64, records: &[(i64, String)]) -> Vec<u8> {
+    let mut enc = BatchEncoder::default();
+    for (ts, msg) in records {
+        let r = Record {
+            timestamp_ns: *ts,
+            level: Level::Info,
+            target: "t",
+            message: msg.as_bytes(),
+            module: None,
+            file: None,
+            line: None,
+            function: None,
+            thread_id: 1,
+            thread_name: None,
+            source: src,
+            fields: Fields::EMPTY,
+        };
+        assert_eq!(enc.push(&r), Push::Added);
+    }
+    let mut out = Vec::new();
+    enc.finish(first, &mut out).unwrap();
+    out
+}
+
+fn msgs(prefix: &str, seqs: std::ops::RangeInclusive<u64>) -> Vec<(i64, String)> {
+    seqs.map(|s| (s as i64, format!("{prefix}{s}"))).collect()
+}
+
+/// A native delivery as a listener builds it: admitted by the table first,
+/// then handed over with the skip the table decided and an ack address.
+fn admitted(
+    dedup: &Mutex<Dedup>,
+    src: &Arc<Source>,
+    client: &str,
+    epoch: u64,
+    first: u64,
+    records: &[(i64, String)],
+    tx: &UnboundedSender<u64>,
+) -> Delivery {
+    let n = records.len() as u32;
+    let a = dedup
+        .lock()
+        .unwrap()
+        .admit(client, epoch, first, n)
+        .unwrap();
+    Delivery {
+        source: Arc::clone(src),
+        body: Body::Native {
+            frame: frame(src, first, records),
+            skip: a.skip,
+        },
+        ack: Some(AckTo {
+            client_id: client.into(),
+            epoch,
+            last: first + u64::from(n) - 1,
+            tx: tx.clone(),
+        }),
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    String::from_utf8(fs::read(path).unwrap())
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+async fn ack(rx: &mut UnboundedReceiver<u64>) -> u64 {
+    tokio::time::timeout(PATIENCE, rx.recv())
+        .await
+        .expect("an ack in time")
+        .expect("the ack channel open")
+}
+
+#[tokio::test]
+async fn records_go_out_in_arrival_order_and_skipped_records_stay_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let (output, h) = start(config(spec(&path)));
+    let a = source("a", 1, "pa");
+    let b = source("b", 2, "pb");
+    let native = |first, records: &[(i64, String)], skip| Delivery {
+        source: Arc::clone(&a),
+        body: Body::Native {
+            frame: frame(&a, first, records),
+            skip,
+        },
+        ack: None,
+    };
+    assert!(h.send(native(1, &msgs("a", 1..=5), 2)).await);
+    let rs = vec![owned(&b, 0, "b1", "t"), owned(&b, 0, "b2", "t")];
+    assert!(
+        h.send(Delivery {
+            source: Arc::clone(&b),
+            body: Body::Records(rs),
+            ack: None,
+        })
+        .await
+    );
+    assert!(h.send(native(6, &msgs("a", 6..=7), 0)).await);
+    // A frame that does not decode is counted and skipped, not fatal.
+    assert!(
+        h.send(Delivery {
+            source: Arc::clone(&a),
+            body: Body::Native {
+                frame: vec![1, 2, 3],
+                skip: 0,
+            },
+            ack: None,
+        })
+        .await
+    );
+    assert!(h.send(native(8, &msgs("a", 8..=8), 0)).await);
+    let stats = output.shutdown();
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        "a3\na4\na5\nb1\nb2\na6\na7\na8\n"
+    );
+    assert_eq!(
+        (stats.written, stats.deliveries, stats.undecodable),
+        (8, 5, 1)
+    );
+    // The stage is gone: a send says so instead of hanging.
+    assert!(
+        !h.send(Delivery {
+            source: a,
+            body: Body::Records(Vec::new()),
+            ack: None,
+        })
+        .await
+    );
+}
+
+#[tokio::test]
+async fn an_ack_arrives_only_once_its_records_are_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let mut cfg = config(spec(&path));
+    cfg.state_path = Some(dir.path().join("state"));
+    let dedup = Arc::new(Mutex::new(Dedup::new()));
+    let (output, h) = Output::start(cfg, Arc::clone(&dedup)).unwrap();
+    let src = source("h", 1, "p");
+    let (tx, mut rx) = unbounded_channel();
+    for i in 0..50u64 {
+        let first = i * 10 + 1;
+        let d = admitted(
+            &dedup,
+            &src,
+            "c",
+            1,
+            first,
+            &msgs("m", first..=first + 9),
+            &tx,
+        );
+        assert!(h.send(d).await);
+    }
+    let mut highest = 0;
+    while highest < 500 {
+        let w = ack(&mut rx).await;
+        assert!(w > highest, "acks only grow: {w} after {highest}");
+        highest = w;
+        // Every record the ack covers is already in the file, in order.
+        let got = lines(&path);
+        assert!(got.len() as u64 >= w, "ack {w} with {} lines", got.len());
+        for (k, line) in got.iter().take(w as usize).enumerate() {
+            assert_eq!(*line, format!("m{}", k + 1));
+        }
+        // And the table shows it as written.
+        assert!(dedup.lock().unwrap().written("c", 1) >= w);
+    }
+    output.shutdown();
+    assert_eq!(lines(&path).len(), 500);
+}
+
+#[tokio::test]
+async fn the_merge_window_orders_sources_by_time_and_keeps_each_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let mut cfg = config(spec(&path));
+    // Nothing leaves the window before shutdown, which empties it: the
+    // order below does not depend on timing.
+    cfg.merge_window = Some(Duration::from_secs(3600));
+    let dedup = Arc::new(Mutex::new(Dedup::new()));
+    let (output, h) = Output::start(cfg, Arc::clone(&dedup)).unwrap();
+    let (a, b, c) = (
+        source("a", 1, "p"),
+        source("b", 2, "p"),
+        source("c", 3, "p"),
+    );
+    let (tx, mut rx) = unbounded_channel();
+    // Source a's own timestamps go backwards at the end: its order wins.
+    let a_records = [
+        (10, "a10".to_string()),
+        (50, "a50".into()),
+        (30, "a30".into()),
+    ];
+    assert!(
+        h.send(admitted(&dedup, &a, "a", 1, 1, &a_records, &tx))
+            .await
+    );
+    let b_records = vec![owned(&b, 20, "b20", "t"), owned(&b, 40, "b40", "t")];
+    assert!(
+        h.send(Delivery {
+            source: Arc::clone(&b),
+            body: Body::Records(b_records),
+            ack: None,
+        })
+        .await
+    );
+    assert!(
+        h.send(admitted(&dedup, &c, "c", 1, 1, &[(5, "c5".into())], &tx))
+            .await
+    );
+    // A resend of a's batch, all of it skipped: its ack must wait until
+    // the records it covers are written, at shutdown.
+    assert!(
+        h.send(admitted(&dedup, &a, "a", 1, 1, &a_records, &tx))
+            .await
+    );
+    assert!(rx.try_recv().is_err(), "nothing is written yet");
+    let stats = output.shutdown();
+    assert_eq!(lines(&path), ["c5", "a10", "b20", "b40", "a50", "a30"]);
+    assert_eq!(stats.written, 6);
+    let mut acks: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+    acks.sort_unstable();
+    assert_eq!(acks, [1, 3, 3]);
+    let d = dedup.lock().unwrap();
+    assert_eq!((d.written("a", 1), d.written("c", 1)), (3, 1));
+}
+
+#[tokio::test]
+async fn a_short_merge_window_lets_records_out_without_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let mut cfg = config(spec(&path));
+    cfg.merge_window = Some(Duration::from_millis(20));
+    let dedup = Arc::new(Mutex::new(Dedup::new()));
+    let (output, h) = Output::start(cfg, Arc::clone(&dedup)).unwrap();
+    let (x, y) = (source("x", 1, "p"), source("y", 2, "p"));
+    let (tx, mut rx) = unbounded_channel();
+    assert!(
+        h.send(admitted(&dedup, &x, "x", 1, 1, &msgs("x", 1..=3), &tx))
+            .await
+    );
+    assert!(
+        h.send(admitted(&dedup, &y, "y", 1, 1, &msgs("y", 1..=2), &tx))
+            .await
+    );
+    let (mut got_x, mut got_y) = (false, false);
+    while !(got_x && got_y) {
+        let w = ack(&mut rx).await;
+        let file = lines(&path);
+        match w {
+            3 => got_x = true,
+            2 => got_y = true,
+            other => panic!("unexpected ack {other}"),
+        }
+        // The acked records are in the file, whichever came first.
+        let want: &[&str] = if w == 3 {
+            &["x1", "x2", "x3"]
+        } else {
+            &["y1", "y2"]
+        };
+        for line in want {
+            assert!(file.iter().any(|l| l == line), "{line} missing at ack {w}");
+        }
+    }
+    output.shutdown();
+    let mut all = lines(&path);
+    all.sort();
+    assert_eq!(all, ["x1", "x2", "x3", "y1", "y2"]);
+}
+
+/// Every regular file below `dir`, relative to it.
+fn tree(dir: &Path) -> BTreeSet<PathBuf> {
+    let mut out = BTreeSet::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            assert!(!t.is_symlink(), "{:?}", e.path());
+            if t.is_dir() {
+                todo.push(e.path());
+            } else {
+                out.insert(e.path().strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn routed_files_stay_inside_their_directory_whatever_clients_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let logs = root.join("logs");
+    let mut cfg = config(spec(&root.join("unused.log")));
+    cfg.route = Some(format!("{}/{{host}}/{{program}}.log", logs.display()));
+    let (output, h) = start(cfg);
+    let sources = [
+        ("web-1", "api", "web-1/api.log"),
+        ("../../etc/passwd", "x", "___.._etc_passwd/x.log"),
+        ("a/b", "..", "a_b/__.log"),
+        ("\0", "\n", "_/_.log"),
+        ("..", ".", "__/_.log"),
+        ("", "", "_/_.log"),
+        ("x\ny", "p/../../q", "x_y/p_.._.._q.log"),
+        ("\\..\\..", ".bashrc", "_.._../_bashrc.log"),
+    ];
+    let mut want: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
+    for (k, (host, program, file)) in sources.iter().enumerate() {
+        let src = source(host, k as u32, program);
+        let rs: Vec<OwnedRecord> = (0..2)
+            .map(|i| owned(&src, 0, &format!("s{k}r{i}"), "t"))
+            .collect();
+        want.entry(PathBuf::from(file)).or_default().extend(
+            rs.iter()
+                .map(|r| String::from_utf8(r.message.clone()).unwrap()),
+        );
+        assert!(
+            h.send(Delivery {
+                source: src,
+                body: Body::Records(rs),
+                ack: None,
+            })
+            .await
+        );
+    }
+    let stats = output.shutdown();
+    assert_eq!(stats.lost, 0);
+    // Nothing at all outside the template's directory, nothing unexpected
+    // inside it.
+    assert_eq!(
+        fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>(),
+        ["root"]
+    );
+    assert_eq!(
+        fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>(),
+        ["logs"]
+    );
+    assert_eq!(tree(&logs), want.keys().cloned().collect());
+    for (file, records) in &want {
+        assert_eq!(lines(&logs.join(file)), *records, "{}", file.display());
+    }
+}
+
+#[tokio::test]
+async fn routes_by_logger_and_pid_and_rejects_bad_templates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(spec(&dir.path().join("unused.log")));
+    cfg.route = Some(format!(
+        "{}/by/{{logger}}-{{pid}}.log",
+        dir.path().display()
+    ));
+    let (output, h) = start(cfg);
+    let src = source("h", 42, "p");
+    let rs = vec![
+        owned(&src, 0, "one", "app.db"),
+        owned(&src, 0, "two", "../up"),
+        owned(&src, 0, "three", "app.db"),
+    ];
+    assert!(
+        h.send(Delivery {
+            source: src,
+            body: Body::Records(rs),
+            ack: None,
+        })
+        .await
+    );
+    output.shutdown();
+    let by = dir.path().join("by");
+    assert_eq!(
+        tree(&by),
+        ["___up-42.log", "app.db-42.log"]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect()
+    );
+    assert_eq!(lines(&by.join("app.db-42.log")), ["one", "three"]);
+    assert_eq!(lines(&by.join("___up-42.log")), ["two"]);
+
+    for (bad, named) in [
+        ("logs/{hostname}.log", "{hostname}"),
+        ("logs/{host.log", "unclosed"),
+        ("logs/host}.log", "unbalanced"),
+    ] {
+        let mut cfg = config(spec(&dir.path().join("unused.log")));
+        cfg.route = Some(bad.to_string());
+        match Output::start(cfg, Arc::new(Mutex::new(Dedup::new()))) {
+            Err(OutputError::Route(why)) => assert!(why.contains(named), "{bad}: {why}"),
+            other => panic!("{bad}: {other:?}"),
+        }
+        assert!(check_route(bad).unwrap_err().contains(named));
+    }
+    assert_eq!(check_route("logs/{host}/{program}.log"), Ok(()));
+}
+
+fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+    f.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+#[tokio::test]
+async fn a_sink_that_cannot_keep_up_makes_senders_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    // A pipe nobody reads yet: the output thread blocks in its flush.
+    let fifo = dir.path().join("slow.log");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // Opened without blocking, so the stage can open the writing end.
+    let mut reader = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let mut cfg = config(spec(&fifo));
+    cfg.max_pending_bytes = 4096;
+    let (output, h) = start(cfg);
+    let src = source("h", 1, "p");
+    // 2 MB of lines, far more than a pipe holds; its weight is more than
+    // the whole budget, so it takes all of it.
+    let big: Vec<OwnedRecord> = (0..2000)
+        .map(|i| owned(&src, 0, &format!("{i:04}{}", "x".repeat(996)), "t"))
+        .collect();
+    let records = |rs| Delivery {
+        source: Arc::clone(&src),
+        body: Body::Records(rs),
+        ack: None,
+    };
+    assert!(h.send(records(big)).await);
+    let mut second = pin!(h.send(records(vec![owned(&src, 0, "last", "t")])));
+    // The budget comes back only when the first delivery is written, and
+    // the thread cannot write it while nobody reads the pipe.
+    assert!(poll_once(second.as_mut()).is_pending());
+    assert!(poll_once(second.as_mut()).is_pending());
+
+    // Now read: the thread gets through, and the waiting send completes.
+    // SAFETY: fcntl on a descriptor this test owns; clearing O_NONBLOCK.
+    assert_eq!(
+        unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&reader), libc::F_SETFL, 0) },
+        0
+    );
+    let drain = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        reader.read_to_end(&mut all).unwrap();
+        all
+    });
+    assert!(tokio::time::timeout(PATIENCE, second)
+        .await
+        .expect("send completes"));
+    let stats = output.shutdown();
+    let all = String::from_utf8(drain.join().unwrap()).unwrap();
+    let got: Vec<&str> = all.lines().collect();
+    assert_eq!(got.len(), 2001);
+    for (i, line) in got[..2000].iter().enumerate() {
+        assert_eq!(*line, format!("{i:04}{}", "x".repeat(996)));
+    }
+    assert_eq!(got[2000], "last");
+    assert_eq!(stats.written, 2001);
+}
+
+/// Writes `seqs` for client `c` (epoch 7) through a fresh stage with the
+/// given state file and waits for their ack; returns the stage's table.
+async fn run_acked(
+    path: &Path,
+    state: &Path,
+    first: u64,
+    records: &[(i64, String)],
+) -> Arc<Mutex<Dedup>> {
+    let mut cfg = config(spec(path));
+    cfg.state_path = Some(state.to_path_buf());
+    let dedup = Arc::new(Mutex::new(Dedup::new()));
+    let (output, h) = Output::start(cfg, Arc::clone(&dedup)).unwrap();
+    let src = source("h", 1, "p");
+    let (tx, mut rx) = unbounded_channel();
+    assert!(
+        h.send(admitted(&dedup, &src, "c", 7, first, records, &tx))
+            .await
+    );
+    let last = first + records.len() as u64 - 1;
+    assert_eq!(ack(&mut rx).await, last);
+    output.shutdown();
+    dedup
+}
+
+fn append(path: &Path, text: &str) {
+    fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_restart_cuts_unacknowledged_bytes_and_resends_are_written_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let state = dir.path().join("state");
+    run_acked(&path, &state, 1, &msgs("m", 1..=10)).await;
+    let acked = fs::read(&path).unwrap();
+    // A crash just after records 11 and 12 reached the file, before the
+    // checkpoint and the ack: the file has them, the client still has them
+    // too and resends them (with 9 and 10, whose ack it did not see).
+    append(&path, "m11\nm12\n");
+
+    let mut cfg = config(spec(&path));
+    cfg.state_path = Some(state.clone());
+    let dedup = Arc::new(Mutex::new(Dedup::new()));
+    let (output, h) = Output::start(cfg, Arc::clone(&dedup)).unwrap();
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        acked,
+        "cut back to the checkpoint"
+    );
+    // The WELCOME would tell the client where to resume.
+    assert_eq!(dedup.lock().unwrap().hello("c", 7), 10);
+    let src = source("h", 1, "p");
+    let (tx, mut rx) = unbounded_channel();
+    let d = admitted(&dedup, &src, "c", 7, 9, &msgs("m", 9..=12), &tx);
+    assert!(matches!(d.body, Body::Native { skip: 2, .. }));
+    assert!(h.send(d).await);
+    assert_eq!(ack(&mut rx).await, 12);
+    output.shutdown();
+    let want: Vec<String> = (1..=12).map(|i| format!("m{i}")).collect();
+    assert_eq!(lines(&path), want);
+}
+
+#[tokio::test]
+async fn a_rotation_after_the_checkpoint_is_undone_in_the_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let state = dir.path().join("state");
+    run_acked(&path, &state, 1, &msgs("m", 1..=3)).await;
+    let acked = fs::read(&path).unwrap();
+    // After the checkpoint: one more record, a rotation, one record in the
+    // new file, then the crash.
+    append(&path, "m4\n");
+    fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+    fs::write(&path, "m5\n").unwrap();
+
+    let dedup = run_acked(&path, &state, 4, &msgs("m", 4..=5)).await;
+    assert_eq!(fs::read(dir.path().join("app.log.1")).unwrap(), acked);
+    assert_eq!(lines(&path), ["m4", "m5"]);
+    assert_eq!(dedup.lock().unwrap().written("c", 7), 5);
+}
+
+#[tokio::test]
+async fn a_rotated_file_already_compressed_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let state = dir.path().join("state");
+    run_acked(&path, &state, 1, &msgs("m", 1..=3)).await;
+    // The rotated file was compressed (a new inode) before the crash: it
+    // cannot be cut, and nothing else is touched (start-up says on stderr
+    // that records may appear twice).
+    let packed = dir.path().join("app.log.1.gz");
+    fs::rename(&path, &packed).unwrap();
+    fs::write(&path, "m4\n").unwrap();
+    let mut cfg = config(spec(&path));
+    cfg.state_path = Some(state);
+    let dedup = Arc::new(Mutex::new(Dedup::new()));
+    let (output, _h) = Output::start(cfg, Arc::clone(&dedup)).unwrap();
+    output.shutdown();
+    assert_eq!(lines(&path), ["m4"]);
+    assert_eq!(fs::read(&packed).unwrap(), b"m1\nm2\nm3\n");
+    assert_eq!(dedup.lock().unwrap().written("c", 7), 3);
+}
+
+#[test]
+fn a_damaged_state_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    for damage in [
+        &b"not a state file\n"[..],
+        b"logbraid-collector-state 1\nclient 1 2 zz\nend\n",
+        b"logbraid-collector-state 1\nclient 1 2 63\n",
+        b"\xff\xfe",
+    ] {
+        fs::write(&state, damage).unwrap();
+        let mut cfg = config(spec(&dir.path().join("app.log")));
+        cfg.state_path = Some(state.clone());
+        match Output::start(cfg, Arc::new(Mutex::new(Dedup::new()))) {
+            Err(e @ OutputError::State { .. }) => {
+                assert!(e.to_string().contains(&*state.to_string_lossy()), "{e}")
+            }
+            other => panic!("{damage:?}: {other:?}"),
+        }
+    }
+    // Unreadable: a directory where the file should be.
+    fs::remove_file(&state).unwrap();
+    fs::create_dir(&state).unwrap();
+    let mut cfg = config(spec(&dir.path().join("app.log")));
+    cfg.state_path = Some(state);
+    assert!(matches!(
+        Output::start(cfg, Arc::new(Mutex::new(Dedup::new()))),
+        Err(OutputError::State { .. })
+    ));
+}
+
+#[tokio::test]
+async fn under_rotation_every_line_is_written_once_and_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let mut file = spec(&path);
+    file.max_bytes = 2000;
+    file.compression = Compression::Gzip;
+    let mut cfg = config(file);
+    cfg.state_path = Some(dir.path().join("state"));
+    let dedup = Arc::new(Mutex::new(Dedup::new()));
+    let (output, h) = Output::start(cfg, Arc::clone(&dedup)).unwrap();
+    let (tx, mut rx) = unbounded_channel();
+    let clients = [("c1", source("h1", 1, "p")), ("c2", source("h2", 2, "p"))];
+    let pad = "y".repeat(40);
+    for batch in 0..100u64 {
+        for (id, src) in &clients {
+            let first = batch * 10 + 1;
+            let records: Vec<(i64, String)> = (first..first + 10)
+                .map(|s| (s as i64, format!("{id} {s:05} {pad}")))
+                .collect();
+            assert!(
+                h.send(admitted(&dedup, src, id, 1, first, &records, &tx))
+                    .await
+            );
+        }
+    }
+    let mut done = 0;
+    while done < 2 {
+        if ack(&mut rx).await == 1000 {
+            done += 1;
+        }
+    }
+    let stats = output.shutdown();
+    let files = rotated_files(&path).unwrap();
+    assert!(files.len() > 20, "{} files", files.len());
+    let mut next = BTreeMap::from([("c1", 1u64), ("c2", 1u64)]);
+    for f in &files {
+        let text = String::from_utf8(read_decompressed(f).unwrap()).unwrap();
+        assert!(text.ends_with('\n'), "{} ends mid-line", f.display());
+        assert!(text.len() <= 2000, "{}: {} bytes", f.display(), text.len());
+        for line in text.lines() {
+            let mut parts = line.split(' ');
+            let id = parts.next().unwrap();
+            let seq: u64 = parts.next().unwrap().parse().unwrap();
+            assert_eq!(parts.next(), Some(&*pad), "{line:?}");
+            // Oldest file first, so each client's numbers run on without
+            // a gap or a repeat across files.
+            let want = next.get_mut(id).unwrap();
+            assert_eq!(seq, *want, "{id} in {}", f.display());
+            *want += 1;
+        }
+    }
+    assert_eq!(next, BTreeMap::from([("c1", 1001), ("c2", 1001)]));
+    assert_eq!(stats.written, 2000);
+    // At least one checkpoint per rotation, beyond the one per round.
+    assert!(stats.checkpoints as usize >= files.len(), "{stats:?}");
+}
+
+#[tokio::test]
+async fn dropping_the_stage_without_shutdown_still_writes_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let mut cfg = config(spec(&path));
+    cfg.merge_window = Some(Duration::from_secs(3600));
+    let (output, h) = start(cfg);
+    let src = source("h", 1, "p");
+    let rs = vec![owned(&src, 2, "second", "t"), owned(&src, 1, "first", "t")];
+    assert!(
+        h.send(Delivery {
+            source: src,
+            body: Body::Records(rs),
+            ack: None,
+        })
+        .await
+    );
+    drop(output);
+    assert_eq!(lines(&path), ["second", "first"]);
+}
