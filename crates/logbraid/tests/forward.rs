@@ -216,3 +216,45 @@ fn shutdown_without_a_collector_reports_what_it_could_not_deliver() {
     assert_eq!((s.records, s.acked, s.lost), (25, 0, 25));
     assert!(s.last_error.unwrap().contains("cannot connect"));
 }
+
+/// Runs `logger.flush()` with a safety net. A flush that never returns
+/// would also hang the panic hook (it flushes every live logger), so a
+/// failed assertion could not end the test: the process is aborted instead.
+fn flush_or_abort(logger: &Logger, what: &str) {
+    let l = logger.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        l.flush();
+        let _ = tx.send(());
+    });
+    if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+        eprintln!("Logger::flush did not return: {what}");
+        std::process::abort();
+    }
+}
+
+#[test]
+fn after_a_lossy_shutdown_flush_returns_and_later_records_still_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.log");
+    let sock = dir.path().join("late.sock");
+    let (logger, guard, stats) = client(options(&sock).linger(Duration::from_millis(100)));
+    log_range(&logger, 0..7);
+    drop(guard);
+    assert_eq!(stats.get().lost, 7);
+    // What shutdown gave up on no longer holds up a flush (the panic hook
+    // and `atexit` flush every live logger too).
+    flush_or_abort(&logger, "after a shutdown that lost records");
+
+    // A record logged after shutdown is written directly by the caller;
+    // through a forwarding sink it must still reach the collector.
+    let (clog, _cguard) = collector_logger(&out);
+    let collector = Embedded::start_at(&sock, clog, EmbeddedOptions::default()).unwrap();
+    log_range(&logger, 7..8);
+    flush_or_abort(&logger, "for a record logged after shutdown");
+    assert_eq!(messages(&out), expected(7..8));
+    let s = stats.get();
+    assert_eq!((s.records, s.acked, s.lost), (8, 1, 7));
+    drop(logger);
+    collector.shutdown(Duration::from_secs(1));
+}

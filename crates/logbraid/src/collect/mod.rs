@@ -307,7 +307,11 @@ fn accept_loop(listener: UnixListener, inner: Arc<Inner>) {
         if inner.stopping.load(Ordering::Acquire) {
             return;
         }
-        let Ok(mut stream) = conn else { continue };
+        let Ok(mut stream) = conn else {
+            // A lasting error (no file descriptors left) must not spin.
+            thread::sleep(Duration::from_millis(10));
+            continue;
+        };
         let c = &inner.counters;
         if c.active.load(Ordering::Relaxed) >= inner.options.max_connections {
             c.refused.fetch_add(1, Ordering::Relaxed);
@@ -421,8 +425,10 @@ fn serve(mut stream: UnixStream, inner: &Inner) {
                 }
             }
         }
-        if let Some(last) = written {
-            // Acknowledged only once the parent's writer has written them.
+        if let Some(last) = written.filter(|_| close.is_none()) {
+            // Acknowledged only once the parent's writer has written them;
+            // never after an ERROR, which is a connection's last frame (the
+            // client resends, and the records already logged are skipped).
             inner.logger.flush();
             session.commit(last, &opts.dedup, &mut out);
         }

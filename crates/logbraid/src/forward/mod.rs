@@ -246,6 +246,9 @@ pub struct ForwardSink {
     linger: Duration,
     endpoint: Endpoint,
     io: Option<JoinHandle<()>>,
+    /// What a new I/O thread is started from when records arrive after
+    /// [`Sink::finish`] stopped the previous one.
+    respawn: Io,
 }
 
 impl fmt::Debug for ForwardSink {
@@ -305,9 +308,9 @@ impl ForwardSink {
             client_id,
             source,
         };
-        let handle = thread::Builder::new()
-            .name("logbraid-forward".into())
-            .spawn(move || io.run())
+        let handle = io
+            .clone()
+            .spawn()
             .map_err(|e| ForwardError::Thread(e.to_string()))?;
         Ok(ForwardSink {
             shared,
@@ -316,6 +319,7 @@ impl ForwardSink {
             linger: options.linger,
             endpoint: options.endpoint,
             io: Some(handle),
+            respawn: io,
         })
     }
 
@@ -325,10 +329,21 @@ impl ForwardSink {
     }
 
     /// Seals the current batch and queues it, waiting while the buffer is
-    /// full.
-    fn seal(&mut self) {
+    /// full. After [`Sink::finish`] this starts a new I/O thread: the
+    /// pipeline writes records logged after its shutdown directly, and they
+    /// must still reach the collector rather than wait in an outbox that
+    /// nobody sends.
+    fn seal(&mut self) -> io::Result<()> {
         if self.encoder.is_empty() {
-            return;
+            return Ok(());
+        }
+        if self.io.is_none() {
+            {
+                let mut st = lock(&self.shared.state);
+                st.stop = false;
+                st.pongs.clear();
+            }
+            self.io = Some(self.respawn.clone().spawn()?);
         }
         let mut st = lock(&self.shared.state);
         while st.bytes >= self.buffer_bytes && !st.stop {
@@ -340,7 +355,7 @@ impl ForwardSink {
         // u64::MAX, so finishing cannot fail.
         let Ok(n) = self.encoder.finish(first, &mut frame) else {
             self.encoder.clear();
-            return;
+            return Ok(());
         };
         st.next_seq += u64::from(n);
         st.bytes += frame.len();
@@ -353,6 +368,7 @@ impl ForwardSink {
             .records
             .fetch_add(u64::from(n), Ordering::Relaxed);
         self.shared.cv.notify_all();
+        Ok(())
     }
 
     /// Waits until the outbox is empty, or until `deadline`.
@@ -392,7 +408,7 @@ impl Sink for ForwardSink {
         match self.encoder.push(record) {
             Push::Added | Push::Truncated => Ok(self.encoder.frame_len() - before),
             Push::Full => {
-                self.seal();
+                self.seal()?;
                 let empty = self.encoder.frame_len();
                 // An empty encoder takes any record, shortening it if needed.
                 let _ = self.encoder.push(record);
@@ -402,33 +418,44 @@ impl Sink for ForwardSink {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.seal();
-        Ok(())
+        self.seal()
     }
 
     fn confirm(&mut self) -> io::Result<()> {
-        self.seal();
+        self.seal()?;
         self.wait_acked(None);
         Ok(())
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        self.seal();
+        let sealed = self.seal();
         let done = self.wait_acked(Some(Instant::now() + self.linger));
-        if !done {
-            let st = lock(&self.shared.state);
-            let lost: u64 = st.outbox.iter().map(|b| u64::from(b.records)).sum();
-            drop(st);
-            self.shared.lost.fetch_add(lost, Ordering::Relaxed);
-            let _ = writeln!(
-                io::stderr(),
-                "logbraid: {lost} records not acknowledged by {} after {:?}: lost",
-                self.endpoint,
-                self.linger
-            );
-        }
         self.stop_io();
-        Ok(())
+        if !done {
+            let mut st = lock(&self.shared.state);
+            let lost: u64 = st.outbox.iter().map(|b| u64::from(b.records)).sum();
+            // What was given up on leaves the outbox: a later `confirm`
+            // (a flush after shutdown, the panic hook, `atexit`) must not
+            // wait for it forever. The numbering would now have a gap the
+            // collector refuses, so a new epoch starts from 1.
+            st.outbox.clear();
+            st.bytes = 0;
+            st.sent = 0;
+            st.epoch = new_epoch();
+            st.next_seq = 1;
+            drop(st);
+            self.shared.cv.notify_all();
+            if lost > 0 {
+                self.shared.lost.fetch_add(lost, Ordering::Relaxed);
+                let _ = writeln!(
+                    io::stderr(),
+                    "logbraid: {lost} records not acknowledged by {} after {:?}: lost",
+                    self.endpoint,
+                    self.linger
+                );
+            }
+        }
+        sealed
     }
 }
 
@@ -441,12 +468,17 @@ impl Drop for ForwardSink {
 }
 
 /// The I/O thread's side.
+#[derive(Clone)]
 struct Io {
     shared: Arc<Shared>,
     options: ForwardOptions,
     client_id: String,
     source: Arc<Source>,
 }
+
+/// How long one batch write may block before the connection is taken for
+/// dead and the batches are resent on a new one.
+const BATCH_WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Least time between two diagnostics about the connection on stderr.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
@@ -458,6 +490,12 @@ enum End {
 }
 
 impl Io {
+    fn spawn(self) -> io::Result<JoinHandle<()>> {
+        thread::Builder::new()
+            .name("logbraid-forward".into())
+            .spawn(move || self.run())
+    }
+
     fn stopping(&self) -> bool {
         lock(&self.shared.state).stop
     }
@@ -593,6 +631,10 @@ impl Io {
             return fail("cannot clone the socket of", &"try_clone");
         };
         let _ = read_half.set_read_timeout(None);
+        // A collector whose sinks fall behind stops reading (backpressure):
+        // a slow collector is not a dead one, so batch writes get far longer
+        // than the handshake did.
+        let _ = stream.set_write_timeout(Some(BATCH_WRITE_TIMEOUT));
         let gen = lock(&self.shared.state).dead_gen;
         let shared = Arc::clone(&self.shared);
         let endpoint = self.options.endpoint.to_string();
