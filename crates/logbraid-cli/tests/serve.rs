@@ -282,6 +282,7 @@ fn four_python_socket_handlers_arrive_whole_with_fields_and_tracebacks() {
     let records = json(&dir.path().join("out.jsonl"));
     assert_eq!(records.len() as u64, 4 * (N + 1));
     let mut next: HashMap<String, u64> = HashMap::new();
+    let mut failed: HashMap<String, u64> = HashMap::new();
     for r in &records {
         let wid = r["target"]
             .as_str()
@@ -294,7 +295,9 @@ fn four_python_socket_handlers_arrive_whole_with_fields_and_tracebacks() {
             assert_eq!(msg, format!("w{wid} failed"));
             let tb = r["fields"]["exc_text"].as_str().unwrap();
             assert!(tb.starts_with("Traceback (most recent call last):"), "{tb}");
+            assert!(tb.contains("    {}[\"missing\"]\n"), "{tb}");
             assert!(tb.trim_end().ends_with("KeyError: 'missing'"), "{tb}");
+            *failed.entry(wid).or_insert(0) += 1;
             continue;
         }
         let i = next.entry(wid.clone()).or_insert(0);
@@ -307,6 +310,8 @@ fn four_python_socket_handlers_arrive_whole_with_fields_and_tracebacks() {
     }
     assert_eq!(next.len(), 4);
     assert!(next.values().all(|&v| v == N));
+    assert_eq!(failed.len(), 4);
+    assert!(failed.values().all(|&v| v == 1), "{failed:?}");
 }
 
 const UDP_WORKER: &str = r#"
@@ -415,6 +420,21 @@ fn error_code(mut s: TcpStream) -> Option<u16> {
     }
 }
 
+/// Waits until the collector has closed `s` (after ending the sending half
+/// first with `eof`) without answering.
+fn closed_by_server(mut s: TcpStream, eof: bool) {
+    if eof {
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut back = Vec::new();
+    assert_eq!(
+        s.read_to_end(&mut back).unwrap(),
+        0,
+        "closed without an answer"
+    );
+}
+
 fn send(port: u16, bytes: &[u8]) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(bytes).unwrap();
@@ -495,7 +515,7 @@ fn bad_input_closes_only_its_connection_and_good_clients_get_through() {
     // Truncated frame, then the end of the stream.
     let mut h = hello(b"s3cret");
     h.truncate(h.len() - 3);
-    drop(send(native, &h));
+    closed_by_server(send(native, &h), true);
     // A pickle that would run os.system, and one with invalid UTF-8.
     let evil = b"cos\nsystem\n(S'touch pwned'\ntR.";
     let mut frame = (evil.len() as u32).to_be_bytes().to_vec();
@@ -508,29 +528,29 @@ fn bad_input_closes_only_its_connection_and_good_clients_get_through() {
         0,
         "closed without an answer"
     );
-    let bad_utf8 = b"}q\x00(X\x03\x00\x00\x00msgq\x01C\x02\xff\xfeu.";
+    // Invalid UTF-8 in a str is decoded the way Python's surrogatepass
+    // writes it, with U+FFFD: one record, the connection unharmed.
+    let bad_utf8 = b"}q\x00(X\x03\x00\x00\x00msgq\x01X\x04\x00\x00\x00b\xff\xfeXu.";
     let mut frame = (bad_utf8.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(bad_utf8);
-    drop(send(py, &frame));
-    // A flood of idle connections over --max-connections: the ones over the
-    // cap are refused with OVERLOADED.
-    let flood: Vec<TcpStream> = (0..12).map(|_| send(native, &[])).collect();
-    let mut overloaded = 0;
-    for s in flood {
-        s.set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        let mut back = [0u8; 64];
-        let mut s = s;
-        if let Ok(n) = s.read(&mut back) {
-            if n >= 8 && back[5] == 5 && back[6] == 7 {
-                overloaded += 1;
-            }
+    closed_by_server(send(py, &frame), true);
+    // A flood over --max-connections. Every bad connection above is closed
+    // by now, and a connection gives its slot back before its socket
+    // closes, so the good client holds the only slot: of 12 more, 7 are
+    // welcome and 5 refused with OVERLOADED, each told at once.
+    let flood: Vec<TcpStream> = (0..12).map(|_| send(native, &hello(b"s3cret"))).collect();
+    let (mut welcome, mut overloaded) = (0, 0);
+    for mut s in flood.iter() {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let frame = read_frame(&mut s).expect("an answer to a flood connection");
+        match logbraid::wire::decode(&frame) {
+            Ok(logbraid::wire::Frame::Welcome { .. }) => welcome += 1,
+            Ok(logbraid::wire::Frame::Error { code, .. }) if code.0 == 7 => overloaded += 1,
+            other => panic!("unexpected answer to a flood connection: {other:?}"),
         }
     }
-    assert!(
-        overloaded >= 4,
-        "{overloaded} connections refused as OVERLOADED"
-    );
+    assert_eq!((welcome, overloaded), (7, 5));
+    drop(flood);
 
     // The good client is still served.
     log_range(&logger, "good", 100..200);
@@ -552,6 +572,18 @@ fn bad_input_closes_only_its_connection_and_good_clients_get_through() {
     ] {
         assert!(err.contains(what), "no diagnostic for {what}: {err}");
     }
+    assert_eq!(
+        out.iter()
+            .filter(|l| l.contains("b\u{fffd}\u{fffd}X"))
+            .count(),
+        1,
+        "{out:?}"
+    );
+    // Six bad inputs and five connections over the cap, nothing else.
+    assert!(
+        err.contains("stopped; 201 records written, 11 inputs rejected"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -605,7 +605,7 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<PickleValue, PickleError>
         arena: Vec::new(),
         stack: Vec::new(),
         marks: Vec::new(),
-        memo: HashMap::new(),
+        memo: Memo::default(),
     };
     let root = m.run()?;
     let stop_at = m.op_at;
@@ -646,7 +646,58 @@ struct Machine<'a> {
     /// Stack lengths at each open `MARK`; the stack below the last one is
     /// out of reach until the mark is popped.
     marks: Vec<usize>,
-    memo: HashMap<u64, usize>,
+    memo: Memo,
+}
+
+/// Memo indices below this are kept in a vector (pickles number their
+/// memo entries 0, 1, 2, …); larger ones, which only a hand-made pickle
+/// uses, in a map. The vector costs at most 512 KiB.
+const DENSE_MEMO: u64 = 1 << 16;
+
+/// The pickle memo: index → arena node.
+#[derive(Default)]
+struct Memo {
+    dense: Vec<usize>,
+    sparse: HashMap<u64, usize>,
+    len: usize,
+}
+
+const ABSENT: usize = usize::MAX;
+
+impl Memo {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, index: u64) -> Option<usize> {
+        if index < DENSE_MEMO {
+            self.dense
+                .get(index as usize)
+                .copied()
+                .filter(|&v| v != ABSENT)
+        } else {
+            self.sparse.get(&index).copied()
+        }
+    }
+
+    fn contains_key(&self, index: u64) -> bool {
+        self.get(index).is_some()
+    }
+
+    fn insert(&mut self, index: u64, node: usize) {
+        if index < DENSE_MEMO {
+            let i = index as usize;
+            if i >= self.dense.len() {
+                self.dense.resize(i + 1, ABSENT);
+            }
+            if self.dense[i] == ABSENT {
+                self.len += 1;
+            }
+            self.dense[i] = node;
+        } else if self.sparse.insert(index, node).is_none() {
+            self.len += 1;
+        }
+    }
 }
 
 type R<T> = Result<T, PickleError>;
@@ -783,7 +834,7 @@ impl<'a> Machine<'a> {
 
     fn memo_put(&mut self, index: u64) -> R<()> {
         let top = self.top()?;
-        if !self.memo.contains_key(&index) && self.memo.len() >= self.limits.max_memo {
+        if !self.memo.contains_key(index) && self.memo.len() >= self.limits.max_memo {
             return Err(PickleError::Limit {
                 kind: LimitKind::Memo,
                 max: self.limits.max_memo,
@@ -795,8 +846,8 @@ impl<'a> Machine<'a> {
     }
 
     fn memo_get(&mut self, index: u64) -> R<()> {
-        match self.memo.get(&index) {
-            Some(&i) => {
+        match self.memo.get(index) {
+            Some(i) => {
                 self.stack.push(i);
                 Ok(())
             }
