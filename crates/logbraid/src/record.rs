@@ -381,6 +381,12 @@ pub struct OwnedRecord {
 impl OwnedRecord {
     /// Copies a borrowed record.
     pub fn from_record(r: &Record<'_>) -> Self {
+        OwnedRecord::from_record_with_source(r, &Arc::new(r.source.clone()))
+    }
+
+    /// Copies a borrowed record, sharing `source` (the one `r` borrows, or
+    /// its equal) rather than copying it once per record.
+    pub fn from_record_with_source(r: &Record<'_>, source: &Arc<Source>) -> Self {
         let mut fields = FieldsBuf::new();
         fields.buf.extend_from_slice(r.fields.encoded());
         OwnedRecord {
@@ -394,7 +400,7 @@ impl OwnedRecord {
             function: r.function.map(str::to_string),
             thread_id: r.thread_id,
             thread_name: r.thread_name.map(str::to_string),
-            source: Arc::new(r.source.clone()),
+            source: Arc::clone(source),
             fields,
         }
     }

@@ -223,7 +223,6 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use logbraid::wire::Frame;
-use logbraid::{FieldsBuf, Record};
 use tokio::sync::Semaphore;
 
 use files::{report, Files, Route};
@@ -438,27 +437,6 @@ struct Stage {
     retry_at: Option<Instant>,
 }
 
-/// Copies a borrowed record, sharing the delivery's source rather than
-/// copying it once per record.
-fn owned(r: &Record<'_>, source: &Arc<Source>) -> OwnedRecord {
-    let mut fields = FieldsBuf::new();
-    fields.extend_encoded(r.fields.encoded());
-    OwnedRecord {
-        timestamp_ns: r.timestamp_ns,
-        level: r.level,
-        target: r.target.to_string(),
-        message: r.message.to_vec(),
-        module: r.module.map(str::to_string),
-        file: r.file.map(str::to_string),
-        line: r.line,
-        function: r.function.map(str::to_string),
-        thread_id: r.thread_id,
-        thread_name: r.thread_name.map(str::to_string),
-        source: Arc::clone(source),
-        fields,
-    }
-}
-
 fn source_key(s: &Source) -> Key {
     Key::Source(s.host.clone(), s.pid, s.process_name.clone())
 }
@@ -596,7 +574,10 @@ impl Stage {
                     let seq = stream
                         .as_ref()
                         .map(|s| (Arc::clone(s), first.saturating_add(i as u64)));
-                    merge.push(&key, Held::new(owned(&r, &d.source), seq));
+                    merge.push(
+                        &key,
+                        Held::new(OwnedRecord::from_record_with_source(&r, &d.source), seq),
+                    );
                 }
                 keys.push(key);
             }
