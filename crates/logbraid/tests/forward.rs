@@ -258,3 +258,22 @@ fn after_a_lossy_shutdown_flush_returns_and_later_records_still_arrive() {
     drop(logger);
     collector.shutdown(Duration::from_secs(1));
 }
+
+#[test]
+fn shutdown_ends_even_when_the_socket_file_was_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.log");
+    let sock = dir.path().join("c.sock");
+    let (clog, _cguard) = collector_logger(&out);
+    let collector = Embedded::start_at(&sock, clog, EmbeddedOptions::default()).unwrap();
+    // A temporary-directory cleaner removes the socket.
+    std::fs::remove_file(&sock).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        collector.shutdown(Duration::ZERO);
+        tx.send(()).unwrap();
+    });
+    // A safety net, not a speed bound: before the fix this never returned.
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("shutdown returned");
+}

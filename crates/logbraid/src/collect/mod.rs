@@ -302,8 +302,30 @@ impl Drop for Embedded {
     }
 }
 
+/// Waits up to `timeout` for a connection to accept; false on timeout.
+fn readable(listener: &UnixListener, timeout: Duration) -> bool {
+    use std::os::unix::io::AsRawFd;
+    let mut fd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, and its count, for the duration of the call.
+    let n = unsafe { libc::poll(&mut fd, 1, timeout.as_millis() as libc::c_int) };
+    n > 0
+}
+
 fn accept_loop(listener: UnixListener, inner: Arc<Inner>) {
-    for conn in listener.incoming() {
+    loop {
+        if inner.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        // Shutdown wakes the accept by connecting; the poll timeout makes it
+        // end even when that cannot work (the socket file was deleted).
+        if !readable(&listener, STOP_CHECK) {
+            continue;
+        }
+        let conn = listener.accept().map(|(s, _)| s);
         if inner.stopping.load(Ordering::Acquire) {
             return;
         }
@@ -339,6 +361,9 @@ fn accept_loop(listener: UnixListener, inner: Arc<Inner>) {
         }
     }
 }
+
+/// How often a quiet accept loop checks for shutdown.
+const STOP_CHECK: Duration = Duration::from_millis(250);
 
 /// How often a quiet connection checks for shutdown and idleness.
 const POLL: Duration = Duration::from_millis(100);
