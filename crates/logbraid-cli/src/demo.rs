@@ -7,7 +7,7 @@
 //! `SocketHandler` when `python3` is there; then reads every file back and
 //! says where every record went.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode};
@@ -17,11 +17,13 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use logbraid::config::parse_size;
 use logbraid::layout::LayoutSpec;
-use logbraid::sink::{read_decompressed, rotated_files, RollingFile};
+use logbraid::sink::{rotated_files, RollingFile};
 use logbraid::wire::Dedup;
 use logbraid::{Builder, Compression};
 use logbraid_collector::output::{FileSpec, Output, OutputConfig};
 use logbraid_collector::server::{self, ListenUrl, Server, ServerConfig};
+
+use crate::tally::Tally;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
@@ -259,14 +261,12 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     writeln!(
         out,
         "  verified    {} of {total}: {} missing, {} duplicated, {} out of order",
-        check.found, check.missing, check.duplicated, check.out_of_order
+        check.found,
+        check.missing(),
+        check.duplicated,
+        check.out_of_order
     )?;
-    let ok = failed == 0
-        && check.found == total
-        && check.missing == 0
-        && check.duplicated == 0
-        && check.out_of_order == 0
-        && stray.is_empty();
+    let ok = failed == 0 && check.found == total && check.clean() && stray.is_empty();
     writeln!(out, "  result      {}", if ok { "OK" } else { "FAILED" })?;
     Ok(if ok {
         ExitCode::SUCCESS
@@ -275,56 +275,20 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-#[derive(Debug, Default)]
-struct Check {
-    found: u64,
-    missing: u64,
-    duplicated: u64,
-    out_of_order: u64,
-    per_source: HashMap<String, u64>,
-}
-
 /// Reads every file, oldest first, and checks that each worker's records
 /// of this run are there once each, in the order the worker logged them.
-fn verify(files: &[PathBuf], run: &str, expected: &BTreeMap<String, u64>) -> anyhow::Result<Check> {
+fn verify(
+    files: &[PathBuf],
+    run: &str,
+    expected: &BTreeMap<String, u64>,
+) -> anyhow::Result<Tally<String>> {
     let marker = format!(": run {run} ");
-    let mut seen: HashMap<&str, Vec<bool>> = expected
-        .iter()
-        .map(|(k, n)| (k.as_str(), vec![false; *n as usize]))
-        .collect();
-    let mut next: HashMap<String, u64> = HashMap::new();
-    let mut check = Check::default();
-    for f in files {
-        let bytes = read_decompressed(f).with_context(|| format!("cannot read {}", f.display()))?;
-        for line in bytes.split(|&b| b == b'\n') {
-            let Ok(line) = std::str::from_utf8(line) else {
-                continue;
-            };
-            let Some(at) = line.find(&marker) else {
-                continue;
-            };
-            let mut it = line[at + marker.len()..].split(' ');
-            let (Some(src), Some(Ok(i))) = (it.next(), it.next().map(str::parse::<u64>)) else {
-                continue;
-            };
-            let Some(flags) = seen.get_mut(src) else {
-                continue;
-            };
-            let Some(slot) = flags.get_mut(i as usize) else {
-                continue;
-            };
-            check.found += 1;
-            *check.per_source.entry(src.to_string()).or_insert(0) += 1;
-            if std::mem::replace(slot, true) {
-                check.duplicated += 1;
-            }
-            let n = next.entry(src.to_string()).or_insert(0);
-            if i != *n {
-                check.out_of_order += 1;
-            }
-            *n = i + 1;
-        }
-    }
-    check.missing = seen.values().flatten().filter(|s| !**s).count() as u64;
-    Ok(check)
+    let mut tally = Tally::new(expected.iter().map(|(k, n)| (k.clone(), *n)));
+    tally.read(files, |line| {
+        let at = line.find(&marker)?;
+        let mut it = line[at + marker.len()..].split(' ');
+        let src = it.next()?.to_string();
+        Some((src, it.next()?.parse().ok()?))
+    })?;
+    Ok(tally)
 }

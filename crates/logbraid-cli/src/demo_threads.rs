@@ -1,6 +1,5 @@
 //! `logbraid demo-threads`: the in-process pipeline end to end.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +7,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use logbraid::config::parse_size;
-use logbraid::sink::{read_decompressed, rotated_files, RollingFile};
+use logbraid::sink::{rotated_files, RollingFile};
+
+use crate::tally::Tally;
 use logbraid::{Builder, Compression};
 
 #[derive(clap::Args, Debug)]
@@ -118,13 +119,9 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     writeln!(
         out,
         "  verified    {} of {} records of this run found in the files: {} missing, {} duplicated, {} out of order",
-        check.found, expected, check.missing, check.duplicated, check.out_of_order
+        check.found, expected, check.missing(), check.duplicated, check.out_of_order
     )?;
-    let ok = check.found == expected
-        && check.missing == 0
-        && check.duplicated == 0
-        && check.out_of_order == 0
-        && stats.dropped == 0;
+    let ok = check.found == expected && check.clean() && stats.dropped == 0;
     writeln!(out, "  result      {}", if ok { "OK" } else { "FAILED" })?;
     Ok(if ok {
         ExitCode::SUCCESS
@@ -133,53 +130,26 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-#[derive(Debug, Default)]
-struct Check {
-    found: u64,
-    missing: u64,
-    duplicated: u64,
-    out_of_order: u64,
-}
-
 /// Reads every file (oldest first) and checks that each worker's records
 /// of this run appear exactly once and in the order they were logged.
-fn verify(files: &[PathBuf], run: &str, threads: usize, records: u64) -> anyhow::Result<Check> {
+fn verify(
+    files: &[PathBuf],
+    run: &str,
+    threads: usize,
+    records: u64,
+) -> anyhow::Result<Tally<u64>> {
     let run_field = format!(" run={run} ");
-    let mut next: HashMap<usize, u64> = HashMap::new();
-    let mut seen = vec![vec![false; records as usize]; threads];
-    let mut check = Check::default();
-    for f in files {
-        let bytes = read_decompressed(f).with_context(|| format!("cannot read {}", f.display()))?;
-        for line in bytes.split(|&b| b == b'\n') {
-            let Ok(line) = std::str::from_utf8(line) else {
-                continue;
-            };
-            if !line.contains(&run_field) {
-                continue;
-            }
-            let (Some(i), Some(w)) = (
-                number_after(line, "request "),
-                number_after(line, " worker="),
-            ) else {
-                continue;
-            };
-            let (w, i) = (w as usize, i);
-            if w >= threads || i >= records {
-                continue;
-            }
-            check.found += 1;
-            if std::mem::replace(&mut seen[w][i as usize], true) {
-                check.duplicated += 1;
-            }
-            let n = next.entry(w).or_insert(0);
-            if i != *n {
-                check.out_of_order += 1;
-            }
-            *n = i + 1;
+    let mut tally = Tally::new((0..threads as u64).map(|w| (w, records)));
+    tally.read(files, |line| {
+        if !line.contains(&run_field) {
+            return None;
         }
-    }
-    check.missing = seen.iter().flatten().filter(|s| !**s).count() as u64;
-    Ok(check)
+        Some((
+            number_after(line, " worker=")?,
+            number_after(line, "request ")?,
+        ))
+    })?;
+    Ok(tally)
 }
 
 fn number_after(line: &str, marker: &str) -> Option<u64> {

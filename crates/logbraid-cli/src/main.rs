@@ -3,6 +3,7 @@
 mod demo;
 mod demo_threads;
 mod serve;
+mod tally;
 
 use std::process::ExitCode;
 
