@@ -10,8 +10,9 @@
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use logbraid::report::RateLimit;
 
 /// What went wrong with an input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -107,10 +108,19 @@ impl Kind {
 }
 
 /// Counts of every kind of rejected input.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Diagnostics {
     counts: [AtomicU64; KINDS],
-    last: Mutex<[(Option<Instant>, u64); KINDS]>,
+    limits: [RateLimit; KINDS],
+}
+
+impl Default for Diagnostics {
+    fn default() -> Self {
+        Diagnostics {
+            counts: Default::default(),
+            limits: [const { RateLimit::new(Duration::from_secs(1)) }; KINDS],
+        }
+    }
 }
 
 impl Diagnostics {
@@ -118,19 +128,9 @@ impl Diagnostics {
     /// second, says it on stderr.
     pub fn emit(&self, kind: Kind, peer: &str, action: Action, detail: &dyn std::fmt::Display) {
         self.counts[kind.index()].fetch_add(1, Ordering::Relaxed);
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = &mut last[kind.index()];
-        let now = Instant::now();
-        if slot
-            .0
-            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
-        {
-            slot.1 += 1;
+        let Some(more) = self.limits[kind.index()].allow() else {
             return;
-        }
-        let more = std::mem::take(&mut slot.1);
-        slot.0 = Some(now);
-        drop(last);
+        };
         let more = if more > 0 {
             format!(" ({more} more of this kind not shown)")
         } else {
@@ -148,10 +148,9 @@ impl Diagnostics {
     /// shown since the last line of their kind, so the last second of a
     /// flood is not left out of the record. Call it when stopping.
     pub fn finish(&self) {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let mut err = std::io::stderr().lock();
         for kind in ALL {
-            let more = std::mem::take(&mut last[kind.index()].1);
+            let more = self.limits[kind.index()].take_held_back();
             if more > 0 {
                 let _ = writeln!(err, "logbraid serve: {more} more {} not shown", kind.name());
             }

@@ -13,6 +13,7 @@ mod logger;
 pub mod options;
 pub mod pipeline;
 pub mod record;
+pub mod report;
 pub mod sink;
 pub mod wire;
 

@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use logbraid::report::RateLimit;
 use logbraid::sink::{RollingFile, Sink};
 use logbraid::Record;
 
@@ -29,18 +29,8 @@ const MAX_COMPONENT: usize = 220;
 /// (with a count of what was not said), so a broken disk or a flood of bad
 /// input cannot flood the terminal.
 pub(super) fn report(what: &str) {
-    static LAST: Mutex<(Option<Instant>, u64)> = Mutex::new((None, 0));
-    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-    let now = Instant::now();
-    if last
-        .0
-        .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
-    {
-        last.1 += 1;
-        return;
-    }
-    let more = std::mem::take(&mut last.1);
-    last.0 = Some(now);
+    static LIMIT: RateLimit = RateLimit::new(Duration::from_secs(1));
+    let Some(more) = LIMIT.allow() else { return };
     let more = if more > 0 {
         format!(" ({more} more problems since the last report)")
     } else {

@@ -23,6 +23,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::logger::Logger;
+use crate::report::RateLimit;
 use crate::wire::{self, Dedup, ErrorCode, FrameReader, ServerSession, Step};
 
 /// The environment variable that carries the collector's address
@@ -108,29 +109,36 @@ pub struct EmbeddedStats {
     pub rejected: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counters {
     accepted: AtomicU64,
     active: AtomicUsize,
     refused: AtomicU64,
     records: AtomicU64,
     rejected: AtomicU64,
-    last_report: Mutex<Option<Instant>>,
-    unreported: AtomicU64,
+    reports: RateLimit,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            accepted: AtomicU64::new(0),
+            active: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            reports: RateLimit::new(Duration::from_secs(1)),
+        }
+    }
 }
 
 impl Counters {
     /// A protocol fault: counted, and said on stderr at most once a second.
     fn reject(&self, what: &str) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
-        let mut last = self.last_report.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
-            self.unreported.fetch_add(1, Ordering::Relaxed);
+        let Some(more) = self.reports.allow() else {
             return;
-        }
-        *last = Some(now);
-        let more = self.unreported.swap(0, Ordering::Relaxed);
+        };
         let more = if more > 0 {
             format!(" ({more} more since the last report)")
         } else {

@@ -35,6 +35,7 @@ use conn::Stream;
 pub use conn::{Endpoint, ForwardError};
 
 use crate::record::{Record, Source};
+use crate::report::RateLimit;
 use crate::sink::Sink;
 use crate::wire::{self, BatchEncoder, Frame, FrameReader, Hello, Push};
 
@@ -502,7 +503,7 @@ impl Io {
 
     fn run(self) {
         let mut backoff = self.options.backoff_min;
-        let mut last_report: Option<Instant> = None;
+        let reports = RateLimit::new(REPORT_EVERY);
         loop {
             if self.stopping() {
                 return;
@@ -523,9 +524,7 @@ impl Io {
                 End::Retry { transient } => transient,
             };
             if let Some(msg) = lock(&self.shared.state).last_error.clone() {
-                let now = Instant::now();
-                if last_report.is_none_or(|t| now.duration_since(t) >= REPORT_EVERY) {
-                    last_report = Some(now);
+                if reports.allow().is_some() {
                     let _ = writeln!(io::stderr(), "logbraid: forwarding: {msg}; retrying");
                 }
             }

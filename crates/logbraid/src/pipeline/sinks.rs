@@ -2,10 +2,11 @@
 //! and rate-limited error reports.
 
 use std::io::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::level::LevelFilter;
 use crate::record::Record;
+use crate::report::RateLimit;
 use crate::sink::Sink;
 
 /// Least time between two error reports of one sink on stderr.
@@ -14,8 +15,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(10);
 struct Entry {
     sink: Box<dyn Sink>,
     level: LevelFilter,
-    last_report: Option<Instant>,
-    unreported: u64,
+    reports: RateLimit,
 }
 
 /// The sinks of a pipeline, each with a level threshold; write errors are
@@ -52,8 +52,7 @@ impl SinkSet {
         self.entries.push(Entry {
             sink,
             level,
-            last_report: None,
-            unreported: 0,
+            reports: RateLimit::new(REPORT_EVERY),
         });
     }
 
@@ -110,19 +109,13 @@ impl SinkSet {
 }
 
 fn report(e: &mut Entry, err: &std::io::Error) {
-    e.unreported += 1;
-    let now = Instant::now();
-    if e.last_report
-        .is_some_and(|t| now.duration_since(t) < REPORT_EVERY)
-    {
+    let Some(held_back) = e.reports.allow() else {
         return;
-    }
-    e.last_report = Some(now);
+    };
     let _ = writeln!(
         std::io::stderr(),
         "logbraid: sink {:?} failed ({} failure(s) since the last report): {err}",
         e.sink,
-        e.unreported
+        held_back + 1
     );
-    e.unreported = 0;
 }
