@@ -415,20 +415,26 @@ fn main() -> anyhow::Result<()> {
             Ok(f)
         })
         .collect::<anyhow::Result<_>>()?;
-    let ours = (0..cli.runs)
-        .map(|_| pickle_intake(&cli, &frames, false))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Interleaved, so that both receivers meet the same machine: a run of
+    // one, then a run of the other.
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    let mut ratios = Vec::new();
+    for _ in 0..cli.runs {
+        let a = pickle_intake(&cli, &frames, false)?;
+        let b = pickle_intake(&cli, &frames, true)?;
+        ratios.push(b.secs / a.secs);
+        ours.push(a);
+        theirs.push(b);
+    }
+    eprintln!("pickles: done");
     rows.push(median(ours, "Python pickles, logbraid serve"));
-    eprintln!("pickles (logbraid): done");
-    let theirs = (0..1)
-        .map(|_| pickle_intake(&cli, &frames, true))
-        .collect::<anyhow::Result<Vec<_>>>()?;
     rows.push(median(theirs, "Python pickles, cookbook receiver"));
 
     let mut out = String::new();
     use std::fmt::Write as _;
     let _ = writeln!(out, "# Collector throughput\n");
-    let _ = writeln!(out, "{} client processes into one file on this machine ({} cores); every line read back and checked (each record once, per-client order). Native: {} records per client, flushed (acknowledged) before the clock stops. Pickles: {} captured `SocketHandler` frames per client replayed as fast as the socket takes them; the clock stops when the last line is in the file. Median of {} runs (the cookbook receiver: 1 run). RSS: the collector's peak (VmHWM).\n", cli.clients, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), cli.records, cli.records / 10, cli.runs);
+    let _ = writeln!(out, "{} client processes into one file on this machine ({} cores); every line read back and checked (each record once, per-client order). Native: {} records per client, flushed (acknowledged) before the clock stops. Pickles: {} captured `SocketHandler` frames per client replayed as fast as the socket takes them; the clock stops when the last line is in the file. Median of {} runs; the pickle runs of the two receivers alternate. RSS: the collector's peak (VmHWM).\n", cli.clients, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), cli.records, cli.records / 10, cli.runs);
     let _ = writeln!(out, "| scenario | records | seconds | records/s | MiB/s | collector peak RSS |\n|---|---:|---:|---:|---:|---:|");
     for r in &rows {
         let _ = writeln!(
@@ -446,8 +452,13 @@ fn main() -> anyhow::Result<()> {
     let theirs = &rows[3];
     let _ = writeln!(
         out,
-        "\nPickle intake: logbraid serve is {:.1}x the cookbook receiver.",
-        (ours.records as f64 / ours.secs) / (theirs.records as f64 / theirs.secs)
+        "\nPickle intake: logbraid serve is {:.1}x the cookbook receiver (medians); run by run: {}.",
+        (ours.records as f64 / ours.secs) / (theirs.records as f64 / theirs.secs),
+        ratios
+            .iter()
+            .map(|r| format!("{r:.1}x"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let _ = writeln!(out, "\nReproduce: `cargo build --release -p logbraid-cli && cargo run --release -p logbraid-bench --bin collector -- --write bench/COLLECTOR.md`");
     match &cli.write {

@@ -7,18 +7,18 @@ use logbraid_collector::intake::pickle::{
     decode, LimitKind, Limits, PickleError, PickleValue, MAX_DEPTH_CAP,
 };
 
-fn d(bytes: &[u8]) -> Result<PickleValue, PickleError> {
+fn d(bytes: &[u8]) -> Result<PickleValue<'_>, PickleError> {
     decode(bytes, &Limits::default())
 }
 
-fn repr(v: &PickleValue) -> String {
+fn repr(v: &PickleValue<'_>) -> String {
     let mut s = String::new();
     v.write_repr(&mut s, usize::MAX);
     s
 }
 
-fn s(v: &str) -> PickleValue {
-    PickleValue::Str(v.to_string())
+fn s(v: &str) -> PickleValue<'_> {
+    PickleValue::Str(v.to_string().into())
 }
 
 /// Values pickled with every protocol that can store them without calling
@@ -82,7 +82,8 @@ fn every_protocol_decodes_to_what_python_loads() {
         );
     }
     for case in doc["sets"].as_array().unwrap() {
-        let got = d(&hex_of(&case["hex"])).unwrap();
+        let bytes = hex_of(&case["hex"]);
+        let got = d(&bytes).unwrap();
         assert_eq!(
             got,
             PickleValue::List(vec![
@@ -167,7 +168,7 @@ print(json.dumps([pickle.dumps(v, p).hex() for p in (3, 4, 5)]))
         ),
         (s("f"), PickleValue::Float(0.5)),
         (s("s"), s("é")),
-        (s("b"), PickleValue::Bytes(vec![0])),
+        (s("b"), PickleValue::Bytes(vec![0].into())),
         (
             s("t"),
             PickleValue::Tuple(vec![PickleValue::None, PickleValue::Bool(true)]),
@@ -199,15 +200,15 @@ print(json.dumps([pickle.dumps(float("nan"), p).hex() for p in range(6)]))
 fn opcodes_python_3_no_longer_writes() {
     // Python 2 strings, DUP, POP, and the 8-byte lengths (only written for
     // values over 4 GiB), written by hand.
-    let cases: Vec<(&[u8], PickleValue)> = vec![
+    let cases: Vec<(&[u8], PickleValue<'_>)> = vec![
         (b"S'abc'\np0\n.", s("abc")),
         (b"S\"it's\"\n.", s("it's")),
-        (b"S'\\xe9'\n.", PickleValue::Bytes(vec![0xe9])),
+        (b"S'\\xe9'\n.", PickleValue::Bytes(vec![0xe9].into())),
         (b"S'\\xc3\\xa9\\n'\n.", s("é\n")),
         (b"U\x03abcq\x00.", s("abc")),
         (
             b"T\x02\x00\x00\x00\xff\xfe.",
-            PickleValue::Bytes(vec![0xff, 0xfe]),
+            PickleValue::Bytes(vec![0xff, 0xfe].into()),
         ),
         (
             b"\x80\x04\x8d\x03\x00\x00\x00\x00\x00\x00\x00abc.",
@@ -215,7 +216,7 @@ fn opcodes_python_3_no_longer_writes() {
         ),
         (
             b"\x80\x04\x8e\x02\x00\x00\x00\x00\x00\x00\x00\x01\x02.",
-            PickleValue::Bytes(vec![1, 2]),
+            PickleValue::Bytes(vec![1, 2].into()),
         ),
         (
             b"K\x012\x86.",

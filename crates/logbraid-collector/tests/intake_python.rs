@@ -76,7 +76,7 @@ fn script(body: &str) -> Json {
 fn one_frame(bytes: &[u8]) -> Vec<u8> {
     let mut d = FrameDecoder::default();
     d.push(bytes);
-    let frame = d.next_frame().unwrap().expect("a whole frame");
+    let frame = d.next_frame().unwrap().expect("a whole frame").to_vec();
     assert_eq!(d.next_frame(), Ok(None));
     assert_eq!(d.finish(), Ok(()));
     frame
@@ -646,7 +646,7 @@ h.close()
         }
         decoder.push(&chunk[..n]);
         while let Some(frame) = decoder.next_frame().unwrap() {
-            records.push(intake.decode(&frame, &peer.ip().to_string(), 0).unwrap());
+            records.push(intake.decode(frame, &peer.ip().to_string(), 0).unwrap());
         }
     }
     assert_eq!(decoder.finish(), Ok(()));
@@ -721,14 +721,9 @@ print(json.dumps([describe(r) for r in cap.records]))
         for chunk in stream.chunks(piece) {
             decoder.push(chunk);
             while let Some(frame) = decoder.next_frame().unwrap() {
-                let r = record_from_pickle(
-                    &frame,
-                    PEER,
-                    0,
-                    &Limits::default(),
-                    &mut SourceCache::new(),
-                )
-                .unwrap();
+                let r =
+                    record_from_pickle(frame, PEER, 0, &Limits::default(), &mut SourceCache::new())
+                        .unwrap();
                 messages.push(String::from_utf8(r.message).unwrap());
             }
         }
@@ -747,7 +742,7 @@ print(json.dumps([describe(r) for r in cap.records]))
     decoder.push(&[0, 0, 0x10, 0]);
     decoder.push(&[0u8; 100]);
     assert_eq!(decoder.buffered(), first.len() + 4);
-    assert_eq!(decoder.next_frame(), Ok(Some(first.clone())));
+    assert_eq!(decoder.next_frame(), Ok(Some(&first[..])));
     let too_large = FrameError::TooLarge {
         len: 0x1000,
         max: first.len(),

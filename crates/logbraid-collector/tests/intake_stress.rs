@@ -174,7 +174,7 @@ fn check_python_frame(data: &[u8]) {
         while let Ok(Some(frame)) = decoder.next_frame() {
             assert!(frame.len() <= 4096);
             taken += frame.len() + 4;
-            let _ = intake.decode(&frame, "peer", 0);
+            let _ = intake.decode(frame, "peer", 0);
         }
     }
     assert!(taken <= stream.len());

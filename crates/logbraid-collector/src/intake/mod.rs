@@ -39,6 +39,9 @@ pub struct SourceCache {
     /// Keyed by a hash of the three parts, so a lookup allocates nothing;
     /// each bucket is checked for equality.
     map: HashMap<u64, Vec<Arc<Source>>>,
+    /// The source returned last: a stream's records nearly always share
+    /// it, and comparing is cheaper than hashing.
+    last: Option<Arc<Source>>,
     hasher: RandomState,
     len: usize,
     capacity: usize,
@@ -63,6 +66,7 @@ impl SourceCache {
     pub fn with_capacity(capacity: usize) -> Self {
         SourceCache {
             map: HashMap::new(),
+            last: None,
             hasher: RandomState::new(),
             len: 0,
             capacity: capacity.max(1),
@@ -81,6 +85,16 @@ impl SourceCache {
 
     /// The shared source for these three values, created on first use.
     pub fn get(&mut self, host: &str, pid: u32, process_name: &str) -> Arc<Source> {
+        let same = |s: &Source| s.pid == pid && s.host == host && s.process_name == process_name;
+        if let Some(last) = self.last.as_ref().filter(|s| same(s)) {
+            return last.clone();
+        }
+        let source = self.lookup(host, pid, process_name);
+        self.last = Some(source.clone());
+        source
+    }
+
+    fn lookup(&mut self, host: &str, pid: u32, process_name: &str) -> Arc<Source> {
         let key = self.hasher.hash_one((host, pid, process_name));
         if let Some(found) = self.map.get(&key).and_then(|bucket| {
             bucket

@@ -14,6 +14,14 @@
 //! [`Limits`] checked at each step, so a small pickle that references one
 //! large value many times cannot make the tree large.
 //!
+//! Strings and bytes in the result borrow from the input where they can
+//! (a [`PickleValue`] lives as long as the bytes it was read from). A
+//! [`Decoder`] keeps the arena and the other working memory from one
+//! pickle to the next, and reads the shape nearly every `LogRecord` pickle
+//! has (one dict of scalars) in a single pass without the arena; for any
+//! other input, and for any input that pass would have to refuse, the
+//! arena decides, so both give the same result.
+//!
 //! What follows from rejecting every callable: Python's protocols 0 to 2
 //! store `bytes` and `bytearray` by calling a function (`_codecs.encode`,
 //! `builtins.bytearray`), and protocols 0 to 3 store sets the same way, so
@@ -35,6 +43,7 @@
 //! );
 //! ```
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 
@@ -92,7 +101,8 @@ impl Default for Limits {
 
 /// A value read from a pickle.
 #[derive(Clone, Debug, PartialEq)]
-pub enum PickleValue {
+#[repr(u64)]
+pub enum PickleValue<'a> {
     /// Python's `None`.
     None,
     /// `True` or `False`.
@@ -109,21 +119,21 @@ pub enum PickleValue {
     /// cannot hold, are replaced by U+FFFD. A Python 2 `str` (opcodes
     /// `STRING`, `BINSTRING`, `SHORT_BINSTRING`) is a `Str` when it is valid
     /// UTF-8 and [`PickleValue::Bytes`] otherwise.
-    Str(String),
+    Str(Cow<'a, str>),
     /// A `bytes` or `bytearray`.
-    Bytes(Vec<u8>),
+    Bytes(Cow<'a, [u8]>),
     /// A `list`, or a `set` or `frozenset` (in the order the pickle lists
     /// their items).
-    List(Vec<PickleValue>),
+    List(Vec<PickleValue<'a>>),
     /// A `tuple`.
-    Tuple(Vec<PickleValue>),
+    Tuple(Vec<PickleValue<'a>>),
     /// A `dict`, pairs in the order the pickle set them. A key set twice
     /// appears twice; [`PickleValue::get`] finds the later one, as Python
     /// would.
-    Dict(Vec<(PickleValue, PickleValue)>),
+    Dict(Vec<(PickleValue<'a>, PickleValue<'a>)>),
 }
 
-impl PickleValue {
+impl<'a> PickleValue<'a> {
     /// The Python type name (`"str"`, `"int"`, …), for messages.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -139,6 +149,16 @@ impl PickleValue {
         }
     }
 
+    /// Bytes a scalar adds to the result, for [`Limits::max_total_bytes`].
+    fn scalar_size(&self) -> usize {
+        match self {
+            PickleValue::Str(s) => s.len(),
+            PickleValue::Bytes(b) => b.len(),
+            PickleValue::BigInt(b) => b.len(),
+            _ => 0,
+        }
+    }
+
     /// The text of a `Str`.
     pub fn as_str(&self) -> Option<&str> {
         match self {
@@ -148,7 +168,7 @@ impl PickleValue {
     }
 
     /// In a `Dict`, the value of the last pair whose key is the string `key`.
-    pub fn get(&self, key: &str) -> Option<&PickleValue> {
+    pub fn get(&self, key: &str) -> Option<&PickleValue<'a>> {
         match self {
             PickleValue::Dict(pairs) => pairs
                 .iter()
@@ -228,7 +248,7 @@ fn floor_boundary(s: &str, at: usize) -> usize {
 
 // Recursion here is bounded: a decoded value is never deeper than
 // MAX_DEPTH_CAP, and a full budget stops the walk early.
-fn repr_into(v: &PickleValue, w: &mut Budget<'_>) {
+fn repr_into(v: &PickleValue<'_>, w: &mut Budget<'_>) {
     if w.full {
         return;
     }
@@ -272,7 +292,7 @@ fn repr_into(v: &PickleValue, w: &mut Budget<'_>) {
     };
 }
 
-fn write_items(items: &[PickleValue], w: &mut Budget<'_>) {
+fn write_items(items: &[PickleValue<'_>], w: &mut Budget<'_>) {
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             let _ = w.write_str(", ");
@@ -590,43 +610,172 @@ pub enum PickleError {
 ///
 /// Bytes after the `STOP` opcode are ignored, as Python's `pickle.loads`
 /// ignores them.
-pub fn decode(bytes: &[u8], limits: &Limits) -> Result<PickleValue, PickleError> {
-    if bytes.len() > limits.max_input {
-        return Err(PickleError::TooLarge {
-            len: bytes.len(),
-            max: limits.max_input,
+pub fn decode<'a>(bytes: &'a [u8], limits: &Limits) -> Result<PickleValue<'a>, PickleError> {
+    Decoder::new(limits.clone()).decode(bytes)
+}
+
+/// [`decode`] for many pickles in a row: keeps its working memory from one
+/// pickle to the next, so that decoding a stream of small pickles (one
+/// per log record) does not allocate it again for each.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    limits: Limits,
+    arena: Vec<Node<'static>>,
+    stack: Vec<usize>,
+    marks: Vec<usize>,
+    memo: Memo,
+    on_path: Vec<bool>,
+    tasks: Vec<Task>,
+    values: Vec<PickleValue<'static>>,
+}
+
+/// Empties a vector and gives back its allocation for elements of another
+/// type of the same size (here: the same type with another lifetime).
+/// The standard library collects a mapped `into_iter` in place; the map
+/// never runs, as the vector is empty.
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("empty")).collect()
+}
+
+impl Decoder {
+    /// A decoder applying `limits` to every pickle.
+    pub fn new(limits: Limits) -> Self {
+        Decoder {
+            limits,
+            ..Decoder::default()
+        }
+    }
+
+    /// The limits applied to each pickle.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The shape nearly every LogRecord pickle has, read in one pass
+    /// without the arena: a dict filled by one `SETITEMS` with scalar keys
+    /// and values, memo writes (which only matter to a later `GET`, which
+    /// this shape has none of) skipped. `None` for anything else, or for
+    /// anything the general path would refuse (a limit, a bad opcode), so
+    /// the general path decides, with the same result as for every other
+    /// pickle.
+    fn flat_dict<'a>(&self, bytes: &'a [u8]) -> Option<Vec<(PickleValue<'a>, PickleValue<'a>)>> {
+        let limits = &self.limits;
+        if limits.max_depth == 0 {
+            return None;
+        }
+        let mut m = Machine {
+            input: bytes,
+            pos: 0,
+            op_at: 0,
+            limits,
+            arena: Vec::new(),
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: Memo::default(),
+        };
+        let mut op = m.byte().ok()?;
+        if op == 0x80 {
+            if m.byte().ok()? > 5 {
+                return None;
+            }
+            op = m.byte().ok()?;
+        }
+        if op == 0x95 {
+            let len = m.u64_le().ok()?;
+            if len > (bytes.len() - m.pos) as u64 {
+                return None;
+            }
+            op = m.byte().ok()?;
+        }
+        let mut memo = 0usize;
+        if op != b'}' || m.skip_memo(&mut memo)? != b'(' {
+            return None;
+        }
+        let mut pairs = Vec::with_capacity(32);
+        let mut total = 0usize;
+        let mut scalar = |m: &mut Machine<'a, '_>, op: u8| -> Option<PickleValue<'a>> {
+            if !SCALAR_OPS[usize::from(op)] {
+                return None;
+            }
+            m.op_at = m.pos - 1;
+            let v = m.scalar(op).ok()?;
+            total = total.saturating_add(v.scalar_size());
+            Some(v)
+        };
+        op = m.byte().ok()?;
+        while op != b'u' {
+            let k = scalar(&mut m, op)?;
+            op = m.skip_memo(&mut memo)?;
+            let v = scalar(&mut m, op)?;
+            pairs.push((k, v));
+            op = m.skip_memo(&mut memo)?;
+        }
+        let fits = m.byte().ok()? == b'.'
+            && memo <= limits.max_memo
+            && total <= limits.max_total_bytes
+            && 2 * pairs.len() < limits.max_elements;
+        fits.then_some(pairs)
+    }
+
+    /// Decodes one pickle, as [`decode`] does.
+    pub fn decode<'a>(&mut self, bytes: &'a [u8]) -> Result<PickleValue<'a>, PickleError> {
+        if bytes.len() > self.limits.max_input {
+            return Err(PickleError::TooLarge {
+                len: bytes.len(),
+                max: self.limits.max_input,
+            });
+        }
+        match self.flat_dict(bytes) {
+            Some(pairs) => Ok(PickleValue::Dict(pairs)),
+            None => self.general(bytes),
+        }
+    }
+
+    /// Any pickle, through the arena.
+    fn general<'a>(&mut self, bytes: &'a [u8]) -> Result<PickleValue<'a>, PickleError> {
+        self.stack.clear();
+        self.marks.clear();
+        self.memo.clear();
+        let mut m = Machine {
+            input: bytes,
+            pos: 0,
+            op_at: 0,
+            limits: &self.limits,
+            arena: recycle(std::mem::take(&mut self.arena)),
+            stack: std::mem::take(&mut self.stack),
+            marks: std::mem::take(&mut self.marks),
+            memo: std::mem::take(&mut self.memo),
+        };
+        let result = m.run().and_then(|root| {
+            let mut b = Builder {
+                arena: &m.arena,
+                limits: &self.limits,
+                offset: m.op_at,
+                on_path: std::mem::take(&mut self.on_path),
+                tasks: std::mem::take(&mut self.tasks),
+                values: recycle(std::mem::take(&mut self.values)),
+            };
+            let value = b.build(root);
+            self.on_path = b.on_path;
+            self.tasks = b.tasks;
+            self.values = recycle(b.values);
+            value
         });
+        self.arena = recycle(m.arena);
+        self.stack = m.stack;
+        self.marks = m.marks;
+        self.memo = m.memo;
+        result
     }
-    let mut m = Machine {
-        input: bytes,
-        pos: 0,
-        op_at: 0,
-        limits,
-        arena: Vec::new(),
-        stack: Vec::new(),
-        marks: Vec::new(),
-        memo: Memo::default(),
-    };
-    let root = m.run()?;
-    let stop_at = m.op_at;
-    Builder {
-        arena: &m.arena,
-        limits,
-        offset: stop_at,
-    }
-    .build(root)
 }
 
 /// A value in the arena; containers hold arena indices, so that sharing
 /// and later mutation behave as in Python.
-enum Node {
-    None,
-    Bool(bool),
-    Int(i64),
-    BigInt(Vec<u8>),
-    Float(f64),
-    Str(String),
-    Bytes(Vec<u8>),
+#[derive(Debug)]
+enum Node<'a> {
+    /// Anything that is not a container.
+    Scalar(PickleValue<'a>),
     List(Vec<usize>),
     Tuple(Vec<usize>),
     Dict(Vec<(usize, usize)>),
@@ -634,13 +783,13 @@ enum Node {
     FrozenSet(Vec<usize>),
 }
 
-struct Machine<'a> {
+struct Machine<'a, 'l> {
     input: &'a [u8],
     pos: usize,
     /// Offset of the opcode being run, for errors.
     op_at: usize,
-    limits: &'a Limits,
-    arena: Vec<Node>,
+    limits: &'l Limits,
+    arena: Vec<Node<'a>>,
     /// The object stack, as arena indices.
     stack: Vec<usize>,
     /// Stack lengths at each open `MARK`; the stack below the last one is
@@ -654,8 +803,20 @@ struct Machine<'a> {
 /// uses, in a map. The vector costs at most 512 KiB.
 const DENSE_MEMO: u64 = 1 << 16;
 
+/// The opcodes that make a scalar, run by `Machine::scalar`.
+const SCALAR_OPS: [bool; 256] = {
+    let mut t = [false; 256];
+    let ops = b"NIJKMLFGSTUVXBC\x88\x89\x8a\x8b\x8c\x8d\x8e\x96";
+    let mut i = 0;
+    while i < ops.len() {
+        t[ops[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// The pickle memo: index → arena node.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Memo {
     dense: Vec<usize>,
     sparse: HashMap<u64, usize>,
@@ -665,6 +826,12 @@ struct Memo {
 const ABSENT: usize = usize::MAX;
 
 impl Memo {
+    fn clear(&mut self) {
+        self.dense.clear();
+        self.sparse.clear();
+        self.len = 0;
+    }
+
     fn len(&self) -> usize {
         self.len
     }
@@ -702,7 +869,7 @@ impl Memo {
 
 type R<T> = Result<T, PickleError>;
 
-impl<'a> Machine<'a> {
+impl<'a> Machine<'a, '_> {
     fn malformed<T>(&self, reason: &'static str) -> R<T> {
         Err(PickleError::Malformed {
             offset: self.op_at,
@@ -770,7 +937,7 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn alloc(&mut self, node: Node) -> R<usize> {
+    fn alloc(&mut self, node: Node<'a>) -> R<usize> {
         if self.arena.len() >= self.limits.max_elements {
             return Err(PickleError::Limit {
                 kind: LimitKind::Elements,
@@ -782,7 +949,7 @@ impl<'a> Machine<'a> {
         Ok(self.arena.len() - 1)
     }
 
-    fn push(&mut self, node: Node) -> R<()> {
+    fn push(&mut self, node: Node<'a>) -> R<()> {
         let i = self.alloc(node)?;
         self.stack.push(i);
         Ok(())
@@ -866,7 +1033,7 @@ impl<'a> Machine<'a> {
         Ok(t.iter().fold(0u64, |a, &d| a * 10 + u64::from(d - b'0')))
     }
 
-    fn int_node(&self, text: &[u8]) -> R<Node> {
+    fn int_node(&self, text: &[u8]) -> R<PickleValue<'static>> {
         let t = text.trim_ascii();
         let (neg, digits) = match t.first() {
             Some(b'-') => (true, &t[1..]),
@@ -900,25 +1067,25 @@ impl<'a> Machine<'a> {
         }
         if fits {
             if neg {
-                return Ok(Node::Int(acc));
+                return Ok(PickleValue::Int(acc));
             }
             if let Some(v) = acc.checked_neg() {
-                return Ok(Node::Int(v));
+                return Ok(PickleValue::Int(v));
             }
         }
-        Ok(Node::BigInt(decimal_to_le(neg, digits)))
+        Ok(PickleValue::BigInt(decimal_to_le(neg, digits)))
     }
 
-    fn float_node(&self, text: &[u8]) -> R<Node> {
+    fn float_node(&self, text: &[u8]) -> R<PickleValue<'static>> {
         let t = std::str::from_utf8(text.trim_ascii()).ok();
         match t.and_then(|t| t.parse::<f64>().ok()) {
-            Some(f) => Ok(Node::Float(f)),
+            Some(f) => Ok(PickleValue::Float(f)),
             None => self.malformed("invalid float literal"),
         }
     }
 
-    fn long_node(bytes: &[u8]) -> Node {
-        le_to_node(bytes)
+    fn long_node(bytes: &[u8]) -> PickleValue<'static> {
+        le_to_int(bytes)
     }
 
     fn forbidden<T>(&self, name: &'static str) -> R<T> {
@@ -926,6 +1093,146 @@ impl<'a> Machine<'a> {
             name,
             offset: self.op_at,
         })
+    }
+
+    /// Runs one opcode that makes a scalar (a number, a string, bytes,
+    /// `None` or a bool): one of [`SCALAR_OPS`].
+    #[inline(always)]
+    fn scalar(&mut self, op: u8) -> R<PickleValue<'a>> {
+        Ok(match op {
+            // --- numbers ---
+            b'N' => PickleValue::None,
+            0x88 => PickleValue::Bool(true),
+            0x89 => PickleValue::Bool(false),
+            b'I' => {
+                let line = self.line()?; // INT
+                match line {
+                    b"01" => PickleValue::Bool(true),
+                    b"00" => PickleValue::Bool(false),
+                    _ => self.int_node(line)?,
+                }
+            }
+            b'J' => {
+                let v = self.i32_le()?; // BININT
+                PickleValue::Int(i64::from(v))
+            }
+            b'K' => {
+                let v = self.byte()?; // BININT1
+                PickleValue::Int(i64::from(v))
+            }
+            b'M' => {
+                let v = self.u16_le()?; // BININT2
+                PickleValue::Int(i64::from(v))
+            }
+            b'L' => {
+                let line = self.line()?; // LONG
+                let digits = line.strip_suffix(b"L").unwrap_or(line);
+                self.int_node(digits)?
+            }
+            0x8a => {
+                let n = self.byte()?; // LONG1
+                let b = self.take_len(u64::from(n))?;
+                Self::long_node(b)
+            }
+            0x8b => {
+                let n = self.i32_le()?; // LONG4
+                if n < 0 {
+                    return self.malformed("LONG4 with a negative byte count");
+                }
+                let b = self.take_len(n as u64)?;
+                Self::long_node(b)
+            }
+            b'F' => {
+                let line = self.line()?; // FLOAT
+                self.float_node(line)?
+            }
+            b'G' => {
+                let b = self.take(8)?; // BINFLOAT, big endian
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                PickleValue::Float(f64::from_be_bytes(a))
+            }
+
+            // --- strings ---
+            b'S' => {
+                let line = self.line()?; // STRING
+                let bytes = match quoted_escape_decode(line) {
+                    Some(b) => b,
+                    None => return self.malformed("invalid STRING literal"),
+                };
+                py2_str(Cow::Owned(bytes))
+            }
+            b'T' => {
+                let n = self.i32_le()?; // BINSTRING
+                if n < 0 {
+                    return self.malformed("BINSTRING with a negative byte count");
+                }
+                let b = self.take_len(n as u64)?;
+                py2_str(Cow::Borrowed(b))
+            }
+            b'U' => {
+                let n = self.byte()?; // SHORT_BINSTRING
+                let b = self.take_len(u64::from(n))?;
+                py2_str(Cow::Borrowed(b))
+            }
+            b'V' => {
+                let line = self.line()?; // UNICODE (raw-unicode-escape)
+                let s = match raw_unicode_escape_decode(line) {
+                    Some(s) => s,
+                    None => return self.malformed("invalid UNICODE literal"),
+                };
+                PickleValue::Str(Cow::Owned(s))
+            }
+            b'X' => {
+                let n = self.u32_le()?; // BINUNICODE
+                let b = self.take_len(u64::from(n))?;
+                PickleValue::Str(utf8_surrogatepass_lossy(b))
+            }
+            0x8c => {
+                let n = self.byte()?; // SHORT_BINUNICODE
+                let b = self.take_len(u64::from(n))?;
+                PickleValue::Str(utf8_surrogatepass_lossy(b))
+            }
+            0x8d => {
+                let n = self.u64_le()?; // BINUNICODE8
+                let b = self.take_len(n)?;
+                PickleValue::Str(utf8_surrogatepass_lossy(b))
+            }
+            b'B' => {
+                let n = self.u32_le()?; // BINBYTES
+                let b = self.take_len(u64::from(n))?;
+                PickleValue::Bytes(Cow::Borrowed(b))
+            }
+            b'C' => {
+                let n = self.byte()?; // SHORT_BINBYTES
+                let b = self.take_len(u64::from(n))?;
+                PickleValue::Bytes(Cow::Borrowed(b))
+            }
+            0x8e | 0x96 => {
+                let n = self.u64_le()?; // BINBYTES8, BYTEARRAY8
+                let b = self.take_len(n)?;
+                PickleValue::Bytes(Cow::Borrowed(b))
+            }
+            _ => return self.malformed("not a scalar opcode"),
+        })
+    }
+
+    /// Skips memo writes (`BINPUT`, `LONG_BINPUT`, `MEMOIZE`), counting
+    /// them, and returns the next opcode; `None` at the end of the input.
+    fn skip_memo(&mut self, count: &mut usize) -> Option<u8> {
+        loop {
+            let op = *self.input.get(self.pos)?;
+            self.pos += match op {
+                b'q' => 2,
+                b'r' => 5,
+                0x94 => 1,
+                _ => {
+                    self.pos += 1;
+                    return Some(op);
+                }
+            };
+            *count += 1;
+        }
     }
 
     /// Runs opcodes up to `STOP`, returning the arena index of the result.
@@ -981,121 +1288,9 @@ impl<'a> Machine<'a> {
                     }
                 }
 
-                // --- numbers ---
-                b'N' => self.push(Node::None)?,
-                0x88 => self.push(Node::Bool(true))?,
-                0x89 => self.push(Node::Bool(false))?,
-                b'I' => {
-                    let line = self.line()?; // INT
-                    let node = match line {
-                        b"01" => Node::Bool(true),
-                        b"00" => Node::Bool(false),
-                        _ => self.int_node(line)?,
-                    };
-                    self.push(node)?;
-                }
-                b'J' => {
-                    let v = self.i32_le()?; // BININT
-                    self.push(Node::Int(i64::from(v)))?;
-                }
-                b'K' => {
-                    let v = self.byte()?; // BININT1
-                    self.push(Node::Int(i64::from(v)))?;
-                }
-                b'M' => {
-                    let v = self.u16_le()?; // BININT2
-                    self.push(Node::Int(i64::from(v)))?;
-                }
-                b'L' => {
-                    let line = self.line()?; // LONG
-                    let digits = line.strip_suffix(b"L").unwrap_or(line);
-                    let node = self.int_node(digits)?;
-                    self.push(node)?;
-                }
-                0x8a => {
-                    let n = self.byte()?; // LONG1
-                    let b = self.take_len(u64::from(n))?;
-                    self.push(Self::long_node(b))?;
-                }
-                0x8b => {
-                    let n = self.i32_le()?; // LONG4
-                    if n < 0 {
-                        return self.malformed("LONG4 with a negative byte count");
-                    }
-                    let b = self.take_len(n as u64)?;
-                    self.push(Self::long_node(b))?;
-                }
-                b'F' => {
-                    let line = self.line()?; // FLOAT
-                    let node = self.float_node(line)?;
-                    self.push(node)?;
-                }
-                b'G' => {
-                    let b = self.take(8)?; // BINFLOAT, big endian
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(b);
-                    self.push(Node::Float(f64::from_be_bytes(a)))?;
-                }
-
-                // --- strings ---
-                b'S' => {
-                    let line = self.line()?; // STRING
-                    let bytes = match quoted_escape_decode(line) {
-                        Some(b) => b,
-                        None => return self.malformed("invalid STRING literal"),
-                    };
-                    self.push(py2_str(bytes))?;
-                }
-                b'T' => {
-                    let n = self.i32_le()?; // BINSTRING
-                    if n < 0 {
-                        return self.malformed("BINSTRING with a negative byte count");
-                    }
-                    let b = self.take_len(n as u64)?;
-                    self.push(py2_str(b.to_vec()))?;
-                }
-                b'U' => {
-                    let n = self.byte()?; // SHORT_BINSTRING
-                    let b = self.take_len(u64::from(n))?;
-                    self.push(py2_str(b.to_vec()))?;
-                }
-                b'V' => {
-                    let line = self.line()?; // UNICODE (raw-unicode-escape)
-                    let s = match raw_unicode_escape_decode(line) {
-                        Some(s) => s,
-                        None => return self.malformed("invalid UNICODE literal"),
-                    };
-                    self.push(Node::Str(s))?;
-                }
-                b'X' => {
-                    let n = self.u32_le()?; // BINUNICODE
-                    let b = self.take_len(u64::from(n))?;
-                    self.push(Node::Str(utf8_surrogatepass_lossy(b)))?;
-                }
-                0x8c => {
-                    let n = self.byte()?; // SHORT_BINUNICODE
-                    let b = self.take_len(u64::from(n))?;
-                    self.push(Node::Str(utf8_surrogatepass_lossy(b)))?;
-                }
-                0x8d => {
-                    let n = self.u64_le()?; // BINUNICODE8
-                    let b = self.take_len(n)?;
-                    self.push(Node::Str(utf8_surrogatepass_lossy(b)))?;
-                }
-                b'B' => {
-                    let n = self.u32_le()?; // BINBYTES
-                    let b = self.take_len(u64::from(n))?;
-                    self.push(Node::Bytes(b.to_vec()))?;
-                }
-                b'C' => {
-                    let n = self.byte()?; // SHORT_BINBYTES
-                    let b = self.take_len(u64::from(n))?;
-                    self.push(Node::Bytes(b.to_vec()))?;
-                }
-                0x8e | 0x96 => {
-                    let n = self.u64_le()?; // BINBYTES8, BYTEARRAY8
-                    let b = self.take_len(n)?;
-                    self.push(Node::Bytes(b.to_vec()))?;
+                op if SCALAR_OPS[usize::from(op)] => {
+                    let v = self.scalar(op)?;
+                    self.push(Node::Scalar(v))?;
                 }
 
                 // --- tuples ---
@@ -1240,16 +1435,22 @@ impl<'a> Machine<'a> {
 }
 
 /// A Python 2 `str`: text when it is UTF-8, bytes otherwise.
-fn py2_str(bytes: Vec<u8>) -> Node {
-    match String::from_utf8(bytes) {
-        Ok(s) => Node::Str(s),
-        Err(e) => Node::Bytes(e.into_bytes()),
+fn py2_str(bytes: Cow<'_, [u8]>) -> PickleValue<'_> {
+    match bytes {
+        Cow::Borrowed(b) => match std::str::from_utf8(b) {
+            Ok(s) => PickleValue::Str(Cow::Borrowed(s)),
+            Err(_) => PickleValue::Bytes(Cow::Borrowed(b)),
+        },
+        Cow::Owned(v) => match String::from_utf8(v) {
+            Ok(s) => PickleValue::Str(Cow::Owned(s)),
+            Err(e) => PickleValue::Bytes(Cow::Owned(e.into_bytes())),
+        },
     }
 }
 
 /// Little-endian two's complement (the `LONG1`/`LONG4` payload) to a node:
 /// `Int` when it fits in 64 bits, otherwise `BigInt` in minimal form.
-fn le_to_node(bytes: &[u8]) -> Node {
+fn le_to_int(bytes: &[u8]) -> PickleValue<'static> {
     let mut b = bytes;
     let negative = b.last().is_some_and(|&x| x & 0x80 != 0);
     let sign_byte = if negative { 0xff } else { 0x00 };
@@ -1261,9 +1462,9 @@ fn le_to_node(bytes: &[u8]) -> Node {
     if b.len() <= 8 {
         let mut a = [sign_byte; 8];
         a[..b.len()].copy_from_slice(b);
-        return Node::Int(i64::from_le_bytes(a));
+        return PickleValue::Int(i64::from_le_bytes(a));
     }
-    Node::BigInt(b.to_vec())
+    PickleValue::BigInt(b.to_vec())
 }
 
 /// Decimal digits (already checked) to minimal little-endian two's
@@ -1292,8 +1493,8 @@ fn decimal_to_le(negative: bool, digits: &[u8]) -> Vec<u8> {
     if negative {
         negate_le(&mut bytes);
     }
-    match le_to_node(&bytes) {
-        Node::BigInt(b) => b,
+    match le_to_int(&bytes) {
+        PickleValue::BigInt(b) => b,
         // Callers only get here when the value overflowed i64.
         _ => bytes,
     }
@@ -1302,9 +1503,17 @@ fn decimal_to_le(negative: bool, digits: &[u8]) -> Vec<u8> {
 /// Decodes UTF-8 as Python writes it with `surrogatepass`: a lone surrogate
 /// (three bytes `ED A0..BF xx`) becomes one U+FFFD, as does any other
 /// invalid sequence.
-fn utf8_surrogatepass_lossy(b: &[u8]) -> String {
+fn utf8_surrogatepass_lossy(b: &[u8]) -> Cow<'_, str> {
+    // Most strings in a LogRecord are short ASCII (keys, names, levels),
+    // which a plain byte loop checks in a fraction of the general
+    // validator's fixed cost.
+    if b.len() <= 64 && b.is_ascii() {
+        // SAFETY: every byte is below 0x80, so the bytes are ASCII and
+        // therefore valid UTF-8.
+        return Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(b) });
+    }
     match std::str::from_utf8(b) {
-        Ok(s) => s.to_string(),
+        Ok(s) => Cow::Borrowed(s),
         Err(_) => {
             let mut out = String::with_capacity(b.len());
             let mut rest = b;
@@ -1332,7 +1541,7 @@ fn utf8_surrogatepass_lossy(b: &[u8]) -> String {
                     }
                 }
             }
-            out
+            Cow::Owned(out)
         }
     }
 }
@@ -1446,18 +1655,22 @@ fn raw_unicode_escape_decode(line: &[u8]) -> Option<String> {
 
 /// Turns the arena into a tree, iteratively, checking the limits on the
 /// result and refusing cycles.
-struct Builder<'a> {
-    arena: &'a [Node],
-    limits: &'a Limits,
+struct Builder<'a, 'b> {
+    arena: &'b [Node<'a>],
+    limits: &'b Limits,
     offset: usize,
+    on_path: Vec<bool>,
+    tasks: Vec<Task>,
+    values: Vec<PickleValue<'a>>,
 }
 
+#[derive(Debug)]
 enum Task {
     Visit(usize, usize),
     Finish(usize),
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a, '_> {
     fn limit(&self, kind: LimitKind, max: usize) -> PickleError {
         PickleError::Limit {
             kind,
@@ -1466,11 +1679,16 @@ impl Builder<'_> {
         }
     }
 
-    fn build(&self, root: usize) -> R<PickleValue> {
+    fn build(&mut self, root: usize) -> R<PickleValue<'a>> {
         let max_depth = self.limits.max_depth.min(MAX_DEPTH_CAP);
-        let mut on_path = vec![false; self.arena.len()];
-        let mut tasks = vec![Task::Visit(root, 1)];
-        let mut values: Vec<PickleValue> = Vec::new();
+        let on_path = &mut self.on_path;
+        on_path.clear();
+        on_path.resize(self.arena.len(), false);
+        let tasks = &mut self.tasks;
+        tasks.clear();
+        tasks.push(Task::Visit(root, 1));
+        let values = &mut self.values;
+        values.clear();
         let mut elements = 0usize;
         let mut bytes = 0usize;
         while let Some(task) = tasks.pop() {
@@ -1484,19 +1702,14 @@ impl Builder<'_> {
                     let children: &[usize] = match node {
                         Node::List(c) | Node::Tuple(c) | Node::Set(c) | Node::FrozenSet(c) => c,
                         Node::Dict(_) => &[],
-                        scalar => {
-                            let size = match scalar {
-                                Node::Str(s) => s.len(),
-                                Node::Bytes(b) | Node::BigInt(b) => b.len(),
-                                _ => 0,
-                            };
-                            bytes = bytes.saturating_add(size);
+                        Node::Scalar(v) => {
+                            bytes = bytes.saturating_add(v.scalar_size());
                             if bytes > self.limits.max_total_bytes {
                                 return Err(
                                     self.limit(LimitKind::TotalBytes, self.limits.max_total_bytes)
                                 );
                             }
-                            values.push(scalar_value(scalar));
+                            values.push(v.clone());
                             continue;
                         }
                     };
@@ -1507,6 +1720,20 @@ impl Builder<'_> {
                         return Err(PickleError::Cycle {
                             offset: self.offset,
                         });
+                    }
+                    match flat(self.arena, node, &mut elements, &mut bytes, self.limits) {
+                        Ok(Some(v)) => {
+                            values.push(v);
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err((kind, max)) => {
+                            return Err(PickleError::Limit {
+                                kind,
+                                max,
+                                offset: self.offset,
+                            })
+                        }
                     }
                     on_path[i] = true;
                     tasks.push(Task::Finish(i));
@@ -1550,36 +1777,177 @@ impl Builder<'_> {
     }
 }
 
-fn scalar_value(node: &Node) -> PickleValue {
-    match node {
-        Node::Bool(b) => PickleValue::Bool(*b),
-        Node::Int(i) => PickleValue::Int(*i),
-        Node::BigInt(b) => PickleValue::BigInt(b.clone()),
-        Node::Float(f) => PickleValue::Float(*f),
-        Node::Str(s) => PickleValue::Str(s.clone()),
-        Node::Bytes(b) => PickleValue::Bytes(b.clone()),
-        _ => PickleValue::None,
-    }
+/// A container whose items are all scalars, built at once rather than
+/// through the task stack (a LogRecord's dict is one); `None` for any
+/// other node. Counts elements and bytes in the order the task stack
+/// would, so the same limit trips at the same item.
+fn flat<'a>(
+    arena: &[Node<'a>],
+    node: &Node<'a>,
+    elements: &mut usize,
+    bytes: &mut usize,
+    limits: &Limits,
+) -> Result<Option<PickleValue<'a>>, (LimitKind, usize)> {
+    let is_scalar = |i: &usize| matches!(arena[*i], Node::Scalar(_));
+    let mut take = |i: usize| -> Result<PickleValue<'a>, (LimitKind, usize)> {
+        *elements += 1;
+        if *elements > limits.max_elements {
+            return Err((LimitKind::Elements, limits.max_elements));
+        }
+        let Node::Scalar(v) = &arena[i] else {
+            unreachable!("checked by is_scalar")
+        };
+        *bytes = bytes.saturating_add(v.scalar_size());
+        if *bytes > limits.max_total_bytes {
+            return Err((LimitKind::TotalBytes, limits.max_total_bytes));
+        }
+        Ok(v.clone())
+    };
+    Ok(Some(match node {
+        Node::Dict(pairs) if pairs.iter().all(|(k, v)| is_scalar(k) && is_scalar(v)) => {
+            let mut out = Vec::with_capacity(pairs.len());
+            for &(k, v) in pairs {
+                let k = take(k)?;
+                out.push((k, take(v)?));
+            }
+            PickleValue::Dict(out)
+        }
+        Node::List(c) | Node::Tuple(c) | Node::Set(c) | Node::FrozenSet(c)
+            if c.iter().all(is_scalar) =>
+        {
+            let items = c.iter().map(|&i| take(i)).collect::<Result<Vec<_>, _>>()?;
+            match node {
+                Node::Tuple(_) => PickleValue::Tuple(items),
+                _ => PickleValue::List(items),
+            }
+        }
+        _ => return Ok(None),
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn d(bytes: &[u8]) -> Result<PickleValue, PickleError> {
+    /// A LogRecord dict as `SocketHandler` pickles it (protocol 1), or in
+    /// protocol 4 with `MEMOIZE`; `extra` adds one more pair.
+    fn record_pickle(proto4: bool, extra: &[u8]) -> Vec<u8> {
+        let mut p = Vec::new();
+        let memo = |p: &mut Vec<u8>, n: u8| {
+            if proto4 {
+                p.push(0x94);
+            } else {
+                p.extend([b'q', n]);
+            }
+        };
+        if proto4 {
+            p.extend([0x80, 4]);
+        }
+        p.push(b'}');
+        memo(&mut p, 0);
+        p.push(b'(');
+        let s = |p: &mut Vec<u8>, t: &str| {
+            p.push(b'X');
+            p.extend((t.len() as u32).to_le_bytes());
+            p.extend(t.as_bytes());
+        };
+        let mut n = 1;
+        let mut pair = |p: &mut Vec<u8>, k: &str, v: &[u8]| {
+            s(p, k);
+            memo(p, n);
+            p.extend(v);
+            memo(p, n + 1);
+            n += 2;
+        };
+        pair(&mut p, "name", b"X\x05\x00\x00\x00bench");
+        pair(&mut p, "msg", b"X\x08\x00\x00\x00caf\xc3\xa9 %s");
+        pair(&mut p, "args", b"N");
+        pair(&mut p, "levelno", b"K\x14");
+        pair(&mut p, "lineno", b"M\x01\x02");
+        pair(&mut p, "process", b"J\x01\x02\x03\x04");
+        pair(&mut p, "created", b"G\x41\xda\xc4\x1e\x2a\x06\x81\x06");
+        pair(&mut p, "thread", b"L140675377642368L\n");
+        pair(&mut p, "flag", b"\x88");
+        pair(
+            &mut p,
+            "big",
+            b"\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x80\x00",
+        );
+        pair(&mut p, "blob", b"C\x02\xff\x00");
+        p.extend(extra);
+        p.extend(b"u.");
+        p
+    }
+
+    /// The one-pass reading of a flat LogRecord dict gives exactly what
+    /// the arena gives, for every prefix of the pickle and at the edge of
+    /// every limit; where it declines, the arena decides.
+    #[test]
+    fn the_flat_path_agrees_with_the_arena() {
+        let mut shared = Vec::new();
+        shared.extend(b"X\x01\x00\x00\x00k");
+        shared.extend(b"h\x01"); // GET: not flat
+        for (proto4, extra) in [(false, &b""[..]), (true, &b""[..]), (false, &shared[..])] {
+            let full = record_pickle(proto4, extra);
+            let mut flat_taken = 0;
+            let base = Limits::default();
+            let mut limit_sets = vec![base.clone()];
+            for n in [21, 22, 23, 24] {
+                limit_sets.push(Limits {
+                    max_elements: n,
+                    ..base.clone()
+                });
+            }
+            for n in [0, 1, 20, 21, 22] {
+                limit_sets.push(Limits {
+                    max_memo: n,
+                    ..base.clone()
+                });
+            }
+            for n in [60, 70, 80] {
+                limit_sets.push(Limits {
+                    max_total_bytes: n,
+                    ..base.clone()
+                });
+            }
+            limit_sets.push(Limits {
+                max_depth: 0,
+                ..base.clone()
+            });
+            for limits in limit_sets {
+                for end in 0..=full.len() {
+                    let b = &full[..end];
+                    let mut d = Decoder::new(limits.clone());
+                    let general = d.general(b);
+                    if let Some(pairs) = d.flat_dict(b) {
+                        flat_taken += 1;
+                        assert_eq!(Ok(PickleValue::Dict(pairs)), general, "{limits:?} {end}");
+                    }
+                    assert_eq!(d.decode(b), general, "{limits:?} {end}");
+                }
+            }
+            // The whole pickle takes the flat path unless it has a GET.
+            assert_eq!(flat_taken > 0, extra.is_empty());
+        }
+    }
+
+    fn d(bytes: &[u8]) -> Result<PickleValue<'_>, PickleError> {
         decode(bytes, &Limits::default())
     }
 
     #[test]
     fn long_payloads_become_int_when_they_fit() {
-        assert!(matches!(le_to_node(&[]), Node::Int(0)));
-        assert!(matches!(le_to_node(&[0xff]), Node::Int(-1)));
-        assert!(matches!(le_to_node(&[0x80, 0x00]), Node::Int(128)));
-        assert!(matches!(le_to_node(&[0xff, 0xff, 0xff]), Node::Int(-1)));
+        assert!(matches!(le_to_int(&[]), PickleValue::Int(0)));
+        assert!(matches!(le_to_int(&[0xff]), PickleValue::Int(-1)));
+        assert!(matches!(le_to_int(&[0x80, 0x00]), PickleValue::Int(128)));
+        assert!(matches!(
+            le_to_int(&[0xff, 0xff, 0xff]),
+            PickleValue::Int(-1)
+        ));
         let max = i64::MAX.to_le_bytes();
-        assert!(matches!(le_to_node(&max), Node::Int(i64::MAX)));
-        match le_to_node(&[0, 0, 0, 0, 0, 0, 0, 0x80, 0]) {
-            Node::BigInt(b) => assert_eq!(b, vec![0, 0, 0, 0, 0, 0, 0, 0x80, 0]),
+        assert!(matches!(le_to_int(&max), PickleValue::Int(i64::MAX)));
+        match le_to_int(&[0, 0, 0, 0, 0, 0, 0, 0x80, 0]) {
+            PickleValue::BigInt(b) => assert_eq!(b, vec![0, 0, 0, 0, 0, 0, 0, 0x80, 0]),
             _ => panic!("2**63 is a big int"),
         }
     }
@@ -1680,7 +2048,7 @@ mod tests {
 
     #[test]
     fn repr_is_cut_at_the_budget() {
-        let v = PickleValue::List(vec![PickleValue::Str("x".repeat(100)); 3]);
+        let v = PickleValue::List(vec![PickleValue::Str("x".repeat(100).into()); 3]);
         let mut s = String::new();
         v.write_repr(&mut s, 10);
         assert_eq!(s, "['xxxxxxxx...");

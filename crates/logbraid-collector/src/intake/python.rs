@@ -135,6 +135,12 @@ impl FrameDecoder {
             self.buf.clear();
             self.unchecked -= self.start;
             self.start = 0;
+        } else if self.start > 4096 && self.start * 2 > self.buf.len() {
+            // Move the unread tail to the front once the read part
+            // dominates, so the buffer does not grow with the stream.
+            self.buf.drain(..self.start);
+            self.unchecked -= self.start;
+            self.start = 0;
         }
         self.buf.extend_from_slice(bytes);
         while let Some(prefix) = self.buf.get(self.unchecked..self.unchecked + 4) {
@@ -153,21 +159,17 @@ impl FrameDecoder {
 
     /// The next whole frame (the pickle, without its prefix), `Ok(None)` if
     /// more bytes are needed, or the error that stopped the stream.
-    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
+    ///
+    /// The frame is borrowed from the decoder's buffer: it stays valid
+    /// until the next call that changes the decoder.
+    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
         let rest = &self.buf[self.start..];
         if rest.len() >= 4 {
             let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
             if rest.len() - 4 >= len {
-                let frame = rest[4..4 + len].to_vec();
-                self.start += 4 + len;
-                // Move the unread tail to the front once the read part
-                // dominates, so the buffer does not grow with the stream.
-                if self.start > 4096 && self.start * 2 > self.buf.len() {
-                    self.buf.drain(..self.start);
-                    self.unchecked -= self.start;
-                    self.start = 0;
-                }
-                return Ok(Some(frame));
+                let at = self.start + 4;
+                self.start = at + len;
+                return Ok(Some(&self.buf[at..at + len]));
             }
         }
         match &self.failed {
@@ -251,7 +253,7 @@ pub fn record_from_pickle(
 /// Maps an already decoded LogRecord dict onto a record (see the module's
 /// table); [`record_from_pickle`] is this after [`pickle::decode`].
 pub fn record_from_dict(
-    dict: &PickleValue,
+    dict: &PickleValue<'_>,
     peer_host: &str,
     received_ns: i64,
     sources: &mut SourceCache,
@@ -390,11 +392,11 @@ pub fn record_from_dict(
 }
 
 /// Decodes Python records with fixed limits and one source cache: what a
-/// listener keeps per socket.
+/// listener keeps per socket. It also keeps the pickle decoder's working
+/// memory from one record to the next.
 #[derive(Debug, Default)]
 pub struct PythonIntake {
-    /// Limits applied to each pickle.
-    pub limits: Limits,
+    decoder: pickle::Decoder,
     sources: SourceCache,
 }
 
@@ -402,9 +404,14 @@ impl PythonIntake {
     /// An intake applying `limits`, with an empty source cache.
     pub fn new(limits: Limits) -> Self {
         PythonIntake {
-            limits,
+            decoder: pickle::Decoder::new(limits),
             sources: SourceCache::new(),
         }
+    }
+
+    /// The limits applied to each pickle.
+    pub fn limits(&self) -> &Limits {
+        self.decoder.limits()
     }
 
     /// [`record_from_pickle`] with this intake's limits and cache.
@@ -414,41 +421,36 @@ impl PythonIntake {
         peer_host: &str,
         received_ns: i64,
     ) -> Result<OwnedRecord, IntakeError> {
-        record_from_pickle(
-            payload,
-            peer_host,
-            received_ns,
-            &self.limits,
-            &mut self.sources,
-        )
+        let value = self.decoder.decode(payload)?;
+        record_from_dict(&value, peer_host, received_ns, &mut self.sources)
     }
 }
 
 /// The LogRecord attributes that have a place in the record.
 #[derive(Default)]
 struct Attrs<'a> {
-    msg: Option<&'a PickleValue>,
-    args: Option<&'a PickleValue>,
-    levelno: Option<&'a PickleValue>,
-    levelname: Option<&'a PickleValue>,
-    name: Option<&'a PickleValue>,
-    created: Option<&'a PickleValue>,
-    process: Option<&'a PickleValue>,
-    process_name: Option<&'a PickleValue>,
-    thread: Option<&'a PickleValue>,
-    thread_name: Option<&'a PickleValue>,
-    pathname: Option<&'a PickleValue>,
-    filename: Option<&'a PickleValue>,
-    module: Option<&'a PickleValue>,
-    lineno: Option<&'a PickleValue>,
-    func_name: Option<&'a PickleValue>,
-    exc_text: Option<&'a PickleValue>,
-    stack_info: Option<&'a PickleValue>,
-    task_name: Option<&'a PickleValue>,
-    extras: Vec<(&'a str, &'a PickleValue)>,
+    msg: Option<&'a PickleValue<'a>>,
+    args: Option<&'a PickleValue<'a>>,
+    levelno: Option<&'a PickleValue<'a>>,
+    levelname: Option<&'a PickleValue<'a>>,
+    name: Option<&'a PickleValue<'a>>,
+    created: Option<&'a PickleValue<'a>>,
+    process: Option<&'a PickleValue<'a>>,
+    process_name: Option<&'a PickleValue<'a>>,
+    thread: Option<&'a PickleValue<'a>>,
+    thread_name: Option<&'a PickleValue<'a>>,
+    pathname: Option<&'a PickleValue<'a>>,
+    filename: Option<&'a PickleValue<'a>>,
+    module: Option<&'a PickleValue<'a>>,
+    lineno: Option<&'a PickleValue<'a>>,
+    func_name: Option<&'a PickleValue<'a>>,
+    exc_text: Option<&'a PickleValue<'a>>,
+    stack_info: Option<&'a PickleValue<'a>>,
+    task_name: Option<&'a PickleValue<'a>>,
+    extras: Vec<(&'a str, &'a PickleValue<'a>)>,
 }
 
-fn bad(key: &'static str, expected: &'static str, found: &PickleValue) -> IntakeError {
+fn bad(key: &'static str, expected: &'static str, found: &PickleValue<'_>) -> IntakeError {
     IntakeError::BadField {
         key,
         expected,
@@ -459,7 +461,7 @@ fn bad(key: &'static str, expected: &'static str, found: &PickleValue) -> Intake
 /// A text attribute: absent and `None` are both `None`.
 fn opt_str<'a>(
     key: &'static str,
-    v: Option<&'a PickleValue>,
+    v: Option<&'a PickleValue<'a>>,
 ) -> Result<Option<&'a str>, IntakeError> {
     match v {
         None | Some(PickleValue::None) => Ok(None),
@@ -491,7 +493,7 @@ fn seconds_to_ns(created: f64) -> Option<i64> {
 }
 
 /// Python's `str()` of a value.
-fn py_str(v: &PickleValue, out: &mut String) {
+fn py_str(v: &PickleValue<'_>, out: &mut String) {
     match v {
         PickleValue::Str(s) => out.push_str(s),
         other => other.write_repr(out, FORMAT_MAX),
@@ -505,8 +507,8 @@ const FORMAT_MAX: usize = 1 << 20;
 
 /// The message: `msg`, or `msg % args` when a sender left `args` set.
 fn message(
-    msg: Option<&PickleValue>,
-    args: Option<&PickleValue>,
+    msg: Option<&PickleValue<'_>>,
+    args: Option<&PickleValue<'_>>,
     fields: &mut FieldsBuf,
 ) -> Vec<u8> {
     let mut text = String::new();
@@ -528,7 +530,7 @@ fn message(
 }
 
 /// Python's truth value, as `if self.args:` tests it.
-fn truthy(v: &PickleValue) -> bool {
+fn truthy(v: &PickleValue<'_>) -> bool {
     match v {
         PickleValue::None => false,
         PickleValue::Bool(b) => *b,
@@ -542,7 +544,7 @@ fn truthy(v: &PickleValue) -> bool {
     }
 }
 
-fn push_extra(fields: &mut FieldsBuf, key: &str, v: &PickleValue) {
+fn push_extra(fields: &mut FieldsBuf, key: &str, v: &PickleValue<'_>) {
     match v {
         PickleValue::None => fields.push(key, Value::Null),
         PickleValue::Bool(b) => fields.push(key, Value::Bool(*b)),
@@ -568,8 +570,8 @@ fn push_extra(fields: &mut FieldsBuf, key: &str, v: &PickleValue) {
 /// Python's `fmt % args`, for the conversions `%s %r %a %d %i %u %x %X %o
 /// %e %E %f %F %g %G %c %%` with mapping keys, flags, width and precision
 /// (`*` included). `None` wherever Python would raise.
-fn percent_format(fmt: &str, args: &PickleValue, out: &mut String) -> Option<()> {
-    let positional: &[PickleValue] = match args {
+fn percent_format(fmt: &str, args: &PickleValue<'_>, out: &mut String) -> Option<()> {
+    let positional: &[PickleValue<'_>] = match args {
         PickleValue::Tuple(items) => items,
         single => std::slice::from_ref(single),
     };
@@ -580,7 +582,7 @@ fn percent_format(fmt: &str, args: &PickleValue, out: &mut String) -> Option<()>
     // Built on the first `%(key)`, so that many directives against a large
     // dict cost one pass over it; the last pair with a key wins, as in a
     // Python dict.
-    let mut index: Option<HashMap<&str, &PickleValue>> = None;
+    let mut index: Option<HashMap<&str, &PickleValue<'_>>> = None;
     let mut next = 0usize;
     let mut used_mapping = false;
     let mut rest = fmt;
@@ -761,7 +763,12 @@ fn sign(negative: bool, flags: &Flags) -> &'static str {
     }
 }
 
-fn convert(conv: char, v: &PickleValue, flags: &Flags, precision: Option<usize>) -> Option<String> {
+fn convert(
+    conv: char,
+    v: &PickleValue<'_>,
+    flags: &Flags,
+    precision: Option<usize>,
+) -> Option<String> {
     match conv {
         's' | 'r' | 'a' => {
             let mut s = String::new();
@@ -866,7 +873,7 @@ fn convert(conv: char, v: &PickleValue, flags: &Flags, precision: Option<usize>)
         }
         'c' => match v {
             PickleValue::Int(i) => Some(char::from_u32(u32::try_from(*i).ok()?)?.to_string()),
-            PickleValue::Str(s) if s.chars().count() == 1 => Some(s.clone()),
+            PickleValue::Str(s) if s.chars().count() == 1 => Some(s.to_string()),
             _ => None,
         },
         _ => None,
@@ -948,23 +955,23 @@ fn exp_notation(f: f64, precision: usize, alt: bool) -> String {
 mod tests {
     use super::*;
 
-    fn fmt(f: &str, args: PickleValue) -> Option<String> {
+    fn fmt(f: &str, args: PickleValue<'_>) -> Option<String> {
         let mut out = String::new();
         percent_format(f, &args, &mut out).map(|()| out)
     }
 
-    fn s(v: &str) -> PickleValue {
+    fn s(v: &str) -> PickleValue<'_> {
         PickleValue::Str(v.into())
     }
 
-    fn t(v: Vec<PickleValue>) -> PickleValue {
+    fn t(v: Vec<PickleValue<'_>>) -> PickleValue<'_> {
         PickleValue::Tuple(v)
     }
 
     #[test]
     fn percent_format_matches_python() {
         use PickleValue::{Float, Int};
-        let cases: Vec<(&str, PickleValue, &str)> = vec![
+        let cases: Vec<(&str, PickleValue<'_>, &str)> = vec![
             ("%s and %r", t(vec![s("a"), s("b")]), "a and 'b'"),
             ("%d%%", t(vec![Int(50)]), "50%"),
             (
@@ -1066,8 +1073,8 @@ mod tests {
         d.push(&[0, 0, 0, 3, b'a']);
         assert_eq!(d.next_frame(), Ok(None));
         d.push(b"bc\0\0\0\0");
-        assert_eq!(d.next_frame(), Ok(Some(b"abc".to_vec())));
-        assert_eq!(d.next_frame(), Ok(Some(Vec::new())));
+        assert_eq!(d.next_frame(), Ok(Some(&b"abc"[..])));
+        assert_eq!(d.next_frame(), Ok(Some(&b""[..])));
         assert_eq!(d.next_frame(), Ok(None));
         d.push(&[0, 0]);
         assert_eq!(d.finish(), Err(FrameError::Truncated { buffered: 2 }));

@@ -53,7 +53,7 @@ impl Conn<'_> {
                 d.push(&chunk[..n]);
                 loop {
                     match d.next_frame() {
-                        Ok(Some(p)) => match intake.decode(&p, &self.peer, now) {
+                        Ok(Some(p)) => match intake.decode(p, &self.peer, now) {
                             Ok(r) => records.push(r),
                             Err(e) => {
                                 close = Some((Kind::BadPickle, e.to_string()));
