@@ -133,6 +133,11 @@ impl Logger {
     /// Flushes and stops the writer thread. Records logged afterwards are
     /// written by the caller directly, so nothing is lost. Idempotent.
     pub fn shutdown(&self) {
+        if self.shared.orphaned() {
+            // Forked: the collector's threads and the writer stayed in the
+            // parent, which shuts them down.
+            return;
+        }
         let children = self
             .children
             .lock()

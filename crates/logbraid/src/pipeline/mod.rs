@@ -99,6 +99,33 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Every live pipeline, so the panic hook and `atexit` can flush them all.
 static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 
+/// Counts the `fork`s this process came out of as the child. A pipeline
+/// started before a fork is orphaned in the child: its writer thread (and
+/// any thread holding its locks) stayed in the parent, so the child must
+/// neither wait for it nor write into its queues. Bindings that fork (the
+/// Python package) build a new logger in the child.
+static FORK_GEN: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn forked_child() {
+    FORK_GEN.fetch_add(1, Ordering::Relaxed);
+}
+
+fn watch_forks() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: the handler only touches an atomic, which is
+        // async-signal-safe, as a fork handler must be.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(forked_child));
+        }
+    });
+}
+
+/// Incremented in the child of every `fork`; see [`Shared::orphaned`].
+pub(crate) fn fork_generation() -> u64 {
+    FORK_GEN.load(Ordering::Relaxed)
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves the data consistent
     // (counters and handles), so poisoning is ignored.
@@ -107,6 +134,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 pub(crate) struct Shared {
     id: u64,
+    /// [`fork_generation`] when the pipeline started.
+    fork_gen: u64,
     mode: Mode,
     ring_bytes: usize,
     overflow: Overflow,
@@ -200,6 +229,7 @@ fn os_thread_id() -> u64 {
 
 impl Shared {
     pub(crate) fn start(settings: Settings, sinks: SinkSet) -> std::io::Result<Arc<Shared>> {
+        watch_forks();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let shared_ring = Arc::new(Ring::new(
             settings.ring_bytes,
@@ -209,6 +239,7 @@ impl Shared {
         ));
         let shared = Arc::new(Shared {
             id,
+            fork_gen: fork_generation(),
             mode: settings.mode,
             ring_bytes: settings.ring_bytes,
             overflow: settings.overflow,
@@ -298,6 +329,28 @@ impl Shared {
         }
     }
 
+    /// Whether this process is a fork of the one that started the
+    /// pipeline. Such a pipeline has no writer: flushing and shutting it
+    /// down return at once, and a record logged to it is counted as
+    /// dropped (and said once on stderr).
+    #[inline]
+    pub(crate) fn orphaned(&self) -> bool {
+        fork_generation() != self.fork_gen
+    }
+
+    #[cold]
+    fn drop_orphaned(&self) {
+        let before = self.retired_dropped.fetch_add(1, Ordering::Relaxed);
+        self.retired_logged.fetch_add(1, Ordering::Relaxed);
+        if before == 0 {
+            let _ = writeln!(
+                std::io::stderr(),
+                "logbraid: pid {}: a logger started before fork() is used in the child; its records are dropped (build a new logger in the child)",
+                std::process::id()
+            );
+        }
+    }
+
     /// Logs one record of this process. `fill` writes the message and the
     /// fields into the buffers it is given.
     pub(crate) fn log(
@@ -305,6 +358,9 @@ impl Shared {
         site: &Callsite<'_>,
         fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf),
     ) {
+        if self.orphaned() {
+            return self.drop_orphaned();
+        }
         let (stamp, is_tsc) = self.stamp();
         let handled = LOCAL.try_with(|local| match local.try_borrow_mut() {
             Ok(mut local) => {
@@ -362,6 +418,9 @@ impl Shared {
     /// Logs a record that came from elsewhere (another process): its
     /// source and thread are kept.
     pub(crate) fn log_foreign(&self, record: &Record<'_>, source: &Arc<Source>) {
+        if self.orphaned() {
+            return self.drop_orphaned();
+        }
         let parts = Parts {
             timestamp_ns: record.timestamp_ns,
             level: record.level,
@@ -531,6 +590,9 @@ impl Shared {
 
     /// Returns once every record logged before the call is written.
     pub(crate) fn flush(&self) {
+        if self.orphaned() {
+            return;
+        }
         // The writer cannot wait for itself (a panic hook running on it).
         if LOCAL
             .try_with(|l| l.try_borrow().map(|l| l.is_writer).unwrap_or(false))
@@ -585,6 +647,9 @@ impl Shared {
     /// Drains, flushes and stops the writer thread. Records logged later
     /// are written directly by the caller. Idempotent.
     pub(crate) fn shutdown(&self) {
+        if self.orphaned() {
+            return;
+        }
         let handle = lock(&self.writer).take();
         let Some(handle) = handle else {
             self.flush();
