@@ -8,6 +8,7 @@
 mod child;
 mod libs;
 mod report;
+mod section;
 mod sys;
 mod timer;
 mod verify;
@@ -230,6 +231,15 @@ fn drive(cli: &Cli) -> anyhow::Result<()> {
     let markdown = report::render(&plan, &results);
     match &cli.write {
         Some(path) => {
+            // Keep the collector bench's section, which this run does not
+            // measure.
+            let kept = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|old| section::body(&old).map(str::to_string));
+            let markdown = match kept {
+                Some(body) => section::replace(&markdown, &body),
+                None => markdown,
+            };
             std::fs::write(path, markdown)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("wrote {} in {:.0?}", path.display(), results.wall);

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../section.rs"]
+mod section;
+
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
@@ -462,7 +465,16 @@ fn main() -> anyhow::Result<()> {
     );
     let _ = writeln!(out, "\nReproduce: `cargo build --release -p logbraid-cli && cargo run --release -p logbraid-bench --bin collector -- --write bench/COLLECTOR.md`");
     match &cli.write {
-        Some(p) => std::fs::write(p, out)?,
+        Some(p) => {
+            std::fs::write(p, &out)?;
+            let results = p.with_file_name("RESULTS.md");
+            if let Ok(doc) = std::fs::read_to_string(&results) {
+                std::fs::write(
+                    &results,
+                    section::replace(&doc, &out.replacen("# ", "## ", 1)),
+                )?;
+            }
+        }
         None => print!("{out}"),
     }
     Ok(())
