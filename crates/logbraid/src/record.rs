@@ -7,7 +7,7 @@
 //! [`Fields::iter`]; the encoding is also what the native wire protocol uses.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use crate::level::Level;
 
@@ -28,16 +28,24 @@ pub struct Source {
 impl Source {
     /// The running process, computed once.
     pub fn current() -> Arc<Source> {
-        static CURRENT: OnceLock<Arc<Source>> = OnceLock::new();
-        CURRENT
-            .get_or_init(|| {
-                Arc::new(Source {
+        // Kept per pid: a forked child is another process with the same
+        // memory, and must not name itself after its parent (the pid is
+        // part of a forwarding client's id).
+        static CURRENT: Mutex<Option<Arc<Source>>> = Mutex::new(None);
+        let pid = std::process::id();
+        let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
+        match current.as_ref() {
+            Some(s) if s.pid == pid => s.clone(),
+            _ => {
+                let s = Arc::new(Source {
                     host: hostname(),
-                    pid: std::process::id(),
+                    pid,
                     process_name: process_name(),
-                })
-            })
-            .clone()
+                });
+                *current = Some(s.clone());
+                s
+            }
+        }
     }
 }
 

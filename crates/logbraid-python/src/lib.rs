@@ -1,0 +1,1027 @@
+//! The Rust half of the `logbraid` Python package: pipelines (the sinks
+//! behind `basicConfig` and `logbraid.Handler`) and the Rust `Logger`
+//! whose calls never build a Python `LogRecord`.
+//!
+//! Python code lives in `python/logbraid/`; this module is
+//! `logbraid._logbraid`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use logbraid::collect::{Embedded, EmbeddedOptions};
+use logbraid::forward::{Endpoint, ForwardOptions};
+use logbraid::layout::LayoutSpec;
+use logbraid::sink::{Console, RollingFile};
+use logbraid::{Builder, Callsite, Compression, Every, FieldsBuf, Guard, Level, Overflow, Value};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a pipeline was built from, kept so that a forked child can build
+/// its own (forwarding to the parent) and `shutdown` can be undone by
+/// nobody.
+#[derive(Clone, Debug)]
+struct Spec {
+    file: Option<String>,
+    console: bool,
+    layout: LayoutSpec,
+    max_bytes: u64,
+    backup_count: usize,
+    every: Option<Every>,
+    compression: Compression,
+    forward: Option<String>,
+    queue_bytes: Option<usize>,
+    overflow: Overflow,
+    sync: bool,
+}
+
+struct Live {
+    logger: logbraid::Logger,
+    /// Stops the pipeline when the Python object goes away.
+    _guard: Option<Guard>,
+    /// The collector this pipeline runs for forked and spawned children,
+    /// when it is not the one the core exported in `LOGBRAID_COLLECTOR`.
+    own_collector: Option<Embedded>,
+    /// Where a child's records go: this pipeline's collector, or the one
+    /// it forwards to.
+    upstream: Option<String>,
+}
+
+/// The sinks of `basicConfig` or of one `logbraid.Handler`: a Rust
+/// pipeline with a background writer.
+#[pyclass(module = "logbraid._logbraid", frozen)]
+struct Pipeline {
+    spec: Spec,
+    live: Mutex<Option<Live>>,
+    shut: std::sync::atomic::AtomicBool,
+}
+
+fn bad(param: &str, why: impl std::fmt::Display) -> PyErr {
+    PyValueError::new_err(format!("{param}: {why}"))
+}
+
+fn parse_every(when: &str) -> PyResult<Every> {
+    // Python's TimedRotatingFileHandler spellings, then ours.
+    let w = when.trim();
+    let mapped = match w.to_ascii_uppercase().as_str() {
+        "M" => "minutely",
+        "H" => "hourly",
+        "D" => "daily",
+        "MIDNIGHT" => "daily",
+        s if s.len() == 2 && s.starts_with('W') && s[1..].parse::<u8>().is_ok_and(|d| d <= 6) => {
+            "weekly"
+        }
+        _ => w,
+    };
+    mapped.parse::<Every>().map_err(|e| bad("when", e))
+}
+
+impl Spec {
+    fn build(&self, forward_to: Option<&str>, children: bool) -> PyResult<Live> {
+        let mut b = Builder::new().level("trace");
+        if self.sync {
+            b = b.mode(logbraid::Mode::Sync);
+        }
+        if let Some(q) = self.queue_bytes {
+            b = b.queue_bytes(q);
+        }
+        b = b.overflow(self.overflow);
+        let target = forward_to.map(str::to_string).or(self.forward.clone());
+        match &target {
+            Some(addr) => {
+                let ep = Endpoint::parse(addr).map_err(|e| bad("forward", e))?;
+                b = b
+                    .inherit_collector(false)
+                    .children(false)
+                    .forward(ForwardOptions::new(ep))
+                    .map_err(|e| bad("forward", e))?;
+            }
+            None => {
+                // In a child of a configured process this forwards to the
+                // parent's collector instead of opening the files.
+                b = b.children(children);
+                if let Some(path) = &self.file {
+                    let mut f = RollingFile::builder(path)
+                        .layout(self.layout.build(false))
+                        .compression(self.compression);
+                    if self.max_bytes > 0 {
+                        f = f.max_bytes(self.max_bytes);
+                    }
+                    if self.backup_count > 0 {
+                        f = f.backup_count(self.backup_count);
+                    }
+                    if let Some(e) = self.every {
+                        f = f.every(e);
+                    }
+                    b = b.file(f).map_err(|e| bad("file", e))?;
+                }
+                if self.console || self.file.is_none() {
+                    let console = Console::stderr();
+                    let color = console.wants_color();
+                    b = b.console(console.layout(self.layout.build(color)));
+                }
+            }
+        }
+        let (logger, guard) = b
+            .build()
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        let mut own_collector = None;
+        let mut upstream = target.clone().or_else(|| logger.collector_address());
+        if upstream.is_none() && children && self.file.is_some() {
+            // Another pipeline of this process already serves the exported
+            // address: this one gets a collector of its own, so that a
+            // forked child's records still reach this pipeline's file.
+            if let Ok(c) = Embedded::start(logger.clone(), EmbeddedOptions::default()) {
+                upstream = Some(c.address());
+                own_collector = Some(c);
+            }
+        }
+        Ok(Live {
+            logger,
+            _guard: Some(guard),
+            own_collector,
+            upstream,
+        })
+    }
+}
+
+/// Python's level numbers to ours.
+fn level_of(levelno: i64) -> Level {
+    Level::from_python(levelno)
+}
+
+/// One Python value as a field.
+fn push_value(fields: &mut FieldsBuf, key: &str, v: &Bound<'_, PyAny>) {
+    if v.is_none() {
+        fields.push(key, Value::Null);
+    } else if let Ok(b) = v.cast::<pyo3::types::PyBool>() {
+        fields.push(key, Value::Bool(b.is_true()));
+    } else if let Ok(s) = v.cast::<PyString>() {
+        match s.to_cow() {
+            Ok(t) => fields.push_str(key, &t),
+            Err(_) => fields.push_str(key, &s.to_string_lossy()),
+        }
+    } else if let Ok(i) = v.extract::<i64>() {
+        if v.is_instance_of::<pyo3::types::PyInt>() {
+            fields.push(key, Value::I64(i));
+        } else {
+            fields.push_str(key, &display(v));
+        }
+    } else if let Ok(f) = v.cast::<pyo3::types::PyFloat>() {
+        fields.push(key, Value::F64(f.value()));
+    } else {
+        fields.push_str(key, &display(v));
+    }
+}
+
+/// `str(v)`, or its `repr` when `str` fails: a field is always written.
+fn display(v: &Bound<'_, PyAny>) -> String {
+    match v.str() {
+        Ok(s) => s.to_string_lossy().into_owned(),
+        Err(_) => match v.repr() {
+            Ok(r) => r.to_string_lossy().into_owned(),
+            Err(_) => "<unprintable>".to_string(),
+        },
+    }
+}
+
+/// The fields `logging.LogRecord` has itself; anything else in its
+/// `__dict__` came from `extra=` and becomes a field.
+const RECORD_ATTRS: &[&str] = &[
+    "name",
+    "msg",
+    "args",
+    "levelname",
+    "levelno",
+    "pathname",
+    "filename",
+    "module",
+    "exc_info",
+    "exc_text",
+    "stack_info",
+    "lineno",
+    "funcName",
+    "created",
+    "msecs",
+    "relativeCreated",
+    "thread",
+    "threadName",
+    "processName",
+    "process",
+    "taskName",
+    "message",
+    "asctime",
+];
+
+static WRITE_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+impl Pipeline {
+    fn with_logger<R>(&self, f: impl FnOnce(&logbraid::Logger) -> R) -> Option<R> {
+        let live = lock(&self.live);
+        live.as_ref().map(|l| f(&l.logger))
+    }
+
+    /// Writes one record: message and caller given, fields filled by
+    /// `fields`.
+    fn write(
+        &self,
+        site: &Callsite<'_>,
+        message: &str,
+        fields: &mut dyn FnMut(&mut FieldsBuf),
+    ) -> bool {
+        self.with_logger(|l| l.log_with(site, format_args!("{message}"), fields))
+            .is_some()
+    }
+}
+
+#[pymethods]
+impl Pipeline {
+    #[new]
+    #[pyo3(signature = (*, file=None, console=false, json=false, format=None, datefmt=None,
+        max_bytes=0, backup_count=0, when=None, compress=None, forward=None,
+        queue_size=None, overflow="block", sync=false, children=true))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        file: Option<String>,
+        console: bool,
+        json: bool,
+        format: Option<String>,
+        datefmt: Option<String>,
+        max_bytes: i64,
+        backup_count: i64,
+        when: Option<String>,
+        compress: Option<String>,
+        forward: Option<String>,
+        queue_size: Option<i64>,
+        overflow: &str,
+        sync: bool,
+        children: bool,
+    ) -> PyResult<Self> {
+        let layout = match (json, &format) {
+            (true, Some(_)) => {
+                return Err(bad("format", "cannot be given together with json=True"))
+            }
+            (true, None) => LayoutSpec::Json,
+            (false, Some(f)) => {
+                LayoutSpec::parse(f, datefmt.as_deref()).map_err(|e| bad("format", e))?
+            }
+            (false, None) => LayoutSpec::Text,
+        };
+        if max_bytes < 0 {
+            return Err(bad("max_bytes", "must be 0 (no size limit) or more"));
+        }
+        if backup_count < 0 {
+            return Err(bad("backup_count", "must be 0 or more"));
+        }
+        let queue_bytes = match queue_size {
+            None => None,
+            Some(q) if q >= 4096 => Some(q as usize),
+            Some(q) => {
+                return Err(bad(
+                    "queue_size",
+                    format!("{q} bytes is below the minimum of 4096"),
+                ))
+            }
+        };
+        let spec = Spec {
+            file,
+            console,
+            layout,
+            max_bytes: max_bytes as u64,
+            backup_count: backup_count as usize,
+            every: when.as_deref().map(parse_every).transpose()?,
+            compression: match compress.as_deref() {
+                None => Compression::None,
+                Some(c) => c.parse().map_err(|e| bad("compress", e))?,
+            },
+            forward,
+            queue_bytes,
+            overflow: overflow.parse().map_err(|e| bad("overflow", e))?,
+            sync,
+        };
+        let live = spec.build(None, children)?;
+        Ok(Pipeline {
+            spec,
+            live: Mutex::new(Some(live)),
+            shut: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// The address children forward to, if this pipeline serves them.
+    #[getter]
+    fn collector_address(&self) -> Option<String> {
+        lock(&self.live).as_ref().and_then(|l| l.upstream.clone())
+    }
+
+    /// Writes a standard `logging.LogRecord`.
+    fn emit(&self, record: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = record.py();
+        let message = record.call_method0(pyo3::intern!(py, "getMessage"));
+        let (message, format_error) = match message {
+            Ok(m) => (display(&m), None),
+            Err(e) => {
+                let raw = record.getattr(pyo3::intern!(py, "msg"))?;
+                (display(&raw), Some(e))
+            }
+        };
+        let levelno: i64 = record.getattr(pyo3::intern!(py, "levelno"))?.extract()?;
+        let name: String = record
+            .getattr(pyo3::intern!(py, "name"))?
+            .extract()
+            .unwrap_or_else(|_| "root".into());
+        let pathname: Option<String> = record
+            .getattr(pyo3::intern!(py, "pathname"))?
+            .extract()
+            .ok();
+        let module: Option<String> = record.getattr(pyo3::intern!(py, "module"))?.extract().ok();
+        let func: Option<String> = record
+            .getattr(pyo3::intern!(py, "funcName"))?
+            .extract()
+            .ok();
+        let lineno: Option<u32> = record.getattr(pyo3::intern!(py, "lineno"))?.extract().ok();
+        let exc_text = exception_text(record)?;
+        let stack: Option<String> = record
+            .getattr(pyo3::intern!(py, "stack_info"))?
+            .extract()
+            .ok();
+        let dict = record.getattr(pyo3::intern!(py, "__dict__"))?;
+        let dict = dict.cast::<PyDict>()?;
+        let mut extras: Vec<(String, Bound<'_, PyAny>)> = Vec::new();
+        for (k, v) in dict.iter() {
+            if let Ok(k) = k.cast::<PyString>() {
+                let k = k.to_string_lossy();
+                if !RECORD_ATTRS.contains(&k.as_ref()) {
+                    extras.push((k.into_owned(), v));
+                }
+            }
+        }
+        let site = Callsite {
+            level: level_of(levelno),
+            target: &name,
+            module: module.as_deref(),
+            file: pathname.as_deref(),
+            line: lineno,
+            function: func.as_deref(),
+        };
+        let fe = format_error.as_ref().map(|e| e.to_string());
+        self.write(&site, &message, &mut |f| {
+            for (k, v) in &extras {
+                push_value(f, k, v);
+            }
+            if let Some(e) = &fe {
+                f.push_str("format_error", e);
+            }
+            if let Some(t) = &exc_text {
+                f.push_str("exc_text", t);
+            }
+            if let Some(s) = &stack {
+                f.push_str("stack_info", s);
+            }
+        });
+        if let Some(e) = format_error {
+            report_format_error(py, e);
+        }
+        Ok(())
+    }
+
+    /// Waits until every record logged before the call is written (for a
+    /// forwarding pipeline: acknowledged by the collector). The GIL is
+    /// released while waiting. `timeout` (seconds) bounds the wait; the
+    /// result says whether it finished in time.
+    #[pyo3(signature = (timeout=None))]
+    fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let Some(logger) = self.with_logger(Clone::clone) else {
+            return Ok(true);
+        };
+        match timeout {
+            None => {
+                py.detach(|| logger.flush());
+                Ok(true)
+            }
+            Some(t) if t >= 0.0 && t.is_finite() => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    logger.flush();
+                    let _ = tx.send(());
+                });
+                Ok(py.detach(move || {
+                    rx.recv_timeout(std::time::Duration::from_secs_f64(t))
+                        .is_ok()
+                }))
+            }
+            Some(t) => Err(bad(
+                "timeout",
+                format!("{t} is not a number of seconds >= 0"),
+            )),
+        }
+    }
+
+    /// Flushes and stops the pipeline (and the collector it runs for
+    /// children, after their records are in). Records logged afterwards
+    /// are still written, by the caller. Idempotent.
+    fn shutdown(&self, py: Python<'_>) {
+        if self.shut.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (collector, logger) = {
+            let mut live = lock(&self.live);
+            match live.as_mut() {
+                Some(l) => (l.own_collector.take(), Some(l.logger.clone())),
+                None => (None, None),
+            }
+        };
+        py.detach(|| {
+            if let Some(c) = collector {
+                c.shutdown(std::time::Duration::from_secs(5));
+            }
+            if let Some(l) = logger {
+                l.shutdown();
+            }
+        });
+    }
+
+    /// The pipeline's counters: logged, written, dropped, bytes (and more).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        if let Some(st) = self.with_logger(|l| l.stats()) {
+            d.set_item("logged", st.logged)?;
+            d.set_item("written", st.written)?;
+            d.set_item("dropped", st.dropped)?;
+            d.set_item("bytes", st.bytes_written)?;
+            d.set_item("write_errors", st.write_errors)?;
+            d.set_item("queue_high_water", st.queue_high_water)?;
+            d.set_item("full_waits", st.full_waits)?;
+        }
+        Ok(d)
+    }
+
+    /// In a forked child: forget the parent's pipeline (its threads stayed
+    /// in the parent) and forward to the parent's collector instead.
+    fn _after_fork_child(&self) -> PyResult<()> {
+        let mut live = lock(&self.live);
+        let upstream = live.as_ref().and_then(|l| l.upstream.clone());
+        if let Some(old) = live.take() {
+            // Its threads are gone: dropping would wait for them.
+            std::mem::forget(old);
+        }
+        if self.shut.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        *live = Some(self.spec.build(upstream.as_deref(), false)?);
+        Ok(())
+    }
+}
+
+fn exception_text(record: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    let py = record.py();
+    if let Ok(t) = record.getattr(pyo3::intern!(py, "exc_text")) {
+        if let Ok(s) = t.extract::<String>() {
+            if !s.is_empty() {
+                return Ok(Some(s));
+            }
+        }
+    }
+    let info = record.getattr(pyo3::intern!(py, "exc_info"))?;
+    if info.is_none() || !info.is_truthy()? {
+        return Ok(None);
+    }
+    format_exc_info(&info).map(Some)
+}
+
+/// `traceback.format_exception` of an `exc_info` tuple, without the last
+/// newline, as `logging.Formatter.formatException` gives it.
+fn format_exc_info(info: &Bound<'_, PyAny>) -> PyResult<String> {
+    let py = info.py();
+    let tb = py.import(pyo3::intern!(py, "traceback"))?;
+    let t = info.cast::<PyTuple>()?;
+    let lines = tb.call_method1(
+        pyo3::intern!(py, "format_exception"),
+        (t.get_item(0)?, t.get_item(1)?, t.get_item(2)?),
+    )?;
+    let text: String = PyString::new(py, "")
+        .call_method1(pyo3::intern!(py, "join"), (lines,))?
+        .extract()?;
+    Ok(text.strip_suffix('\n').unwrap_or(&text).to_string())
+}
+
+/// As `logging.Handler.handleError`: the record was written anyway; the
+/// error goes to stderr and the program goes on.
+fn report_format_error(py: Python<'_>, e: PyErr) {
+    WRITE_FAILURES.fetch_add(1, Ordering::Relaxed);
+    let raise = py
+        .import("logging")
+        .and_then(|m| m.getattr("raiseExceptions"))
+        .and_then(|v| v.is_truthy())
+        .unwrap_or(true);
+    if raise {
+        let msg = format!(
+            "--- Logging error ---\nlogbraid: formatting the message failed ({e}); the record was written with the unformatted message\n"
+        );
+        let _ = py
+            .import("sys")
+            .and_then(|s| s.getattr("stderr"))
+            .and_then(|s| s.call_method1("write", (msg,)));
+    }
+}
+
+// ---------------------------------------------------------------------
+// The Rust Logger.
+
+/// Bumped by every `setLevel`, so cached effective levels are re-read.
+static LEVEL_GEN: AtomicU64 = AtomicU64::new(1);
+
+struct Registry {
+    loggers: HashMap<String, Py<Logger>>,
+}
+
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+
+/// The pipeline `logbraid.getLogger` loggers write to (set by
+/// `basicConfig` and in children).
+static DEFAULT: Mutex<Option<Py<Pipeline>>> = Mutex::new(None);
+
+/// A logger implemented in Rust with the calls of `logging.Logger`.
+#[pyclass(module = "logbraid", frozen)]
+struct Logger {
+    #[pyo3(get)]
+    name: String,
+    level: AtomicI32,
+    /// Cached effective level and the generation it was computed at.
+    effective: AtomicI32,
+    effective_gen: AtomicU64,
+}
+
+const NOTSET: i32 = 0;
+const WARNING: i32 = 30;
+
+fn registry_level(name: &str) -> Option<i32> {
+    let reg = lock(&REGISTRY);
+    let reg = reg.as_ref()?;
+    let l = reg.loggers.get(name)?;
+    let v = l.get().level.load(Ordering::Relaxed);
+    (v != NOTSET).then_some(v)
+}
+
+impl Logger {
+    fn effective_level(&self) -> i32 {
+        let gen = LEVEL_GEN.load(Ordering::Acquire);
+        if self.effective_gen.load(Ordering::Acquire) == gen {
+            return self.effective.load(Ordering::Relaxed);
+        }
+        let own = self.level.load(Ordering::Relaxed);
+        let value = if own != NOTSET {
+            own
+        } else {
+            let mut name = self.name.as_str();
+            let mut found = None;
+            while let Some(dot) = name.rfind('.') {
+                name = &name[..dot];
+                if let Some(l) = registry_level(name) {
+                    found = Some(l);
+                    break;
+                }
+            }
+            found.or_else(|| registry_level("root")).unwrap_or(WARNING)
+        };
+        self.effective.store(value, Ordering::Relaxed);
+        self.effective_gen.store(gen, Ordering::Release);
+        value
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn log_at(
+        &self,
+        py: Python<'_>,
+        levelno: i32,
+        msg: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+        extra: Option<&Bound<'_, PyAny>>,
+        stack_info: bool,
+        stacklevel: i32,
+    ) -> PyResult<()> {
+        if levelno < self.effective_level() {
+            return Ok(());
+        }
+        let pipeline = lock(&DEFAULT).as_ref().map(|p| p.clone_ref(py));
+        let Some(pipeline) = pipeline else {
+            // Not configured: behave as the standard logger of that name.
+            let std = py
+                .import(pyo3::intern!(py, "logging"))?
+                .call_method1(pyo3::intern!(py, "getLogger"), (&self.name,))?;
+            let kwargs = PyDict::new(py);
+            if let Some(e) = exc_info {
+                kwargs.set_item("exc_info", e)?;
+            }
+            if let Some(e) = extra {
+                kwargs.set_item("extra", e)?;
+            }
+            kwargs.set_item("stack_info", stack_info)?;
+            kwargs.set_item("stacklevel", stacklevel + 1)?;
+            let mut all = vec![levelno.into_pyobject(py)?.into_any(), msg.clone()];
+            all.extend(args.iter());
+            std.call_method("log", PyTuple::new(py, all)?, Some(&kwargs))?;
+            return Ok(());
+        };
+        // The message, formatted now as logging does when it handles the
+        // record: `msg % args`, a lone non-empty mapping as the mapping.
+        let mut format_error = None;
+        let text: String = if args.is_empty() {
+            text_of(msg)
+        } else {
+            let a = if args.len() == 1 {
+                let first = args.get_item(0)?;
+                if first.is_instance_of::<PyDict>() && first.is_truthy()? {
+                    first
+                } else {
+                    args.clone().into_any()
+                }
+            } else {
+                args.clone().into_any()
+            };
+            let fmt = msg.str()?;
+            match fmt.rem(&a) {
+                Ok(s) => text_of(&s),
+                Err(e) => {
+                    format_error = Some(e);
+                    text_of(msg)
+                }
+            }
+        };
+        // The caller: the Python frame that called this method, or one
+        // further up per `stacklevel`.
+        let (file, line, func) = caller(py, stacklevel).unwrap_or((None, None, None));
+        let exc_text = match exc_info {
+            Some(e) if e.is_truthy()? => Some(exc_info_text(py, e)?),
+            _ => None,
+        };
+        let stack = if stack_info {
+            Some(stack_text(py, stacklevel)?)
+        } else {
+            None
+        };
+        let module = file.as_deref().map(module_of);
+        let site = Callsite {
+            level: level_of(i64::from(levelno)),
+            target: &self.name,
+            module,
+            file: file.as_deref(),
+            line,
+            function: func.as_deref(),
+        };
+        let extra = match extra {
+            Some(e) if !e.is_none() => Some(e.cast::<PyDict>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "extra: expected a dict, got {}",
+                    e.get_type()
+                        .name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default()
+                ))
+            })?),
+            _ => None,
+        };
+        let fe = format_error.as_ref().map(|e| e.to_string());
+        let p = pipeline.get();
+        p.write(&site, &text, &mut |f| {
+            if let Some(d) = extra {
+                for (k, v) in d.iter() {
+                    push_value(f, &display(&k), &v);
+                }
+            }
+            if let Some(e) = &fe {
+                f.push_str("format_error", e);
+            }
+            if let Some(t) = &exc_text {
+                f.push_str("exc_text", t);
+            }
+            if let Some(s) = &stack {
+                f.push_str("stack_info", s);
+            }
+        });
+        if let Some(e) = format_error {
+            report_format_error(py, e);
+        }
+        Ok(())
+    }
+}
+
+fn text_of(v: &Bound<'_, PyAny>) -> String {
+    match v.cast::<PyString>() {
+        Ok(s) => match s.to_cow() {
+            Ok(t) => t.into_owned(),
+            Err(_) => s.to_string_lossy().into_owned(),
+        },
+        Err(_) => display(v),
+    }
+}
+
+/// `"/srv/app/orders.py"` → `"orders"`, as `LogRecord.module`.
+fn module_of(path: &str) -> &str {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    base.strip_suffix(".py").unwrap_or(base)
+}
+
+type Caller = (Option<String>, Option<u32>, Option<String>);
+
+fn caller(py: Python<'_>, stacklevel: i32) -> PyResult<Caller> {
+    let sys = py.import(pyo3::intern!(py, "sys"))?;
+    // Depth 0 is the caller of the Rust method.
+    let depth = (stacklevel.max(1) - 1) as i64;
+    let frame = match sys.call_method1(pyo3::intern!(py, "_getframe"), (depth,)) {
+        Ok(f) => f,
+        Err(_) => return Ok((None, None, None)),
+    };
+    let code = frame.getattr(pyo3::intern!(py, "f_code"))?;
+    let file: Option<String> = code
+        .getattr(pyo3::intern!(py, "co_filename"))?
+        .extract()
+        .ok();
+    let func: Option<String> = code.getattr(pyo3::intern!(py, "co_name"))?.extract().ok();
+    let line: Option<u32> = frame.getattr(pyo3::intern!(py, "f_lineno"))?.extract().ok();
+    Ok((file, line, func))
+}
+
+fn exc_info_text(py: Python<'_>, e: &Bound<'_, PyAny>) -> PyResult<String> {
+    let info = if e.is_instance_of::<pyo3::exceptions::PyBaseException>() {
+        PyTuple::new(
+            py,
+            [
+                e.get_type().into_any(),
+                e.clone(),
+                e.getattr("__traceback__")?,
+            ],
+        )?
+        .into_any()
+    } else if e.is_instance_of::<PyTuple>() {
+        e.clone()
+    } else {
+        py.import("sys")?.call_method0("exc_info")?
+    };
+    if info.cast::<PyTuple>()?.get_item(0)?.is_none() {
+        return Ok("NoneType: None".to_string());
+    }
+    format_exc_info(&info)
+}
+
+fn stack_text(py: Python<'_>, stacklevel: i32) -> PyResult<String> {
+    let tb = py.import("traceback")?;
+    let sys = py.import("sys")?;
+    let frame = sys.call_method1("_getframe", ((stacklevel.max(1) - 1) as i64,))?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("f", frame)?;
+    let lines = tb.call_method("format_stack", (), Some(&kwargs))?;
+    let text: String = PyString::new(py, "")
+        .call_method1("join", (lines,))?
+        .extract()?;
+    Ok(format!(
+        "Stack (most recent call last):\n{}",
+        text.strip_suffix('\n').unwrap_or(&text)
+    ))
+}
+
+#[pymethods]
+impl Logger {
+    #[pyo3(signature = (msg, *args, exc_info=None, extra=None, stack_info=false, stacklevel=1))]
+    fn debug(
+        &self,
+        py: Python<'_>,
+        msg: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+        extra: Option<&Bound<'_, PyAny>>,
+        stack_info: bool,
+        stacklevel: i32,
+    ) -> PyResult<()> {
+        self.log_at(py, 10, msg, args, exc_info, extra, stack_info, stacklevel)
+    }
+
+    #[pyo3(signature = (msg, *args, exc_info=None, extra=None, stack_info=false, stacklevel=1))]
+    fn info(
+        &self,
+        py: Python<'_>,
+        msg: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+        extra: Option<&Bound<'_, PyAny>>,
+        stack_info: bool,
+        stacklevel: i32,
+    ) -> PyResult<()> {
+        self.log_at(py, 20, msg, args, exc_info, extra, stack_info, stacklevel)
+    }
+
+    #[pyo3(signature = (msg, *args, exc_info=None, extra=None, stack_info=false, stacklevel=1))]
+    fn warning(
+        &self,
+        py: Python<'_>,
+        msg: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+        extra: Option<&Bound<'_, PyAny>>,
+        stack_info: bool,
+        stacklevel: i32,
+    ) -> PyResult<()> {
+        self.log_at(py, 30, msg, args, exc_info, extra, stack_info, stacklevel)
+    }
+
+    #[pyo3(signature = (msg, *args, exc_info=None, extra=None, stack_info=false, stacklevel=1))]
+    fn error(
+        &self,
+        py: Python<'_>,
+        msg: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+        extra: Option<&Bound<'_, PyAny>>,
+        stack_info: bool,
+        stacklevel: i32,
+    ) -> PyResult<()> {
+        self.log_at(py, 40, msg, args, exc_info, extra, stack_info, stacklevel)
+    }
+
+    #[pyo3(signature = (msg, *args, exc_info=None, extra=None, stack_info=false, stacklevel=1))]
+    fn critical(
+        &self,
+        py: Python<'_>,
+        msg: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+        extra: Option<&Bound<'_, PyAny>>,
+        stack_info: bool,
+        stacklevel: i32,
+    ) -> PyResult<()> {
+        self.log_at(py, 50, msg, args, exc_info, extra, stack_info, stacklevel)
+    }
+
+    /// `error` with the current exception's traceback.
+    #[pyo3(signature = (msg, *args, exc_info=None, extra=None, stack_info=false, stacklevel=1))]
+    fn exception(
+        &self,
+        py: Python<'_>,
+        msg: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+        extra: Option<&Bound<'_, PyAny>>,
+        stack_info: bool,
+        stacklevel: i32,
+    ) -> PyResult<()> {
+        let yes = pyo3::types::PyBool::new(py, true).to_owned().into_any();
+        let info = exc_info.cloned().unwrap_or(yes);
+        self.log_at(
+            py,
+            40,
+            msg,
+            args,
+            Some(&info),
+            extra,
+            stack_info,
+            stacklevel,
+        )
+    }
+
+    #[pyo3(signature = (level, msg, *args, exc_info=None, extra=None, stack_info=false, stacklevel=1))]
+    #[allow(clippy::too_many_arguments)]
+    fn log(
+        &self,
+        py: Python<'_>,
+        level: &Bound<'_, PyAny>,
+        msg: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+        extra: Option<&Bound<'_, PyAny>>,
+        stack_info: bool,
+        stacklevel: i32,
+    ) -> PyResult<()> {
+        let levelno: i32 = level
+            .extract()
+            .map_err(|_| PyTypeError::new_err("level must be an integer"))?;
+        self.log_at(
+            py, levelno, msg, args, exc_info, extra, stack_info, stacklevel,
+        )
+    }
+
+    #[pyo3(name = "isEnabledFor")]
+    fn is_enabled_for(&self, level: i32) -> bool {
+        level >= self.effective_level()
+    }
+
+    #[pyo3(name = "getEffectiveLevel")]
+    fn get_effective_level(&self) -> i32 {
+        self.effective_level()
+    }
+
+    #[getter]
+    fn level(&self) -> i32 {
+        self.level.load(Ordering::Relaxed)
+    }
+
+    #[pyo3(name = "setLevel")]
+    fn set_level(&self, py: Python<'_>, level: &Bound<'_, PyAny>) -> PyResult<()> {
+        let n = level_number(py, level)?;
+        self.level.store(n, Ordering::Relaxed);
+        LEVEL_GEN.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn __repr__(&self) -> String {
+        let lvl = self.effective_level();
+        format!("<logbraid.Logger {} ({})>", self.name, level_label(lvl))
+    }
+}
+
+fn level_label(n: i32) -> String {
+    match n {
+        50 => "CRITICAL".into(),
+        40 => "ERROR".into(),
+        30 => "WARNING".into(),
+        20 => "INFO".into(),
+        10 => "DEBUG".into(),
+        0 => "NOTSET".into(),
+        n => format!("Level {n}"),
+    }
+}
+
+/// A level given as a number or a name, as `logging` accepts it.
+fn level_number(py: Python<'_>, level: &Bound<'_, PyAny>) -> PyResult<i32> {
+    if let Ok(n) = level.extract::<i32>() {
+        return Ok(n);
+    }
+    if let Ok(s) = level.extract::<String>() {
+        let names = py
+            .import("logging")?
+            .call_method0("getLevelNamesMapping")
+            .ok();
+        if let Some(m) = names {
+            if let Ok(v) = m.get_item(s.to_ascii_uppercase()) {
+                return v.extract();
+            }
+        }
+        return Err(bad("level", format!("unknown level name {s:?}")));
+    }
+    Err(PyTypeError::new_err(
+        "level: expected an int or a level name",
+    ))
+}
+
+/// `logbraid.getLogger(name)`: one Logger per name, created on first use.
+#[pyfunction]
+#[pyo3(signature = (name=None))]
+fn get_logger(py: Python<'_>, name: Option<&str>) -> PyResult<Py<Logger>> {
+    let name = match name {
+        None | Some("") | Some("root") => "root",
+        Some(n) => n,
+    };
+    let mut reg = lock(&REGISTRY);
+    let reg = reg.get_or_insert_with(|| Registry {
+        loggers: HashMap::new(),
+    });
+    if let Some(l) = reg.loggers.get(name) {
+        return Ok(l.clone_ref(py));
+    }
+    let l = Py::new(
+        py,
+        Logger {
+            name: name.to_string(),
+            level: AtomicI32::new(NOTSET),
+            effective: AtomicI32::new(0),
+            effective_gen: AtomicU64::new(0),
+        },
+    )?;
+    reg.loggers.insert(name.to_string(), l.clone_ref(py));
+    LEVEL_GEN.fetch_add(1, Ordering::AcqRel);
+    Ok(l)
+}
+
+/// Makes `pipeline` the one `getLogger` loggers write to (`None`: none).
+#[pyfunction]
+fn set_default(pipeline: Option<Py<Pipeline>>) {
+    *lock(&DEFAULT) = pipeline;
+}
+
+/// The one `getLogger` loggers write to.
+#[pyfunction]
+fn get_default(py: Python<'_>) -> Option<Py<Pipeline>> {
+    lock(&DEFAULT).as_ref().map(|p| p.clone_ref(py))
+}
+
+/// Counted formatting failures (each also reported on stderr).
+#[pyfunction]
+fn format_errors() -> u64 {
+    WRITE_FAILURES.load(Ordering::Relaxed)
+}
+
+#[pymodule]
+fn _logbraid(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Pipeline>()?;
+    m.add_class::<Logger>()?;
+    m.add_function(wrap_pyfunction!(get_logger, m)?)?;
+    m.add_function(wrap_pyfunction!(set_default, m)?)?;
+    m.add_function(wrap_pyfunction!(get_default, m)?)?;
+    m.add_function(wrap_pyfunction!(format_errors, m)?)?;
+    m.add("COLLECTOR_ENV", logbraid::collect::COLLECTOR_ENV)?;
+    Ok(())
+}

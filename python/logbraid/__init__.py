@@ -1,0 +1,329 @@
+"""logbraid: a drop-in for the standard ``logging`` module.
+
+Records go through a Rust pipeline with a background writer: rotated,
+compressed files, text or JSON, and child processes forwarding to their
+parent's collector with nothing passed by hand.
+
+    import logbraid
+    logbraid.basicConfig(level="INFO", file="app.log")
+    log = logbraid.getLogger("app")
+    log.info("user %s logged in", "ada", extra={"request": 42})
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from typing import Any, Dict, Optional
+
+from . import _logbraid
+from ._logbraid import Logger
+
+__all__ = [
+    "Handler",
+    "Logger",
+    "basicConfig",
+    "flush",
+    "getLogger",
+    "shutdown",
+    "stats",
+]
+
+_ENV = _logbraid.COLLECTOR_ENV
+_LEVEL_ENV = "LOGBRAID_PYTHON_LEVEL"
+_OVERFLOWS = ("block", "drop_newest", "drop_oldest")
+
+# Every pipeline of this process, to flush before a fork and rebuild after.
+_pipelines: "list[_logbraid.Pipeline]" = []
+_lock = threading.Lock()
+_default_handler: Optional["Handler"] = None
+
+
+def _level_number(level: Any, param: str = "level") -> int:
+    if isinstance(level, bool):
+        raise TypeError(f"{param}: expected an int or a level name, got bool")
+    if isinstance(level, int):
+        return level
+    if isinstance(level, str):
+        value = logging.getLevelName(level.upper())
+        if isinstance(value, int):
+            return value
+        raise ValueError(f"{param}: unknown level name {level!r}")
+    raise TypeError(f"{param}: expected an int or a level name, got {type(level).__name__}")
+
+
+def _pipeline(
+    *,
+    file: Optional[str] = None,
+    console: bool = False,
+    json: bool = False,
+    format: Optional[str] = None,
+    datefmt: Optional[str] = None,
+    max_bytes: int = 0,
+    backup_count: int = 0,
+    when: Optional[str] = None,
+    compress: Optional[str] = None,
+    forward: Optional[str] = None,
+    queue_size: Optional[int] = None,
+    overflow: str = "block",
+    children: bool = True,
+) -> "_logbraid.Pipeline":
+    for name, value, kind in (
+        ("file", file, (str, os.PathLike, type(None))),
+        ("console", console, bool),
+        ("json", json, bool),
+        ("format", format, (str, type(None))),
+        ("datefmt", datefmt, (str, type(None))),
+        ("max_bytes", max_bytes, int),
+        ("backup_count", backup_count, int),
+        ("when", when, (str, type(None))),
+        ("compress", compress, (str, type(None))),
+        ("forward", forward, (str, type(None))),
+        ("queue_size", queue_size, (int, type(None))),
+        ("overflow", overflow, str),
+    ):
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise TypeError(f"{name}: unexpected type {type(value).__name__}")
+    if overflow not in _OVERFLOWS:
+        raise ValueError(f"overflow: {overflow!r} is not one of {', '.join(_OVERFLOWS)}")
+    p = _logbraid.Pipeline(
+        file=os.fspath(file) if file is not None else None,
+        console=console,
+        json=json,
+        format=format,
+        datefmt=datefmt,
+        max_bytes=max_bytes,
+        backup_count=backup_count,
+        when=when,
+        compress=compress,
+        forward=forward,
+        queue_size=queue_size,
+        overflow=overflow,
+        children=children,
+    )
+    with _lock:
+        _pipelines.append(p)
+    return p
+
+
+class Handler(logging.Handler):
+    """A ``logging.Handler`` whose sinks are a Rust pipeline.
+
+    Takes the sink keywords of :func:`basicConfig`; usable from
+    ``dictConfig`` (``{"class": "logbraid.Handler", "file": "app.jsonl",
+    "json": True}``) and ``fileConfig``.
+    """
+
+    def __init__(
+        self,
+        file: Optional[str] = None,
+        console: bool = False,
+        json: bool = False,
+        format: Optional[str] = None,
+        datefmt: Optional[str] = None,
+        max_bytes: int = 0,
+        backup_count: int = 0,
+        when: Optional[str] = None,
+        compress: Optional[str] = None,
+        forward: Optional[str] = None,
+        level: Any = logging.NOTSET,
+        queue_size: Optional[int] = None,
+        overflow: str = "block",
+        *,
+        _pipeline_object: "Optional[_logbraid.Pipeline]" = None,
+    ) -> None:
+        super().__init__(_level_number(level))
+        if _pipeline_object is not None:
+            self._pipe = _pipeline_object
+        else:
+            self._pipe = _pipeline(
+                file=file,
+                console=console,
+                json=json,
+                format=format,
+                datefmt=datefmt,
+                max_bytes=max_bytes,
+                backup_count=backup_count,
+                when=when,
+                compress=compress,
+                forward=forward,
+                queue_size=queue_size,
+                overflow=overflow,
+            )
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._pipe.emit(record)
+        except Exception:
+            self.handleError(record)
+
+    def flush(self, timeout: Optional[float] = None) -> bool:  # type: ignore[override]
+        return self._pipe.flush(timeout)
+
+    def close(self) -> None:
+        self._pipe.shutdown()
+        super().close()
+
+    def stats(self) -> Dict[str, int]:
+        return self._pipe.stats()
+
+    @property
+    def collector_address(self) -> Optional[str]:
+        return self._pipe.collector_address
+
+
+def getLogger(name: Optional[str] = None) -> Logger:
+    """The logbraid Logger of ``name`` (the root logger for ``None``)."""
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name: expected a str, got {type(name).__name__}")
+    return _logbraid.get_logger(name)
+
+
+def basicConfig(
+    level: Any = logging.WARNING,
+    console: bool = True,
+    file: Optional[str] = None,
+    format: Optional[str] = None,
+    datefmt: Optional[str] = None,
+    max_bytes: int = 0,
+    backup_count: int = 0,
+    when: Optional[str] = None,
+    compress: Optional[str] = None,
+    json: bool = False,
+    forward: Optional[str] = None,
+    queue_size: Optional[int] = None,
+    overflow: str = "block",
+    force: bool = False,
+) -> None:
+    """Configures the default pipeline and attaches a :class:`Handler` for
+    it to the root logger, so ``logging.getLogger`` loggers of third-party
+    code reach the same sinks. A second call does nothing unless
+    ``force=True``, as with ``logging.basicConfig``."""
+    global _default_handler
+    lvl = _level_number(level)
+    with _lock:
+        existing = _default_handler
+    if existing is not None and not force:
+        return
+    if existing is not None:
+        logging.getLogger().removeHandler(existing)
+        existing.close()
+    pipe = _pipeline(
+        file=file,
+        console=console,
+        json=json,
+        format=format,
+        datefmt=datefmt,
+        max_bytes=max_bytes,
+        backup_count=backup_count,
+        when=when,
+        compress=compress,
+        forward=forward,
+        queue_size=queue_size,
+        overflow=overflow,
+    )
+    _install(pipe, lvl)
+    address = pipe.collector_address
+    if address is not None:
+        # Children started with an environment copied from os.environ
+        # find the collector too, and learn the level.
+        os.environ[_ENV] = address
+        os.environ[_LEVEL_ENV] = str(lvl)
+
+
+def _install(pipe: "_logbraid.Pipeline", lvl: int) -> None:
+    global _default_handler
+    handler = Handler(_pipeline_object=pipe)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(lvl)
+    getLogger().setLevel(lvl)
+    _logbraid.set_default(pipe)
+    with _lock:
+        _default_handler = handler
+
+
+def flush(timeout: Optional[float] = None) -> bool:
+    """Waits until every record logged before the call is written (or,
+    when forwarding, acknowledged). Returns False if ``timeout`` seconds
+    passed first."""
+    ok = True
+    with _lock:
+        pipes = list(_pipelines)
+    for p in pipes:
+        ok = p.flush(timeout) and ok
+    return ok
+
+
+def shutdown() -> None:
+    """Flushes and stops every pipeline; run at exit and by
+    ``logging.shutdown()``. Records logged later are still written."""
+    with _lock:
+        pipes = list(_pipelines)
+    for p in pipes:
+        p.shutdown()
+
+
+def stats() -> Dict[str, int]:
+    """Counters of the default pipeline: logged, written, dropped, bytes."""
+    p = _logbraid.get_default()
+    if p is None:
+        return {"logged": 0, "written": 0, "dropped": 0, "bytes": 0}
+    return p.stats()
+
+
+def _before_fork() -> None:
+    flush()
+
+
+def _after_fork_child() -> None:
+    with _lock:
+        pipes = list(_pipelines)
+    for p in pipes:
+        p._after_fork_child()
+
+
+def _finalize_in_child(_: object = None) -> None:
+    # multiprocessing children leave through os._exit, which skips atexit:
+    # its own finalizers run just before, so the last records go then.
+    import multiprocessing.util as mpu
+
+    mpu.Finalize(None, shutdown, exitpriority=100)
+
+
+class _AfterFork:
+    pass
+
+
+_after_fork_marker = _AfterFork()
+
+
+def _register_multiprocessing() -> None:
+    import multiprocessing.util as mpu
+
+    mpu.register_after_fork(_after_fork_marker, _finalize_in_child)
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_child)
+atexit.register(shutdown)
+_register_multiprocessing()
+
+
+def _attach_to_parent() -> None:
+    """In a child of a configured process (``LOGBRAID_COLLECTOR`` set by an
+    ancestor): forward the root logger's records to it, at its level."""
+    if _logbraid.get_default() is not None:
+        return
+    try:
+        lvl = int(os.environ.get(_LEVEL_ENV, str(logging.WARNING)))
+    except ValueError:
+        lvl = logging.WARNING
+    pipe = _pipeline(forward=os.environ[_ENV], children=False)
+    _install(pipe, lvl)
+    _finalize_in_child()
+
+
+if os.environ.get(_ENV):
+    _attach_to_parent()
