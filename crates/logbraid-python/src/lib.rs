@@ -5,6 +5,9 @@
 //! Python code lives in `python/logbraid/`; this module is
 //! `logbraid._logbraid`.
 
+// The methods mirror `logging.Logger`'s signatures, keyword for keyword.
+#![allow(clippy::too_many_arguments)]
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -245,7 +248,6 @@ impl Pipeline {
     #[pyo3(signature = (*, file=None, console=false, json=false, format=None, datefmt=None,
         max_bytes=0, backup_count=0, when=None, compress=None, forward=None,
         queue_size=None, overflow="block", sync=false, children=true))]
-    #[allow(clippy::too_many_arguments)]
     fn new(
         file: Option<String>,
         console: bool,
@@ -593,7 +595,6 @@ impl Logger {
         value
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn log_at(
         &self,
         py: Python<'_>,
@@ -884,7 +885,6 @@ impl Logger {
     }
 
     #[pyo3(signature = (level, msg, *args, exc_info=None, extra=None, stack_info=false, stacklevel=1))]
-    #[allow(clippy::too_many_arguments)]
     fn log(
         &self,
         py: Python<'_>,

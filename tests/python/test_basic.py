@@ -1,0 +1,161 @@
+import json
+
+
+def test_file_levels_caller_and_stdlib_loggers(run, tmp_path):
+    run(
+        """
+        import logging, logbraid
+        logbraid.basicConfig(level="INFO", file="app.log", console=False,
+                             format="%(levelname)s|%(name)s|%(funcName)s|%(message)s")
+        log = logbraid.getLogger("app.db")
+        def work():
+            log.debug("hidden")
+            log.info("user %s has %d items", "ada", 3)
+            log.warning("plain %s")
+            logging.getLogger("third.party").error("from %s", "stdlib")
+            log.log(25, "level %d", 25)
+        work()
+        assert log.isEnabledFor(20) and not log.isEnabledFor(10)
+        assert log.getEffectiveLevel() == 20
+        logbraid.shutdown()
+        """
+    )
+    assert (tmp_path / "app.log").read_text().splitlines() == [
+        "INFO|app.db|work|user ada has 3 items",
+        "WARNING|app.db|work|plain %s",
+        "ERROR|third.party|work|from stdlib",
+        "INFO|app.db|work|level 25",
+    ]
+
+
+def test_json_extra_exceptions_and_stack(run, tmp_path):
+    run(
+        """
+        import logbraid
+        logbraid.basicConfig(level="DEBUG", file="app.jsonl", console=False, json=True)
+        log = logbraid.getLogger("svc")
+        log.info("hello", extra={"request_id": "r-1", "attempt": 2, "ratio": 0.5, "ok": True, "none": None})
+        try:
+            {}["missing"]
+        except KeyError:
+            log.exception("lookup failed")
+        log.info("where", stack_info=True)
+        logbraid.shutdown()
+        """
+    )
+    rows = [json.loads(l) for l in (tmp_path / "app.jsonl").read_text().splitlines()]
+    assert len(rows) == 3
+    first = json.dumps(rows[0])
+    for needle in ['"request_id": "r-1"', '"attempt": 2', '"ratio": 0.5', '"ok": true', '"none": null']:
+        assert needle in first, first
+    assert rows[0]["msg"] == "hello" and rows[0]["target"] == "svc", rows[0]
+    exc = json.dumps(rows[1])
+    assert "Traceback (most recent call last)" in exc and "KeyError: 'missing'" in exc
+    assert "Stack (most recent call last)" in json.dumps(rows[2])
+
+
+def test_bad_format_args_still_write_the_record(run, tmp_path):
+    p = run(
+        """
+        import logbraid
+        logbraid.basicConfig(level="INFO", file="app.log", console=False, format="%(message)s")
+        log = logbraid.getLogger("x")
+        log.info("count %d", "not a number")
+        log.info("after")
+        logbraid.shutdown()
+        """
+    )
+    assert (tmp_path / "app.log").read_text().splitlines() == ["count %d", "after"]
+    assert "--- Logging error ---" in p.stderr and "a real number is required" in p.stderr
+
+
+def test_logging_after_shutdown_does_not_crash(run, tmp_path):
+    run(
+        """
+        import logbraid
+        logbraid.basicConfig(level="INFO", file="app.log", console=False, format="%(message)s")
+        log = logbraid.getLogger("x")
+        log.info("before")
+        logbraid.shutdown()
+        log.info("after")
+        logbraid.shutdown()
+        logbraid.flush()
+        """
+    )
+    assert (tmp_path / "app.log").read_text().splitlines() == ["before", "after"]
+
+
+def test_dictconfig_handler(run, tmp_path):
+    run(
+        """
+        import logging, logging.config
+        logging.config.dictConfig({
+            "version": 1,
+            "handlers": {"lb": {"class": "logbraid.Handler", "file": "app.jsonl", "json": True}},
+            "root": {"handlers": ["lb"], "level": "INFO"},
+        })
+        logging.getLogger("a.b").info("via %s", "dictConfig", extra={"k": 7})
+        logging.shutdown()
+        """
+    )
+    rows = [json.loads(l) for l in (tmp_path / "app.jsonl").read_text().splitlines()]
+    assert len(rows) == 1
+    assert '"k": 7' in json.dumps(rows[0]) and "via dictConfig" in json.dumps(rows[0])
+
+
+def test_bad_arguments_name_the_parameter(run):
+    p = run(
+        """
+        import logbraid
+        for kwargs, err in [
+            ({"overflow": "sometimes"}, ValueError),
+            ({"max_bytes": -1}, ValueError),
+            ({"compress": "rar"}, ValueError),
+            ({"when": "fortnightly"}, ValueError),
+            ({"level": "LOUD"}, ValueError),
+            ({"max_bytes": "1MB"}, TypeError),
+        ]:
+            try:
+                logbraid.basicConfig(file="x.log", **kwargs)
+            except err as e:
+                print(list(kwargs)[0], "->", e)
+            else:
+                raise SystemExit(f"{kwargs} accepted")
+        """
+    )
+    lines = p.stdout.splitlines()
+    assert len(lines) == 6
+    for line in lines:
+        name, _, message = line.partition(" -> ")
+        assert message.startswith(name), line
+
+
+def test_rotation_and_compression_from_python(run, tmp_path):
+    run(
+        """
+        import logbraid
+        logbraid.basicConfig(level="INFO", file="app.log", console=False, format="%(message)s",
+                             max_bytes=20000, backup_count=100, compress="gzip")
+        log = logbraid.getLogger("r")
+        for i in range(20000):
+            log.info("w0 %d", i)
+        logbraid.shutdown()
+        """
+    )
+    import gzip
+
+    from conftest import check_streams
+
+    files = sorted(tmp_path.glob("app.log*"))
+    assert len(files) > 2, files
+    assert any(f.suffix == ".gz" for f in files)
+    # Oldest first: the highest index is the oldest backup.
+    def order(f):
+        parts = f.name.split(".")
+        return -int(parts[2]) if len(parts) > 2 else 0
+
+    lines = []
+    for f in sorted(files, key=order):
+        data = gzip.decompress(f.read_bytes()) if f.suffix == ".gz" else f.read_bytes()
+        lines += data.decode().splitlines()
+    check_streams(lines, 1, 20000)
