@@ -108,6 +108,27 @@ def _pipeline(
     return p
 
 
+# The sink keywords Handler and basicConfig share, passed on to _pipeline.
+_SINK_KEYWORDS = (
+    "file",
+    "console",
+    "json",
+    "format",
+    "datefmt",
+    "max_bytes",
+    "backup_count",
+    "when",
+    "compress",
+    "forward",
+    "queue_size",
+    "overflow",
+)
+
+
+def _sink_keywords(arguments: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: arguments[k] for k in _SINK_KEYWORDS}
+
+
 class Handler(logging.Handler):
     """A ``logging.Handler`` whose sinks are a Rust pipeline.
 
@@ -138,20 +159,7 @@ class Handler(logging.Handler):
         if _pipeline_object is not None:
             self._pipe = _pipeline_object
         else:
-            self._pipe = _pipeline(
-                file=file,
-                console=console,
-                json=json,
-                format=format,
-                datefmt=datefmt,
-                max_bytes=max_bytes,
-                backup_count=backup_count,
-                when=when,
-                compress=compress,
-                forward=forward,
-                queue_size=queue_size,
-                overflow=overflow,
-            )
+            self._pipe = _pipeline(**_sink_keywords(locals()))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -210,20 +218,7 @@ def basicConfig(
     if existing is not None:
         logging.getLogger().removeHandler(existing)
         existing.close()
-    pipe = _pipeline(
-        file=file,
-        console=console,
-        json=json,
-        format=format,
-        datefmt=datefmt,
-        max_bytes=max_bytes,
-        backup_count=backup_count,
-        when=when,
-        compress=compress,
-        forward=forward,
-        queue_size=queue_size,
-        overflow=overflow,
-    )
+    pipe = _pipeline(**_sink_keywords(locals()))
     _install(pipe, lvl)
     address = pipe.collector_address
     if address is not None:

@@ -786,78 +786,33 @@ fn stack_text(py: Python<'_>, stacklevel: i32) -> PyResult<String> {
     ))
 }
 
+/// The per-level methods (`debug` … `critical`): one `#[pymethods]` block
+/// each, all with `logging.Logger`'s keywords.
+macro_rules! level_methods {
+    ($($name:ident = $level:expr),* $(,)?) => {$(
+        #[pymethods]
+        impl Logger {
+            #[pyo3(signature = (msg, *args, exc_info=None, extra=None, stack_info=false, stacklevel=1))]
+            fn $name(
+                &self,
+                py: Python<'_>,
+                msg: &Bound<'_, PyAny>,
+                args: &Bound<'_, PyTuple>,
+                exc_info: Option<&Bound<'_, PyAny>>,
+                extra: Option<&Bound<'_, PyAny>>,
+                stack_info: bool,
+                stacklevel: i32,
+            ) -> PyResult<()> {
+                self.log_at(py, $level, msg, args, exc_info, extra, stack_info, stacklevel)
+            }
+        }
+    )*};
+}
+
+level_methods!(debug = 10, info = 20, warning = 30, error = 40, critical = 50);
+
 #[pymethods]
 impl Logger {
-    #[pyo3(signature = (msg, *args, exc_info=None, extra=None, stack_info=false, stacklevel=1))]
-    fn debug(
-        &self,
-        py: Python<'_>,
-        msg: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        exc_info: Option<&Bound<'_, PyAny>>,
-        extra: Option<&Bound<'_, PyAny>>,
-        stack_info: bool,
-        stacklevel: i32,
-    ) -> PyResult<()> {
-        self.log_at(py, 10, msg, args, exc_info, extra, stack_info, stacklevel)
-    }
-
-    #[pyo3(signature = (msg, *args, exc_info=None, extra=None, stack_info=false, stacklevel=1))]
-    fn info(
-        &self,
-        py: Python<'_>,
-        msg: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        exc_info: Option<&Bound<'_, PyAny>>,
-        extra: Option<&Bound<'_, PyAny>>,
-        stack_info: bool,
-        stacklevel: i32,
-    ) -> PyResult<()> {
-        self.log_at(py, 20, msg, args, exc_info, extra, stack_info, stacklevel)
-    }
-
-    #[pyo3(signature = (msg, *args, exc_info=None, extra=None, stack_info=false, stacklevel=1))]
-    fn warning(
-        &self,
-        py: Python<'_>,
-        msg: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        exc_info: Option<&Bound<'_, PyAny>>,
-        extra: Option<&Bound<'_, PyAny>>,
-        stack_info: bool,
-        stacklevel: i32,
-    ) -> PyResult<()> {
-        self.log_at(py, 30, msg, args, exc_info, extra, stack_info, stacklevel)
-    }
-
-    #[pyo3(signature = (msg, *args, exc_info=None, extra=None, stack_info=false, stacklevel=1))]
-    fn error(
-        &self,
-        py: Python<'_>,
-        msg: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        exc_info: Option<&Bound<'_, PyAny>>,
-        extra: Option<&Bound<'_, PyAny>>,
-        stack_info: bool,
-        stacklevel: i32,
-    ) -> PyResult<()> {
-        self.log_at(py, 40, msg, args, exc_info, extra, stack_info, stacklevel)
-    }
-
-    #[pyo3(signature = (msg, *args, exc_info=None, extra=None, stack_info=false, stacklevel=1))]
-    fn critical(
-        &self,
-        py: Python<'_>,
-        msg: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        exc_info: Option<&Bound<'_, PyAny>>,
-        extra: Option<&Bound<'_, PyAny>>,
-        stack_info: bool,
-        stacklevel: i32,
-    ) -> PyResult<()> {
-        self.log_at(py, 50, msg, args, exc_info, extra, stack_info, stacklevel)
-    }
-
     /// `error` with the current exception's traceback.
     #[pyo3(signature = (msg, *args, exc_info=None, extra=None, stack_info=false, stacklevel=1))]
     fn exception(
