@@ -809,7 +809,13 @@ macro_rules! level_methods {
     )*};
 }
 
-level_methods!(debug = 10, info = 20, warning = 30, error = 40, critical = 50);
+level_methods!(
+    debug = 10,
+    info = 20,
+    warning = 30,
+    error = 40,
+    critical = 50
+);
 
 #[pymethods]
 impl Logger {
