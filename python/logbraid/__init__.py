@@ -16,6 +16,7 @@ import atexit
 import logging
 import os
 import threading
+import weakref
 from typing import Any, Dict, Optional
 
 from . import _logbraid
@@ -160,6 +161,21 @@ class Handler(logging.Handler):
             self._pipe = _pipeline_object
         else:
             self._pipe = _pipeline(**_sink_keywords(locals()))
+        if type(self).handle is Handler.handle and type(self).emit is Handler.emit:
+            # The pipeline handles records itself: no Python frame and no
+            # handler lock per record (it takes records from any thread).
+            # Filters, if any are added, still run (_handle_filtered).
+            self._pipe._link_handler(self.filters, weakref.ref(self))
+            self.handle = self._pipe.handle  # type: ignore[method-assign]
+
+    def _handle_filtered(self, record: logging.LogRecord) -> Any:
+        return logging.Handler.handle(self, record)
+
+    def _emit_failed(self, record: logging.LogRecord, error: BaseException) -> None:
+        try:
+            raise error
+        except Exception:
+            self.handleError(record)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

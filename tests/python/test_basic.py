@@ -159,3 +159,60 @@ def test_rotation_and_compression_from_python(run, tmp_path):
         data = gzip.decompress(f.read_bytes()) if f.suffix == ".gz" else f.read_bytes()
         lines += data.decode().splitlines()
     check_streams(lines, 1, 20000)
+
+
+def test_a_caller_waiting_for_room_lets_other_threads_run(tmp_path):
+    """Overflow "block" with the console sink on a pipe nobody reads yet:
+    the logging thread must wait, and while it waits the GIL is free, so
+    the main thread goes on; once the pipe is read, every record is there."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import sys, threading, time, logbraid
+        h = logbraid.Handler(console=True, format="%(message)s", queue_size=4096)
+        import logging
+        log = logging.getLogger("w")
+        log.addHandler(h)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        def work():
+            for i in range(20000):
+                log.info("w0 %d", i)
+        t = threading.Thread(target=work)
+        t.start()
+        # Only the GIL being free lets this loop run while `work` waits.
+        while h.stats()["full_waits"] == 0:
+            time.sleep(0.001)
+        print("main thread ran while the logging thread waited", flush=True)
+        t.join()
+        h.close()
+        """
+    )
+    env = dict(os.environ)
+    env.pop("LOGBRAID_COLLECTOR", None)
+    p = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # Nothing reads stderr until the child says its main thread ran; a
+    # child that hangs instead is killed, and the line is then missing.
+    import threading
+
+    watchdog = threading.Timer(120, p.kill)
+    watchdog.start()
+    first = p.stdout.readline()
+    watchdog.cancel()
+    assert first == "main thread ran while the logging thread waited\n"
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err[-2000:]
+    from conftest import check_streams
+
+    check_streams(err.splitlines(), 1, 20000)

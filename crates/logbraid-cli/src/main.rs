@@ -2,12 +2,12 @@
 
 mod demo;
 mod demo_threads;
-mod serve;
 mod tally;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use logbraid_cli::serve;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::DemoThreads(args) => demo_threads::run(&args),
         Command::DemoWorker(args) => demo::worker(&args),
-        Command::Serve(args) => serve::run(&args),
+        Command::Serve(args) => serve::run(&args).map(ExitCode::from),
     };
     match result {
         Ok(code) => code,

@@ -2,7 +2,6 @@
 
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use logbraid::wire::Dedup;
@@ -14,7 +13,7 @@ use logbraid_collector::server::{self, Server};
 /// subcommand's one-line summary is in `main.rs`).
 #[derive(clap::Args, Debug)]
 #[command(after_long_help = AFTER_HELP)]
-pub(crate) struct Args {
+pub struct Args {
     /// Where to listen: unix:PATH, tcp://HOST:PORT (native protocol),
     /// python-tcp://, python-udp://, syslog-udp://, syslog-tcp://. Repeat
     /// for several. Default: unix:./logbraid.sock and
@@ -102,13 +101,15 @@ into the log files.";
 /// Exit code for a bad setting.
 const USAGE: u8 = 2;
 
-pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
+/// Runs the collector until SIGTERM or SIGINT; the exit code: 0 after a
+/// clean stop, 2 for a bad setting.
+pub fn run(args: &Args) -> anyhow::Result<u8> {
     let file = match &args.config {
         Some(p) => match read_file(p) {
             Ok(raw) => raw,
             Err(e) => {
                 eprintln!("logbraid serve: {e}");
-                return Ok(ExitCode::from(USAGE));
+                return Ok(USAGE);
             }
         },
         None => Raw::default(),
@@ -117,7 +118,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) => {
             eprintln!("logbraid serve: {e}");
-            return Ok(ExitCode::from(USAGE));
+            return Ok(USAGE);
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -128,7 +129,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs a collector with `config` until SIGTERM or SIGINT.
-pub(crate) async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
+async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
     // Listen first: a port or socket in use is the likeliest failure, and
     // it must not leave a log file or a recovered checkpoint behind.
     let mut listeners = Vec::new();
@@ -180,7 +181,7 @@ pub(crate) async fn serve(config: ServeConfig) -> anyhow::Result<ExitCode> {
         "logbraid serve: stopped; {} records written, {rejected} inputs rejected",
         stats.written
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 /// Removes the socket files of listeners this collector bound and will not

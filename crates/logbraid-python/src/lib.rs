@@ -8,6 +8,8 @@
 // The methods mirror `logging.Logger`'s signatures, keyword for keyword.
 #![allow(clippy::too_many_arguments)]
 
+mod cpython;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -44,7 +46,8 @@ struct Spec {
 }
 
 struct Live {
-    logger: logbraid::Logger,
+    /// Shared, so a call takes it out of the lock with one increment.
+    logger: std::sync::Arc<logbraid::Logger>,
     /// Stops the pipeline when the Python object goes away.
     _guard: Option<Guard>,
     /// The collector this pipeline runs for forked and spawned children,
@@ -62,6 +65,16 @@ struct Pipeline {
     spec: Spec,
     live: Mutex<Option<Live>>,
     shut: std::sync::atomic::AtomicBool,
+    /// The `logbraid.Handler` whose `handle` is [`Pipeline::handle`].
+    handler: std::sync::OnceLock<HandlerLink>,
+}
+
+/// What `handle` needs of its `logbraid.Handler`: the handler's filter
+/// list (the same list object `addFilter` changes) and a weak reference
+/// to the handler, for the rare paths that go through Python.
+struct HandlerLink {
+    filters: Py<pyo3::types::PyList>,
+    handler: Py<PyAny>,
 }
 
 fn bad(param: &str, why: impl std::fmt::Display) -> PyErr {
@@ -86,7 +99,9 @@ fn parse_every(when: &str) -> PyResult<Every> {
 
 impl Spec {
     fn build(&self, forward_to: Option<&str>, children: bool) -> PyResult<Live> {
-        let mut b = Builder::new().level("trace");
+        let mut b = Builder::new()
+            .level("trace")
+            .on_full_wait(cpython::wait_without_gil);
         if self.sync {
             b = b.mode(logbraid::Mode::Sync);
         }
@@ -145,7 +160,7 @@ impl Spec {
             }
         }
         Ok(Live {
-            logger,
+            logger: std::sync::Arc::new(logger),
             _guard: Some(guard),
             own_collector,
             upstream,
@@ -164,32 +179,18 @@ fn push_value(fields: &mut FieldsBuf, key: &str, v: &Bound<'_, PyAny>) {
         fields.push(key, Value::Null);
     } else if let Ok(b) = v.cast::<pyo3::types::PyBool>() {
         fields.push(key, Value::Bool(b.is_true()));
-    } else if let Ok(s) = v.cast::<PyString>() {
-        match s.to_cow() {
-            Ok(t) => fields.push_str(key, &t),
-            Err(_) => fields.push_str(key, &s.to_string_lossy()),
-        }
+    } else if v.is_instance_of::<PyString>() {
+        fields.push_str(key, &cpython::text(v));
     } else if let Ok(i) = v.extract::<i64>() {
         if v.is_instance_of::<pyo3::types::PyInt>() {
             fields.push(key, Value::I64(i));
         } else {
-            fields.push_str(key, &display(v));
+            fields.push_str(key, &cpython::text(v));
         }
     } else if let Ok(f) = v.cast::<pyo3::types::PyFloat>() {
         fields.push(key, Value::F64(f.value()));
     } else {
-        fields.push_str(key, &display(v));
-    }
-}
-
-/// `str(v)`, or its `repr` when `str` fails: a field is always written.
-fn display(v: &Bound<'_, PyAny>) -> String {
-    match v.str() {
-        Ok(s) => s.to_string_lossy().into_owned(),
-        Err(_) => match v.repr() {
-            Ok(r) => r.to_string_lossy().into_owned(),
-            Err(_) => "<unprintable>".to_string(),
-        },
+        fields.push_str(key, &cpython::text(v));
     }
 }
 
@@ -229,16 +230,24 @@ impl Pipeline {
         live.as_ref().map(|l| f(&l.logger))
     }
 
+    fn current(&self) -> Option<std::sync::Arc<logbraid::Logger>> {
+        lock(&self.live)
+            .as_ref()
+            .map(|l| std::sync::Arc::clone(&l.logger))
+    }
+
     /// Writes one record: message and caller given, fields filled by
-    /// `fields`.
+    /// `fields` (which may call into Python: no lock is held meanwhile).
     fn write(
         &self,
+        py: Python<'_>,
         site: &Callsite<'_>,
         message: &str,
         fields: &mut dyn FnMut(&mut FieldsBuf),
-    ) -> bool {
-        self.with_logger(|l| l.log_with(site, format_args!("{message}"), fields))
-            .is_some()
+    ) {
+        if let Some(logger) = self.current() {
+            cpython::holding_gil(py, || logger.log_str(site, message, fields));
+        }
     }
 }
 
@@ -311,6 +320,7 @@ impl Pipeline {
             spec,
             live: Mutex::new(Some(live)),
             shut: std::sync::atomic::AtomicBool::new(false),
+            handler: std::sync::OnceLock::new(),
         })
     }
 
@@ -320,60 +330,130 @@ impl Pipeline {
         lock(&self.live).as_ref().and_then(|l| l.upstream.clone())
     }
 
-    /// Writes a standard `logging.LogRecord`.
-    fn emit(&self, record: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Links the `logbraid.Handler` that uses [`Pipeline::handle`] as its
+    /// `handle`: `filters` is its filter list, `handler` a weak reference
+    /// to it.
+    fn _link_handler(
+        &self,
+        filters: Bound<'_, pyo3::types::PyList>,
+        handler: Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        self.handler
+            .set(HandlerLink {
+                filters: filters.unbind(),
+                handler: handler.unbind(),
+            })
+            .map_err(|_| PyRuntimeError::new_err("this pipeline has a handler already"))
+    }
+
+    /// `logging.Handler.handle` for a `logbraid.Handler` without filters:
+    /// writes the record and returns True, with no Python frame and no
+    /// handler lock (the pipeline takes records from any thread). With
+    /// filters, the handler's own `handle` runs; a record that cannot be
+    /// written goes to the handler's `handleError`, as with any handler.
+    fn handle(&self, record: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let py = record.py();
-        let message = record.call_method0(pyo3::intern!(py, "getMessage"));
-        let (message, format_error) = match message {
-            Ok(m) => (display(&m), None),
-            Err(e) => {
-                let raw = record.getattr(pyo3::intern!(py, "msg"))?;
-                (display(&raw), Some(e))
-            }
+        let Some(link) = self.handler.get() else {
+            self.emit(record)?;
+            return Ok(pyo3::types::PyBool::new(py, true)
+                .to_owned()
+                .into_any()
+                .unbind());
         };
-        let levelno: i64 = record.getattr(pyo3::intern!(py, "levelno"))?.extract()?;
-        let name: String = record
-            .getattr(pyo3::intern!(py, "name"))?
-            .extract()
-            .unwrap_or_else(|_| "root".into());
-        let pathname: Option<String> = record
-            .getattr(pyo3::intern!(py, "pathname"))?
-            .extract()
-            .ok();
-        let module: Option<String> = record.getattr(pyo3::intern!(py, "module"))?.extract().ok();
-        let func: Option<String> = record
-            .getattr(pyo3::intern!(py, "funcName"))?
-            .extract()
-            .ok();
-        let lineno: Option<u32> = record.getattr(pyo3::intern!(py, "lineno"))?.extract().ok();
-        let exc_text = exception_text(record)?;
-        let stack: Option<String> = record
-            .getattr(pyo3::intern!(py, "stack_info"))?
-            .extract()
-            .ok();
-        let dict = record.getattr(pyo3::intern!(py, "__dict__"))?;
-        let dict = dict.cast::<PyDict>()?;
-        let mut extras: Vec<(String, Bound<'_, PyAny>)> = Vec::new();
-        for (k, v) in dict.iter() {
-            if let Ok(k) = k.cast::<PyString>() {
-                let k = k.to_string_lossy();
-                if !RECORD_ATTRS.contains(&k.as_ref()) {
-                    extras.push((k.into_owned(), v));
-                }
+        let handler = || link.handler.bind(py).call0();
+        if !link.filters.bind(py).is_empty() {
+            return Ok(handler()?
+                .call_method1(pyo3::intern!(py, "_handle_filtered"), (record,))?
+                .unbind());
+        }
+        if let Err(e) = self.emit(record) {
+            let h = handler()?;
+            if !h.is_none() {
+                h.call_method1(pyo3::intern!(py, "_emit_failed"), (record, e.value(py)))?;
             }
         }
+        Ok(pyo3::types::PyBool::new(py, true)
+            .to_owned()
+            .into_any()
+            .unbind())
+    }
+
+    /// Writes a standard `logging.LogRecord`: its attributes are read in
+    /// one pass over its `__dict__`; whatever `extra=` added becomes a
+    /// field.
+    fn emit(&self, record: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = record.py();
+        let dict = cpython::instance_dict(record)?;
+        let dict = &dict;
+        let mut r = RecordAttrs::default();
+        let mut extras: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = Vec::new();
+        let keys = record_keys(py);
+        match keys {
+            // As the constructor left it: nothing came from `extra=`, and
+            // the attributes used are looked up, not searched for.
+            Some(keys) if dict.len() == keys.count => {
+                let get = |k: &Py<PyString>| cpython::dict_get(dict, k.bind(py));
+                r.name = get(&keys.name);
+                r.msg = get(&keys.msg);
+                r.args = get(&keys.args);
+                r.levelno = get(&keys.levelno).and_then(|v| v.extract().ok());
+                r.pathname = get(&keys.pathname);
+                r.module = get(&keys.module);
+                r.func = get(&keys.func);
+                r.lineno = get(&keys.lineno).and_then(|v| v.extract().ok());
+                r.exc_info = get(&keys.exc_info);
+                r.exc_text = get(&keys.exc_text);
+                r.stack_info = get(&keys.stack_info);
+            }
+            _ => cpython::dict_items(dict, |k, v| {
+                let v = v.clone();
+                // A key that is not text as UTF-8 (a lone surrogate) is
+                // not one of the record's own: a field, named by `text`.
+                let Some(key) = cpython::utf8(k) else {
+                    extras.push((k.clone(), v));
+                    return;
+                };
+                match key {
+                    "name" => r.name = Some(v),
+                    "msg" => r.msg = Some(v),
+                    "args" => r.args = Some(v),
+                    "levelno" => r.levelno = v.extract().ok(),
+                    "pathname" => r.pathname = Some(v),
+                    "module" => r.module = Some(v),
+                    "funcName" => r.func = Some(v),
+                    "lineno" => r.lineno = v.extract().ok(),
+                    "exc_info" => r.exc_info = Some(v),
+                    "exc_text" => r.exc_text = Some(v),
+                    "stack_info" => r.stack_info = Some(v),
+                    k if RECORD_ATTRS.contains(&k) => {}
+                    _ => extras.push((k.clone(), v)),
+                }
+            }),
+        }
+        let (message, format_error) = record_message(record, &r);
+        let message = cpython::text(&message);
+        let name = r.name.as_ref().map(cpython::text);
+        let pathname = r.pathname.as_ref().and_then(cpython::utf8);
+        let module = r.module.as_ref().and_then(cpython::utf8);
+        let func = r.func.as_ref().and_then(cpython::utf8);
+        let exc_text = exception_text(r.exc_text.as_ref(), r.exc_info.as_ref())?;
+        let stack = r
+            .stack_info
+            .as_ref()
+            .filter(|s| !s.is_none())
+            .map(cpython::text);
         let site = Callsite {
-            level: level_of(levelno),
-            target: &name,
-            module: module.as_deref(),
-            file: pathname.as_deref(),
-            line: lineno,
-            function: func.as_deref(),
+            level: level_of(r.levelno.unwrap_or(20)),
+            target: name.as_deref().unwrap_or("root"),
+            module,
+            file: pathname,
+            line: r.lineno,
+            function: func,
         };
         let fe = format_error.as_ref().map(|e| e.to_string());
-        self.write(&site, &message, &mut |f| {
+        self.write(py, &site, &message, &mut |f| {
             for (k, v) in &extras {
-                push_value(f, k, v);
+                push_value(f, &cpython::text(k), v);
             }
             if let Some(e) = &fe {
                 f.push_str("format_error", e);
@@ -397,7 +477,7 @@ impl Pipeline {
     /// result says whether it finished in time.
     #[pyo3(signature = (timeout=None))]
     fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
-        let Some(logger) = self.with_logger(Clone::clone) else {
+        let Some(logger) = self.current() else {
             return Ok(true);
         };
         match timeout {
@@ -433,7 +513,10 @@ impl Pipeline {
         let (collector, logger) = {
             let mut live = lock(&self.live);
             match live.as_mut() {
-                Some(l) => (l.own_collector.take(), Some(l.logger.clone())),
+                Some(l) => (
+                    l.own_collector.take(),
+                    Some(std::sync::Arc::clone(&l.logger)),
+                ),
                 None => (None, None),
             }
         };
@@ -479,20 +562,122 @@ impl Pipeline {
     }
 }
 
-fn exception_text(record: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+/// The attributes of a `LogRecord` the pipeline uses.
+#[derive(Default)]
+struct RecordAttrs<'py> {
+    name: Option<Bound<'py, PyAny>>,
+    msg: Option<Bound<'py, PyAny>>,
+    args: Option<Bound<'py, PyAny>>,
+    levelno: Option<i64>,
+    pathname: Option<Bound<'py, PyAny>>,
+    module: Option<Bound<'py, PyAny>>,
+    func: Option<Bound<'py, PyAny>>,
+    lineno: Option<u32>,
+    exc_info: Option<Bound<'py, PyAny>>,
+    exc_text: Option<Bound<'py, PyAny>>,
+    stack_info: Option<Bound<'py, PyAny>>,
+}
+
+/// `record.getMessage()`, and the error when formatting failed (the
+/// unformatted message is written then). A plain `LogRecord`'s message is
+/// formatted here, as `getMessage` would; a subclass's `getMessage` is
+/// called.
+fn record_message<'py>(
+    record: &Bound<'py, PyAny>,
+    r: &RecordAttrs<'py>,
+) -> (Bound<'py, PyAny>, Option<PyErr>) {
     let py = record.py();
-    if let Ok(t) = record.getattr(pyo3::intern!(py, "exc_text")) {
-        if let Ok(s) = t.extract::<String>() {
-            if !s.is_empty() {
-                return Ok(Some(s));
+    let plain = log_record_type(py).is_some_and(|t| record.get_type().is(t));
+    let formatted = match (&r.msg, plain) {
+        (Some(msg), true) => match &r.args {
+            Some(args) if args.is_truthy().unwrap_or(false) => {
+                msg.str().and_then(|m| m.as_any().rem(args))
             }
+            _ => Ok(msg.clone()),
+        },
+        _ => record.call_method0(pyo3::intern!(py, "getMessage")),
+    };
+    match formatted {
+        Ok(m) => (m, None),
+        Err(e) => {
+            let raw = r.msg.clone().unwrap_or_else(|| py.None().into_bound(py));
+            (raw, Some(e))
         }
     }
-    let info = record.getattr(pyo3::intern!(py, "exc_info"))?;
-    if info.is_none() || !info.is_truthy()? {
-        return Ok(None);
+}
+
+/// The names of the attributes the pipeline reads, and how many
+/// attributes `logging.LogRecord`'s constructor sets (a record with just
+/// those has no `extra=` fields).
+struct RecordKeys {
+    count: usize,
+    name: Py<PyString>,
+    msg: Py<PyString>,
+    args: Py<PyString>,
+    levelno: Py<PyString>,
+    pathname: Py<PyString>,
+    module: Py<PyString>,
+    func: Py<PyString>,
+    lineno: Py<PyString>,
+    exc_info: Py<PyString>,
+    exc_text: Py<PyString>,
+    stack_info: Py<PyString>,
+}
+
+fn record_keys(py: Python<'_>) -> Option<&RecordKeys> {
+    static KEYS: pyo3::sync::PyOnceLock<RecordKeys> = pyo3::sync::PyOnceLock::new();
+    KEYS.get_or_try_init(py, || -> PyResult<_> {
+        let t = log_record_type(py).ok_or_else(|| PyRuntimeError::new_err("no LogRecord"))?;
+        let probe = t.call1(("n", 20, "p", 1, "m", py.None(), py.None()))?;
+        let count = probe.getattr("__dict__")?.len()?;
+        let k = |s: &str| PyString::intern(py, s).unbind();
+        Ok(RecordKeys {
+            count,
+            name: k("name"),
+            msg: k("msg"),
+            args: k("args"),
+            levelno: k("levelno"),
+            pathname: k("pathname"),
+            module: k("module"),
+            func: k("funcName"),
+            lineno: k("lineno"),
+            exc_info: k("exc_info"),
+            exc_text: k("exc_text"),
+            stack_info: k("stack_info"),
+        })
+    })
+    .ok()
+}
+
+/// `logging.LogRecord`, looked up once.
+fn log_record_type(py: Python<'_>) -> Option<&Bound<'_, pyo3::types::PyType>> {
+    static TYPE: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
+    TYPE.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py
+            .import("logging")?
+            .getattr("LogRecord")?
+            .cast_into::<pyo3::types::PyType>()?
+            .unbind())
+    })
+    .ok()
+    .map(|t| t.bind(py))
+}
+
+/// The traceback text of a record: its `exc_text` when a formatter left
+/// one, else its `exc_info` formatted.
+fn exception_text(
+    exc_text: Option<&Bound<'_, PyAny>>,
+    exc_info: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Option<String>> {
+    if let Some(t) = exc_text.and_then(cpython::utf8) {
+        if !t.is_empty() {
+            return Ok(Some(t.to_string()));
+        }
     }
-    format_exc_info(&info).map(Some)
+    match exc_info {
+        Some(info) if !info.is_none() && info.is_truthy()? => format_exc_info(info).map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// `traceback.format_exception` of an `exc_info` tuple, without the last
@@ -547,6 +732,10 @@ static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 /// `basicConfig` and in children).
 static DEFAULT: Mutex<Option<Py<Pipeline>>> = Mutex::new(None);
 
+/// Whether `DEFAULT` is set, readable without its lock: before that,
+/// loggers answer level questions as the standard logger of their name.
+static CONFIGURED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// A logger implemented in Rust with the calls of `logging.Logger`.
 #[pyclass(module = "logbraid", frozen)]
 struct Logger {
@@ -595,6 +784,17 @@ impl Logger {
         value
     }
 
+    /// `logging.getLogger(self.name)`.
+    fn stdlib<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let name = if self.name == "root" {
+            None
+        } else {
+            Some(&self.name)
+        };
+        py.import(pyo3::intern!(py, "logging"))?
+            .call_method1(pyo3::intern!(py, "getLogger"), (name,))
+    }
+
     fn log_at(
         &self,
         py: Python<'_>,
@@ -606,15 +806,15 @@ impl Logger {
         stack_info: bool,
         stacklevel: i32,
     ) -> PyResult<()> {
-        if levelno < self.effective_level() {
+        if CONFIGURED.load(Ordering::Acquire) && levelno < self.effective_level() {
             return Ok(());
         }
         let pipeline = lock(&DEFAULT).as_ref().map(|p| p.clone_ref(py));
         let Some(pipeline) = pipeline else {
-            // Not configured: behave as the standard logger of that name.
-            let std = py
-                .import(pyo3::intern!(py, "logging"))?
-                .call_method1(pyo3::intern!(py, "getLogger"), (&self.name,))?;
+            // Not configured: behave as the standard logger of that name,
+            // levels included. Called from Rust, it sees no frame of ours:
+            // the caller is `stacklevel` frames up, as given.
+            let std = self.stdlib(py)?;
             let kwargs = PyDict::new(py);
             if let Some(e) = exc_info {
                 kwargs.set_item("exc_info", e)?;
@@ -623,7 +823,7 @@ impl Logger {
                 kwargs.set_item("extra", e)?;
             }
             kwargs.set_item("stack_info", stack_info)?;
-            kwargs.set_item("stacklevel", stacklevel + 1)?;
+            kwargs.set_item("stacklevel", stacklevel)?;
             let mut all = vec![levelno.into_pyobject(py)?.into_any(), msg.clone()];
             all.extend(args.iter());
             std.call_method("log", PyTuple::new(py, all)?, Some(&kwargs))?;
@@ -632,8 +832,9 @@ impl Logger {
         // The message, formatted now as logging does when it handles the
         // record: `msg % args`, a lone non-empty mapping as the mapping.
         let mut format_error = None;
-        let text: String = if args.is_empty() {
-            text_of(msg)
+        let formatted;
+        let text: std::borrow::Cow<'_, str> = if args.is_empty() {
+            cpython::text(msg)
         } else {
             let a = if args.len() == 1 {
                 let first = args.get_item(0)?;
@@ -645,18 +846,20 @@ impl Logger {
             } else {
                 args.clone().into_any()
             };
-            let fmt = msg.str()?;
-            match fmt.rem(&a) {
-                Ok(s) => text_of(&s),
+            match msg.str().and_then(|m| m.as_any().rem(&a)) {
+                Ok(s) => {
+                    formatted = s;
+                    cpython::text(&formatted)
+                }
                 Err(e) => {
                     format_error = Some(e);
-                    text_of(msg)
+                    cpython::text(msg)
                 }
             }
         };
         // The caller: the Python frame that called this method, or one
         // further up per `stacklevel`.
-        let (file, line, func) = caller(py, stacklevel).unwrap_or((None, None, None));
+        let caller = cpython::caller(py, stacklevel);
         let exc_text = match exc_info {
             Some(e) if e.is_truthy()? => Some(exc_info_text(py, e)?),
             _ => None,
@@ -666,14 +869,14 @@ impl Logger {
         } else {
             None
         };
-        let module = file.as_deref().map(module_of);
+        let names = caller.as_ref().map(|c| &*c.names);
         let site = Callsite {
             level: level_of(i64::from(levelno)),
             target: &self.name,
-            module,
-            file: file.as_deref(),
-            line,
-            function: func.as_deref(),
+            module: names.map(|n| &*n.module),
+            file: names.map(|n| &*n.file),
+            line: caller.as_ref().map(|c| c.line),
+            function: names.map(|n| &*n.function),
         };
         let extra = match extra {
             Some(e) if !e.is_none() => Some(e.cast::<PyDict>().map_err(|_| {
@@ -688,11 +891,10 @@ impl Logger {
             _ => None,
         };
         let fe = format_error.as_ref().map(|e| e.to_string());
-        let p = pipeline.get();
-        p.write(&site, &text, &mut |f| {
+        pipeline.get().write(py, &site, &text, &mut |f| {
             if let Some(d) = extra {
                 for (k, v) in d.iter() {
-                    push_value(f, &display(&k), &v);
+                    push_value(f, &cpython::text(&k), &v);
                 }
             }
             if let Some(e) = &fe {
@@ -710,42 +912,6 @@ impl Logger {
         }
         Ok(())
     }
-}
-
-fn text_of(v: &Bound<'_, PyAny>) -> String {
-    match v.cast::<PyString>() {
-        Ok(s) => match s.to_cow() {
-            Ok(t) => t.into_owned(),
-            Err(_) => s.to_string_lossy().into_owned(),
-        },
-        Err(_) => display(v),
-    }
-}
-
-/// `"/srv/app/orders.py"` → `"orders"`, as `LogRecord.module`.
-fn module_of(path: &str) -> &str {
-    let base = path.rsplit('/').next().unwrap_or(path);
-    base.strip_suffix(".py").unwrap_or(base)
-}
-
-type Caller = (Option<String>, Option<u32>, Option<String>);
-
-fn caller(py: Python<'_>, stacklevel: i32) -> PyResult<Caller> {
-    let sys = py.import(pyo3::intern!(py, "sys"))?;
-    // Depth 0 is the caller of the Rust method.
-    let depth = (stacklevel.max(1) - 1) as i64;
-    let frame = match sys.call_method1(pyo3::intern!(py, "_getframe"), (depth,)) {
-        Ok(f) => f,
-        Err(_) => return Ok((None, None, None)),
-    };
-    let code = frame.getattr(pyo3::intern!(py, "f_code"))?;
-    let file: Option<String> = code
-        .getattr(pyo3::intern!(py, "co_filename"))?
-        .extract()
-        .ok();
-    let func: Option<String> = code.getattr(pyo3::intern!(py, "co_name"))?.extract().ok();
-    let line: Option<u32> = frame.getattr(pyo3::intern!(py, "f_lineno"))?.extract().ok();
-    Ok((file, line, func))
 }
 
 fn exc_info_text(py: Python<'_>, e: &Bound<'_, PyAny>) -> PyResult<String> {
@@ -866,13 +1032,25 @@ impl Logger {
     }
 
     #[pyo3(name = "isEnabledFor")]
-    fn is_enabled_for(&self, level: i32) -> bool {
-        level >= self.effective_level()
+    fn is_enabled_for(&self, py: Python<'_>, level: i32) -> PyResult<bool> {
+        if !CONFIGURED.load(Ordering::Acquire) {
+            return self
+                .stdlib(py)?
+                .call_method1(pyo3::intern!(py, "isEnabledFor"), (level,))?
+                .extract();
+        }
+        Ok(level >= self.effective_level())
     }
 
     #[pyo3(name = "getEffectiveLevel")]
-    fn get_effective_level(&self) -> i32 {
-        self.effective_level()
+    fn get_effective_level(&self, py: Python<'_>) -> PyResult<i32> {
+        if !CONFIGURED.load(Ordering::Acquire) {
+            return self
+                .stdlib(py)?
+                .call_method0(pyo3::intern!(py, "getEffectiveLevel"))?
+                .extract();
+        }
+        Ok(self.effective_level())
     }
 
     #[getter]
@@ -885,6 +1063,11 @@ impl Logger {
         let n = level_number(py, level)?;
         self.level.store(n, Ordering::Relaxed);
         LEVEL_GEN.fetch_add(1, Ordering::AcqRel);
+        // The standard logger of the same name follows: before
+        // `basicConfig` calls go to it, and its records (and `caplog`'s
+        // view of them) should agree with this logger.
+        self.stdlib(py)?
+            .call_method1(pyo3::intern!(py, "setLevel"), (n,))?;
         Ok(())
     }
 
@@ -960,7 +1143,9 @@ fn get_logger(py: Python<'_>, name: Option<&str>) -> PyResult<Py<Logger>> {
 /// Makes `pipeline` the one `getLogger` loggers write to (`None`: none).
 #[pyfunction]
 fn set_default(pipeline: Option<Py<Pipeline>>) {
+    let configured = pipeline.is_some();
     *lock(&DEFAULT) = pipeline;
+    CONFIGURED.store(configured, Ordering::Release);
 }
 
 /// The one `getLogger` loggers write to.
@@ -975,6 +1160,13 @@ fn format_errors() -> u64 {
     WRITE_FAILURES.load(Ordering::Relaxed)
 }
 
+/// `logbraid serve` with `args` (its flags): runs the collector until
+/// SIGTERM or SIGINT, with the GIL released, and returns the exit code.
+#[pyfunction]
+fn serve(py: Python<'_>, args: Vec<std::ffi::OsString>) -> u8 {
+    py.detach(|| logbraid_cli::serve_main(args))
+}
+
 #[pymodule]
 fn _logbraid(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Pipeline>()?;
@@ -983,6 +1175,7 @@ fn _logbraid(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_default, m)?)?;
     m.add_function(wrap_pyfunction!(get_default, m)?)?;
     m.add_function(wrap_pyfunction!(format_errors, m)?)?;
+    m.add_function(wrap_pyfunction!(serve, m)?)?;
     m.add("COLLECTOR_ENV", logbraid::collect::COLLECTOR_ENV)?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use crate::forward::{Endpoint, ForwardError, ForwardOptions, ForwardSink};
 use crate::layout::LayoutSpec;
 use crate::level::{Level, LevelFilter};
 use crate::options::Overflow;
-use crate::pipeline::{self, Callsite, Mode, Settings, Shared, SinkSet, Stats};
+use crate::pipeline::{self, Callsite, Mode, Settings, Shared, SinkSet, Stats, WaitHook};
 use crate::record::{FieldsBuf, Record, Source};
 use crate::sink::Sink;
 use crate::sink::{Console, RollingFile, RollingFileBuilder};
@@ -104,6 +104,20 @@ impl Logger {
         fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf),
     ) {
         self.shared.log(site, fill);
+    }
+
+    /// Logs a message given as text, with fields filled by `fields`; for
+    /// bindings that already hold the formatted message.
+    pub fn log_str(
+        &self,
+        site: &Callsite<'_>,
+        message: &str,
+        fields: &mut dyn FnMut(&mut FieldsBuf),
+    ) {
+        self.shared.log(site, &mut |buf, fb| {
+            buf.extend_from_slice(message.as_bytes());
+            fields(fb)
+        });
     }
 
     /// Logs a message given as bytes with encoded fields (see
@@ -201,6 +215,7 @@ impl Drop for Guard {
 /// | flush fsyncs | no |
 /// | sinks | none given: the console (stderr) |
 /// | children | on when a file is configured: an embedded collector takes the records of child processes |
+/// | wait hook | none: a caller waiting for room under [`Overflow::Block`] just waits |
 /// | inherit collector | on: with `LOGBRAID_COLLECTOR` set, every record goes to that collector instead of the sinks |
 ///
 /// A process that finds `LOGBRAID_COLLECTOR` (set by a parent's embedded
@@ -214,6 +229,7 @@ pub struct Builder {
     overflow: Overflow,
     flush_sync: bool,
     clock: Option<Arc<dyn Clock>>,
+    wait_hook: Option<WaitHook>,
     sinks: Vec<(Box<dyn Sink>, LevelFilter)>,
     children: Option<bool>,
     inherit: bool,
@@ -245,6 +261,7 @@ impl Default for Builder {
             overflow: Overflow::Block,
             flush_sync: false,
             clock: None,
+            wait_hook: None,
             sinks: Vec::new(),
             children: None,
             inherit: true,
@@ -293,6 +310,15 @@ impl Builder {
     /// The clock that timestamps records (tests inject one).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// Runs every wait of a caller for room in its full queue (under
+    /// [`Overflow::Block`]) inside `hook`, which must call the function it
+    /// is given exactly once. A language binding releases its interpreter
+    /// lock there, so the program's other threads go on while one waits.
+    pub fn on_full_wait(mut self, hook: WaitHook) -> Self {
+        self.wait_hook = Some(hook);
         self
     }
 
@@ -484,6 +510,7 @@ impl Builder {
                 overflow: self.overflow,
                 flush_sync: self.flush_sync,
                 clock: self.clock,
+                wait_hook: self.wait_hook,
             },
             sinks,
         )

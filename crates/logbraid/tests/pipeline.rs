@@ -379,3 +379,49 @@ fn a_panicking_sink_stops_the_writer_without_hanging_anyone() {
         "every record not written is counted"
     );
 }
+
+static HOOK_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn counting_hook(wait: &mut dyn FnMut()) {
+    HOOK_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    wait();
+}
+
+#[test]
+fn every_wait_for_room_runs_inside_the_wait_hook() {
+    const N: usize = 5_000;
+    let mem = Memory::default();
+    let (logger, guard) = Builder::new()
+        .level("trace")
+        .queue_bytes(4096)
+        .on_full_wait(counting_hook)
+        .sink(mem.clone())
+        .build()
+        .unwrap();
+    mem.stall();
+    let producer = thread::spawn({
+        let logger = logger.clone();
+        move || {
+            for i in 0..N {
+                info(&logger, format_args!("{i}"));
+            }
+        }
+    });
+    while logger.stats().full_waits == 0 {
+        thread::yield_now();
+    }
+    mem.release();
+    producer.join().unwrap();
+    logger.flush();
+    let stats = logger.stats();
+    drop(guard);
+    let calls = HOOK_CALLS.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(calls >= 1);
+    assert_eq!(calls, stats.full_waits);
+    let got: Vec<usize> = mem
+        .lines()
+        .iter()
+        .map(|l| l.rsplit('|').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(got, (0..N).collect::<Vec<_>>());
+}

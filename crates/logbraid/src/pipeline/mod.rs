@@ -92,7 +92,12 @@ pub(crate) struct Settings {
     pub(crate) overflow: Overflow,
     pub(crate) flush_sync: bool,
     pub(crate) clock: Option<Arc<dyn Clock>>,
+    pub(crate) wait_hook: Option<WaitHook>,
 }
+
+/// Runs a caller's wait for room in a full queue (see
+/// `Builder::on_full_wait`).
+pub type WaitHook = fn(&mut dyn FnMut());
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -141,6 +146,9 @@ pub(crate) struct Shared {
     overflow: Overflow,
     flush_sync: bool,
     clock: Option<Arc<dyn Clock>>,
+    /// Wraps a caller's wait under `Overflow::Block`: a binding releases
+    /// its interpreter lock there so other threads run meanwhile.
+    wait_hook: Option<WaitHook>,
     /// Callers stamp records with TSC ticks (no clock injected, TSC usable).
     use_tsc: bool,
     source: Arc<Source>,
@@ -248,6 +256,7 @@ impl Shared {
                 && settings.mode == Mode::NonBlocking
                 && tsc::available(),
             clock: settings.clock,
+            wait_hook: settings.wait_hook,
             source: Source::current(),
             rings: Mutex::new(vec![Arc::clone(&shared_ring)]),
             rings_gen: AtomicU64::new(0),
@@ -506,7 +515,14 @@ impl Shared {
                 self.wake_writer();
                 true
             }
-            _ => self.block_until_pushed(ring, &mut p.pos, parts),
+            _ => match self.wait_hook {
+                None => self.block_until_pushed(ring, &mut p.pos, parts),
+                Some(hook) => {
+                    let mut pushed = false;
+                    hook(&mut || pushed = self.block_until_pushed(ring, &mut p.pos, parts));
+                    pushed
+                }
+            },
         }
     }
 

@@ -1,0 +1,368 @@
+//! The few places where the hot path talks to CPython directly: borrowing
+//! a `str`'s UTF-8, finding the caller's frame, and letting go of the GIL
+//! while a caller waits for room in a full queue.
+//!
+//! The package is built for the stable ABI of CPython 3.9 (abi3). The
+//! functions declared here are in the stable ABI from 3.10 on; 3.9 exports
+//! them too, with the same signatures, so one wheel serves every version.
+//! pyo3 leaves them out for abi3-py39, which is why they are declared here.
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, CStr};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
+use std::sync::OnceLock;
+
+use pyo3::ffi::{self, PyFrameObject, PyObject, Py_ssize_t};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+extern "C" {
+    fn PyUnicode_AsUTF8AndSize(unicode: *mut PyObject, size: *mut Py_ssize_t) -> *const c_char;
+    fn PyFrame_GetCode(frame: *mut PyFrameObject) -> *mut PyObject;
+    fn PyFrame_GetBack(frame: *mut PyFrameObject) -> *mut PyFrameObject;
+    fn PyObject_GenericGetDict(o: *mut PyObject, context: *mut std::ffi::c_void) -> *mut PyObject;
+}
+
+/// The UTF-8 of a `str`, borrowed from the object (CPython keeps it with
+/// the string; for ASCII it is the string's own storage). `None` when `v`
+/// is not a `str` or cannot be encoded (a lone surrogate).
+pub(crate) fn utf8<'a>(v: &'a Bound<'_, PyAny>) -> Option<&'a str> {
+    if !v.is_instance_of::<PyString>() {
+        return None;
+    }
+    let mut len: Py_ssize_t = 0;
+    // SAFETY: `v` is a live str; the buffer lives as long as `v`, which
+    // outlives 'a; CPython hands out valid UTF-8 or NULL with an error set.
+    unsafe {
+        let p = PyUnicode_AsUTF8AndSize(v.as_ptr(), &mut len);
+        if p.is_null() {
+            ffi::PyErr_Clear();
+            return None;
+        }
+        let bytes = std::slice::from_raw_parts(p.cast::<u8>(), len as usize);
+        Some(std::str::from_utf8_unchecked(bytes))
+    }
+}
+
+/// Calls `f` with each key and value of `dict`, borrowed: no reference
+/// counting and no size check per item, which is what the `LogRecord`
+/// pass spends most on. `f` must not change the dict.
+pub(crate) fn dict_items<'py>(
+    dict: &Bound<'py, PyDict>,
+    mut f: impl FnMut(&Bound<'py, PyAny>, &Bound<'py, PyAny>),
+) {
+    let py = dict.py();
+    let mut pos: Py_ssize_t = 0;
+    let mut k: *mut PyObject = std::ptr::null_mut();
+    let mut v: *mut PyObject = std::ptr::null_mut();
+    // SAFETY: PyDict_Next hands out borrowed references that stay valid
+    // while the dict is unchanged; `f` only reads.
+    while unsafe { ffi::PyDict_Next(dict.as_ptr(), &mut pos, &mut k, &mut v) } != 0 {
+        let (key, value) = unsafe {
+            (
+                pyo3::Borrowed::from_ptr(py, k),
+                pyo3::Borrowed::from_ptr(py, v),
+            )
+        };
+        f(&key, &value);
+    }
+}
+
+/// An instance's `__dict__`, without the attribute lookup.
+pub(crate) fn instance_dict<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+    // SAFETY: a new reference or NULL with an error set.
+    let d = unsafe { PyObject_GenericGetDict(obj.as_ptr(), std::ptr::null_mut()) };
+    if d.is_null() {
+        return Err(PyErr::fetch(obj.py()));
+    }
+    // SAFETY: `d` is a new reference.
+    let d = unsafe { Bound::from_owned_ptr(obj.py(), d) };
+    Ok(d.cast_into::<PyDict>()?)
+}
+
+/// `dict[key]`, or `None` when missing (no exception is raised).
+pub(crate) fn dict_get<'py>(
+    dict: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyString>,
+) -> Option<Bound<'py, PyAny>> {
+    // SAFETY: PyDict_GetItem returns a borrowed reference (or NULL),
+    // made owned at once.
+    unsafe {
+        // The WithError form: the plain one saves and restores the error
+        // state around every lookup. A str key cannot raise.
+        let v = ffi::PyDict_GetItemWithError(dict.as_ptr(), key.as_ptr());
+        (!v.is_null()).then(|| Bound::from_borrowed_ptr(dict.py(), v))
+    }
+}
+
+/// `v` as text: a `str` borrowed, a `str` with lone surrogates with each
+/// replaced by U+FFFD, anything else through `str()` (or `repr()` when
+/// `str()` raises). Never fails: a record is always written.
+pub(crate) fn text<'a>(v: &'a Bound<'_, PyAny>) -> Cow<'a, str> {
+    if let Some(s) = utf8(v) {
+        return Cow::Borrowed(s);
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        return Cow::Owned(s.to_string_lossy().into_owned());
+    }
+    let shown = v.str().or_else(|_| v.repr());
+    match shown {
+        Ok(s) => Cow::Owned(text(s.as_any()).into_owned()),
+        Err(_) => Cow::Borrowed("<unprintable>"),
+    }
+}
+
+/// Names of one code object, worked out once.
+pub(crate) struct CodeNames {
+    pub(crate) file: Box<str>,
+    pub(crate) function: Box<str>,
+    pub(crate) module: Box<str>,
+    /// Code of the `logging` module itself, which callers are looked for
+    /// above, as `logging` does.
+    internal: bool,
+}
+
+/// Where a call came from.
+pub(crate) struct Caller {
+    pub(crate) names: Rc<CodeNames>,
+    pub(crate) line: u32,
+}
+
+/// A multiplicative hash for pointer-and-offset keys: the std hasher costs
+/// more than the rest of the lookup.
+#[derive(Default)]
+struct PtrHasher(u64);
+
+impl Hasher for PtrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn write_i32(&mut self, n: i32) {
+        self.write_u64(n as u64);
+    }
+}
+
+type Fast<K, V> = HashMap<K, V, BuildHasherDefault<PtrHasher>>;
+
+/// Per thread: the names of code objects seen, and the line of each
+/// (code, instruction offset) seen. A code object is held while cached, so
+/// its address cannot be reused by another one.
+#[derive(Default)]
+struct SiteCache {
+    codes: Fast<usize, (Py<PyAny>, Rc<CodeNames>)>,
+    lines: Fast<(usize, i32), u32>,
+}
+
+/// Past this many code objects or call sites a thread's cache starts over.
+const CACHE_LIMIT: usize = 4096;
+
+thread_local! {
+    static SITES: RefCell<SiteCache> = RefCell::new(SiteCache::default());
+}
+
+type GetLasti = unsafe extern "C" fn(*mut PyFrameObject) -> c_int;
+
+/// `PyFrame_GetLasti` (CPython 3.11 and newer), looked up once; older
+/// versions read `f_lasti`.
+fn get_lasti_fn() -> Option<GetLasti> {
+    static F: OnceLock<Option<GetLasti>> = OnceLock::new();
+    *F.get_or_init(|| {
+        const NAME: &CStr = c"PyFrame_GetLasti";
+        // SAFETY: dlsym with a NUL-terminated name; the symbol, when the
+        // interpreter exports it, has this signature.
+        unsafe {
+            let p = libc::dlsym(libc::RTLD_DEFAULT, NAME.as_ptr());
+            (!p.is_null()).then(|| std::mem::transmute::<*mut libc::c_void, GetLasti>(p))
+        }
+    })
+}
+
+/// Where the call into Rust came from, as `logging` finds it: the
+/// `stacklevel`-th frame up from the direct caller (1: that caller),
+/// counting only frames outside the `logging` module itself (so that a
+/// `LoggerAdapter` around a logbraid Logger names the adapter's caller);
+/// the outermost frame when the stack is not that deep. `None` when no
+/// Python code is running.
+pub(crate) fn caller(py: Python<'_>, stacklevel: i32) -> Option<Caller> {
+    // SAFETY: the GIL is held; PyEval_GetFrame returns a borrowed frame,
+    // made owned here; PyFrame_GetBack returns a new reference.
+    let mut frame: Bound<'_, PyAny> = unsafe {
+        let f = ffi::PyEval_GetFrame();
+        if f.is_null() {
+            return None;
+        }
+        Bound::from_borrowed_ptr(py, f.cast())
+    };
+    let mut remaining = stacklevel.max(1);
+    loop {
+        let fptr = frame.as_ptr().cast::<PyFrameObject>();
+        // SAFETY: `frame` is a live frame; the code is a new reference.
+        let code: Bound<'_, PyAny> = unsafe { Bound::from_owned_ptr(py, PyFrame_GetCode(fptr)) };
+        let names = names_of(&code);
+        if !names.internal {
+            remaining -= 1;
+        }
+        // SAFETY: as above; NULL at the outermost frame.
+        let back = unsafe { PyFrame_GetBack(fptr) };
+        if remaining == 0 || back.is_null() {
+            let line = line_at(&frame, &code);
+            return Some(Caller { names, line });
+        }
+        // SAFETY: `back` is a new reference.
+        frame = unsafe { Bound::from_owned_ptr(py, back.cast()) };
+    }
+}
+
+/// The names of `code`, from this thread's cache.
+fn names_of(code: &Bound<'_, PyAny>) -> Rc<CodeNames> {
+    let key = code.as_ptr() as usize;
+    if let Some(n) = SITES.with(|s| s.borrow().codes.get(&key).map(|(_, n)| Rc::clone(n))) {
+        return n;
+    }
+    let names = Rc::new(code_names(code));
+    SITES.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.codes.len() >= CACHE_LIMIT {
+            *s = SiteCache::default();
+        }
+        s.codes
+            .insert(key, (code.clone().unbind(), Rc::clone(&names)));
+    });
+    names
+}
+
+/// The line `frame` (running `code`) is at: cached by instruction offset,
+/// since working it out walks the code's line table.
+fn line_at(frame: &Bound<'_, PyAny>, code: &Bound<'_, PyAny>) -> u32 {
+    let py = frame.py();
+    let fptr = frame.as_ptr().cast::<PyFrameObject>();
+    let lasti = match get_lasti_fn() {
+        // SAFETY: `fptr` is a live frame and the GIL is held.
+        Some(f) => unsafe { f(fptr) },
+        None => frame
+            .getattr(pyo3::intern!(py, "f_lasti"))
+            .and_then(|v| v.extract::<i32>())
+            .unwrap_or(-1),
+    };
+    if lasti < 0 {
+        return line_of(frame);
+    }
+    // The key's code object is held by `codes` (`names_of` put it there
+    // just before), so its address is not reused while the line is kept.
+    let key = (code.as_ptr() as usize, lasti);
+    if let Some(line) = SITES.with(|s| s.borrow().lines.get(&key).copied()) {
+        return line;
+    }
+    let line = line_of(frame);
+    SITES.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.lines.len() >= CACHE_LIMIT {
+            s.lines.clear();
+        }
+        if s.codes.contains_key(&key.0) {
+            s.lines.insert(key, line);
+        }
+    });
+    line
+}
+
+fn line_of(frame: &Bound<'_, PyAny>) -> u32 {
+    frame
+        .getattr(pyo3::intern!(frame.py(), "f_lineno"))
+        .and_then(|v| v.extract::<u32>())
+        .unwrap_or(0)
+}
+
+fn code_names(code: &Bound<'_, PyAny>) -> CodeNames {
+    let py = code.py();
+    let attr = |name: &Bound<'_, PyString>| -> Box<str> {
+        code.getattr(name)
+            .map(|v| text(&v).into())
+            .unwrap_or_default()
+    };
+    let file = attr(pyo3::intern!(py, "co_filename"));
+    let function = attr(pyo3::intern!(py, "co_name"));
+    let module = module_of(&file).into();
+    let internal = logging_source(py).is_some_and(|src| &*file == src);
+    CodeNames {
+        file,
+        function,
+        module,
+        internal,
+    }
+}
+
+/// `logging._srcfile`: the file of the `logging` module's own code.
+fn logging_source(py: Python<'_>) -> Option<&str> {
+    static SRC: pyo3::sync::PyOnceLock<Option<String>> = pyo3::sync::PyOnceLock::new();
+    SRC.get_or_init(py, || {
+        py.import("logging")
+            .and_then(|m| m.getattr("_srcfile"))
+            .and_then(|v| v.extract::<Option<String>>())
+            .ok()
+            .flatten()
+    })
+    .as_deref()
+}
+
+/// `"/srv/app/orders.py"` → `"orders"`, as `LogRecord.module`.
+pub(crate) fn module_of(path: &str) -> &str {
+    let base = path.rsplit(['/', '\\']).next().unwrap_or(path);
+    base.rsplit_once('.').map_or(base, |(stem, _)| stem)
+}
+
+thread_local! {
+    /// Set while this thread, holding the GIL, is inside a pipeline call
+    /// made by [`holding_gil`].
+    static HOLDS_GIL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `log` (a call into the pipeline) noting that this thread holds the
+/// GIL, so that [`wait_without_gil`] may let go of it.
+pub(crate) fn holding_gil<R>(_py: Python<'_>, log: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            HOLDS_GIL.with(|h| h.set(self.0));
+        }
+    }
+    let _reset = Reset(HOLDS_GIL.with(|h| h.replace(true)));
+    log()
+}
+
+/// The pipeline's wait hook: a caller that must wait for room in a full
+/// queue (overflow "block") lets go of the GIL while it waits, so the
+/// program's other threads, and the event loops running on them, go on.
+/// Threads that are not in a call from Python (the collector's) just wait.
+pub(crate) fn wait_without_gil(wait: &mut dyn FnMut()) {
+    if !HOLDS_GIL.with(Cell::get) {
+        return wait();
+    }
+    struct Restore(*mut ffi::PyThreadState);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            HOLDS_GIL.with(|h| h.set(true));
+            // SAFETY: the state this thread saved with PyEval_SaveThread.
+            unsafe { ffi::PyEval_RestoreThread(self.0) }
+        }
+    }
+    HOLDS_GIL.with(|h| h.set(false));
+    // SAFETY: this thread holds the GIL (it is in `holding_gil`); it is
+    // taken back on the way out, even if `wait` panics.
+    let _restore = Restore(unsafe { ffi::PyEval_SaveThread() });
+    wait();
+}
