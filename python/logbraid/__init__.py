@@ -161,12 +161,38 @@ class Handler(logging.Handler):
             self._pipe = _pipeline_object
         else:
             self._pipe = _pipeline(**_sink_keywords(locals()))
-        if type(self).handle is Handler.handle and type(self).emit is Handler.emit:
+        self._formats_in_python = False
+        self._fast = type(self).handle is Handler.handle and type(self).emit is Handler.emit
+        if self._fast:
             # The pipeline handles records itself: no Python frame and no
             # handler lock per record (it takes records from any thread).
             # Filters, if any are added, still run (_handle_filtered).
             self._pipe._link_handler(self.filters, weakref.ref(self))
             self.handle = self._pipe.handle  # type: ignore[method-assign]
+
+    def setFormatter(self, fmt: Optional[logging.Formatter]) -> None:
+        """A plain ``logging.Formatter`` with a ``%``-style format becomes
+        the pipeline's layout (formatted in Rust); any other formatter
+        formats each record in Python, as with a stdlib handler."""
+        super().setFormatter(fmt)
+        python_side = False
+        if fmt is None:
+            self._pipe.set_layout(None)
+        elif type(fmt) is logging.Formatter and type(fmt._style) is logging.PercentStyle:
+            try:
+                self._pipe.set_layout(fmt._fmt, fmt.datefmt)
+            except ValueError:
+                python_side = True
+        else:
+            python_side = True
+        if python_side:
+            self._pipe.set_layout("%(message)s")
+        self._formats_in_python = python_side
+        if self._fast:
+            if python_side:
+                self.__dict__.pop("handle", None)
+            else:
+                self.handle = self._pipe.handle  # type: ignore[method-assign]
 
     def _handle_filtered(self, record: logging.LogRecord) -> Any:
         return logging.Handler.handle(self, record)
@@ -179,7 +205,10 @@ class Handler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._pipe.emit(record)
+            if self._formats_in_python:
+                self._pipe.emit_line(record, self.format(record))
+            else:
+                self._pipe.emit(record)
         except Exception:
             self.handleError(record)
 

@@ -216,3 +216,42 @@ def test_a_caller_waiting_for_room_lets_other_threads_run(tmp_path):
     from conftest import check_streams
 
     check_streams(err.splitlines(), 1, 20000)
+
+
+def test_set_formatter_plain_custom_and_none(run, tmp_path):
+    """A plain Formatter becomes the pipeline's layout; a Formatter
+    subclass formats in Python (its traceback text too, once); None
+    restores the handler's own format."""
+    run(
+        """
+        import logging, logbraid
+
+        class Upper(logging.Formatter):
+            def format(self, record):
+                return "U:" + super().format(record).upper()
+
+        h = logbraid.Handler(file="f.log", format="%(name)s %(message)s")
+        log = logging.getLogger("app")
+        log.addHandler(h)
+        log.setLevel(logging.INFO)
+        log.info("own %d", 1)
+        h.setFormatter(logging.Formatter("%(levelname)s|%(message)s"))
+        log.warning("plain %d", 2)
+        h.setFormatter(Upper("%(levelname)s|%(message)s"))
+        log.info("custom %d", 3)
+        try:
+            1 / 0
+        except ZeroDivisionError:
+            log.exception("boom")
+        h.setFormatter(None)
+        log.info("own again")
+        h.close()
+        """
+    )
+    lines = (tmp_path / "f.log").read_text().splitlines()
+    assert lines[:3] == ["app own 1", "WARNING|plain 2", "U:INFO|CUSTOM 3"]
+    assert lines[3] == "U:ERROR|BOOM"
+    assert lines[4] == "TRACEBACK (MOST RECENT CALL LAST):"
+    assert lines[-2] == "ZERODIVISIONERROR: DIVISION BY ZERO"
+    assert lines[-1] == "app own again"
+    assert sum("ZERODIVISIONERROR" in l for l in lines) == 1

@@ -331,9 +331,29 @@ thread_local! {
     static HOLDS_GIL: Cell<bool> = const { Cell::new(false) };
 }
 
+thread_local! {
+    static NAMED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Before a thread's first record: its records carry its `threading`
+/// name (`MainThread`, `worker-7`), as `%(threadName)s` does in logging.
+fn name_this_thread(py: Python<'_>) {
+    if NAMED.with(|n| n.replace(true)) {
+        return;
+    }
+    let name = py
+        .import(pyo3::intern!(py, "threading"))
+        .and_then(|t| t.call_method0(pyo3::intern!(py, "current_thread")))
+        .and_then(|t| t.getattr(pyo3::intern!(py, "name")));
+    if let Ok(name) = name {
+        logbraid::name_thread(&text(&name));
+    }
+}
+
 /// Runs `log` (a call into the pipeline) noting that this thread holds the
 /// GIL, so that [`wait_without_gil`] may let go of it.
-pub(crate) fn holding_gil<R>(_py: Python<'_>, log: impl FnOnce() -> R) -> R {
+pub(crate) fn holding_gil<R>(py: Python<'_>, log: impl FnOnce() -> R) -> R {
+    name_this_thread(py);
     struct Reset(bool);
     impl Drop for Reset {
         fn drop(&mut self) {

@@ -16,7 +16,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use logbraid::collect::{Embedded, EmbeddedOptions};
 use logbraid::forward::{Endpoint, ForwardOptions};
-use logbraid::layout::LayoutSpec;
+use logbraid::layout::{Layout, LayoutSpec};
 use logbraid::sink::{Console, RollingFile};
 use logbraid::{Builder, Callsite, Compression, Every, FieldsBuf, Guard, Level, Overflow, Value};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -46,6 +46,8 @@ struct Spec {
 }
 
 struct Live {
+    /// The layouts of this pipeline's sinks, which `setFormatter` replaces.
+    switches: Switches,
     /// Shared, so a call takes it out of the lock with one increment.
     logger: std::sync::Arc<logbraid::Logger>,
     /// Stops the pipeline when the Python object goes away.
@@ -56,6 +58,37 @@ struct Live {
     /// Where a child's records go: this pipeline's collector, or the one
     /// it forwards to.
     upstream: Option<String>,
+}
+
+/// A sink's layout that can be replaced while the pipeline runs, for
+/// `logging.Handler.setFormatter` (dictConfig and fileConfig call it after
+/// the handler is built).
+#[derive(Debug)]
+struct SwitchLayout(std::sync::Arc<Mutex<Box<dyn Layout>>>);
+
+impl Layout for SwitchLayout {
+    fn format(&mut self, record: &logbraid::Record<'_>, out: &mut Vec<u8>) {
+        lock(&self.0).format(record, out)
+    }
+}
+
+/// Every switchable layout of a pipeline, with whether its sink is in
+/// colour.
+#[derive(Default)]
+struct Switches(Vec<(std::sync::Arc<Mutex<Box<dyn Layout>>>, bool)>);
+
+impl Switches {
+    fn add(&mut self, spec: &LayoutSpec, color: bool) -> Box<dyn Layout> {
+        let inner = std::sync::Arc::new(Mutex::new(spec.build(color)));
+        self.0.push((std::sync::Arc::clone(&inner), color));
+        Box::new(SwitchLayout(inner))
+    }
+
+    fn set(&self, spec: &LayoutSpec) {
+        for (inner, color) in &self.0 {
+            *lock(inner) = spec.build(*color);
+        }
+    }
 }
 
 /// The sinks of `basicConfig` or of one `logbraid.Handler`: a Rust
@@ -99,6 +132,7 @@ fn parse_every(when: &str) -> PyResult<Every> {
 
 impl Spec {
     fn build(&self, forward_to: Option<&str>, children: bool) -> PyResult<Live> {
+        let mut switches = Switches::default();
         let mut b = Builder::new()
             .level("trace")
             .on_full_wait(cpython::wait_without_gil);
@@ -125,7 +159,7 @@ impl Spec {
                 b = b.children(children);
                 if let Some(path) = &self.file {
                     let mut f = RollingFile::builder(path)
-                        .layout(self.layout.build(false))
+                        .layout(switches.add(&self.layout, false))
                         .compression(self.compression);
                     if self.max_bytes > 0 {
                         f = f.max_bytes(self.max_bytes);
@@ -141,7 +175,7 @@ impl Spec {
                 if self.console || self.file.is_none() {
                     let console = Console::stderr();
                     let color = console.wants_color();
-                    b = b.console(console.layout(self.layout.build(color)));
+                    b = b.console(console.layout(switches.add(&self.layout, color)));
                 }
             }
         }
@@ -160,6 +194,7 @@ impl Spec {
             }
         }
         Ok(Live {
+            switches,
             logger: std::sync::Arc::new(logger),
             _guard: Some(guard),
             own_collector,
@@ -328,6 +363,42 @@ impl Pipeline {
     #[getter]
     fn collector_address(&self) -> Option<String> {
         lock(&self.live).as_ref().and_then(|l| l.upstream.clone())
+    }
+
+    /// Replaces the layout of every sink: a Python `%`-style `format` with
+    /// `datefmt`, or, with `format=None`, the layout the pipeline was built
+    /// with. Records logged before are written first, in the old layout
+    /// (the GIL is released meanwhile).
+    #[pyo3(signature = (format, datefmt=None))]
+    fn set_layout(
+        &self,
+        py: Python<'_>,
+        format: Option<&str>,
+        datefmt: Option<&str>,
+    ) -> PyResult<()> {
+        let spec = match format {
+            Some(f) => LayoutSpec::parse(f, datefmt).map_err(|e| bad("format", e))?,
+            None => self.spec.layout.clone(),
+        };
+        if let Some(logger) = self.current() {
+            py.detach(|| logger.flush());
+        }
+        if let Some(live) = lock(&self.live).as_ref() {
+            live.switches.set(&spec);
+        }
+        Ok(())
+    }
+
+    /// Writes `record` as the line `text` (formatted by a Python
+    /// `Formatter`): with the layout `%(message)s`, the line as given.
+    fn emit_line(&self, record: &Bound<'_, PyAny>, text: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = record.py();
+        let levelno: i64 = record.getattr(pyo3::intern!(py, "levelno"))?.extract()?;
+        let name = record.getattr(pyo3::intern!(py, "name"))?;
+        let name = cpython::text(&name);
+        let site = Callsite::new(level_of(levelno), &name);
+        self.write(py, &site, &cpython::text(text), &mut |_| {});
+        Ok(())
     }
 
     /// Links the `logbraid.Handler` that uses [`Pipeline::handle`] as its

@@ -20,5 +20,5 @@ pub mod wire;
 pub use level::{Level, LevelFilter};
 pub use logger::{flush_all, global, Builder, Error, Guard, Logger};
 pub use options::{ColorChoice, Compression, Every, Naming, Overflow};
-pub use pipeline::{Callsite, Mode, Stats, WaitHook};
+pub use pipeline::{name_thread, Callsite, Mode, Stats, WaitHook};
 pub use record::{Fields, FieldsBuf, OwnedRecord, Record, Source, Value};

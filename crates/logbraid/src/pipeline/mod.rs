@@ -219,6 +219,25 @@ struct Local {
 
 thread_local! {
     static LOCAL: RefCell<Local> = RefCell::new(Local::default());
+    /// The name given with [`name_thread`], which wins over the OS's.
+    static THREAD_NAME: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Names the calling thread in the records it logs from now on, where the
+/// caller's threads have names of their own that the operating system does
+/// not know (a language binding: Python's `threading` names). Call it
+/// before the thread's first record: a thread's queue keeps the name it
+/// started with.
+pub fn name_thread(name: &str) {
+    THREAD_NAME.with(|n| *n.borrow_mut() = Some(name.to_string()));
+}
+
+/// The calling thread's name: the one given with [`name_thread`], else
+/// the OS thread's.
+fn thread_name() -> Option<String> {
+    THREAD_NAME
+        .with(|n| n.borrow().clone())
+        .or_else(|| thread::current().name().map(str::to_string))
 }
 
 fn os_thread_id() -> u64 {
@@ -471,7 +490,7 @@ impl Shared {
                 let ring = Arc::new(Ring::new(
                     self.ring_bytes,
                     os_thread_id(),
-                    thread::current().name().map(str::to_string),
+                    thread_name(),
                     self.overflow == Overflow::DropOldest,
                 ));
                 *lock(&ring.producer_thread) = Some(thread::current());
@@ -574,10 +593,13 @@ impl Shared {
     /// writer stopped.
     fn write_direct(&self, parts: &Parts<'_>) {
         self.direct_logged.fetch_add(1, Ordering::Relaxed);
-        let current = thread::current();
+        let own_name;
         let (thread_id, thread_name, source) = match parts.foreign {
             Some((id, name, source)) => (id, name, &**source),
-            None => (os_thread_id(), current.name(), &*self.source),
+            None => {
+                own_name = thread_name();
+                (os_thread_id(), own_name.as_deref(), &*self.source)
+            }
         };
         let record = Record {
             timestamp_ns: parts.timestamp_ns,
