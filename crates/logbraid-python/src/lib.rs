@@ -64,7 +64,9 @@ struct Live {
 /// `logging.Handler.setFormatter` (dictConfig and fileConfig call it after
 /// the handler is built).
 #[derive(Debug)]
-struct SwitchLayout(std::sync::Arc<Mutex<Box<dyn Layout>>>);
+struct SwitchLayout(Shared<Box<dyn Layout>>);
+
+type Shared<T> = std::sync::Arc<Mutex<T>>;
 
 impl Layout for SwitchLayout {
     fn format(&mut self, record: &logbraid::Record<'_>, out: &mut Vec<u8>) {
@@ -75,7 +77,7 @@ impl Layout for SwitchLayout {
 /// Every switchable layout of a pipeline, with whether its sink is in
 /// colour.
 #[derive(Default)]
-struct Switches(Vec<(std::sync::Arc<Mutex<Box<dyn Layout>>>, bool)>);
+struct Switches(Vec<(Shared<Box<dyn Layout>>, bool)>);
 
 impl Switches {
     fn add(&mut self, spec: &LayoutSpec, color: bool) -> Box<dyn Layout> {
