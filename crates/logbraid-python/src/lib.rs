@@ -9,6 +9,7 @@
 #![allow(clippy::too_many_arguments)]
 
 mod cpython;
+mod fastcall;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
@@ -857,6 +858,12 @@ impl Logger {
         value
     }
 
+    /// Whether a call at `levelno` may write: always before `basicConfig`
+    /// (the standard logger decides then).
+    fn may_log(&self, levelno: i32) -> bool {
+        !CONFIGURED.load(Ordering::Acquire) || levelno >= self.effective_level()
+    }
+
     /// `logging.getLogger(self.name)`.
     fn stdlib<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let name = if self.name == "root" {
@@ -1025,85 +1032,8 @@ fn stack_text(py: Python<'_>, stacklevel: i32) -> PyResult<String> {
     ))
 }
 
-/// The per-level methods (`debug` … `critical`): one `#[pymethods]` block
-/// each, all with `logging.Logger`'s keywords.
-macro_rules! level_methods {
-    ($($name:ident = $level:expr),* $(,)?) => {$(
-        #[pymethods]
-        impl Logger {
-            #[pyo3(signature = (msg, *args, exc_info=None, extra=None, stack_info=false, stacklevel=1))]
-            fn $name(
-                &self,
-                py: Python<'_>,
-                msg: &Bound<'_, PyAny>,
-                args: &Bound<'_, PyTuple>,
-                exc_info: Option<&Bound<'_, PyAny>>,
-                extra: Option<&Bound<'_, PyAny>>,
-                stack_info: bool,
-                stacklevel: i32,
-            ) -> PyResult<()> {
-                self.log_at(py, $level, msg, args, exc_info, extra, stack_info, stacklevel)
-            }
-        }
-    )*};
-}
-
-level_methods!(
-    debug = 10,
-    info = 20,
-    warning = 30,
-    error = 40,
-    critical = 50
-);
-
 #[pymethods]
 impl Logger {
-    /// `error` with the current exception's traceback.
-    #[pyo3(signature = (msg, *args, exc_info=None, extra=None, stack_info=false, stacklevel=1))]
-    fn exception(
-        &self,
-        py: Python<'_>,
-        msg: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        exc_info: Option<&Bound<'_, PyAny>>,
-        extra: Option<&Bound<'_, PyAny>>,
-        stack_info: bool,
-        stacklevel: i32,
-    ) -> PyResult<()> {
-        let yes = pyo3::types::PyBool::new(py, true).to_owned().into_any();
-        let info = exc_info.cloned().unwrap_or(yes);
-        self.log_at(
-            py,
-            40,
-            msg,
-            args,
-            Some(&info),
-            extra,
-            stack_info,
-            stacklevel,
-        )
-    }
-
-    #[pyo3(signature = (level, msg, *args, exc_info=None, extra=None, stack_info=false, stacklevel=1))]
-    fn log(
-        &self,
-        py: Python<'_>,
-        level: &Bound<'_, PyAny>,
-        msg: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        exc_info: Option<&Bound<'_, PyAny>>,
-        extra: Option<&Bound<'_, PyAny>>,
-        stack_info: bool,
-        stacklevel: i32,
-    ) -> PyResult<()> {
-        let levelno: i32 = level
-            .extract()
-            .map_err(|_| PyTypeError::new_err("level must be an integer"))?;
-        self.log_at(
-            py, levelno, msg, args, exc_info, extra, stack_info, stacklevel,
-        )
-    }
-
     #[pyo3(name = "isEnabledFor")]
     fn is_enabled_for(&self, py: Python<'_>, level: i32) -> PyResult<bool> {
         if !CONFIGURED.load(Ordering::Acquire) {
@@ -1244,6 +1174,7 @@ fn serve(py: Python<'_>, args: Vec<std::ffi::OsString>) -> u8 {
 fn _logbraid(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Pipeline>()?;
     m.add_class::<Logger>()?;
+    fastcall::install(&m.py().get_type::<Logger>())?;
     m.add_function(wrap_pyfunction!(get_logger, m)?)?;
     m.add_function(wrap_pyfunction!(set_default, m)?)?;
     m.add_function(wrap_pyfunction!(get_default, m)?)?;

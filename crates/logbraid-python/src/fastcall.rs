@@ -1,0 +1,224 @@
+//! `Logger.debug` … `Logger.critical`, `exception` and `log`, called the
+//! vectorcall way (`METH_FASTCALL | METH_KEYWORDS`): the arguments arrive
+//! as the caller's own array. pyo3 gives a method with `*args` the
+//! tuple-and-dict convention instead, where the interpreter builds a tuple
+//! and a dict for every call and pyo3 slices the tuple again: that was a
+//! third of the cost of a log call.
+//!
+//! `METH_FASTCALL` is in the stable ABI from 3.10 on; CPython has honoured
+//! it since 3.7, so the abi3-py39 build uses it on 3.9 too.
+
+use std::ffi::{c_int, CStr};
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::ffi::{self, PyObject, Py_ssize_t};
+use pyo3::prelude::*;
+use pyo3::types::{PyTuple, PyType};
+
+use crate::{cpython, Logger};
+
+const METH_FASTCALL: c_int = 0x0080;
+
+type FastWithKeywords = unsafe extern "C" fn(
+    *mut PyObject,
+    *const *mut PyObject,
+    Py_ssize_t,
+    *mut PyObject,
+) -> *mut PyObject;
+
+/// `K` names the method: a level number, or one of these.
+const EXCEPTION: i32 = -1;
+const LOG: i32 = -2;
+
+/// The methods, their `K` and what `help()` shows.
+const METHODS: &[(&CStr, FastWithKeywords, &CStr)] = &[
+    (c"debug", method::<10>, c"Logs msg % args at DEBUG."),
+    (c"info", method::<20>, c"Logs msg % args at INFO."),
+    (c"warning", method::<30>, c"Logs msg % args at WARNING."),
+    (
+        c"warn",
+        method::<30>,
+        c"Deprecated name of warning, as in logging.",
+    ),
+    (c"error", method::<40>, c"Logs msg % args at ERROR."),
+    (c"critical", method::<50>, c"Logs msg % args at CRITICAL."),
+    (
+        c"fatal",
+        method::<50>,
+        c"Another name of critical, as in logging.",
+    ),
+    (
+        c"exception",
+        method::<EXCEPTION>,
+        c"Logs msg % args at ERROR with the traceback of the exception being handled.",
+    ),
+    (
+        c"log",
+        method::<LOG>,
+        c"log(level, msg, *args, exc_info=None, extra=None, stack_info=False, stacklevel=1)",
+    ),
+];
+
+/// Puts the methods on the `Logger` type.
+pub(crate) fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
+    let py = ty.py();
+    for (name, f, doc) in METHODS {
+        let def = Box::leak(Box::new(ffi::PyMethodDef {
+            ml_name: name.as_ptr(),
+            // SAFETY: a union of function pointers; CPython calls it with
+            // the signature the flags below name.
+            ml_meth: ffi::PyMethodDefPointer {
+                PyCFunctionWithKeywords: unsafe {
+                    std::mem::transmute::<FastWithKeywords, ffi::PyCFunctionWithKeywords>(*f)
+                },
+            },
+            ml_flags: METH_FASTCALL | ffi::METH_KEYWORDS,
+            ml_doc: doc.as_ptr(),
+        }));
+        // SAFETY: `ty` is a type object; `def` lives for ever.
+        let descr = unsafe {
+            Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_ptr().cast(), def))?
+        };
+        ty.setattr(name.to_str().unwrap_or_default(), descr)?;
+    }
+    Ok(())
+}
+
+/// # Safety
+/// Called by CPython, with the GIL held, as a `METH_FASTCALL |
+/// METH_KEYWORDS` method of `Logger`: `args` holds `nargs` positional
+/// values followed by one value per name in `kwnames` (a tuple or NULL).
+unsafe extern "C" fn method<const K: i32>(
+    slf: *mut PyObject,
+    args: *const *mut PyObject,
+    nargs: Py_ssize_t,
+    kwnames: *mut PyObject,
+) -> *mut PyObject {
+    // SAFETY: CPython holds the GIL while it calls a method.
+    let py = unsafe { Python::assume_attached() };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: as this function's contract says.
+        unsafe { call::<K>(py, slf, args, nargs, kwnames) }
+    }));
+    let err = match result {
+        Ok(Ok(())) => {
+            // SAFETY: None is immortal or counted; the caller owns this one.
+            return unsafe {
+                ffi::Py_IncRef(ffi::Py_None());
+                ffi::Py_None()
+            };
+        }
+        Ok(Err(e)) => e,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            PyRuntimeError::new_err(format!("logbraid: internal error: {what}"))
+        }
+    };
+    err.restore(py);
+    std::ptr::null_mut()
+}
+
+/// # Safety
+/// As [`method`].
+unsafe fn call<const K: i32>(
+    py: Python<'_>,
+    slf: *mut PyObject,
+    args: *const *mut PyObject,
+    nargs: Py_ssize_t,
+    kwnames: *mut PyObject,
+) -> PyResult<()> {
+    // The method's name, for error messages only.
+    let name = || {
+        METHODS
+            .iter()
+            .find(|m| std::ptr::fn_addr_eq(m.1, method::<K> as FastWithKeywords))
+            .and_then(|m| m.0.to_str().ok())
+            .unwrap_or("log")
+    };
+    // SAFETY: the descriptor checked that `slf` is a Logger.
+    let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
+    let logger = slf.cast::<Logger>()?.get();
+    let nkw = if kwnames.is_null() {
+        0
+    } else {
+        // SAFETY: kwnames is a tuple.
+        unsafe { ffi::PyTuple_Size(kwnames) }
+    };
+    let all: &[*mut PyObject] = if args.is_null() {
+        &[]
+    } else {
+        // SAFETY: CPython passes nargs + len(kwnames) values.
+        unsafe { std::slice::from_raw_parts(args, (nargs + nkw) as usize) }
+    };
+    let (positional, keywords) = all.split_at(nargs as usize);
+    // SAFETY: every pointer is a live object the caller holds.
+    let arg = |p: *mut PyObject| unsafe { Bound::from_borrowed_ptr(py, p) };
+    let fixed = if K == LOG { 2 } else { 1 };
+    if positional.len() < fixed {
+        let missing = if K == LOG && positional.is_empty() {
+            "'level' and 'msg'"
+        } else {
+            "'msg'"
+        };
+        return Err(PyTypeError::new_err(format!(
+            "{}() missing required argument {missing}",
+            name()
+        )));
+    }
+    let levelno = match K {
+        LOG => {
+            let level = arg(positional[0]);
+            level
+                .extract::<i32>()
+                .map_err(|_| PyTypeError::new_err("level must be an integer"))?
+        }
+        EXCEPTION => 40,
+        level => level,
+    };
+    // A disabled call stops here, before any allocation.
+    if !logger.may_log(levelno) {
+        return Ok(());
+    }
+    let mut exc_info =
+        (K == EXCEPTION).then(|| pyo3::types::PyBool::new(py, true).to_owned().into_any());
+    let mut extra = None;
+    let mut stack_info = false;
+    let mut stacklevel = 1;
+    if nkw > 0 {
+        // SAFETY: kwnames is a tuple of str.
+        let names = unsafe { Bound::from_borrowed_ptr(py, kwnames) };
+        for (key, value) in names.try_iter()?.zip(keywords) {
+            let key = key?;
+            let value = arg(*value);
+            match cpython::utf8(&key) {
+                Some("exc_info") => exc_info = Some(value),
+                Some("extra") => extra = Some(value),
+                Some("stack_info") => stack_info = value.is_truthy()?,
+                Some("stacklevel") => stacklevel = value.extract()?,
+                _ => {
+                    return Err(PyTypeError::new_err(format!(
+                        "{}() got an unexpected keyword argument {}",
+                        name(),
+                        key.repr()?
+                    )))
+                }
+            }
+        }
+    }
+    let msg = arg(positional[fixed - 1]);
+    let rest = PyTuple::new(py, positional[fixed..].iter().map(|p| arg(*p)))?;
+    logger.log_at(
+        py,
+        levelno,
+        &msg,
+        &rest,
+        exc_info.as_ref(),
+        extra.as_ref(),
+        stack_info,
+        stacklevel,
+    )
+}
