@@ -231,14 +231,11 @@ fn drive(cli: &Cli) -> anyhow::Result<()> {
     let markdown = report::render(&plan, &results);
     match &cli.write {
         Some(path) => {
-            // Keep the collector bench's section, which this run does not
-            // measure.
-            let kept = std::fs::read_to_string(path)
-                .ok()
-                .and_then(|old| section::body(&old).map(str::to_string));
-            let markdown = match kept {
-                Some(body) => section::replace(&markdown, &body),
-                None => markdown,
+            // Keep the sections of the collector and Python benches, which
+            // this run does not measure.
+            let markdown = match std::fs::read_to_string(path) {
+                Ok(old) => section::carry_over(&old, &markdown),
+                Err(_) => markdown,
             };
             std::fs::write(path, markdown)
                 .with_context(|| format!("cannot write {}", path.display()))?;

@@ -255,3 +255,40 @@ def test_set_formatter_plain_custom_and_none(run, tmp_path):
     assert lines[-2] == "ZERODIVISIONERROR: DIVISION BY ZERO"
     assert lines[-1] == "app own again"
     assert sum("ZERODIVISIONERROR" in l for l in lines) == 1
+
+
+def test_logging_from_functions_and_coroutines_leaks_no_frames(run):
+    """Finding the caller takes frame references: each is given back."""
+    p = run(
+        """
+        import asyncio, gc, logbraid
+        logbraid.basicConfig(level="INFO", file="f.log", console=False)
+        log = logbraid.getLogger("f")
+
+        def frames():
+            gc.collect()
+            return sum(1 for o in gc.get_objects() if type(o).__name__ == "frame")
+
+        def plain(i):
+            log.info("plain %d", i)
+            log.info("up one", stacklevel=2)
+
+        async def worker(n):
+            for i in range(n):
+                log.info("async %d", i)
+                await asyncio.sleep(0)
+
+        plain(-1)
+        asyncio.run(worker(1))
+        before = frames()
+        for i in range(1000):
+            plain(i)
+        async def many():
+            await asyncio.gather(*(worker(100) for _ in range(10)))
+
+        asyncio.run(many())
+        print(frames() - before)
+        logbraid.shutdown()
+        """
+    )
+    assert p.stdout.split() == ["0"]

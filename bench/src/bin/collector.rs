@@ -471,7 +471,7 @@ fn main() -> anyhow::Result<()> {
             if let Ok(doc) = std::fs::read_to_string(&results) {
                 std::fs::write(
                     &results,
-                    section::replace(&doc, &out.replacen("# ", "## ", 1)),
+                    section::replace(&doc, "collector", &out.replacen("# ", "## ", 1)),
                 )?;
             }
         }

@@ -216,14 +216,22 @@ pub(crate) fn caller(py: Python<'_>, stacklevel: i32) -> Option<Caller> {
         if !names.internal {
             remaining -= 1;
         }
-        // SAFETY: as above; NULL at the outermost frame.
-        let back = unsafe { PyFrame_GetBack(fptr) };
-        if remaining == 0 || back.is_null() {
-            let line = line_at(&frame, &code);
-            return Some(Caller { names, line });
+        if remaining == 0 {
+            return Some(Caller {
+                line: line_at(&frame, &code),
+                names,
+            });
         }
-        // SAFETY: `back` is a new reference.
-        frame = unsafe { Bound::from_owned_ptr(py, back.cast()) };
+        // SAFETY: a new reference, or NULL at the outermost frame.
+        match unsafe { Bound::from_owned_ptr_or_opt(py, PyFrame_GetBack(fptr).cast()) } {
+            Some(back) => frame = back,
+            None => {
+                return Some(Caller {
+                    line: line_at(&frame, &code),
+                    names,
+                })
+            }
+        }
     }
 }
 
