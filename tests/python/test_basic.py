@@ -292,3 +292,48 @@ def test_logging_from_functions_and_coroutines_leaks_no_frames(run):
         """
     )
     assert p.stdout.split() == ["0"]
+
+
+PERCENT_CASES = [
+    ("plain %s and %d and %i", ("str", 7, -12)),
+    ("%%d stays, %s", ("x",)),
+    ("%s%s%s", ("", "é\U0001F600", "z")),
+    ("big %d", (2**70,)),
+    ("bools %s %d", (True, False)),
+    ("float %s %d", (1.5, 2.75)),
+    ("width %5d|%-4s|", (42, "ab")),
+    ("repr %r", ("q",)),
+    ("subclass %s", (type("S", (str,), {})("sub"),)),
+    ("int as %s", (10**18,)),
+    ("é %s ü", ("ö",)),
+    ("%é", ()),
+]
+
+
+def test_percent_formatting_matches_python(run, tmp_path):
+    """The Logger formats common messages itself; every result must be
+    the one Python's % gives (or, where % raises, the unformatted msg).
+    The `sub` argument is a str subclass in the program."""
+    cases = repr(PERCENT_CASES).replace("'sub'", "S('sub')")
+    run(
+        f"""
+import logging, logbraid
+S = type("S", (str,), {{}})
+CASES = {cases}
+logbraid.basicConfig(level="INFO", file="p.log", console=False, format="%(message)s")
+lb = logbraid.getLogger("lb")
+std = logging.getLogger("std")
+for fmt, args in CASES:
+    lb.info(fmt, *args)
+    std.info(fmt, *args)
+logbraid.shutdown()
+"""
+    )
+    expected = []
+    for fmt, args in PERCENT_CASES:
+        try:
+            text = fmt % args if args else fmt
+        except (TypeError, ValueError):
+            text = fmt
+        expected += [text, text]
+    assert (tmp_path / "p.log").read_text(encoding="utf-8").splitlines() == expected

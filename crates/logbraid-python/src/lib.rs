@@ -505,7 +505,7 @@ impl Pipeline {
             }),
         }
         let (message, format_error) = record_message(record, &r);
-        let message = cpython::text(&message);
+        let message = message.text();
         let name = r.name.as_ref().map(cpython::text);
         let pathname = r.pathname.as_ref().and_then(cpython::utf8);
         let module = r.module.as_ref().and_then(cpython::utf8);
@@ -659,23 +659,41 @@ struct RecordAttrs<'py> {
 fn record_message<'py>(
     record: &Bound<'py, PyAny>,
     r: &RecordAttrs<'py>,
-) -> (Bound<'py, PyAny>, Option<PyErr>) {
+) -> (Message<'py>, Option<PyErr>) {
     let py = record.py();
     let plain = log_record_type(py).is_some_and(|t| record.get_type().is(t));
     let formatted = match (&r.msg, plain) {
         (Some(msg), true) => match &r.args {
             Some(args) if args.is_truthy().unwrap_or(false) => {
-                msg.str().and_then(|m| m.as_any().rem(args))
+                match cpython::format_percent(msg, args) {
+                    Some(text) => return (Message::Text(text), None),
+                    None => msg.str().and_then(|m| m.as_any().rem(args)),
+                }
             }
             _ => Ok(msg.clone()),
         },
         _ => record.call_method0(pyo3::intern!(py, "getMessage")),
     };
     match formatted {
-        Ok(m) => (m, None),
+        Ok(m) => (Message::Object(m), None),
         Err(e) => {
             let raw = r.msg.clone().unwrap_or_else(|| py.None().into_bound(py));
-            (raw, Some(e))
+            (Message::Object(raw), Some(e))
+        }
+    }
+}
+
+/// A record's message: formatted here, or a Python object to show.
+enum Message<'py> {
+    Text(String),
+    Object(Bound<'py, PyAny>),
+}
+
+impl Message<'_> {
+    fn text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Message::Text(t) => std::borrow::Cow::Borrowed(t),
+            Message::Object(o) => cpython::text(o),
         }
     }
 }
@@ -915,6 +933,8 @@ impl Logger {
         let formatted;
         let text: std::borrow::Cow<'_, str> = if args.is_empty() {
             cpython::text(msg)
+        } else if let Some(text) = cpython::format_percent(msg, args.as_any()) {
+            std::borrow::Cow::Owned(text)
         } else {
             let a = if args.len() == 1 {
                 let first = args.get_item(0)?;
