@@ -129,10 +129,7 @@ pub(crate) fn format_percent(fmt: &Bound<'_, PyAny>, args: &Bound<'_, PyAny>) ->
         let is_int = arg.is_exact_instance_of::<pyo3::types::PyInt>();
         match conv {
             b's' if arg.is_exact_instance_of::<PyString>() => out.push_str(utf8(&arg)?),
-            b's' | b'd' | b'i' if is_int => {
-                use std::fmt::Write as _;
-                let _ = write!(out, "{}", arg.extract::<i64>().ok()?);
-            }
+            b's' | b'd' | b'i' if is_int => push_decimal(&mut out, arg.extract::<i64>().ok()?),
             _ => return None,
         }
     }
@@ -140,6 +137,27 @@ pub(crate) fn format_percent(fmt: &Bound<'_, PyAny>, args: &Bound<'_, PyAny>) ->
         out.push_str(rest);
         out
     })
+}
+
+/// Appends `n` in decimal (what `str(n)` gives), without the formatting
+/// machinery, which costs more than the digits.
+fn push_decimal(out: &mut String, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut m = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push('-');
+    }
+    // SAFETY: ASCII digits.
+    out.push_str(unsafe { std::str::from_utf8_unchecked(&digits[at..]) });
 }
 
 /// `v` as text: a `str` borrowed, a `str` with lone surrogates with each
