@@ -155,3 +155,53 @@ if __name__ == "__main__":
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(30) == 0
     check_streams((tmp_path / "all.log").read_text().splitlines(), 4, N)
+
+
+def test_python_m_logbraid_serve_takes_the_flags_of_logbraid_serve(tmp_path):
+    """`python -m logbraid serve` is the collector: bad flags exit 2 naming
+    the flag, and a collector started this way stores what a
+    SocketHandler sends, then stops cleanly on SIGTERM."""
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "logbraid", *args],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )
+
+    bad = cli("serve", "--max-bytes", "12 parsecs")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith('logbraid serve: --max-bytes: "12 parsecs" is not a size')
+    unknown = cli("serve", "--bogus")
+    assert unknown.returncode == 2 and "'--bogus'" in unknown.stderr
+    assert cli("frobnicate").returncode == 2
+    helped = cli("serve", "--help")
+    assert helped.returncode == 0 and "--listen <URL>" in helped.stdout
+
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "logbraid", "serve", "--listen", "python-tcp://127.0.0.1:0",
+         "--file", "all.log", "--format", "%(name)s %(message)s"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        port = int(serve.stdout.readline().rsplit(":", 1)[1])
+        import logging.handlers
+
+        h = logging.handlers.SocketHandler("127.0.0.1", port)
+        log = logging.getLogger("sock")
+        log.addHandler(h)
+        log.propagate = False
+        for k in range(100):
+            log.warning("w0 %d", k)
+        h.close()
+        # SocketHandler has no acknowledgement: wait (bounded) for the
+        # lines, then stop.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if (tmp_path / "all.log").exists() and len((tmp_path / "all.log").read_text().splitlines()) == 100:
+                break
+            time.sleep(0.05)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        out, err = serve.communicate(timeout=30)
+    assert serve.returncode == 0, err
+    lines = (tmp_path / "all.log").read_text().splitlines()
+    assert lines == [f"sock w0 {k}" for k in range(100)]
