@@ -429,8 +429,20 @@ def rate(r):
 # The run.
 
 
-def median_run(runs):
-    """The run with the median records/s, or the first bad one."""
+# What a run of each scenario is ranked by to pick the median run, and how
+# that figure is shown.
+MEDIAN_BY = {
+    "latency": (lambda r: r["p50_ns"], lambda v: fmt_ns(v)),
+    "throughput": (rate, lambda v: fmt_rate(v)),
+    "multiprocess": (rate, lambda v: fmt_rate(v)),
+    "loop": (lambda r: r["worst_lag_ns"], lambda v: fmt_ns(v)),
+}
+
+
+def median_run(scenario, runs):
+    """The run with the median figure (p50 for A, records/s for B and C,
+    worst lag for E), with every run's figure in run order; or the first
+    bad run."""
     if len(runs) == 1:
         return runs[0]
     bad = [r for r in runs if not ok(r)]
@@ -439,10 +451,27 @@ def median_run(runs):
         if len(runs) > 1:
             r["reason"] = f"{len(bad)} of {len(runs)} runs: {r.get('reason')}"
         return r
-    runs = sorted(runs, key=rate)
-    r = dict(runs[(len(runs) - 1) // 2 if len(runs) % 2 else len(runs) // 2])
-    r["all_rates"] = [rate(x) for x in runs]
+    key, show = MEDIAN_BY[scenario]
+    ranked = sorted(runs, key=key)
+    r = dict(ranked[(len(ranked) - 1) // 2])
+    r["all_runs"] = ", ".join(show(key(x)) for x in runs)
     return r
+
+
+def median_note(args, table):
+    """What a table's figures are when there were several runs."""
+    if args.runs <= 1:
+        return ""
+    by = {"latency": "p50", "throughput": "records/s", "multiprocess": "records/s", "loop": "worst lag"}[table]
+    return (
+        f"Each contender ran {args.runs} times, the runs of all contenders taking turns; the run with "
+        f"the median {by} is shown, and every run's {by} is listed under the table. "
+    )
+
+
+def runs_list(rows):
+    """The lines under a table listing every run's figure."""
+    return [f"- {name}: {r['all_runs']}" for name, r in rows if ok(r) and r.get("all_runs")]
 
 
 def summary_line(scenario, r):
@@ -469,7 +498,7 @@ def main():
     ap.add_argument(
         "--loop-records", type=int, default=100_000, help="records of the 10 coroutines together, scenario E (default 100000)"
     )
-    ap.add_argument("--runs", type=int, default=1, help="runs of B and C per contender, median reported (default 1)")
+    ap.add_argument("--runs", type=int, default=1, help="runs of every scenario per contender, taking turns; the median run is reported (default 1)")
     ap.add_argument("--only", help="contenders, comma-separated: " + ",".join(c.key for c in CONTENDERS))
     ap.add_argument("--scenarios", default="latency,throughput,multiprocess,loop", help="A/latency, B/throughput, C/multiprocess, E/loop")
     ap.add_argument("--quiet-wait", type=float, default=2.0, help="before each child, wait up to SECS for other processes to leave the CPUs idle (default 2; 0 disables)")
@@ -505,8 +534,7 @@ def main():
             "multiprocess": args.records_per_process,
             "loop": args.loop_records,
         }[s]
-        runs = args.runs if s in ("throughput", "multiprocess") else 1
-        for _ in range(runs):
+        for _ in range(args.runs):
             jobs += [(s, k, n) for k in keys]
 
     info = machine()
@@ -527,7 +555,7 @@ def main():
     info["wall_s"] = time.monotonic() - started
     info["others_cores"] = watch.others_cores()
     info["load_end"] = os.getloadavg()
-    final = {s: {k: median_run(rs) for k, rs in by.items()} for s, by in results.items()}
+    final = {s: {k: median_run(s, rs) for k, rs in by.items()} for s, by in results.items()}
 
     full, summary = render(args, info, contenders, scenarios, final)
     if args.write:
@@ -699,7 +727,9 @@ def render(args, info, contenders, scenarios, final):
         w(
             f"{args.calls:,} calls, each timed alone with `time.perf_counter_ns()` before and after, "
             f"after 10,000 warm-up calls and a 200 ms pause; no subtraction. Then the contender is "
-            f"flushed and closed and the file checked ({args.calls + 10000:,} lines).\n"
+            f"flushed and closed and the file checked ({args.calls + 10000:,} lines). "
+            + median_note(args, "latency")
+            + "\n"
         )
         w("| contender | p50 | p99 | p99.9 | max | mean | file check | peak RSS | other CPU |")
         w("|---|---:|---:|---:|---:|---:|---|---:|---:|")
@@ -716,7 +746,8 @@ def render(args, info, contenders, scenarios, final):
                 )
             else:
                 w(f"| {name} | | | | | | {status_cell(r)} | | {fmt_cores(r.get('others_cores'))} |")
-        w("")
+        listed = runs_list((label.get(k, k), L[k]) for k in [c.key for c in contenders] if k in L)
+        w("\n" + "\n".join(["p50 of every run:", *listed]) + "\n" if listed else "")
 
     if "throughput" in scenarios:
         w("## B. End to end, one process, into a file\n")
@@ -724,7 +755,7 @@ def render(args, info, contenders, scenarios, final):
             f"{args.records:,} records as fast as one thread can log them, after 10,000 warm-up records "
             "and a 200 ms pause; the clock stops when the contender's flush/stop/listener-stop has returned "
             "and the file holds every line (written to the file, not fsynced). "
-            + (f"Median of {args.runs} runs by records/s. " if args.runs > 1 else "")
+            + median_note(args, "throughput")
             + "*calls* is the time the logging loop itself took.\n"
         )
         w("| contender | records/s | seconds | calls | stop returned | file check | peak RSS | other CPU |")
@@ -748,6 +779,8 @@ def render(args, info, contenders, scenarios, final):
             if any(ok(r) and r.get("polled") for r in B.values())
             else ""
         )
+        listed = runs_list((c.label, B[c.key]) for c in contenders if c.key in B)
+        w("\n".join(["records/s of every run:", *listed]) + "\n" if listed else "")
 
     if "multiprocess" in scenarios:
         w(f"## C. {args.processes} processes into one file\n")
@@ -759,7 +792,7 @@ def render(args, info, contenders, scenarios, final):
             "shows for several processes (below). *Slowest child's loop*: the longest time a child "
             "spent in its logging loop (for loguru, including the `logger.complete()` that ends it); "
             "*children joined*: when the last child had exited. "
-            + (f"Median of {args.runs} runs by records/s. " if args.runs > 1 else "")
+            + median_note(args, "multiprocess")
             + "\n"
         )
         w(
@@ -783,6 +816,8 @@ def render(args, info, contenders, scenarios, final):
                 w(f"| {c.mlabel} | | | | | | {status_cell(r)} | | | {fmt_cores(r.get('others_cores'))} |")
         if any(ok(r) and r.get("polled") for r in C.values()):
             w("\n¹ the file was not complete when shutdown returned; the clock ran on until it was.")
+        listed = runs_list((c.mlabel, C[c.key]) for c in contenders if c.key in C)
+        w("\n" + "\n".join(["records/s of every run:", *listed]) if listed else "")
         w("\nHow each contender is set up for several processes:\n")
         for c in contenders:
             w(f"- {c.mlabel}: {c.multi}")
@@ -795,7 +830,9 @@ def render(args, info, contenders, scenarios, final):
             "with `await asyncio.sleep(0)` after every record, while a monitor coroutine repeatedly "
             "awaits `asyncio.sleep(0.001)` and records how much later than 1 ms it woke up. "
             "Then the contender is flushed and closed and the file checked. The *no logging* row is "
-            "the same loop without the call: what the loop costs by itself.\n"
+            "the same loop without the call: what the loop costs by itself. "
+            + median_note(args, "loop")
+            + "\n"
         )
         w("| contender | worst lag | p99 lag | p50 lag | samples | logging loop | file check | peak RSS | other CPU |")
         w("|---|---:|---:|---:|---:|---:|---|---:|---:|")
@@ -811,7 +848,8 @@ def render(args, info, contenders, scenarios, final):
                 )
             else:
                 w(f"| {label[k]} | | | | | | {status_cell(r)} | | {fmt_cores(r.get('others_cores'))} |")
-        w("")
+        listed = runs_list((label[k], E[k]) for k in ["none"] + [c.key for c in contenders] if k in E)
+        w("\n" + "\n".join(["Worst lag of every run:", *listed]) + "\n" if listed else "")
 
     if figures and OURS in [c.key for c in contenders]:
         w("## Ratios: logbraid Logger against each contender\n")
@@ -893,7 +931,7 @@ def render(args, info, contenders, scenarios, final):
     )
     w(
         "Flags: `--calls N` (A), `--records N` (B), `--records-per-process N` and `--processes N` (C), "
-        "`--loop-records N` (E), `--runs N` (B and C), `--only a,b`, `--scenarios A,B,C,E`, "
+        "`--loop-records N` (E), `--runs N` (every scenario), `--only a,b`, `--scenarios A,B,C,E`, "
         "`--quiet-wait SECS`, `--timeout SECS`, `--write`. "
         "This run: "
         + ", ".join(
@@ -906,7 +944,7 @@ def render(args, info, contenders, scenarios, final):
             )
             if scenario in scenarios
         )
-        + (f", runs {args.runs}" if {"throughput", "multiprocess"} & set(scenarios) else "")
+        + f", runs {args.runs}"
         + f", quiet wait {args.quiet_wait:g} s.\n"
     )
     stderr_notes = [
