@@ -274,6 +274,35 @@ impl Pipeline {
             .map(|l| std::sync::Arc::clone(&l.logger))
     }
 
+    /// Writes a record from Python: its `extra` fields (filled by
+    /// `extras`), then what `trailers` holds; a formatting error is
+    /// reported once the record is written.
+    fn write_record(
+        &self,
+        py: Python<'_>,
+        site: &Callsite<'_>,
+        message: &str,
+        trailers: Trailers<'_>,
+        extras: &mut dyn FnMut(&mut FieldsBuf),
+    ) {
+        let fe = trailers.format_error.as_ref().map(|e| e.to_string());
+        self.write(py, site, message, &mut |f| {
+            extras(f);
+            if let Some(e) = &fe {
+                f.push_str("format_error", e);
+            }
+            if let Some(t) = trailers.exc_text {
+                f.push_str("exc_text", t);
+            }
+            if let Some(s) = trailers.stack {
+                f.push_str("stack_info", s);
+            }
+        });
+        if let Some(e) = trailers.format_error {
+            report_format_error(py, e);
+        }
+    }
+
     /// Writes one record: message and caller given, fields filled by
     /// `fields` (which may call into Python: no lock is held meanwhile).
     fn write(
@@ -524,24 +553,16 @@ impl Pipeline {
             line: r.lineno,
             function: func,
         };
-        let fe = format_error.as_ref().map(|e| e.to_string());
-        self.write(py, &site, &message, &mut |f| {
+        let trailers = Trailers {
+            format_error,
+            exc_text: exc_text.as_deref(),
+            stack: stack.as_deref(),
+        };
+        self.write_record(py, &site, &message, trailers, &mut |f| {
             for (k, v) in &extras {
                 push_value(f, &cpython::text(k), v);
             }
-            if let Some(e) = &fe {
-                f.push_str("format_error", e);
-            }
-            if let Some(t) = &exc_text {
-                f.push_str("exc_text", t);
-            }
-            if let Some(s) = &stack {
-                f.push_str("stack_info", s);
-            }
         });
-        if let Some(e) = format_error {
-            report_format_error(py, e);
-        }
         Ok(())
     }
 
@@ -634,6 +655,14 @@ impl Pipeline {
         *live = Some(self.spec.build(upstream.as_deref(), false)?);
         Ok(())
     }
+}
+
+/// What a Python record carries after its `extra` fields.
+struct Trailers<'a> {
+    /// Why `msg % args` failed (the message is then written unformatted).
+    format_error: Option<PyErr>,
+    exc_text: Option<&'a str>,
+    stack: Option<&'a str>,
 }
 
 /// The attributes of a `LogRecord` the pipeline uses.
@@ -990,26 +1019,20 @@ impl Logger {
             })?),
             _ => None,
         };
-        let fe = format_error.as_ref().map(|e| e.to_string());
-        pipeline.get().write(py, &site, &text, &mut |f| {
-            if let Some(d) = extra {
-                for (k, v) in d.iter() {
-                    push_value(f, &cpython::text(&k), &v);
+        let trailers = Trailers {
+            format_error,
+            exc_text: exc_text.as_deref(),
+            stack: stack.as_deref(),
+        };
+        pipeline
+            .get()
+            .write_record(py, &site, &text, trailers, &mut |f| {
+                if let Some(d) = extra {
+                    for (k, v) in d.iter() {
+                        push_value(f, &cpython::text(&k), &v);
+                    }
                 }
-            }
-            if let Some(e) = &fe {
-                f.push_str("format_error", e);
-            }
-            if let Some(t) = &exc_text {
-                f.push_str("exc_text", t);
-            }
-            if let Some(s) = &stack {
-                f.push_str("stack_info", s);
-            }
-        });
-        if let Some(e) = format_error {
-            report_format_error(py, e);
-        }
+            });
         Ok(())
     }
 }
