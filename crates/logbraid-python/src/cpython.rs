@@ -100,16 +100,15 @@ pub(crate) fn dict_get<'py>(
 
 /// `fmt % args` done here for the common case: `fmt` a `str` whose only
 /// conversions are `%s`, `%d`, `%i` and `%%` (no flags, width, precision
-/// or mapping keys), `args` a tuple of exactly as many plain `str` and
+/// or mapping keys), `args` exactly as many plain `str` and
 /// `int` values (an `int` for `%d`/`%i`), each int within 64 bits. The
 /// result is what Python's `%` gives. Anything else is `None`, and the
 /// caller lets Python format (and raise what it raises).
-pub(crate) fn format_percent(fmt: &Bound<'_, PyAny>, args: &Bound<'_, PyAny>) -> Option<String> {
+pub(crate) fn format_percent(fmt: &Bound<'_, PyAny>, args: &[Bound<'_, PyAny>]) -> Option<String> {
     if !fmt.is_exact_instance_of::<PyString>() {
         return None;
     }
     let fmt = utf8(fmt)?;
-    let args = args.cast_exact::<pyo3::types::PyTuple>().ok()?;
     let mut out = String::with_capacity(fmt.len() + 16 * args.len());
     let mut next = 0;
     let mut rest = fmt;
@@ -124,11 +123,11 @@ pub(crate) fn format_percent(fmt: &Bound<'_, PyAny>, args: &Bound<'_, PyAny>) ->
             out.push('%');
             continue;
         }
-        let arg = args.get_item(next).ok()?;
+        let arg = args.get(next)?;
         next += 1;
         let is_int = arg.is_exact_instance_of::<pyo3::types::PyInt>();
         match conv {
-            b's' if arg.is_exact_instance_of::<PyString>() => out.push_str(utf8(&arg)?),
+            b's' if arg.is_exact_instance_of::<PyString>() => out.push_str(utf8(arg)?),
             b's' | b'd' | b'i' if is_int => push_decimal(&mut out, arg.extract::<i64>().ok()?),
             _ => return None,
         }

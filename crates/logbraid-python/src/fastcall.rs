@@ -13,7 +13,7 @@ use std::ffi::{c_int, CStr};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi::{self, PyObject, Py_ssize_t};
 use pyo3::prelude::*;
-use pyo3::types::{PyTuple, PyType};
+use pyo3::types::PyType;
 
 use crate::{cpython, Logger};
 
@@ -210,7 +210,9 @@ unsafe fn call<const K: i32>(
         }
     }
     let msg = arg(positional[fixed - 1]);
-    let rest = PyTuple::new(py, positional[fixed..].iter().map(|p| arg(*p)))?;
+    // A Rust vector, not a tuple: a tuple per call would also wake the
+    // garbage collector every few hundred calls.
+    let rest: Vec<Bound<'_, PyAny>> = positional[fixed..].iter().map(|p| arg(*p)).collect();
     logger.log_at(
         py,
         levelno,

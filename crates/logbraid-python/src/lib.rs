@@ -694,7 +694,10 @@ fn record_message<'py>(
     let formatted = match (&r.msg, plain) {
         (Some(msg), true) => match &r.args {
             Some(args) if args.is_truthy().unwrap_or(false) => {
-                match cpython::format_percent(msg, args) {
+                let items = args
+                    .cast_exact::<PyTuple>()
+                    .map(|t| t.iter().collect::<Vec<_>>());
+                match items.ok().and_then(|a| cpython::format_percent(msg, &a)) {
                     Some(text) => return (Message::Text(text), None),
                     None => msg.str().and_then(|m| m.as_any().rem(args)),
                 }
@@ -927,7 +930,7 @@ impl Logger {
         py: Python<'_>,
         levelno: i32,
         msg: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
+        args: &[Bound<'_, PyAny>],
         exc_info: Option<&Bound<'_, PyAny>>,
         extra: Option<&Bound<'_, PyAny>>,
         stack_info: bool,
@@ -952,7 +955,7 @@ impl Logger {
             kwargs.set_item("stack_info", stack_info)?;
             kwargs.set_item("stacklevel", stacklevel)?;
             let mut all = vec![levelno.into_pyobject(py)?.into_any(), msg.clone()];
-            all.extend(args.iter());
+            all.extend(args.iter().cloned());
             std.call_method("log", PyTuple::new(py, all)?, Some(&kwargs))?;
             return Ok(());
         };
@@ -962,18 +965,12 @@ impl Logger {
         let formatted;
         let text: std::borrow::Cow<'_, str> = if args.is_empty() {
             cpython::text(msg)
-        } else if let Some(text) = cpython::format_percent(msg, args.as_any()) {
+        } else if let Some(text) = cpython::format_percent(msg, args) {
             std::borrow::Cow::Owned(text)
         } else {
-            let a = if args.len() == 1 {
-                let first = args.get_item(0)?;
-                if first.is_instance_of::<PyDict>() && first.is_truthy()? {
-                    first
-                } else {
-                    args.clone().into_any()
-                }
-            } else {
-                args.clone().into_any()
+            let a = match args {
+                [first] if first.is_instance_of::<PyDict>() && first.is_truthy()? => first.clone(),
+                _ => PyTuple::new(py, args)?.into_any(),
             };
             match msg.str().and_then(|m| m.as_any().rem(&a)) {
                 Ok(s) => {
