@@ -382,13 +382,20 @@ def percentiles(samples, qs):
     return {q: s[max(0, min(n - 1, math.ceil(round(q * n, 6)) - 1))] for q in qs}
 
 
-def run_latency(contender, n):
+def warmed_up(contender):
+    """The contender set up, WARMUP records logged and a pause for its
+    background work to settle: its `info`, message and stop function."""
     log, msg, stop = SETUP[contender]()
     info = log.info
-    pc = time.perf_counter_ns
     for i in range(WARMUP):
         info(msg, 0, i, i % 1000)
     time.sleep(0.2)
+    return info, msg, stop
+
+
+def run_latency(contender, n):
+    info, msg, stop = warmed_up(contender)
+    pc = time.perf_counter_ns
     samples = [0] * n
     for j in range(n):
         i = WARMUP + j
@@ -410,12 +417,8 @@ def run_latency(contender, n):
 
 
 def run_throughput(contender, n):
-    log, msg, stop = SETUP[contender]()
-    info = log.info
+    info, msg, stop = warmed_up(contender)
     pc = time.perf_counter
-    for i in range(WARMUP):
-        info(msg, 0, i, i % 1000)
-    time.sleep(0.2)
     t0 = pc()
     for i in range(WARMUP, WARMUP + n):
         info(msg, 0, i, i % 1000)
