@@ -828,7 +828,9 @@ def render(args, info, contenders, scenarios, final):
         w(
             f"One event loop; 10 coroutines log {args.loop_records:,} records together, each yielding "
             "with `await asyncio.sleep(0)` after every record, while a monitor coroutine repeatedly "
-            "awaits `asyncio.sleep(0.001)` and records how much later than 1 ms it woke up. "
+            "awaits `asyncio.sleep(0.001)` and records how much later than 1 ms it woke up; "
+            "a wake-up after the last record was logged is not counted (the loop has gone idle by "
+            "then, and the selector's timeout, rounded up to a whole millisecond, sets that lag). "
             "Then the contender is flushed and closed and the file checked. The *no logging* row is "
             "the same loop without the call: what the loop costs by itself. "
             + median_note(args, "loop")
@@ -925,7 +927,7 @@ def render(args, info, contenders, scenarios, final):
         "- **B**: records/s = timed records ÷ (stop of the clock − start of the loop).\n"
         "- **C**: children are `multiprocessing` fork children; their exit codes must all be 0.\n"
         "- **E**: lag = actual sleep − 1 ms, negative values counted as 0; percentiles over every "
-        "monitor wake-up while the 10 coroutines run.\n"
+        "monitor wake-up that came before the 10 coroutines finished.\n"
         "- Peak RSS: `VmHWM` of the measuring process at its end (the children's: "
         "`getrusage(RUSAGE_CHILDREN).ru_maxrss`, which includes what a fork child shares with its parent).\n"
     )

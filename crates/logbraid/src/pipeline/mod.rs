@@ -758,6 +758,11 @@ pub(crate) fn flush_all() {
 /// Bytes claimed from one ring per pass: bounds the writer's scratch memory
 /// and keeps the merge fair between threads.
 const CLAIM_LIMIT: usize = 256 * 1024;
+/// A pass that wrote fewer records than this is a trickle: the writer naps
+/// for [`GATHER_FOR`] before the next one. A record then reaches the sinks
+/// at most that much later; `flush` does not wait for the nap.
+const GATHER_BELOW: usize = 64;
+const GATHER_FOR: Duration = Duration::from_micros(200);
 
 /// A flush being served: its number, and each ring's tail when it began.
 type PendingFlush = (u64, Vec<(Arc<Ring>, usize)>);
@@ -958,6 +963,13 @@ impl Writer {
             }
             if n > 0 {
                 idle = 0;
+                if n < GATHER_BELOW && !stopping && self.pending_flush.is_none() {
+                    // A trickle: let records gather before the next pass,
+                    // rather than chase the producers a few records at a
+                    // time (a write system call and the rings' shared
+                    // lines pulled across CPUs for every few records).
+                    self.nap(GATHER_FOR, requested, false);
+                }
                 continue;
             }
             if stopping && self.rings.iter().all(|r| r.is_empty()) {
@@ -979,14 +991,22 @@ impl Writer {
             }
             let wait =
                 Duration::from_micros(50u64 << (idle - 4).min(8)).min(Duration::from_millis(10));
-            self.shared.writer_sleeping.store(true, Ordering::SeqCst);
-            let work = self.shared.stopping.load(Ordering::SeqCst)
-                || self.shared.flush_requested.load(Ordering::SeqCst) != requested
-                || self.rings.iter().any(|r| !r.is_empty());
-            if !work {
-                thread::park_timeout(wait);
-            }
-            self.shared.writer_sleeping.store(false, Ordering::Relaxed);
+            self.nap(wait, requested, true);
         }
+    }
+
+    /// Sleeps for `wait` unless there is work: a stop, a flush request
+    /// newer than `requested`, or (with `for_records`) a record in a ring.
+    /// Producers wake a napping writer when a ring is half full, and
+    /// `flush`/`shutdown` wake it at once.
+    fn nap(&self, wait: Duration, requested: u64, for_records: bool) {
+        self.shared.writer_sleeping.store(true, Ordering::SeqCst);
+        let work = self.shared.stopping.load(Ordering::SeqCst)
+            || self.shared.flush_requested.load(Ordering::SeqCst) != requested
+            || (for_records && self.rings.iter().any(|r| !r.is_empty()));
+        if !work {
+            thread::park_timeout(wait);
+        }
+        self.shared.writer_sleeping.store(false, Ordering::Relaxed);
     }
 }
