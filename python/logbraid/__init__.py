@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import weakref
 from typing import Any, Dict, Optional
@@ -314,23 +315,47 @@ def stats() -> Dict[str, int]:
     return p.stats()
 
 
+def _name_process() -> None:
+    """Records say what ``logging`` says in ``%(processName)s``:
+    ``multiprocessing``'s name for this process, else ``MainProcess``."""
+    name = "MainProcess"
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None:
+        try:
+            name = mp.current_process().name
+        except Exception:
+            pass
+    _logbraid.set_process_name(str(name))
+
+
 def _before_fork() -> None:
     flush()
 
 
 def _after_fork_child() -> None:
+    # A plain os.fork child is named as its parent, as in logging; a
+    # multiprocessing child is renamed once multiprocessing has named it
+    # (_in_multiprocessing_child).
+    _name_process()
     with _lock:
         pipes = list(_pipelines)
     for p in pipes:
         p._after_fork_child()
 
 
-def _finalize_in_child(_: object = None) -> None:
+def _finalize_in_child() -> None:
     # multiprocessing children leave through os._exit, which skips atexit:
     # its own finalizers run just before, so the last records go then.
     import multiprocessing.util as mpu
 
     mpu.Finalize(None, shutdown, exitpriority=100)
+
+
+def _in_multiprocessing_child(_: object = None) -> None:
+    # Runs in every multiprocessing child (fork, spawn, forkserver), after
+    # multiprocessing has set the process's name and before its target.
+    _name_process()
+    _finalize_in_child()
 
 
 class _AfterFork:
@@ -343,12 +368,13 @@ _after_fork_marker = _AfterFork()
 def _register_multiprocessing() -> None:
     import multiprocessing.util as mpu
 
-    mpu.register_after_fork(_after_fork_marker, _finalize_in_child)
+    mpu.register_after_fork(_after_fork_marker, _in_multiprocessing_child)
 
 
 os.register_at_fork(before=_before_fork, after_in_child=_after_fork_child)
 atexit.register(shutdown)
 _register_multiprocessing()
+_name_process()
 
 
 def _attach_to_parent() -> None:

@@ -205,3 +205,58 @@ def test_python_m_logbraid_serve_takes_the_flags_of_logbraid_serve(tmp_path):
     assert serve.returncode == 0, err
     lines = (tmp_path / "all.log").read_text().splitlines()
     assert lines == [f"sock w0 {k}" for k in range(100)]
+
+
+NAMES = """
+import logging, multiprocessing as mp, os, subprocess, sys, logbraid
+
+def child(tag):
+    logbraid.getLogger("lb").info(tag)
+    logging.getLogger("std").info(tag)
+    return mp.current_process().name
+
+if __name__ == "__main__":
+    logbraid.basicConfig(level="INFO", file="names.log", console=False,
+                         format="%(processName)s|%(name)s|%(message)s")
+    child("parent")
+    for method in ("fork", "spawn", "forkserver"):
+        ctx = mp.get_context(method)
+        p = ctx.Process(target=child, args=(method,), name=f"named-{method}")
+        p.start()
+        p.join()
+        assert p.exitcode == 0
+    with mp.get_context("fork").Pool(1) as pool:
+        worker = pool.apply(child, ("pool",))
+    pid = os.fork()
+    if pid == 0:
+        child("os.fork")
+        logbraid.shutdown()
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+    subprocess.run([sys.executable, "-c",
+                    "import logging, logbraid; logging.getLogger('std').info('subprocess')"],
+                   check=True)
+    logbraid.shutdown()
+    print(worker)
+"""
+
+
+def test_process_names_are_multiprocessing_names(run, tmp_path):
+    """%(processName)s is what logging gives: multiprocessing's name of
+    each child, however it was started; MainProcess for the parent, a plain
+    os.fork child (named as its parent, as in logging) and a subprocess."""
+    worker = run(NAMES).stdout.strip()
+    assert worker.startswith("ForkPoolWorker-")
+    lines = (tmp_path / "names.log").read_text().splitlines()
+    want = []
+    for name, tag in [
+        ("MainProcess", "parent"),
+        ("named-fork", "fork"),
+        ("named-spawn", "spawn"),
+        ("named-forkserver", "forkserver"),
+        (worker, "pool"),
+        ("MainProcess", "os.fork"),
+    ]:
+        want += [f"{name}|lb|{tag}", f"{name}|std|{tag}"]
+    want.append("MainProcess|std|subprocess")
+    assert sorted(lines) == sorted(want)

@@ -380,11 +380,6 @@ def test_thread_names_are_the_ones_logging_uses(run, tmp_path):
     ]
 
 
-@pytest.mark.xfail(
-    reason="%(processName)s is the executable's name (e.g. 'python3.11'), not"
-    " multiprocessing's process name ('MainProcess')",
-    strict=True,
-)
 def test_process_names_are_the_ones_logging_uses(run, tmp_path):
     run(NAMES_PROGRAM.format(fmt="%(processName)s"))
     assert (tmp_path / "n.log").read_text().splitlines() == [

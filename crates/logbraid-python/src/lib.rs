@@ -1191,6 +1191,14 @@ fn set_default(pipeline: Option<Py<Pipeline>>) {
     CONFIGURED.store(configured, Ordering::Release);
 }
 
+/// Names this process in its records (`%(processName)s`, and the program
+/// a collector is told): `multiprocessing`'s name for it, as `logging`
+/// gives it.
+#[pyfunction]
+fn set_process_name(name: &str) {
+    logbraid::set_process_name(name);
+}
+
 /// The one `getLogger` loggers write to.
 #[pyfunction]
 fn get_default(py: Python<'_>) -> Option<Py<Pipeline>> {
@@ -1218,6 +1226,7 @@ fn _logbraid(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_logger, m)?)?;
     m.add_function(wrap_pyfunction!(set_default, m)?)?;
     m.add_function(wrap_pyfunction!(get_default, m)?)?;
+    m.add_function(wrap_pyfunction!(set_process_name, m)?)?;
     m.add_function(wrap_pyfunction!(format_errors, m)?)?;
     m.add_function(wrap_pyfunction!(serve, m)?)?;
     m.add("COLLECTOR_ENV", logbraid::collect::COLLECTOR_ENV)?;

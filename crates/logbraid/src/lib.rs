@@ -21,4 +21,4 @@ pub use level::{Level, LevelFilter};
 pub use logger::{flush_all, global, Builder, Error, Guard, Logger};
 pub use options::{ColorChoice, Compression, Every, Naming, Overflow};
 pub use pipeline::{name_thread, Callsite, Mode, Stats, WaitHook};
-pub use record::{Fields, FieldsBuf, OwnedRecord, Record, Source, Value};
+pub use record::{set_process_name, Fields, FieldsBuf, OwnedRecord, Record, Source, Value};

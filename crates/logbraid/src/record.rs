@@ -25,26 +25,55 @@ pub struct Source {
     pub process_name: String,
 }
 
+/// The running process's [`Source`], kept per pid: a forked child is
+/// another process with the same memory, and must not name itself after
+/// its parent's pid (the pid is part of a forwarding client's id).
+static CURRENT: Mutex<Option<Arc<Source>>> = Mutex::new(None);
+/// The name given with [`set_process_name`]. Unlike [`CURRENT`], a forked
+/// child keeps it, as it keeps the rest of its parent's memory.
+static NAME: Mutex<Option<String>> = Mutex::new(None);
+
 impl Source {
-    /// The running process, computed once.
+    /// The running process, computed once (and again after
+    /// [`set_process_name`]).
     pub fn current() -> Arc<Source> {
-        // Kept per pid: a forked child is another process with the same
-        // memory, and must not name itself after its parent (the pid is
-        // part of a forwarding client's id).
-        static CURRENT: Mutex<Option<Arc<Source>>> = Mutex::new(None);
         let pid = std::process::id();
         let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
         match current.as_ref() {
             Some(s) if s.pid == pid => s.clone(),
             _ => {
+                let name = NAME.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let s = Arc::new(Source {
                     host: hostname(),
                     pid,
-                    process_name: process_name(),
+                    process_name: name.unwrap_or_else(process_name),
                 });
                 *current = Some(s.clone());
                 s
             }
+        }
+    }
+}
+
+/// Names this process in the records it makes from now on, in place of
+/// the executable's file name: their `processName`, and the program a
+/// collector is told when a forwarding sink connects. For a language
+/// binding whose processes have names of their own (Python's
+/// `multiprocessing`). A forked child keeps the name until it sets its own.
+///
+/// Pipelines read the name once per batch of records, so records queued
+/// just before the call may carry the new name too; a forwarding sink's
+/// connection made before the call keeps the old one.
+pub fn set_process_name(name: &str) {
+    *NAME.lock().unwrap_or_else(|e| e.into_inner()) = Some(name.to_string());
+    let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = current.as_ref() {
+        if s.pid == std::process::id() && s.process_name != name {
+            let renamed = Source {
+                process_name: name.to_string(),
+                ..Source::clone(s)
+            };
+            *current = Some(Arc::new(renamed));
         }
     }
 }

@@ -15,7 +15,11 @@ use logbraid::wire::{self, Dedup};
 use logbraid::{Builder, Callsite, Guard, Level, Logger};
 
 fn collector_logger(path: &Path) -> (Logger, Guard) {
-    let layout = LayoutSpec::parse("%(process)d %(message)s", None).unwrap();
+    file_logger(path, "%(process)d %(message)s")
+}
+
+fn file_logger(path: &Path, format: &str) -> (Logger, Guard) {
+    let layout = LayoutSpec::parse(format, None).unwrap();
     Builder::new()
         .level("trace")
         .children(false)
@@ -45,10 +49,17 @@ fn log_range(logger: &Logger, range: std::ops::Range<u64>) {
     }
 }
 
-fn messages(path: &Path) -> Vec<String> {
+fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn messages(path: &Path) -> Vec<String> {
+    lines(path)
+        .iter()
         .map(|l| l.split_once(' ').unwrap().1.to_string())
         .collect()
 }
@@ -276,4 +287,61 @@ fn shutdown_ends_even_when_the_socket_file_was_deleted() {
     // A safety net, not a speed bound: before the fix this never returned.
     rx.recv_timeout(Duration::from_secs(60))
         .expect("shutdown returned");
+}
+
+/// `set_process_name`: the name in `%(processName)s`, in the process's own
+/// file and at a collector it forwards to. The only test here that names
+/// the process (the name is the whole process's).
+const NAMED: &str = "%(processName)s %(message)s";
+
+#[test]
+fn records_carry_the_name_set_for_the_process_here_and_at_the_collector() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = Callsite::new(Level::Info, "t");
+    let exe = std::env::current_exe().unwrap();
+    let exe = exe.file_name().unwrap().to_string_lossy().into_owned();
+
+    // The process's own file: the executable's name until a name is set.
+    let own = dir.path().join("own.log");
+    let (logger, guard) = file_logger(&own, NAMED);
+    logger.log_with(&site, format_args!("before"), &mut |_| {});
+    logger.flush();
+
+    // A forwarding sink built before the name is set, as in a forked
+    // child: it has not connected yet, so the collector learns the name.
+    let collected = dir.path().join("collected.log");
+    let (clog, _cguard) = file_logger(&collected, NAMED);
+    let sock = dir.path().join("c.sock");
+    let collector = Embedded::start_at(&sock, clog, EmbeddedOptions::default()).unwrap();
+    let (client, client_guard, stats) = client(options(&sock));
+    assert_eq!(
+        stats.get().connects,
+        0,
+        "no connection before the first batch"
+    );
+
+    logbraid::set_process_name("svc-a");
+    logger.log_with(&site, format_args!("after"), &mut |_| {});
+    logger.flush();
+    for i in 0..3 {
+        client.log_with(&site, format_args!("forwarded {i}"), &mut |_| {});
+    }
+    client.flush();
+
+    assert_eq!(
+        lines(&own),
+        [format!("{exe} before"), "svc-a after".to_string()]
+    );
+    assert_eq!(
+        lines(&collected),
+        [
+            "svc-a forwarded 0",
+            "svc-a forwarded 1",
+            "svc-a forwarded 2"
+        ]
+    );
+    assert_eq!(logbraid::Source::current().process_name, "svc-a");
+    drop(client_guard);
+    drop(collector);
+    drop(guard);
 }

@@ -262,7 +262,7 @@ impl fmt::Debug for ForwardSink {
 
 impl ForwardSink {
     /// Starts the I/O thread. The collector need not be up: the thread
-    /// connects, and reconnects, on its own.
+    /// connects when the first batch is sealed, and reconnects, on its own.
     pub fn new(options: ForwardOptions) -> Result<ForwardSink, ForwardError> {
         let source = Source::current();
         let client_id = options.client_id.clone().unwrap_or_else(|| {
@@ -504,6 +504,15 @@ impl Io {
     fn run(self) {
         let mut backoff = self.options.backoff_min;
         let reports = RateLimit::new(REPORT_EVERY);
+        // The first connection waits for the first batch: the handshake
+        // tells the collector the program's name, which a process may set
+        // (set_process_name) after its sink is built and before it logs.
+        {
+            let mut st = lock(&self.shared.state);
+            while !st.stop && st.outbox.is_empty() {
+                st = self.shared.wait(st, Duration::from_millis(100));
+            }
+        }
         loop {
             if self.stopping() {
                 return;
@@ -557,13 +566,14 @@ impl Io {
         let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
         let epoch = lock(&self.shared.state).epoch;
         let mut out = Vec::new();
+        let named = Source::current();
         let hello = Hello {
             versions: wire::SUPPORTED_VERSIONS,
             client_id: &self.client_id,
             epoch,
             host: &self.source.host,
             pid: self.source.pid,
-            program: &self.source.process_name,
+            program: &named.process_name,
             token: &self.options.token,
         };
         if let Err(e) = wire::encode_hello(&hello, &mut out) {

@@ -151,7 +151,6 @@ pub(crate) struct Shared {
     wait_hook: Option<WaitHook>,
     /// Callers stamp records with TSC ticks (no clock injected, TSC usable).
     use_tsc: bool,
-    source: Arc<Source>,
 
     rings: Mutex<Vec<Arc<Ring>>>,
     rings_gen: AtomicU64,
@@ -276,7 +275,6 @@ impl Shared {
                 && tsc::available(),
             clock: settings.clock,
             wait_hook: settings.wait_hook,
-            source: Source::current(),
             rings: Mutex::new(vec![Arc::clone(&shared_ring)]),
             rings_gen: AtomicU64::new(0),
             shared_ring: Mutex::new(Producer {
@@ -428,7 +426,8 @@ impl Shared {
             let mut fields = FieldsBuf::new();
             fill(&mut message, &mut fields);
             let mut parts = Parts::at_site(site, (self.now(), false), &message, fields.as_bytes());
-            parts.foreign = Some((os_thread_id(), None, &self.source));
+            let source = Source::current();
+            parts.foreign = Some((os_thread_id(), None, &source));
             self.log_shared(&parts);
         }
     }
@@ -594,11 +593,13 @@ impl Shared {
     fn write_direct(&self, parts: &Parts<'_>) {
         self.direct_logged.fetch_add(1, Ordering::Relaxed);
         let own_name;
+        let own_source;
         let (thread_id, thread_name, source) = match parts.foreign {
             Some((id, name, source)) => (id, name, &**source),
             None => {
                 own_name = thread_name();
-                (os_thread_id(), own_name.as_deref(), &*self.source)
+                own_source = Source::current();
+                (os_thread_id(), own_name.as_deref(), &*own_source)
             }
         };
         let record = Record {
@@ -845,7 +846,8 @@ impl Writer {
         }
         self.shared.high_water.fetch_max(high, Ordering::Relaxed);
         self.cursors.iter_mut().for_each(|c| *c = 0);
-        let source = Arc::clone(&self.shared.source);
+        // Read per pass: the process may name itself (set_process_name).
+        let source = Source::current();
         let mut count = 0;
         let mut bytes = 0;
         loop {
@@ -911,7 +913,7 @@ impl Writer {
             function: None,
             thread_id: os_thread_id(),
             thread_name: Some("logbraid-writer"),
-            source: &self.shared.source,
+            source: &Source::current(),
             fields: fields.as_fields(),
         };
         self.sinks.write(&rec);
