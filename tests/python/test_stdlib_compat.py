@@ -359,6 +359,7 @@ import logging, logbraid, threading
 logbraid.basicConfig(level="INFO", file="n.log", console=False, format="{fmt}|%(message)s")
 
 def work():
+    print(threading.get_ident(), flush=True)
     for log in (logging.getLogger("std"), logbraid.getLogger("lb")):
         log.info(log.name)
 
@@ -377,6 +378,17 @@ def test_thread_names_are_the_ones_logging_uses(run, tmp_path):
         "MainThread|lb",
         "worker-7|std",
         "worker-7|lb",
+    ]
+
+
+def test_thread_ids_are_the_ones_logging_uses(run, tmp_path):
+    main, worker = run(NAMES_PROGRAM.format(fmt="%(thread)d")).stdout.split()
+    assert main != worker
+    assert (tmp_path / "n.log").read_text().splitlines() == [
+        f"{main}|std",
+        f"{main}|lb",
+        f"{worker}|std",
+        f"{worker}|lb",
     ]
 
 

@@ -405,7 +405,8 @@ thread_local! {
 }
 
 /// Before a thread's first record: its records carry its `threading`
-/// name (`MainThread`, `worker-7`), as `%(threadName)s` does in logging.
+/// name (`MainThread`, `worker-7`) and `threading.get_ident()`, as
+/// `%(threadName)s` and `%(thread)d` do in logging.
 fn name_this_thread(py: Python<'_>) {
     if NAMED.with(|n| n.replace(true)) {
         return;
@@ -417,6 +418,8 @@ fn name_this_thread(py: Python<'_>) {
     if let Ok(name) = name {
         logbraid::name_thread(&text(&name));
     }
+    // SAFETY: a plain C call; the GIL is held.
+    logbraid::set_thread_id(unsafe { ffi::PyThread_get_thread_ident() } as u64);
 }
 
 /// Runs `log` (a call into the pipeline) noting that this thread holds the

@@ -425,3 +425,43 @@ fn every_wait_for_room_runs_inside_the_wait_hook() {
         .collect();
     assert_eq!(got, (0..N).collect::<Vec<_>>());
 }
+
+/// A record's thread id and name.
+type ThreadOf = (u64, Option<String>);
+
+/// Keeps each record's thread id and name.
+#[derive(Clone, Debug, Default)]
+struct Threads(Arc<Mutex<Vec<ThreadOf>>>);
+
+impl Sink for Threads {
+    fn write(&mut self, r: &Record<'_>) -> std::io::Result<usize> {
+        let name = r.thread_name.map(str::to_string);
+        self.0.lock().unwrap().push((r.thread_id, name));
+        Ok(0)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_thread_named_and_numbered_by_its_caller_carries_both() {
+    let seen = Threads::default();
+    let (logger, guard) = Builder::new().sink(seen.clone()).build().unwrap();
+    let l = logger.clone();
+    thread::spawn(move || {
+        logbraid::name_thread("py-worker");
+        logbraid::set_thread_id(4242);
+        info(&l, format_args!("one"));
+        info(&l, format_args!("two"));
+    })
+    .join()
+    .unwrap();
+    logger.flush();
+    let want = Some("py-worker".to_string());
+    assert_eq!(
+        *seen.0.lock().unwrap(),
+        [(4242, want.clone()), (4242, want)]
+    );
+    drop(guard);
+}

@@ -12,7 +12,7 @@ mod ring;
 mod sinks;
 mod tsc;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -220,6 +220,8 @@ thread_local! {
     static LOCAL: RefCell<Local> = RefCell::new(Local::default());
     /// The name given with [`name_thread`], which wins over the OS's.
     static THREAD_NAME: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The id given with [`set_thread_id`], which wins over the OS's.
+    static THREAD_ID: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
 /// Names the calling thread in the records it logs from now on, where the
@@ -231,6 +233,14 @@ pub fn name_thread(name: &str) {
     THREAD_NAME.with(|n| *n.borrow_mut() = Some(name.to_string()));
 }
 
+/// Gives the calling thread the id its records carry from now on, in place
+/// of the OS thread id, where the caller's threads have ids of their own (a
+/// language binding: Python's `threading.get_ident()`). As with
+/// [`name_thread`], call it before the thread's first record.
+pub fn set_thread_id(id: u64) {
+    THREAD_ID.with(|i| i.set(Some(id)));
+}
+
 /// The calling thread's name: the one given with [`name_thread`], else
 /// the OS thread's.
 fn thread_name() -> Option<String> {
@@ -239,7 +249,12 @@ fn thread_name() -> Option<String> {
         .or_else(|| thread::current().name().map(str::to_string))
 }
 
-fn os_thread_id() -> u64 {
+/// The calling thread's id: the one given with [`set_thread_id`], else
+/// the OS thread's.
+fn thread_id() -> u64 {
+    if let Ok(Some(id)) = THREAD_ID.try_with(Cell::get) {
+        return id;
+    }
     #[cfg(target_os = "linux")]
     {
         // SAFETY: gettid has no preconditions.
@@ -427,7 +442,7 @@ impl Shared {
             fill(&mut message, &mut fields);
             let mut parts = Parts::at_site(site, (self.now(), false), &message, fields.as_bytes());
             let source = Source::current();
-            parts.foreign = Some((os_thread_id(), None, &source));
+            parts.foreign = Some((thread_id(), None, &source));
             self.log_shared(&parts);
         }
     }
@@ -488,7 +503,7 @@ impl Shared {
                 producers.retain(|p| Arc::strong_count(&p.ring) > 1);
                 let ring = Arc::new(Ring::new(
                     self.ring_bytes,
-                    os_thread_id(),
+                    thread_id(),
                     thread_name(),
                     self.overflow == Overflow::DropOldest,
                 ));
@@ -599,7 +614,7 @@ impl Shared {
             None => {
                 own_name = thread_name();
                 own_source = Source::current();
-                (os_thread_id(), own_name.as_deref(), &*own_source)
+                (thread_id(), own_name.as_deref(), &*own_source)
             }
         };
         let record = Record {
@@ -911,7 +926,7 @@ impl Writer {
             file: None,
             line: None,
             function: None,
-            thread_id: os_thread_id(),
+            thread_id: thread_id(),
             thread_name: Some("logbraid-writer"),
             source: &Source::current(),
             fields: fields.as_fields(),
