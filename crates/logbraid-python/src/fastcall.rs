@@ -94,8 +94,25 @@ unsafe extern "C" fn method<const K: i32>(
     nargs: Py_ssize_t,
     kwnames: *mut PyObject,
 ) -> *mut PyObject {
-    // SAFETY: CPython holds the GIL while it calls a method.
-    let py = unsafe { Python::assume_attached() };
+    // CPython holds the GIL while it calls a method, but pyo3 must be told
+    // so (`attach` finds the thread attached and only counts it): a `Py`
+    // dropped by a thread pyo3 believes detached is not released but put
+    // on pyo3's pending list, which only a later pyo3 entry point empties.
+    // A thread calling nothing but these methods grew that list by one
+    // pointer per record, without end.
+    // SAFETY: as this function's contract says.
+    Python::attach(|py| unsafe { method_attached::<K>(py, slf, args, nargs, kwnames) })
+}
+
+/// # Safety
+/// As [`method`], with `py` attached.
+unsafe fn method_attached<const K: i32>(
+    py: Python<'_>,
+    slf: *mut PyObject,
+    args: *const *mut PyObject,
+    nargs: Py_ssize_t,
+    kwnames: *mut PyObject,
+) -> *mut PyObject {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: as this function's contract says.
         unsafe { call::<K>(py, slf, args, nargs, kwnames) }

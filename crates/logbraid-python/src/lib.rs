@@ -939,7 +939,8 @@ impl Logger {
         if CONFIGURED.load(Ordering::Acquire) && levelno < self.effective_level() {
             return Ok(());
         }
-        let pipeline = lock(&DEFAULT).as_ref().map(|p| p.clone_ref(py));
+        // A `Bound`, released on drop at once (the GIL is held).
+        let pipeline = lock(&DEFAULT).as_ref().map(|p| p.bind(py).clone());
         let Some(pipeline) = pipeline else {
             // Not configured: behave as the standard logger of that name,
             // levels included. Called from Rust, it sees no frame of ours:
