@@ -110,6 +110,17 @@ def _pipeline(
     return p
 
 
+def _forget(p: "_logbraid.Pipeline") -> None:
+    # A closed pipeline needs neither flushing before a fork nor
+    # rebuilding after one; a program that makes and closes handlers all
+    # day must not keep them all.
+    with _lock:
+        try:
+            _pipelines.remove(p)
+        except ValueError:
+            pass
+
+
 # The sink keywords Handler and basicConfig share, passed on to _pipeline.
 _SINK_KEYWORDS = (
     "file",
@@ -218,6 +229,7 @@ class Handler(logging.Handler):
 
     def close(self) -> None:
         self._pipe.shutdown()
+        _forget(self._pipe)
         super().close()
 
     def stats(self) -> Dict[str, int]:
@@ -330,9 +342,21 @@ def _name_process() -> None:
 
 def _before_fork() -> None:
     flush()
+    # Held across the fork, as logging holds its module lock: a thread in
+    # the middle of changing the list must not leave it locked for ever in
+    # the child.
+    _lock.acquire()
+
+
+def _after_fork_parent() -> None:
+    _lock.release()
 
 
 def _after_fork_child() -> None:
+    global _lock
+    # Taken by this thread for the fork; the child's only thread starts
+    # with a lock of its own.
+    _lock = threading.Lock()
     # A plain os.fork child is named as its parent, as in logging; a
     # multiprocessing child is renamed once multiprocessing has named it
     # (_in_multiprocessing_child).
@@ -371,7 +395,9 @@ def _register_multiprocessing() -> None:
     mpu.register_after_fork(_after_fork_marker, _in_multiprocessing_child)
 
 
-os.register_at_fork(before=_before_fork, after_in_child=_after_fork_child)
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_parent, after_in_child=_after_fork_child
+)
 atexit.register(shutdown)
 _register_multiprocessing()
 _name_process()

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod collect;
 pub mod config;
 pub mod filter;
+mod fork;
 pub mod forward;
 pub mod layout;
 pub mod level;

@@ -589,8 +589,18 @@ fn exported_here() -> Option<String> {
 
 static GLOBAL: Mutex<Option<Logger>> = Mutex::new(None);
 
+/// The locks of this module, held across a fork (see `crate::fork`).
+pub(crate) fn hold_for_fork(held: &mut Vec<Box<dyn std::any::Any>>) {
+    crate::fork::hold(held, &EXPORTED);
+    crate::fork::hold(held, &GLOBAL);
+}
+
 fn set_global(logger: Logger) {
-    *GLOBAL.lock().unwrap_or_else(|e| e.into_inner()) = Some(logger);
+    // The logger replaced is dropped after the lock is let go.
+    let _old = GLOBAL
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .replace(logger);
 }
 
 /// The logger installed by [`Builder::init`], if any.

@@ -78,6 +78,13 @@ pub fn set_process_name(name: &str) {
     }
 }
 
+/// The locks of this module, held across a fork (see `crate::fork`), in
+/// the order [`Source::current`] takes them.
+pub(crate) fn hold_for_fork(held: &mut Vec<Box<dyn std::any::Any>>) {
+    crate::fork::hold(held, &CURRENT);
+    crate::fork::hold(held, &NAME);
+}
+
 fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its whole length; gethostname writes at

@@ -64,3 +64,130 @@ fn a_forked_child_neither_hangs_nor_writes_through_the_parents_logger() {
     assert_eq!(text.lines().collect::<Vec<_>>(), want);
     assert_eq!(logger.stats().dropped, 0);
 }
+
+/// Regression: a lock another thread held at the moment of `fork()` stayed
+/// locked in the child, whose first record then hung it. Here one thread
+/// renames the process in a loop (taking the source and name locks most of
+/// the time) and four log through a pipeline whose writer reads the source
+/// per batch, while the main thread forks 300 times. Every child builds a
+/// pipeline of its own, logs one record and leaves; none may hang.
+#[test]
+fn forking_while_threads_log_and_rename_never_hangs_the_child() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    const FORKS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let message_layout = || LayoutSpec::parse("%(message)s", None).unwrap().build(false);
+    let (logger, guard) = Builder::new()
+        .level("info")
+        .children(false)
+        .file(RollingFile::builder(dir.path().join("parent.log")).layout(message_layout()))
+        .unwrap()
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for t in 0..4 {
+        let (logger, stop) = (logger.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            let site = Callsite::new(Level::Info, "spin");
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                logger.log_with(&site, format_args!("t{t} {i}"), &mut |_| {});
+                i += 1;
+                if i % 64 == 0 {
+                    // Paced, so that the forks, not the file, are the work.
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            i
+        }));
+    }
+    let renamer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                logbraid::set_process_name(if i % 2 == 0 { "even" } else { "odd" });
+                let _ = logbraid::Source::current();
+                i += 1;
+                if i % 256 == 0 {
+                    // Leaves the child, the one thing the test waits for,
+                    // a share of the two cores CI machines have.
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
+        })
+    };
+
+    let mut hung = Vec::new();
+    for k in 0..FORKS {
+        if !hung.is_empty() {
+            break;
+        }
+        let path = dir.path().join(format!("child-{k}.log"));
+        // SAFETY: the child builds a pipeline, logs, and leaves with _exit;
+        // the locks it uses were held across the fork by its own thread.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            logbraid::set_process_name("child");
+            let (child, child_guard) = Builder::new()
+                .level("info")
+                .children(false)
+                .file(RollingFile::builder(&path).layout(message_layout()))
+                .unwrap()
+                .build()
+                .unwrap();
+            child.log_with(
+                &Callsite::new(Level::Info, "child"),
+                format_args!("child {k} {}", logbraid::Source::current().process_name),
+                &mut |_| {},
+            );
+            drop(child_guard);
+            // SAFETY: always sound.
+            unsafe { libc::_exit(0) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut status = 0;
+        loop {
+            // SAFETY: polls the child forked above.
+            let done = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if done == pid {
+                assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+                break;
+            }
+            if Instant::now() > deadline {
+                hung.push(k);
+                // SAFETY: kills and reaps the hung child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let counts: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    renamer.join().unwrap();
+    drop(guard);
+    assert_eq!(hung, Vec::<usize>::new(), "children that hung");
+    for k in 0..FORKS {
+        let text = std::fs::read_to_string(dir.path().join(format!("child-{k}.log"))).unwrap();
+        assert_eq!(text, format!("child {k} child\n"));
+    }
+    // The parent lost nothing meanwhile: each thread's records once, in order.
+    let text = std::fs::read_to_string(dir.path().join("parent.log")).unwrap();
+    let mut next = [0u64; 4];
+    for line in text.lines() {
+        let (t, i) = line.split_once(' ').unwrap();
+        let t: usize = t[1..].parse().unwrap();
+        assert_eq!(i.parse::<u64>().unwrap(), next[t], "thread {t}");
+        next[t] += 1;
+    }
+    assert_eq!(next.to_vec(), counts);
+}

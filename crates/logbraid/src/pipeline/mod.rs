@@ -104,31 +104,9 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Every live pipeline, so the panic hook and `atexit` can flush them all.
 static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 
-/// Counts the `fork`s this process came out of as the child. A pipeline
-/// started before a fork is orphaned in the child: its writer thread (and
-/// any thread holding its locks) stayed in the parent, so the child must
-/// neither wait for it nor write into its queues. Bindings that fork (the
-/// Python package) build a new logger in the child.
-static FORK_GEN: AtomicU64 = AtomicU64::new(0);
-
-extern "C" fn forked_child() {
-    FORK_GEN.fetch_add(1, Ordering::Relaxed);
-}
-
-fn watch_forks() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: the handler only touches an atomic, which is
-        // async-signal-safe, as a fork handler must be.
-        unsafe {
-            libc::pthread_atfork(None, None, Some(forked_child));
-        }
-    });
-}
-
-/// Incremented in the child of every `fork`; see [`Shared::orphaned`].
-pub(crate) fn fork_generation() -> u64 {
-    FORK_GEN.load(Ordering::Relaxed)
+/// The lock of this module, held across a fork (see `crate::fork`).
+pub(crate) fn hold_for_fork(held: &mut Vec<Box<dyn std::any::Any>>) {
+    crate::fork::hold(held, &LIVE);
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -139,7 +117,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 pub(crate) struct Shared {
     id: u64,
-    /// [`fork_generation`] when the pipeline started.
+    /// `crate::fork::generation()` when the pipeline started.
     fork_gen: u64,
     mode: Mode,
     ring_bytes: usize,
@@ -270,7 +248,7 @@ fn thread_id() -> u64 {
 
 impl Shared {
     pub(crate) fn start(settings: Settings, sinks: SinkSet) -> std::io::Result<Arc<Shared>> {
-        watch_forks();
+        crate::fork::watch();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let shared_ring = Arc::new(Ring::new(
             settings.ring_bytes,
@@ -280,7 +258,7 @@ impl Shared {
         ));
         let shared = Arc::new(Shared {
             id,
-            fork_gen: fork_generation(),
+            fork_gen: crate::fork::generation(),
             mode: settings.mode,
             ring_bytes: settings.ring_bytes,
             overflow: settings.overflow,
@@ -376,7 +354,7 @@ impl Shared {
     /// dropped (and said once on stderr).
     #[inline]
     pub(crate) fn orphaned(&self) -> bool {
-        fork_generation() != self.fork_gen
+        crate::fork::generation() != self.fork_gen
     }
 
     #[cold]

@@ -80,7 +80,12 @@ impl Ring {
         racy: bool,
     ) -> Ring {
         let capacity = capacity.max(256).next_power_of_two();
-        let buf = (0..capacity).map(|_| UnsafeCell::new(0u8)).collect();
+        // Zeroed by the allocator (calloc: fresh pages, touched only as
+        // the ring fills), not byte by byte.
+        let bytes = vec![0u8; capacity].into_boxed_slice();
+        // SAFETY: `UnsafeCell<u8>` is `repr(transparent)` over `u8`: same
+        // size, alignment and valid values, so the allocation is reused.
+        let buf = unsafe { Box::from_raw(Box::into_raw(bytes) as *mut [UnsafeCell<u8>]) };
         Ring {
             buf,
             mask: capacity - 1,
