@@ -6,7 +6,6 @@ pub mod clock;
 pub mod collect;
 pub mod config;
 pub mod filter;
-mod fork;
 pub mod forward;
 pub mod layout;
 pub mod level;
@@ -16,6 +15,7 @@ pub mod pipeline;
 pub mod record;
 pub mod report;
 pub mod sink;
+mod sys;
 pub mod wire;
 
 pub use level::{Level, LevelFilter};

@@ -217,6 +217,7 @@ impl Drop for Guard {
 /// | children | on when a file is configured: an embedded collector takes the records of child processes |
 /// | wait hook | none: a caller waiting for room under [`Overflow::Block`] just waits |
 /// | inherit collector | on: with `LOGBRAID_COLLECTOR` set, every record goes to that collector instead of the sinks |
+/// | signals | on: SIGTERM, SIGINT and SIGHUP, where still at their default action, flush first (see [`Builder::signals`]) |
 ///
 /// A process that finds `LOGBRAID_COLLECTOR` (set by a parent's embedded
 /// collector) forwards to it and opens none of the files configured here,
@@ -234,6 +235,7 @@ pub struct Builder {
     children: Option<bool>,
     inherit: bool,
     has_file: bool,
+    signals: bool,
 }
 
 /// How long a parent's shutdown waits for children still connected.
@@ -266,6 +268,7 @@ impl Default for Builder {
             children: None,
             inherit: true,
             has_file: false,
+            signals: true,
         }
     }
 }
@@ -292,6 +295,22 @@ impl Builder {
     /// Bytes each logging thread may have queued.
     pub fn queue_bytes(mut self, bytes: usize) -> Self {
         self.queue_bytes = bytes;
+        self
+    }
+
+    /// Whether SIGTERM, SIGINT and SIGHUP flush before they end the
+    /// process (default on). Each of them still at its default action
+    /// when the logger is built gets a handler that wakes a thread of
+    /// logbraid's: it flushes every logger (at most 5 s), restores the
+    /// default action and raises the signal again, so the process ends as
+    /// it would have, killed by that signal, with its records written. A
+    /// signal the program handles or ignores is left alone, and so is one
+    /// whose handler the program installs later (signal-hook, tokio and
+    /// ctrlc chain to ours, which then steps aside): the program's own
+    /// shutdown flushes. A second signal during the flush ends the process
+    /// at once. Off: the signals keep their default action.
+    pub fn signals(mut self, yes: bool) -> Self {
+        self.signals = yes;
         self
     }
 
@@ -511,6 +530,7 @@ impl Builder {
                 flush_sync: self.flush_sync,
                 clock: self.clock,
                 wait_hook: self.wait_hook,
+                signals: self.signals,
             },
             sinks,
         )
@@ -591,8 +611,8 @@ static GLOBAL: Mutex<Option<Logger>> = Mutex::new(None);
 
 /// The locks of this module, held across a fork (see `crate::fork`).
 pub(crate) fn hold_for_fork(held: &mut Vec<Box<dyn std::any::Any>>) {
-    crate::fork::hold(held, &EXPORTED);
-    crate::fork::hold(held, &GLOBAL);
+    crate::sys::fork::hold(held, &EXPORTED);
+    crate::sys::fork::hold(held, &GLOBAL);
 }
 
 fn set_global(logger: Logger) {

@@ -81,8 +81,8 @@ pub fn set_process_name(name: &str) {
 /// The locks of this module, held across a fork (see `crate::fork`), in
 /// the order [`Source::current`] takes them.
 pub(crate) fn hold_for_fork(held: &mut Vec<Box<dyn std::any::Any>>) {
-    crate::fork::hold(held, &CURRENT);
-    crate::fork::hold(held, &NAME);
+    crate::sys::fork::hold(held, &CURRENT);
+    crate::sys::fork::hold(held, &NAME);
 }
 
 fn hostname() -> String {

@@ -93,6 +93,8 @@ pub(crate) struct Settings {
     pub(crate) flush_sync: bool,
     pub(crate) clock: Option<Arc<dyn Clock>>,
     pub(crate) wait_hook: Option<WaitHook>,
+    /// Flush on SIGTERM, SIGINT and SIGHUP left at their default action.
+    pub(crate) signals: bool,
 }
 
 /// Runs a caller's wait for room in a full queue (see
@@ -106,7 +108,7 @@ static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 
 /// The lock of this module, held across a fork (see `crate::fork`).
 pub(crate) fn hold_for_fork(held: &mut Vec<Box<dyn std::any::Any>>) {
-    crate::fork::hold(held, &LIVE);
+    crate::sys::fork::hold(held, &LIVE);
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -117,7 +119,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 pub(crate) struct Shared {
     id: u64,
-    /// `crate::fork::generation()` when the pipeline started.
+    /// `crate::sys::fork::generation()` when the pipeline started.
     fork_gen: u64,
     mode: Mode,
     ring_bytes: usize,
@@ -248,7 +250,10 @@ fn thread_id() -> u64 {
 
 impl Shared {
     pub(crate) fn start(settings: Settings, sinks: SinkSet) -> std::io::Result<Arc<Shared>> {
-        crate::fork::watch();
+        crate::sys::fork::watch();
+        if settings.signals {
+            crate::sys::signal::install();
+        }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let shared_ring = Arc::new(Ring::new(
             settings.ring_bytes,
@@ -258,7 +263,7 @@ impl Shared {
         ));
         let shared = Arc::new(Shared {
             id,
-            fork_gen: crate::fork::generation(),
+            fork_gen: crate::sys::fork::generation(),
             mode: settings.mode,
             ring_bytes: settings.ring_bytes,
             overflow: settings.overflow,
@@ -354,7 +359,7 @@ impl Shared {
     /// dropped (and said once on stderr).
     #[inline]
     pub(crate) fn orphaned(&self) -> bool {
-        crate::fork::generation() != self.fork_gen
+        crate::sys::fork::generation() != self.fork_gen
     }
 
     #[cold]

@@ -12,7 +12,8 @@
 //!   fork stays locked in the child for ever, and the child's first use of
 //!   it hangs. Every such lock the child may need (the process's
 //!   [`Source`](crate::record::Source) and name, the list of live
-//!   pipelines, the exported collector address and the global logger) is
+//!   pipelines, the exported collector address, the global logger and the
+//!   signal watcher's) is
 //!   taken just before the fork, by the forking thread, and released in
 //!   both the parent and the child after it: the fork happens between
 //!   critical sections, never inside one. Apart from the source's lock,
@@ -53,6 +54,7 @@ extern "C" fn prepare() {
     crate::logger::hold_for_fork(&mut held);
     crate::pipeline::hold_for_fork(&mut held);
     crate::record::hold_for_fork(&mut held);
+    super::signal::hold_for_fork(&mut held);
     // `try_with`: a thread whose local storage is being torn down forks
     // without the guarantee rather than aborting.
     let _ = HELD.try_with(|h| *h.borrow_mut() = held);

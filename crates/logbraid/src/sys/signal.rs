@@ -1,0 +1,231 @@
+//! Records logged before SIGTERM, SIGINT or SIGHUP reach their sink.
+//!
+//! A supervisor stops a service with SIGTERM (systemd, `docker stop`,
+//! Kubernetes, `multiprocessing.Pool.terminate`), a terminal with SIGINT
+//! or SIGHUP. Left at the default action, the signal ends the process at
+//! once and whatever sits in the queues is lost. So, when a pipeline
+//! starts, each of these signals still at its default action gets a
+//! handler that only writes the signal's number into a pipe. A thread of
+//! ours reads it, flushes every live pipeline (at most [`FLUSH_LIMIT`]),
+//! restores the default action and raises the signal again: the process
+//! ends as it would have, killed by that signal, with its records written.
+//!
+//! What a program chose is left alone:
+//!
+//! - A signal already handled or ignored when the pipeline starts (as
+//!   Python's SIGINT, which raises `KeyboardInterrupt`) is not touched;
+//!   the program's own path to exit flushes (guard drop, `atexit`).
+//! - A handler installed after ours replaces it; one that chains to the
+//!   handler it found (signal-hook, tokio, ctrlc) calls ours, which then
+//!   sees it is no longer the installed handler and does nothing, so the
+//!   program's graceful shutdown is not cut short.
+//! - A second signal while the first is being flushed ends the process at
+//!   once, as the default action would.
+//!
+//! A forked child inherits the handler but not the thread: until a
+//! pipeline starts in the child (which installs a thread of its own), the
+//! handler there takes the default action at once.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The signals handled, when at their default action.
+const SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+/// How long a signal waits for the pipelines' flush before the process
+/// ends anyway (a collector that stopped answering must not keep a
+/// stopped service alive).
+pub(crate) const FLUSH_LIMIT: Duration = Duration::from_secs(5);
+
+/// The process the handler thread and pipe belong to; another pid (a
+/// forked child that has not started a pipeline) has neither.
+static OWNER: AtomicU32 = AtomicU32::new(0);
+/// Write end of the pipe the handler wakes the thread through.
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+/// Read end, kept only to be closed in a forked child.
+static READ_FD: AtomicI32 = AtomicI32::new(-1);
+/// Set by the first signal: a second one takes the default action at once.
+static FIRED: AtomicBool = AtomicBool::new(false);
+/// Serialises [`install`]; held across a fork like the other locks.
+static INSTALL: Mutex<()> = Mutex::new(());
+
+/// The lock of this module, held across a fork (see `super::fork`).
+pub(crate) fn hold_for_fork(held: &mut Vec<Box<dyn std::any::Any>>) {
+    super::fork::hold(held, &INSTALL);
+}
+
+fn handler_address() -> libc::sighandler_t {
+    on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t
+}
+
+/// The action installed for `sig` now.
+fn current_action(sig: libc::c_int) -> Option<libc::sighandler_t> {
+    // SAFETY: a zeroed sigaction is a valid out-parameter; a NULL new
+    // action only reads.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        (libc::sigaction(sig, std::ptr::null(), &mut old) == 0).then_some(old.sa_sigaction)
+    }
+}
+
+/// Sets `sig` to its default action and raises it: the end the process
+/// would have had. Async-signal-safe.
+fn default_action(sig: libc::c_int) {
+    // SAFETY: sigaction, getpid and kill are async-signal-safe; a zeroed
+    // sigaction with SIG_DFL and an empty mask is valid.
+    unsafe {
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut dfl.sa_mask);
+        libc::sigaction(sig, &dfl, std::ptr::null_mut());
+        // Pending until this handler (if in one) returns, then delivered.
+        libc::kill(libc::getpid(), sig);
+    }
+}
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    // Only async-signal-safe calls here; errno is kept for the code the
+    // signal interrupted.
+    // SAFETY: reading and writing the thread's errno.
+    let errno = unsafe { *libc::__errno_location() };
+    if current_action(sig) != Some(handler_address()) {
+        // Chained to by a handler the program installed after ours: the
+        // program handles this signal.
+    } else if OWNER.load(Ordering::Acquire) != std::process::id()
+        || FIRED.swap(true, Ordering::AcqRel)
+    {
+        default_action(sig);
+    } else {
+        let byte = sig as u8;
+        // SAFETY: writing one byte from a live buffer; the descriptor is
+        // non-blocking, so a full pipe cannot stall the handler.
+        let n = unsafe {
+            libc::write(
+                WAKE_FD.load(Ordering::Acquire),
+                (&byte as *const u8).cast(),
+                1,
+            )
+        };
+        if n != 1 {
+            default_action(sig);
+        }
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+/// Installs the handler for each of [`SIGNALS`] at its default action,
+/// and the thread it wakes; once per process (again in a forked child).
+pub(crate) fn install() {
+    let pid = std::process::id();
+    if OWNER.load(Ordering::Acquire) == pid {
+        return;
+    }
+    let _once = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if OWNER.load(Ordering::Acquire) == pid {
+        return;
+    }
+    if let Err(e) = start(pid) {
+        say(format_args!(
+            "cannot watch for SIGTERM ({e}); records still queued when one arrives are lost"
+        ));
+    }
+}
+
+fn start(pid: u32) -> io::Result<()> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let [read_fd, write_fd] = fds;
+    // SAFETY: a descriptor just made; the flags call has no other effect.
+    unsafe {
+        let flags = libc::fcntl(write_fd, libc::F_GETFL);
+        libc::fcntl(write_fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    let spawned = std::thread::Builder::new()
+        .name("logbraid-signals".into())
+        .spawn(move || wait_for_signal(read_fd));
+    if let Err(e) = spawned {
+        // SAFETY: closing the descriptors just made, used by no one.
+        unsafe {
+            libc::close(read_fd);
+            libc::close(write_fd);
+        }
+        return Err(e);
+    }
+    // A forked child's inherited pipe is the parent's: its ends are closed
+    // here (the parent keeps its own) and replaced.
+    for (slot, fd) in [(&WAKE_FD, write_fd), (&READ_FD, read_fd)] {
+        let inherited = slot.swap(fd, Ordering::AcqRel);
+        if inherited >= 0 {
+            // SAFETY: our own descriptor from before the fork, used by no
+            // one in this process now that the slot names the new one.
+            unsafe { libc::close(inherited) };
+        }
+    }
+    FIRED.store(false, Ordering::Release);
+    OWNER.store(pid, Ordering::Release);
+    for sig in SIGNALS {
+        let here = current_action(sig);
+        let free = here == Some(libc::SIG_DFL) || here == Some(handler_address());
+        if !free {
+            continue;
+        }
+        // SAFETY: a zeroed sigaction with our handler, an empty mask and
+        // SA_RESTART (interrupted reads resume) is valid.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = handler_address();
+            act.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
+    Ok(())
+}
+
+/// The thread the handler wakes: flush, then the signal's default action.
+fn wait_for_signal(read_fd: libc::c_int) {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: reading one byte into a live buffer.
+        let n = unsafe { libc::read(read_fd, (&mut byte as *mut u8).cast(), 1) };
+        if n == 1 {
+            break;
+        }
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        // The write end is gone: nothing will wake this thread.
+        return;
+    }
+    let sig = libc::c_int::from(byte);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let flushing = std::thread::Builder::new()
+        .name("logbraid-signal-flush".into())
+        .spawn(move || {
+            crate::pipeline::flush_all();
+            let _ = tx.send(());
+        });
+    let flushed = flushing.is_ok() && rx.recv_timeout(FLUSH_LIMIT).is_ok();
+    if !flushed {
+        say(format_args!(
+            "signal {sig}: the queued records were not all written within {} s; the rest are lost",
+            FLUSH_LIMIT.as_secs()
+        ));
+    }
+    default_action(sig);
+}
+
+fn say(what: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "logbraid: pid {}: {what}",
+        std::process::id()
+    );
+}

@@ -1,0 +1,209 @@
+//! SIGTERM, SIGINT and SIGHUP flush before they end the process: what was
+//! logged before the signal is in the file, and the process still ends
+//! killed by that signal. A program that handles the signal itself keeps
+//! its own shutdown. Each case runs in a child process (this test binary,
+//! re-run), signalled by the test.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use logbraid::layout::LayoutSpec;
+use logbraid::sink::RollingFile;
+use logbraid::{Builder, Callsite, Level, Logger};
+
+const RECORDS: u64 = 200_000;
+
+fn child_dir(case: &str) -> Option<std::path::PathBuf> {
+    (std::env::var("LOGBRAID_TEST_SIGNAL").ok()? == case)
+        .then(|| std::env::var_os("LOGBRAID_TEST_CHILD").map(Into::into))
+        .flatten()
+}
+
+fn build(dir: &Path) -> (Logger, logbraid::Guard) {
+    Builder::new()
+        .level("info")
+        .children(false)
+        .file(
+            RollingFile::builder(dir.join("app.log"))
+                .layout(LayoutSpec::parse("%(message)s", None).unwrap().build(false)),
+        )
+        .unwrap()
+        .build()
+        .unwrap()
+}
+
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    writeln!(out, "{line}").unwrap();
+    out.flush().unwrap();
+}
+
+/// Child: logs `RECORDS` records, says so, and sits idle.
+#[test]
+fn child_idle() {
+    let Some(dir) = child_dir("idle") else { return };
+    let (logger, _guard) = build(&dir);
+    let site = Callsite::new(Level::Info, "app");
+    for i in 0..RECORDS {
+        logger.log_with(&site, format_args!("r {i}"), &mut |_| {});
+    }
+    say("logged");
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Child: logs without end from two threads, saying when each has logged
+/// `RECORDS / 2`.
+#[test]
+fn child_busy() {
+    let Some(dir) = child_dir("busy") else { return };
+    let (logger, _guard) = build(&dir);
+    let threads: Vec<_> = (0..2)
+        .map(|t| {
+            let logger = logger.clone();
+            std::thread::spawn(move || {
+                let site = Callsite::new(Level::Info, "app");
+                for i in 0.. {
+                    logger.log_with(&site, format_args!("t{t} {i}"), &mut |_| {});
+                    if i == RECORDS / 2 {
+                        say(&format!("t{t} past"));
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static mut PREVIOUS: Option<libc::sigaction> = None;
+
+extern "C" fn chaining_handler(sig: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Calls the handler found at installation, as signal-hook, tokio and
+    // ctrlc do.
+    // SAFETY: written once before the handler was installed.
+    if let Some(prev) = unsafe { PREVIOUS } {
+        if prev.sa_sigaction != libc::SIG_DFL && prev.sa_sigaction != libc::SIG_IGN {
+            // SAFETY: the previous action is a plain handler of this shape.
+            let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(prev.sa_sigaction) };
+            f(sig);
+        }
+    }
+}
+
+/// Child: builds the logger, then installs a SIGTERM handler of its own
+/// that chains to the one it found; on the signal it logs a last record
+/// and leaves with exit code 0.
+#[test]
+fn child_own_handler() {
+    let Some(dir) = child_dir("own") else { return };
+    let (logger, guard) = build(&dir);
+    // SAFETY: a zeroed sigaction is valid; PREVIOUS is written before the
+    // handler that reads it is installed.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGTERM, std::ptr::null(), &mut old);
+        PREVIOUS = Some(old);
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = chaining_handler as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::sigemptyset(&mut act.sa_mask);
+        libc::sigaction(libc::SIGTERM, &act, std::ptr::null_mut());
+    }
+    let site = Callsite::new(Level::Info, "app");
+    for i in 0..RECORDS {
+        logger.log_with(&site, format_args!("r {i}"), &mut |_| {});
+    }
+    say("logged");
+    while !STOP.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // Long enough for a flush-and-kill, had the chained handler done one.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    logger.log_with(&site, format_args!("graceful"), &mut |_| {});
+    drop(guard);
+    std::process::exit(0);
+}
+
+/// Runs the child `test` for `case`, sends `sig` once it has said `ready`
+/// lines, and returns how it ended and its file.
+fn signalled(
+    test: &str,
+    case: &str,
+    ready: usize,
+    sig: libc::c_int,
+) -> (std::process::ExitStatus, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .env("LOGBRAID_TEST_CHILD", dir.path())
+        .env("LOGBRAID_TEST_SIGNAL", case)
+        .env_remove("LOGBRAID_COLLECTOR")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = 0;
+    while seen < ready {
+        let line = lines.next().expect("child ended early").unwrap();
+        if line.ends_with("logged") || line.ends_with("past") {
+            seen += 1;
+        }
+    }
+    // SAFETY: signals the child started above.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+    let status = child.wait().unwrap();
+    let text = std::fs::read_to_string(dir.path().join("app.log")).unwrap();
+    (status, text)
+}
+
+#[test]
+fn an_idle_process_stopped_by_sigterm_writes_everything_and_dies_of_sigterm() {
+    let (status, text) = signalled("child_idle", "idle", 1, libc::SIGTERM);
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+    assert_eq!(text.lines().count() as u64, RECORDS);
+    for (i, line) in text.lines().enumerate() {
+        assert_eq!(line, format!("r {i}"));
+    }
+}
+
+#[test]
+fn sighup_and_sigint_flush_too() {
+    for sig in [libc::SIGHUP, libc::SIGINT] {
+        let (status, text) = signalled("child_idle", "idle", 1, sig);
+        assert_eq!(status.signal(), Some(sig), "{status:?}");
+        assert_eq!(text.lines().count() as u64, RECORDS, "signal {sig}");
+    }
+}
+
+#[test]
+fn a_busy_process_stopped_by_sigterm_writes_what_it_logged_before() {
+    let (status, text) = signalled("child_busy", "busy", 2, libc::SIGTERM);
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+    // Each thread's records: once each, in order, with no gap, and at
+    // least those logged before the signal.
+    let mut next = [0u64; 2];
+    for line in text.lines() {
+        let (t, i) = line.split_once(' ').unwrap();
+        let t: usize = t[1..].parse().unwrap();
+        assert_eq!(i.parse::<u64>().unwrap(), next[t], "thread {t}");
+        next[t] += 1;
+    }
+    assert!(next.iter().all(|&n| n > RECORDS / 2), "{next:?}");
+    assert!(text.ends_with('\n'), "a partial last line");
+}
+
+#[test]
+fn a_handler_the_program_installs_later_keeps_its_graceful_shutdown() {
+    let (status, text) = signalled("child_own_handler", "own", 1, libc::SIGTERM);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len() as u64, RECORDS + 1);
+    assert_eq!(lines.last(), Some(&"graceful"));
+}

@@ -1,0 +1,125 @@
+"""A process stopped by a signal loses nothing it logged before it:
+`with Pool() as pool:` (whose exit SIGTERMs the workers) under every start
+method, and a service stopped with SIGTERM, idle or busy. The process
+still ends as the signal would have ended it."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import check_streams
+
+N = 25_000
+
+POOL = """
+import sys, logging, logbraid, multiprocessing as mp
+
+def work(i, n):
+    log = logbraid.getLogger(f"w{i}")
+    for k in range(n):
+        log.info("w%d %d", i, k)
+    return i
+
+def work_stdlib(i, n):
+    log = logging.getLogger(f"w{i}")
+    for k in range(n):
+        log.info("w%d %d", i, k)
+    return i
+
+if __name__ == "__main__":
+    method, fn, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    logbraid.basicConfig(level="INFO", file="pool.log", console=False, format="%(message)s")
+    f = work if fn == "work" else work_stdlib
+    with mp.get_context(method).Pool(4) as pool:
+        assert sorted(pool.starmap(f, [(i, n) for i in range(4)])) == [0, 1, 2, 3]
+    logbraid.shutdown()
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+@pytest.mark.parametrize("fn", ["work", "work_stdlib"])
+def test_with_pool_loses_nothing(run, tmp_path, method, fn):
+    # Pool.__exit__ is terminate(): SIGTERM to every worker, whose records
+    # may still be queued or on their way to the parent's collector.
+    run(POOL, method, fn, str(N))
+    check_streams((tmp_path / "pool.log").read_text().splitlines(), 4, N)
+
+
+SERVICE = """
+import os, sys, signal, threading, logging, logbraid
+
+mode, n = sys.argv[1], int(sys.argv[2])
+logbraid.basicConfig(level="INFO", file="svc.log", console=False, format="%(message)s")
+if mode == "own-handler":
+    def stop(signum, frame):
+        logbraid.getLogger("svc").info("stopping on %d", signum)
+        sys.exit(3)
+    signal.signal(signal.SIGTERM, stop)
+
+def busy(t):
+    log = logbraid.getLogger(f"w{t}")
+    std = logging.getLogger(f"s{t}")
+    k = 0
+    while True:
+        (log if k % 2 else std).info("w%d %d", t, k)
+        k += 1
+        if k == n:
+            print(f"w{t} past", flush=True)
+
+log = logbraid.getLogger("w0")
+if mode == "busy":
+    for t in range(2):
+        threading.Thread(target=busy, args=(t,), daemon=True).start()
+else:
+    for k in range(n):
+        log.info("w0 %d", k)
+    print("logged", flush=True)
+signal.pause() if mode != "busy" else threading.Event().wait()
+"""
+
+
+def serve_and_signal(tmp_path, mode, n, ready, sig=signal.SIGTERM):
+    script = tmp_path / "svc.py"
+    script.write_text(SERVICE)
+    env = dict(os.environ)
+    env.pop("LOGBRAID_COLLECTOR", None)
+    p = subprocess.Popen(
+        [sys.executable, str(script), mode, str(n)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    for _ in range(ready):
+        assert p.stdout.readline().strip().endswith(("logged", "past"))
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=60)
+    return p.returncode, err, (tmp_path / "svc.log").read_text()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_idle_service_stopped_by_a_signal_writes_everything(tmp_path, sig):
+    code, err, text = serve_and_signal(tmp_path, "idle", 200_000, 1, sig)
+    assert code == -sig, err
+    check_streams(text.splitlines(), 1, 200_000)
+
+
+def test_busy_service_stopped_by_sigterm_writes_what_it_logged_before(tmp_path):
+    code, err, text = serve_and_signal(tmp_path, "busy", 100_000, 2)
+    assert code == -signal.SIGTERM, err
+    assert text.endswith("\n")
+    nxt = {}
+    for line in text.splitlines():
+        w, k = line.split()
+        assert int(k) == nxt.get(w, 0), f"{w}: expected {nxt.get(w, 0)}, found {k}"
+        nxt[w] = int(k) + 1
+    # Everything logged before the signal (at least n per thread), no gap.
+    assert nxt.keys() == {"w0", "w1"} and min(nxt.values()) >= 100_000, nxt
+
+
+def test_a_programs_own_sigterm_handler_is_left_alone(tmp_path):
+    code, err, text = serve_and_signal(tmp_path, "own-handler", 50_000, 1)
+    assert code == 3, err
+    lines = text.splitlines()
+    assert lines[-1] == f"stopping on {int(signal.SIGTERM)}"
+    check_streams(lines[:-1], 1, 50_000)
