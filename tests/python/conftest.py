@@ -41,3 +41,22 @@ def check_streams(lines, workers, per_worker):
         nxt[w] = int(k) + 1
     assert nxt == {f"w{i}": per_worker for i in range(workers)}
     assert len(lines) == workers * per_worker
+
+
+# The workers the multi-process tests run: `w<i> <k>` lines, through the
+# logbraid Logger or a stdlib logger.
+WORKER = """
+import logging, logbraid
+
+def work(i, n):
+    log = logbraid.getLogger(f"w{i}")
+    for k in range(n):
+        log.info("w%d %d", i, k)
+    return i
+
+def work_stdlib(i, n):
+    log = logging.getLogger(f"w{i}")
+    for k in range(n):
+        log.info("w%d %d", i, k)
+    return i
+"""

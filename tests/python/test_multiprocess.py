@@ -11,25 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import check_streams
+from conftest import WORKER, check_streams
 
 N = 25_000
 
-WORKER = """
-import logging, logbraid
-
-def work(i, n):
-    log = logbraid.getLogger(f"w{i}")
-    for k in range(n):
-        log.info("w%d %d", i, k)
-    return i
-
-def work_stdlib(i, n):
-    log = logging.getLogger(f"w{i}")
-    for k in range(n):
-        log.info("w%d %d", i, k)
-    return i
-"""
 
 
 def parent(body: str) -> str:

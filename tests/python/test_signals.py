@@ -10,24 +10,12 @@ import sys
 
 import pytest
 
-from conftest import check_streams
+from conftest import WORKER, check_streams
 
 N = 25_000
 
-POOL = """
-import sys, logging, logbraid, multiprocessing as mp
-
-def work(i, n):
-    log = logbraid.getLogger(f"w{i}")
-    for k in range(n):
-        log.info("w%d %d", i, k)
-    return i
-
-def work_stdlib(i, n):
-    log = logging.getLogger(f"w{i}")
-    for k in range(n):
-        log.info("w%d %d", i, k)
-    return i
+POOL = WORKER + """
+import sys, multiprocessing as mp
 
 if __name__ == "__main__":
     method, fn, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
