@@ -275,6 +275,8 @@ def basicConfig(
         return
     if existing is not None:
         logging.getLogger().removeHandler(existing)
+        if logging.lastResort is existing:
+            logging.lastResort = _stdlib_last_resort
         existing.close()
     pipe = _pipeline(**_sink_keywords(locals()))
     _install(pipe, lvl)
@@ -286,11 +288,18 @@ def basicConfig(
         os.environ[_LEVEL_ENV] = str(lvl)
 
 
-def _install(pipe: "_logbraid.Pipeline", lvl: int) -> None:
+def _install(pipe: "_logbraid.Pipeline", lvl: int, last_resort: bool = False) -> None:
+    """Makes `pipe` the default pipeline, at level `lvl`, with its Handler
+    on the root logger, or, with `last_resort`, as ``logging.lastResort``
+    (which handles a record only when no handler of the program would)."""
     global _default_handler
-    handler = Handler(_pipeline_object=pipe)
     root = logging.getLogger()
-    root.addHandler(handler)
+    if last_resort:
+        handler = Handler(_pipeline_object=pipe, level=lvl)
+        logging.lastResort = handler
+    else:
+        handler = Handler(_pipeline_object=pipe)
+        root.addHandler(handler)
     root.setLevel(lvl)
     getLogger().setLevel(lvl)
     _logbraid.set_default(pipe)
@@ -403,9 +412,22 @@ _register_multiprocessing()
 _name_process()
 
 
+# What logging.lastResort was before a child made the forwarder its last
+# resort; put back if the child configures logbraid itself.
+_stdlib_last_resort = logging.lastResort
+
+
 def _attach_to_parent() -> None:
     """In a child of a configured process (``LOGBRAID_COLLECTOR`` set by an
-    ancestor): forward the root logger's records to it, at its level."""
+    ancestor): forward to it, at its level, every logbraid Logger's record
+    and every ``logging`` record that no handler of the program's own
+    handles.
+
+    The forwarder is ``logging.lastResort``, not a handler on the root
+    logger: a child that sets up its own handlers (the logging cookbook's
+    ``QueueHandler`` recipe) gets each record once, through them, as a
+    program without logbraid would; a child that sets up nothing gets
+    every record forwarded."""
     if _logbraid.get_default() is not None:
         return
     try:
@@ -413,7 +435,7 @@ def _attach_to_parent() -> None:
     except ValueError:
         lvl = logging.WARNING
     pipe = _pipeline(forward=os.environ[_ENV], children=False)
-    _install(pipe, lvl)
+    _install(pipe, lvl, last_resort=True)
     _finalize_in_child()
 
 
