@@ -37,7 +37,7 @@ def test_with_pool_loses_nothing(run, tmp_path, method, fn):
 
 
 SERVICE = """
-import os, sys, signal, threading, logging, logbraid
+import os, sys, signal, threading, time, logging, logbraid
 
 mode, n = sys.argv[1], int(sys.argv[2])
 logbraid.basicConfig(level="INFO", file="svc.log", console=False, format="%(message)s")
@@ -47,6 +47,8 @@ if mode == "own-handler":
         sys.exit(3)
     signal.signal(signal.SIGTERM, stop)
 
+counts = [0, 0]
+
 def busy(t):
     log = logbraid.getLogger(f"w{t}")
     std = logging.getLogger(f"s{t}")
@@ -54,22 +56,25 @@ def busy(t):
     while True:
         (log if k % 2 else std).info("w%d %d", t, k)
         k += 1
-        if k == n:
-            print(f"w{t} past", flush=True)
+        counts[t] = k
 
-log = logbraid.getLogger("w0")
 if mode == "busy":
     for t in range(2):
         threading.Thread(target=busy, args=(t,), daemon=True).start()
-else:
-    for k in range(n):
-        log.info("w0 %d", k)
-    print("logged", flush=True)
-signal.pause() if mode != "busy" else threading.Event().wait()
+    # One line, from one thread: the test signals once both are past n.
+    while min(counts) < n:
+        time.sleep(0.001)
+    print("past", flush=True)
+    threading.Event().wait()
+log = logbraid.getLogger("w0")
+for k in range(n):
+    log.info("w0 %d", k)
+print("logged", flush=True)
+signal.pause()
 """
 
 
-def serve_and_signal(tmp_path, mode, n, ready, sig=signal.SIGTERM):
+def serve_and_signal(tmp_path, mode, n, sig=signal.SIGTERM):
     script = tmp_path / "svc.py"
     script.write_text(SERVICE)
     env = dict(os.environ)
@@ -78,22 +83,28 @@ def serve_and_signal(tmp_path, mode, n, ready, sig=signal.SIGTERM):
         [sys.executable, str(script), mode, str(n)],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    for _ in range(ready):
-        assert p.stdout.readline().strip().endswith(("logged", "past"))
-    p.send_signal(sig)
-    out, err = p.communicate(timeout=60)
+    try:
+        line = p.stdout.readline().strip()
+        assert line in ("logged", "past"), (line, p.stderr.read() if p.poll() is not None else "")
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=60)
+    finally:
+        # A failed check must not leave a process logging for ever.
+        if p.poll() is None:
+            p.kill()
+            p.wait()
     return p.returncode, err, (tmp_path / "svc.log").read_text()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_idle_service_stopped_by_a_signal_writes_everything(tmp_path, sig):
-    code, err, text = serve_and_signal(tmp_path, "idle", 200_000, 1, sig)
+    code, err, text = serve_and_signal(tmp_path, "idle", 200_000, sig)
     assert code == -sig, err
     check_streams(text.splitlines(), 1, 200_000)
 
 
 def test_busy_service_stopped_by_sigterm_writes_what_it_logged_before(tmp_path):
-    code, err, text = serve_and_signal(tmp_path, "busy", 100_000, 2)
+    code, err, text = serve_and_signal(tmp_path, "busy", 100_000)
     assert code == -signal.SIGTERM, err
     assert text.endswith("\n")
     nxt = {}
@@ -106,7 +117,7 @@ def test_busy_service_stopped_by_sigterm_writes_what_it_logged_before(tmp_path):
 
 
 def test_a_programs_own_sigterm_handler_is_left_alone(tmp_path):
-    code, err, text = serve_and_signal(tmp_path, "own-handler", 50_000, 1)
+    code, err, text = serve_and_signal(tmp_path, "own-handler", 50_000)
     assert code == 3, err
     lines = text.splitlines()
     assert lines[-1] == f"stopping on {int(signal.SIGTERM)}"

@@ -56,28 +56,34 @@ fn child_idle() {
     }
 }
 
-/// Child: logs without end from two threads, saying when each has logged
-/// `RECORDS / 2`.
+/// Child: logs without end from two threads; says `logged` once both have
+/// logged more than `RECORDS / 2`.
 #[test]
 fn child_busy() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
     let Some(dir) = child_dir("busy") else { return };
     let (logger, _guard) = build(&dir);
-    let threads: Vec<_> = (0..2)
-        .map(|t| {
-            let logger = logger.clone();
-            std::thread::spawn(move || {
-                let site = Callsite::new(Level::Info, "app");
-                for i in 0.. {
-                    logger.log_with(&site, format_args!("t{t} {i}"), &mut |_| {});
-                    if i == RECORDS / 2 {
-                        say(&format!("t{t} past"));
-                    }
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
+    let counts: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    for t in 0..2 {
+        let (logger, counts) = (logger.clone(), counts.clone());
+        std::thread::spawn(move || {
+            let site = Callsite::new(Level::Info, "app");
+            for i in 0.. {
+                logger.log_with(&site, format_args!("t{t} {i}"), &mut |_| {});
+                counts[t].store(i + 1, Ordering::Relaxed);
+            }
+        });
+    }
+    while counts
+        .iter()
+        .any(|c| c.load(Ordering::Relaxed) <= RECORDS / 2)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    say("logged");
+    loop {
+        std::thread::park();
     }
 }
 
@@ -131,41 +137,46 @@ fn child_own_handler() {
     std::process::exit(0);
 }
 
-/// Runs the child `test` for `case`, sends `sig` once it has said `ready`
-/// lines, and returns how it ended and its file.
-fn signalled(
-    test: &str,
-    case: &str,
-    ready: usize,
-    sig: libc::c_int,
-) -> (std::process::ExitStatus, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
-        .env("LOGBRAID_TEST_CHILD", dir.path())
-        .env("LOGBRAID_TEST_SIGNAL", case)
-        .env_remove("LOGBRAID_COLLECTOR")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = 0;
-    while seen < ready {
-        let line = lines.next().expect("child ended early").unwrap();
-        if line.ends_with("logged") || line.ends_with("past") {
-            seen += 1;
+/// Kills the child if a check fails before it ended: a failed test must
+/// not leave a process logging for ever.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
     }
+}
+
+/// Runs the child `test` for `case`, sends `sig` once it has said
+/// `logged`, and returns how it ended and its file.
+fn signalled(test: &str, case: &str, sig: libc::c_int) -> (std::process::ExitStatus, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Reap(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+            .env("LOGBRAID_TEST_CHILD", dir.path())
+            .env("LOGBRAID_TEST_SIGNAL", case)
+            .env_remove("LOGBRAID_COLLECTOR")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let ready = lines.any(|l| l.is_ok_and(|l| l.ends_with("logged")));
+    assert!(ready, "the child ended before it logged");
     // SAFETY: signals the child started above.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
-    let status = child.wait().unwrap();
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, sig) }, 0);
+    let status = child.0.wait().unwrap();
     let text = std::fs::read_to_string(dir.path().join("app.log")).unwrap();
     (status, text)
 }
 
 #[test]
 fn an_idle_process_stopped_by_sigterm_writes_everything_and_dies_of_sigterm() {
-    let (status, text) = signalled("child_idle", "idle", 1, libc::SIGTERM);
+    let (status, text) = signalled("child_idle", "idle", libc::SIGTERM);
     assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
     assert_eq!(text.lines().count() as u64, RECORDS);
     for (i, line) in text.lines().enumerate() {
@@ -176,7 +187,7 @@ fn an_idle_process_stopped_by_sigterm_writes_everything_and_dies_of_sigterm() {
 #[test]
 fn sighup_and_sigint_flush_too() {
     for sig in [libc::SIGHUP, libc::SIGINT] {
-        let (status, text) = signalled("child_idle", "idle", 1, sig);
+        let (status, text) = signalled("child_idle", "idle", sig);
         assert_eq!(status.signal(), Some(sig), "{status:?}");
         assert_eq!(text.lines().count() as u64, RECORDS, "signal {sig}");
     }
@@ -184,7 +195,7 @@ fn sighup_and_sigint_flush_too() {
 
 #[test]
 fn a_busy_process_stopped_by_sigterm_writes_what_it_logged_before() {
-    let (status, text) = signalled("child_busy", "busy", 2, libc::SIGTERM);
+    let (status, text) = signalled("child_busy", "busy", libc::SIGTERM);
     assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
     // Each thread's records: once each, in order, with no gap, and at
     // least those logged before the signal.
@@ -201,7 +212,7 @@ fn a_busy_process_stopped_by_sigterm_writes_what_it_logged_before() {
 
 #[test]
 fn a_handler_the_program_installs_later_keeps_its_graceful_shutdown() {
-    let (status, text) = signalled("child_own_handler", "own", 1, libc::SIGTERM);
+    let (status, text) = signalled("child_own_handler", "own", libc::SIGTERM);
     assert_eq!(status.code(), Some(0), "{status:?}");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len() as u64, RECORDS + 1);
