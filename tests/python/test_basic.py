@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 
 def test_file_levels_caller_and_stdlib_loggers(run, tmp_path):
     run(
@@ -337,3 +339,45 @@ logbraid.shutdown()
             text = fmt
         expected += [text, text]
     assert (tmp_path / "p.log").read_text(encoding="utf-8").splitlines() == expected
+
+
+WEEKLY = """
+import datetime as dt, os, sys, logbraid
+
+n, before = int(sys.argv[1]), sys.argv[2] == "before"
+now = dt.datetime.now(dt.timezone.utc)
+midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+# The last midnight (UTC) that began weekday n (0 Monday ... 6 Sunday).
+start = midnight - dt.timedelta(days=(now.weekday() - n) % 7)
+stamp = (start.timestamp() - 60) if before else min(start.timestamp() + 60, now.timestamp())
+with open("app.log", "w") as f:
+    f.write("old\\n")
+os.utime("app.log", (stamp, stamp))
+logbraid.basicConfig(level="INFO", console=False, file="app.log", when=f"W{n}", format="%(message)s")
+logbraid.getLogger("w").info("new")
+logbraid.shutdown()
+"""
+
+
+@pytest.mark.parametrize("n", range(7))
+def test_weekly_rotation_starts_on_the_weekday_given(run, tmp_path, n):
+    """when="W<n>" starts a new file at the midnight beginning weekday n
+    (W0 Monday ... W6 Sunday), as TimedRotatingFileHandler does: a file
+    last written a minute before that midnight is rotated by the first
+    record, one written a minute after it is not."""
+    run(WEEKLY, str(n), "before")
+    assert (tmp_path / "app.log").read_text() == "new\n"
+    assert (tmp_path / "app.log.1").read_text() == "old\n"
+    for p in tmp_path.glob("app.log*"):
+        p.unlink()
+    run(WEEKLY, str(n), "after")
+    assert (tmp_path / "app.log").read_text() == "old\nnew\n"
+    assert not (tmp_path / "app.log.1").exists()
+
+
+def test_weekday_out_of_range_is_refused(run):
+    p = run(
+        "import logbraid\nlogbraid.basicConfig(file='x.log', when='W7')\n",
+        check=False,
+    )
+    assert "ValueError: when: \"W7\": a weekday is W0 (Monday) to W6 (Sunday)" in p.stderr

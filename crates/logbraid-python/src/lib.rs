@@ -19,7 +19,9 @@ use logbraid::collect::{Embedded, EmbeddedOptions};
 use logbraid::forward::{Endpoint, ForwardOptions};
 use logbraid::layout::{Layout, LayoutSpec};
 use logbraid::sink::{Console, RollingFile};
-use logbraid::{Builder, Callsite, Compression, Every, FieldsBuf, Guard, Level, Overflow, Value};
+use logbraid::{
+    Builder, Callsite, Compression, Every, FieldsBuf, Guard, Level, Overflow, Value, Weekday,
+};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
@@ -38,7 +40,8 @@ struct Spec {
     layout: LayoutSpec,
     max_bytes: u64,
     backup_count: usize,
-    every: Option<Every>,
+    /// The time trigger, and the day weekly rotation starts on.
+    every: Option<(Every, Weekday)>,
     compression: Compression,
     forward: Option<String>,
     queue_bytes: Option<usize>,
@@ -117,20 +120,29 @@ fn bad(param: &str, why: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(format!("{param}: {why}"))
 }
 
-fn parse_every(when: &str) -> PyResult<Every> {
-    // Python's TimedRotatingFileHandler spellings, then ours.
+/// `when=`: Python's `TimedRotatingFileHandler` spellings (`"W0"` Monday
+/// … `"W6"` Sunday), then ours (`"weekly"` starts on Monday).
+fn parse_every(when: &str) -> PyResult<(Every, Weekday)> {
     let w = when.trim();
-    let mapped = match w.to_ascii_uppercase().as_str() {
+    let upper = w.to_ascii_uppercase();
+    if let Some(day) = upper.strip_prefix('W').and_then(|d| d.parse::<u8>().ok()) {
+        return Weekday::from_days_from_monday(day)
+            .map(|day| (Every::Weekly, day))
+            .ok_or_else(|| {
+                bad(
+                    "when",
+                    format!("{w:?}: a weekday is W0 (Monday) to W6 (Sunday)"),
+                )
+            });
+    }
+    let mapped = match upper.as_str() {
         "M" => "minutely",
         "H" => "hourly",
-        "D" => "daily",
-        "MIDNIGHT" => "daily",
-        s if s.len() == 2 && s.starts_with('W') && s[1..].parse::<u8>().is_ok_and(|d| d <= 6) => {
-            "weekly"
-        }
+        "D" | "MIDNIGHT" => "daily",
         _ => w,
     };
-    mapped.parse::<Every>().map_err(|e| bad("when", e))
+    let every = mapped.parse::<Every>().map_err(|e| bad("when", e))?;
+    Ok((every, Weekday::Monday))
 }
 
 impl Spec {
@@ -170,8 +182,8 @@ impl Spec {
                     if self.backup_count > 0 {
                         f = f.backup_count(self.backup_count);
                     }
-                    if let Some(e) = self.every {
-                        f = f.every(e);
+                    if let Some((e, day)) = self.every {
+                        f = f.every(e).week_starts(day);
                     }
                     b = b.file(f).map_err(|e| bad("file", e))?;
                 }

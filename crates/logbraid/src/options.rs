@@ -123,8 +123,66 @@ word_enum! {
         Hourly => "hourly" | "hour",
         /// Every day at midnight.
         Daily => "daily" | "day" | "midnight",
-        /// Every week, on Monday at midnight.
+        /// Every week at midnight, on Monday unless the sink names another
+        /// day (`RollingFileBuilder::week_starts`).
         Weekly => "weekly" | "week",
+    }
+}
+
+word_enum! {
+    /// A day of the week: the day weekly rotation starts a new file.
+    Weekday {
+        /// Monday (default), as ISO 8601 weeks start.
+        Monday => "monday" | "mon",
+        /// Tuesday.
+        Tuesday => "tuesday" | "tue",
+        /// Wednesday.
+        Wednesday => "wednesday" | "wed",
+        /// Thursday.
+        Thursday => "thursday" | "thu",
+        /// Friday.
+        Friday => "friday" | "fri",
+        /// Saturday.
+        Saturday => "saturday" | "sat",
+        /// Sunday.
+        Sunday => "sunday" | "sun",
+    }
+}
+
+impl Weekday {
+    /// Days after Monday: 0 for Monday … 6 for Sunday, as Python's
+    /// `TimedRotatingFileHandler` numbers them in `when="W0"` … `"W6"`.
+    pub const fn days_from_monday(self) -> u8 {
+        match self {
+            Weekday::Monday => 0,
+            Weekday::Tuesday => 1,
+            Weekday::Wednesday => 2,
+            Weekday::Thursday => 3,
+            Weekday::Friday => 4,
+            Weekday::Saturday => 5,
+            Weekday::Sunday => 6,
+        }
+    }
+
+    /// The day `n` days after Monday (`0..=6`), as in `when="W<n>"`.
+    pub const fn from_days_from_monday(n: u8) -> Option<Weekday> {
+        Some(match n {
+            0 => Weekday::Monday,
+            1 => Weekday::Tuesday,
+            2 => Weekday::Wednesday,
+            3 => Weekday::Thursday,
+            4 => Weekday::Friday,
+            5 => Weekday::Saturday,
+            6 => Weekday::Sunday,
+            _ => return None,
+        })
+    }
+}
+
+#[allow(clippy::derivable_impls)] // the enum is defined by a macro
+impl Default for Weekday {
+    fn default() -> Self {
+        Weekday::Monday
     }
 }
 

@@ -16,7 +16,7 @@ use super::compress::{Compressor, Job};
 use super::Sink;
 use crate::clock::{self, SharedClock};
 use crate::layout::Layout;
-use crate::options::{Compression, Every, Naming};
+use crate::options::{Compression, Every, Naming, Weekday};
 use crate::record::Record;
 
 const NS_PER_SEC: i64 = 1_000_000_000;
@@ -106,7 +106,8 @@ pub struct FileStats {
 /// | [`path`](Self::path) | none, set by [`RollingFile::builder`] | the active file; parent directories are created |
 /// | [`layout`](Self::layout) | [`TextLayout`](crate::layout::TextLayout) | turns each record into one line |
 /// | [`max_bytes`](Self::max_bytes) | `0`: no size trigger | rotate before a record would make the file larger |
-/// | [`every`](Self::every) | none: no time trigger | rotate at the start of every minute, hour, day or week (Monday) |
+/// | [`every`](Self::every) | none: no time trigger | rotate at the start of every minute, hour, day or week |
+/// | [`week_starts`](Self::week_starts) | [`Weekday::Monday`] | the day a weekly rotation starts a new file |
 /// | [`backup_count`](Self::backup_count) | `0`: keep all | keep at most this many backups |
 /// | [`max_age`](Self::max_age) | none: keep all | delete backups last modified longer ago than this |
 /// | [`max_total_bytes`](Self::max_total_bytes) | `0`: no limit | delete the oldest backups until their sizes add up to at most this |
@@ -122,6 +123,7 @@ pub struct RollingFileBuilder {
     layout: Option<Box<dyn Layout>>,
     max_bytes: u64,
     every: Option<Every>,
+    week_starts: Weekday,
     backup_count: usize,
     max_age: Option<Duration>,
     max_total_bytes: u64,
@@ -139,6 +141,7 @@ impl Default for RollingFileBuilder {
             layout: None,
             max_bytes: 0,
             every: None,
+            week_starts: Weekday::Monday,
             backup_count: 0,
             max_age: None,
             max_total_bytes: 0,
@@ -177,6 +180,13 @@ impl RollingFileBuilder {
     /// file. A file that is empty when its period ends is not rotated.
     pub fn every(mut self, every: Every) -> Self {
         self.every = Some(every);
+        self
+    }
+
+    /// With [`Every::Weekly`]: the day whose midnight starts a new file
+    /// (Python's `when="W0"` is Monday … `"W6"` Sunday).
+    pub fn week_starts(mut self, day: Weekday) -> Self {
+        self.week_starts = day;
         self
     }
 
@@ -292,6 +302,7 @@ impl RollingFileBuilder {
             buf_records: 0,
             max_bytes: self.max_bytes,
             every: self.every,
+            week_starts: self.week_starts,
             local_time: self.local_time,
             period_start_ns: 0,
             next_rotation_ns: i64::MAX,
@@ -445,6 +456,7 @@ pub struct RollingFile {
     buf_records: u64,
     max_bytes: u64,
     every: Option<Every>,
+    week_starts: Weekday,
     local_time: bool,
     /// Start of the period the active file belongs to; names time backups.
     period_start_ns: i64,
@@ -536,7 +548,7 @@ impl RollingFile {
 
     fn set_period(&mut self, now_ns: i64) {
         if let Some(every) = self.every {
-            let (start, next) = period_bounds(every, now_ns, self.local_time);
+            let (start, next) = period_bounds(every, self.week_starts, now_ns, self.local_time);
             self.period_start_ns = start;
             self.next_rotation_ns = next;
         }
@@ -1487,27 +1499,32 @@ fn decoded_len(path: &Path, ext: Ext) -> Option<u64> {
     io::copy(&mut reader, &mut io::sink()).ok()
 }
 
-/// Start and end, in ns since the epoch, of the period holding `now_ns`.
-fn period_bounds(every: Every, now_ns: i64, local: bool) -> (i64, i64) {
+/// Start and end, in ns since the epoch, of the period holding `now_ns`;
+/// weeks start on `week_starts`.
+fn period_bounds(every: Every, week_starts: Weekday, now_ns: i64, local: bool) -> (i64, i64) {
     let secs = now_ns.div_euclid(NS_PER_SEC);
     if local {
-        if let Some((start, end)) = local_bounds(every, secs) {
+        if let Some((start, end)) = local_bounds(every, week_starts, secs) {
             return (start * NS_PER_SEC, end * NS_PER_SEC);
         }
     }
-    let (start, end) = utc_bounds(every, secs, 0);
+    let (start, end) = utc_bounds(every, week_starts, secs, 0);
     (start * NS_PER_SEC, end * NS_PER_SEC)
 }
 
 /// Period bounds in seconds for a clock `offset` seconds ahead of UTC.
-fn utc_bounds(every: Every, secs: i64, offset: i64) -> (i64, i64) {
+fn utc_bounds(every: Every, week_starts: Weekday, secs: i64, offset: i64) -> (i64, i64) {
     const DAY: i64 = 86_400;
     let (len, phase) = match every {
         Every::Minutely => (60, 0),
         Every::Hourly => (3_600, 0),
         Every::Daily => (DAY, 0),
-        // The epoch was a Thursday; the first Monday was four days later.
-        Every::Weekly => (7 * DAY, 4 * DAY),
+        // The epoch was a Thursday (3 days after Monday): the first week
+        // starting on day `d` began (d - 3) mod 7 days after it.
+        Every::Weekly => {
+            let d = i64::from(week_starts.days_from_monday());
+            (7 * DAY, (d + 4).rem_euclid(7) * DAY)
+        }
     };
     let wall = secs + offset;
     let start = (wall - phase).div_euclid(len) * len + phase;
@@ -1528,17 +1545,20 @@ fn localtime(secs: i64) -> Option<libc::tm> {
 /// lengths aligned on the current offset (which handles zones half or
 /// three quarters of an hour off UTC); days and weeks go through mktime so
 /// that those containing a daylight-saving change are 23 or 25 hours long.
-fn local_bounds(every: Every, secs: i64) -> Option<(i64, i64)> {
+fn local_bounds(every: Every, week_starts: Weekday, secs: i64) -> Option<(i64, i64)> {
     if matches!(every, Every::Minutely | Every::Hourly) {
         let offset = widen(localtime(secs)?.tm_gmtoff);
-        return Some(utc_bounds(every, secs, offset));
+        return Some(utc_bounds(every, week_starts, secs, offset));
     }
     let mut start = localtime(secs)?;
     start.tm_sec = 0;
     start.tm_min = 0;
     start.tm_hour = 0;
     if every == Every::Weekly {
-        start.tm_mday -= (start.tm_wday + 6) % 7;
+        // tm_wday counts from Sunday; back to the last `week_starts`.
+        let from_monday = (start.tm_wday + 6) % 7;
+        let d = libc::c_int::from(week_starts.days_from_monday());
+        start.tm_mday -= (from_monday - d).rem_euclid(7);
     }
     start.tm_isdst = -1;
     let mut end = start;
@@ -1552,7 +1572,7 @@ fn local_bounds(every: Every, secs: i64) -> Option<(i64, i64)> {
     }
     // mktime could not express the period: use the current offset.
     let offset = widen(localtime(secs)?.tm_gmtoff);
-    Some(utc_bounds(every, secs, offset))
+    Some(utc_bounds(every, week_starts, secs, offset))
 }
 
 /// `time_t` and `c_long` are 32 bits on some targets and 64 on others.
@@ -1665,7 +1685,7 @@ mod tests {
     #[test]
     fn utc_periods() {
         let at = |every, secs: i64| {
-            let (s, e) = period_bounds(every, secs * NS_PER_SEC + 1, false);
+            let (s, e) = period_bounds(every, Weekday::Monday, secs * NS_PER_SEC + 1, false);
             (s / NS_PER_SEC, e / NS_PER_SEC)
         };
         let t = SUN_10H + 1_234;
@@ -1678,6 +1698,36 @@ mod tests {
         assert_eq!(at(Every::Weekly, t), (monday, monday + 7 * 86_400));
         assert_eq!(at(Every::Weekly, monday), (monday, monday + 7 * 86_400));
         assert_eq!(at(Every::Hourly, -1), (-3_600, 0));
+    }
+
+    #[test]
+    fn weekly_periods_start_on_the_day_asked_for() {
+        // SUN_10H is a Sunday; its midnight, and the midnights before it.
+        let sunday = SUN_10H - 10 * 3_600;
+        let day = 86_400;
+        for (n, back) in [(0, 6), (1, 5), (2, 4), (3, 3), (4, 2), (5, 1), (6, 0)] {
+            // `n` days after Monday, as Python's when="W<n>".
+            let weekday = Weekday::from_days_from_monday(n).unwrap();
+            let start = sunday - back * day;
+            for t in [SUN_10H, start, start + 7 * day - 1] {
+                let (s, e) = period_bounds(Every::Weekly, weekday, t * NS_PER_SEC, false);
+                assert_eq!(
+                    (s / NS_PER_SEC, e / NS_PER_SEC),
+                    (start, start + 7 * day),
+                    "{weekday:?} at {t}"
+                );
+            }
+            // Local time: the period starts at a local midnight of that day.
+            let (s, _) = period_bounds(Every::Weekly, weekday, SUN_10H * NS_PER_SEC, true);
+            let tm = localtime(s / NS_PER_SEC).unwrap();
+            assert_eq!(
+                (tm.tm_wday + 6) % 7,
+                libc::c_int::from(n),
+                "{weekday:?} local"
+            );
+            assert_eq!((tm.tm_hour, tm.tm_min, tm.tm_sec), (0, 0, 0));
+        }
+        assert_eq!(Weekday::from_days_from_monday(7), None);
     }
 
     #[test]
@@ -1696,7 +1746,7 @@ mod tests {
             1_730_617_200,
         ] {
             for every in [Every::Minutely, Every::Hourly, Every::Daily, Every::Weekly] {
-                let (s, e) = period_bounds(every, secs * NS_PER_SEC, true);
+                let (s, e) = period_bounds(every, Weekday::Monday, secs * NS_PER_SEC, true);
                 let (s, e) = (s / NS_PER_SEC, e / NS_PER_SEC);
                 assert!(s <= secs && secs < e, "{every:?} {secs}: {s}..{e}");
                 for edge in [s, e] {
