@@ -20,6 +20,7 @@ class Pipeline:
         overflow: str = ...,
         sync: bool = ...,
         children: bool = ...,
+        signals: bool = ...,
     ) -> None: ...
     @property
     def collector_address(self) -> Optional[str]: ...

@@ -122,3 +122,20 @@ def test_a_programs_own_sigterm_handler_is_left_alone(tmp_path):
     lines = text.splitlines()
     assert lines[-1] == f"stopping on {int(signal.SIGTERM)}"
     check_streams(lines[:-1], 1, 50_000)
+
+
+CAUGHT = """
+import signal, sys, logbraid
+logbraid.basicConfig(level="INFO", console=False, file="x.log", signals=sys.argv[1] == "on")
+logbraid.getLogger("x").info("one")
+mask = next(int(l.split()[1], 16) for l in open("/proc/self/status") if l.startswith("SigCgt:"))
+print(" ".join(s.name for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT) if mask >> (s - 1) & 1))
+"""
+
+
+@pytest.mark.parametrize("signals", ["on", "off"])
+def test_signals_keyword(run, signals):
+    # What the process catches, as the kernel reports it: SIGTERM and SIGHUP
+    # by logbraid only when asked; SIGINT is Python's (KeyboardInterrupt).
+    caught = run(CAUGHT, signals).stdout.split()
+    assert caught == (["SIGTERM", "SIGHUP", "SIGINT"] if signals == "on" else ["SIGINT"])

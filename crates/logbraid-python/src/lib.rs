@@ -47,6 +47,8 @@ struct Spec {
     queue_bytes: Option<usize>,
     overflow: Overflow,
     sync: bool,
+    /// SIGTERM, SIGINT and SIGHUP at their default action flush first.
+    signals: bool,
 }
 
 struct Live {
@@ -154,6 +156,7 @@ impl Spec {
         if self.sync {
             b = b.mode(logbraid::Mode::Sync);
         }
+        b = b.signals(self.signals);
         if let Some(q) = self.queue_bytes {
             b = b.queue_bytes(q);
         }
@@ -335,7 +338,7 @@ impl Pipeline {
     #[new]
     #[pyo3(signature = (*, file=None, console=false, json=false, format=None, datefmt=None,
         max_bytes=0, backup_count=0, when=None, compress=None, forward=None,
-        queue_size=None, overflow="block", sync=false, children=true))]
+        queue_size=None, overflow="block", sync=false, children=true, signals=true))]
     fn new(
         file: Option<String>,
         console: bool,
@@ -351,6 +354,7 @@ impl Pipeline {
         overflow: &str,
         sync: bool,
         children: bool,
+        signals: bool,
     ) -> PyResult<Self> {
         let layout = match (json, &format) {
             (true, Some(_)) => {
@@ -393,6 +397,7 @@ impl Pipeline {
             queue_bytes,
             overflow: overflow.parse().map_err(|e| bad("overflow", e))?,
             sync,
+            signals,
         };
         let live = spec.build(None, children)?;
         Ok(Pipeline {
