@@ -601,7 +601,8 @@ impl RollingFile {
             return Err(io::Error::other("the log file is not open"));
         };
         let mut out = Counted { file, written: 0 };
-        let result = out.write_all(&self.buf[..upto]);
+        let buf = &self.buf[..upto];
+        let result = crate::sys::signal::gate(|| out.write_all(buf));
         let written = out.written;
         self.size += written as u64;
         self.buf.drain(..written);

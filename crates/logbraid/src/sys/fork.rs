@@ -74,6 +74,7 @@ extern "C" fn parent() {
 
 extern "C" fn child() {
     GENERATION.fetch_add(1, Ordering::Relaxed);
+    super::signal::forked_child();
     // The locks were taken by this very thread, which is the child's only
     // one: unlocking them is an atomic store each (and a futex wake that
     // finds no waiter).

@@ -22,12 +22,18 @@
 //! - A second signal while the first is being flushed ends the process at
 //!   once, as the default action would.
 //!
+//! Threads go on logging during the flush. A write to a file that a fatal
+//! signal interrupts can stop part way (Linux checks between pages), which
+//! would leave half a record at the end of the file; so once the flush is
+//! done, file writes are closed ([`gate`]) and the signal is raised only
+//! when none is in progress: the file ends with a whole record.
+//!
 //! A forked child inherits the handler but not the thread: until a
 //! pipeline starts in the child (which installs a thread of its own), the
 //! handler there takes the default action at once.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -48,6 +54,11 @@ static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 static READ_FD: AtomicI32 = AtomicI32::new(-1);
 /// Set by the first signal: a second one takes the default action at once.
 static FIRED: AtomicBool = AtomicBool::new(false);
+/// Set once the flush is done and the process is about to end: no new
+/// file write starts.
+static HALTED: AtomicBool = AtomicBool::new(false);
+/// File writes in progress (see [`gate`]).
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 /// Serialises [`install`]; held across a fork like the other locks.
 static INSTALL: Mutex<()> = Mutex::new(());
 
@@ -188,6 +199,43 @@ fn start(pid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Runs one write of whole records to a file, unless the process is about
+/// to end by a signal: then the calling thread waits here for that end, so
+/// that no write is cut short by it. Two sequentially consistent atomic
+/// operations a write (a batch of records), against the signal thread's
+/// store of `HALTED` and reads of `IN_FLIGHT`: either the signal thread
+/// sees this write in flight and waits for it, or this write sees `HALTED`.
+pub(crate) fn gate<R>(write: impl FnOnce() -> R) -> R {
+    IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    while HALTED.load(Ordering::SeqCst) {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        // The process ends in a moment; should it not, writes reopen.
+        while HALTED.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    }
+    let r = write();
+    IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    r
+}
+
+/// In a forked child (its only thread is the forking one): the parent's
+/// writes in progress, or a halt under way, are not the child's.
+pub(super) fn forked_child() {
+    IN_FLIGHT.store(0, Ordering::SeqCst);
+    HALTED.store(false, Ordering::SeqCst);
+}
+
+/// Closes file writes and waits (at most a second) for those in progress.
+fn halt_writes() {
+    HALTED.store(true, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while IN_FLIGHT.load(Ordering::SeqCst) != 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
 /// The thread the handler wakes: flush, then the signal's default action.
 fn wait_for_signal(read_fd: libc::c_int) {
     let mut byte = 0u8;
@@ -218,7 +266,15 @@ fn wait_for_signal(read_fd: libc::c_int) {
             FLUSH_LIMIT.as_secs()
         ));
     }
+    halt_writes();
     default_action(sig);
+    // Still here: something kept the signal from ending the process (it is
+    // blocked in every thread). Logging goes on.
+    std::thread::sleep(Duration::from_secs(2));
+    HALTED.store(false, Ordering::SeqCst);
+    say(format_args!(
+        "signal {sig} did not end the process; logging goes on"
+    ));
 }
 
 fn say(what: std::fmt::Arguments<'_>) {
