@@ -71,7 +71,7 @@ def _pipeline(
     queue_size: Optional[int] = None,
     overflow: str = "block",
     children: bool = True,
-    signals: bool = True,
+    handle_signals: bool = True,
 ) -> "_logbraid.Pipeline":
     for name, value, kind in (
         ("file", file, (str, os.PathLike, type(None))),
@@ -86,7 +86,7 @@ def _pipeline(
         ("forward", forward, (str, type(None))),
         ("queue_size", queue_size, (int, type(None))),
         ("overflow", overflow, str),
-        ("signals", signals, bool),
+        ("handle_signals", handle_signals, bool),
     ):
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise TypeError(f"{name}: unexpected type {type(value).__name__}")
@@ -106,7 +106,7 @@ def _pipeline(
         queue_size=queue_size,
         overflow=overflow,
         children=children,
-        signals=signals,
+        signals=handle_signals,
     )
     with _lock:
         _pipelines.append(p)
@@ -138,7 +138,7 @@ _SINK_KEYWORDS = (
     "forward",
     "queue_size",
     "overflow",
-    "signals",
+    "handle_signals",
 )
 
 
@@ -169,7 +169,7 @@ class Handler(logging.Handler):
         level: Any = logging.NOTSET,
         queue_size: Optional[int] = None,
         overflow: str = "block",
-        signals: bool = True,
+        handle_signals: bool = True,
         *,
         _pipeline_object: "Optional[_logbraid.Pipeline]" = None,
     ) -> None:
@@ -267,14 +267,14 @@ def basicConfig(
     queue_size: Optional[int] = None,
     overflow: str = "block",
     force: bool = False,
-    signals: bool = True,
+    handle_signals: bool = True,
 ) -> None:
     """Configures the default pipeline and attaches a :class:`Handler` for
     it to the root logger, so ``logging.getLogger`` loggers of third-party
     code reach the same sinks. A second call does nothing unless
     ``force=True``, as with ``logging.basicConfig``.
 
-    ``signals`` (default True): SIGTERM and SIGHUP (and SIGINT, where the
+    ``handle_signals`` (default True): SIGTERM and SIGHUP (and SIGINT, where the
     program left it at its default action) flush what was logged before
     they end the process; False leaves every signal alone."""
     global _default_handler

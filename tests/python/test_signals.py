@@ -126,7 +126,7 @@ def test_a_programs_own_sigterm_handler_is_left_alone(tmp_path):
 
 CAUGHT = """
 import signal, sys, logbraid
-logbraid.basicConfig(level="INFO", console=False, file="x.log", signals=sys.argv[1] == "on")
+logbraid.basicConfig(level="INFO", console=False, file="x.log", handle_signals=sys.argv[1] == "on")
 logbraid.getLogger("x").info("one")
 mask = next(int(l.split()[1], 16) for l in open("/proc/self/status") if l.startswith("SigCgt:"))
 print(" ".join(s.name for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT) if mask >> (s - 1) & 1))
