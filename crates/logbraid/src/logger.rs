@@ -217,7 +217,7 @@ impl Drop for Guard {
 /// | children | on when a file is configured: an embedded collector takes the records of child processes |
 /// | wait hook | none: a caller waiting for room under [`Overflow::Block`] just waits |
 /// | inherit collector | on: with `LOGBRAID_COLLECTOR` set, every record goes to that collector instead of the sinks |
-/// | signals | on: SIGTERM, SIGINT and SIGHUP, where still at their default action, flush first (see [`Builder::signals`]) |
+/// | signals | on: SIGTERM, SIGINT and SIGHUP, where still at their default action, flush first, for at most 5 s (see [`Builder::signals`], [`Builder::signal_flush_limit`]) |
 ///
 /// A process that finds `LOGBRAID_COLLECTOR` (set by a parent's embedded
 /// collector) forwards to it and opens none of the files configured here,
@@ -236,6 +236,7 @@ pub struct Builder {
     inherit: bool,
     has_file: bool,
     signals: bool,
+    signal_flush_limit: Duration,
 }
 
 /// How long a parent's shutdown waits for children still connected.
@@ -269,6 +270,7 @@ impl Default for Builder {
             inherit: true,
             has_file: false,
             signals: true,
+            signal_flush_limit: crate::sys::signal::DEFAULT_FLUSH_LIMIT,
         }
     }
 }
@@ -311,6 +313,15 @@ impl Builder {
     /// at once. Off: the signals keep their default action.
     pub fn signals(mut self, yes: bool) -> Self {
         self.signals = yes;
+        self
+    }
+
+    /// How long a signal waits for the flush (default 5 s) before the
+    /// process ends anyway, saying on stderr that records were lost: a
+    /// collector that stopped answering must not keep a stopped service
+    /// alive. Process-wide: the last logger built with signals on sets it.
+    pub fn signal_flush_limit(mut self, limit: Duration) -> Self {
+        self.signal_flush_limit = limit;
         self
     }
 
@@ -530,7 +541,7 @@ impl Builder {
                 flush_sync: self.flush_sync,
                 clock: self.clock,
                 wait_hook: self.wait_hook,
-                signals: self.signals,
+                signals: self.signals.then_some(self.signal_flush_limit),
             },
             sinks,
         )

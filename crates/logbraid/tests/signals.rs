@@ -87,6 +87,32 @@ fn child_busy() {
     }
 }
 
+/// Child: forwards to a collector that accepts and never answers (the
+/// address in `LOGBRAID_TEST_STALLED`), with a flush limit of 300 ms.
+#[test]
+fn child_stalled_collector() {
+    use logbraid::forward::{Endpoint, ForwardOptions};
+    let Some(_dir) = child_dir("stalled") else {
+        return;
+    };
+    let url = std::env::var("LOGBRAID_TEST_STALLED").unwrap();
+    let (logger, _guard) = Builder::new()
+        .level("info")
+        .signal_flush_limit(std::time::Duration::from_millis(300))
+        .forward(ForwardOptions::new(Endpoint::parse(&url).unwrap()))
+        .unwrap()
+        .build()
+        .unwrap();
+    let site = Callsite::new(Level::Info, "app");
+    for i in 0..10 {
+        logger.log_with(&site, format_args!("r {i}"), &mut |_| {});
+    }
+    say("logged");
+    loop {
+        std::thread::park();
+    }
+}
+
 static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static mut PREVIOUS: Option<libc::sigaction> = None;
 
@@ -154,13 +180,29 @@ impl Drop for Reap {
 /// `logged`, and returns how it ended and its file.
 fn signalled(test: &str, case: &str, sig: libc::c_int) -> (std::process::ExitStatus, String) {
     let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.stdout(Stdio::piped());
+    let (status, _) = run_signalled(&mut cmd, dir.path(), test, case, sig);
+    let text = std::fs::read_to_string(dir.path().join("app.log")).unwrap();
+    (status, text)
+}
+
+/// As [`signalled`], with `cmd` set up by the caller; returns how the
+/// child ended and its stderr.
+fn run_signalled(
+    cmd: &mut Command,
+    dir: &Path,
+    test: &str,
+    case: &str,
+    sig: libc::c_int,
+) -> (std::process::ExitStatus, String) {
     let mut child = Reap(
-        Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", test, "--nocapture", "--test-threads", "1"])
-            .env("LOGBRAID_TEST_CHILD", dir.path())
+        cmd.args(["--exact", test, "--nocapture", "--test-threads", "1"])
+            .env("LOGBRAID_TEST_CHILD", dir)
             .env("LOGBRAID_TEST_SIGNAL", case)
             .env_remove("LOGBRAID_COLLECTOR")
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     );
@@ -169,9 +211,36 @@ fn signalled(test: &str, case: &str, sig: libc::c_int) -> (std::process::ExitSta
     assert!(ready, "the child ended before it logged");
     // SAFETY: signals the child started above.
     assert_eq!(unsafe { libc::kill(child.0.id() as i32, sig) }, 0);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
     let status = child.0.wait().unwrap();
-    let text = std::fs::read_to_string(dir.path().join("app.log")).unwrap();
-    (status, text)
+    (status, err)
+}
+
+#[test]
+fn a_stalled_collector_does_not_keep_a_stopped_process_alive() {
+    // Accepts the connection and never answers: no acknowledgement comes,
+    // so the flush cannot finish; the limit ends the wait.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", listener.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env("LOGBRAID_TEST_STALLED", &url);
+    let (status, err) = run_signalled(
+        &mut cmd,
+        dir.path(),
+        "child_stalled_collector",
+        "stalled",
+        libc::SIGTERM,
+    );
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?} {err}");
+    assert!(
+        err.contains(
+            "signal 15: the queued records were not all written within 300ms; the rest are lost"
+        ),
+        "{err}"
+    );
+    drop(listener);
 }
 
 #[test]

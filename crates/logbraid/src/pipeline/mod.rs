@@ -93,8 +93,9 @@ pub(crate) struct Settings {
     pub(crate) flush_sync: bool,
     pub(crate) clock: Option<Arc<dyn Clock>>,
     pub(crate) wait_hook: Option<WaitHook>,
-    /// Flush on SIGTERM, SIGINT and SIGHUP left at their default action.
-    pub(crate) signals: bool,
+    /// Flush on SIGTERM, SIGINT and SIGHUP left at their default action,
+    /// for at most this long; `None`: leave the signals alone.
+    pub(crate) signals: Option<Duration>,
 }
 
 /// Runs a caller's wait for room in a full queue (see
@@ -251,8 +252,8 @@ fn thread_id() -> u64 {
 impl Shared {
     pub(crate) fn start(settings: Settings, sinks: SinkSet) -> std::io::Result<Arc<Shared>> {
         crate::sys::fork::watch();
-        if settings.signals {
-            crate::sys::signal::install();
+        if let Some(limit) = settings.signals {
+            crate::sys::signal::install(limit);
         }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let shared_ring = Arc::new(Ring::new(

@@ -6,7 +6,8 @@
 //! once and whatever sits in the queues is lost. So, when a pipeline
 //! starts, each of these signals still at its default action gets a
 //! handler that only writes the signal's number into a pipe. A thread of
-//! ours reads it, flushes every live pipeline (at most [`FLUSH_LIMIT`]),
+//! ours reads it, flushes every live pipeline (at most the flush limit,
+//! [`DEFAULT_FLUSH_LIMIT`] unless a builder set another),
 //! restores the default action and raises the signal again: the process
 //! ends as it would have, killed by that signal, with its records written.
 //!
@@ -33,7 +34,7 @@
 //! handler there takes the default action at once.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -43,7 +44,12 @@ const SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 /// How long a signal waits for the pipelines' flush before the process
 /// ends anyway (a collector that stopped answering must not keep a
 /// stopped service alive).
-pub(crate) const FLUSH_LIMIT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_FLUSH_LIMIT: Duration = Duration::from_secs(5);
+
+/// The flush limit in milliseconds: the one the last logger built with
+/// signals on asked for (the signal ends the whole process, whatever
+/// logger each record went to).
+static FLUSH_LIMIT_MS: AtomicU64 = AtomicU64::new(5_000);
 
 /// The process the handler thread and pipe belong to; another pid (a
 /// forked child that has not started a pipeline) has neither.
@@ -129,7 +135,9 @@ extern "C" fn on_signal(sig: libc::c_int) {
 
 /// Installs the handler for each of [`SIGNALS`] at its default action,
 /// and the thread it wakes; once per process (again in a forked child).
-pub(crate) fn install() {
+pub(crate) fn install(flush_limit: Duration) {
+    let ms = u64::try_from(flush_limit.as_millis()).unwrap_or(u64::MAX);
+    FLUSH_LIMIT_MS.store(ms, Ordering::Release);
     let pid = std::process::id();
     if OWNER.load(Ordering::Acquire) == pid {
         return;
@@ -259,11 +267,11 @@ fn wait_for_signal(read_fd: libc::c_int) {
             crate::pipeline::flush_all();
             let _ = tx.send(());
         });
-    let flushed = flushing.is_ok() && rx.recv_timeout(FLUSH_LIMIT).is_ok();
+    let limit = Duration::from_millis(FLUSH_LIMIT_MS.load(Ordering::Acquire));
+    let flushed = flushing.is_ok() && rx.recv_timeout(limit).is_ok();
     if !flushed {
         say(format_args!(
-            "signal {sig}: the queued records were not all written within {} s; the rest are lost",
-            FLUSH_LIMIT.as_secs()
+            "signal {sig}: the queued records were not all written within {limit:?}; the rest are lost"
         ));
     }
     halt_writes();
