@@ -123,7 +123,8 @@ fn bad(param: &str, why: impl std::fmt::Display) -> PyErr {
 }
 
 /// `when=`: Python's `TimedRotatingFileHandler` spellings (`"W0"` Monday
-/// … `"W6"` Sunday), then ours (`"weekly"` starts on Monday).
+/// … `"W6"` Sunday; `"midnight"` is one of the core's own words), then
+/// ours (`"weekly"` starts on Monday).
 fn parse_every(when: &str) -> PyResult<(Every, Weekday)> {
     let w = when.trim();
     let upper = w.to_ascii_uppercase();
@@ -140,7 +141,7 @@ fn parse_every(when: &str) -> PyResult<(Every, Weekday)> {
     let mapped = match upper.as_str() {
         "M" => "minutely",
         "H" => "hourly",
-        "D" | "MIDNIGHT" => "daily",
+        "D" => "daily",
         _ => w,
     };
     let every = mapped.parse::<Every>().map_err(|e| bad("when", e))?;

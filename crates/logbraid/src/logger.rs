@@ -620,8 +620,8 @@ fn exported_here() -> Option<String> {
 
 static GLOBAL: Mutex<Option<Logger>> = Mutex::new(None);
 
-/// The locks of this module, held across a fork (see `crate::fork`).
-pub(crate) fn hold_for_fork(held: &mut Vec<Box<dyn std::any::Any>>) {
+/// The locks of this module, held across a fork (see `crate::sys::fork`).
+pub(crate) fn hold_for_fork(held: &mut crate::sys::fork::Held) {
     crate::sys::fork::hold(held, &EXPORTED);
     crate::sys::fork::hold(held, &GLOBAL);
 }

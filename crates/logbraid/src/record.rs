@@ -78,9 +78,9 @@ pub fn set_process_name(name: &str) {
     }
 }
 
-/// The locks of this module, held across a fork (see `crate::fork`), in
+/// The locks of this module, held across a fork (see `crate::sys::fork`), in
 /// the order [`Source::current`] takes them.
-pub(crate) fn hold_for_fork(held: &mut Vec<Box<dyn std::any::Any>>) {
+pub(crate) fn hold_for_fork(held: &mut crate::sys::fork::Held) {
     crate::sys::fork::hold(held, &CURRENT);
     crate::sys::fork::hold(held, &NAME);
 }

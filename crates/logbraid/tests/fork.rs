@@ -3,8 +3,9 @@
 //! shutdown, the exit hook) and must not write into its queues; what it
 //! logs there is counted as dropped. The parent goes on unaffected.
 
-use logbraid::layout::LayoutSpec;
-use logbraid::sink::RollingFile;
+mod common;
+
+use common::{message_file, thread_counts};
 use logbraid::{Builder, Callsite, Level};
 
 #[test]
@@ -14,10 +15,7 @@ fn a_forked_child_neither_hangs_nor_writes_through_the_parents_logger() {
     let (logger, guard) = Builder::new()
         .level("trace")
         .children(false)
-        .file(
-            RollingFile::builder(&path)
-                .layout(LayoutSpec::parse("%(message)s", None).unwrap().build(false)),
-        )
+        .file(message_file(&path))
         .unwrap()
         .build()
         .unwrap();
@@ -79,11 +77,10 @@ fn forking_while_threads_log_and_rename_never_hangs_the_child() {
 
     const FORKS: usize = 300;
     let dir = tempfile::tempdir().unwrap();
-    let message_layout = || LayoutSpec::parse("%(message)s", None).unwrap().build(false);
     let (logger, guard) = Builder::new()
         .level("info")
         .children(false)
-        .file(RollingFile::builder(dir.path().join("parent.log")).layout(message_layout()))
+        .file(message_file(dir.path().join("parent.log")))
         .unwrap()
         .build()
         .unwrap();
@@ -137,7 +134,7 @@ fn forking_while_threads_log_and_rename_never_hangs_the_child() {
             let (child, child_guard) = Builder::new()
                 .level("info")
                 .children(false)
-                .file(RollingFile::builder(&path).layout(message_layout()))
+                .file(message_file(&path))
                 .unwrap()
                 .build()
                 .unwrap();
@@ -182,12 +179,5 @@ fn forking_while_threads_log_and_rename_never_hangs_the_child() {
     }
     // The parent lost nothing meanwhile: each thread's records once, in order.
     let text = std::fs::read_to_string(dir.path().join("parent.log")).unwrap();
-    let mut next = [0u64; 4];
-    for line in text.lines() {
-        let (t, i) = line.split_once(' ').unwrap();
-        let t: usize = t[1..].parse().unwrap();
-        assert_eq!(i.parse::<u64>().unwrap(), next[t], "thread {t}");
-        next[t] += 1;
-    }
-    assert_eq!(next.to_vec(), counts);
+    assert_eq!(thread_counts(&text, 4), counts);
 }

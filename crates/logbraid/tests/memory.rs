@@ -3,12 +3,13 @@
 //! own (this test binary, re-run), so no other test's threads share the
 //! address space being measured.
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Barrier};
 
-use logbraid::layout::LayoutSpec;
-use logbraid::sink::RollingFile;
+mod common;
+
+use common::{message_file, thread_counts};
+
 use logbraid::Builder;
 
 const THREADS: usize = 4;
@@ -21,19 +22,6 @@ fn rss_anon_kib() -> u64 {
         .lines()
         .find_map(|l| l.strip_prefix("RssAnon:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-fn message_file(dir: &Path) -> RollingFile {
-    RollingFile::builder(dir.join("mem.log"))
-        .layout(
-            LayoutSpec::Python {
-                format: "%(message)s".into(),
-                datefmt: None,
-            }
-            .build(false),
-        )
-        .build()
         .unwrap()
 }
 
@@ -81,7 +69,8 @@ fn child_log_facade_threads() {
     let guard = Builder::new()
         .level("info")
         .children(false)
-        .sink(message_file(&dir))
+        .file(message_file(dir.join("mem.log")))
+        .unwrap()
         .init()
         .unwrap();
     spin(|t, i| log::info!("t{t} {i}"), logbraid::flush_all);
@@ -98,7 +87,8 @@ fn child_tracing_threads() {
     let (logger, guard) = Builder::new()
         .level("info")
         .children(false)
-        .sink(message_file(&dir))
+        .file(message_file(dir.join("mem.log")))
+        .unwrap()
         .build()
         .unwrap();
     let flusher = logger.clone();
@@ -135,14 +125,10 @@ fn check(test: &str, kind: &str) {
         .map(|(a, b)| (a.parse::<i64>().unwrap(), b.parse::<i64>().unwrap()))
         .unwrap_or_else(|| panic!("no RSS line in {stdout}"));
     let text = std::fs::read_to_string(dir.path().join("mem.log")).unwrap();
-    let mut next = [0usize; THREADS];
-    for line in text.lines() {
-        let (t, i) = line.split_once(' ').unwrap();
-        let t: usize = t[1..].parse().unwrap();
-        assert_eq!(i.parse::<usize>().unwrap(), next[t], "thread {t}");
-        next[t] += 1;
-    }
-    assert_eq!(next, [PER_THREAD; THREADS]);
+    assert_eq!(
+        thread_counts(&text, THREADS),
+        vec![PER_THREAD as u64; THREADS]
+    );
     // 1.52 M records: a leak of one pointer per record would be 11.6 MiB.
     let grown = after - before;
     assert!(

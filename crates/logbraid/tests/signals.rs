@@ -9,8 +9,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use logbraid::layout::LayoutSpec;
-use logbraid::sink::RollingFile;
+mod common;
+
+use common::{message_file, thread_counts};
+
 use logbraid::{Builder, Callsite, Level, Logger};
 
 const RECORDS: u64 = 200_000;
@@ -25,10 +27,7 @@ fn build(dir: &Path) -> (Logger, logbraid::Guard) {
     Builder::new()
         .level("info")
         .children(false)
-        .file(
-            RollingFile::builder(dir.join("app.log"))
-                .layout(LayoutSpec::parse("%(message)s", None).unwrap().build(false)),
-        )
+        .file(message_file(dir.join("app.log")))
         .unwrap()
         .build()
         .unwrap()
@@ -268,13 +267,7 @@ fn a_busy_process_stopped_by_sigterm_writes_what_it_logged_before() {
     assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
     // Each thread's records: once each, in order, with no gap, and at
     // least those logged before the signal.
-    let mut next = [0u64; 2];
-    for line in text.lines() {
-        let (t, i) = line.split_once(' ').unwrap();
-        let t: usize = t[1..].parse().unwrap();
-        assert_eq!(i.parse::<u64>().unwrap(), next[t], "thread {t}");
-        next[t] += 1;
-    }
+    let next = thread_counts(&text, 2);
     assert!(next.iter().all(|&n| n > RECORDS / 2), "{next:?}");
     assert!(text.ends_with('\n'), "a partial last line");
 }

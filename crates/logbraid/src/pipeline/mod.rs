@@ -107,8 +107,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Every live pipeline, so the panic hook and `atexit` can flush them all.
 static LIVE: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 
-/// The lock of this module, held across a fork (see `crate::fork`).
-pub(crate) fn hold_for_fork(held: &mut Vec<Box<dyn std::any::Any>>) {
+/// The lock of this module, held across a fork (see `crate::sys::fork`).
+pub(crate) fn hold_for_fork(held: &mut crate::sys::fork::Held) {
     crate::sys::fork::hold(held, &LIVE);
 }
 

@@ -13,13 +13,12 @@
 //!   it hangs. Every such lock the child may need (the process's
 //!   [`Source`](crate::record::Source) and name, the list of live
 //!   pipelines, the exported collector address, the global logger and the
-//!   signal watcher's) is
-//!   taken just before the fork, by the forking thread, and released in
-//!   both the parent and the child after it: the fork happens between
-//!   critical sections, never inside one. Apart from the source's lock,
-//!   which takes the name's inside it (and is taken first here too), none
-//!   of these locks is held while another is taken, so taking them all
-//!   cannot deadlock.
+//!   signal watcher's) is taken just before the fork, by the forking
+//!   thread, and released in both the parent and the child after it: the
+//!   fork happens between critical sections, never inside one. Apart from
+//!   the source's lock, which takes the name's inside it (and is taken
+//!   first here too), none of these locks is held while another is taken,
+//!   so taking them all cannot deadlock.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -34,7 +33,7 @@ pub(crate) fn generation() -> u64 {
 }
 
 /// Locks held across a fork, in the order they were taken.
-type Held = Vec<Box<dyn Any>>;
+pub(crate) type Held = Vec<Box<dyn Any>>;
 
 thread_local! {
     /// Set by `prepare` on the forking thread, emptied after the fork.
@@ -43,7 +42,7 @@ thread_local! {
 
 /// Takes `m` for the duration of a fork: called by `prepare` for each of
 /// the process-wide locks (see the module documentation).
-pub(crate) fn hold<T: 'static>(held: &mut Vec<Box<dyn Any>>, m: &'static Mutex<T>) {
+pub(crate) fn hold<T: 'static>(held: &mut Held, m: &'static Mutex<T>) {
     held.push(Box::new(m.lock().unwrap_or_else(|e| e.into_inner())));
 }
 

@@ -68,8 +68,8 @@ static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 /// Serialises [`install`]; held across a fork like the other locks.
 static INSTALL: Mutex<()> = Mutex::new(());
 
-/// The lock of this module, held across a fork (see `super::fork`).
-pub(crate) fn hold_for_fork(held: &mut Vec<Box<dyn std::any::Any>>) {
+/// The lock of this module, held across a fork (see `crate::sys::fork`).
+pub(crate) fn hold_for_fork(held: &mut crate::sys::fork::Held) {
     super::fork::hold(held, &INSTALL);
 }
 
