@@ -1,0 +1,177 @@
+//! Turns the arena into a tree of values, checking the limits.
+
+use super::limits::{LimitKind, Limits, PickleError, MAX_DEPTH_CAP, R};
+use super::machine::Node;
+use super::value::PickleValue;
+
+/// Turns the arena into a tree, iteratively, checking the limits on the
+/// result and refusing cycles.
+pub(super) struct Builder<'a, 'b> {
+    pub(super) arena: &'b [Node<'a>],
+    pub(super) limits: &'b Limits,
+    pub(super) offset: usize,
+    pub(super) on_path: Vec<bool>,
+    pub(super) tasks: Vec<Task>,
+    pub(super) values: Vec<PickleValue<'a>>,
+}
+
+#[derive(Debug)]
+pub(super) enum Task {
+    Visit(usize, usize),
+    Finish(usize),
+}
+
+impl<'a> Builder<'a, '_> {
+    pub(super) fn limit(&self, kind: LimitKind, max: usize) -> PickleError {
+        PickleError::Limit {
+            kind,
+            max,
+            offset: self.offset,
+        }
+    }
+
+    pub(super) fn build(&mut self, root: usize) -> R<PickleValue<'a>> {
+        let max_depth = self.limits.max_depth.min(MAX_DEPTH_CAP);
+        let on_path = &mut self.on_path;
+        on_path.clear();
+        on_path.resize(self.arena.len(), false);
+        let tasks = &mut self.tasks;
+        tasks.clear();
+        tasks.push(Task::Visit(root, 1));
+        let values = &mut self.values;
+        values.clear();
+        let mut elements = 0usize;
+        let mut bytes = 0usize;
+        while let Some(task) = tasks.pop() {
+            match task {
+                Task::Visit(i, depth) => {
+                    elements += 1;
+                    if elements > self.limits.max_elements {
+                        return Err(self.limit(LimitKind::Elements, self.limits.max_elements));
+                    }
+                    let node = &self.arena[i];
+                    let children: &[usize] = match node {
+                        Node::List(c) | Node::Tuple(c) | Node::Set(c) | Node::FrozenSet(c) => c,
+                        Node::Dict(_) => &[],
+                        Node::Scalar(v) => {
+                            bytes = bytes.saturating_add(v.scalar_size());
+                            if bytes > self.limits.max_total_bytes {
+                                return Err(
+                                    self.limit(LimitKind::TotalBytes, self.limits.max_total_bytes)
+                                );
+                            }
+                            values.push(v.clone());
+                            continue;
+                        }
+                    };
+                    if depth > max_depth {
+                        return Err(self.limit(LimitKind::Depth, max_depth));
+                    }
+                    if on_path[i] {
+                        return Err(PickleError::Cycle {
+                            offset: self.offset,
+                        });
+                    }
+                    match flat(self.arena, node, &mut elements, &mut bytes, self.limits) {
+                        Ok(Some(v)) => {
+                            values.push(v);
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err((kind, max)) => {
+                            return Err(PickleError::Limit {
+                                kind,
+                                max,
+                                offset: self.offset,
+                            })
+                        }
+                    }
+                    on_path[i] = true;
+                    tasks.push(Task::Finish(i));
+                    if let Node::Dict(pairs) = node {
+                        for &(k, v) in pairs.iter().rev() {
+                            tasks.push(Task::Visit(v, depth + 1));
+                            tasks.push(Task::Visit(k, depth + 1));
+                        }
+                    } else {
+                        for &c in children.iter().rev() {
+                            tasks.push(Task::Visit(c, depth + 1));
+                        }
+                    }
+                }
+                Task::Finish(i) => {
+                    on_path[i] = false;
+                    let node = &self.arena[i];
+                    let value = match node {
+                        Node::Dict(pairs) => {
+                            let items = values.split_off(values.len() - 2 * pairs.len());
+                            let mut it = items.into_iter();
+                            let mut out = Vec::with_capacity(pairs.len());
+                            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                                out.push((k, v));
+                            }
+                            PickleValue::Dict(out)
+                        }
+                        Node::Tuple(c) => {
+                            PickleValue::Tuple(values.split_off(values.len() - c.len()))
+                        }
+                        Node::List(c) | Node::Set(c) | Node::FrozenSet(c) => {
+                            PickleValue::List(values.split_off(values.len() - c.len()))
+                        }
+                        _ => continue,
+                    };
+                    values.push(value);
+                }
+            }
+        }
+        Ok(values.pop().unwrap_or(PickleValue::None))
+    }
+}
+
+/// A container whose items are all scalars, built at once rather than
+/// through the task stack (a LogRecord's dict is one); `None` for any
+/// other node. Counts elements and bytes in the order the task stack
+/// would, so the same limit trips at the same item.
+pub(super) fn flat<'a>(
+    arena: &[Node<'a>],
+    node: &Node<'a>,
+    elements: &mut usize,
+    bytes: &mut usize,
+    limits: &Limits,
+) -> Result<Option<PickleValue<'a>>, (LimitKind, usize)> {
+    let is_scalar = |i: &usize| matches!(arena[*i], Node::Scalar(_));
+    let mut take = |i: usize| -> Result<PickleValue<'a>, (LimitKind, usize)> {
+        *elements += 1;
+        if *elements > limits.max_elements {
+            return Err((LimitKind::Elements, limits.max_elements));
+        }
+        let Node::Scalar(v) = &arena[i] else {
+            unreachable!("checked by is_scalar")
+        };
+        *bytes = bytes.saturating_add(v.scalar_size());
+        if *bytes > limits.max_total_bytes {
+            return Err((LimitKind::TotalBytes, limits.max_total_bytes));
+        }
+        Ok(v.clone())
+    };
+    Ok(Some(match node {
+        Node::Dict(pairs) if pairs.iter().all(|(k, v)| is_scalar(k) && is_scalar(v)) => {
+            let mut out = Vec::with_capacity(pairs.len());
+            for &(k, v) in pairs {
+                let k = take(k)?;
+                out.push((k, take(v)?));
+            }
+            PickleValue::Dict(out)
+        }
+        Node::List(c) | Node::Tuple(c) | Node::Set(c) | Node::FrozenSet(c)
+            if c.iter().all(is_scalar) =>
+        {
+            let items = c.iter().map(|&i| take(i)).collect::<Result<Vec<_>, _>>()?;
+            match node {
+                Node::Tuple(_) => PickleValue::Tuple(items),
+                _ => PickleValue::List(items),
+            }
+        }
+        _ => return Ok(None),
+    }))
+}

@@ -1,0 +1,225 @@
+//! A pickle reader that builds plain values and never runs code.
+//!
+//! Python's `pickle` format is a small stack machine. Most of its opcodes
+//! build plain values (numbers, strings, lists, dicts); a handful name a
+//! Python callable and ask the reader to import or call it. [`decode`] runs
+//! the first kind and rejects a pickle that holds any of the second kind
+//! (see [`PickleError::Forbidden`]), so untrusted bytes can be read safely.
+//!
+//! Every opcode of protocols 0 to 5 that builds a plain value is supported.
+//! Values are built in an arena first, because the format shares objects:
+//! a list is memoised while still empty and filled afterwards, and a later
+//! `GET` must see it filled. The arena is then turned into a
+//! [`PickleValue`] tree without recursion, and with the limits of
+//! [`Limits`] checked at each step, so a small pickle that references one
+//! large value many times cannot make the tree large.
+//!
+//! Strings and bytes in the result borrow from the input where they can
+//! (a [`PickleValue`] lives as long as the bytes it was read from). A
+//! [`Decoder`] keeps the arena and the other working memory from one
+//! pickle to the next, and reads the shape nearly every `LogRecord` pickle
+//! has (one dict of scalars) in a single pass without the arena; for any
+//! other input, and for any input that pass would have to refuse, the
+//! arena decides, so both give the same result.
+//!
+//! What follows from rejecting every callable: Python's protocols 0 to 2
+//! store `bytes` and `bytearray` by calling a function (`_codecs.encode`,
+//! `builtins.bytearray`), and protocols 0 to 3 store sets the same way, so
+//! such values are only readable from the protocols that have opcodes for
+//! them (3 for `bytes`, 4 for sets, 5 for `bytearray`).
+//!
+//! ```
+//! use logbraid_collector::intake::pickle::{decode, Limits, PickleValue};
+//!
+//! // pickle.dumps({"a": [1, 2.5]}, protocol=2)
+//! let bytes = b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01]q\x02(K\x01G@\x04\x00\x00\x00\x00\x00\x00es.";
+//! let value = decode(bytes, &Limits::default()).unwrap();
+//! assert_eq!(
+//!     value,
+//!     PickleValue::Dict(vec![(
+//!         PickleValue::Str("a".into()),
+//!         PickleValue::List(vec![PickleValue::Int(1), PickleValue::Float(2.5)]),
+//!     )])
+//! );
+//! ```
+
+mod build;
+mod codecs;
+mod limits;
+mod machine;
+#[cfg(test)]
+mod tests;
+mod value;
+
+pub use limits::{LimitKind, Limits, PickleError, MAX_DEPTH_CAP};
+pub(crate) use value::bigint_to_string;
+pub use value::PickleValue;
+
+use build::Builder;
+use build::Task;
+use machine::{Machine, Memo, Node, SCALAR_OPS};
+
+/// Decodes one pickle into a [`PickleValue`], never running code, within
+/// `limits`.
+///
+/// Bytes after the `STOP` opcode are ignored, as Python's `pickle.loads`
+/// ignores them.
+pub fn decode<'a>(bytes: &'a [u8], limits: &Limits) -> Result<PickleValue<'a>, PickleError> {
+    Decoder::new(limits.clone()).decode(bytes)
+}
+
+/// [`decode`] for many pickles in a row: keeps its working memory from one
+/// pickle to the next, so that decoding a stream of small pickles (one
+/// per log record) does not allocate it again for each.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    limits: Limits,
+    arena: Vec<Node<'static>>,
+    stack: Vec<usize>,
+    marks: Vec<usize>,
+    memo: Memo,
+    on_path: Vec<bool>,
+    tasks: Vec<Task>,
+    values: Vec<PickleValue<'static>>,
+}
+
+/// Empties a vector and gives back its allocation for elements of another
+/// type of the same size (here: the same type with another lifetime).
+/// The standard library collects a mapped `into_iter` in place; the map
+/// never runs, as the vector is empty.
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("empty")).collect()
+}
+
+impl Decoder {
+    /// A decoder applying `limits` to every pickle.
+    pub fn new(limits: Limits) -> Self {
+        Decoder {
+            limits,
+            ..Decoder::default()
+        }
+    }
+
+    /// The limits applied to each pickle.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The shape nearly every LogRecord pickle has, read in one pass
+    /// without the arena: a dict filled by one `SETITEMS` with scalar keys
+    /// and values, memo writes (which only matter to a later `GET`, which
+    /// this shape has none of) skipped. `None` for anything else, or for
+    /// anything the general path would refuse (a limit, a bad opcode), so
+    /// the general path decides, with the same result as for every other
+    /// pickle.
+    fn flat_dict<'a>(&self, bytes: &'a [u8]) -> Option<Vec<(PickleValue<'a>, PickleValue<'a>)>> {
+        let limits = &self.limits;
+        if limits.max_depth == 0 {
+            return None;
+        }
+        let mut m = Machine {
+            input: bytes,
+            pos: 0,
+            op_at: 0,
+            limits,
+            arena: Vec::new(),
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: Memo::default(),
+        };
+        let mut op = m.byte().ok()?;
+        if op == 0x80 {
+            if m.byte().ok()? > 5 {
+                return None;
+            }
+            op = m.byte().ok()?;
+        }
+        if op == 0x95 {
+            let len = m.u64_le().ok()?;
+            if len > (bytes.len() - m.pos) as u64 {
+                return None;
+            }
+            op = m.byte().ok()?;
+        }
+        let mut memo = 0usize;
+        if op != b'}' || m.skip_memo(&mut memo)? != b'(' {
+            return None;
+        }
+        let mut pairs = Vec::with_capacity(32);
+        let mut total = 0usize;
+        let mut scalar = |m: &mut Machine<'a, '_>, op: u8| -> Option<PickleValue<'a>> {
+            if !SCALAR_OPS[usize::from(op)] {
+                return None;
+            }
+            m.op_at = m.pos - 1;
+            let v = m.scalar(op).ok()?;
+            total = total.saturating_add(v.scalar_size());
+            Some(v)
+        };
+        op = m.byte().ok()?;
+        while op != b'u' {
+            let k = scalar(&mut m, op)?;
+            op = m.skip_memo(&mut memo)?;
+            let v = scalar(&mut m, op)?;
+            pairs.push((k, v));
+            op = m.skip_memo(&mut memo)?;
+        }
+        let fits = m.byte().ok()? == b'.'
+            && memo <= limits.max_memo
+            && total <= limits.max_total_bytes
+            && 2 * pairs.len() < limits.max_elements;
+        fits.then_some(pairs)
+    }
+
+    /// Decodes one pickle, as [`decode`] does.
+    pub fn decode<'a>(&mut self, bytes: &'a [u8]) -> Result<PickleValue<'a>, PickleError> {
+        if bytes.len() > self.limits.max_input {
+            return Err(PickleError::TooLarge {
+                len: bytes.len(),
+                max: self.limits.max_input,
+            });
+        }
+        match self.flat_dict(bytes) {
+            Some(pairs) => Ok(PickleValue::Dict(pairs)),
+            None => self.general(bytes),
+        }
+    }
+
+    /// Any pickle, through the arena.
+    fn general<'a>(&mut self, bytes: &'a [u8]) -> Result<PickleValue<'a>, PickleError> {
+        self.stack.clear();
+        self.marks.clear();
+        self.memo.clear();
+        let mut m = Machine {
+            input: bytes,
+            pos: 0,
+            op_at: 0,
+            limits: &self.limits,
+            arena: recycle(std::mem::take(&mut self.arena)),
+            stack: std::mem::take(&mut self.stack),
+            marks: std::mem::take(&mut self.marks),
+            memo: std::mem::take(&mut self.memo),
+        };
+        let result = m.run().and_then(|root| {
+            let mut b = Builder {
+                arena: &m.arena,
+                limits: &self.limits,
+                offset: m.op_at,
+                on_path: std::mem::take(&mut self.on_path),
+                tasks: std::mem::take(&mut self.tasks),
+                values: recycle(std::mem::take(&mut self.values)),
+            };
+            let value = b.build(root);
+            self.on_path = b.on_path;
+            self.tasks = b.tasks;
+            self.values = recycle(b.values);
+            value
+        });
+        self.arena = recycle(m.arena);
+        self.stack = m.stack;
+        self.marks = m.marks;
+        self.memo = m.memo;
+        result
+    }
+}
