@@ -21,7 +21,7 @@ use logbraid::sink::{rotated_files, RollingFile};
 use logbraid::wire::Dedup;
 use logbraid::{Builder, Compression};
 use logbraid_collector::output::{FileSpec, Output, OutputConfig};
-use logbraid_collector::server::{self, ListenUrl, Server, ServerConfig};
+use logbraid_collector::server::{self, Endpoint, Server, ServerConfig};
 
 use crate::tally::Tally;
 
@@ -137,7 +137,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut listeners = Vec::new();
     let mut shown = Vec::new();
     for u in &urls {
-        let url = ListenUrl::parse(u).map_err(anyhow::Error::msg)?;
+        let url = Endpoint::parse(u)?;
         let (l, s) = runtime.block_on(server::bind(&url))?;
         listeners.push(l);
         shown.push(s);

@@ -55,7 +55,7 @@ use logbraid::layout::LayoutSpec;
 use logbraid::{Compression, Every};
 
 use crate::output::{FileSpec, OutputConfig};
-use crate::server::{ListenUrl, ServerConfig};
+use crate::server::{Endpoint, ServerConfig};
 
 /// The listeners when none is given.
 pub const DEFAULT_LISTEN: [&str; 2] = ["unix:./logbraid.sock", "python-tcp://127.0.0.1:9020"];
@@ -106,7 +106,7 @@ pub struct Raw {
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
     /// Where to listen.
-    pub listen: Vec<ListenUrl>,
+    pub listen: Vec<Endpoint>,
     /// The output stage.
     pub output: OutputConfig,
     /// The listeners' limits.
@@ -295,7 +295,7 @@ impl ServeConfig {
             .value
             .unwrap_or_default()
             .iter()
-            .map(|u| ListenUrl::parse(u).map_err(|e| err(&listen_key, e)))
+            .map(|u| Endpoint::parse(u).map_err(|e| err(&listen_key, e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
 
         let path = pick(flags.file, file.file, "file")

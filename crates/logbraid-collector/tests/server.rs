@@ -15,7 +15,7 @@ use logbraid::wire::{self, BatchEncoder, Dedup, Frame, Hello, Push};
 use logbraid::{Compression, Fields, Level, Record, Source};
 use logbraid_collector::diag::Kind;
 use logbraid_collector::output::{FileSpec, Output, OutputConfig};
-use logbraid_collector::server::{self, ListenUrl, Server, ServerConfig, Stats};
+use logbraid_collector::server::{self, Endpoint, Server, ServerConfig, Stats};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket, UnixStream};
 use tokio::sync::oneshot;
@@ -67,7 +67,7 @@ impl Running {
         let mut listeners = Vec::new();
         let mut urls = Vec::new();
         for url in listen {
-            let (l, shown) = server::bind(&ListenUrl::parse(url).unwrap()).await.unwrap();
+            let (l, shown) = server::bind(&Endpoint::parse(url).unwrap()).await.unwrap();
             listeners.push(l);
             urls.push(shown);
         }
@@ -614,7 +614,7 @@ async fn a_stop_writes_what_open_connections_and_queued_datagrams_already_sent()
 async fn a_unix_socket_path_is_taken_over_only_from_a_collector_that_is_gone() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.sock");
-    let url = ListenUrl::parse(&format!("unix:{}", path.display())).unwrap();
+    let url = Endpoint::parse(&format!("unix:{}", path.display())).unwrap();
 
     // A socket file nobody listens on: what a crashed collector leaves.
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
@@ -631,7 +631,7 @@ async fn a_unix_socket_path_is_taken_over_only_from_a_collector_that_is_gone() {
     // Anything but a socket is never removed.
     let file = dir.path().join("notes.txt");
     std::fs::write(&file, "keep me").unwrap();
-    let e = server::bind(&ListenUrl::parse(&format!("unix:{}", file.display())).unwrap())
+    let e = server::bind(&Endpoint::parse(&format!("unix:{}", file.display())).unwrap())
         .await
         .unwrap_err();
     assert!(e.to_string().contains("is not a socket"), "{e}");

@@ -5,6 +5,7 @@ pub mod bridge;
 pub mod clock;
 pub mod collect;
 pub mod config;
+pub mod endpoint;
 pub mod filter;
 pub mod forward;
 pub mod layout;

@@ -8,8 +8,9 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::collect::{Embedded, EmbeddedOptions, COLLECTOR_ENV};
 use crate::config::{Config, ConfigError};
+use crate::endpoint::{Addr, Endpoint};
 use crate::filter::{Directives, FilterError};
-use crate::forward::{Endpoint, ForwardError, ForwardOptions, ForwardSink};
+use crate::forward::{check_client, ForwardError, ForwardOptions, ForwardSink};
 use crate::layout::LayoutSpec;
 use crate::level::{Level, LevelFilter};
 use crate::options::Overflow;
@@ -435,8 +436,14 @@ impl Builder {
             return None;
         }
         let problem = match Endpoint::parse(&value) {
-            Ok(Endpoint::Unix(p)) if !p.exists() => format!("{} does not exist", p.display()),
-            Ok(ep) => return Some(ep),
+            Ok(Endpoint {
+                addr: Addr::Unix(p),
+                ..
+            }) if !p.exists() => format!("{} does not exist", p.display()),
+            Ok(ep) => match check_client(&ep) {
+                Ok(()) => return Some(ep),
+                Err(e) => e.to_string(),
+            },
             Err(e) => e.to_string(),
         };
         static ONCE: Once = Once::new();

@@ -69,7 +69,7 @@ fn expected(range: std::ops::Range<u64>) -> Vec<String> {
 }
 
 fn options(sock: &Path) -> ForwardOptions {
-    ForwardOptions::new(Endpoint::Unix(sock.to_path_buf()))
+    ForwardOptions::new(Endpoint::unix(sock))
         .backoff(Duration::from_millis(5), Duration::from_millis(50))
 }
 

@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use logbraid::endpoint::{Addr, Endpoint, Protocol};
 use logbraid::wire::{self, Dedup, ErrorCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
@@ -41,102 +42,6 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::diag::{Action, Diagnostics, Kind};
 use crate::output::OutputHandle;
-
-/// What a listener speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
-    /// The native protocol (`PROTOCOL.md`).
-    Native,
-    /// Python's `SocketHandler` pickles over TCP.
-    PythonTcp,
-    /// Python's `DatagramHandler` pickles over UDP.
-    PythonUdp,
-    /// Syslog over TCP (octet counting or newline framing).
-    SyslogTcp,
-    /// Syslog over UDP.
-    SyslogUdp,
-}
-
-/// Where a listener listens.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Addr {
-    /// A Unix socket path.
-    Unix(PathBuf),
-    /// `host:port`.
-    Inet(String),
-}
-
-/// A parsed `--listen` URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListenUrl {
-    /// What it speaks.
-    pub protocol: Protocol,
-    /// Where.
-    pub addr: Addr,
-}
-
-impl ListenUrl {
-    /// Parses `unix:PATH`, `tcp://`, `python-tcp://`, `python-udp://`,
-    /// `syslog-tcp://` or `syslog-udp://` followed by `HOST:PORT`.
-    pub fn parse(url: &str) -> Result<ListenUrl, String> {
-        if let Some(p) = url.strip_prefix("unix:") {
-            if p.is_empty() {
-                return Err(format!("{url:?}: the unix: URL has no path"));
-            }
-            return Ok(ListenUrl {
-                protocol: Protocol::Native,
-                addr: Addr::Unix(PathBuf::from(p)),
-            });
-        }
-        let schemes = [
-            ("tcp://", Protocol::Native),
-            ("python-tcp://", Protocol::PythonTcp),
-            ("python-udp://", Protocol::PythonUdp),
-            ("syslog-tcp://", Protocol::SyslogTcp),
-            ("syslog-udp://", Protocol::SyslogUdp),
-        ];
-        for (scheme, protocol) in schemes {
-            if let Some(hp) = url.strip_prefix(scheme) {
-                let Some((host, port)) = hp.rsplit_once(':') else {
-                    return Err(format!("{url:?}: expected {scheme}HOST:PORT"));
-                };
-                if host.is_empty() {
-                    return Err(format!("{url:?}: no host"));
-                }
-                if port.parse::<u16>().is_err() {
-                    return Err(format!("{url:?}: the port is not a number from 0 to 65535"));
-                }
-                return Ok(ListenUrl {
-                    protocol,
-                    addr: Addr::Inet(hp.to_string()),
-                });
-            }
-        }
-        Err(format!(
-            "{url:?}: unknown scheme; use unix:PATH, tcp://, python-tcp://, python-udp://, syslog-tcp:// or syslog-udp://"
-        ))
-    }
-
-    fn scheme(&self) -> &'static str {
-        match self.protocol {
-            Protocol::Native => "tcp://",
-            Protocol::PythonTcp => "python-tcp://",
-            Protocol::PythonUdp => "python-udp://",
-            Protocol::SyslogTcp => "syslog-tcp://",
-            Protocol::SyslogUdp => "syslog-udp://",
-        }
-    }
-}
-
-impl std::fmt::Display for ListenUrl {
-    /// The URL as given (`unix:PATH`, `tcp://HOST:PORT`, …).
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.addr {
-            Addr::Unix(p) => write!(f, "unix:{}", p.display()),
-            Addr::Inet(hp) => write!(f, "{}{hp}", self.scheme()),
-        }
-    }
-}
 
 /// A bound listener, ready for [`run`].
 #[derive(Debug)]
@@ -157,7 +62,7 @@ pub enum Listener {
 /// crash without help. One that a live collector answers on is an error,
 /// and so is a path that holds anything but a socket: a typo in `--listen`
 /// must not delete a file.
-pub async fn bind(url: &ListenUrl) -> io::Result<(Listener, String)> {
+pub async fn bind(url: &Endpoint) -> io::Result<(Listener, String)> {
     match (&url.addr, url.protocol) {
         (Addr::Unix(p), _) => {
             if let Ok(meta) = std::fs::symlink_metadata(p) {
@@ -182,15 +87,21 @@ pub async fn bind(url: &ListenUrl) -> io::Result<(Listener, String)> {
                 format!("unix:{}", p.display()),
             ))
         }
-        (Addr::Inet(hp), proto @ (Protocol::PythonUdp | Protocol::SyslogUdp)) => {
+        (Addr::Inet(hp), proto) if proto.is_datagram() => {
             let s = UdpSocket::bind(hp.as_str()).await?;
             let a = s.local_addr()?;
-            Ok((Listener::Udp(s, proto), format!("{}{a}", url.scheme())))
+            Ok((
+                Listener::Udp(s, proto),
+                format!("{}{a}", proto.inet_scheme()),
+            ))
         }
         (Addr::Inet(hp), proto) => {
             let l = TcpListener::bind(hp.as_str()).await?;
             let a = l.local_addr()?;
-            Ok((Listener::Tcp(l, proto), format!("{}{a}", url.scheme())))
+            Ok((
+                Listener::Tcp(l, proto),
+                format!("{}{a}", proto.inet_scheme()),
+            ))
         }
     }
 }

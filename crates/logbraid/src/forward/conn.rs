@@ -1,26 +1,17 @@
 //! Where a forwarding client connects, and the stream it gets.
 
-use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::time::Duration;
 
-/// A collector's address: `unix:PATH` or `tcp://HOST:PORT`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Endpoint {
-    /// A Unix stream socket at this path.
-    Unix(PathBuf),
-    /// A TCP address, `host:port`; the host is resolved at each connect.
-    Tcp(String),
-}
+use crate::endpoint::{Addr, Endpoint, Protocol};
 
 /// Why an address, or the options around it, are not usable.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ForwardError {
-    /// The address does not parse.
+    /// The endpoint is not one a client can connect to.
     #[error("invalid collector address {address:?}: {reason}")]
     Address {
         /// What was given.
@@ -36,60 +27,40 @@ pub enum ForwardError {
     Thread(String),
 }
 
-impl Endpoint {
-    /// Parses `unix:PATH` or `tcp://HOST:PORT`.
-    pub fn parse(address: &str) -> Result<Endpoint, ForwardError> {
-        let bad = |reason| ForwardError::Address {
-            address: address.to_string(),
-            reason,
-        };
-        if let Some(path) = address.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err(bad("the unix: address has no path"));
-            }
-            return Ok(Endpoint::Unix(PathBuf::from(path)));
-        }
-        if let Some(hp) = address.strip_prefix("tcp://") {
-            let Some((host, port)) = hp.rsplit_once(':') else {
-                return Err(bad("a tcp:// address needs a port: tcp://HOST:PORT"));
-            };
-            if host.is_empty() {
-                return Err(bad("the tcp:// address has no host"));
-            }
-            match port.parse::<u16>() {
-                Ok(p) if p > 0 => {}
-                _ => return Err(bad("the port is not a number from 1 to 65535")),
-            }
-            return Ok(Endpoint::Tcp(hp.to_string()));
-        }
-        Err(bad("the scheme is not unix: or tcp://"))
+/// Checks that a client can connect to `endpoint`: the native protocol
+/// and, over TCP, a port other than 0.
+pub(crate) fn check_client(endpoint: &Endpoint) -> Result<(), ForwardError> {
+    let bad = |reason| ForwardError::Address {
+        address: endpoint.to_string(),
+        reason,
+    };
+    if endpoint.protocol != Protocol::Native {
+        return Err(bad(
+            "a forwarding client speaks the native protocol: unix:PATH or tcp://HOST:PORT",
+        ));
     }
-
-    pub(crate) fn connect(&self, timeout: Duration) -> io::Result<Stream> {
-        match self {
-            Endpoint::Unix(p) => UnixStream::connect(p).map(Stream::Unix),
-            Endpoint::Tcp(hp) => {
-                let mut last = io::Error::new(io::ErrorKind::NotFound, "no address resolved");
-                for addr in hp.to_socket_addrs()? {
-                    match TcpStream::connect_timeout(&addr, timeout) {
-                        Ok(s) => {
-                            s.set_nodelay(true)?;
-                            return Ok(Stream::Tcp(s));
-                        }
-                        Err(e) => last = e,
-                    }
-                }
-                Err(last)
-            }
-        }
+    if endpoint.port() == Some(0) {
+        return Err(bad("a collector's port cannot be 0"));
     }
+    Ok(())
 }
 
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
-            Endpoint::Tcp(hp) => write!(f, "tcp://{hp}"),
+/// Connects to a native endpoint (checked by [`check_client`]).
+pub(crate) fn connect(endpoint: &Endpoint, timeout: Duration) -> io::Result<Stream> {
+    match &endpoint.addr {
+        Addr::Unix(p) => UnixStream::connect(p).map(Stream::Unix),
+        Addr::Inet(hp) => {
+            let mut last = io::Error::new(io::ErrorKind::NotFound, "no address resolved");
+            for addr in hp.to_socket_addrs()? {
+                match TcpStream::connect_timeout(&addr, timeout) {
+                    Ok(s) => {
+                        s.set_nodelay(true)?;
+                        return Ok(Stream::Tcp(s));
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
         }
     }
 }
@@ -157,29 +128,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn addresses_parse_or_say_what_is_wrong() {
-        assert_eq!(
-            Endpoint::parse("unix:/tmp/a.sock").unwrap(),
-            Endpoint::Unix("/tmp/a.sock".into())
-        );
-        assert_eq!(
-            Endpoint::parse("tcp://127.0.0.1:9000").unwrap(),
-            Endpoint::Tcp("127.0.0.1:9000".into())
-        );
-        assert_eq!(
-            Endpoint::parse("tcp://[::1]:9000").unwrap().to_string(),
-            "tcp://[::1]:9000"
-        );
-        for (bad, why) in [
-            ("udp://h:1", "scheme"),
-            ("tcp://h", "needs a port"),
-            ("tcp://h:0", "port"),
-            ("tcp://h:x", "port"),
-            ("tcp://:9", "no host"),
-            ("unix:", "no path"),
+    fn a_client_needs_the_native_protocol_and_a_port() {
+        assert_eq!(check_client(&Endpoint::unix("/tmp/a.sock")), Ok(()));
+        assert_eq!(check_client(&Endpoint::tcp("[::1]:9000")), Ok(()));
+        for (url, why) in [
+            ("python-tcp://h:9", "native protocol"),
+            ("syslog-udp://h:9", "native protocol"),
+            ("tcp://h:0", "port cannot be 0"),
         ] {
-            let e = Endpoint::parse(bad).unwrap_err().to_string();
-            assert!(e.contains(why) && e.contains(bad), "{bad}: {e}");
+            let e = check_client(&Endpoint::parse(url).unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why) && e.contains(url), "{url}: {e}");
         }
     }
 }

@@ -31,8 +31,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+pub(crate) use conn::check_client;
+pub use conn::ForwardError;
 use conn::Stream;
-pub use conn::{Endpoint, ForwardError};
+
+pub use crate::endpoint::Endpoint;
 
 use crate::record::{Record, Source};
 use crate::report::RateLimit;
@@ -264,6 +267,7 @@ impl ForwardSink {
     /// Starts the I/O thread. The collector need not be up: the thread
     /// connects when the first batch is sealed, and reconnects, on its own.
     pub fn new(options: ForwardOptions) -> Result<ForwardSink, ForwardError> {
+        conn::check_client(&options.endpoint)?;
         let source = Source::current();
         let client_id = options.client_id.clone().unwrap_or_else(|| {
             // Two clients of one process must not share an id either: the
@@ -517,7 +521,7 @@ impl Io {
             if self.stopping() {
                 return;
             }
-            let end = match self.options.endpoint.connect(Duration::from_secs(2)) {
+            let end = match conn::connect(&self.options.endpoint, Duration::from_secs(2)) {
                 Ok(stream) => {
                     self.shared.connects.fetch_add(1, Ordering::Relaxed);
                     self.session(stream, &mut backoff)
