@@ -5,79 +5,21 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use logbraid::wire::Dedup;
-use logbraid_collector::config::{read_file, Raw, ServeConfig, Size};
+use logbraid_collector::config::{ServeConfig, Settings};
 use logbraid_collector::output::Output;
 use logbraid_collector::server::{self, Server};
 
-/// The flags of `logbraid serve`. What `--help` says after them (the
-/// subcommand's one-line summary is in `main.rs`).
+/// The flags of `logbraid serve`: the settings, and a file of them. What
+/// `--help` says after them (the subcommand's one-line summary is in
+/// `main.rs`).
 #[derive(clap::Args, Debug)]
 #[command(after_long_help = AFTER_HELP)]
 pub struct Args {
-    /// Where to listen: unix:PATH, tcp://HOST:PORT (native protocol),
-    /// python-tcp://, python-udp://, syslog-udp://, syslog-tcp://. Repeat
-    /// for several. Default: unix:./logbraid.sock and
-    /// python-tcp://127.0.0.1:9020.
-    #[arg(long = "listen", value_name = "URL")]
-    listen: Vec<String>,
-    /// The log file (default: logs/logbraid.log).
-    #[arg(long)]
-    file: Option<PathBuf>,
-    /// Rotate before the file would grow past this size (e.g. 100MiB).
-    #[arg(long)]
-    max_bytes: Option<String>,
-    /// Rotated files to keep (default: all).
-    #[arg(long)]
-    backup_count: Option<u64>,
-    /// Also rotate every minute, hour, day or week.
-    #[arg(long, value_name = "minutely|hourly|daily|weekly")]
-    rotate: Option<String>,
-    /// Compress rotated files.
-    #[arg(long, value_name = "gzip|zstd")]
-    compress: Option<String>,
-    /// Line format: text, json, or a Python %-style format.
-    #[arg(long)]
-    format: Option<String>,
-    /// Hold records up to this many milliseconds and write them in
-    /// timestamp order across sources.
-    #[arg(long, value_name = "MS")]
-    merge_window: Option<u64>,
-    /// One file per source, e.g. 'logs/{host}/{program}.log'
-    /// (placeholders: host, program, pid, logger).
-    #[arg(long, value_name = "TEMPLATE")]
-    route: Option<String>,
-    /// Native clients must present this token.
-    #[arg(long)]
-    token: Option<String>,
-    /// Longest frame accepted (default 1MiB). Smaller values are refused:
-    /// the native protocol promises clients 1 MiB.
-    #[arg(long, value_name = "BYTES")]
-    max_frame: Option<String>,
-    /// Connections served at once (default 1024).
-    #[arg(long, value_name = "N")]
-    max_connections: Option<u64>,
+    #[command(flatten)]
+    settings: Settings,
     /// A TOML file with the same settings.
     #[arg(long, value_name = "logbraid.toml")]
     config: Option<PathBuf>,
-}
-
-impl Args {
-    fn raw(&self) -> Raw {
-        Raw {
-            listen: self.listen.clone(),
-            file: self.file.clone(),
-            max_bytes: self.max_bytes.clone().map(Size::Text),
-            backup_count: self.backup_count,
-            rotate: self.rotate.clone(),
-            compress: self.compress.clone(),
-            format: self.format.clone(),
-            merge_window: self.merge_window,
-            route: self.route.clone(),
-            token: self.token.clone(),
-            max_frame: self.max_frame.clone().map(Size::Text),
-            max_connections: self.max_connections,
-        }
-    }
 }
 
 const AFTER_HELP: &str = "\
@@ -104,23 +46,19 @@ const USAGE: u8 = 2;
 /// Runs the collector until SIGTERM or SIGINT; the exit code: 0 after a
 /// clean stop, 2 for a bad setting.
 pub fn run(args: &Args) -> anyhow::Result<u8> {
+    // Bad flags were refused by clap (also with exit code 2), each value
+    // checked by its own type; the file's values are checked the same way.
     let file = match &args.config {
-        Some(p) => match read_file(p) {
-            Ok(raw) => raw,
+        Some(p) => match Settings::from_file(p) {
+            Ok(settings) => settings,
             Err(e) => {
                 eprintln!("logbraid serve: {e}");
                 return Ok(USAGE);
             }
         },
-        None => Raw::default(),
+        None => Settings::default(),
     };
-    let config = match ServeConfig::resolve(args.raw(), file) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("logbraid serve: {e}");
-            return Ok(USAGE);
-        }
-    };
+    let config = ServeConfig::new(args.settings.clone().or(file));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

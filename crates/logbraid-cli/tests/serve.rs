@@ -901,16 +901,20 @@ fn toml_values_of_the_wrong_kind_and_bad_flags_exit_2_naming_the_key() {
     for (toml, key) in [
         (
             "backup_count = \"ten\"\n",
-            "backup_count: expected a whole number",
+            "backup_count: expected an integer",
         ),
-        ("merge_window = -5\n", "merge_window: -5 is negative"),
+        (
+            "merge_window = -5\n",
+            "merge_window: -5 is out of range: expected 0 to 60000",
+        ),
         ("max_bytes = true\n", "max_bytes: expected a size"),
         ("listen = 9020\n", "listen: expected a URL"),
         (
             "max_frame = \"64KiB\"\n",
             "max_frame: 65536 is below 1048576",
         ),
-        ("[serve]\nfile = \"x.log\"\n", "serve: unknown key"),
+        ("[serve]\nfile = \"x.log\"\n", "unknown key \"serve\""),
+        ("colour = true\n", "unknown key \"colour\""),
     ] {
         std::fs::write(dir.path().join("bad.toml"), toml).unwrap();
         let (code, err) = run(&["--config", "bad.toml"]);
@@ -924,7 +928,10 @@ fn toml_values_of_the_wrong_kind_and_bad_flags_exit_2_naming_the_key() {
     .unwrap();
     let (code, err) = run(&["--config", "broken.toml"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("broken.toml: line 2"), "{err}");
+    assert!(
+        err.contains("broken.toml: TOML syntax error at line 2"),
+        "{err}"
+    );
     for (args, key) in [
         (&["--max-frame", "1KiB"][..], "--max-frame"),
         (&["--max-connections", "0"][..], "--max-connections"),

@@ -1,11 +1,14 @@
 //! Settings of `logbraid serve`, from flags and a TOML file.
 //!
-//! Every flag has a TOML key of the same name with `_` for `-`, at the top
-//! level of the file (the file configures one collector, so there is no
-//! section to name); a flag given on the command line wins over the file.
-//! Values are checked here, and a bad one is an error naming the flag or
-//! key it came from and the reason; so is a key this module does not know,
-//! since a misspelt setting that is silently ignored is worse than none.
+//! One struct, [`Settings`], holds them: the command line fills it (with
+//! the `clap` feature, through `clap::Args`) and so does the file (through
+//! serde); [`Settings::or`] lets the flags win. Every value is of a type
+//! that checks itself when it is read — the same `FromStr` for a flag and
+//! for a string in the file — so a bad value is reported once, naming the
+//! flag (`--max-bytes`) or the key (`max_bytes`), and [`ServeConfig::new`]
+//! cannot fail. A key this module does not know is an error too, with a
+//! suggestion: a misspelt setting that is silently ignored is worse than
+//! none.
 //!
 //! | key | value | default |
 //! |---|---|---|
@@ -46,13 +49,17 @@
 //! max_connections = 1024
 //! ```
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use logbraid::config::parse_size;
+use logbraid::config::de::{self, Bounded, Size};
+use logbraid::config::ConfigError;
 use logbraid::layout::LayoutSpec;
 use logbraid::{Compression, Every};
+use serde::Deserialize;
 
 use crate::output::{FileSpec, OutputConfig};
 use crate::server::{Endpoint, ServerConfig};
@@ -63,43 +70,180 @@ pub const DEFAULT_LISTEN: [&str; 2] = ["unix:./logbraid.sock", "python-tcp://127
 /// The file when none is given.
 pub const DEFAULT_FILE: &str = "logs/logbraid.log";
 
-/// A bad setting: which flag or key, and why.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {reason}")]
-pub struct SettingError {
-    /// `--max-bytes` for a flag, `max_bytes` for a key of the file, or the
-    /// file's path when it cannot be read or parsed.
-    pub key: String,
-    /// What is wrong.
-    pub reason: String,
-}
+/// Connections served at once when none is given.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
 
-/// A size given as a number of bytes or as text (`"100MiB"`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Size {
-    /// Bytes.
-    Bytes(u64),
-    /// Text for [`parse_size`].
-    Text(String),
-}
-
-/// Settings as given, before they are checked: the flags, or the file.
-/// Each field is the flag or key of the same name.
-#[derive(Clone, Debug, Default)]
-#[allow(missing_docs)]
-pub struct Raw {
-    pub listen: Vec<String>,
+/// The settings of `logbraid serve`: each field is a flag
+/// (`--max-bytes`) and a key of the file (`max_bytes`), `None` (or empty)
+/// when not given.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where to listen: unix:PATH, tcp://HOST:PORT (native protocol),
+    /// python-tcp://, python-udp://, syslog-udp://, syslog-tcp://. Repeat
+    /// for several. Default: unix:./logbraid.sock and
+    /// python-tcp://127.0.0.1:9020.
+    #[cfg_attr(feature = "clap", arg(long = "listen", value_name = "URL"))]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub listen: Vec<Endpoint>,
+    /// The log file (default: logs/logbraid.log).
+    #[cfg_attr(feature = "clap", arg(long))]
+    #[serde(default, deserialize_with = "de::path")]
     pub file: Option<PathBuf>,
+    /// Rotate before the file would grow past this size (e.g. 100MiB).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "SIZE"))]
     pub max_bytes: Option<Size>,
-    pub backup_count: Option<u64>,
-    pub rotate: Option<String>,
-    pub compress: Option<String>,
-    pub format: Option<String>,
-    pub merge_window: Option<u64>,
-    pub route: Option<String>,
+    /// Rotated files to keep (default: all).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub backup_count: Option<Bounded<0, { u32::MAX as u64 }>>,
+    /// Also rotate every minute, hour, day or week.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_name = "minutely|hourly|daily|weekly")
+    )]
+    #[serde(default, deserialize_with = "de::parsed")]
+    pub rotate: Option<Every>,
+    /// Compress rotated files.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "gzip|zstd"))]
+    #[serde(default, deserialize_with = "de::parsed")]
+    pub compress: Option<Compression>,
+    /// Line format: text, json, or a Python %-style format.
+    #[cfg_attr(feature = "clap", arg(long))]
+    #[serde(default, deserialize_with = "de::parsed")]
+    pub format: Option<LayoutSpec>,
+    /// Hold records up to this many milliseconds and write them in
+    /// timestamp order across sources.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "MS"))]
+    pub merge_window: Option<Bounded<0, 60_000>>,
+    /// One file per source, e.g. 'logs/{host}/{program}.log'
+    /// (placeholders: host, program, pid, logger).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "TEMPLATE"))]
+    #[serde(default, deserialize_with = "de::parsed")]
+    pub route: Option<Route>,
+    /// Native clients must present this token.
+    #[cfg_attr(feature = "clap", arg(long))]
     pub token: Option<String>,
-    pub max_frame: Option<Size>,
-    pub max_connections: Option<u64>,
+    /// Longest frame accepted (default 1MiB). Smaller values are refused:
+    /// the native protocol promises clients 1 MiB.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "SIZE"))]
+    pub max_frame: Option<FrameLimit>,
+    /// Connections served at once (default 1024).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub max_connections: Option<Bounded<1, 1_000_000>>,
+}
+
+/// `listen`: one URL or a list of them.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Endpoint>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "expected a URL or a list of URLs")]
+    enum Urls {
+        One(String),
+        Many(Vec<String>),
+    }
+    let urls = match Urls::deserialize(d)? {
+        Urls::One(u) => vec![u],
+        Urls::Many(us) => us,
+    };
+    urls.iter()
+        .map(|u| u.parse().map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// A `--route` template whose placeholders are all known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route(pub String);
+
+impl FromStr for Route {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        crate::output::check_route(s).map(|()| Route(s.to_string()))
+    }
+}
+
+/// A frame limit: a size from 1 MiB (what the native protocol promises
+/// every client) to 1 GiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameLimit(pub usize);
+
+/// Why a size is not a frame limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameLimitError(String);
+
+impl fmt::Display for FrameLimitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FrameLimitError {}
+
+impl TryFrom<Size> for FrameLimit {
+    type Error = FrameLimitError;
+    fn try_from(Size(n): Size) -> Result<Self, Self::Error> {
+        let min = logbraid::wire::DEFAULT_MAX_FRAME as u64;
+        if n < min {
+            return Err(FrameLimitError(format!(
+                "{n} is below {min} bytes, the smallest frame limit the native protocol allows"
+            )));
+        }
+        if n > 1 << 30 {
+            return Err(FrameLimitError(format!("{n} is above the limit of 1 GiB")));
+        }
+        Ok(FrameLimit(n as usize))
+    }
+}
+
+impl FromStr for FrameLimit {
+    type Err = FrameLimitError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let size: Size = s.parse().map_err(|e| FrameLimitError(format!("{e}")))?;
+        size.try_into()
+    }
+}
+
+impl<'de> Deserialize<'de> for FrameLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Size::deserialize(d)?
+            .try_into()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Settings {
+    /// Reads the settings in a TOML file. An unreadable file, a syntax
+    /// error (with its line and column), an unknown key or a bad value is
+    /// an error that names the file and the key.
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        Settings::from_toml_str(&de::read_file(path)?).map_err(|e| e.in_file(path))
+    }
+
+    /// Reads the settings in TOML text: every key at the top level.
+    pub fn from_toml_str(text: &str) -> Result<Settings, ConfigError> {
+        de::read(text, &[("", de::fields_of::<Settings>())])
+    }
+
+    /// These settings, with `other`'s where these have none.
+    pub fn or(self, other: Settings) -> Settings {
+        Settings {
+            listen: if self.listen.is_empty() {
+                other.listen
+            } else {
+                self.listen
+            },
+            file: self.file.or(other.file),
+            max_bytes: self.max_bytes.or(other.max_bytes),
+            backup_count: self.backup_count.or(other.backup_count),
+            rotate: self.rotate.or(other.rotate),
+            compress: self.compress.or(other.compress),
+            format: self.format.or(other.format),
+            merge_window: self.merge_window.or(other.merge_window),
+            route: self.route.or(other.route),
+            token: self.token.or(other.token),
+            max_frame: self.max_frame.or(other.max_frame),
+            max_connections: self.max_connections.or(other.max_connections),
+        }
+    }
 }
 
 /// Everything `logbraid serve` runs with.
@@ -113,293 +257,54 @@ pub struct ServeConfig {
     pub server: ServerConfig,
 }
 
-/// Reads a TOML file of settings. An unreadable file or a syntax error is
-/// reported under the file's path (with the line); a bad or unknown key
-/// under the key's name.
-pub fn read_file(path: &Path) -> Result<Raw, SettingError> {
-    let bad = |reason: String| SettingError {
-        key: path.display().to_string(),
-        reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    Raw::from_toml_str(&text).map_err(|e| match e {
-        TomlError::Syntax(reason) => bad(reason),
-        TomlError::Key(e) => e,
-    })
-}
-
-/// Why a TOML text gave no [`Raw`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TomlError {
-    /// The text is not TOML: what is wrong, and where.
-    Syntax(String),
-    /// A key is unknown or its value is of the wrong kind.
-    Key(SettingError),
-}
-
-/// The keys of the file, in the order of `logbraid serve --help`.
-pub const KEYS: [&str; 12] = [
-    "listen",
-    "file",
-    "max_bytes",
-    "backup_count",
-    "rotate",
-    "compress",
-    "format",
-    "merge_window",
-    "route",
-    "token",
-    "max_frame",
-    "max_connections",
-];
-
-impl Raw {
-    /// Reads settings from TOML text: every key at the top level, each
-    /// checked for its kind of value here (a string where a number belongs
-    /// names the key), the values themselves by [`ServeConfig::resolve`].
-    pub fn from_toml_str(text: &str) -> Result<Raw, TomlError> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            let line = e
-                .span()
-                .map(|r| text[..r.start.min(text.len())].matches('\n').count() + 1);
-            let message = e.message().trim_end().to_string();
-            TomlError::Syntax(match line {
-                Some(l) => format!("line {l}: {message}"),
-                None => message,
-            })
-        })?;
-        let mut raw = Raw::default();
-        for (key, value) in &table {
-            let wrong = |expected: &str| {
-                TomlError::Key(SettingError {
-                    key: key.clone(),
-                    reason: format!("expected {expected}, found {}", describe(value)),
-                })
-            };
-            let text = || {
-                value
-                    .as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| wrong("a string"))
-            };
-            let count = || match value {
-                toml::Value::Integer(n) => u64::try_from(*n).map_err(|_| {
-                    TomlError::Key(SettingError {
-                        key: key.clone(),
-                        reason: format!("{n} is negative"),
-                    })
-                }),
-                _ => Err(wrong("a whole number")),
-            };
-            let size = || match value {
-                toml::Value::String(s) => Ok(Size::Text(s.clone())),
-                toml::Value::Integer(_) => count().map(Size::Bytes),
-                _ => Err(wrong("a size such as \"100MiB\" or a number of bytes")),
-            };
-            match key.as_str() {
-                "listen" => {
-                    raw.listen = match value {
-                        toml::Value::String(s) => vec![s.clone()],
-                        toml::Value::Array(items) => items
-                            .iter()
-                            .map(|v| v.as_str().map(str::to_string))
-                            .collect::<Option<Vec<_>>>()
-                            .ok_or_else(|| wrong("a list of URL strings"))?,
-                        _ => return Err(wrong("a URL or a list of URLs")),
-                    }
-                }
-                "file" => raw.file = Some(PathBuf::from(text()?)),
-                "max_bytes" => raw.max_bytes = Some(size()?),
-                "backup_count" => raw.backup_count = Some(count()?),
-                "rotate" => raw.rotate = Some(text()?),
-                "compress" => raw.compress = Some(text()?),
-                "format" => raw.format = Some(text()?),
-                "merge_window" => raw.merge_window = Some(count()?),
-                "route" => raw.route = Some(text()?),
-                "token" => raw.token = Some(text()?),
-                "max_frame" => raw.max_frame = Some(size()?),
-                "max_connections" => raw.max_connections = Some(count()?),
-                _ => {
-                    return Err(TomlError::Key(SettingError {
-                        key: key.clone(),
-                        reason: format!("unknown key; the keys are {}", KEYS.join(", ")),
-                    }))
-                }
-            }
-        }
-        Ok(raw)
-    }
-}
-
-/// A TOML value's kind and, for scalars, the value, for error messages.
-fn describe(v: &toml::Value) -> String {
-    match v {
-        toml::Value::String(s) => format!("the string {s:?}"),
-        toml::Value::Integer(n) => format!("the number {n}"),
-        toml::Value::Float(f) => format!("the number {f}"),
-        toml::Value::Boolean(b) => format!("{b}"),
-        other => format!("a {}", other.type_str()),
-    }
-}
-
-/// A value with the name it is reported under.
-struct Pick<T> {
-    value: Option<T>,
-    key: String,
-}
-
-fn pick<T>(flag: Option<T>, file: Option<T>, name: &str) -> Pick<T> {
-    match (flag, file) {
-        (Some(v), _) => Pick {
-            value: Some(v),
-            key: format!("--{}", name.replace('_', "-")),
-        },
-        (None, v) => Pick {
-            value: v,
-            key: name.to_string(),
-        },
-    }
-}
-
-fn size(p: Pick<Size>) -> Result<Option<u64>, SettingError> {
-    match p.value {
-        None => Ok(None),
-        Some(Size::Bytes(n)) => Ok(Some(n)),
-        Some(Size::Text(t)) => parse_size(&t).map(Some).map_err(|e| SettingError {
-            key: p.key,
-            reason: e.to_string(),
-        }),
-    }
-}
-
 impl ServeConfig {
-    /// Checks and combines the flags with the file's settings (flags win).
-    pub fn resolve(flags: Raw, file: Raw) -> Result<ServeConfig, SettingError> {
-        let err = |key: &str, reason: String| SettingError {
-            key: key.to_string(),
-            reason,
-        };
-        let listen = if !flags.listen.is_empty() {
-            pick(Some(flags.listen), None, "listen")
-        } else if !file.listen.is_empty() {
-            pick(None, Some(file.listen), "listen")
+    /// The collector `settings` describe, with the defaults for what they
+    /// leave out.
+    pub fn new(s: Settings) -> ServeConfig {
+        let listen = if s.listen.is_empty() {
+            DEFAULT_LISTEN
+                .iter()
+                .map(|u| u.parse().expect("the default URLs parse"))
+                .collect()
         } else {
-            pick(
-                None,
-                Some(DEFAULT_LISTEN.iter().map(|s| s.to_string()).collect()),
-                "listen",
-            )
+            s.listen
         };
-        let listen_key = listen.key.clone();
-        let listen = listen
-            .value
-            .unwrap_or_default()
-            .iter()
-            .map(|u| Endpoint::parse(u).map_err(|e| err(&listen_key, e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let path = pick(flags.file, file.file, "file")
-            .value
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
-        let max_bytes = size(pick(flags.max_bytes, file.max_bytes, "max_bytes"))?.unwrap_or(0);
-        let backup = pick(flags.backup_count, file.backup_count, "backup_count");
-        let backup_count = match backup.value {
-            Some(n) => {
-                usize::try_from(n).map_err(|_| err(&backup.key, format!("{n} is too large")))?
-            }
-            None => 0,
-        };
-        let rotate = pick(flags.rotate, file.rotate, "rotate");
-        let every = match &rotate.value {
-            Some(r) => Some(
-                r.parse::<Every>()
-                    .map_err(|e| err(&rotate.key, e.to_string()))?,
-            ),
-            None => None,
-        };
-        let compress = pick(flags.compress, file.compress, "compress");
-        let compression = match &compress.value {
-            Some(c) => c
-                .parse::<Compression>()
-                .map_err(|e| err(&compress.key, e.to_string()))?,
-            None => Compression::None,
-        };
-        let format = pick(flags.format, file.format, "format");
-        let layout = LayoutSpec::parse(format.value.as_deref().unwrap_or("text"), None)
-            .map_err(|e| err(&format.key, e.to_string()))?;
-        let merge = pick(flags.merge_window, file.merge_window, "merge_window");
-        let merge_window = match merge.value {
-            Some(0) | None => None,
-            Some(ms) if ms > 60_000 => {
-                return Err(err(
-                    &merge.key,
-                    format!("{ms} ms is above the limit of 60000"),
-                ))
-            }
-            Some(ms) => Some(Duration::from_millis(ms)),
-        };
-        let route = pick(flags.route, file.route, "route");
-        if let Some(r) = &route.value {
-            crate::output::check_route(r).map_err(|e| err(&route.key, e))?;
-        }
-        let token = pick(flags.token, file.token, "token").value;
-        let mf = pick(flags.max_frame, file.max_frame, "max_frame");
-        let mf_key = mf.key.clone();
-        let max_frame = match size(mf)? {
-            None => logbraid::wire::DEFAULT_MAX_FRAME,
-            Some(n) if n < logbraid::wire::DEFAULT_MAX_FRAME as u64 => {
-                return Err(err(
-                    &mf_key,
-                    format!("{n} is below 1048576 bytes, the smallest frame limit the native protocol allows"),
-                ))
-            }
-            Some(n) if n > 1 << 30 => {
-                return Err(err(&mf_key, format!("{n} is above the limit of 1 GiB")))
-            }
-            Some(n) => n as usize,
-        };
-        let mc = pick(
-            flags.max_connections,
-            file.max_connections,
-            "max_connections",
-        );
-        let max_connections = match mc.value {
-            Some(0) => return Err(err(&mc.key, "must be at least 1".to_string())),
-            Some(n) if n > 1_000_000 => {
-                return Err(err(&mc.key, format!("{n} is above the limit of 1000000")))
-            }
-            Some(n) => n as usize,
-            None => 1024,
-        };
+        let path = s.file.unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
         // Hidden, and not named like a backup of the log file.
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "logbraid.log".to_string());
         let state = path.with_file_name(format!(".{name}.state"));
-        Ok(ServeConfig {
+        ServeConfig {
             listen,
             output: OutputConfig {
                 file: FileSpec {
                     path,
-                    layout,
-                    max_bytes,
-                    backup_count,
-                    every,
-                    compression,
+                    layout: s.format.unwrap_or(LayoutSpec::Text),
+                    max_bytes: s.max_bytes.map_or(0, |b| b.0),
+                    backup_count: s.backup_count.map_or(0, |n| n.0 as usize),
+                    every: s.rotate,
+                    compression: s.compress.unwrap_or(Compression::None),
                 },
-                route: route.value,
-                merge_window,
+                route: s.route.map(|r| r.0),
+                merge_window: s
+                    .merge_window
+                    .map(|ms| Duration::from_millis(ms.0))
+                    .filter(|d| !d.is_zero()),
                 max_pending_bytes: 32 << 20,
                 state_path: Some(state),
             },
             server: ServerConfig {
-                token: token.map(|t| Arc::from(t.into_bytes())),
-                max_frame,
-                max_connections,
+                token: s.token.map(|t| Arc::from(t.into_bytes())),
+                max_frame: s
+                    .max_frame
+                    .map_or(logbraid::wire::DEFAULT_MAX_FRAME, |f| f.0),
+                max_connections: s.max_connections.map_or(DEFAULT_MAX_CONNECTIONS, |n| n.0)
+                    as usize,
                 ..ServerConfig::default()
             },
-        })
+        }
     }
 }
 
@@ -407,76 +312,100 @@ impl ServeConfig {
 mod tests {
     use super::*;
 
-    #[test]
-    fn flags_win_and_bad_values_name_their_key() {
-        let file =
-            Raw::from_toml_str("max_bytes = \"2MiB\"\nbackup_count = 3\nrotate = \"hourly\"")
-                .unwrap();
-        let flags = Raw {
-            max_bytes: Some(Size::Text("1KiB".into())),
-            ..Raw::default()
-        };
-        let c = ServeConfig::resolve(flags, file.clone()).unwrap();
-        assert_eq!(c.output.file.max_bytes, 1024);
-        assert_eq!(c.output.file.backup_count, 3);
-        assert_eq!(c.listen.len(), 2);
-
-        let bad = Raw {
-            max_bytes: Some(Size::Text("12 parsecs".into())),
-            ..Raw::default()
-        };
-        let e = ServeConfig::resolve(bad, Raw::default()).unwrap_err();
-        assert_eq!(e.key, "--max-bytes");
-        let bad_file = Raw::from_toml_str("rotate = \"fortnightly\"").unwrap();
-        let e = ServeConfig::resolve(Raw::default(), bad_file).unwrap_err();
-        assert_eq!(e.key, "rotate");
-        let e = ServeConfig::resolve(
-            Raw {
-                max_frame: Some(Size::Bytes(10)),
-                ..Raw::default()
-            },
-            Raw::default(),
-        )
-        .unwrap_err();
-        assert_eq!(e.key, "--max-frame");
+    fn err(text: &str) -> String {
+        Settings::from_toml_str(text).unwrap_err().to_string()
     }
 
     #[test]
-    fn toml_values_of_the_wrong_kind_and_unknown_keys_name_the_key() {
-        let key = |text: &str| match Raw::from_toml_str(text) {
-            Err(TomlError::Key(e)) => (e.key, e.reason),
-            other => panic!("{text}: {other:?}"),
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let file =
+            Settings::from_toml_str("max_bytes = \"2MiB\"\nbackup_count = 3\nrotate = \"hourly\"")
+                .unwrap();
+        let flags = Settings {
+            max_bytes: Some("1KiB".parse().unwrap()),
+            ..Settings::default()
         };
+        let c = ServeConfig::new(flags.or(file));
+        assert_eq!(c.output.file.max_bytes, 1024);
+        assert_eq!(c.output.file.backup_count, 3);
+        assert_eq!(c.output.file.every, Some(Every::Hourly));
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.server.max_connections, 1024);
+        assert_eq!(c.output.file.path, PathBuf::from(DEFAULT_FILE));
         assert_eq!(
-            key("backup_count = \"ten\""),
-            (
-                "backup_count".to_string(),
-                "expected a whole number, found the string \"ten\"".to_string()
-            )
+            c.output.state_path,
+            Some(PathBuf::from("logs/.logbraid.log.state"))
         );
-        assert_eq!(key("merge_window = -5").1, "-5 is negative");
-        assert_eq!(key("max_bytes = true").0, "max_bytes");
-        assert_eq!(key("listen = [\"tcp://h:1\", 2]").0, "listen");
-        let (k, why) = key("colour = 1");
-        assert_eq!(k, "colour");
+    }
+
+    #[test]
+    fn values_check_themselves_the_same_from_text_and_toml() {
+        assert_eq!(
+            "64KiB".parse::<FrameLimit>().unwrap_err().to_string(),
+            "65536 is below 1048576 bytes, the smallest frame limit the native protocol allows"
+        );
+        assert_eq!(
+            err("max_frame = \"64KiB\""),
+            "max_frame: 65536 is below 1048576 bytes, the smallest frame limit the native \
+             protocol allows"
+        );
+        assert_eq!(
+            err("max_frame = 2147483648"),
+            "max_frame: 2147483648 is above the limit of 1 GiB"
+        );
+        assert_eq!("2MiB".parse::<FrameLimit>(), Ok(FrameLimit(2 << 20)));
+        assert!("logs/{hots}.log"
+            .parse::<Route>()
+            .unwrap_err()
+            .contains("{hots}"));
+        assert!(err("route = \"logs/{hots}.log\"").starts_with("route: "));
+        assert_eq!(
+            err("backup_count = \"ten\""),
+            "backup_count: expected an integer, found string \"ten\""
+        );
+        assert_eq!(
+            err("merge_window = -5"),
+            "merge_window: -5 is out of range: expected 0 to 60000"
+        );
+        assert_eq!(
+            err("max_connections = 0"),
+            "max_connections: 0 is out of range: expected 1 to 1000000"
+        );
+        assert!(err("max_bytes = true").starts_with("max_bytes: expected a size"));
+        assert_eq!(
+            err("listen = 9020"),
+            "listen: expected a URL or a list of URLs"
+        );
         assert!(
-            why.starts_with("unknown key; the keys are listen, file,"),
-            "{why}"
+            err("listen = [\"tcp://h:1\", \"ftp://h:2\"]").contains("unknown scheme"),
+            "{}",
+            err("listen = [\"tcp://h:1\", \"ftp://h:2\"]")
         );
-        // Sections are not settings either.
-        assert_eq!(key("[serve]\nfile = \"x\"").0, "serve");
-        match Raw::from_toml_str("file = \"a\"\nmax_bytes = = 3") {
-            Err(TomlError::Syntax(why)) => assert!(why.starts_with("line 2: "), "{why}"),
-            other => panic!("{other:?}"),
-        }
-        // Both spellings of a size, and a single URL.
-        let raw = Raw::from_toml_str(
-            "max_bytes = 2048\nmax_frame = \"2MiB\"\nlisten = \"tcp://127.0.0.1:0\"",
-        )
-        .unwrap();
-        let c = ServeConfig::resolve(Raw::default(), raw).unwrap();
-        assert_eq!(c.output.file.max_bytes, 2048);
-        assert_eq!(c.server.max_frame, 2 << 20);
-        assert_eq!(c.listen.len(), 1);
+        assert_eq!(
+            err("format = \"%(nosuch)q\"").split(':').next(),
+            Some("format")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_sections_are_named_with_a_suggestion() {
+        assert_eq!(
+            err("max_byte = 1"),
+            "unknown key \"max_byte\"; did you mean \"max_bytes\"?"
+        );
+        assert_eq!(err("[serve]\nfile = \"x\""), "unknown key \"serve\"");
+        let e = Settings::from_toml_str("file = \"a\"\nmax_bytes = = 3").unwrap_err();
+        assert_eq!(e.line_column().map(|(l, _)| l), Some(2));
+    }
+
+    #[test]
+    fn one_url_or_a_list() {
+        let s = Settings::from_toml_str("listen = \"tcp://127.0.0.1:0\"").unwrap();
+        assert_eq!(s.listen, [Endpoint::tcp("127.0.0.1:0")]);
+        let s =
+            Settings::from_toml_str("listen = [\"unix:a.sock\", \"syslog-udp://h:0\"]").unwrap();
+        assert_eq!(s.listen.len(), 2);
+        let c = ServeConfig::new(s);
+        assert_eq!(c.listen[0], Endpoint::unix("a.sock"));
     }
 }

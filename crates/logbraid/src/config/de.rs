@@ -16,7 +16,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -38,6 +38,12 @@ pub fn read<T: DeserializeOwned>(text: &str, tables: &[Table]) -> Result<T, Conf
     toml::Table::from_str(text).map_err(|e| ConfigError::syntax(text, &e))?;
     serde_path_to_error::deserialize(toml::Deserializer::new(text))
         .map_err(|e| value_error(e, tables))
+}
+
+/// The text of a settings file; an error that names the file when it
+/// cannot be read.
+pub fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))
 }
 
 fn value_error(e: serde_path_to_error::Error<toml::de::Error>, tables: &[Table]) -> ConfigError {

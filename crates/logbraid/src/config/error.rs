@@ -74,6 +74,25 @@ impl ConfigError {
         }
     }
 
+    /// The file `path` could not be read.
+    pub(super) fn io(path: &Path, e: io::Error) -> Self {
+        ConfigError {
+            key: None,
+            reason: format!("cannot read the file: {e}"),
+            kind: Kind::Io,
+            file: Some(path.to_path_buf()),
+            source: Some(e),
+        }
+    }
+
+    /// The same error, said of the configuration file `path`.
+    pub fn in_file(self, path: &Path) -> Self {
+        ConfigError {
+            file: Some(path.to_path_buf()),
+            ..self
+        }
+    }
+
     /// For a TOML syntax error, where it is: line and column, from 1.
     pub fn line_column(&self) -> Option<(usize, usize)> {
         match self.kind {

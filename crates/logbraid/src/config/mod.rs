@@ -83,7 +83,6 @@ use serde::Deserialize;
 
 pub use de::{Bounded, Seconds, Size};
 pub use error::ConfigError;
-use error::Kind;
 pub use units::{parse_duration, parse_size, ParseDurationError, ParseSizeError};
 
 use crate::filter::{Directives, LEVEL_ENV, RUST_LOG_ENV};
@@ -379,17 +378,7 @@ impl Config {
     /// Reads a configuration file. Errors carry the file's path.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            key: None,
-            reason: format!("cannot read the file: {e}"),
-            kind: Kind::Io,
-            file: Some(path.to_path_buf()),
-            source: Some(e),
-        })?;
-        Config::from_toml_str(&text).map_err(|e| ConfigError {
-            file: Some(path.to_path_buf()),
-            ..e
-        })
+        Config::from_toml_str(&de::read_file(path)?).map_err(|e| e.in_file(path))
     }
 
     /// Lets the environment override `level`: `LOGBRAID_LEVEL`, or
