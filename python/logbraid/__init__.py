@@ -35,7 +35,6 @@ __all__ = [
 
 _ENV = _logbraid.COLLECTOR_ENV
 _LEVEL_ENV = "LOGBRAID_PYTHON_LEVEL"
-_OVERFLOWS = ("block", "drop_newest", "drop_oldest")
 
 # Every pipeline of this process, to flush before a fork and rebuild after.
 _pipelines: "list[_logbraid.Pipeline]" = []
@@ -90,8 +89,6 @@ def _pipeline(
     ):
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise TypeError(f"{name}: unexpected type {type(value).__name__}")
-    if overflow not in _OVERFLOWS:
-        raise ValueError(f"overflow: {overflow!r} is not one of {', '.join(_OVERFLOWS)}")
     p = _logbraid.Pipeline(
         file=os.fspath(file) if file is not None else None,
         console=console,

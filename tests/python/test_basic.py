@@ -380,4 +380,7 @@ def test_weekday_out_of_range_is_refused(run):
         "import logbraid\nlogbraid.basicConfig(file='x.log', when='W7')\n",
         check=False,
     )
-    assert "ValueError: when: \"W7\": a weekday is W0 (Monday) to W6 (Sunday)" in p.stderr
+    assert (
+        'ValueError: when: "W7" is not one of: M, H, D, midnight, W0 (Monday) to W6 (Sunday),'
+        in p.stderr
+    ), p.stderr

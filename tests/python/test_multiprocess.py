@@ -154,7 +154,9 @@ def test_python_m_logbraid_serve_takes_the_flags_of_logbraid_serve(tmp_path):
 
     bad = cli("serve", "--max-bytes", "12 parsecs")
     assert bad.returncode == 2
-    assert bad.stderr.startswith('logbraid serve: --max-bytes: "12 parsecs" is not a size')
+    assert bad.stderr.startswith(
+        "error: invalid value '12 parsecs' for '--max-bytes <SIZE>': \"12 parsecs\" is not a size"
+    ), bad.stderr
     unknown = cli("serve", "--bogus")
     assert unknown.returncode == 2 and "'--bogus'" in unknown.stderr
     assert cli("frobnicate").returncode == 2

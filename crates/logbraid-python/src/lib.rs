@@ -16,11 +16,11 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use logbraid::collect::{Embedded, EmbeddedOptions};
-use logbraid::forward::{Endpoint, ForwardOptions};
+use logbraid::config::{self, Config, ConfigError, ConsoleConfig, FileConfig};
+use logbraid::endpoint::Endpoint;
 use logbraid::layout::{Layout, LayoutSpec};
-use logbraid::sink::{Console, RollingFile};
 use logbraid::{
-    Builder, Callsite, Compression, Every, FieldsBuf, Guard, Level, Overflow, Value, Weekday,
+    Builder, Callsite, Compression, FieldsBuf, Guard, Level, Mode, Value, Weekday, When,
 };
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -32,23 +32,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// What a pipeline was built from, kept so that a forked child can build
 /// its own (forwarding to the parent) and `shutdown` can be undone by
-/// nobody.
+/// nobody: the core's settings, made from the keywords, and the one layout
+/// every sink starts with.
 #[derive(Clone, Debug)]
 struct Spec {
-    file: Option<String>,
-    console: bool,
+    config: Config,
     layout: LayoutSpec,
-    max_bytes: u64,
-    backup_count: usize,
-    /// The time trigger, and the day weekly rotation starts on.
-    every: Option<(Every, Weekday)>,
-    compression: Compression,
-    forward: Option<String>,
-    queue_bytes: Option<usize>,
-    overflow: Overflow,
-    sync: bool,
-    /// SIGTERM, SIGINT and SIGHUP at their default action flush first.
-    signals: bool,
 }
 
 struct Live {
@@ -122,88 +111,48 @@ fn bad(param: &str, why: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(format!("{param}: {why}"))
 }
 
-/// `when=`: Python's `TimedRotatingFileHandler` spellings (`"W0"` Monday
-/// … `"W6"` Sunday; `"midnight"` is one of the core's own words), then
-/// ours (`"weekly"` starts on Monday).
-fn parse_every(when: &str) -> PyResult<(Every, Weekday)> {
-    let w = when.trim();
-    let upper = w.to_ascii_uppercase();
-    if let Some(day) = upper.strip_prefix('W').and_then(|d| d.parse::<u8>().ok()) {
-        return Weekday::from_days_from_monday(day)
-            .map(|day| (Every::Weekly, day))
-            .ok_or_else(|| {
-                bad(
-                    "when",
-                    format!("{w:?}: a weekday is W0 (Monday) to W6 (Sunday)"),
-                )
-            });
-    }
-    let mapped = match upper.as_str() {
-        "M" => "minutely",
-        "H" => "hourly",
-        "D" => "daily",
-        _ => w,
+/// A keyword's value read by the core type's own parser; its error is
+/// named by the keyword.
+fn word<T: std::str::FromStr>(param: &str, v: Option<&str>) -> PyResult<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    v.map(|v| v.parse().map_err(|e| bad(param, e))).transpose()
+}
+
+/// A core settings error, named by the keyword it came from.
+fn config_error(e: ConfigError) -> PyErr {
+    let key = match e.key.as_deref() {
+        Some("file.path") => "file",
+        Some("queue_bytes") => "queue_size",
+        Some(k) => k,
+        None => return PyValueError::new_err(e.to_string()),
     };
-    let every = mapped.parse::<Every>().map_err(|e| bad("when", e))?;
-    Ok((every, Weekday::Monday))
+    bad(key, e.reason)
 }
 
 impl Spec {
+    /// Starts the pipeline: forwarding to `forward_to` (a forked child's
+    /// parent) when given, else as the keywords said.
     fn build(&self, forward_to: Option<&str>, children: bool) -> PyResult<Live> {
+        let mut config = self.config.clone();
+        if let Some(addr) = forward_to {
+            config.forward = Some(Endpoint::parse(addr).map_err(|e| bad("forward", e))?);
+        }
+        // In a child of a configured process the core forwards to the
+        // parent's collector instead of opening the files.
+        config.children = Some(children);
         let mut switches = Switches::default();
-        let mut b = Builder::new()
-            .level("trace")
-            .on_full_wait(cpython::wait_without_gil);
-        if self.sync {
-            b = b.mode(logbraid::Mode::Sync);
-        }
-        b = b.signals(self.signals);
-        if let Some(q) = self.queue_bytes {
-            b = b.queue_bytes(q);
-        }
-        b = b.overflow(self.overflow);
-        let target = forward_to.map(str::to_string).or(self.forward.clone());
-        match &target {
-            Some(addr) => {
-                let ep = Endpoint::parse(addr).map_err(|e| bad("forward", e))?;
-                b = b
-                    .inherit_collector(false)
-                    .children(false)
-                    .forward(ForwardOptions::new(ep))
-                    .map_err(|e| bad("forward", e))?;
-            }
-            None => {
-                // In a child of a configured process this forwards to the
-                // parent's collector instead of opening the files.
-                b = b.children(children);
-                if let Some(path) = &self.file {
-                    let mut f = RollingFile::builder(path)
-                        .layout(switches.add(&self.layout, false))
-                        .compression(self.compression);
-                    if self.max_bytes > 0 {
-                        f = f.max_bytes(self.max_bytes);
-                    }
-                    if self.backup_count > 0 {
-                        f = f.backup_count(self.backup_count);
-                    }
-                    if let Some((e, day)) = self.every {
-                        f = f.every(e).week_starts(day);
-                    }
-                    b = b.file(f).map_err(|e| bad("file", e))?;
-                }
-                if self.console || self.file.is_none() {
-                    let console = Console::stderr();
-                    let color = console.wants_color();
-                    b = b.console(console.layout(switches.add(&self.layout, color)));
-                }
-            }
-        }
-        let (logger, guard) = b
-            .build()
-            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        let (logger, guard) =
+            Builder::from_config_with(&config, &mut |spec, color| switches.add(spec, color))
+                .map_err(config_error)?
+                .on_full_wait(cpython::wait_without_gil)
+                .build()
+                .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         let mut own_collector = None;
-        let mut upstream = target.clone().or_else(|| logger.collector_address());
-        if upstream.is_none() && children && self.file.is_some() {
+        let target = config.forward.as_ref().map(ToString::to_string);
+        let mut upstream = target.or_else(|| logger.collector_address());
+        if upstream.is_none() && children && config.file.is_some() {
             // Another pipeline of this process already serves the exported
             // address: this one gets a collector of its own, so that a
             // forked child's records still reach this pipeline's file.
@@ -367,39 +316,47 @@ impl Pipeline {
             }
             (false, None) => LayoutSpec::Text,
         };
-        if max_bytes < 0 {
-            return Err(bad("max_bytes", "must be 0 (no size limit) or more"));
-        }
-        if backup_count < 0 {
-            return Err(bad("backup_count", "must be 0 or more"));
-        }
-        let queue_bytes = match queue_size {
-            None => None,
-            Some(q) if q >= 4096 => Some(q as usize),
-            Some(q) => {
-                return Err(bad(
-                    "queue_size",
-                    format!("{q} bytes is below the minimum of 4096"),
-                ))
-            }
+        let (format, datefmt) = layout.words();
+        let when: Option<When> = word("when", when.as_deref())?;
+        let compress: Option<Compression> = word("compress", compress.as_deref())?;
+        let count = |param: &str, n: i64| {
+            u64::try_from(n).map_err(|_| bad(param, format!("{n}: must be 0 (no limit) or more")))
         };
-        let spec = Spec {
-            file,
-            console,
-            layout,
-            max_bytes: max_bytes as u64,
-            backup_count: backup_count as usize,
-            every: when.as_deref().map(parse_every).transpose()?,
-            compression: match compress.as_deref() {
-                None => Compression::None,
-                Some(c) => c.parse().map_err(|e| bad("compress", e))?,
+        let max_bytes = count("max_bytes", max_bytes)?;
+        let backup_count = count("backup_count", backup_count)?;
+        let file = file.map(|path| FileConfig {
+            format: format.clone(),
+            datefmt: datefmt.clone(),
+            max_bytes: Some(max_bytes).filter(|&n| n > 0),
+            backup_count: Some(backup_count.min(u64::from(u32::MAX)) as u32).filter(|&n| n > 0),
+            rotate: when.map(|w| w.every),
+            week_starts: when.map_or(Weekday::Monday, |w| w.week_starts),
+            compress: compress.unwrap_or(Compression::None),
+            ..FileConfig::new(path)
+        });
+        let config = Config {
+            level: "trace".parse().expect("a level"),
+            mode: if sync { Mode::Sync } else { Mode::NonBlocking },
+            queue_bytes: match queue_size {
+                Some(q) => usize::try_from(q).unwrap_or(0),
+                None => config::DEFAULT_QUEUE_BYTES,
             },
-            forward,
-            queue_bytes,
-            overflow: overflow.parse().map_err(|e| bad("overflow", e))?,
-            sync,
+            overflow: word("overflow", Some(overflow))?.unwrap_or_default(),
+            flush_sync: false,
             signals,
-        };
+            children: Some(children),
+            forward: word("forward", forward.as_deref())?,
+            console: ConsoleConfig {
+                enabled: console || file.is_none(),
+                format,
+                datefmt,
+                ..ConsoleConfig::default()
+            },
+            file,
+        }
+        .checked()
+        .map_err(config_error)?;
+        let spec = Spec { config, layout };
         let live = spec.build(None, children)?;
         Ok(Pipeline {
             spec,

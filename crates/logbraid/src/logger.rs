@@ -11,7 +11,7 @@ use crate::config::{Config, ConfigError};
 use crate::endpoint::{Addr, Endpoint};
 use crate::filter::{Directives, FilterError};
 use crate::forward::{check_client, ForwardError, ForwardOptions, ForwardSink};
-use crate::layout::LayoutSpec;
+use crate::layout::{Layout, LayoutSpec};
 use crate::level::{Level, LevelFilter};
 use crate::options::Overflow;
 use crate::pipeline::{self, Callsite, Mode, Settings, Shared, SinkSet, Stats, WaitHook};
@@ -367,22 +367,13 @@ impl Builder {
     /// Adds the console, with the coloured text layout unless it was given
     /// a layout.
     pub fn console(self, console: Console) -> Self {
-        self.console_with(console, None, LevelFilter::TRACE)
-    }
-
-    fn console_with(
-        self,
-        console: Console,
-        layout: Option<&LayoutSpec>,
-        level: LevelFilter,
-    ) -> Self {
-        let color = console.wants_color();
-        let console = match layout {
-            Some(spec) => console.layout(spec.build(color)),
-            None if !console.has_layout() => console.layout(LayoutSpec::Text.build(color)),
-            None => console,
+        let console = if console.has_layout() {
+            console
+        } else {
+            let color = console.wants_color();
+            console.layout(LayoutSpec::Text.build(color))
         };
-        self.sink_with_level(console, level)
+        self.sink(console)
     }
 
     /// Adds a rotating file. Opening it can fail: the error surfaces here,
@@ -460,32 +451,59 @@ impl Builder {
     /// A builder set up from a configuration file's contents (see
     /// [`crate::config`]). Every bad value is reported naming its key.
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        Builder::from_config_with(config, &mut |spec, color| spec.build(color))
+    }
+
+    /// [`Builder::from_config`], with each sink's layout made by `layout`
+    /// from its spec and whether that sink is in colour: for a program that
+    /// keeps its layouts replaceable (the Python binding's `setFormatter`).
+    pub fn from_config_with(
+        config: &Config,
+        layout: &mut dyn FnMut(&LayoutSpec, bool) -> Box<dyn Layout>,
+    ) -> Result<Self, ConfigError> {
+        let config = config.clone().checked()?;
+        let key =
+            |k: &str, e: &dyn fmt::Display| ConfigError::new(Some(k.to_string()), e.to_string());
         let mut b = Builder::new()
             .level(config.level.to_string())
             .mode(config.mode)
             .queue_bytes(config.queue_bytes)
             .overflow(config.overflow)
-            .flush_sync(config.flush_sync);
-        let spec = |key: &str, format: &str, datefmt: Option<&str>| {
-            LayoutSpec::parse(format, datefmt)
-                .map_err(|e| ConfigError::new(Some(key.to_string()), e.to_string()))
+            .flush_sync(config.flush_sync)
+            .signals(config.signals);
+        if let Some(endpoint) = config.forward {
+            // Everything goes to the collector: no local sinks, and the
+            // collector is the one children reach too.
+            return b
+                .inherit_collector(false)
+                .children(false)
+                .forward(ForwardOptions::new(endpoint))
+                .map_err(|e| key("forward", &e));
+        }
+        if let Some(yes) = config.children {
+            b = b.children(yes);
+        }
+        let spec = |k: &str, format: &str, datefmt: Option<&str>| {
+            LayoutSpec::parse(format, datefmt).map_err(|e| key(k, &e))
         };
         if config.console.enabled {
             let c = &config.console;
-            let layout = spec("console.format", &c.format, c.datefmt.as_deref())?;
+            let spec = spec("console.format", &c.format, c.datefmt.as_deref())?;
             let console = Console::new(c.stream).color(c.color);
-            b = b.console_with(console, Some(&layout), LevelFilter::TRACE);
+            let color = console.wants_color();
+            b = b.sink(console.layout(layout(&spec, color)));
         }
         if config.file.is_some() {
             b.has_file = true;
         }
         if let Some(f) = config.file.as_ref().filter(|_| b.inherited().is_none()) {
-            let layout = spec("file.format", &f.format, f.datefmt.as_deref())?;
+            let spec = spec("file.format", &f.format, f.datefmt.as_deref())?;
             let mut fb = RollingFile::builder(&f.path)
-                .layout(layout.build(false))
+                .layout(layout(&spec, false))
                 .naming(f.naming)
                 .compression(f.compress)
-                .local_time(f.local_time);
+                .local_time(f.local_time)
+                .week_starts(f.week_starts);
             if let Some(n) = f.max_bytes {
                 fb = fb.max_bytes(n);
             }
@@ -501,10 +519,7 @@ impl Builder {
             if let Some(n) = f.max_total_bytes {
                 fb = fb.max_total_bytes(n);
             }
-            let sink = fb
-                .build()
-                .map_err(|e| ConfigError::new(Some("file.path".to_string()), e.to_string()))?;
-            b = b.sink(sink);
+            b = b.sink(fb.build().map_err(|e| key("file.path", &e))?);
         }
         Ok(b)
     }

@@ -186,6 +186,61 @@ impl Default for Weekday {
     }
 }
 
+/// A rotation period as Python's `TimedRotatingFileHandler` writes `when`
+/// — `"M"`, `"H"`, `"D"`, `"midnight"`, `"W0"` (Monday) … `"W6"` (Sunday),
+/// any case — or as one of [`Every`]'s words (`"weekly"` starts on Monday).
+///
+/// ```
+/// use logbraid::{Every, When, Weekday};
+/// let w: When = "W6".parse().unwrap();
+/// assert_eq!((w.every, w.week_starts), (Every::Weekly, Weekday::Sunday));
+/// assert!("W7".parse::<When>().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct When {
+    /// The period.
+    pub every: Every,
+    /// The day a weekly period starts on.
+    pub week_starts: Weekday,
+}
+
+impl FromStr for When {
+    type Err = ParseOptionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let w = s.trim();
+        let upper = w.to_ascii_uppercase();
+        let weekly = |day| When {
+            every: Every::Weekly,
+            week_starts: day,
+        };
+        if let Some(day) = upper.strip_prefix('W').and_then(|d| d.parse::<u8>().ok()) {
+            return Weekday::from_days_from_monday(day)
+                .map(weekly)
+                .ok_or_else(|| ParseOptionError {
+                    value: w.to_string(),
+                    choices: WHEN_CHOICES,
+                });
+        }
+        let every = match upper.as_str() {
+            "M" => Every::Minutely,
+            "H" => Every::Hourly,
+            "D" => Every::Daily,
+            _ => w.parse::<Every>().map_err(|e| ParseOptionError {
+                choices: WHEN_CHOICES,
+                ..e
+            })?,
+        };
+        Ok(When {
+            every,
+            week_starts: Weekday::Monday,
+        })
+    }
+}
+
+const WHEN_CHOICES: &str =
+    "M, H, D, midnight, W0 (Monday) to W6 (Sunday), minutely, hourly, daily, weekly";
+
 word_enum! {
     /// How rotated files are named.
     Naming {
@@ -234,6 +289,16 @@ mod tests {
         assert_eq!("drop_oldest".parse::<Overflow>(), Ok(Overflow::DropOldest));
         assert_eq!("ZSTD".parse::<Compression>(), Ok(Compression::Zstd));
         assert_eq!("midnight".parse::<Every>(), Ok(Every::Daily));
+        assert_eq!(
+            "w3".parse::<When>().map(|w| (w.every, w.week_starts)),
+            Ok((Every::Weekly, Weekday::Thursday))
+        );
+        assert_eq!("h".parse::<When>().map(|w| w.every), Ok(Every::Hourly));
+        assert_eq!(
+            "fortnightly".parse::<When>().unwrap_err().to_string(),
+            "\"fortnightly\" is not one of: M, H, D, midnight, W0 (Monday) to W6 (Sunday), \
+             minutely, hourly, daily, weekly"
+        );
         let e = "sometimes".parse::<Overflow>().unwrap_err();
         assert_eq!(
             e.to_string(),

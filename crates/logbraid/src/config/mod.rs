@@ -10,6 +10,9 @@
 //! queue_bytes = "4MiB"                # integer bytes or a size string; default 1 MiB, per logging thread
 //! overflow = "block"                  # block | drop_newest | drop_oldest; default block
 //! flush_sync = false                  # fsync on flush(); default false
+//! signals = true                      # flush before SIGTERM/SIGINT/SIGHUP end the process; default true
+//! children = true                     # collect child processes' records; default: when there is a [file]
+//! forward = "tcp://collector:9021"    # send every record to a collector instead of the sinks below
 //!
 //! [console]
 //! enabled = true                      # default: true without a [file] section, else false
@@ -24,6 +27,7 @@
 //! datefmt = "%Y-%m-%d %H:%M:%S"       # optional
 //! max_bytes = "100MiB"                # size trigger; 0 or absent: none
 //! rotate = "daily"                    # minutely | hourly | daily | weekly; absent: none
+//! week_starts = "monday"              # the day weekly rotation happens at midnight; default monday
 //! backup_count = 10                   # rotated files kept; 0 or absent: no limit
 //! max_age = "7d"                      # delete older backups; 0 or absent: no limit
 //! max_total_bytes = "1GiB"            # cap on all backups; 0 or absent: no limit
@@ -85,12 +89,17 @@ pub use de::{Bounded, Seconds, Size};
 pub use error::ConfigError;
 pub use units::{parse_duration, parse_size, ParseDurationError, ParseSizeError};
 
+use crate::endpoint::Endpoint;
 use crate::filter::{Directives, LEVEL_ENV, RUST_LOG_ENV};
-use crate::options::{ColorChoice, Compression, Every, Naming, Overflow};
+use crate::forward::check_client;
+use crate::options::{ColorChoice, Compression, Every, Naming, Overflow, Weekday};
 use crate::sink::ConsoleStream;
 
 /// The default size of each logging thread's queue: 1 MiB.
 pub const DEFAULT_QUEUE_BYTES: usize = 1024 * 1024;
+
+/// The smallest queue a logging thread may be given: 4 KiB.
+pub const MIN_QUEUE_BYTES: usize = 4096;
 
 pub use crate::options::Mode;
 
@@ -110,6 +119,17 @@ pub struct Config {
     /// Whether `flush()` also asks the operating system to put the data on
     /// disk (`flush_sync`, default false).
     pub flush_sync: bool,
+    /// Whether SIGTERM, SIGINT and SIGHUP flush before they end the
+    /// process (`signals`, default true; see
+    /// [`Builder::signals`](crate::Builder::signals)).
+    pub signals: bool,
+    /// Whether this process collects its child processes' records
+    /// (`children`; default `None`: when there is a file; see
+    /// [`Builder::children`](crate::Builder::children)).
+    pub children: Option<bool>,
+    /// Send every record to this collector instead of the console and the
+    /// file (`forward`, a `unix:` or `tcp://` URL; default none).
+    pub forward: Option<Endpoint>,
     /// The `[console]` section.
     pub console: ConsoleConfig,
     /// The `[file]` section, `None` when the file has none.
@@ -126,6 +146,9 @@ impl Default for Config {
             queue_bytes: DEFAULT_QUEUE_BYTES,
             overflow: Overflow::default(),
             flush_sync: false,
+            signals: true,
+            children: None,
+            forward: None,
             console: ConsoleConfig::default(),
             file: None,
         }
@@ -176,6 +199,8 @@ pub struct FileConfig {
     pub max_bytes: Option<u64>,
     /// Rotate at the start of every period; `None` for no time trigger.
     pub rotate: Option<Every>,
+    /// The day a weekly rotation happens, at its midnight (default Monday).
+    pub week_starts: Weekday,
     /// Keep at most this many rotated files; `None` (`0` or absent) keeps
     /// them all, subject to the other limits.
     pub backup_count: Option<u32>,
@@ -202,6 +227,7 @@ impl Default for FileConfig {
             datefmt: None,
             max_bytes: None,
             rotate: None,
+            week_starts: Weekday::default(),
             backup_count: None,
             max_age: None,
             max_total_bytes: None,
@@ -237,6 +263,10 @@ struct ConfigFile {
     #[serde(default, deserialize_with = "de::parsed")]
     overflow: Option<Overflow>,
     flush_sync: Option<bool>,
+    signals: Option<bool>,
+    children: Option<bool>,
+    #[serde(default, deserialize_with = "de::parsed")]
+    forward: Option<Endpoint>,
     #[serde(default, deserialize_with = "de::opt_table")]
     console: Option<ConsoleFile>,
     #[serde(default, deserialize_with = "de::opt_table")]
@@ -269,6 +299,8 @@ struct FileFile {
     max_bytes: Option<Size>,
     #[serde(default, deserialize_with = "de::parsed")]
     rotate: Option<Every>,
+    #[serde(default, deserialize_with = "de::parsed")]
+    week_starts: Option<Weekday>,
     backup_count: Option<Bounded<0, { u32::MAX as u64 }>>,
     max_age: Option<Seconds>,
     max_total_bytes: Option<Size>,
@@ -303,7 +335,6 @@ impl ConfigFile {
         let d = Config::default();
         let queue_bytes = match self.queue_bytes {
             None => d.queue_bytes,
-            Some(Size(0)) => return Err(key_error("queue_bytes", "must be greater than zero")),
             Some(Size(n)) => usize::try_from(n).map_err(|_| {
                 key_error(
                     "queue_bytes",
@@ -321,15 +352,19 @@ impl ConfigFile {
             format: c.format.unwrap_or(d.console.format),
             datefmt: c.datefmt,
         };
-        Ok(Config {
+        Config {
             level: self.level.unwrap_or(d.level),
             mode: self.mode.unwrap_or(d.mode),
             queue_bytes,
             overflow: self.overflow.unwrap_or(d.overflow),
             flush_sync: self.flush_sync.unwrap_or(d.flush_sync),
+            signals: self.signals.unwrap_or(d.signals),
+            children: self.children,
+            forward: self.forward,
             console,
             file,
-        })
+        }
+        .checked()
     }
 }
 
@@ -350,6 +385,7 @@ impl FileFile {
             datefmt: self.datefmt,
             max_bytes: nonzero(self.max_bytes),
             rotate: self.rotate,
+            week_starts: self.week_starts.unwrap_or(d.week_starts),
             backup_count: self.backup_count.map(|n| n.0 as u32).filter(|&n| n > 0),
             max_age: self.max_age.map(|s| s.0).filter(|d| !d.is_zero()),
             max_total_bytes: nonzero(self.max_total_bytes),
@@ -365,6 +401,32 @@ fn key_error(key: &str, reason: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
+    /// The rules between values that their types cannot check alone: a
+    /// queue of at least [`MIN_QUEUE_BYTES`], a file path that is not
+    /// empty, a `forward` endpoint a client can connect to. The file reader
+    /// and [`Builder::from_config`](crate::Builder::from_config) both
+    /// apply them, so a `Config` built in code is held to the same.
+    pub fn checked(self) -> Result<Config, ConfigError> {
+        if self.queue_bytes < MIN_QUEUE_BYTES {
+            return Err(key_error(
+                "queue_bytes",
+                format!(
+                    "{} bytes is below the minimum of {MIN_QUEUE_BYTES}",
+                    self.queue_bytes
+                ),
+            ));
+        }
+        if let Some(f) = &self.file {
+            if f.path.as_os_str().is_empty() {
+                return Err(key_error("file.path", "must not be empty"));
+            }
+        }
+        if let Some(e) = &self.forward {
+            check_client(e).map_err(|e| key_error("forward", e.to_string()))?;
+        }
+        Ok(self)
+    }
+
     /// Reads a configuration from TOML text.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
         let tables = [

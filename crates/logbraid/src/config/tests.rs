@@ -21,6 +21,8 @@ mode = "non_blocking"
 queue_bytes = "4MiB"
 overflow = "drop_oldest"
 flush_sync = true
+signals = false
+children = false
 
 [console]
 enabled = true
@@ -35,6 +37,7 @@ format = "json"
 datefmt = "%Y-%m-%d"
 max_bytes = "100MiB"
 rotate = "daily"
+week_starts = "sunday"
 backup_count = 10
 max_age = "7d"
 max_total_bytes = "1GiB"
@@ -54,6 +57,9 @@ fn a_full_file_parses_to_exact_values() {
             queue_bytes: 4 * 1024 * 1024,
             overflow: Overflow::DropOldest,
             flush_sync: true,
+            signals: false,
+            children: Some(false),
+            forward: None,
             console: ConsoleConfig {
                 enabled: true,
                 stream: ConsoleStream::Stdout,
@@ -67,6 +73,7 @@ fn a_full_file_parses_to_exact_values() {
                 datefmt: Some("%Y-%m-%d".to_string()),
                 max_bytes: Some(100 * MIB),
                 rotate: Some(Every::Daily),
+                week_starts: Weekday::Sunday,
                 backup_count: Some(10),
                 max_age: Some(Duration::from_secs(7 * 86_400)),
                 max_total_bytes: Some(1024 * MIB),
@@ -129,6 +136,27 @@ fn zero_means_no_limit_and_integers_are_accepted() {
 }
 
 #[test]
+fn forward_names_a_collector_and_a_config_built_in_code_is_checked_too() {
+    let c = parse("forward = \"tcp://127.0.0.1:9021\"");
+    assert_eq!(c.forward, Some(Endpoint::tcp("127.0.0.1:9021")));
+    let small = Config {
+        queue_bytes: 100,
+        ..Config::default()
+    };
+    assert_eq!(
+        small.checked().unwrap_err().to_string(),
+        "queue_bytes: 100 bytes is below the minimum of 4096"
+    );
+    let Err(e) = crate::Builder::from_config(&Config {
+        file: Some(FileConfig::new("")),
+        ..Config::default()
+    }) else {
+        panic!("an empty path was accepted")
+    };
+    assert_eq!(e.to_string(), "file.path: must not be empty");
+}
+
+#[test]
 fn dotted_keys_are_the_same_as_sections() {
     let c = parse("file.path = \"a.log\"\nconsole.stream = \"stdout\"\n");
     assert_eq!(c.file.unwrap().path, PathBuf::from("a.log"));
@@ -178,7 +206,21 @@ fn bad_values_name_the_full_key_and_the_reason() {
     );
     assert_eq!(
         err("queue_bytes = 0"),
-        "queue_bytes: must be greater than zero"
+        "queue_bytes: 0 bytes is below the minimum of 4096"
+    );
+    assert_eq!(
+        err("forward = \"python-tcp://h:9020\""),
+        "forward: invalid collector address \"python-tcp://h:9020\": a forwarding client \
+         speaks the native protocol: unix:PATH or tcp://HOST:PORT"
+    );
+    assert_eq!(
+        err("forward = \"tcp://h\""),
+        "forward: invalid address \"tcp://h\": the URL needs a port: SCHEME://HOST:PORT"
+    );
+    assert_eq!(
+        err("[file]\npath = \"a\"\nweek_starts = \"someday\""),
+        "file.week_starts: \"someday\" is not one of: monday, tuesday, wednesday, thursday, \
+         friday, saturday, sunday"
     );
     assert_eq!(
         err("queue_bytes = 1.5"),

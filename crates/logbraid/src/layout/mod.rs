@@ -113,6 +113,16 @@ impl LayoutSpec {
         })
     }
 
+    /// The `format` and `datefmt` that [`LayoutSpec::parse`] reads back
+    /// into this spec, as a configuration holds them.
+    pub fn words(&self) -> (String, Option<String>) {
+        match self {
+            LayoutSpec::Text => ("text".to_string(), None),
+            LayoutSpec::Json => ("json".to_string(), None),
+            LayoutSpec::Python { format, datefmt } => (format.clone(), datefmt.clone()),
+        }
+    }
+
     /// Builds the layout. `color` asks for ANSI colours in the text and
     /// Python layouts (JSON is never coloured); decide it from the terminal
     /// and `NO_COLOR` before calling.
