@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import subprocess
+import textwrap
 import sys
 import time
 from pathlib import Path
@@ -140,6 +141,54 @@ if __name__ == "__main__":
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(30) == 0
     check_streams((tmp_path / "all.log").read_text().splitlines(), 4, N)
+
+
+def test_a_flush_is_not_acknowledged_while_the_collector_cannot_write(tmp_path):
+    """The collector's route file for logger "blocked" cannot be opened (a
+    directory is in the way): flush() says False and nothing is lost; once
+    the obstacle is removed, flush() says True and every record is in the
+    file once, in order."""
+    binary = os.environ.get("LOGBRAID_BIN")
+    if not binary:
+        pytest.skip("LOGBRAID_BIN (the logbraid binary) not given")
+    (tmp_path / "logs" / "blocked.log").mkdir(parents=True)
+    serve = subprocess.Popen(
+        [binary, "serve", "--listen", "tcp://127.0.0.1:0", "--route", "logs/{logger}.log",
+         "--format", "%(message)s"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        url = serve.stdout.readline().split()[-1]
+        client = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(f"""
+                import logging, sys, logbraid
+                logbraid.basicConfig(level="INFO", forward="{url}", console=False)
+                log = logging.getLogger("blocked")
+                for i in range(2000):
+                    log.info("r%d", i)
+                print(logbraid.flush(2), flush=True)
+                sys.stdin.readline()
+                print(logbraid.flush(60), flush=True)
+            """)],
+            cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        try:
+            assert client.stdout.readline().strip() == "False"
+            assert not (tmp_path / "logs" / "blocked.log").is_file()
+            (tmp_path / "logs" / "blocked.log").rmdir()
+            client.stdin.write("go\n")
+            client.stdin.flush()
+            assert client.stdout.readline().strip() == "True"
+            assert client.wait(60) == 0
+        finally:
+            client.kill()
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        _, err = serve.communicate(timeout=30)
+    assert serve.returncode == 0, err
+    assert "cannot open" in err and "wait" in err, err
+    lines = (tmp_path / "logs" / "blocked.log").read_text().splitlines()
+    assert lines == [f"r{i}" for i in range(2000)]
 
 
 def test_python_m_logbraid_serve_takes_the_flags_of_logbraid_serve(tmp_path):

@@ -127,6 +127,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             merge_window: None,
             max_pending_bytes: 32 << 20,
             state_path: None,
+            fallback: None,
         },
         Arc::clone(&dedup),
     )?;

@@ -33,6 +33,11 @@ once all are bound. SIGTERM or SIGINT: stops accepting, reads what open
 connections still send (up to 5 s), writes and acknowledges it, flushes, and
 exits 0.
 
+A record whose routed file cannot be opened is not acknowledged: it waits,
+with the later records of its source, and is retried every second (stderr
+says so); with --fallback-file it goes there instead, its intended path in
+the field `destination`.
+
 Fixed limits: a connection that sends nothing (not even PING) for 60 s is
 closed, a native one that has not sent its HELLO after 10 s too; at most
 32 MiB of records wait for the file before listeners stop reading. The
@@ -58,7 +63,13 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
         },
         None => Settings::default(),
     };
-    let config = ServeConfig::new(args.settings.clone().or(file));
+    let config = match ServeConfig::new(args.settings.clone().or(file)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("logbraid serve: {e}");
+            return Ok(USAGE);
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -21,6 +21,7 @@
 //! | `format` | `text`, `json`, or a Python `%`-style format | `text` |
 //! | `merge_window` | milliseconds, 0 to 60000 | 0: arrival order |
 //! | `route` | template with `{host}`, `{program}`, `{pid}`, `{logger}` | none |
+//! | `fallback_file` | path, with `route`: where records go whose own file cannot be opened | none: they wait |
 //! | `token` | text native clients must present | none |
 //! | `max_frame` | size, 1 MiB to 1 GiB | 1 MiB |
 //! | `max_connections` | integer, 1 to 1000000 | 1024 |
@@ -121,6 +122,12 @@ pub struct Settings {
     #[cfg_attr(feature = "clap", arg(long, value_name = "TEMPLATE"))]
     #[serde(default, deserialize_with = "de::parsed")]
     pub route: Option<Route>,
+    /// With --route: where a record goes when its own file cannot be
+    /// opened, its intended path in the field "destination". Without it,
+    /// such records wait, unacknowledged, until their file opens.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "PATH"))]
+    #[serde(default, deserialize_with = "de::path")]
+    pub fallback_file: Option<PathBuf>,
     /// Native clients must present this token.
     #[cfg_attr(feature = "clap", arg(long))]
     pub token: Option<String>,
@@ -239,6 +246,7 @@ impl Settings {
             format: self.format.or(other.format),
             merge_window: self.merge_window.or(other.merge_window),
             route: self.route.or(other.route),
+            fallback_file: self.fallback_file.or(other.fallback_file),
             token: self.token.or(other.token),
             max_frame: self.max_frame.or(other.max_frame),
             max_connections: self.max_connections.or(other.max_connections),
@@ -259,8 +267,15 @@ pub struct ServeConfig {
 
 impl ServeConfig {
     /// The collector `settings` describe, with the defaults for what they
-    /// leave out.
-    pub fn new(s: Settings) -> ServeConfig {
+    /// leave out. The one rule between settings: a fallback file needs a
+    /// route (without one there is one file, opened at start).
+    pub fn new(s: Settings) -> Result<ServeConfig, ConfigError> {
+        if s.fallback_file.is_some() && s.route.is_none() {
+            return Err(ConfigError::new(
+                Some("fallback_file".to_string()),
+                "needs route: without a route there is one file, opened at start",
+            ));
+        }
         let listen = if s.listen.is_empty() {
             DEFAULT_LISTEN
                 .iter()
@@ -276,7 +291,7 @@ impl ServeConfig {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "logbraid.log".to_string());
         let state = path.with_file_name(format!(".{name}.state"));
-        ServeConfig {
+        Ok(ServeConfig {
             listen,
             output: OutputConfig {
                 file: FileSpec {
@@ -294,6 +309,7 @@ impl ServeConfig {
                     .filter(|d| !d.is_zero()),
                 max_pending_bytes: 32 << 20,
                 state_path: Some(state),
+                fallback: s.fallback_file,
             },
             server: ServerConfig {
                 token: s.token.map(|t| Arc::from(t.into_bytes())),
@@ -304,7 +320,7 @@ impl ServeConfig {
                     as usize,
                 ..ServerConfig::default()
             },
-        }
+        })
     }
 }
 
@@ -325,7 +341,7 @@ mod tests {
             max_bytes: Some("1KiB".parse().unwrap()),
             ..Settings::default()
         };
-        let c = ServeConfig::new(flags.or(file));
+        let c = ServeConfig::new(flags.or(file)).unwrap();
         assert_eq!(c.output.file.max_bytes, 1024);
         assert_eq!(c.output.file.backup_count, 3);
         assert_eq!(c.output.file.every, Some(Every::Hourly));
@@ -405,7 +421,13 @@ mod tests {
         let s =
             Settings::from_toml_str("listen = [\"unix:a.sock\", \"syslog-udp://h:0\"]").unwrap();
         assert_eq!(s.listen.len(), 2);
-        let c = ServeConfig::new(s);
+        let c = ServeConfig::new(s).unwrap();
+        let e = ServeConfig::new(Settings {
+            fallback_file: Some("other.log".into()),
+            ..Settings::default()
+        })
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("fallback_file"));
         assert_eq!(c.listen[0], Endpoint::unix("a.sock"));
     }
 }

@@ -52,6 +52,7 @@ fn config(file: FileSpec) -> OutputConfig {
         merge_window: None,
         max_pending_bytes: 8 << 20,
         state_path: None,
+        fallback: None,
     }
 }
 
@@ -77,14 +78,32 @@ fn owned(src: &Arc<Source>, ts: i64, msg: &str, target: &str) -> OwnedRecord {
 }
 
 /// A real `BATCH` frame numbered from `first`, one record per
-/// `(timestamp, message)`.
+/// `(timestamp, message)`, logger `t`.
 fn frame(src: &Source, first: u64, records: &[(i64, String)]) -> Vec<u8> {
+    frame_of(
+        src,
+        first,
+        records.iter().map(|(ts, m)| (*ts, m.as_str(), "t")),
+    )
+}
+
+/// A `BATCH` frame numbered from `first`, one record per `(message,
+/// logger)`.
+fn frame_to(src: &Source, first: u64, records: &[(&str, &str)]) -> Vec<u8> {
+    frame_of(src, first, records.iter().map(|&(m, t)| (1, m, t)))
+}
+
+fn frame_of<'a>(
+    src: &Source,
+    first: u64,
+    records: impl Iterator<Item = (i64, &'a str, &'a str)>,
+) -> Vec<u8> {
     let mut enc = BatchEncoder::default();
-    for (ts, msg) in records {
+    for (ts, msg, target) in records {
         let r = Record {
-            timestamp_ns: *ts,
+            timestamp_ns: ts,
             level: Level::Info,
-            target: "t",
+            target,
             message: msg.as_bytes(),
             module: None,
             file: None,
@@ -118,6 +137,27 @@ fn admitted(
     tx: &UnboundedSender<u64>,
 ) -> Delivery {
     let n = records.len() as u32;
+    admitted_frame(
+        dedup,
+        src,
+        (client, epoch),
+        first,
+        n,
+        frame(src, first, records),
+        tx,
+    )
+}
+
+/// [`admitted`] for a frame built by the caller, of `n` records.
+fn admitted_frame(
+    dedup: &Mutex<Dedup>,
+    src: &Arc<Source>,
+    (client, epoch): (&str, u64),
+    first: u64,
+    n: u32,
+    frame: Vec<u8>,
+    tx: &UnboundedSender<u64>,
+) -> Delivery {
     let a = dedup
         .lock()
         .unwrap()
@@ -126,7 +166,7 @@ fn admitted(
     Delivery {
         source: Arc::clone(src),
         body: Body::Native {
-            frame: frame(src, first, records),
+            frame,
             skip: a.skip,
         },
         ack: Some(AckTo {
@@ -136,6 +176,18 @@ fn admitted(
             tx: tx.clone(),
         }),
     }
+}
+
+/// [`admitted`] for client `c`, epoch 1, one record per `(message, logger)`.
+fn admitted_to(
+    dedup: &Mutex<Dedup>,
+    src: &Arc<Source>,
+    first: u64,
+    records: &[(&str, &str)],
+    tx: &UnboundedSender<u64>,
+) -> Delivery {
+    let frame = frame_to(src, first, records);
+    admitted_frame(dedup, src, ("c", 1), first, records.len() as u32, frame, tx)
 }
 
 fn lines(path: &Path) -> Vec<String> {
@@ -763,4 +815,181 @@ async fn dropping_the_stage_without_shutdown_still_writes_everything() {
     );
     drop(output);
     assert_eq!(lines(&path), ["second", "first"]);
+}
+
+/// Polls `done` until it holds; the deadline is only a safety net.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A stage routing by logger below `dir/logs`, where a directory stands in
+/// the way of `blocked.log`; `adjust` changes its settings.
+struct Blocked {
+    _dir: tempfile::TempDir,
+    logs: PathBuf,
+    dedup: Arc<Mutex<Dedup>>,
+    output: Output,
+    h: logbraid_collector::output::OutputHandle,
+    tx: UnboundedSender<u64>,
+    rx: UnboundedReceiver<u64>,
+}
+
+impl Blocked {
+    fn start(adjust: impl FnOnce(&Path, &mut OutputConfig)) -> Blocked {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        fs::create_dir_all(logs.join("blocked.log")).unwrap();
+        let mut cfg = config(spec(&dir.path().join("unused.log")));
+        cfg.route = Some(format!("{}/{{logger}}.log", logs.display()));
+        cfg.state_path = Some(dir.path().join("state"));
+        adjust(dir.path(), &mut cfg);
+        let dedup = Arc::new(Mutex::new(Dedup::new()));
+        let (output, h) = Output::start(cfg, Arc::clone(&dedup)).unwrap();
+        let (tx, rx) = unbounded_channel();
+        Blocked {
+            _dir: dir,
+            logs,
+            dedup,
+            output,
+            h,
+            tx,
+            rx,
+        }
+    }
+
+    /// Client `c`'s batch from `first`, one record per `(message, logger)`.
+    fn native(&self, c: &Arc<Source>, first: u64, records: &[(&str, &str)]) -> Delivery {
+        admitted_to(&self.dedup, c, first, records, &self.tx)
+    }
+}
+
+#[tokio::test]
+async fn records_whose_file_cannot_be_opened_wait_unacknowledged_until_it_can() {
+    let mut t = Blocked::start(|_, _| {});
+    let (c, b) = (source("c", 1, "pc"), source("b", 2, "pb"));
+    let batch = [
+        ("m1", "ok"),
+        ("m2", "ok"),
+        ("m3", "blocked"),
+        ("m4", "blocked"),
+        ("m5", "ok"),
+    ];
+    assert!(t.h.send(t.native(&c, 1, &batch)).await);
+    assert!(t.h.send(t.native(&c, 6, &[("m6", "ok")])).await);
+    // Another source is not held up by c's blocked file.
+    assert!(
+        t.h.send(Delivery {
+            source: Arc::clone(&b),
+            body: Body::Records(vec![owned(&b, 0, "b1", "ok")]),
+            ack: None,
+        })
+        .await
+    );
+    // What could be written is acknowledged: up to m2, nothing past it.
+    assert_eq!(ack(&mut t.rx).await, 2);
+    let ok = t.logs.join("ok.log");
+    until("b1 written", || {
+        ok.exists() && lines(&ok).contains(&"b1".to_string())
+    })
+    .await;
+    until("four records held", || t.output.stats().held == 4).await;
+    assert_eq!(lines(&ok), ["m1", "m2", "b1"]);
+    assert!(t.rx.try_recv().is_err(), "an ack for records not written");
+    assert_eq!(t.dedup.lock().unwrap().written("c", 1), 2);
+    let stats = t.output.stats();
+    assert_eq!((stats.stalled, stats.lost), (1, 0));
+
+    // The obstacle goes: everything held is written once, in order, and
+    // acknowledged.
+    fs::remove_dir(t.logs.join("blocked.log")).unwrap();
+    let mut highest = 2;
+    while highest < 6 {
+        highest = ack(&mut t.rx).await;
+    }
+    assert_eq!(lines(&t.logs.join("blocked.log")), ["m3", "m4"]);
+    assert_eq!(lines(&ok), ["m1", "m2", "b1", "m5", "m6"]);
+    let stats = t.output.shutdown();
+    assert_eq!((stats.written, stats.held, stats.lost), (7, 0, 0));
+    assert_eq!(t.dedup.lock().unwrap().written("c", 1), 6);
+}
+
+const ONE_BLOCKED: [(&str, &str); 3] = [("m1", "ok"), ("m2", "blocked"), ("m3", "ok")];
+
+#[tokio::test]
+async fn in_the_merge_window_a_record_that_cannot_be_written_holds_the_rest() {
+    let mut t = Blocked::start(|_, cfg| cfg.merge_window = Some(Duration::from_millis(5)));
+    let c = source("c", 1, "pc");
+    assert!(t.h.send(t.native(&c, 1, &ONE_BLOCKED)).await);
+    until("m2 held", || t.output.stats().held == 1).await;
+    assert_eq!(lines(&t.logs.join("ok.log")), ["m1"]);
+    assert!(t.rx.try_recv().is_err(), "an ack for records not written");
+    fs::remove_dir(t.logs.join("blocked.log")).unwrap();
+    assert_eq!(ack(&mut t.rx).await, 3);
+    assert_eq!(lines(&t.logs.join("ok.log")), ["m1", "m3"]);
+    assert_eq!(lines(&t.logs.join("blocked.log")), ["m2"]);
+    t.output.shutdown();
+}
+
+#[tokio::test]
+async fn stopping_with_records_held_says_what_is_resent_and_counts_what_is_lost() {
+    let t = Blocked::start(|_, _| {});
+    let b = source("b", 2, "pb");
+    let rs = vec![
+        owned(&b, 0, "b1", "ok"),
+        owned(&b, 0, "b2", "blocked"),
+        owned(&b, 0, "b3", "ok"),
+    ];
+    assert!(
+        t.h.send(Delivery {
+            source: Arc::clone(&b),
+            body: Body::Records(rs),
+            ack: None,
+        })
+        .await
+    );
+    until("two records held", || t.output.stats().held == 2).await;
+    let stats = t.output.shutdown();
+    assert_eq!((stats.written, stats.lost), (1, 2));
+    assert_eq!(lines(&t.logs.join("ok.log")), ["b1"]);
+}
+
+#[tokio::test]
+async fn with_a_fallback_records_whose_file_cannot_be_opened_go_there_named() {
+    let mut t = Blocked::start(|dir, cfg| {
+        cfg.file.layout = LayoutSpec::Json;
+        cfg.fallback = Some(dir.join("fallback.log"));
+    });
+    let fallback = t.logs.parent().unwrap().join("fallback.log");
+    let c = source("c", 1, "pc");
+    assert!(t.h.send(t.native(&c, 1, &ONE_BLOCKED)).await);
+    // Nothing waits: all three are written and acknowledged at once.
+    assert_eq!(ack(&mut t.rx).await, 3);
+    let stats = t.output.shutdown();
+    assert_eq!((stats.written, stats.diverted, stats.held), (3, 1, 0));
+    let json = |p: &Path| -> Vec<serde_json::Value> {
+        lines(p)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let ok: Vec<_> = json(&t.logs.join("ok.log"))
+        .iter()
+        .map(|v| v["msg"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ok, ["m1", "m3"]);
+    let diverted = json(&fallback);
+    assert_eq!(diverted.len(), 1);
+    assert_eq!(diverted[0]["msg"], "m2");
+    assert_eq!(
+        diverted[0]["fields"]["destination"],
+        t.logs.join("blocked.log").to_str().unwrap()
+    );
+    assert!(
+        t.logs.join("blocked.log").is_dir(),
+        "the obstacle is untouched"
+    );
 }

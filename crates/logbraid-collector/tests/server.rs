@@ -60,6 +60,7 @@ impl Running {
                 merge_window: None,
                 max_pending_bytes: 32 << 20,
                 state_path: None,
+                fallback: None,
             },
             Arc::clone(&dedup),
         )

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use logbraid::report::RateLimit;
 use logbraid::sink::{RollingFile, Sink};
-use logbraid::Record;
+use logbraid::{FieldsBuf, Record};
 
 use super::state::{Checkpoint, Pos};
 use super::{FileSpec, OutputError};
@@ -267,8 +267,11 @@ pub(super) struct Files {
     /// Files closed since the last checkpoint, where they ended.
     closed: Vec<Pos>,
     checkpoint: Option<Checkpoint>,
-    /// Records not written because their file could not be opened.
-    lost: u64,
+    /// Where records go whose routed file cannot be opened (a key of
+    /// `open`, never closed).
+    fallback: Option<PathBuf>,
+    /// Records written to the fallback.
+    diverted: u64,
 }
 
 impl Files {
@@ -277,6 +280,7 @@ impl Files {
     pub(super) fn new<'a>(
         spec: &FileSpec,
         route: Option<Route>,
+        fallback: Option<&Path>,
         state: Option<&Path>,
         clients: impl Iterator<Item = (&'a str, u64, u64)>,
     ) -> Result<Files, OutputError> {
@@ -290,11 +294,19 @@ impl Files {
             rotated: false,
             closed: Vec::new(),
             checkpoint: state.map(Checkpoint::new),
-            lost: 0,
+            fallback: None,
+            diverted: 0,
         };
         if files.route.is_none() {
             let sink = files.build(&spec.path)?;
             files.open.insert(spec.path.clone(), Open { sink, used: 0 });
+        } else if let Some(path) = fallback {
+            // Opened now: a fallback that does not open is a setting to fix
+            // before anything runs, not a surprise during a fault.
+            let sink = files.build(path)?;
+            let used = u64::MAX;
+            files.open.insert(path.to_path_buf(), Open { sink, used });
+            files.fallback = Some(path.to_path_buf());
         }
         let positions = files.positions();
         if let Some(cp) = &mut files.checkpoint {
@@ -319,7 +331,14 @@ impl Files {
         }
         b.build().map_err(|e| OutputError::Open {
             path: path.to_path_buf(),
-            source: std::io::Error::new(e.kind(), e.to_string()),
+            // The sink's message names the path too: keep the cause only.
+            source: std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<std::io::Error>())
+                .and_then(std::io::Error::raw_os_error)
+                .map_or_else(
+                    || std::io::Error::new(e.kind(), e.to_string()),
+                    std::io::Error::from_raw_os_error,
+                ),
         })
     }
 
@@ -343,8 +362,9 @@ impl Files {
     }
 
     /// Writes one record (buffered until [`flush`](Self::flush)); returns
-    /// its size in the file.
-    pub(super) fn write(&mut self, r: &Record<'_>) -> usize {
+    /// its size in the file, or the error when its routed file cannot be
+    /// opened: the record is not written, and the caller keeps it.
+    pub(super) fn write(&mut self, r: &Record<'_>) -> Result<usize, OutputError> {
         self.tick += 1;
         if let Some(route) = &self.route {
             let logger = route.uses_logger;
@@ -357,39 +377,69 @@ impl Files {
             if !self.open.contains_key(&self.current) {
                 let path = self.current.clone();
                 if let Err(e) = self.open_routed(&path) {
-                    self.lost += 1;
-                    report(&format!("record not written: {e}"));
-                    return 0;
+                    return self.divert(r, e);
                 }
             }
         }
         let Some(f) = self.open.get_mut(&self.current) else {
-            self.lost += 1;
-            return 0;
+            // Without a route the one file is opened at start and never
+            // closed.
+            return Err(OutputError::Open {
+                path: self.current.clone(),
+                source: std::io::Error::other("the file is not open"),
+            });
         };
         f.used = self.tick;
         let before = f.sink.stats().rotations;
-        let n = match f.sink.write(r) {
-            Ok(n) => n,
-            Err(e) => {
-                report(&format!("cannot write {}: {e}", self.current.display()));
-                0
-            }
-        };
+        let n = f.sink.write(r).map_err(|source| OutputError::Write {
+            path: self.current.clone(),
+            source,
+        })?;
         if f.sink.stats().rotations != before {
             self.rotated = true;
         }
-        n
+        Ok(n)
+    }
+
+    /// Writes `r`, whose routed file failed with `e`, to the fallback with
+    /// its destination as a field; without a fallback, hands `e` back.
+    fn divert(&mut self, r: &Record<'_>, e: OutputError) -> Result<usize, OutputError> {
+        let Some(fallback) = &self.fallback else {
+            return Err(e);
+        };
+        let Some(f) = self.open.get_mut(fallback) else {
+            return Err(e);
+        };
+        report(&format!(
+            "{e}; its records go to {} with their destination in the field \"destination\"",
+            fallback.display()
+        ));
+        let mut fields = FieldsBuf::new();
+        fields.extend_encoded(r.fields.encoded());
+        fields.push_str("destination", &self.current.to_string_lossy());
+        let diverted = Record {
+            fields: fields.as_fields(),
+            ..*r
+        };
+        let n = f
+            .sink
+            .write(&diverted)
+            .map_err(|source| OutputError::Write {
+                path: fallback.clone(),
+                source,
+            })?;
+        self.diverted += 1;
+        Ok(n)
+    }
+
+    /// Records written to the fallback so far.
+    pub(super) fn diverted(&self) -> u64 {
+        self.diverted
     }
 
     /// Whether a write rotated a file since the last call.
     pub(super) fn take_rotated(&mut self) -> bool {
         std::mem::take(&mut self.rotated)
-    }
-
-    /// Records lost because their file could not be opened.
-    pub(super) fn lost(&self) -> u64 {
-        self.lost
     }
 
     fn close_least_used(&mut self) {

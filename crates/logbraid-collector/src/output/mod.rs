@@ -23,6 +23,27 @@
 //! delivery: listeners run out of budget and stop reading, clients keep
 //! their batches, nothing is acknowledged that is not written.
 //!
+//! # A file that cannot be opened
+//!
+//! A record whose routed file cannot be opened (a directory in the way,
+//! EACCES, EMFILE) is not written and not acknowledged. Its delivery waits,
+//! from that record on, and so does every later delivery of the same
+//! source (a native client's numbering, or the connection's source), so
+//! each source's records keep their order; other sources go on. What the
+//! delivery wrote before the fault is committed and acknowledged (a native
+//! client resends only the rest). Waiting deliveries keep their share of
+//! the byte budget, so a fault that lasts slows clients down rather than
+//! growing memory; every second they are tried again, and once the file
+//! opens, everything held is written once, in order, and acknowledged.
+//! One rate-limited line on stderr says so; [`OutputStats::stalled`] and
+//! [`OutputStats::held`] count it. In the merge window, the record that
+//! cannot be written holds every later one (their order is the window's
+//! point). With [`OutputConfig::fallback`], such a record goes to the
+//! fallback file instead, its intended path in the field `destination`.
+//! A collector stopped during a fault says what it did not write: native
+//! batches stay unacknowledged and are resent; Python and syslog records
+//! (their senders resend nothing) are counted in [`OutputStats::lost`].
+//!
 //! # Routing
 //!
 //! With [`OutputConfig::route`] each record goes to the file its template
@@ -107,6 +128,10 @@ pub struct OutputConfig {
     /// each acknowledgement, for exactly-once across collector restarts;
     /// `None` saves nothing.
     pub state_path: Option<PathBuf>,
+    /// With a route: where a record goes when its own file cannot be
+    /// opened, with the path it was meant for in its `destination` field.
+    /// `None`: such records wait (unacknowledged) until their file opens.
+    pub fallback: Option<PathBuf>,
 }
 
 /// Where to report that a native batch is written.
@@ -177,7 +202,18 @@ pub struct OutputStats {
     /// Native deliveries skipped because their frame did not decode (it
     /// should have been validated before it was handed over).
     pub undecodable: u64,
-    /// Records not written because their routed file could not be opened.
+    /// Deliveries that had to wait because a file of theirs could not be
+    /// opened or written: each is held (with every later delivery of its
+    /// source) and tried again every second until it is written.
+    pub stalled: u64,
+    /// Records waiting now for a file that could not be opened or written.
+    pub held: u64,
+    /// Records written to [`OutputConfig::fallback`] because their own
+    /// file could not be opened.
+    pub diverted: u64,
+    /// Records that were still waiting for their file when the collector
+    /// stopped: native clients resend theirs (they were never
+    /// acknowledged); Python and syslog records are lost, and counted here.
     pub lost: u64,
     /// Checkpoints saved (with [`OutputConfig::state_path`]).
     pub checkpoints: u64,
@@ -190,6 +226,15 @@ pub enum OutputError {
     /// A sink could not be opened.
     #[error("cannot open {path}: {source}")]
     Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A record could not be put into its file.
+    #[error("cannot write {path}: {source}")]
+    Write {
         /// The file.
         path: PathBuf,
         /// Why.
@@ -216,7 +261,7 @@ mod files;
 mod merge;
 mod state;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -290,6 +335,9 @@ struct Counters {
     deliveries: AtomicU64,
     bytes: AtomicU64,
     undecodable: AtomicU64,
+    stalled: AtomicU64,
+    held: AtomicU64,
+    diverted: AtomicU64,
     lost: AtomicU64,
     checkpoints: AtomicU64,
 }
@@ -319,7 +367,13 @@ impl Output {
             if let Some(path) = &config.state_path {
                 state::recover(path, &mut d)?;
             }
-            Files::new(&config.file, route, config.state_path.as_deref(), d.iter())?
+            Files::new(
+                &config.file,
+                route,
+                config.fallback.as_deref(),
+                config.state_path.as_deref(),
+                d.iter(),
+            )?
         };
         let limit = config.max_pending_bytes.clamp(1, u32::MAX as usize);
         let budget = Arc::new(Semaphore::new(limit));
@@ -342,6 +396,8 @@ impl Output {
             next_done: 0,
             dirty: false,
             retry_at: None,
+            stalled: VecDeque::new(),
+            stalled_held: None,
         };
         let thread = std::thread::Builder::new()
             .name("logbraid-output".into())
@@ -391,6 +447,9 @@ impl Output {
             deliveries: c.deliveries.load(Ordering::Relaxed),
             bytes: c.bytes.load(Ordering::Relaxed),
             undecodable: c.undecodable.load(Ordering::Relaxed),
+            stalled: c.stalled.load(Ordering::Relaxed),
+            held: c.held.load(Ordering::Relaxed),
+            diverted: c.diverted.load(Ordering::Relaxed),
             lost: c.lost.load(Ordering::Relaxed),
             checkpoints: c.checkpoints.load(Ordering::Relaxed),
         }
@@ -433,8 +492,35 @@ struct Stage {
     next_done: u64,
     /// Something was written or completed since the last round ended.
     dirty: bool,
-    /// A flush or checkpoint failed: when to try again.
+    /// A flush or checkpoint failed, or a delivery is stalled: when to try
+    /// again.
     retry_at: Option<Instant>,
+    /// Deliveries waiting for a file that could not be opened or written,
+    /// in arrival order; a source with one here has all its later
+    /// deliveries here too, so its records keep their order.
+    stalled: VecDeque<Stalled>,
+    /// Merge window: the record that could not be written. Nothing else
+    /// is written before it, to keep the order of the window.
+    stalled_held: Option<Held>,
+}
+
+/// A delivery that is partly written: `next` records of its body (after a
+/// native batch's `skip`) are in the files, the rest waits.
+#[derive(Debug)]
+struct Stalled {
+    d: Delivery,
+    permits: u32,
+    next: usize,
+    key: Key,
+}
+
+/// Whose order a delivery belongs to: a native client's numbering, or the
+/// connection's source.
+fn delivery_key(d: &Delivery) -> Key {
+    match &d.ack {
+        Some(a) => Key::Client(a.client_id.clone()),
+        None => source_key(&d.source),
+    }
 }
 
 fn source_key(s: &Source) -> Key {
@@ -468,6 +554,10 @@ impl Stage {
                 return;
             }
             let retry_due = self.retry_at.is_some_and(|t| t <= Instant::now());
+            if retry_due {
+                self.retry_stalled();
+                self.emit(false);
+            }
             if self.dirty || retry_due {
                 self.end_round();
             }
@@ -512,35 +602,144 @@ impl Stage {
             self.hold(d, permits);
             return;
         }
+        let key = delivery_key(&d);
+        let s = Stalled {
+            d,
+            permits,
+            next: 0,
+            key,
+        };
+        if self.stalled.iter().any(|w| w.key == s.key) {
+            // Behind its source's stalled delivery.
+            self.count_held(&s);
+            self.stalled.push_back(s);
+            return;
+        }
+        if let Some(s) = self.write_delivery(s) {
+            self.counters.stalled.fetch_add(1, Ordering::Relaxed);
+            self.count_held(&s);
+            self.stalled.push_back(s);
+        }
+    }
+
+    fn count_held(&self, s: &Stalled) {
+        self.counters
+            .held
+            .fetch_add(self.held_in(s), Ordering::Relaxed);
+    }
+
+    /// Writes the records of a delivery from `s.next` on. When one cannot
+    /// be written (its routed file does not open), the delivery is handed
+    /// back, `next` at that record, to wait (`None`: all written): what was written before it is
+    /// committed and acknowledged with this round (a native client then
+    /// resends only the rest, should it reconnect), the rest is neither.
+    fn write_delivery(&mut self, mut s: Stalled) -> Option<Stalled> {
         let (mut n, mut bytes) = (0u64, 0u64);
-        match &d.body {
+        let mut fault = None;
+        match &s.d.body {
             Body::Native { frame, skip } => {
                 let Ok(Frame::Batch(b)) = logbraid::wire::decode(frame) else {
-                    self.undecodable(permits);
-                    return;
+                    self.undecodable(s.permits);
+                    return None;
                 };
-                for r in b.records(&d.source).skip(*skip as usize) {
-                    bytes += self.files.write(&r) as u64;
+                for r in b.records(&s.d.source).skip(*skip as usize + s.next) {
+                    match self.files.write(&r) {
+                        Ok(len) => bytes += len as u64,
+                        Err(e) => {
+                            fault = Some(e);
+                            break;
+                        }
+                    }
                     n += 1;
+                }
+                if fault.is_some() && n > 0 {
+                    if let Some(a) = &s.d.ack {
+                        // Sequence number of the last record written.
+                        let written = b.first_seq() + u64::from(*skip) + (s.next as u64) + n - 1;
+                        self.acks.push(AckTo {
+                            client_id: a.client_id.clone(),
+                            epoch: a.epoch,
+                            last: written,
+                            tx: a.tx.clone(),
+                        });
+                    }
                 }
             }
             Body::Records(rs) => {
-                for r in rs {
-                    bytes += self.files.write(&r.as_record()) as u64;
+                for r in &rs[s.next..] {
+                    match self.files.write(&r.as_record()) {
+                        Ok(len) => bytes += len as u64,
+                        Err(e) => {
+                            fault = Some(e);
+                            break;
+                        }
+                    }
                     n += 1;
                 }
             }
         }
         self.counters.written.fetch_add(n, Ordering::Relaxed);
         self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.permits += permits as usize;
-        self.acks.extend(d.ack);
+        s.next += n as usize;
+        if n > 0 {
+            self.dirty = true;
+        }
+        if let Some(e) = fault {
+            self.stall(&e);
+            return Some(s);
+        }
+        self.permits += s.permits as usize;
+        self.acks.extend(s.d.ack);
         self.dirty = true;
         if self.files.take_rotated() {
             // The rotated file may be compressed soon; checkpoint the new
             // one before writing more.
             self.end_round();
         }
+        None
+    }
+
+    /// Says that a record cannot be written, and when it is tried again.
+    fn stall(&mut self, e: &OutputError) {
+        report(&format!(
+            "{e}; the records for it wait (acknowledged only once written) \
+             and are tried again every {}s",
+            RETRY.as_secs()
+        ));
+        self.retry_at.get_or_insert_with(|| Instant::now() + RETRY);
+    }
+
+    /// Tries the stalled deliveries again, in order; one that still
+    /// cannot be written keeps the later ones of its source waiting.
+    fn retry_stalled(&mut self) {
+        if let Some(h) = self.stalled_held.take() {
+            self.stalled_held = self.write_held(h);
+        }
+        let mut blocked: Vec<Key> = Vec::new();
+        for s in std::mem::take(&mut self.stalled) {
+            if blocked.contains(&s.key) {
+                self.stalled.push_back(s);
+                continue;
+            }
+            if let Some(s) = self.write_delivery(s) {
+                blocked.push(s.key.clone());
+                self.stalled.push_back(s);
+            }
+        }
+        let held: u64 = self.stalled.iter().map(|s| self.held_in(s)).sum::<u64>()
+            + u64::from(self.stalled_held.is_some());
+        self.counters.held.store(held, Ordering::Relaxed);
+    }
+
+    fn held_in(&self, s: &Stalled) -> u64 {
+        let total = match &s.d.body {
+            Body::Native { frame, skip } => match logbraid::wire::decode(frame) {
+                Ok(Frame::Batch(b)) => (b.len() as usize).saturating_sub(*skip as usize),
+                _ => 0,
+            },
+            Body::Records(rs) => rs.len(),
+        };
+        total.saturating_sub(s.next) as u64
     }
 
     /// Puts a delivery's records in the merge window. The delivery is done
@@ -620,38 +819,57 @@ impl Stage {
     }
 
     /// Writes held records whose window has passed (all of them with
-    /// `all`), in the order [`Merge::pop`] gives.
+    /// `all`), in the order [`Merge::pop`] gives. Nothing is written while a
+    /// record that could not be written waits.
     fn emit(&mut self, all: bool) {
         let now = Instant::now();
-        let (mut n, mut bytes) = (0u64, 0u64);
-        while let Some(h) = self.merge.as_mut().and_then(|m| m.pop(now, all)) {
-            bytes += self.files.write(&h.record.as_record()) as u64;
-            n += 1;
-            self.dirty = true;
-            if let Some((stream, seq)) = h.seq {
-                match self.commits.last_mut() {
-                    Some((s, last)) if Arc::ptr_eq(s, &stream) => *last = seq,
-                    _ => self.commits.push((stream, seq)),
-                }
-            }
-            for id in h.done {
-                let Some(w) = self.waiting.get_mut(&id) else {
-                    continue;
-                };
-                w.left -= 1;
-                if w.left == 0 {
-                    if let Some(w) = self.waiting.remove(&id) {
-                        self.permits += w.permits as usize;
-                        self.acks.extend(w.ack);
-                    }
-                }
-            }
-            if self.files.take_rotated() {
-                self.end_round();
+        while self.stalled_held.is_none() {
+            let Some(h) = self.merge.as_mut().and_then(|m| m.pop(now, all)) else {
+                break;
+            };
+            if let Some(h) = self.write_held(h) {
+                self.counters.stalled.fetch_add(1, Ordering::Relaxed);
+                self.counters.held.store(1, Ordering::Relaxed);
+                self.stalled_held = Some(h);
             }
         }
-        self.counters.written.fetch_add(n, Ordering::Relaxed);
-        self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Writes one record of the merge window and completes what it ends;
+    /// hands it back when it cannot be written.
+    fn write_held(&mut self, h: Held) -> Option<Held> {
+        let len = match self.files.write(&h.record.as_record()) {
+            Ok(len) => len,
+            Err(e) => {
+                self.stall(&e);
+                return Some(h);
+            }
+        };
+        self.counters.written.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(len as u64, Ordering::Relaxed);
+        self.dirty = true;
+        if let Some((stream, seq)) = h.seq {
+            match self.commits.last_mut() {
+                Some((s, last)) if Arc::ptr_eq(s, &stream) => *last = seq,
+                _ => self.commits.push((stream, seq)),
+            }
+        }
+        for id in h.done {
+            let Some(w) = self.waiting.get_mut(&id) else {
+                continue;
+            };
+            w.left -= 1;
+            if w.left == 0 {
+                if let Some(w) = self.waiting.remove(&id) {
+                    self.permits += w.permits as usize;
+                    self.acks.extend(w.ack);
+                }
+            }
+        }
+        if self.files.take_rotated() {
+            self.end_round();
+        }
+        None
     }
 
     /// Flushes, saves the checkpoint, commits and acknowledges, gives the
@@ -665,13 +883,14 @@ impl Stage {
             .checkpoints
             .store(self.files.checkpoints(), Ordering::Relaxed);
         self.counters
-            .lost
-            .store(self.files.lost(), Ordering::Relaxed);
+            .diverted
+            .store(self.files.diverted(), Ordering::Relaxed);
+        let stalled = !self.stalled.is_empty() || self.stalled_held.is_some();
         if !done {
             self.retry_at = Some(Instant::now() + RETRY);
             return false;
         }
-        self.retry_at = None;
+        self.retry_at = stalled.then(|| Instant::now() + RETRY);
         if self.permits > 0 {
             self.budget.add_permits(std::mem::take(&mut self.permits));
         }
@@ -729,6 +948,27 @@ impl Stage {
     /// The end: writes what is held, ends the last round, finishes the
     /// files.
     fn close(&mut self) {
+        self.retry_stalled();
+        if !self.stalled.is_empty() || self.stalled_held.is_some() {
+            let held = self.counters.held.load(Ordering::Relaxed);
+            let native = self.stalled.iter().filter(|s| s.d.ack.is_some()).count();
+            let lost: u64 = self
+                .stalled
+                .iter()
+                .filter(|s| s.d.ack.is_none())
+                .map(|s| self.held_in(s))
+                .sum::<u64>()
+                + self
+                    .stalled_held
+                    .as_ref()
+                    .map_or(0, |h| u64::from(h.seq.is_none()));
+            self.counters.lost.store(lost, Ordering::Relaxed);
+            report(&format!(
+                "stopping with {held} record(s) not written, their file could not be \
+                 opened or written: {native} native batch(es) were not acknowledged and \
+                 will be resent; {lost} Python or syslog record(s) are lost"
+            ));
+        }
         if (self.dirty || self.retry_at.is_some()) && !self.end_round() {
             report(&format!(
                 "stopping with {} acknowledgement(s) not sent: the flush or \
@@ -737,8 +977,5 @@ impl Stage {
             ));
         }
         self.files.finish();
-        self.counters
-            .lost
-            .store(self.files.lost(), Ordering::Relaxed);
     }
 }
