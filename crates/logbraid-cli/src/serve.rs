@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use logbraid::wire::Dedup;
 use logbraid_collector::config::{ServeConfig, Settings};
-use logbraid_collector::output::Output;
+use logbraid_collector::output::{Output, OutputError};
 use logbraid_collector::server::{self, Server};
 
 /// The flags of `logbraid serve`: the settings, and a file of them. What
@@ -94,6 +94,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
     let dedup = Arc::new(Mutex::new(Dedup::new()));
     let (output, handle) = match Output::start(config.output.clone(), Arc::clone(&dedup)) {
         Ok(started) => started,
+        Err(e @ OutputError::Locked { .. }) => {
+            remove_sockets(&listeners);
+            eprintln!("logbraid serve: {e}");
+            return Ok(USAGE);
+        }
         Err(e) => {
             remove_sockets(&listeners);
             return Err(e.into());

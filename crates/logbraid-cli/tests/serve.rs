@@ -1086,3 +1086,43 @@ fn without_flags_it_listens_on_the_default_socket_and_port() {
     assert!(got.iter().all(|l| l.contains("linger")), "{got:?}");
     assert!(!dir.path().join("logbraid.sock").exists());
 }
+
+#[test]
+fn a_second_collector_on_the_same_file_exits_2_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Serve::start(
+        dir.path(),
+        &["--listen", "tcp://127.0.0.1:0", "--file", "all.log"],
+    );
+    std::fs::write(dir.path().join("all.log.extra"), "operator's\n").unwrap();
+    let second = Command::new(bin())
+        .args([
+            "serve",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--file",
+            "all.log",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains(&format!("another collector (pid {})", first.child.id())),
+        "{err}"
+    );
+    let (status, _) = first.stop();
+    assert!(status.success());
+    // The lock goes with the first collector; a third one starts.
+    let third = Serve::start(
+        dir.path(),
+        &["--listen", "tcp://127.0.0.1:0", "--file", "all.log"],
+    );
+    let (status, _) = third.stop();
+    assert!(status.success());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("all.log.extra")).unwrap(),
+        "operator's\n"
+    );
+}

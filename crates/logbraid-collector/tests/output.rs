@@ -708,34 +708,68 @@ async fn a_rotated_file_already_compressed_is_left_alone() {
 }
 
 #[test]
-fn a_damaged_state_file_is_an_error_naming_it() {
+fn a_damaged_state_file_is_moved_aside_and_the_files_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
+    let log = dir.path().join("app.log");
+    let damaged = dir.path().join("state.damaged");
     for damage in [
-        &b"not a state file\n"[..],
+        &b""[..],
+        b"not a state file\n",
         b"logbraid-collector-state 1\nclient 1 2 zz\nend\n",
         b"logbraid-collector-state 1\nclient 1 2 63\n",
         b"\xff\xfe",
     ] {
         fs::write(&state, damage).unwrap();
-        let mut cfg = config(spec(&dir.path().join("app.log")));
+        fs::write(&log, "before\n").unwrap();
+        let mut cfg = config(spec(&log));
         cfg.state_path = Some(state.clone());
-        match Output::start(cfg, Arc::new(Mutex::new(Dedup::new()))) {
-            Err(e @ OutputError::State { .. }) => {
-                assert!(e.to_string().contains(&*state.to_string_lossy()), "{e}")
-            }
-            other => panic!("{damage:?}: {other:?}"),
-        }
+        let dedup = Arc::new(Mutex::new(Dedup::new()));
+        let output =
+            Output::start(cfg, Arc::clone(&dedup)).unwrap_or_else(|e| panic!("{damage:?}: {e}"));
+        assert_eq!(fs::read(&damaged).unwrap(), damage);
+        assert_eq!(dedup.lock().unwrap().iter().count(), 0);
+        output.0.shutdown();
+        // Nothing was cut, and a good checkpoint replaced the damaged one.
+        assert_eq!(fs::read_to_string(&log).unwrap(), "before\n");
+        assert!(fs::read_to_string(&state)
+            .unwrap()
+            .starts_with("logbraid-collector-state 1\n"));
     }
     // Unreadable: a directory where the file should be.
     fs::remove_file(&state).unwrap();
     fs::create_dir(&state).unwrap();
-    let mut cfg = config(spec(&dir.path().join("app.log")));
-    cfg.state_path = Some(state);
-    assert!(matches!(
-        Output::start(cfg, Arc::new(Mutex::new(Dedup::new()))),
-        Err(OutputError::State { .. })
-    ));
+    let mut cfg = config(spec(&log));
+    cfg.state_path = Some(state.clone());
+    match Output::start(cfg, Arc::new(Mutex::new(Dedup::new()))) {
+        Err(e @ OutputError::State { .. }) => {
+            assert!(e.to_string().contains(&*state.to_string_lossy()), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_second_stage_on_the_same_state_is_refused_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cfg = || {
+        let mut cfg = config(spec(&dir.path().join("app.log")));
+        cfg.state_path = Some(state.clone());
+        cfg
+    };
+    let first = Output::start(cfg(), Arc::new(Mutex::new(Dedup::new()))).unwrap();
+    match Output::start(cfg(), Arc::new(Mutex::new(Dedup::new()))) {
+        Err(OutputError::Locked { path, pid }) => {
+            assert_eq!(path, state);
+            assert_eq!(pid, Some(std::process::id()));
+        }
+        other => panic!("{other:?}"),
+    }
+    first.0.shutdown();
+    // Released with the first stage.
+    let again = Output::start(cfg(), Arc::new(Mutex::new(Dedup::new()))).unwrap();
+    again.0.shutdown();
 }
 
 #[tokio::test]

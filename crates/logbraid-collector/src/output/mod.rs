@@ -249,6 +249,18 @@ pub enum OutputError {
         /// Why.
         reason: String,
     },
+    /// Another collector holds the lock of this state file (and so writes
+    /// these log files).
+    #[error(
+        "another collector{} is using {path} and its log files; stop it or choose another file",
+        .pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    Locked {
+        /// The state file.
+        path: PathBuf,
+        /// The other collector's pid, as its lock file says.
+        pid: Option<u32>,
+    },
     /// The route template is not valid.
     #[error("route: {0}")]
     Route(String),
@@ -362,6 +374,9 @@ impl Output {
     ) -> Result<(Output, OutputHandle), OutputError> {
         // The template first: a typo must not cost a recovery.
         let route = config.route.as_deref().map(Route::parse).transpose()?;
+        // One collector per state file: recovery cuts files back, which
+        // must never happen under a live collector.
+        let lock = config.state_path.as_deref().map(state::lock).transpose()?;
         let files = {
             let mut d = dedup.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(path) = &config.state_path {
@@ -401,7 +416,12 @@ impl Output {
         };
         let thread = std::thread::Builder::new()
             .name("logbraid-output".into())
-            .spawn(move || stage.run())
+            .spawn(move || {
+                stage.run();
+                // Released once the last checkpoint is saved and the files
+                // are finished.
+                drop(lock);
+            })
             .map_err(OutputError::Thread)?;
         let handle = OutputHandle {
             tx: tx.clone(),

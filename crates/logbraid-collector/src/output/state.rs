@@ -247,8 +247,62 @@ fn parse(text: &str) -> Result<Saved, String> {
     Ok(saved)
 }
 
+/// Takes the lock that makes this collector the only one using the state
+/// file `path` (and so its log files): an exclusive `flock` on
+/// `<path>.lock`, which holds the owner's pid. Held while the returned
+/// file is open; the system releases it when the process ends, however it
+/// ends.
+pub(super) fn lock(path: &Path) -> Result<fs::File, OutputError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let bad = |e: io::Error| OutputError::State {
+        path: lock_path.clone(),
+        reason: format!("cannot lock: {e}"),
+    };
+    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(bad)?;
+    }
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(bad)?;
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: flock on a descriptor this function owns; no memory is
+    // involved.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::WouldBlock {
+            return Err(bad(e));
+        }
+        let pid = fs::read_to_string(&lock_path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        return Err(OutputError::Locked {
+            path: path.to_path_buf(),
+            pid,
+        });
+    }
+    f.set_len(0).map_err(bad)?;
+    io::Write::write_all(&mut f, format!("{}\n", std::process::id()).as_bytes()).map_err(bad)?;
+    Ok(f)
+}
+
 /// Reads the state file, if there is one: restores the deduplication
 /// table and cuts every recorded file back to its recorded length.
+///
+/// A state file that is empty, cut short or not a state file (a power
+/// loss between its write and the disk, a stray edit) is not a reason to
+/// stop collecting: it is moved aside to `<path>.damaged`, said on
+/// stderr, and the collector starts without it, keeping every file as it
+/// is. Clients resend what they had not seen acknowledged; what was
+/// written after the last good checkpoint may then appear twice, and the
+/// line says so. A state file that cannot be read at all (permissions, a
+/// directory in the way) is an error: the next checkpoint could not be
+/// saved either.
 pub(super) fn recover(path: &Path, dedup: &mut Dedup) -> Result<(), OutputError> {
     let bad = |reason: String| OutputError::State {
         path: path.to_path_buf(),
@@ -259,8 +313,27 @@ pub(super) fn recover(path: &Path, dedup: &mut Dedup) -> Result<(), OutputError>
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(bad(e.to_string())),
     };
-    let text = String::from_utf8(bytes).map_err(|_| bad("not UTF-8 text".to_string()))?;
-    let saved = parse(&text).map_err(bad)?;
+    let saved = String::from_utf8(bytes)
+        .map_err(|_| "not UTF-8 text".to_string())
+        .and_then(|text| parse(&text));
+    let saved = match saved {
+        Ok(saved) => saved,
+        Err(why) => {
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(".damaged");
+            let aside = PathBuf::from(aside);
+            fs::rename(path, &aside)
+                .map_err(|e| bad(format!("{why}; cannot move it aside: {e}")))?;
+            say(&format!(
+                "{} is damaged ({why}); moved to {} and starting without it: files are \
+                 kept as they are, and records written after the last good checkpoint \
+                 may appear twice when their clients resend them",
+                path.display(),
+                aside.display()
+            ));
+            return Ok(());
+        }
+    };
     for p in &saved.files {
         cut_back(p).map_err(|e| bad(format!("{}: {e}", p.path.display())))?;
     }
