@@ -146,9 +146,14 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let py_port = shown[1].rsplit(':').next().unwrap_or("0").to_string();
     let srv = Arc::new(Server::new(ServerConfig::default(), handle, dedup));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serving = runtime.spawn(server::run(Arc::clone(&srv), listeners, async move {
-        let _ = stop_rx.await;
-    }));
+    let serving = runtime.spawn(server::run(
+        Arc::clone(&srv),
+        listeners,
+        async move {
+            let _ = stop_rx.await;
+        },
+        std::future::pending::<()>(),
+    ));
 
     let mut out = std::io::stdout().lock();
     writeln!(

@@ -30,8 +30,10 @@ file. A bad value or an unknown key exits with code 2 and names it.
 
 Prints `listening on URL` (with the port chosen for port 0) for each listener
 once all are bound. SIGTERM or SIGINT: stops accepting, reads what open
-connections still send (up to 5 s), writes and acknowledges it, flushes, and
-exits 0.
+connections still send (up to 5 s), writes and acknowledges everything read
+(waiting as long as that takes), flushes, and exits 0. A second SIGTERM or
+SIGINT stops at once: what was read and not yet handed to the files is not
+written (native clients resend it), and stderr says so.
 
 A record whose routed file cannot be opened is not acknowledged: it waits,
 with the later records of its source, and is retried every second (stderr
@@ -109,12 +111,18 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let stop = async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+    // The first SIGTERM or SIGINT stops (draining), a second one hurries.
+    let (first, stop) = tokio::sync::oneshot::channel::<()>();
+    let (second, hurry) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        for tx in [first, second] {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            let _ = tx.send(());
         }
-    };
+    });
     {
         let mut out = std::io::stdout().lock();
         for (_, shown) in &listeners {
@@ -127,6 +135,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
         Arc::clone(&server),
         listeners.into_iter().map(|(l, _)| l).collect(),
         stop,
+        hurry,
     )
     .await;
     let stats = output.shutdown();

@@ -37,6 +37,8 @@ struct Running {
     server: Arc<Server>,
     urls: Vec<String>,
     stop: oneshot::Sender<()>,
+    /// A second stop: at once.
+    hurry: oneshot::Sender<()>,
     task: JoinHandle<()>,
     output: Output,
     file: PathBuf,
@@ -44,27 +46,35 @@ struct Running {
 
 impl Running {
     async fn start(dir: &Path, listen: &[&str], config: ServerConfig) -> Running {
+        Running::start_with(dir, listen, config, |_| {}).await
+    }
+
+    /// [`Running::start`], with `adjust` changing the output's settings.
+    async fn start_with(
+        dir: &Path,
+        listen: &[&str],
+        config: ServerConfig,
+        adjust: impl FnOnce(&mut OutputConfig),
+    ) -> Running {
         let file = dir.join("out.log");
         let dedup = Arc::new(Mutex::new(Dedup::new()));
-        let (output, handle) = Output::start(
-            OutputConfig {
-                file: FileSpec {
-                    path: file.clone(),
-                    layout: LayoutSpec::parse("%(message)s", None).unwrap(),
-                    max_bytes: 0,
-                    backup_count: 0,
-                    every: None,
-                    compression: Compression::None,
-                },
-                route: None,
-                merge_window: None,
-                max_pending_bytes: 32 << 20,
-                state_path: None,
-                fallback: None,
+        let mut output_config = OutputConfig {
+            file: FileSpec {
+                path: file.clone(),
+                layout: LayoutSpec::parse("%(message)s", None).unwrap(),
+                max_bytes: 0,
+                backup_count: 0,
+                every: None,
+                compression: Compression::None,
             },
-            Arc::clone(&dedup),
-        )
-        .unwrap();
+            route: None,
+            merge_window: None,
+            max_pending_bytes: 32 << 20,
+            state_path: None,
+            fallback: None,
+        };
+        adjust(&mut output_config);
+        let (output, handle) = Output::start(output_config, Arc::clone(&dedup)).unwrap();
         let mut listeners = Vec::new();
         let mut urls = Vec::new();
         for url in listen {
@@ -74,13 +84,24 @@ impl Running {
         }
         let server = Arc::new(Server::new(config, handle, dedup));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::run(Arc::clone(&server), listeners, async {
-            let _ = stopped.await;
-        }));
+        let (hurry, hurried) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::run(
+            Arc::clone(&server),
+            listeners,
+            async {
+                let _ = stopped.await;
+            },
+            async {
+                if hurried.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            },
+        ));
         Running {
             server,
             urls,
             stop,
+            hurry,
             task,
             output,
             file,
@@ -637,4 +658,95 @@ async fn a_unix_socket_path_is_taken_over_only_from_a_collector_that_is_gone() {
         .unwrap_err();
     assert!(e.to_string().contains("is not a socket"), "{e}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+}
+
+/// A collector whose output is held up by a file that cannot be opened,
+/// with a sender that has more to say than the output has room for; it
+/// returns once records are held.
+async fn held_up() -> (tempfile::TempDir, PathBuf, Running, JoinHandle<()>) {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(logs.join("app.log")).unwrap();
+    let config = ServerConfig {
+        drain: Duration::from_millis(50),
+        ..ServerConfig::default()
+    };
+    let run = Running::start_with(dir.path(), &["syslog-tcp://127.0.0.1:0"], config, |o| {
+        o.route = Some(format!("{}/{{program}}.log", logs.display()));
+        // Room for a few records only.
+        o.max_pending_bytes = 8 << 10;
+    })
+    .await;
+    let pad = "x".repeat(1000);
+    let mut text = String::new();
+    for i in 0..3000 {
+        text.push_str(&format!("<13>Dec  6 07:00:00 host app: r{i} {pad}\n"));
+    }
+    let mut s = TcpStream::connect(run.addr("syslog-tcp://")).await.unwrap();
+    // More than the collector reads while its output is held up: the
+    // sender blocks, and what it has not got through is never read.
+    let sender = tokio::spawn(async move {
+        let _ = s.write_all(text.as_bytes()).await;
+    });
+    let output = &run.output;
+    within("records held for the blocked file", async {
+        while output.stats().held == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    (dir, logs, run, sender)
+}
+
+#[tokio::test]
+async fn a_stop_writes_every_record_read_even_past_the_drain_time() {
+    // Records read from a connection wait for room in the output stage,
+    // which a file that cannot be opened holds up: the stop waits for
+    // them, past the drain time, and writes them once the file opens.
+    let (_dir, logs, run, sender) = held_up().await;
+    let stats = run.stats();
+    let _ = run.stop.send(());
+    std::fs::remove_dir(logs.join("app.log")).unwrap();
+    within("server::run after the stop", run.task)
+        .await
+        .unwrap();
+    sender.abort();
+    let read = stats.records.load(Ordering::Relaxed);
+    let output = run.output;
+    let out = tokio::task::spawn_blocking(move || output.shutdown())
+        .await
+        .unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(logs.join("app.log"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    // Every record read is written, once, in order.
+    let want: Vec<String> = (0..read).map(|i| format!("r{i}")).collect();
+    assert!(
+        lines == want,
+        "{} read, {} written, {} lost",
+        read,
+        lines.len(),
+        out.lost
+    );
+    assert!(read > 8, "the test must read more than the budget holds");
+}
+
+#[tokio::test]
+async fn a_second_stop_does_not_wait_for_a_file_that_cannot_be_opened() {
+    let (_dir, logs, run, sender) = held_up().await;
+    let _ = run.stop.send(());
+    let _ = run.hurry.send(());
+    within("server::run after a hurried stop", run.task)
+        .await
+        .unwrap();
+    sender.abort();
+    let output = run.output;
+    let out = tokio::task::spawn_blocking(move || output.shutdown())
+        .await
+        .unwrap();
+    // What the output held is counted lost; nothing reached the file.
+    assert!(out.lost > 0, "{out:?}");
+    assert!(logs.join("app.log").is_dir());
 }

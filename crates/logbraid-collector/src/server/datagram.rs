@@ -5,7 +5,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use logbraid::{OwnedRecord, Source};
 use tokio::net::UdpSocket;
@@ -98,8 +97,8 @@ impl Datagrams<'_> {
 /// Python `DatagramHandler` and syslog over UDP: one record a datagram;
 /// a bad datagram is counted and dropped (there is no connection to
 /// close). When the server stops, the datagrams already queued on the
-/// socket are still written (for at most the drain time, so a sender that
-/// keeps sending cannot hold the stop up).
+/// socket are still written (until the drain time is over, so a sender
+/// that keeps sending cannot hold the stop up).
 pub(super) async fn udp(
     server: &Server,
     s: UdpSocket,
@@ -139,11 +138,11 @@ pub(super) async fn udp(
     // last saw, which may predate the datagrams queued just before the
     // stop; the plain non-blocking socket asks the kernel itself.
     let Ok(s) = s.into_std() else { return };
-    let stop_by = Instant::now() + server.config.drain;
+    let cut = server.cut.subscribe();
     loop {
         let mut records = Vec::new();
         let empty = d.take_queued(|b| s.recv_from(b), &mut records);
-        if !d.deliver(records, &placeholder).await || empty || Instant::now() >= stop_by {
+        if !d.deliver(records, &placeholder).await || empty || *cut.borrow() {
             return;
         }
     }

@@ -28,7 +28,7 @@ mod native;
 mod stream;
 
 use std::future::Future;
-use std::io;
+use std::io::{self, Write as _};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -177,6 +177,9 @@ pub struct Server {
     dedup: Arc<Mutex<Dedup>>,
     slots: Arc<Semaphore>,
     stats: Arc<Stats>,
+    /// Set when a stopping server's drain time is over: connections read
+    /// nothing more, but hand over what they have read.
+    cut: watch::Sender<bool>,
 }
 
 /// After a stop, a connection quiet for this long is done.
@@ -196,6 +199,7 @@ impl Server {
             dedup,
             slots,
             stats: Arc::new(Stats::default()),
+            cut: watch::Sender::new(false),
         }
     }
 
@@ -205,10 +209,22 @@ impl Server {
     }
 }
 
-/// Serves until `shutdown` completes, then stops accepting, lets open
-/// connections finish (up to the drain time) and removes Unix socket files.
-/// The caller then shuts the output stage down.
-pub async fn run(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl Future) {
+/// Serves until `shutdown` completes, then stops accepting and removes
+/// Unix socket files. Open connections go on reading for the drain time;
+/// then they read nothing more, but each still hands over what it has
+/// read, however long the output stage takes to make room for it (a file
+/// that cannot be written holds it up; nothing read is dropped). When
+/// `hurry` completes first (a second SIGTERM), it stops at once: what
+/// connections had read and not handed over is not written (native
+/// clients resend it), and stderr says how many connections that was. The
+/// caller then shuts the output stage down, which writes everything handed
+/// over.
+pub async fn run(
+    server: Arc<Server>,
+    listeners: Vec<Listener>,
+    shutdown: impl Future,
+    hurry: impl Future,
+) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sockets = Vec::new();
     let mut loops = Vec::new();
@@ -222,18 +238,45 @@ pub async fn run(server: Arc<Server>, listeners: Vec<Listener>, shutdown: impl F
             stop_rx.clone(),
         )));
     }
-    shutdown.await;
-    let _ = stop_tx.send(true);
-    for l in loops {
-        let _ = l.await;
+    let mut hurry = std::pin::pin!(hurry);
+    let mut hurried = false;
+    tokio::select! {
+        _ = shutdown => {}
+        // A hurried stop before any stop is a stop, at once.
+        _ = &mut hurry => hurried = true,
     }
+    let _ = stop_tx.send(true);
     let max = server.config.max_connections.max(1);
     let drained = async {
+        for l in loops {
+            let _ = l.await;
+        }
         while server.slots.available_permits() < max {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
-    let _ = tokio::time::timeout(server.config.drain, drained).await;
+    let mut drained = std::pin::pin!(drained);
+    if !hurried {
+        tokio::select! {
+            _ = &mut drained => {}
+            _ = tokio::time::sleep(server.config.drain) => {
+                server.cut.send_replace(true);
+                tokio::select! {
+                    _ = &mut drained => {}
+                    _ = &mut hurry => hurried = true,
+                }
+            }
+            _ = &mut hurry => hurried = true,
+        }
+    }
+    if hurried {
+        let busy = max - server.slots.available_permits();
+        let _ = writeln!(
+            std::io::stderr(),
+            "logbraid serve: stopping at once: {busy} connection(s) still had records \
+             not handed over; they are not written (native clients resend theirs)"
+        );
+    }
     for p in sockets {
         let _ = std::fs::remove_file(p);
     }
@@ -354,6 +397,12 @@ impl Conn<'_> {
         wait: Duration,
     ) -> Read {
         let stopping = *self.stop.borrow();
+        let mut cut = self.server.cut.subscribe();
+        if *cut.borrow_and_update() {
+            // Past the drain time: what was read is handed over, nothing
+            // more is read.
+            return Read::End;
+        }
         let wait = if stopping { QUIET_AFTER_STOP } else { wait };
         let ack = async {
             match acks {
@@ -377,6 +426,7 @@ impl Conn<'_> {
                 // The server is gone without a word: nothing to drain for.
                 Err(_) => Read::End,
             },
+            _ = cut.changed() => Read::End,
             _ = tokio::time::sleep(wait) => if stopping { Read::End } else { Read::Timeout },
         }
     }
