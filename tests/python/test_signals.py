@@ -139,3 +139,27 @@ def test_signals_keyword(run, signals):
     # by logbraid only when asked; SIGINT is Python's (KeyboardInterrupt).
     caught = run(CAUGHT, signals).stdout.split()
     assert caught == (["SIGTERM", "SIGHUP", "SIGINT"] if signals == "on" else ["SIGINT"])
+
+
+CRASH = """
+import ctypes, logging, resource, sys, logbraid
+
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+logbraid.basicConfig(level="INFO", file="crash.log", console=False, format="%(message)s")
+log, std = logbraid.getLogger("l"), logging.getLogger("s")
+for i in range(int(sys.argv[1])):
+    (log if i % 2 else std).info("r %d", i)
+ctypes.string_at(0)
+"""
+
+
+def test_a_crash_writes_what_was_logged_before(tmp_path):
+    """A segmentation fault (here a read at address 0 through ctypes) still
+    ends the process by SIGSEGV, after the records logged before it are
+    written, best effort."""
+    (tmp_path / "crash.py").write_text(CRASH)
+    p = subprocess.run([sys.executable, "crash.py", str(N)], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == -signal.SIGSEGV, p.stderr
+    lines = (tmp_path / "crash.log").read_text().splitlines()
+    assert lines == [f"r {i}" for i in range(N)]

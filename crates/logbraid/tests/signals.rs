@@ -112,6 +112,35 @@ fn child_stalled_collector() {
     }
 }
 
+/// Child: logs `RECORDS` records and crashes, as `LOGBRAID_TEST_CRASH`
+/// says: a read through a null pointer (SIGSEGV) or `abort` (SIGABRT).
+#[test]
+fn child_crash() {
+    let Some(dir) = child_dir("crash") else {
+        return;
+    };
+    // No core file in the test's directory.
+    let none = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit with a valid struct.
+    unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
+    let (logger, _guard) = build(&dir);
+    let site = Callsite::new(Level::Info, "app");
+    for i in 0..RECORDS {
+        logger.log_with(&site, format_args!("r {i}"), &mut |_| {});
+    }
+    match std::env::var("LOGBRAID_TEST_CRASH").as_deref() {
+        Ok("segv") => {
+            // SAFETY: none: the point is the fault.
+            let x = unsafe { std::ptr::read_volatile(std::ptr::null::<u8>()) };
+            say(&format!("read {x}"));
+        }
+        _ => std::process::abort(),
+    }
+}
+
 static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static mut PREVIOUS: Option<libc::sigaction> = None;
 
@@ -279,4 +308,31 @@ fn a_handler_the_program_installs_later_keeps_its_graceful_shutdown() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len() as u64, RECORDS + 1);
     assert_eq!(lines.last(), Some(&"graceful"));
+}
+
+#[test]
+fn a_crash_writes_what_was_logged_before_and_still_ends_the_process() {
+    for (how, sig) in [("segv", libc::SIGSEGV), ("abort", libc::SIGABRT)] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_crash",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env("LOGBRAID_TEST_CHILD", dir.path())
+            .env("LOGBRAID_TEST_SIGNAL", "crash")
+            .env("LOGBRAID_TEST_CRASH", how)
+            .env_remove("LOGBRAID_COLLECTOR")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.signal(), Some(sig), "{how}: {:?}", out.status);
+        let text = std::fs::read_to_string(dir.path().join("app.log")).unwrap();
+        assert_eq!(text.lines().count() as u64, RECORDS, "{how}");
+        for (i, line) in text.lines().enumerate() {
+            assert_eq!(line, format!("r {i}"), "{how}");
+        }
+    }
 }

@@ -32,6 +32,23 @@
 //! A forked child inherits the handler but not the thread: until a
 //! pipeline starts in the child (which installs a thread of its own), the
 //! handler there takes the default action at once.
+//!
+//! # Fatal signals, best effort
+//!
+//! SIGSEGV, SIGBUS, SIGABRT, SIGFPE and SIGILL end a process that is
+//! already broken, so what can be done is less, and done differently. Each
+//! gets a handler when it is at its default action *or* has a handler of
+//! its own (Rust's runtime has one for SIGSEGV and SIGBUS, to report stack
+//! overflows), which is kept and called after ours. The handler runs on
+//! the faulting thread, on the alternate signal stack where the thread has
+//! one: it wakes the same thread of ours, which flushes every pipeline and
+//! closes file writes; meanwhile the handler waits (sleeping, which is
+//! async-signal-safe) at most the flush limit. Then it puts back the
+//! action it found and returns: a fault happens again and meets that
+//! action (a core dump, or Rust's report), a signal sent by `kill` or
+//! `abort` is raised again first. The flush can fail: when the crashed
+//! thread holds a lock the flush needs (a crash inside a sink, or the
+//! writer thread itself crashing), the handler gives up at the limit.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -40,6 +57,22 @@ use std::time::Duration;
 
 /// The signals handled, when at their default action.
 const SIGNALS: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+/// The fatal signals handled (see the module documentation).
+const FATAL: [libc::c_int; 5] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGABRT,
+    libc::SIGFPE,
+    libc::SIGILL,
+];
+
+/// The actions the fatal signals had before ours, by signal number.
+static mut PREVIOUS: [Option<libc::sigaction>; 32] = [None; 32];
+/// Set by the first fatal signal: another one goes straight on.
+static FATAL_FIRED: AtomicBool = AtomicBool::new(false);
+/// Set by the signal thread once a fatal signal's flush is over.
+static FATAL_DONE: AtomicBool = AtomicBool::new(false);
 
 /// How long a signal waits for the pipelines' flush before the process
 /// ends anyway (a collector that stopped answering must not keep a
@@ -133,6 +166,93 @@ extern "C" fn on_signal(sig: libc::c_int) {
     unsafe { *libc::__errno_location() = errno };
 }
 
+/// The handler of the fatal signals; see the module documentation.
+extern "C" fn on_fatal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: reading and writing the thread's errno.
+    let errno = unsafe { *libc::__errno_location() };
+    if OWNER.load(Ordering::Acquire) == std::process::id()
+        && !FATAL_FIRED.swap(true, Ordering::AcqRel)
+        && !FIRED.swap(true, Ordering::AcqRel)
+    {
+        let byte = sig as u8;
+        // SAFETY: as in `on_signal`.
+        let n = unsafe {
+            libc::write(
+                WAKE_FD.load(Ordering::Acquire),
+                (&byte as *const u8).cast(),
+                1,
+            )
+        };
+        if n == 1 {
+            let limit_ms = FLUSH_LIMIT_MS.load(Ordering::Acquire);
+            let tick = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 1_000_000,
+            };
+            let mut waited = 0;
+            while !FATAL_DONE.load(Ordering::Acquire) && waited < limit_ms {
+                // SAFETY: nanosleep is async-signal-safe; `tick` is live.
+                unsafe { libc::nanosleep(&tick, std::ptr::null_mut()) };
+                waited += 1;
+            }
+        }
+    }
+    // SAFETY: PREVIOUS is written before the handler is installed and not
+    // after; sigaction and raise are async-signal-safe; `info` is the
+    // kernel's, valid for this call.
+    unsafe {
+        let previous = (*std::ptr::addr_of!(PREVIOUS))
+            .get(sig as usize)
+            .copied()
+            .flatten();
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut dfl.sa_mask);
+        libc::sigaction(sig, previous.as_ref().unwrap_or(&dfl), std::ptr::null_mut());
+        // Sent (kill, raise, abort) rather than caused by an instruction:
+        // returning would not bring it back, so raise it again; it is
+        // delivered, to the action just restored, once this returns.
+        if info.is_null() || (*info).si_code <= 0 {
+            libc::raise(sig);
+        }
+        *libc::__errno_location() = errno;
+    }
+}
+
+/// Installs the handler of the fatal signals, keeping the actions they had
+/// (not over an ignored one, nor over a handler the program installed
+/// after ours; once per process).
+fn install_fatal() {
+    for sig in FATAL {
+        let Some(here) = current_action(sig) else {
+            continue;
+        };
+        if here == libc::SIG_IGN || here == fatal_address() {
+            continue;
+        }
+        // SAFETY: a zeroed sigaction is a valid out-parameter; PREVIOUS is
+        // written here only, under INSTALL, before the handler that reads
+        // it is installed.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
+                continue;
+            }
+            (*std::ptr::addr_of_mut!(PREVIOUS))[sig as usize] = Some(old);
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = fatal_address();
+            act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
+}
+
+fn fatal_address() -> libc::sighandler_t {
+    on_fatal as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+        as libc::sighandler_t
+}
+
 /// Installs the handler for each of [`SIGNALS`] at its default action,
 /// and the thread it wakes; once per process (again in a forked child).
 pub(crate) fn install(flush_limit: Duration) {
@@ -187,7 +307,10 @@ fn start(pid: u32) -> io::Result<()> {
         }
     }
     FIRED.store(false, Ordering::Release);
+    FATAL_FIRED.store(false, Ordering::Release);
+    FATAL_DONE.store(false, Ordering::Release);
     OWNER.store(pid, Ordering::Release);
+    install_fatal();
     for sig in SIGNALS {
         let here = current_action(sig);
         let free = here == Some(libc::SIG_DFL) || here == Some(handler_address());
@@ -260,6 +383,7 @@ fn wait_for_signal(read_fd: libc::c_int) {
         return;
     }
     let sig = libc::c_int::from(byte);
+    let fatal = FATAL.contains(&sig);
     let (tx, rx) = std::sync::mpsc::channel();
     let flushing = std::thread::Builder::new()
         .name("logbraid-signal-flush".into())
@@ -275,7 +399,12 @@ fn wait_for_signal(read_fd: libc::c_int) {
         ));
     }
     halt_writes();
-    default_action(sig);
+    if fatal {
+        // The faulting thread ends the process (see `on_fatal`).
+        FATAL_DONE.store(true, Ordering::Release);
+    } else {
+        default_action(sig);
+    }
     // Still here: something kept the signal from ending the process (it is
     // blocked in every thread). Logging goes on.
     std::thread::sleep(Duration::from_secs(2));
