@@ -139,7 +139,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut shown = Vec::new();
     for u in &urls {
         let url = Endpoint::parse(u)?;
-        let (l, s) = runtime.block_on(server::bind(&url))?;
+        let (l, s) = runtime.block_on(server::bind(&url, server::DEFAULT_SOCKET_MODE))?;
         listeners.push(l);
         shown.push(s);
     }

@@ -85,7 +85,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
     // it must not leave a log file or a recovered checkpoint behind.
     let mut listeners = Vec::new();
     for url in &config.listen {
-        match server::bind(url).await {
+        match server::bind(url, config.socket_mode).await {
             Ok(bound) => listeners.push(bound),
             Err(e) => {
                 remove_sockets(&listeners);
@@ -151,8 +151,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
 /// serve on.
 fn remove_sockets(listeners: &[(server::Listener, String)]) {
     for (l, _) in listeners {
-        if let server::Listener::Unix(_, path) = l {
-            let _ = std::fs::remove_file(path);
+        if let server::Listener::Unix(_, file) = l {
+            file.remove();
         }
     }
 }

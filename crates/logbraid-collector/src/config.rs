@@ -23,6 +23,7 @@
 //! | `route` | template with `{host}`, `{program}`, `{pid}`, `{logger}` | none |
 //! | `fallback_file` | path, with `route`: where records go whose own file cannot be opened | none: they wait |
 //! | `token` | text native clients must present | none |
+//! | `socket_mode` | permissions of `unix:` sockets, octal | `0600` |
 //! | `max_frame` | size, 1 MiB to 1 GiB | 1 MiB |
 //! | `max_connections` | integer, 1 to 1000000 | 1024 |
 //!
@@ -56,7 +57,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use logbraid::config::de::{self, Bounded, Size};
+use logbraid::config::de::{self, Bounded, FileMode, Size};
 use logbraid::config::ConfigError;
 use logbraid::layout::LayoutSpec;
 use logbraid::{Compression, Every};
@@ -131,6 +132,10 @@ pub struct Settings {
     /// Native clients must present this token.
     #[cfg_attr(feature = "clap", arg(long))]
     pub token: Option<String>,
+    /// Permissions of unix: sockets, in octal (default 0600: the
+    /// collector's user only).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "MODE"))]
+    pub socket_mode: Option<FileMode>,
     /// Longest frame accepted (default 1MiB). Smaller values are refused:
     /// the native protocol promises clients 1 MiB.
     #[cfg_attr(feature = "clap", arg(long, value_name = "SIZE"))]
@@ -248,6 +253,7 @@ impl Settings {
             route: self.route.or(other.route),
             fallback_file: self.fallback_file.or(other.fallback_file),
             token: self.token.or(other.token),
+            socket_mode: self.socket_mode.or(other.socket_mode),
             max_frame: self.max_frame.or(other.max_frame),
             max_connections: self.max_connections.or(other.max_connections),
         }
@@ -259,6 +265,8 @@ impl Settings {
 pub struct ServeConfig {
     /// Where to listen.
     pub listen: Vec<Endpoint>,
+    /// Permissions of the `unix:` listeners' sockets.
+    pub socket_mode: u32,
     /// The output stage.
     pub output: OutputConfig,
     /// The listeners' limits.
@@ -293,6 +301,9 @@ impl ServeConfig {
         let state = path.with_file_name(format!(".{name}.state"));
         Ok(ServeConfig {
             listen,
+            socket_mode: s
+                .socket_mode
+                .map_or(crate::server::DEFAULT_SOCKET_MODE, |m| m.0),
             output: OutputConfig {
                 file: FileSpec {
                     path,

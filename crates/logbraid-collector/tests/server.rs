@@ -78,7 +78,9 @@ impl Running {
         let mut listeners = Vec::new();
         let mut urls = Vec::new();
         for url in listen {
-            let (l, shown) = server::bind(&Endpoint::parse(url).unwrap()).await.unwrap();
+            let (l, shown) = server::bind(&Endpoint::parse(url).unwrap(), 0o600)
+                .await
+                .unwrap();
             listeners.push(l);
             urls.push(shown);
         }
@@ -641,11 +643,17 @@ async fn a_unix_socket_path_is_taken_over_only_from_a_collector_that_is_gone() {
     // A socket file nobody listens on: what a crashed collector leaves.
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
     assert!(path.exists());
-    let (live, shown) = server::bind(&url).await.unwrap();
+    let (live, shown) = server::bind(&url, 0o600).await.unwrap();
     assert_eq!(shown, format!("unix:{}", path.display()));
+    // Its permissions: its owner's only.
+    let mode = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&path), 0o600);
 
     // While it is listening, a second collector may not take it.
-    let e = server::bind(&url).await.unwrap_err();
+    let e = server::bind(&url, 0o600).await.unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}");
     assert!(path.exists());
     drop(live);
@@ -653,11 +661,36 @@ async fn a_unix_socket_path_is_taken_over_only_from_a_collector_that_is_gone() {
     // Anything but a socket is never removed.
     let file = dir.path().join("notes.txt");
     std::fs::write(&file, "keep me").unwrap();
-    let e = server::bind(&Endpoint::parse(&format!("unix:{}", file.display())).unwrap())
-        .await
-        .unwrap_err();
+    let e = server::bind(
+        &Endpoint::parse(&format!("unix:{}", file.display())).unwrap(),
+        0o600,
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("is not a socket"), "{e}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+
+    // The mode asked for; and at the end the file is removed only while
+    // it is still this listener's socket, not a successor's.
+    let other = dir.path().join("t.sock");
+    let url = Endpoint::parse(&format!("unix:{}", other.display())).unwrap();
+    let (mine, _) = server::bind(&url, 0o660).await.unwrap();
+    assert_eq!(mode(&other), 0o660);
+    let server::Listener::Unix(_, file) = &mine else {
+        panic!("not a unix listener")
+    };
+    std::fs::remove_file(&other).unwrap();
+    let successor = std::os::unix::net::UnixListener::bind(&other).unwrap();
+    file.remove();
+    assert!(other.exists(), "a successor's socket was removed");
+    drop(successor);
+    std::fs::remove_file(&other).unwrap();
+    let (mine, _) = server::bind(&url, 0o600).await.unwrap();
+    let server::Listener::Unix(_, file) = &mine else {
+        panic!("not a unix listener")
+    };
+    file.remove();
+    assert!(!other.exists(), "its own socket stayed");
 }
 
 /// A collector whose output is held up by a file that cannot be opened,

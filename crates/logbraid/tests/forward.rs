@@ -345,3 +345,65 @@ fn records_carry_the_name_set_for_the_process_here_and_at_the_collector() {
     drop(collector);
     drop(guard);
 }
+
+#[test]
+fn a_unix_socket_served_by_another_user_gets_nothing() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("SKIPPED: needs root, to listen as another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let sock = dir.path().join("other.sock");
+    // Another user's listener at the path: a plain socket that accepts and
+    // keeps what it reads, run as nobody.
+    let script = format!(
+        "import os, socket, sys\nos.setgid(65534); os.setuid(65534)\n\
+         s = socket.socket(socket.AF_UNIX); s.bind({:?}); s.listen()\n\
+         print('listening', flush=True)\nc, _ = s.accept()\nsys.stdin.read()\n",
+        sock.to_str().unwrap()
+    );
+    let mut other = match std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("SKIPPED: no python3 to listen as another user ({e})");
+            return;
+        }
+    };
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(other.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "listening");
+    let (logger, guard, stats) = client(options(&sock));
+    log_range(&logger, 0..10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let error = loop {
+        if let Some(e) = stats.get().last_error.filter(|e| e.contains("uid")) {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "no refusal");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(
+        error.contains("is served by uid 65534, neither this user (0) nor root"),
+        "{error}"
+    );
+    assert_eq!(stats.get().batches_sent, 0);
+    let _ = other.kill();
+    let _ = other.wait();
+    drop(logger);
+    drop(guard);
+}

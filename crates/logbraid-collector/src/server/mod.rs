@@ -47,22 +47,54 @@ use crate::output::OutputHandle;
 #[derive(Debug)]
 pub enum Listener {
     /// Native protocol on a Unix socket; the file is removed at the end.
-    Unix(UnixListener, PathBuf),
+    Unix(UnixListener, SocketFile),
     /// A TCP listener.
     Tcp(TcpListener, Protocol),
     /// A UDP socket.
     Udp(UdpSocket, Protocol),
 }
 
+/// The file of a bound Unix socket: removed at the end only while it is
+/// still this listener's (a successor may have bound the path since).
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    /// The socket's path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Removes the file, if the path still names this socket.
+    pub fn remove(&self) {
+        use std::os::unix::fs::MetadataExt as _;
+        if std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| (m.dev(), m.ino()) == (self.dev, self.ino))
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The permissions of a collector's Unix socket when none are given:
+/// its owner only.
+pub const DEFAULT_SOCKET_MODE: u32 = 0o600;
+
 /// Binds a listener; returns it with its URL, port 0 replaced by the port
-/// the system chose.
+/// the system chose. A Unix socket gets the permissions `socket_mode`
+/// (see [`DEFAULT_SOCKET_MODE`]).
 ///
-/// A Unix socket file left by a collector that is gone (nothing accepts a
-/// connection on it) is removed first, so a collector restarts after a
-/// crash without help. One that a live collector answers on is an error,
-/// and so is a path that holds anything but a socket: a typo in `--listen`
-/// must not delete a file.
-pub async fn bind(url: &Endpoint) -> io::Result<(Listener, String)> {
+/// A Unix socket file left by a collector that is gone (a connection to it
+/// is refused) is removed first, so a collector restarts after a crash
+/// without help. One that a live collector answers on is an error, and so
+/// is one whose state cannot be told (any other error: a busy collector's
+/// full backlog is not a dead one), and a path that holds anything but a
+/// socket: a typo in `--listen` must not delete a file.
+pub async fn bind(url: &Endpoint, socket_mode: u32) -> io::Result<(Listener, String)> {
     match (&url.addr, url.protocol) {
         (Addr::Unix(p), _) => {
             if let Ok(meta) = std::fs::symlink_metadata(p) {
@@ -73,19 +105,37 @@ pub async fn bind(url: &Endpoint) -> io::Result<(Listener, String)> {
                         format!("{} exists and is not a socket", p.display()),
                     ));
                 }
-                if tokio::net::UnixStream::connect(p).await.is_ok() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AddrInUse,
-                        format!("{} is in use by a running collector", p.display()),
-                    ));
+                match tokio::net::UnixStream::connect(p).await {
+                    Ok(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::AddrInUse,
+                            format!("{} is in use by a running collector", p.display()),
+                        ))
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!(
+                                "{}: cannot tell whether a collector listens there ({e}); \
+                                 not removing it",
+                                p.display()
+                            ),
+                        ))
+                    }
                 }
                 std::fs::remove_file(p)?;
             }
             let l = UnixListener::bind(p)?;
-            Ok((
-                Listener::Unix(l, p.clone()),
-                format!("unix:{}", p.display()),
-            ))
+            use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(socket_mode))?;
+            let meta = std::fs::symlink_metadata(p)?;
+            let file = SocketFile {
+                path: p.clone(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+            };
+            Ok((Listener::Unix(l, file), format!("unix:{}", p.display())))
         }
         (Addr::Inet(hp), proto) if proto.is_datagram() => {
             let s = UdpSocket::bind(hp.as_str()).await?;
@@ -229,8 +279,8 @@ pub async fn run(
     let mut sockets = Vec::new();
     let mut loops = Vec::new();
     for l in listeners {
-        if let Listener::Unix(_, p) = &l {
-            sockets.push(p.clone());
+        if let Listener::Unix(_, file) = &l {
+            sockets.push((file.path.clone(), file.dev, file.ino));
         }
         loops.push(tokio::spawn(listen(
             Arc::clone(&server),
@@ -277,8 +327,8 @@ pub async fn run(
              not handed over; they are not written (native clients resend theirs)"
         );
     }
-    for p in sockets {
-        let _ = std::fs::remove_file(p);
+    for (path, dev, ino) in sockets {
+        SocketFile { path, dev, ino }.remove();
     }
     server.stats.diagnostics.finish();
 }
@@ -289,7 +339,10 @@ async fn listen(server: Arc<Server>, l: Listener, mut stop: watch::Receiver<bool
         Listener::Unix(l, _) => loop {
             tokio::select! {
                 r = l.accept() => {
-                    let Ok((s, _)) = r else { continue };
+                    let Ok((s, _)) = r else {
+                        accept_failed().await;
+                        continue;
+                    };
                     start(&server, s, "unix socket".to_string(), Protocol::Native, &stop);
                 }
                 _ = stop.changed() => return,
@@ -298,7 +351,10 @@ async fn listen(server: Arc<Server>, l: Listener, mut stop: watch::Receiver<bool
         Listener::Tcp(l, proto) => loop {
             tokio::select! {
                 r = l.accept() => {
-                    let Ok((s, peer)) = r else { continue };
+                    let Ok((s, peer)) = r else {
+                        accept_failed().await;
+                        continue;
+                    };
                     let _ = s.set_nodelay(true);
                     start(&server, s, peer.ip().to_string(), proto, &stop);
                 }
@@ -306,6 +362,13 @@ async fn listen(server: Arc<Server>, l: Listener, mut stop: watch::Receiver<bool
             }
         },
     }
+}
+
+/// After a failed accept (EMFILE, ENFILE, ENOMEM: the process or system
+/// is out of something a connection needs), waits before the next one
+/// instead of spinning on the same error.
+async fn accept_failed() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 /// Takes a connection slot and spawns the connection's task, or turns the

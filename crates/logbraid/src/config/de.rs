@@ -244,6 +244,51 @@ impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Bounded<MIN, MAX>
     }
 }
 
+/// Unix permissions: octal digits in a flag or a TOML string (`"0640"`,
+/// `"640"`), or a TOML integer written in octal (`0o640`); at most `0o777`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileMode(pub u32);
+
+impl FileMode {
+    fn check(n: i64) -> Result<FileMode, String> {
+        u32::try_from(n)
+            .ok()
+            .filter(|&m| m <= 0o777)
+            .map(FileMode)
+            .ok_or_else(|| format!("{n:#o} is not a file mode: expected 0 to 0o777"))
+    }
+}
+
+impl FromStr for FileMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let digits = t.strip_prefix("0o").unwrap_or(t);
+        i64::from_str_radix(digits, 8)
+            .map_err(|_| format!("{s:?} is not a file mode: expected octal digits such as 0640"))
+            .and_then(FileMode::check)
+    }
+}
+
+impl<'de> Deserialize<'de> for FileMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = FileMode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a file mode (\"0640\", or 0o640)")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<FileMode, E> {
+                FileMode::check(n).map_err(E::custom)
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<FileMode, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A size in bytes: an integer, or a string with a unit (`"100MiB"`, see
 /// [`parse_size`]). Reads the same from a flag (`FromStr`) and from the
 /// file (integer or string).
@@ -343,6 +388,30 @@ mod tests {
             "expected a boolean, found string \"yes\""
         );
         assert_eq!(plain("must not be empty"), "must not be empty");
+    }
+
+    #[test]
+    fn file_modes_are_octal_everywhere() {
+        assert_eq!("0640".parse::<FileMode>(), Ok(FileMode(0o640)));
+        assert_eq!("600".parse::<FileMode>(), Ok(FileMode(0o600)));
+        assert_eq!("0o755".parse::<FileMode>(), Ok(FileMode(0o755)));
+        assert!("0999"
+            .parse::<FileMode>()
+            .unwrap_err()
+            .contains("octal digits"));
+        assert!("01000"
+            .parse::<FileMode>()
+            .unwrap_err()
+            .contains("0 to 0o777"));
+        let t: toml::Table = "a = 0o640\nb = \"0600\"".parse().unwrap();
+        assert_eq!(
+            FileMode::deserialize(t["a"].clone()).unwrap(),
+            FileMode(0o640)
+        );
+        assert_eq!(
+            FileMode::deserialize(t["b"].clone()).unwrap(),
+            FileMode(0o600)
+        );
     }
 
     #[test]

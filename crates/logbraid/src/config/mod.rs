@@ -85,7 +85,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use de::{Bounded, Seconds, Size};
+pub use de::{Bounded, FileMode, Seconds, Size};
 pub use error::ConfigError;
 pub use units::{parse_duration, parse_size, ParseDurationError, ParseSizeError};
 

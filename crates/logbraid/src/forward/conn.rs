@@ -45,10 +45,28 @@ pub(crate) fn check_client(endpoint: &Endpoint) -> Result<(), ForwardError> {
     Ok(())
 }
 
-/// Connects to a native endpoint (checked by [`check_client`]).
+/// Connects to a native endpoint (checked by [`check_client`]). On a Unix
+/// socket the listener must run as this process's user or as root
+/// (`SO_PEERCRED`): records are not handed to whoever took the path.
 pub(crate) fn connect(endpoint: &Endpoint, timeout: Duration) -> io::Result<Stream> {
     match &endpoint.addr {
-        Addr::Unix(p) => UnixStream::connect(p).map(Stream::Unix),
+        Addr::Unix(p) => {
+            let s = UnixStream::connect(p)?;
+            let uid = peer_uid(&s)?;
+            // SAFETY: geteuid has no preconditions.
+            let me = unsafe { libc::geteuid() };
+            if uid != me && uid != 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{} is served by uid {uid}, neither this user ({me}) nor root: \
+                         not sending to it",
+                        p.display()
+                    ),
+                ));
+            }
+            Ok(Stream::Unix(s))
+        }
         Addr::Inet(hp) => {
             let mut last = io::Error::new(io::ErrorKind::NotFound, "no address resolved");
             for addr in hp.to_socket_addrs()? {
@@ -63,6 +81,31 @@ pub(crate) fn connect(endpoint: &Endpoint, timeout: Duration) -> io::Result<Stre
             Err(last)
         }
     }
+}
+
+/// The user id of the process on the other end of a Unix socket.
+fn peer_uid(s: &UnixStream) -> io::Result<libc::uid_t> {
+    use std::os::fd::AsRawFd as _;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are live and sized for SO_PEERCRED.
+    let r = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cred.uid)
 }
 
 /// A connected stream of either kind.
