@@ -320,7 +320,9 @@ impl Builder {
     /// How long a signal waits for the flush (default 5 s) before the
     /// process ends anyway, saying on stderr that records were lost: a
     /// collector that stopped answering must not keep a stopped service
-    /// alive. Process-wide: the last logger built with signals on sets it.
+    /// alive. The same limit bounds the flush at exit (`atexit`, after
+    /// `main` returns or `std::process::exit`) and after a panic.
+    /// Process-wide: the last logger built with signals on sets it.
     pub fn signal_flush_limit(mut self, limit: Duration) -> Self {
         self.signal_flush_limit = limit;
         self
@@ -667,7 +669,7 @@ pub fn flush_all() {
 }
 
 extern "C" fn at_exit() {
-    pipeline::flush_all();
+    crate::sys::signal::flush_all_bounded("exit");
 }
 
 /// Installs, once per process, a panic hook that flushes every logger
@@ -679,7 +681,7 @@ fn install_hooks() {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             previous(info);
-            pipeline::flush_all();
+            crate::sys::signal::flush_all_bounded("panic");
         }));
         // SAFETY: at_exit is an `extern "C" fn()` that never unwinds
         // (flush_all catches nothing but panics nowhere on its own).

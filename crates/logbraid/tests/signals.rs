@@ -141,6 +141,27 @@ fn child_crash() {
     }
 }
 
+/// Child: forwards to a collector that is not there, logs, and returns
+/// with the logger still alive: the exit flush must not wait for ever.
+#[test]
+fn child_exit_unreachable() {
+    use logbraid::forward::{Endpoint, ForwardOptions};
+    let Some(dir) = child_dir("exit") else { return };
+    let (logger, guard) = Builder::new()
+        .level("info")
+        .signal_flush_limit(std::time::Duration::from_millis(300))
+        .forward(ForwardOptions::new(Endpoint::unix(dir.join("absent.sock"))))
+        .unwrap()
+        .build()
+        .unwrap();
+    let site = Callsite::new(Level::Info, "app");
+    for i in 0..10 {
+        logger.log_with(&site, format_args!("r {i}"), &mut |_| {});
+    }
+    // As a global logger would be: never dropped before the exit.
+    std::mem::forget(guard);
+}
+
 static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static mut PREVIOUS: Option<libc::sigaction> = None;
 
@@ -335,4 +356,41 @@ fn a_crash_writes_what_was_logged_before_and_still_ends_the_process() {
             assert_eq!(line, format!("r {i}"), "{how}");
         }
     }
+}
+
+#[test]
+fn a_process_exiting_while_its_collector_is_unreachable_still_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Reap(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_exit_unreachable", "--nocapture"])
+            .env("LOGBRAID_TEST_CHILD", dir.path())
+            .env("LOGBRAID_TEST_SIGNAL", "exit")
+            .env_remove("LOGBRAID_COLLECTOR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Only a safety net: the child's own limit is 300 ms.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exit is waiting for an unreachable collector"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(
+            "exit: the queued records were not all written within 300ms; the rest are lost"
+        ),
+        "{err}"
+    );
 }

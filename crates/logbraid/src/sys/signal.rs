@@ -367,6 +367,31 @@ fn halt_writes() {
     }
 }
 
+/// Flushes every live pipeline, waiting at most the flush limit (a
+/// forwarding pipeline whose collector is gone would wait for ever): for
+/// the end of the process (`atexit`, a panic), which must come whatever
+/// the collector does. Says on stderr when the limit ends the wait.
+pub(crate) fn flush_all_bounded(why: &str) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let flushing = std::thread::Builder::new()
+        .name("logbraid-exit-flush".into())
+        .spawn(move || {
+            crate::pipeline::flush_all();
+            let _ = tx.send(());
+        });
+    if flushing.is_err() {
+        // No thread to bound it with: flush here, unbounded.
+        crate::pipeline::flush_all();
+        return;
+    }
+    let limit = Duration::from_millis(FLUSH_LIMIT_MS.load(Ordering::Acquire));
+    if rx.recv_timeout(limit).is_err() {
+        say(format_args!(
+            "{why}: the queued records were not all written within {limit:?}; the rest are lost"
+        ));
+    }
+}
+
 /// The thread the handler wakes: flush, then the signal's default action.
 fn wait_for_signal(read_fd: libc::c_int) {
     let mut byte = 0u8;
@@ -384,20 +409,7 @@ fn wait_for_signal(read_fd: libc::c_int) {
     }
     let sig = libc::c_int::from(byte);
     let fatal = FATAL.contains(&sig);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let flushing = std::thread::Builder::new()
-        .name("logbraid-signal-flush".into())
-        .spawn(move || {
-            crate::pipeline::flush_all();
-            let _ = tx.send(());
-        });
-    let limit = Duration::from_millis(FLUSH_LIMIT_MS.load(Ordering::Acquire));
-    let flushed = flushing.is_ok() && rx.recv_timeout(limit).is_ok();
-    if !flushed {
-        say(format_args!(
-            "signal {sig}: the queued records were not all written within {limit:?}; the rest are lost"
-        ));
-    }
+    flush_all_bounded(&format!("signal {sig}"));
     halt_writes();
     if fatal {
         // The faulting thread ends the process (see `on_fatal`).
