@@ -11,20 +11,22 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use jiff::civil::Time;
+use jiff::tz::TimeZone;
+
 use super::compress::{Compressor, Job};
 use super::Sink;
 use crate::clock::{self, SharedClock};
 use crate::layout::Layout;
 use crate::options::{Compression, Every, Naming, Weekday};
 use crate::record::Record;
+use crate::time::period::{stamp, Schedule};
 
 mod backups;
-mod period;
 mod scan;
 
 pub(crate) use backups::Shared;
 use backups::{BackupSet, Counters, Ext, Retention};
-use period::{period_bounds, stamp};
 use scan::{mtime_ns, scan};
 
 pub(super) const NS_PER_SEC: i64 = 1_000_000_000;
@@ -116,13 +118,15 @@ pub struct FileStats {
 /// | [`max_bytes`](Self::max_bytes) | `0`: no size trigger | rotate before a record would make the file larger |
 /// | [`every`](Self::every) | none: no time trigger | rotate at the start of every minute, hour, day or week |
 /// | [`week_starts`](Self::week_starts) | [`Weekday::Monday`] | the day a weekly rotation starts a new file |
+/// | [`at_time`](Self::at_time) | midnight | the time of day a daily or weekly rotation starts a new file |
 /// | [`backup_count`](Self::backup_count) | `0`: keep all | keep at most this many backups |
 /// | [`max_age`](Self::max_age) | none: keep all | delete backups last modified longer ago than this |
 /// | [`max_total_bytes`](Self::max_total_bytes) | `0`: no limit | delete the oldest backups until their sizes add up to at most this |
 /// | [`naming`](Self::naming) | [`Naming::Python`] | `app.log.1` newest, or a timestamp in the name |
 /// | [`compression`](Self::compression) | [`Compression::None`] | gzip or zstd on a background thread |
 /// | [`compress_backlog`](Self::compress_backlog) | `8` | backups that may wait for compression |
-/// | [`local_time`](Self::local_time) | `false`: UTC | period boundaries and names in local time |
+/// | [`local_time`](Self::local_time) | `false`: UTC | period boundaries and names in the system's time zone |
+/// | [`time_zone`](Self::time_zone) | UTC | period boundaries and names in this time zone |
 /// | [`clock`](Self::clock) | the system clock | where time comes from (tests inject a manual one) |
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
@@ -132,13 +136,14 @@ pub struct RollingFileBuilder {
     max_bytes: u64,
     every: Option<Every>,
     week_starts: Weekday,
+    at_time: Time,
     backup_count: usize,
     max_age: Option<Duration>,
     max_total_bytes: u64,
     naming: Naming,
     compression: Compression,
     compress_backlog: usize,
-    local_time: bool,
+    zone: TimeZone,
     clock: SharedClock,
 }
 
@@ -150,13 +155,14 @@ impl Default for RollingFileBuilder {
             max_bytes: 0,
             every: None,
             week_starts: Weekday::Monday,
+            at_time: Time::midnight(),
             backup_count: 0,
             max_age: None,
             max_total_bytes: 0,
             naming: Naming::Python,
             compression: Compression::None,
             compress_backlog: DEFAULT_BACKLOG,
-            local_time: false,
+            zone: TimeZone::UTC,
             clock: clock::system(),
         }
     }
@@ -244,7 +250,32 @@ impl RollingFileBuilder {
     /// Period boundaries and timestamps in names follow the local time zone
     /// instead of UTC.
     pub fn local_time(mut self, local: bool) -> Self {
-        self.local_time = local;
+        self.zone = if local {
+            crate::time::system_zone()
+        } else {
+            TimeZone::UTC
+        };
+        self
+    }
+
+    /// Period boundaries and timestamps in names follow `zone`'s clock,
+    /// daylight-saving changes included: a day holding one is 23 or 25
+    /// hours long, and an hour the clock shows twice is two periods (whose
+    /// backups get `.1` added to the second name). `local_time(true)` is
+    /// `time_zone(TimeZone::system())`.
+    pub fn time_zone(mut self, zone: TimeZone) -> Self {
+        self.zone = zone;
+        self
+    }
+
+    /// With [`Every::Daily`] or [`Every::Weekly`]: the time of day, on the
+    /// clock of the [time zone](Self::time_zone), at which a new period
+    /// starts (Python's `atTime`). On a night the clock skips that time
+    /// (02:30 when 02:00 jumps to 03:00), the period starts as much later
+    /// as the clock jumped (03:30); on a night it shows it twice, at the
+    /// first. Either way such a night has one rotation.
+    pub fn at_time(mut self, time: Time) -> Self {
+        self.at_time = time;
         self
     }
 
@@ -309,9 +340,13 @@ impl RollingFileBuilder {
             buf: Vec::new(),
             buf_records: 0,
             max_bytes: self.max_bytes,
-            every: self.every,
-            week_starts: self.week_starts,
-            local_time: self.local_time,
+            schedule: self.every.map(|every| Schedule {
+                every,
+                week_starts: self.week_starts,
+                at: self.at_time,
+                zone: self.zone.clone(),
+            }),
+            zone: self.zone,
             period_start_ns: 0,
             next_rotation_ns: i64::MAX,
             naming: self.naming,
@@ -329,7 +364,7 @@ impl RollingFileBuilder {
         };
         sink.open()
             .map_err(|e| FileError::new("open", &sink.path, e))?;
-        if sink.every.is_some() {
+        if sink.schedule.is_some() {
             // A file last written in an earlier period is rotated by the
             // first record of this run, as if the program had kept running.
             let now = sink.clock.now_ns();
@@ -463,9 +498,10 @@ pub struct RollingFile {
     /// Records in `buf`, to count what a discarded buffer loses.
     buf_records: u64,
     max_bytes: u64,
-    every: Option<Every>,
-    week_starts: Weekday,
-    local_time: bool,
+    /// The time trigger.
+    schedule: Option<Schedule>,
+    /// The clock of the timestamps in names.
+    zone: TimeZone,
     /// Start of the period the active file belongs to; names time backups.
     period_start_ns: i64,
     /// The time trigger as one integer compare (`i64::MAX` without one).
@@ -490,7 +526,7 @@ impl fmt::Debug for RollingFile {
             .field("size", &self.size)
             .field("pending", &self.buf.len())
             .field("max_bytes", &self.max_bytes)
-            .field("every", &self.every)
+            .field("every", &self.schedule.as_ref().map(|s| s.every))
             .field("naming", &self.naming)
             .field("compression", &self.compression)
             .finish_non_exhaustive()
@@ -555,8 +591,8 @@ impl RollingFile {
     }
 
     fn set_period(&mut self, now_ns: i64) {
-        if let Some(every) = self.every {
-            let (start, next) = period_bounds(every, self.week_starts, now_ns, self.local_time);
+        if let Some(schedule) = &self.schedule {
+            let (start, next) = schedule.bounds(now_ns);
             self.period_start_ns = start;
             self.next_rotation_ns = next;
         }
@@ -637,7 +673,7 @@ impl RollingFile {
         let shared = Arc::clone(&self.shared);
         let mut set = shared.backups();
         let renamed = match self.naming {
-            Naming::Timestamp => set.rotate_stamp(&self.path, stamp(named_at, self.local_time)),
+            Naming::Timestamp => set.rotate_stamp(&self.path, stamp(named_at, &self.zone)),
             Naming::Python => set.rotate_python(&self.path),
         };
         let id = match renamed {
@@ -741,7 +777,7 @@ impl Sink for RollingFile {
         // With a time trigger the clock is read once here and reused by a
         // rotation; without one, only a rotation reads it.
         let mut now = None;
-        if self.every.is_some() {
+        if self.schedule.is_some() {
             let t = self.clock.now_ns();
             if t >= self.next_rotation_ns {
                 self.period_ended(t);
@@ -846,95 +882,4 @@ enum Trigger {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug)]
-    struct Line;
-
-    impl Layout for Line {
-        fn format(&mut self, record: &Record<'_>, out: &mut Vec<u8>) {
-            out.extend_from_slice(record.message);
-            out.push(b'\n');
-        }
-    }
-
-    fn log(sink: &mut RollingFile, msg: &str) {
-        let source = crate::record::Source {
-            host: String::new(),
-            pid: 0,
-            process_name: String::new(),
-        };
-        let r = Record {
-            timestamp_ns: 0,
-            level: crate::Level::Info,
-            target: "t",
-            message: msg.as_bytes(),
-            module: None,
-            file: None,
-            line: None,
-            function: None,
-            thread_id: 0,
-            thread_name: None,
-            source: &source,
-            fields: crate::record::Fields::EMPTY,
-        };
-        sink.write(&r).unwrap();
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        v.sort();
-        v
-    }
-
-    #[test]
-    fn a_full_backlog_leaves_backups_uncompressed_and_counts_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut sink = RollingFile::builder(dir.path().join("app.log"))
-            .layout(Box::new(Line))
-            .max_bytes(1)
-            .compression(Compression::Gzip)
-            .build()
-            .unwrap();
-        // A worker that does not run yet: the backlog of 2 fills up.
-        let (detached, rx) = Compressor::detached(2);
-        sink.compressor = Some(detached);
-        for i in 0..5 {
-            log(&mut sink, &format!("r{i}"));
-        }
-        let stats = sink.stats();
-        assert_eq!((stats.rotations, stats.compress_skipped), (4, 2));
-        assert_eq!(
-            names(dir.path()),
-            [
-                "app.log",
-                "app.log.1",
-                "app.log.2",
-                "app.log.3",
-                "app.log.4"
-            ]
-        );
-        // The two queued backups have been shifted since: the worker finds
-        // them at their new names.
-        let shared = Arc::clone(&sink.shared);
-        if let Some(c) = sink.compressor.as_mut() {
-            c.run_detached(rx, shared);
-        }
-        sink.wait_compressed();
-        assert_eq!(
-            names(dir.path()),
-            [
-                "app.log",
-                "app.log.1",
-                "app.log.2",
-                "app.log.3.gz",
-                "app.log.4.gz"
-            ]
-        );
-        assert_eq!(sink.stats().compressed, 2);
-    }
-}
+mod tests;

@@ -1,0 +1,313 @@
+//! Timestamp text for layouts.
+//!
+//! A layout formats a timestamp for every record, and most records of a
+//! busy program share their second with the record before. So the date
+//! (jiff's conversion to a civil time in the zone, and the pattern) is
+//! rendered once per second and only the sub-second digits are written
+//! anew for each record.
+
+use jiff::fmt::strtime::{BrokenDownTime, Config, PosixCustom};
+use jiff::tz::{Offset, TimeZone};
+
+use super::{split_ns, timestamp};
+
+#[inline]
+pub(crate) fn push_2(out: &mut Vec<u8>, v: u32) {
+    out.push(b'0' + (v / 10 % 10) as u8);
+    out.push(b'0' + (v % 10) as u8);
+}
+
+#[inline]
+fn push_3(out: &mut Vec<u8>, v: u32) {
+    out.push(b'0' + (v / 100 % 10) as u8);
+    push_2(out, v % 100);
+}
+
+/// Formats RFC 3339 UTC timestamps with microseconds
+/// (`2026-11-22T10:04:05.123456Z`), converting the second to a date only
+/// when it changes.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Rfc3339Cache {
+    /// The second whose text is in `prefix`.
+    second: Option<i64>,
+    /// `YYYY-MM-DDTHH:MM:SS.` of that second.
+    prefix: Vec<u8>,
+}
+
+impl Rfc3339Cache {
+    /// Appends the timestamp `ns` (nanoseconds since the epoch). Sub-second
+    /// digits are truncated, never rounded, so a record never appears to be
+    /// in the next second.
+    pub(crate) fn write(&mut self, ns: i64, out: &mut Vec<u8>) {
+        let (secs, nanos) = split_ns(ns);
+        if self.second != Some(secs) {
+            self.prefix.clear();
+            let dt = Offset::UTC.to_datetime(timestamp(secs));
+            // Years of i64 nanoseconds (1677..=2262) have four digits.
+            let year = dt.year().unsigned_abs();
+            push_2(&mut self.prefix, u32::from(year / 100));
+            push_2(&mut self.prefix, u32::from(year % 100));
+            for (sep, v) in [
+                (b'-', dt.month()),
+                (b'-', dt.day()),
+                (b'T', dt.hour()),
+                (b':', dt.minute()),
+                (b':', dt.second()),
+            ] {
+                self.prefix.push(sep);
+                push_2(&mut self.prefix, v.unsigned_abs().into());
+            }
+            self.prefix.push(b'.');
+            self.second = Some(secs);
+        }
+        out.extend_from_slice(&self.prefix);
+        let micros = nanos / 1000;
+        push_3(out, micros / 1000);
+        push_3(out, micros % 1000);
+        out.push(b'Z');
+    }
+}
+
+/// The conversions of the C library's `strftime` in the C locale, which is
+/// what Python's `time.strftime` (so `logging`'s `datefmt`) calls on Linux.
+/// jiff renders each of them as the C library does: `%c`, `%x`, `%X` and
+/// `%r` through its POSIX locale.
+const CONVERSIONS: &[u8] = b"aAbBcCdDeFgGhHIjklmMnpPrRsStTuUVwWxXyYzZ";
+
+/// Flags and modifiers the C library accepts between `%` and the letter.
+const FLAGS: &[u8] = b"_-0^#";
+
+/// A compiled `strftime` pattern with Python's `time.strftime` semantics on
+/// Linux (the C library's, C locale):
+///
+/// - every conversion of C's `strftime` (`%Y %m %d %H %M %S %y %e %j %I
+///   %p %P %a %A %b %B %h %c %x %X %D %F %T %R %r %C %g %G %V %U %W %u %w
+///   %k %l %s %n %t %z %Z %%`), with the GNU flags `_ - 0 ^ #`, a width,
+///   and the `E`/`O` modifiers (which change nothing in the C locale);
+/// - anything else (`%f`, `%q`, `%:z`, a lone `%` at the end) is copied as
+///   it is, as the C library copies an unknown conversion.
+///
+/// jiff does the rendering; the pattern is translated once, here, into
+/// jiff's syntax with every literal `%` escaped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Strftime {
+    /// The pattern in jiff's syntax.
+    jiff: String,
+}
+
+impl Strftime {
+    pub(crate) fn parse(pattern: &str) -> Strftime {
+        let mut jiff = String::with_capacity(pattern.len() + 8);
+        let mut rest = pattern;
+        while let Some(at) = rest.find('%') {
+            jiff.push_str(&rest[..at]);
+            let spec = &rest[at..];
+            let b = spec.as_bytes();
+            let mut i = 1;
+            while i < b.len() && FLAGS.contains(&b[i]) {
+                i += 1;
+            }
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            let width_end = i;
+            if i < b.len() && matches!(b[i], b'E' | b'O') {
+                i += 1;
+            }
+            match b.get(i) {
+                Some(b'%') if i == 1 => jiff.push_str("%%"),
+                Some(&c) if CONVERSIONS.contains(&c) && renders(&spec[..width_end], c) => {
+                    jiff.push_str(&spec[..width_end]);
+                    jiff.push(char::from(c));
+                }
+                _ => {
+                    // Not a conversion: as the C library does, the `%` and
+                    // what was read after it, up to the unknown letter, stay
+                    // as text.
+                    let end = match b.get(i) {
+                        Some(c) if c.is_ascii() => i + 1,
+                        _ => i,
+                    };
+                    jiff.push_str(&spec[..end].replace('%', "%%"));
+                    rest = &spec[end..];
+                    continue;
+                }
+            }
+            rest = &spec[i + 1..];
+        }
+        jiff.push_str(rest);
+        Strftime { jiff }
+    }
+
+    /// Appends the second `secs` since the epoch, as a clock in `zone`
+    /// shows it, formatted by the pattern.
+    pub(crate) fn write(&self, secs: i64, zone: &TimeZone, out: &mut Vec<u8>) {
+        let zoned = timestamp(secs).to_zoned(zone.clone());
+        let start = out.len();
+        let config = Config::new().custom(PosixCustom::new());
+        if BrokenDownTime::from(&zoned)
+            .format_with_config(&config, &self.jiff, &mut *out)
+            .is_err()
+        {
+            // Every conversion was tried in `parse`; should jiff still
+            // refuse, the record keeps the pattern rather than half a date.
+            out.truncate(start);
+            out.extend_from_slice(self.jiff.replace("%%", "%").as_bytes());
+        }
+    }
+}
+
+/// Whether jiff renders the conversion `spec` (`%`, flags, width) + `c`:
+/// tried once on a fixed date, so a conversion jiff would refuse at run
+/// time is copied as text instead.
+fn renders(spec: &str, c: u8) -> bool {
+    let mut probe = String::with_capacity(spec.len() + 1);
+    probe.push_str(spec);
+    probe.push(char::from(c));
+    let zoned = timestamp(0).to_zoned(TimeZone::UTC);
+    let config = Config::new().custom(PosixCustom::new());
+    let mut sink = Vec::new();
+    BrokenDownTime::from(&zoned)
+        .format_with_config(&config, &probe, &mut sink)
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{gmt, testing::zone, NANOS_PER_SEC};
+    use super::*;
+
+    fn rfc(ns: i64) -> String {
+        let mut out = Vec::new();
+        Rfc3339Cache::default().write(ns, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn strf(pattern: &str, secs: i64, zone: &TimeZone) -> String {
+        let mut out = Vec::new();
+        Strftime::parse(pattern).write(secs, zone, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn rfc3339_exact() {
+        assert_eq!(
+            rfc(1_700_000_000_123_456_789),
+            "2023-11-14T22:13:20.123456Z"
+        );
+        assert_eq!(rfc(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(rfc(-1), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(rfc(-1_000_000_000), "1969-12-31T23:59:59.000000Z");
+        assert_eq!(rfc(951_782_400_000_001_000), "2000-02-29T00:00:00.000001Z");
+        assert_eq!(
+            rfc(4_107_542_399_999_999_999),
+            "2100-02-28T23:59:59.999999Z"
+        );
+        assert_eq!(
+            rfc(4_107_542_400_000_000_000),
+            "2100-03-01T00:00:00.000000Z"
+        );
+        assert_eq!(rfc(i64::MIN), "1677-09-21T00:12:43.145224Z");
+        assert_eq!(rfc(i64::MAX), "2262-04-11T23:47:16.854775Z");
+    }
+
+    #[test]
+    fn cache_matches_fresh_formatting_across_second_boundaries() {
+        let mut cache = Rfc3339Cache::default();
+        let mut stamps = Vec::new();
+        for base in [1_700_000_000 * NANOS_PER_SEC, 0, -3 * NANOS_PER_SEC] {
+            for delta in [
+                -1_000_000_001,
+                -1,
+                0,
+                1,
+                999_999_999,
+                1_000_000_000,
+                1_500_000_000,
+            ] {
+                stamps.push(base + delta);
+            }
+        }
+        // Going back and forth in time must not confuse the cache either.
+        stamps.extend([5, -5, 5, 86_400 * NANOS_PER_SEC - 1, 86_400 * NANOS_PER_SEC]);
+        for ns in stamps {
+            let mut cached = Vec::new();
+            cache.write(ns, &mut cached);
+            assert_eq!(String::from_utf8(cached).unwrap(), rfc(ns), "ns {ns}");
+        }
+    }
+
+    #[test]
+    fn strftime_in_utc_as_python_prints_it() {
+        let t = 1_700_000_000; // Tuesday 2023-11-14 22:13:20 UTC
+        let utc = gmt();
+        assert_eq!(strf("%Y-%m-%d %H:%M:%S", t, utc), "2023-11-14 22:13:20");
+        assert_eq!(
+            strf("%a %A %b %B %y %j %I %p %z %Z %%", t, utc),
+            "Tue Tuesday Nov November 23 318 10 PM +0000 GMT %"
+        );
+        // The C library's own conversions, in the C locale:
+        // time.strftime(f, time.gmtime(1700000000)) with TZ=UTC.
+        assert_eq!(
+            strf("%c|%x|%X|%D|%r|%R|%T|%F|%h|%C|%e", t, utc),
+            "Tue Nov 14 22:13:20 2023|11/14/23|22:13:20|11/14/23|10:13:20 PM|22:13|22:13:20|2023-11-14|Nov|20|14"
+        );
+        assert_eq!(
+            strf("%G %g %V %U %W %u %w %k %l %P %s", t, utc),
+            "2023 23 46 46 46 2 2 22 10 pm 1700000000"
+        );
+        assert_eq!(strf("%n%t", t, utc), "\n\t");
+        // GNU flags, widths and the E/O modifiers.
+        assert_eq!(
+            strf("%-d|%_d|%^a|%#Z|%-I|%5Y|%Ey|%OH", 1_699_000_000, utc),
+            "3| 3|FRI|gmt|8|02023|23|08"
+        );
+        assert_eq!(strf("%I %p|%I %p", 0, utc), "12 AM|12 AM");
+        assert_eq!(strf("%I %p", 12 * 3600, utc), "12 PM");
+        assert_eq!(strf("[%e]", 0, utc), "[ 1]");
+        assert_eq!(strf("", t, utc), "");
+    }
+
+    #[test]
+    fn what_strftime_does_not_know_is_copied() {
+        let t = 1_700_000_000;
+        let utc = gmt();
+        // glibc copies an unknown conversion with what was read after `%`.
+        assert_eq!(strf("%q %f 100% é%", t, utc), "%q %f 100% é%");
+        assert_eq!(strf("%:z %N %Q %.f %+", t, utc), "%:z %N %Q %.f %+");
+        assert_eq!(strf("%-q|%é|%", t, utc), "%-q|%é|%");
+        assert_eq!(strf("%%Y %%%Y", t, utc), "%Y %2023");
+    }
+
+    #[test]
+    fn strftime_in_a_zone_with_daylight_saving_time() {
+        let Some(ny) = zone("America/New_York") else {
+            return;
+        };
+        let pattern = "%Y-%m-%d %H:%M:%S %z %Z";
+        // 2026-03-08: 02:00 EST becomes 03:00 EDT (07:00 UTC).
+        let change = 1_772_953_200;
+        assert_eq!(
+            strf(pattern, change - 1, &ny),
+            "2026-03-08 01:59:59 -0500 EST"
+        );
+        assert_eq!(strf(pattern, change, &ny), "2026-03-08 03:00:00 -0400 EDT");
+        // 2026-11-01: 02:00 EDT becomes 01:00 EST (06:00 UTC); 01:30 twice.
+        let back = 1_793_512_800;
+        assert_eq!(
+            strf(pattern, back - 1_800, &ny),
+            "2026-11-01 01:30:00 -0400 EDT"
+        );
+        assert_eq!(
+            strf(pattern, back + 1_800, &ny),
+            "2026-11-01 01:30:00 -0500 EST"
+        );
+        let Some(kolkata) = zone("Asia/Kolkata") else {
+            return;
+        };
+        assert_eq!(
+            strf("%H:%M %z %Z", 1_700_000_000, &kolkata),
+            "03:43 +0530 IST"
+        );
+    }
+}
