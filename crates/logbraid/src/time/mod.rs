@@ -1,11 +1,11 @@
 //! Dates, time zones, daylight-saving rules and timestamp text: the one
 //! home of calendar work in logbraid, on the [`jiff`] crate.
 //!
-//! - [`format`]: the timestamps of layouts (RFC 3339 in UTC, and Python's
+//! - `format`: the timestamps of layouts (RFC 3339 in UTC, and Python's
 //!   `time.strftime` for `%(asctime)s` and `datefmt`), cached per second
 //!   because layouts run for every record and most records share their
 //!   second with the one before;
-//! - [`period`]: the periods of time-triggered rotation and the timestamps
+//! - `period`: the periods of time-triggered rotation and the timestamps
 //!   in backup names, in UTC or in any time zone, across DST changes;
 //! - [`parse`]: timestamps read from the outside (RFC 3339 as RFC 5424
 //!   syslog sends it, and civil UTC times as RFC 3164 sends them).
