@@ -2,11 +2,12 @@
 
 use std::fmt::{self, Write as _};
 
+use jiff::tz::TimeZone;
+
 use super::time::{self, split_ns, Strftime};
 use super::{level_color, push_lossy, push_trailers, Layout, RESET};
 use crate::clock;
 use crate::record::{Record, Value};
-use jiff::tz::TimeZone;
 
 /// The largest width or precision a format may ask for: enough for any
 /// column, small enough that a typo cannot make every record megabytes long.

@@ -75,7 +75,7 @@ impl Rfc3339Cache {
 /// `%r` through its POSIX locale.
 const CONVERSIONS: &[u8] = b"aAbBcCdDeFgGhHIjklmMnpPrRsStTuUVwWxXyYzZ";
 
-/// Flags and modifiers the C library accepts between `%` and the letter.
+/// The GNU flags the C library accepts right after `%`.
 const FLAGS: &[u8] = b"_-0^#";
 
 /// A compiled `strftime` pattern with Python's `time.strftime` semantics on

@@ -313,6 +313,30 @@ mod tests {
     }
 
     #[test]
+    fn weekly_at_a_time_of_day_spans_the_dst_change_inside_it() {
+        let Some(berlin) = zone("Europe/Berlin") else {
+            return;
+        };
+        // Weeks start on Sunday at 02:30; the week starting on the fall-back
+        // Sunday 2026-10-25 starts at the first 02:30 (CEST) and is an hour
+        // longer than seven days.
+        let s = Schedule {
+            at: time(2, 30, 0, 0),
+            ..schedule(Every::Weekly, Weekday::Sunday, &berlin)
+        };
+        let first_0230 = 1_792_888_200;
+        let week = 7 * 86_400;
+        assert_eq!(at(&s, first_0230), (first_0230, first_0230 + week + 3_600));
+        assert_eq!(at(&s, first_0230 - 1), (first_0230 - week, first_0230));
+        // The second 02:30 that night is inside the week, not a start.
+        assert_eq!(at(&s, first_0230 + 3_600).0, first_0230);
+        assert_eq!(
+            stamp((first_0230 + week + 3_600) * NS, &berlin),
+            "2026-11-01_02-30-00"
+        );
+    }
+
+    #[test]
     fn hourly_across_a_fall_back_night_starts_each_hour_once() {
         let Some(berlin) = zone("Europe/Berlin") else {
             return;
