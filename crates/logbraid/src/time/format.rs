@@ -472,4 +472,27 @@ mod tests {
             }
         }
     }
+
+    /// Any pattern compiles and renders without a panic; text without `%`
+    /// comes out as it went in.
+    #[test]
+    fn arbitrary_patterns_render() {
+        const ALPHABET: [&str; 16] = [
+            "%", "%", "-", "_", "0", "9", "E", "O", "Y", "Z", "c", "f", ":", "é", " ", "9999",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..5_000 {
+            let mut pattern = String::new();
+            for _ in 0..(state % 12) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                pattern.push_str(ALPHABET[(state % 16) as usize]);
+            }
+            let text = strf(&pattern, 1_700_000_000, gmt());
+            if !pattern.contains('%') {
+                assert_eq!(text, pattern);
+            }
+        }
+    }
 }

@@ -146,4 +146,22 @@ mod tests {
         assert_eq!(utc_year(i64::MIN), 1677);
         assert_eq!(utc_year(i64::MAX), 2262);
     }
+
+    /// Every prefix of a timestamp, and every one-byte change of it, is
+    /// read or refused without a panic.
+    #[test]
+    fn damaged_timestamps_are_refused_without_panicking() {
+        let good = b"2003-08-24T05:14:15.000003-07:00";
+        for n in 0..good.len() {
+            assert_eq!(parse_rfc3339(&good[..n]), None, "{n}");
+        }
+        for i in 0..good.len() {
+            for b in [b'0', b'9', b'-', b':', b'T', b'Z', b' ', 0xff] {
+                let mut t = good.to_vec();
+                t[i] = b;
+                let _ = parse_rfc3339(&t);
+            }
+        }
+        assert_eq!(parse_rfc3339(good), Some(1_061_727_255_000_003_000));
+    }
 }
