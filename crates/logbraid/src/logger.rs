@@ -660,8 +660,12 @@ fn exported_here() -> Option<Exported> {
 /// the first logger that collects, and never again (not even to withdraw
 /// the address at shutdown): `setenv` while another thread reads the
 /// environment is undefined behaviour in C (`getenv` in the C library's
-/// time and name-resolution functions), so the write happens before any
-/// thread of ours exists. A later logger binds the same address again.
+/// time and name-resolution functions), so the write happens before the
+/// build starts its writer, signal and collector threads. The only thread
+/// of ours that can be older is the compression worker of a rolling file
+/// built before the logger, which reads no environment; none of our
+/// threads calls the C library's time functions (dates go through jiff).
+/// A later logger binds the same address again.
 fn bind_for_children() -> Option<Bound> {
     let again = exported_here().map(|e| e.address);
     let bound = match &again {
