@@ -17,7 +17,13 @@ pub mod record;
 pub mod report;
 pub mod sink;
 mod sys;
+pub mod time;
 pub mod wire;
+
+/// The date and time library logbraid's time zones and times of day come
+/// from ([`sink::RollingFileBuilder::time_zone`] takes a
+/// [`jiff::tz::TimeZone`]).
+pub use jiff;
 
 pub use level::{Level, LevelFilter};
 pub use logger::{flush_all, global, Builder, Error, Guard, Logger};

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::collect::{Embedded, EmbeddedOptions, COLLECTOR_ENV};
+use crate::collect::{Bound, Embedded, EmbeddedOptions, COLLECTOR_ENV};
 use crate::config::{Config, ConfigError};
 use crate::endpoint::{Addr, Endpoint};
 use crate::filter::{Directives, FilterError};
@@ -160,10 +160,13 @@ impl Logger {
             .take();
         if let Some(c) = children {
             c.shutdown(CHILDREN_GRACE);
-            if std::env::var(COLLECTOR_ENV).ok() == Some(c.address()) {
-                std::env::remove_var(COLLECTOR_ENV);
+            // The variable stays (the environment is written at most once);
+            // a child started from now on finds no socket behind it and
+            // writes its own files, and the next logger of this process
+            // that collects binds the same address again.
+            if let Some(e) = lock_exported().as_mut() {
+                e.served = false;
             }
-            *lock_exported() = None;
         }
         self.shared.shutdown();
     }
@@ -423,7 +426,7 @@ impl Builder {
         let value = std::env::var(COLLECTOR_ENV)
             .ok()
             .filter(|v| !v.is_empty())?;
-        if exported_here().as_deref() == Some(value.as_str()) {
+        if exported_here().is_some_and(|e| e.address == value) {
             // Our own collector (another logger of this process): not a
             // parent's.
             return None;
@@ -539,7 +542,14 @@ impl Builder {
         let inherited = self.inherited();
         let want_children = inherited.is_none()
             && self.children.unwrap_or(self.has_file)
-            && exported_here().is_none();
+            && !exported_here().is_some_and(|e| e.served);
+        // The collector's socket is bound and its address exported before
+        // this build starts a thread; it is served once the logger exists.
+        let bound = if want_children {
+            bind_for_children()
+        } else {
+            None
+        };
         let mut sinks = SinkSet::new();
         match inherited {
             Some(endpoint) => {
@@ -577,20 +587,15 @@ impl Builder {
             max,
             children: Arc::new(Mutex::new(None)),
         };
-        if want_children {
-            match Embedded::start(logger.clone(), EmbeddedOptions::default()) {
+        if let Some(bound) = bound {
+            match bound.serve(logger.clone(), EmbeddedOptions::default()) {
                 Ok(c) => {
-                    std::env::set_var(COLLECTOR_ENV, c.address());
-                    *lock_exported() = Some((std::process::id(), c.address()));
+                    if let Some(e) = lock_exported().as_mut() {
+                        e.served = true;
+                    }
                     *logger.children.lock().unwrap_or_else(|e| e.into_inner()) = Some(c);
                 }
-                Err(e) => {
-                    use std::io::Write as _;
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "logbraid: cannot start the collector for child processes ({e}); children will write their own files"
-                    );
-                }
+                Err(e) => no_collector(&e),
             }
         }
         install_hooks();
@@ -626,20 +631,76 @@ impl Builder {
     }
 }
 
-/// The address this process exported in `LOGBRAID_COLLECTOR`, with the
-/// pid that did: a forked child inherits the memory but is another process,
-/// so the value is a parent's again.
-static EXPORTED: Mutex<Option<(u32, String)>> = Mutex::new(None);
+/// What this process exported in `LOGBRAID_COLLECTOR`, with the pid that
+/// did: a forked child inherits the memory but is another process, so the
+/// value is a parent's again.
+#[derive(Clone, Debug)]
+struct Exported {
+    pid: u32,
+    address: String,
+    /// Whether a collector of this process serves the address now.
+    served: bool,
+}
 
-fn lock_exported() -> std::sync::MutexGuard<'static, Option<(u32, String)>> {
+static EXPORTED: Mutex<Option<Exported>> = Mutex::new(None);
+
+fn lock_exported() -> std::sync::MutexGuard<'static, Option<Exported>> {
     EXPORTED.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn exported_here() -> Option<String> {
+fn exported_here() -> Option<Exported> {
     lock_exported()
         .as_ref()
-        .filter(|(pid, _)| *pid == std::process::id())
-        .map(|(_, a)| a.clone())
+        .filter(|e| e.pid == std::process::id())
+        .cloned()
+}
+
+/// Binds the socket of a collector for child processes and makes sure its
+/// address is in `LOGBRAID_COLLECTOR`, before the caller starts a thread.
+///
+/// The environment is written once in the life of the process, here, by
+/// the first logger that collects, and never again (not even to withdraw
+/// the address at shutdown): `setenv` while another thread reads the
+/// environment is undefined behaviour in C (`getenv` in the C library's
+/// time and name-resolution functions), so the write happens before the
+/// build starts its writer, signal and collector threads. The only thread
+/// of ours that can be older is the compression worker of a rolling file
+/// built before the logger, which reads no environment; none of our
+/// threads calls the C library's time functions (dates go through jiff).
+/// A later logger binds the same address again.
+fn bind_for_children() -> Option<Bound> {
+    let again = exported_here().map(|e| e.address);
+    let bound = match &again {
+        Some(address) => {
+            let path = address.strip_prefix("unix:").unwrap_or(address);
+            Bound::again(std::path::Path::new(path))
+        }
+        None => Bound::new(),
+    };
+    let bound = match bound {
+        Ok(b) => b,
+        Err(e) => {
+            no_collector(&e);
+            return None;
+        }
+    };
+    if again.is_none() {
+        std::env::set_var(COLLECTOR_ENV, bound.address());
+        *lock_exported() = Some(Exported {
+            pid: std::process::id(),
+            address: bound.address(),
+            served: false,
+        });
+    }
+    Some(bound)
+}
+
+fn no_collector(e: &std::io::Error) {
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "logbraid: cannot start the collector for child processes ({e}); children will write their own files"
+    );
 }
 
 static GLOBAL: Mutex<Option<Logger>> = Mutex::new(None);

@@ -48,6 +48,19 @@ fn spawn_child(dir: &Path, id: u64, records: u64, grandchild: bool) -> Child {
         .unwrap()
 }
 
+/// A logger writing each message as a line to `path`, as a parent does.
+fn parent_logger(path: &Path) -> (logbraid::Logger, logbraid::Guard) {
+    Builder::new()
+        .level("info")
+        .file(
+            RollingFile::builder(path)
+                .layout(LayoutSpec::parse("%(message)s", None).unwrap().build(false)),
+        )
+        .unwrap()
+        .build()
+        .unwrap()
+}
+
 fn wait_ok(child: Child) {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "child failed: {:?}", out.status);
@@ -88,15 +101,7 @@ fn four_children_and_a_grandchild_reach_the_parents_file_exactly_once_in_order()
     const PER_CHILD: u64 = 250_000;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("all.log");
-    let (logger, guard) = Builder::new()
-        .level("info")
-        .file(
-            RollingFile::builder(&path)
-                .layout(LayoutSpec::parse("%(message)s", None).unwrap().build(false)),
-        )
-        .unwrap()
-        .build()
-        .unwrap();
+    let (logger, guard) = parent_logger(&path);
 
     let address = std::env::var(ENV).expect("a parent writing a file exports its collector");
     let socket = PathBuf::from(address.strip_prefix("unix:").expect("a unix: address"));
@@ -113,9 +118,12 @@ fn four_children_and_a_grandchild_reach_the_parents_file_exactly_once_in_order()
     logger.flush();
     drop(guard);
 
-    assert!(
-        std::env::var_os(ENV).is_none(),
-        "shutdown withdraws the address"
+    // The environment is written once, before the parent's threads: the
+    // address stays, with nothing behind it until a logger serves it again.
+    assert_eq!(
+        std::env::var(ENV).ok().as_deref(),
+        Some(address.as_str()),
+        "shutdown leaves the environment alone"
     );
     assert!(
         !socket.exists() && !private.exists(),
@@ -149,4 +157,21 @@ fn four_children_and_a_grandchild_reach_the_parents_file_exactly_once_in_order()
     want.insert(100, 1000);
     assert_eq!(next, want);
     assert_eq!(lines, 4 * PER_CHILD + 1000);
+
+    // A second logger of the process collects at the same address, so the
+    // exported value is good again, and a child reaches its file.
+    let again = dir.path().join("again.log");
+    let (logger, guard) = parent_logger(&again);
+    assert_eq!(logger.collector_address(), Some(address.clone()));
+    assert_eq!(
+        std::fs::metadata(&private).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    wait_ok(spawn_child(dir.path(), 7, 1000, false));
+    logger.flush();
+    drop(guard);
+    let text = std::fs::read_to_string(&again).unwrap();
+    let want: Vec<String> = (0..1000).map(|seq| format!("child=7 seq={seq}")).collect();
+    assert_eq!(text.lines().collect::<Vec<_>>(), want);
+    assert!(!dir.path().join("child-7.log").exists());
 }

@@ -36,6 +36,7 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 
+use logbraid::time::{parse_rfc3339, utc_year};
 use logbraid::{FieldsBuf, Level, OwnedRecord, Value};
 
 use crate::intake::SourceCache;
@@ -219,7 +220,7 @@ fn rfc5424(body: &[u8], received_ns: i64) -> Option<Message<'_>> {
     let timestamp = header_field(&mut rest)?;
     let timestamp_ns = match timestamp {
         None => received_ns,
-        Some(t) => rfc3339(t.as_bytes())?,
+        Some(t) => parse_rfc3339(t.as_bytes())?,
     };
     let hostname = header_field(&mut rest)?;
     let appname = header_field(&mut rest)?;
@@ -319,51 +320,9 @@ fn digits(b: &[u8]) -> Option<u32> {
     Some(b.iter().fold(0u32, |a, &d| a * 10 + u32::from(d - b'0')))
 }
 
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    // Count from 0000-03-01 so that the leap day is the last of the year.
-    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let day_of_year = i64::from((153 * m + 2) / 5 + d - 1);
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The calendar year containing a timestamp (UTC).
-fn year_of(ns: i64) -> i64 {
-    let days = ns.div_euclid(NS_PER_DAY);
-    let mut y = 1970 + days.div_euclid(366);
-    while days_from_civil(y + 1, 1, 1) <= days {
-        y += 1;
-    }
-    y
-}
-
-/// Nanoseconds since the epoch of a valid date and time of day.
+/// Nanoseconds since the epoch of a valid date and time of day, in UTC.
 fn to_ns(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32, frac_ns: u32) -> Option<i64> {
-    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 60
-    {
-        return None;
-    }
-    let secs = days_from_civil(y, mo, d)
-        .checked_mul(86_400)?
-        .checked_add(i64::from(h * 3600 + mi * 60 + s))?;
-    secs.checked_mul(NS_PER_SEC)?
-        .checked_add(i64::from(frac_ns))
+    logbraid::time::utc_ns(y, mo, d, h, mi, s, frac_ns)
 }
 
 /// Fractional seconds after the `.`: up to nine digits are kept.
@@ -376,47 +335,6 @@ fn fraction(b: &[u8]) -> Option<u32> {
         ns = ns * 10 + b.get(i).map_or(0, |&d| u32::from(d - b'0'));
     }
     Some(ns)
-}
-
-/// `YYYY-MM-DDThh:mm:ss[.frac](Z|±hh:mm)`.
-fn rfc3339(t: &[u8]) -> Option<i64> {
-    if t.len() < 20 || t[4] != b'-' || t[7] != b'-' || !matches!(t[10], b'T' | b't') {
-        return None;
-    }
-    if t[13] != b':' || t[16] != b':' {
-        return None;
-    }
-    let y = i64::from(digits(&t[0..4])?);
-    let (mo, d) = (digits(&t[5..7])?, digits(&t[8..10])?);
-    let (h, mi, s) = (
-        digits(&t[11..13])?,
-        digits(&t[14..16])?,
-        digits(&t[17..19])?,
-    );
-    let mut rest = &t[19..];
-    let mut frac_ns = 0;
-    if let Some(f) = rest.strip_prefix(b".") {
-        let n = f.iter().take_while(|b| b.is_ascii_digit()).count();
-        frac_ns = fraction(&f[..n])?;
-        rest = &f[n..];
-    }
-    let offset_secs = match rest {
-        b"Z" | b"z" => 0,
-        [sign @ (b'+' | b'-'), hh @ .., b':', m1, m2] if hh.len() == 2 => {
-            let (oh, om) = (digits(hh)?, digits(&[*m1, *m2])?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            let v = i64::from(oh * 3600 + om * 60);
-            if *sign == b'-' {
-                -v
-            } else {
-                v
-            }
-        }
-        _ => return None,
-    };
-    to_ns(y, mo, d, h, mi, s, frac_ns)?.checked_sub(offset_secs * NS_PER_SEC)
 }
 
 /// A BSD timestamp's parts.
@@ -540,7 +458,7 @@ fn bsd_header_time(body: &[u8], received_ns: i64) -> Option<(i64, &[u8])> {
         let ns = match t.year {
             Some(y) => t.in_year(y)?,
             None => {
-                let this_year = year_of(received_ns);
+                let this_year = utc_year(received_ns);
                 // A timestamp more than a day ahead of the receive time
                 // belongs to last year (December's messages read in
                 // January).
@@ -553,7 +471,7 @@ fn bsd_header_time(body: &[u8], received_ns: i64) -> Option<(i64, &[u8])> {
         return Some((ns, rest));
     }
     let n = body.iter().position(|&b| b == b' ').unwrap_or(body.len());
-    rfc3339(&body[..n]).map(|ns| (ns, &body[n..]))
+    parse_rfc3339(&body[..n]).map(|ns| (ns, &body[n..]))
 }
 
 /// `TAG[PID]: MSG` or `TAG: MSG`; without either shape there is no tag.
@@ -818,37 +736,6 @@ impl SyslogTcpDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates_count_days_from_the_epoch() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(1969, 12, 31), -1);
-        assert_eq!(days_from_civil(2024, 2, 29), 19_782);
-        assert_eq!(year_of(0), 1970);
-        assert_eq!(year_of(-1), 1969);
-        assert_eq!(year_of(1_704_067_199 * NS_PER_SEC), 2023);
-        assert_eq!(year_of(1_704_067_200 * NS_PER_SEC), 2024);
-    }
-
-    #[test]
-    fn rfc3339_offsets_and_fractions() {
-        assert_eq!(
-            rfc3339(b"2003-10-11T22:14:15.003Z"),
-            Some(1_065_910_455_003_000_000)
-        );
-        assert_eq!(
-            rfc3339(b"2003-08-24T05:14:15.000003-07:00"),
-            Some(1_061_727_255_000_003_000)
-        );
-        assert_eq!(
-            rfc3339(b"1985-04-12T23:20:50.52Z"),
-            Some(482_196_050_520_000_000)
-        );
-        assert_eq!(rfc3339(b"2003-02-30T00:00:00Z"), None);
-        assert_eq!(rfc3339(b"2003-10-11T22:14:15"), None);
-        assert_eq!(rfc3339(b"2003-10-11 22:14:15Z"), None);
-    }
 
     #[test]
     fn tags_with_and_without_pids() {

@@ -15,6 +15,7 @@
 use std::ffi::CString;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -208,15 +209,27 @@ fn private_dir() -> io::Result<PathBuf> {
     Err(last)
 }
 
-impl Embedded {
-    /// Starts a collector in a new private directory that logs what it
-    /// receives into `logger`.
-    pub fn start(logger: Logger, options: EmbeddedOptions) -> io::Result<Embedded> {
+/// A collector's socket, bound and listening but not served yet: a
+/// process binds it, exports its address, and only then starts threads
+/// (see [`Builder::build`](crate::Builder::build)). Connections that
+/// arrive meanwhile wait in the listen backlog. Dropped unserved, it
+/// removes its socket and directory.
+#[derive(Debug)]
+pub struct Bound {
+    listener: Option<UnixListener>,
+    socket: PathBuf,
+    /// The private directory we created, removed with the socket.
+    dir: Option<PathBuf>,
+}
+
+impl Bound {
+    /// Binds a socket in a new private directory.
+    pub fn new() -> io::Result<Bound> {
         let dir = private_dir()?;
-        match Embedded::start_at(&dir.join("collector.sock"), logger, options) {
-            Ok(mut e) => {
-                e.dir = Some(dir);
-                Ok(e)
+        match Bound::at(&dir.join("collector.sock")) {
+            Ok(mut b) => {
+                b.dir = Some(dir);
+                Ok(b)
             }
             Err(err) => {
                 let _ = std::fs::remove_dir(&dir);
@@ -225,8 +238,37 @@ impl Embedded {
         }
     }
 
-    /// Starts a collector on a socket at `path` (which must not exist).
-    pub fn start_at(path: &Path, logger: Logger, options: EmbeddedOptions) -> io::Result<Embedded> {
+    /// Binds a socket at `path` again, after a collector of this process
+    /// that used it has stopped, so an address already exported stays
+    /// good: the directory is created anew (mode 0700) if it is gone, and
+    /// refused if something else took its place.
+    pub fn again(path: &Path) -> io::Result<Bound> {
+        let dir = path
+            .parent()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no directory"))?;
+        let created = match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(e),
+        };
+        if !created {
+            let m = std::fs::symlink_metadata(dir)?;
+            // SAFETY: getuid has no preconditions and cannot fail.
+            let uid = unsafe { libc::getuid() };
+            if !m.is_dir() || m.uid() != uid || m.mode() & 0o077 != 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("{} is no longer our private directory", dir.display()),
+                ));
+            }
+        }
+        let mut b = Bound::at(path)?;
+        b.dir = Some(dir.to_path_buf());
+        Ok(b)
+    }
+
+    /// Binds a socket at `path` (which must not exist).
+    pub fn at(path: &Path) -> io::Result<Bound> {
         if path.as_os_str().len() > MAX_SOCKET_PATH {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -237,6 +279,24 @@ impl Embedded {
             ));
         }
         let listener = UnixListener::bind(path)?;
+        Ok(Bound {
+            listener: Some(listener),
+            socket: path.to_path_buf(),
+            dir: None,
+        })
+    }
+
+    /// The address for [`COLLECTOR_ENV`]: `unix:/…/collector.sock`.
+    pub fn address(&self) -> String {
+        format!("unix:{}", self.socket.display())
+    }
+
+    /// Starts the thread that accepts connections; what arrives is logged
+    /// into `logger`.
+    pub fn serve(mut self, logger: Logger, options: EmbeddedOptions) -> io::Result<Embedded> {
+        let Some(listener) = self.listener.take() else {
+            return Err(io::Error::other("the collector's socket is already served"));
+        };
         let inner = Arc::new(Inner {
             logger,
             options,
@@ -251,10 +311,34 @@ impl Embedded {
             .spawn(move || accept_loop(listener, i))?;
         Ok(Embedded {
             inner,
-            socket: path.to_path_buf(),
-            dir: None,
+            socket: std::mem::take(&mut self.socket),
+            dir: self.dir.take(),
             accept: Mutex::new(Some(accept)),
         })
+    }
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        if self.listener.take().is_some() {
+            let _ = std::fs::remove_file(&self.socket);
+            if let Some(d) = &self.dir {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+}
+
+impl Embedded {
+    /// Starts a collector in a new private directory that logs what it
+    /// receives into `logger`.
+    pub fn start(logger: Logger, options: EmbeddedOptions) -> io::Result<Embedded> {
+        Bound::new()?.serve(logger, options)
+    }
+
+    /// Starts a collector on a socket at `path` (which must not exist).
+    pub fn start_at(path: &Path, logger: Logger, options: EmbeddedOptions) -> io::Result<Embedded> {
+        Bound::at(path)?.serve(logger, options)
     }
 
     /// The address for [`COLLECTOR_ENV`]: `unix:/…/collector.sock`.

@@ -47,7 +47,7 @@ use crate::record::{Fields, Record, Value};
 mod json;
 mod python;
 mod text;
-pub(crate) mod time;
+use crate::time;
 
 pub use json::JsonLayout;
 pub use python::{LayoutError, LayoutErrorKind, PythonLayout};

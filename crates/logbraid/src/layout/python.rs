@@ -2,7 +2,9 @@
 
 use std::fmt::{self, Write as _};
 
-use super::time::{split_ns, DateTime, LocalOffsetCache, Strftime};
+use jiff::tz::TimeZone;
+
+use super::time::{self, split_ns, Strftime};
 use super::{level_color, push_lossy, push_trailers, Layout, RESET};
 use crate::clock;
 use crate::record::{Record, Value};
@@ -347,7 +349,8 @@ pub struct PythonLayout {
     /// `relativeCreated` counts from here, as Python counts from the
     /// import of `logging`.
     start_ns: i64,
-    local: LocalOffsetCache,
+    /// The zone of `asctime` in local time, the system's.
+    local: TimeZone,
     /// The second whose date text is in `second_text`.
     cached_second: Option<i64>,
     second_text: Vec<u8>,
@@ -401,7 +404,7 @@ impl PythonLayout {
             color: false,
             utc: false,
             start_ns: clock::now_ns(),
-            local: LocalOffsetCache::default(),
+            local: time::system_zone(),
             cached_second: None,
             second_text: Vec::new(),
             asctime: Vec::new(),
@@ -435,16 +438,10 @@ impl PythonLayout {
     fn update_asctime(&mut self, ns: i64) {
         let (secs, nanos) = split_ns(ns);
         if self.cached_second != Some(secs) {
-            let (offset, zone) = if self.utc {
-                // What `time.strftime("%Z", time.gmtime())` prints.
-                (0, "GMT")
-            } else {
-                (self.local.offset_at(secs), self.local.zone())
-            };
-            let dt = DateTime::from_unix(secs.saturating_add(i64::from(offset)));
+            // In UTC, what `time.strftime("%Z", time.gmtime())` prints: GMT.
+            let zone = if self.utc { time::gmt() } else { &self.local };
             self.second_text.clear();
-            self.date_pattern
-                .write(&dt, offset, zone, &mut self.second_text);
+            self.date_pattern.write(secs, zone, &mut self.second_text);
             self.cached_second = Some(secs);
         }
         self.asctime.clear();
@@ -454,7 +451,7 @@ impl PythonLayout {
             let ms = nanos / 1_000_000;
             self.asctime.push(b',');
             self.asctime.push(b'0' + (ms / 100) as u8);
-            super::time::push_2(&mut self.asctime, ms % 100);
+            time::push_2(&mut self.asctime, ms % 100);
         }
     }
 }
@@ -1244,14 +1241,14 @@ mod tests {
         }
     }
 
-    #[cfg(unix)]
     #[test]
-    fn local_asctime_is_utc_shifted_by_the_c_library_offset() {
+    fn local_asctime_is_utc_shifted_by_the_system_zones_offset() {
         let src = source();
         let f = FieldsBuf::new();
         let rec = python_record(&src, &f);
-        let mut zone = String::new();
-        let offset = super::super::time::local_offset(1_700_000_000, &mut zone).unwrap();
+        let offset = time::system_zone()
+            .to_offset(jiff::Timestamp::from_second(1_700_000_000).unwrap())
+            .seconds();
         let shifted = Record {
             timestamp_ns: TS + i64::from(offset) * 1_000_000_000,
             ..rec

@@ -1,0 +1,153 @@
+//! Tests of the rolling file that reach into its private state.
+
+use super::*;
+
+#[derive(Debug)]
+struct Line;
+
+impl Layout for Line {
+    fn format(&mut self, record: &Record<'_>, out: &mut Vec<u8>) {
+        out.extend_from_slice(record.message);
+        out.push(b'\n');
+    }
+}
+
+fn log(sink: &mut RollingFile, msg: &str) {
+    let source = crate::record::Source {
+        host: String::new(),
+        pid: 0,
+        process_name: String::new(),
+    };
+    let r = Record {
+        timestamp_ns: 0,
+        level: crate::Level::Info,
+        target: "t",
+        message: msg.as_bytes(),
+        module: None,
+        file: None,
+        line: None,
+        function: None,
+        thread_id: 0,
+        thread_name: None,
+        source: &source,
+        fields: crate::record::Fields::EMPTY,
+    };
+    sink.write(&r).unwrap();
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_full_backlog_leaves_backups_uncompressed_and_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = RollingFile::builder(dir.path().join("app.log"))
+        .layout(Box::new(Line))
+        .max_bytes(1)
+        .compression(Compression::Gzip)
+        .build()
+        .unwrap();
+    // A worker that does not run yet: the backlog of 2 fills up.
+    let (detached, rx) = Compressor::detached(2);
+    sink.compressor = Some(detached);
+    for i in 0..5 {
+        log(&mut sink, &format!("r{i}"));
+    }
+    let stats = sink.stats();
+    assert_eq!((stats.rotations, stats.compress_skipped), (4, 2));
+    assert_eq!(
+        names(dir.path()),
+        [
+            "app.log",
+            "app.log.1",
+            "app.log.2",
+            "app.log.3",
+            "app.log.4"
+        ]
+    );
+    // The two queued backups have been shifted since: the worker finds
+    // them at their new names.
+    let shared = Arc::clone(&sink.shared);
+    if let Some(c) = sink.compressor.as_mut() {
+        c.run_detached(rx, shared);
+    }
+    sink.wait_compressed();
+    assert_eq!(
+        names(dir.path()),
+        [
+            "app.log",
+            "app.log.1",
+            "app.log.2",
+            "app.log.3.gz",
+            "app.log.4.gz"
+        ]
+    );
+    assert_eq!(sink.stats().compressed, 2);
+}
+
+/// A daily rotation at 02:30 on the nights the clock changes: one
+/// rotation a night, each backup named once, each holding exactly the
+/// records of its period (a record every 10 minutes for 60 hours).
+#[test]
+fn a_daily_rotation_at_0230_happens_once_on_each_dst_night() {
+    // (zone, 12:00 local on the day before the change, the backups,
+    // records in each: 14.5 hours, then a 23- or 25-hour day.)
+    let cases = [
+        (
+            "America/New_York",
+            1_772_902_800,
+            ["app.log.2026-03-07_02-30-00", "app.log.2026-03-08_03-30-00"],
+            [87, 138],
+        ),
+        (
+            "Europe/Berlin",
+            1_792_836_000,
+            ["app.log.2026-10-24_02-30-00", "app.log.2026-10-25_02-30-00"],
+            [87, 150],
+        ),
+    ];
+    for (zone, noon, backups, counts) in cases {
+        let Some(tz) = crate::time::testing::zone(zone) else {
+            continue;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let clock = clock::ManualClock::new(noon * NS_PER_SEC);
+        let mut sink = RollingFile::builder(dir.path().join("app.log"))
+            .layout(Box::new(Line))
+            .every(Every::Daily)
+            .at_time(jiff::civil::time(2, 30, 0, 0))
+            .time_zone(tz)
+            .naming(Naming::Timestamp)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        for i in 0..360 {
+            clock.set_ns((noon + i * 600) * NS_PER_SEC);
+            log(&mut sink, &format!("r{i}"));
+            sink.flush().unwrap();
+        }
+        assert_eq!(sink.stats().rotations, 2, "{zone}");
+        let mut want = vec!["app.log".to_string()];
+        want.extend(backups.iter().map(|b| b.to_string()));
+        assert_eq!(names(dir.path()), want, "{zone}");
+        let lines = |name: &str| {
+            fs::read_to_string(dir.path().join(name))
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let first = lines(backups[0]);
+        let second = lines(backups[1]);
+        assert_eq!([first.len(), second.len()], counts, "{zone}");
+        assert_eq!(first[0], "r0");
+        assert_eq!(second[0], format!("r{}", counts[0]));
+        assert_eq!(lines("app.log").len(), 360 - counts[0] - counts[1]);
+    }
+}

@@ -1,0 +1,167 @@
+//! Timestamps read from the outside: syslog's RFC 3339 (RFC 5424) and the
+//! civil UTC times of RFC 3164 headers.
+
+use jiff::civil::{Date, Time};
+use jiff::fmt::temporal::DateTimeParser;
+use jiff::tz::{Offset, TimeZone};
+
+use super::timestamp_ns;
+
+/// Nanoseconds since the epoch of an RFC 3339 timestamp,
+/// `YYYY-MM-DDThh:mm:ss[.frac](Z|±hh:mm)` (`t` and `z` in lower case too,
+/// up to nine fractional digits). `None` for anything else, including an
+/// impossible date, a missing offset, a space for the `T`, or RFC 9557's
+/// bracketed annotations.
+pub fn parse_rfc3339(text: &[u8]) -> Option<i64> {
+    // jiff's parser takes a superset (ISO 8601 and RFC 9557 forms); this
+    // keeps to RFC 3339's shape.
+    let shaped = text.len() >= 20
+        && text.get(4) == Some(&b'-')
+        && text.get(7) == Some(&b'-')
+        && matches!(text.get(10), Some(b'T' | b't'))
+        && text.get(13) == Some(&b':')
+        && text.get(16) == Some(&b':')
+        && match text[text.len() - 1] {
+            b'Z' | b'z' => true,
+            _ => {
+                let tail = &text[text.len() - 6..];
+                matches!(tail[0], b'+' | b'-') && tail[3] == b':'
+            }
+        };
+    if !shaped {
+        return None;
+    }
+    static PARSER: DateTimeParser = DateTimeParser::new();
+    let t = PARSER.parse_timestamp(text).ok()?;
+    i64::try_from(t.as_nanosecond()).ok()
+}
+
+/// Nanoseconds since the epoch of a civil time in UTC; `None` when the
+/// date or time does not exist (February 30th, hour 24). A leap second
+/// (`second` 60) is the second after 59.
+pub fn utc_ns(
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    nanos: u32,
+) -> Option<i64> {
+    let leap = second == 60;
+    let date = Date::new(
+        i16::try_from(year).ok()?,
+        i8::try_from(month).ok()?,
+        i8::try_from(day).ok()?,
+    )
+    .ok()?;
+    let time = Time::new(
+        i8::try_from(hour).ok()?,
+        i8::try_from(minute).ok()?,
+        i8::try_from(if leap { 59 } else { second }).ok()?,
+        i32::try_from(nanos).ok()?,
+    )
+    .ok()?;
+    let t = TimeZone::UTC
+        .to_ambiguous_timestamp(date.to_datetime(time))
+        .compatible()
+        .ok()?;
+    i64::try_from(t.as_nanosecond())
+        .ok()?
+        .checked_add(if leap { super::NANOS_PER_SEC } else { 0 })
+}
+
+/// The calendar year (UTC) of an instant in nanoseconds since the epoch.
+pub fn utc_year(ns: i64) -> i64 {
+    i64::from(Offset::UTC.to_datetime(timestamp_ns(ns)).year())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NS: i64 = super::super::NANOS_PER_SEC;
+
+    #[test]
+    fn rfc3339_offsets_and_fractions() {
+        assert_eq!(
+            parse_rfc3339(b"2003-10-11T22:14:15.003Z"),
+            Some(1_065_910_455_003_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339(b"2003-08-24T05:14:15.000003-07:00"),
+            Some(1_061_727_255_000_003_000)
+        );
+        assert_eq!(
+            parse_rfc3339(b"1985-04-12T23:20:50.52Z"),
+            Some(482_196_050_520_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339(b"1985-04-12t23:20:50.123456789z"),
+            Some(482_196_050_123_456_789)
+        );
+        assert_eq!(
+            parse_rfc3339(b"2026-03-08T03:00:00+05:30"),
+            Some(1_772_919_000 * NS)
+        );
+        for bad in [
+            &b"2003-02-30T00:00:00Z"[..],
+            b"2003-10-11T22:14:15",
+            b"2003-10-11 22:14:15Z",
+            b"2003-10-11T22:14:15+0700",
+            b"2003-10-11T25:14:15Z",
+            b"2003-10-11T22:14:15Z[Europe/Paris]",
+            b"2003-10-11T22:14:15+07:00[Asia/Bangkok]",
+            b"20031011T221415Z",
+            b"",
+            b"Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn civil_utc_times() {
+        assert_eq!(utc_ns(1970, 1, 1, 0, 0, 0, 0), Some(0));
+        assert_eq!(utc_ns(1969, 12, 31, 23, 59, 59, 1), Some(-NS + 1));
+        assert_eq!(utc_ns(2024, 2, 29, 12, 0, 0, 0), Some(1_709_208_000 * NS));
+        assert_eq!(
+            utc_ns(2016, 12, 31, 23, 59, 60, 0),
+            utc_ns(2017, 1, 1, 0, 0, 0, 0)
+        );
+        assert_eq!(utc_ns(2023, 2, 29, 0, 0, 0, 0), None);
+        assert_eq!(utc_ns(2023, 1, 1, 24, 0, 0, 0), None);
+        assert_eq!(utc_ns(2023, 13, 1, 0, 0, 0, 0), None);
+        assert_eq!(utc_ns(99_999, 1, 1, 0, 0, 0, 0), None);
+        // Outside what i64 nanoseconds hold.
+        assert_eq!(utc_ns(2300, 1, 1, 0, 0, 0, 0), None);
+    }
+
+    #[test]
+    fn years_of_instants() {
+        assert_eq!(utc_year(0), 1970);
+        assert_eq!(utc_year(-1), 1969);
+        assert_eq!(utc_year(1_704_067_199 * NS), 2023);
+        assert_eq!(utc_year(1_704_067_200 * NS), 2024);
+        assert_eq!(utc_year(i64::MIN), 1677);
+        assert_eq!(utc_year(i64::MAX), 2262);
+    }
+
+    /// Every prefix of a timestamp, and every one-byte change of it, is
+    /// read or refused without a panic.
+    #[test]
+    fn damaged_timestamps_are_refused_without_panicking() {
+        let good = b"2003-08-24T05:14:15.000003-07:00";
+        for n in 0..good.len() {
+            assert_eq!(parse_rfc3339(&good[..n]), None, "{n}");
+        }
+        for i in 0..good.len() {
+            for b in [b'0', b'9', b'-', b':', b'T', b'Z', b' ', 0xff] {
+                let mut t = good.to_vec();
+                t[i] = b;
+                let _ = parse_rfc3339(&t);
+            }
+        }
+        assert_eq!(parse_rfc3339(good), Some(1_061_727_255_000_003_000));
+    }
+}
