@@ -203,22 +203,23 @@ impl<'a> Parts<'a> {
             h[8..16].copy_from_slice(&self.timestamp_ns.to_le_bytes());
             h[40..48].copy_from_slice(&(ptr as *mut u8 as usize as u64).to_le_bytes());
             h[48..56].copy_from_slice(&(ptr.len() as u64).to_le_bytes());
-            ring.write_at(pos, 0, &h);
+            ring.slot(pos, HEADER).put(0, &h);
             ring.publish(p, pos, HEADER);
             return true;
         }
         let Some(pos) = ring.try_reserve(p, len) else {
             return false;
         };
-        ring.write_at(pos, 0, &self.header(len, KIND_INLINE));
+        let slot = ring.slot(pos, len);
+        slot.put(0, &self.header(len, KIND_INLINE));
         let mut at = HEADER;
         for s in self.strs() {
-            ring.write_at(pos, at, s.as_bytes());
+            slot.put(at, s.as_bytes());
             at += s.len();
         }
-        ring.write_at(pos, at, self.message());
+        slot.put(at, self.message());
         at += self.message().len();
-        ring.write_at(pos, at, self.fields);
+        slot.put(at, self.fields);
         ring.publish(p, pos, len);
         true
     }

@@ -176,7 +176,7 @@ impl Ring {
             return (pos + (self.capacity() - (pos & self.mask)), 0);
         }
         let len = len as usize;
-        // Only `write_at` and `publish` make entries; a length that does not
+        // Only `slot` and `publish` make entries; a length that does not
         // fit would be a bug here, and must not become an access out of
         // bounds.
         assert!(
@@ -211,15 +211,17 @@ impl Ring {
         Some(p.tail)
     }
 
-    /// Copies `bytes` into the ring at `pos + offset`. The caller reserved
-    /// the region with `try_reserve`. Producer side only.
+    /// The `len` bytes reserved at `pos` with `try_reserve`, for the
+    /// producer to write before it publishes them. Producer side only.
     #[inline]
-    pub(crate) fn write_at(&self, pos: usize, offset: usize, bytes: &[u8]) {
-        let start = (pos & self.mask) + offset;
-        assert!(start + bytes.len() <= self.capacity());
-        // SAFETY: in bounds (checked); the reserved entry is the producer's
-        // until `publish`.
-        unsafe { self.bytes.write(start, bytes) };
+    pub(crate) fn slot(&self, pos: usize, len: usize) -> Slot<'_> {
+        let start = pos & self.mask;
+        assert!(len <= self.capacity() - start);
+        Slot {
+            bytes: &self.bytes,
+            start,
+            len,
+        }
     }
 
     /// Makes the entry at `pos` of `len` bytes visible to the reader.
@@ -417,6 +419,29 @@ impl Drop for Ring {
     }
 }
 
+/// An entry being written: bounds are checked against the entry, whose
+/// place in the buffer was checked once.
+pub(crate) struct Slot<'a> {
+    bytes: &'a Bytes,
+    start: usize,
+    len: usize,
+}
+
+impl Slot<'_> {
+    /// Copies `bytes` into the entry at `offset`.
+    #[inline]
+    pub(crate) fn put(&self, offset: usize, bytes: &[u8]) {
+        if bytes.is_empty() {
+            // Most records have a few empty parts: no call to copy nothing.
+            return;
+        }
+        assert!(offset <= self.len && bytes.len() <= self.len - offset);
+        // SAFETY: inside the entry (checked), which is inside the buffer
+        // (checked by `Ring::slot`) and the producer's until published.
+        unsafe { self.bytes.write(self.start + offset, bytes) };
+    }
+}
+
 /// Counters written by whoever produces into a ring: its thread, or the
 /// holder of the shared ring's lock; so an increment needs no locked
 /// instruction, only an atomic store others can read.
@@ -468,7 +493,7 @@ mod tests {
         let mut e = vec![id as u8; len];
         e[..4].copy_from_slice(&(len as u32).to_le_bytes());
         e[4..8].copy_from_slice(&id.to_le_bytes());
-        r.write_at(pos, 0, &e);
+        r.slot(pos, len).put(0, &e);
         r.publish(p, pos, len);
         true
     }
