@@ -203,14 +203,16 @@ impl<'a> Parts<'a> {
             h[8..16].copy_from_slice(&self.timestamp_ns.to_le_bytes());
             h[40..48].copy_from_slice(&(ptr as *mut u8 as usize as u64).to_le_bytes());
             h[48..56].copy_from_slice(&(ptr.len() as u64).to_le_bytes());
-            ring.slot(pos, HEADER).put(0, &h);
+            // SAFETY: reserved just above, published below.
+            unsafe { ring.slot(pos, HEADER) }.put(0, &h);
             ring.publish(p, pos, HEADER);
             return true;
         }
         let Some(pos) = ring.try_reserve(p, len) else {
             return false;
         };
-        let slot = ring.slot(pos, len);
+        // SAFETY: reserved just above, published below.
+        let slot = unsafe { ring.slot(pos, len) };
         slot.put(0, &self.header(len, KIND_INLINE));
         let mut at = HEADER;
         for s in self.strs() {

@@ -54,6 +54,10 @@
 //! the reader copies one batch (at most the claim limit, microseconds); the
 //! reader never waits for the producer. The oldest records are still the
 //! ones dropped, and each one is counted by the producer that dropped it.
+//! Dropping on the writer's side instead (the producer asks, the writer
+//! drops) would leave a producer with no room until the writer gets to it:
+//! the wait of `Block`, for every record of a burst, not only while a copy
+//! is under way.
 //!
 //! Under `--cfg loom` the atomics and the bytes are loom's (see `sync`), and
 //! the tests at the end of this file check the protocol (`scripts/loom`).
@@ -173,7 +177,7 @@ impl Ring {
         // SAFETY: the caller's promise, passed on.
         let len = unsafe { self.read_u32(pos) };
         if len == WRAP {
-            return (pos + (self.capacity() - (pos & self.mask)), 0);
+            return (pos.wrapping_add(self.capacity() - (pos & self.mask)), 0);
         }
         let len = len as usize;
         // Only `slot` and `publish` make entries; a length that does not
@@ -184,7 +188,7 @@ impl Ring {
             "ring entry length {len} at offset {}",
             pos & self.mask
         );
-        (pos + len, len)
+        (pos.wrapping_add(len), len)
     }
 
     /// Reserves `len` contiguous bytes (`len` 8-aligned, `len <= max_entry`)
@@ -211,10 +215,14 @@ impl Ring {
         Some(p.tail)
     }
 
-    /// The `len` bytes reserved at `pos` with `try_reserve`, for the
-    /// producer to write before it publishes them. Producer side only.
+    /// The `len` bytes at `pos`, for the producer to write before it
+    /// publishes them.
+    ///
+    /// # Safety
+    /// Producer side only: `try_reserve` returned `pos` for these `len`
+    /// bytes, and they are not published yet (nobody else touches them).
     #[inline]
-    pub(crate) fn slot(&self, pos: usize, len: usize) -> Slot<'_> {
+    pub(crate) unsafe fn slot(&self, pos: usize, len: usize) -> Slot<'_> {
         let start = pos & self.mask;
         assert!(len <= self.capacity() - start);
         Slot {
@@ -437,7 +445,8 @@ impl Slot<'_> {
         }
         assert!(offset <= self.len && bytes.len() <= self.len - offset);
         // SAFETY: inside the entry (checked), which is inside the buffer
-        // (checked by `Ring::slot`) and the producer's until published.
+        // (checked by `Ring::slot`) and the producer's until published (the
+        // promise made to `Ring::slot`).
         unsafe { self.bytes.write(self.start + offset, bytes) };
     }
 }
@@ -493,7 +502,8 @@ mod tests {
         let mut e = vec![id as u8; len];
         e[..4].copy_from_slice(&(len as u32).to_le_bytes());
         e[4..8].copy_from_slice(&id.to_le_bytes());
-        r.slot(pos, len).put(0, &e);
+        // SAFETY: reserved above, published below.
+        unsafe { r.slot(pos, len) }.put(0, &e);
         r.publish(p, pos, len);
         true
     }
