@@ -110,28 +110,26 @@ impl<'a> Parts<'a> {
         }
     }
 
-    fn strs(&self) -> [&'a str; 5] {
-        [
+    /// What is written, computed once per record: the strings cut to what
+    /// their `u16` lengths hold, the message cut likewise, the padded size.
+    fn layout(&self) -> Layout<'a> {
+        let strs = [
             cut(self.target),
             cut(self.module.unwrap_or("")),
             cut(self.file.unwrap_or("")),
             cut(self.function.unwrap_or("")),
             cut(self.foreign.and_then(|f| f.1).unwrap_or("")),
-        ]
+        ];
+        let message = &self.message[..self.message.len().min(u32::MAX as usize - 4096)];
+        let text: usize = strs.iter().map(|s| s.len()).sum();
+        Layout {
+            strs,
+            message,
+            len: align(HEADER + text + message.len() + self.fields.len()),
+        }
     }
 
-    fn message(&self) -> &'a [u8] {
-        &self.message[..self.message.len().min(u32::MAX as usize - 4096)]
-    }
-
-    /// Encoded size, padded.
-    pub(crate) fn encoded_len(&self) -> usize {
-        let strs: usize = self.strs().iter().map(|s| s.len()).sum();
-        align(HEADER + strs + self.message().len() + self.fields.len())
-    }
-
-    fn header(&self, len: usize, kind: u8) -> [u8; HEADER] {
-        let strs = self.strs();
+    fn header(&self, l: &Layout<'_>, len: usize, kind: u8) -> [u8; HEADER] {
         let mut flags = 0;
         if self.module.is_some() {
             flags |= F_MODULE;
@@ -154,9 +152,9 @@ impl<'a> Parts<'a> {
         h[5] = self.level as u8;
         h[8..16].copy_from_slice(&self.timestamp_ns.to_le_bytes());
         h[16..20].copy_from_slice(&self.line.unwrap_or(0).to_le_bytes());
-        h[20..24].copy_from_slice(&(self.message().len() as u32).to_le_bytes());
+        h[20..24].copy_from_slice(&(l.message.len() as u32).to_le_bytes());
         h[24..28].copy_from_slice(&(self.fields.len() as u32).to_le_bytes());
-        for (i, s) in strs.iter().enumerate() {
+        for (i, s) in l.strs.iter().enumerate() {
             h[28 + 2 * i..30 + 2 * i].copy_from_slice(&(s.len() as u16).to_le_bytes());
         }
         if let Some((tid, tname, source)) = self.foreign {
@@ -173,28 +171,27 @@ impl<'a> Parts<'a> {
     }
 
     /// Writes the whole encoding (for the boxed form) into a vector.
-    fn encode_into(&self, out: &mut Vec<u8>) {
-        let len = self.encoded_len();
-        out.reserve(len);
-        out.extend_from_slice(&self.header(len, KIND_INLINE));
-        for s in self.strs() {
+    fn encode_into(&self, l: &Layout<'_>, out: &mut Vec<u8>) {
+        out.reserve(l.len);
+        out.extend_from_slice(&self.header(l, l.len, KIND_INLINE));
+        for s in l.strs {
             out.extend_from_slice(s.as_bytes());
         }
-        out.extend_from_slice(self.message());
+        out.extend_from_slice(l.message);
         out.extend_from_slice(self.fields);
-        out.resize(out.len().next_multiple_of(8).max(len), 0);
+        out.resize(out.len().next_multiple_of(8).max(l.len), 0);
     }
 
     /// Pushes into the ring; false when the ring has no room (nothing was
     /// written, nothing needs releasing).
     pub(crate) fn push(&self, ring: &Ring, p: &mut ProducerPos) -> bool {
-        let len = self.encoded_len();
-        if len > ring.max_entry() {
+        let l = self.layout();
+        if l.len > ring.max_entry() {
             let Some(pos) = ring.try_reserve(p, HEADER) else {
                 return false;
             };
             let mut boxed = Vec::new();
-            self.encode_into(&mut boxed);
+            self.encode_into(&l, &mut boxed);
             let ptr = Box::into_raw(boxed.into_boxed_slice());
             let mut h = [0u8; HEADER];
             h[0..4].copy_from_slice(&(HEADER as u32).to_le_bytes());
@@ -208,23 +205,31 @@ impl<'a> Parts<'a> {
             ring.publish(p, pos, HEADER);
             return true;
         }
-        let Some(pos) = ring.try_reserve(p, len) else {
+        let Some(pos) = ring.try_reserve(p, l.len) else {
             return false;
         };
         // SAFETY: reserved just above, published below.
-        let slot = unsafe { ring.slot(pos, len) };
-        slot.put(0, &self.header(len, KIND_INLINE));
+        let slot = unsafe { ring.slot(pos, l.len) };
+        slot.put(0, &self.header(&l, l.len, KIND_INLINE));
         let mut at = HEADER;
-        for s in self.strs() {
+        for s in l.strs {
             slot.put(at, s.as_bytes());
             at += s.len();
         }
-        slot.put(at, self.message());
-        at += self.message().len();
+        slot.put(at, l.message);
+        at += l.message.len();
         slot.put(at, self.fields);
-        ring.publish(p, pos, len);
+        ring.publish(p, pos, l.len);
         true
     }
+}
+
+/// A record's parts as they are written (see [`Parts::layout`]).
+struct Layout<'a> {
+    strs: [&'a str; 5],
+    message: &'a [u8],
+    /// The encoded size, padded.
+    len: usize,
 }
 
 /// An entry claimed out of a ring, owning whatever the entry points to.
