@@ -1151,6 +1151,39 @@ mod tests {
         assert_eq!(Arc::strong_count(&source), 1, "every entry let go of it");
     }
 
+    /// Two threads drop the oldest records of their rings while the writer
+    /// claims from the same rings: each record is written or dropped, and
+    /// whichever side had it gave its source back once.
+    #[test]
+    fn producers_dropping_while_the_writer_claims_give_back_every_source() {
+        let gate = Gate::default();
+        gate.open();
+        let (logger, guard) = build(&gate, Overflow::DropOldest);
+        let source = source();
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (logger, source) = (logger.clone(), Arc::clone(&source));
+                thread::spawn(move || {
+                    for i in 0..20_000 {
+                        let m = vec![b'w'; if i % 50 == 0 { 1_500 } else { 20 + i % 90 }];
+                        logger.log_record(&foreign(&m, &source), &source);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        logger.flush();
+        let stats = logger.stats();
+        drop(guard);
+        drop(logger);
+        assert_eq!(stats.logged, 40_000);
+        assert_eq!(stats.written + stats.dropped, stats.logged, "{stats:?}");
+        assert_eq!(gate.written.load(Ordering::Relaxed), stats.written);
+        assert_eq!(Arc::strong_count(&source), 1);
+    }
+
     #[test]
     fn a_sink_panicking_mid_batch_frees_the_records_behind_it() {
         let gate = Gate::default();
