@@ -17,16 +17,34 @@
 //! "Foreign" records (those the collector received from other processes)
 //! carry their own source and thread; records of this process take them
 //! from the ring and from [`Source::current`].
+//!
+//! # Ownership
+//!
+//! An entry owns what its pointers point to: the boxed encoding of a record
+//! too large for the ring, and one strong count of a foreign record's
+//! `Arc<Source>`. It owns them from [`Parts::push`] until exactly one of
+//! these takes it, once:
+//!
+//! - the writer, through a [`Batch`]: [`Batch::take_next`] hands the entry
+//!   to a [`Claimed`], which frees what it owns when dropped; entries of a
+//!   batch not taken yet (a sink panicked mid-pass) are freed with the
+//!   batch;
+//! - a `DropOldest` producer that drops the entry, and
+//! - the ring itself when it is dropped with entries still queued,
+//!
+//! the last two through [`release`], the ring's release function.
 
 use std::sync::Arc;
 
-use super::ring::{align, ProducerPos, Ring};
+use super::ring::{align, ProducerPos, Ring, HEAD_BYTES};
 use super::tsc::Converter;
 use super::Callsite;
 use crate::level::Level;
 use crate::record::{Fields, Record, Source};
 
 pub(crate) const HEADER: usize = 56;
+// `release` is given an entry's first `HEAD_BYTES`: the header must fit.
+const _: () = assert!(HEADER <= HEAD_BYTES);
 
 const KIND_INLINE: u8 = 0;
 const KIND_BOXED: u8 = 1;
@@ -92,28 +110,26 @@ impl<'a> Parts<'a> {
         }
     }
 
-    fn strs(&self) -> [&'a str; 5] {
-        [
+    /// What is written, computed once per record: the strings cut to what
+    /// their `u16` lengths hold, the message cut likewise, the padded size.
+    fn layout(&self) -> Layout<'a> {
+        let strs = [
             cut(self.target),
             cut(self.module.unwrap_or("")),
             cut(self.file.unwrap_or("")),
             cut(self.function.unwrap_or("")),
             cut(self.foreign.and_then(|f| f.1).unwrap_or("")),
-        ]
+        ];
+        let message = &self.message[..self.message.len().min(u32::MAX as usize - 4096)];
+        let text: usize = strs.iter().map(|s| s.len()).sum();
+        Layout {
+            strs,
+            message,
+            len: align(HEADER + text + message.len() + self.fields.len()),
+        }
     }
 
-    fn message(&self) -> &'a [u8] {
-        &self.message[..self.message.len().min(u32::MAX as usize - 4096)]
-    }
-
-    /// Encoded size, padded.
-    pub(crate) fn encoded_len(&self) -> usize {
-        let strs: usize = self.strs().iter().map(|s| s.len()).sum();
-        align(HEADER + strs + self.message().len() + self.fields.len())
-    }
-
-    fn header(&self, len: usize, kind: u8) -> [u8; HEADER] {
-        let strs = self.strs();
+    fn header(&self, l: &Layout<'_>, len: usize, kind: u8) -> [u8; HEADER] {
         let mut flags = 0;
         if self.module.is_some() {
             flags |= F_MODULE;
@@ -136,9 +152,9 @@ impl<'a> Parts<'a> {
         h[5] = self.level as u8;
         h[8..16].copy_from_slice(&self.timestamp_ns.to_le_bytes());
         h[16..20].copy_from_slice(&self.line.unwrap_or(0).to_le_bytes());
-        h[20..24].copy_from_slice(&(self.message().len() as u32).to_le_bytes());
+        h[20..24].copy_from_slice(&(l.message.len() as u32).to_le_bytes());
         h[24..28].copy_from_slice(&(self.fields.len() as u32).to_le_bytes());
-        for (i, s) in strs.iter().enumerate() {
+        for (i, s) in l.strs.iter().enumerate() {
             h[28 + 2 * i..30 + 2 * i].copy_from_slice(&(s.len() as u16).to_le_bytes());
         }
         if let Some((tid, tname, source)) = self.foreign {
@@ -155,28 +171,27 @@ impl<'a> Parts<'a> {
     }
 
     /// Writes the whole encoding (for the boxed form) into a vector.
-    fn encode_into(&self, out: &mut Vec<u8>) {
-        let len = self.encoded_len();
-        out.reserve(len);
-        out.extend_from_slice(&self.header(len, KIND_INLINE));
-        for s in self.strs() {
+    fn encode_into(&self, l: &Layout<'_>, out: &mut Vec<u8>) {
+        out.reserve(l.len);
+        out.extend_from_slice(&self.header(l, l.len, KIND_INLINE));
+        for s in l.strs {
             out.extend_from_slice(s.as_bytes());
         }
-        out.extend_from_slice(self.message());
+        out.extend_from_slice(l.message);
         out.extend_from_slice(self.fields);
-        out.resize(out.len().next_multiple_of(8).max(len), 0);
+        out.resize(out.len().next_multiple_of(8).max(l.len), 0);
     }
 
     /// Pushes into the ring; false when the ring has no room (nothing was
     /// written, nothing needs releasing).
     pub(crate) fn push(&self, ring: &Ring, p: &mut ProducerPos) -> bool {
-        let len = self.encoded_len();
-        if len > ring.max_entry() {
+        let l = self.layout();
+        if l.len > ring.max_entry() {
             let Some(pos) = ring.try_reserve(p, HEADER) else {
                 return false;
             };
             let mut boxed = Vec::new();
-            self.encode_into(&mut boxed);
+            self.encode_into(&l, &mut boxed);
             let ptr = Box::into_raw(boxed.into_boxed_slice());
             let mut h = [0u8; HEADER];
             h[0..4].copy_from_slice(&(HEADER as u32).to_le_bytes());
@@ -185,25 +200,36 @@ impl<'a> Parts<'a> {
             h[8..16].copy_from_slice(&self.timestamp_ns.to_le_bytes());
             h[40..48].copy_from_slice(&(ptr as *mut u8 as usize as u64).to_le_bytes());
             h[48..56].copy_from_slice(&(ptr.len() as u64).to_le_bytes());
-            ring.write_at(pos, 0, &h);
+            // SAFETY: reserved just above, published below.
+            unsafe { ring.slot(pos, HEADER) }.put(0, &h);
             ring.publish(p, pos, HEADER);
             return true;
         }
-        let Some(pos) = ring.try_reserve(p, len) else {
+        let Some(pos) = ring.try_reserve(p, l.len) else {
             return false;
         };
-        ring.write_at(pos, 0, &self.header(len, KIND_INLINE));
+        // SAFETY: reserved just above, published below.
+        let slot = unsafe { ring.slot(pos, l.len) };
+        slot.put(0, &self.header(&l, l.len, KIND_INLINE));
         let mut at = HEADER;
-        for s in self.strs() {
-            ring.write_at(pos, at, s.as_bytes());
+        for s in l.strs {
+            slot.put(at, s.as_bytes());
             at += s.len();
         }
-        ring.write_at(pos, at, self.message());
-        at += self.message().len();
-        ring.write_at(pos, at, self.fields);
-        ring.publish(p, pos, len);
+        slot.put(at, l.message);
+        at += l.message.len();
+        slot.put(at, self.fields);
+        ring.publish(p, pos, l.len);
         true
     }
+}
+
+/// A record's parts as they are written (see [`Parts::layout`]).
+struct Layout<'a> {
+    strs: [&'a str; 5],
+    message: &'a [u8],
+    /// The encoded size, padded.
+    len: usize,
 }
 
 /// An entry claimed out of a ring, owning whatever the entry points to.
@@ -227,8 +253,8 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// Timestamp of an entry in nanoseconds (for merging).
-pub(crate) fn timestamp(entry: &[u8], conv: &Converter) -> i64 {
+/// Timestamp of an entry in nanoseconds.
+fn timestamp(entry: &[u8], conv: &Converter) -> i64 {
     let raw = u64_at(entry, 8);
     if entry[6] & F_TSC != 0 {
         conv.to_ns(raw)
@@ -238,16 +264,25 @@ pub(crate) fn timestamp(entry: &[u8], conv: &Converter) -> i64 {
 }
 
 /// Length of the entry at the start of `bytes`.
-pub(crate) fn entry_len(bytes: &[u8]) -> usize {
+fn entry_len(bytes: &[u8]) -> usize {
     u32_at(bytes, 0) as usize
+}
+
+/// Frees what an entry owns, given its first bytes (at least the header).
+/// A ring's release function: the ring calls it for each entry it drops or
+/// still holds when dropped, once (see `ring::Release`).
+pub(crate) fn release(head: &[u8]) {
+    // SAFETY: the ring hands over each entry it never let the reader have,
+    // once; entries come only from `Parts::push`.
+    drop(unsafe { take(head) });
 }
 
 /// Takes ownership of what an entry claimed from a ring points to.
 ///
 /// # Safety
-/// `entry` must be a complete entry written by [`Parts::push`], claimed
-/// exactly once (by the reader, or by a dropping producer).
-pub(crate) unsafe fn take(entry: &[u8]) -> Claimed<'_> {
+/// `entry` must be an entry written by [`Parts::push`] (whole, or at least
+/// its header when the result is only dropped), taken exactly once.
+unsafe fn take(entry: &[u8]) -> Claimed<'_> {
     if entry[4] == KIND_BOXED {
         let ptr = u64_at(entry, 40) as usize as *mut u8;
         let len = u64_at(entry, 48) as usize;
@@ -278,6 +313,60 @@ fn foreign_source(entry: &[u8]) -> Option<Arc<Source>> {
     // SAFETY: the pointer came from Arc::into_raw in `header`; ownership of
     // that count passes to whoever takes the entry, once.
     Some(unsafe { Arc::from_raw(ptr) })
+}
+
+/// Entries claimed from a ring, each owning what it points to until it is
+/// taken: dropping the batch frees what the entries not yet taken own.
+#[derive(Default)]
+pub(crate) struct Batch {
+    bytes: Vec<u8>,
+    /// Where the next entry to take starts; the ones before are taken.
+    at: usize,
+}
+
+impl Batch {
+    /// Claims from `ring` (see `Ring::claim`) into this batch, after
+    /// freeing what the entries not taken from it own. Returns the bytes
+    /// queued when claimed.
+    pub(crate) fn claim(&mut self, ring: &Ring, limit: usize) -> usize {
+        self.release_rest();
+        self.bytes.clear();
+        self.at = 0;
+        ring.claim(&mut self.bytes, limit)
+    }
+
+    /// Whether nothing was claimed.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Timestamp of the next entry, in nanoseconds (for merging).
+    pub(crate) fn next_timestamp(&self, conv: &Converter) -> Option<i64> {
+        (self.at < self.bytes.len()).then(|| timestamp(&self.bytes[self.at..], conv))
+    }
+
+    /// The next entry, now the caller's.
+    pub(crate) fn take_next(&mut self) -> Option<Claimed<'_>> {
+        let at = self.at;
+        if at >= self.bytes.len() {
+            return None;
+        }
+        let len = entry_len(&self.bytes[at..]);
+        self.at = at + len;
+        // SAFETY: the ring's claim gave this batch the entry, and `at` has
+        // moved past it, so it is taken once.
+        Some(unsafe { take(&self.bytes[at..at + len]) })
+    }
+
+    fn release_rest(&mut self) {
+        while self.take_next().is_some() {}
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        self.release_rest();
+    }
 }
 
 impl Claimed<'_> {
@@ -340,5 +429,95 @@ impl Claimed<'_> {
             source,
             fields,
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn parts<'a>(message: &'a [u8], source: &'a Arc<Source>) -> Parts<'a> {
+        Parts {
+            timestamp_ns: 5,
+            level: Level::Warn,
+            target: "t",
+            module: None,
+            file: None,
+            line: Some(3),
+            function: None,
+            message,
+            fields: &[],
+            foreign: Some((9, Some("worker"), source)),
+            tsc: false,
+        }
+    }
+
+    fn ring() -> Ring {
+        Ring::new(4096, 1, None, Box::new(release))
+    }
+
+    /// Inline and boxed (over a quarter of the ring) records of a foreign
+    /// source, through every way out of a ring: each holds one count of
+    /// the source while queued, and gives it back exactly once.
+    #[test]
+    fn every_way_out_of_a_ring_gives_back_the_source_once() {
+        let source = Arc::new(Source {
+            host: "h".into(),
+            pid: 1,
+            process_name: "p".into(),
+        });
+        let small = vec![b's'; 100];
+        let large = vec![b'l'; 2_000];
+        let r = ring();
+        let mut p = ProducerPos::default();
+        for m in [&small, &large, &small, &large] {
+            assert!(parts(m, &source).push(&r, &mut p));
+        }
+        assert_eq!(Arc::strong_count(&source), 5);
+
+        // Claimed: one taken and written, the rest freed with the batch.
+        let mut batch = Batch::default();
+        batch.claim(&r, usize::MAX);
+        let conv = Converter::identity();
+        let here = Source::current();
+        {
+            let first = batch.take_next().unwrap();
+            let rec = first.record((0, None), &here, &conv);
+            assert_eq!((rec.message, rec.thread_id), (&small[..], 9));
+            assert_eq!((rec.thread_name, rec.source), (Some("worker"), &*source));
+            assert_eq!(Arc::strong_count(&source), 5);
+        }
+        assert_eq!(Arc::strong_count(&source), 4);
+        {
+            let second = batch.take_next().unwrap();
+            let rec = second.record((0, None), &here, &conv);
+            assert_eq!((rec.message, rec.line), (&large[..], Some(3)));
+        }
+        assert_eq!(Arc::strong_count(&source), 3);
+        drop(batch);
+        assert_eq!(Arc::strong_count(&source), 1);
+
+        // Dropped by a producer that found the ring full, then left queued
+        // when the ring goes.
+        let mut queued = 0;
+        for m in [&large, &small].into_iter().cycle() {
+            if !parts(m, &source).push(&r, &mut p) {
+                break;
+            }
+            queued += 1;
+        }
+        assert!(queued > 10);
+        assert_eq!(Arc::strong_count(&source), 1 + queued);
+        assert!(r.drop_oldest(&mut p));
+        assert!(r.drop_oldest(&mut p));
+        assert_eq!(Arc::strong_count(&source), 1 + queued - 2);
+        assert_eq!(
+            r.counters
+                .dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+        drop(r);
+        assert_eq!(Arc::strong_count(&source), 1);
     }
 }

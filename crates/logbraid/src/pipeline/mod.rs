@@ -10,6 +10,7 @@
 mod entry;
 mod ring;
 mod sinks;
+mod sync;
 mod tsc;
 
 use std::cell::{Cell, RefCell};
@@ -25,7 +26,7 @@ use crate::level::Level;
 use crate::options::Overflow;
 use crate::record::{Fields, FieldsBuf, Record, Source};
 
-use entry::Parts;
+use entry::{Batch, Parts};
 use ring::{ProducerPos, Ring};
 pub use sinks::SinkSet;
 
@@ -260,7 +261,7 @@ impl Shared {
             settings.ring_bytes,
             0,
             None,
-            settings.overflow == Overflow::DropOldest,
+            Box::new(entry::release),
         ));
         let shared = Arc::new(Shared {
             id,
@@ -489,7 +490,7 @@ impl Shared {
                     self.ring_bytes,
                     thread_id(),
                     thread_name(),
-                    self.overflow == Overflow::DropOldest,
+                    Box::new(entry::release),
                 ));
                 *lock(&ring.producer_thread) = Some(thread::current());
                 lock(&self.rings).push(Arc::clone(&ring));
@@ -524,10 +525,7 @@ impl Shared {
                 // Entries are at most a quarter of the ring, so dropping old
                 // ones always makes room eventually.
                 while !parts.push(ring, &mut p.pos) {
-                    ring.drop_oldest(&mut p.pos, &mut |head| {
-                        // SAFETY: the ring handed over a complete, owned entry.
-                        drop(unsafe { entry::take(head) });
-                    });
+                    ring.drop_oldest(&mut p.pos);
                 }
                 self.wake_writer();
                 true
@@ -771,8 +769,9 @@ struct Writer {
     shared: Arc<Shared>,
     sinks: SinkSet,
     rings: Vec<Arc<Ring>>,
-    scratch: Vec<Vec<u8>>,
-    cursors: Vec<usize>,
+    /// What each ring's last claim took, freed if the writer unwinds
+    /// before it is written.
+    scratch: Vec<Batch>,
     gen: u64,
     reported_drops: u64,
     pending_flush: Option<PendingFlush>,
@@ -785,7 +784,6 @@ impl Writer {
             sinks,
             rings: Vec::new(),
             scratch: Vec::new(),
-            cursors: Vec::new(),
             gen: u64::MAX,
             reported_drops: 0,
             pending_flush: None,
@@ -803,8 +801,7 @@ impl Writer {
         if gen != self.gen {
             self.gen = gen;
             self.rings = lock(&self.shared.rings).clone();
-            self.scratch.resize_with(self.rings.len(), Vec::new);
-            self.cursors.resize(self.rings.len(), 0);
+            self.scratch.resize_with(self.rings.len(), Batch::default);
         }
     }
 
@@ -839,12 +836,15 @@ impl Writer {
             self.tsc.refresh();
         }
         let mut high = 0;
-        for (ring, buf) in self.rings.iter().zip(self.scratch.iter_mut()) {
-            buf.clear();
-            high = high.max(ring.claim(buf, CLAIM_LIMIT));
+        for (ring, batch) in self.rings.iter().zip(self.scratch.iter_mut()) {
+            high = high.max(batch.claim(ring, CLAIM_LIMIT));
+            if !batch.is_empty() && ring.waiting.load(Ordering::Acquire) {
+                if let Some(t) = lock(&ring.producer_thread).as_ref() {
+                    t.unpark();
+                }
+            }
         }
         self.shared.high_water.fetch_max(high, Ordering::Relaxed);
-        self.cursors.iter_mut().for_each(|c| *c = 0);
         // Read per pass: the process may name itself (set_process_name).
         let source = Source::current();
         let mut count = 0;
@@ -852,23 +852,17 @@ impl Writer {
         loop {
             // The ring with the oldest next entry; few rings, so a scan.
             let mut best: Option<(usize, i64)> = None;
-            for (i, buf) in self.scratch.iter().enumerate() {
-                let at = self.cursors[i];
-                if at < buf.len() {
-                    let ts = entry::timestamp(&buf[at..], &self.tsc);
+            for (i, batch) in self.scratch.iter().enumerate() {
+                if let Some(ts) = batch.next_timestamp(&self.tsc) {
                     if best.is_none_or(|(_, b)| ts < b) {
                         best = Some((i, ts));
                     }
                 }
             }
             let Some((i, _)) = best else { break };
-            let buf = &self.scratch[i];
-            let at = self.cursors[i];
-            let len = entry::entry_len(&buf[at..]);
-            self.cursors[i] = at + len;
-            // SAFETY: the bytes were claimed from the ring by this reader's
-            // successful compare-and-swap, so each entry is taken once.
-            let claimed = unsafe { entry::take(&buf[at..at + len]) };
+            let Some(claimed) = self.scratch[i].take_next() else {
+                break;
+            };
             let ring = &self.rings[i];
             let rec = claimed.record(
                 (ring.thread_id, ring.thread_name.as_deref()),
@@ -1009,5 +1003,205 @@ impl Writer {
             thread::park_timeout(wait);
         }
         self.shared.writer_sleeping.store(false, Ordering::Relaxed);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::sink::Sink;
+
+    /// A sink that holds the writer inside the record `first` until let go,
+    /// panics on the record `boom`, and counts the records of the test (not
+    /// the writer's reports of drops).
+    #[derive(Debug, Clone, Default)]
+    struct Gate {
+        held: Arc<AtomicBool>,
+        open: Arc<(Mutex<bool>, Condvar)>,
+        written: Arc<AtomicU64>,
+    }
+
+    impl Gate {
+        /// Returns once the writer is held in `first` (a deadline, not a
+        /// sleep: the writer only has to pick the record up).
+        fn wait_held(&self) {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !self.held.load(Ordering::Acquire) {
+                assert!(Instant::now() < deadline, "the writer never took `first`");
+                thread::yield_now();
+            }
+        }
+
+        fn open(&self) {
+            *lock(&self.open.0) = true;
+            self.open.1.notify_all();
+        }
+    }
+
+    impl Sink for Gate {
+        fn write(&mut self, r: &Record<'_>) -> std::io::Result<usize> {
+            match r.message {
+                b"first" => {
+                    self.held.store(true, Ordering::Release);
+                    let mut open = lock(&self.open.0);
+                    while !*open {
+                        open = self.open.1.wait(open).unwrap_or_else(|e| e.into_inner());
+                    }
+                }
+                b"boom" => panic!("a sink bug"),
+                _ => {}
+            }
+            if r.target == "remote" {
+                self.written.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(r.message.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn foreign<'a>(message: &'a [u8], source: &'a Source) -> Record<'a> {
+        Record {
+            timestamp_ns: 1,
+            level: Level::Info,
+            target: "remote",
+            message,
+            module: None,
+            file: None,
+            line: None,
+            function: None,
+            thread_id: 7,
+            thread_name: Some("t"),
+            source,
+            fields: Fields::EMPTY,
+        }
+    }
+
+    fn source() -> Arc<Source> {
+        Arc::new(Source {
+            host: "elsewhere".into(),
+            pid: 4242,
+            process_name: "remote".into(),
+        })
+    }
+
+    /// Logs `first` and waits until the writer is held in it, then logs
+    /// `messages` as foreign records of `source` from a thread of its own
+    /// (whose ring is let go when it ends).
+    fn log_behind_the_gate(
+        logger: &crate::Logger,
+        gate: &Gate,
+        source: &Arc<Source>,
+        messages: Vec<Vec<u8>>,
+    ) {
+        let first = Arc::new(Source::clone(source));
+        logger.log_record(&foreign(b"first", &first), &first);
+        gate.wait_held();
+        let (logger, source) = (logger.clone(), Arc::clone(source));
+        thread::spawn(move || {
+            for m in &messages {
+                logger.log_record(&foreign(m, &source), &source);
+            }
+        })
+        .join()
+        .unwrap();
+    }
+
+    fn build(gate: &Gate, overflow: Overflow) -> (crate::Logger, crate::Guard) {
+        crate::Builder::new()
+            .level("trace")
+            .signals(false)
+            .inherit_collector(false)
+            .queue_bytes(4096)
+            .overflow(overflow)
+            .sink(gate.clone())
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn records_dropped_oldest_and_boxed_ones_give_back_their_source() {
+        let gate = Gate::default();
+        let (logger, guard) = build(&gate, Overflow::DropOldest);
+        let source = source();
+        // 2,000 small records and every tenth one too large for the ring
+        // (boxed): far more than the 4 KiB ring holds while the writer is
+        // held, so most are dropped by the producer.
+        let messages = (0..2_000)
+            .map(|i| vec![b'x'; if i % 10 == 0 { 3_000 } else { 40 }])
+            .collect();
+        log_behind_the_gate(&logger, &gate, &source, messages);
+        gate.open();
+        logger.flush();
+        let stats = logger.stats();
+        drop(guard);
+        drop(logger);
+        assert_eq!(stats.logged, 2_001);
+        assert!(stats.dropped > 1_500, "{stats:?}");
+        assert_eq!(stats.written + stats.dropped, stats.logged, "{stats:?}");
+        assert_eq!(
+            gate.written.load(Ordering::Relaxed),
+            stats.written,
+            "{stats:?}"
+        );
+        assert_eq!(Arc::strong_count(&source), 1, "every entry let go of it");
+    }
+
+    /// Two threads drop the oldest records of their rings while the writer
+    /// claims from the same rings: each record is written or dropped, and
+    /// whichever side had it gave its source back once.
+    #[test]
+    fn producers_dropping_while_the_writer_claims_give_back_every_source() {
+        let gate = Gate::default();
+        gate.open();
+        let (logger, guard) = build(&gate, Overflow::DropOldest);
+        let source = source();
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (logger, source) = (logger.clone(), Arc::clone(&source));
+                thread::spawn(move || {
+                    for i in 0..20_000 {
+                        let m = vec![b'w'; if i % 50 == 0 { 1_500 } else { 20 + i % 90 }];
+                        logger.log_record(&foreign(&m, &source), &source);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        logger.flush();
+        let stats = logger.stats();
+        drop(guard);
+        drop(logger);
+        assert_eq!(stats.logged, 40_000);
+        assert_eq!(stats.written + stats.dropped, stats.logged, "{stats:?}");
+        assert_eq!(gate.written.load(Ordering::Relaxed), stats.written);
+        assert_eq!(Arc::strong_count(&source), 1);
+    }
+
+    #[test]
+    fn a_sink_panicking_mid_batch_frees_the_records_behind_it() {
+        let gate = Gate::default();
+        let (logger, guard) = build(&gate, Overflow::Block);
+        let source = source();
+        // Behind the gate, all in the ring when the writer's next pass
+        // claims them: the panic leaves 20 records claimed and not taken,
+        // a few of them boxed.
+        let mut messages = vec![b"boom".to_vec()];
+        messages.extend((0..20).map(|i| vec![b'y'; if i % 5 == 0 { 2_000 } else { 30 }]));
+        log_behind_the_gate(&logger, &gate, &source, messages);
+        assert_eq!(Arc::strong_count(&source), 1 + 21, "queued records hold it");
+        gate.open();
+        logger.flush();
+        drop(guard);
+        let stats = logger.stats();
+        assert_eq!((stats.logged, stats.written), (22, 1), "{stats:?}");
+        assert_eq!(Arc::strong_count(&source), 1, "the unwinding writer let go");
+        drop(logger);
     }
 }

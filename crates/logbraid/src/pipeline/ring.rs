@@ -2,7 +2,7 @@
 //!
 //! Each logging thread owns one ring per pipeline; the writer thread is the
 //! only reader. Positions are monotonic `usize` counters (`head` for the
-//! reader, `tail` for the writer of entries); the physical offset is the
+//! reader, `tail` for the producer); the offset in the buffer is the
 //! position modulo the capacity, a power of two.
 //!
 //! Entries are 8-byte aligned and start with a `u32` length (the whole entry,
@@ -10,40 +10,96 @@
 //! before the end of the buffer, the producer writes a wrap marker and starts
 //! again at offset 0.
 //!
-//! The reader copies the entries it claims out of the ring before it
-//! publishes the new `head`, and publishes with a compare-and-swap. That lets
-//! the producer, under the `DropOldest` policy, discard the oldest entries
-//! itself by moving `head` forward with the same compare-and-swap: whichever
-//! side wins owns the bytes, and a reader that loses discards its copy of the
-//! entries the producer dropped (they are counted as dropped).
+//! # Who owns which bytes
+//!
+//! - `[tail, head + capacity)` is the producer's: it writes entries there,
+//!   then publishes them with a release store of `tail`.
+//! - `[head, tail)` holds published entries. Nobody writes them. The reader
+//!   copies them out, then moves `head` past what it copied with a
+//!   compare-and-swap, which hands the space back to the producer; the
+//!   copies now own what the entries point to (see `entry`).
+//! - Under `DropOldest` a producer that finds the ring full may take the
+//!   oldest entry itself: it moves `head` past it with a compare-and-swap,
+//!   releases what it owns and counts it as dropped. The reader may be
+//!   copying that very entry, so the producer must not write its bytes
+//!   until the reader is done. The reader says where it is reading: before
+//!   it copies, it swaps the `head` it starts from into `reading` and
+//!   checks that `head` has not moved since (a compare-and-swap to the same
+//!   value); after it has moved `head`, it swaps in `IDLE`. A producer that
+//!   moved `head` reads `reading` with a read-modify-write and waits while
+//!   the reader started before the new `head`. The two checks are
+//!   read-modify-writes, which read the latest value, so one side sees the
+//!   other: either the reader sees the producer's `head` and starts again
+//!   from it, or the producer sees the reader and waits. (Every write of
+//!   `reading` being a read-modify-write also keeps the producer's polling
+//!   from reading an older value than the reader's last.) No `SeqCst` is
+//!   needed, and loom checks it.
+//! - A reader whose compare-and-swap of `head` fails knows the producer took
+//!   the entries between the `head` it started from and the one it finds.
+//!   It forgets its copies of those (the producer released and counted
+//!   them) and keeps the rest, still intact: the producer waited.
+//! - The ring releases what the entries still queued own when it is
+//!   dropped.
+//!
+//! # Why this design
+//!
+//! The alternative, copying with atomic word loads and stores and checking a
+//! sequence afterwards, would let a dropping producer never wait, but every
+//! producer would pay for it: each record's bytes stored a word at a time
+//! instead of one `memcpy`. Here the fast path (`Block` and `DropNewest`, and
+//! `DropOldest` while the ring has room) is unchanged: a plain copy into
+//! bytes nobody else touches and one release store. The reader pays three
+//! uncontended atomic operations per pass over a non-empty ring, not per
+//! record. Only a `DropOldest` producer that drops may wait, and only while
+//! the reader copies one batch (at most the claim limit, microseconds); the
+//! reader never waits for the producer. The oldest records are still the
+//! ones dropped, and each one is counted by the producer that dropped it.
+//! Dropping on the writer's side instead (the producer asks, the writer
+//! drops) would leave a producer with no room until the writer gets to it:
+//! the wait of `Block`, for every record of a burst, not only while a copy
+//! is under way.
+//!
+//! Under `--cfg loom` the atomics and the bytes are loom's (see `sync`), and
+//! the tests at the end of this file check the protocol (`scripts/loom`).
 
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread::Thread;
 
 use crossbeam_utils::CachePadded;
 
+use super::sync::{pause, AtomicBool, AtomicU64, AtomicUsize, Bytes, Ordering};
+
 /// Length word of a wrap marker: the rest of the buffer is unused.
 const WRAP: u32 = u32::MAX;
 pub(crate) const ALIGN: usize = 8;
+/// `reading` when the reader is not copying: no position is odd.
+const IDLE: usize = 1;
+/// The first bytes of an entry handed to [`Release`]: its whole header.
+pub(crate) const HEAD_BYTES: usize = 64;
 
 pub(crate) const fn align(n: usize) -> usize {
     (n + ALIGN - 1) & !(ALIGN - 1)
 }
 
+/// Releases what an entry owns (heap buffers, reference counts), given its
+/// first bytes (up to [`HEAD_BYTES`]). The ring calls it exactly once for
+/// each entry that is never claimed: dropped by a `DropOldest` producer, or
+/// still queued when the ring itself is dropped.
+pub(crate) type Release = Box<dyn Fn(&[u8]) + Send + Sync>;
+
 pub(crate) struct Ring {
-    buf: Box<[UnsafeCell<u8>]>,
+    bytes: Bytes,
     mask: usize,
     head: CachePadded<AtomicUsize>,
     tail: CachePadded<AtomicUsize>,
+    /// The `head` the reader is copying from, or [`IDLE`]: a producer that
+    /// moved `head` does not write where the reader may still be reading.
+    reading: CachePadded<AtomicUsize>,
+    release: Release,
     /// Written by the producer, read by the writer once per pass: on a line
     /// of their own so the writer's per-record reads of the fields below do
     /// not bounce the producer's cache line.
     pub(crate) counters: CachePadded<Counters>,
-    /// A dropping producer may rewrite entries the reader is copying, so
-    /// the reader copies with volatile reads (`DropOldest` only).
-    racy: bool,
     /// Set by the producer's thread-local destructor: once empty, the ring
     /// can be forgotten.
     pub(crate) closed: AtomicBool,
@@ -53,13 +109,6 @@ pub(crate) struct Ring {
     pub(crate) thread_id: u64,
     pub(crate) thread_name: Option<String>,
 }
-
-// SAFETY: the bytes in `buf` are written only by the single producer, in
-// the region between `tail` and `head + capacity` that the reader does not
-// read; they are published with a release store of `tail` and claimed with
-// a compare-and-swap of `head`. See the module documentation.
-unsafe impl Sync for Ring {}
-unsafe impl Send for Ring {}
 
 impl std::fmt::Debug for Ring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,22 +126,17 @@ impl Ring {
         capacity: usize,
         thread_id: u64,
         thread_name: Option<String>,
-        racy: bool,
+        release: Release,
     ) -> Ring {
         let capacity = capacity.max(256).next_power_of_two();
-        // Zeroed by the allocator (calloc: fresh pages, touched only as
-        // the ring fills), not byte by byte.
-        let bytes = vec![0u8; capacity].into_boxed_slice();
-        // SAFETY: `UnsafeCell<u8>` is `repr(transparent)` over `u8`: same
-        // size, alignment and valid values, so the allocation is reused.
-        let buf = unsafe { Box::from_raw(Box::into_raw(bytes) as *mut [UnsafeCell<u8>]) };
         Ring {
-            buf,
+            bytes: Bytes::zeroed(capacity),
             mask: capacity - 1,
             head: CachePadded::new(AtomicUsize::new(0)),
             tail: CachePadded::new(AtomicUsize::new(0)),
+            reading: CachePadded::new(AtomicUsize::new(IDLE)),
+            release,
             counters: CachePadded::new(Counters::default()),
-            racy,
             closed: AtomicBool::new(false),
             waiting: AtomicBool::new(false),
             producer_thread: Mutex::new(None),
@@ -110,21 +154,41 @@ impl Ring {
         self.capacity() / 4
     }
 
-    fn ptr(&self, pos: usize) -> *mut u8 {
-        self.buf[pos & self.mask].get()
+    /// The length word of the entry at `pos`.
+    ///
+    /// # Safety
+    /// `pos` is 8-aligned and no thread writes its word meanwhile: it is in
+    /// `[head, tail)` and either this is the producer, or the reader while
+    /// it says it is reading (see the module documentation).
+    unsafe fn read_u32(&self, pos: usize) -> u32 {
+        let mut b = [0u8; 4];
+        // SAFETY: 8-aligned, so the 4 bytes end before the buffer does;
+        // not written meanwhile (the caller's promise).
+        unsafe { self.bytes.read(pos & self.mask, &mut b) };
+        u32::from_le_bytes(b)
     }
 
-    fn read_u32(&self, pos: usize) -> u32 {
-        let mut b = [0u8; 4];
-        // SAFETY: pos is 8-aligned so the 4 bytes do not cross the end of the
-        // buffer; volatile because a dropping producer may be rewriting them
-        // (the copy is then discarded, see `claim`).
-        unsafe {
-            for (i, slot) in b.iter_mut().enumerate() {
-                *slot = std::ptr::read_volatile(self.ptr(pos + i));
-            }
+    /// The position after the entry or wrap marker at `pos`, and the
+    /// entry's length (0 for a wrap marker).
+    ///
+    /// # Safety
+    /// As for [`Ring::read_u32`].
+    unsafe fn step(&self, pos: usize) -> (usize, usize) {
+        // SAFETY: the caller's promise, passed on.
+        let len = unsafe { self.read_u32(pos) };
+        if len == WRAP {
+            return (pos.wrapping_add(self.capacity() - (pos & self.mask)), 0);
         }
-        u32::from_le_bytes(b)
+        let len = len as usize;
+        // Only `slot` and `publish` make entries; a length that does not
+        // fit would be a bug here, and must not become an access out of
+        // bounds.
+        assert!(
+            len >= ALIGN && (pos & self.mask) + len <= self.capacity(),
+            "ring entry length {len} at offset {}",
+            pos & self.mask
+        );
+        (pos.wrapping_add(len), len)
     }
 
     /// Reserves `len` contiguous bytes (`len` 8-aligned, `len <= max_entry`)
@@ -143,137 +207,184 @@ impl Ring {
             }
         }
         if need != len {
-            // SAFETY: the region [tail, tail + to_end) is free (checked above)
-            // and 8-aligned with at least 8 bytes, so the marker fits.
-            unsafe {
-                std::ptr::copy_nonoverlapping(WRAP.to_le_bytes().as_ptr(), self.ptr(tail), 4)
-            };
-            p.tail = tail + to_end;
+            // SAFETY: [tail, tail + to_end) is the producer's (checked above),
+            // 8-aligned with at least 8 bytes, so the marker fits.
+            unsafe { self.bytes.write(offset, &WRAP.to_le_bytes()) };
+            p.tail = tail.wrapping_add(to_end);
         }
         Some(p.tail)
     }
 
-    /// Copies `bytes` into the ring at `pos + offset`. The caller reserved
-    /// the region with `try_reserve`. Producer side only.
-    pub(crate) fn write_at(&self, pos: usize, offset: usize, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
+    /// The `len` bytes at `pos`, for the producer to write before it
+    /// publishes them.
+    ///
+    /// # Safety
+    /// Producer side only: `try_reserve` returned `pos` for these `len`
+    /// bytes, and they are not published yet (nobody else touches them).
+    #[inline]
+    pub(crate) unsafe fn slot(&self, pos: usize, len: usize) -> Slot<'_> {
+        let start = pos & self.mask;
+        assert!(len <= self.capacity() - start);
+        Slot {
+            bytes: &self.bytes,
+            start,
+            len,
         }
-        let start = (pos & self.mask) + offset;
-        debug_assert!(start + bytes.len() <= self.capacity());
-        // SAFETY: the reserved entry is contiguous and lies in the free region
-        // owned by the producer until `publish`.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.buf[start].get(), bytes.len())
-        };
     }
 
     /// Makes the entry at `pos` of `len` bytes visible to the reader.
     pub(crate) fn publish(&self, p: &mut ProducerPos, pos: usize, len: usize) {
-        p.tail = pos + len;
+        p.tail = pos.wrapping_add(len);
         self.tail.store(p.tail, Ordering::Release);
     }
 
-    /// `DropOldest`: discards the oldest entry, handing its first bytes
-    /// (up to 64, the whole header) to `release` once it owns them. Returns
-    /// false when the ring is empty (the reader took everything meanwhile).
-    pub(crate) fn drop_oldest(&self, p: &mut ProducerPos, release: &mut dyn FnMut(&[u8])) -> bool {
-        loop {
-            let h = self.head.load(Ordering::Acquire);
-            if h == p.tail {
+    /// `DropOldest`, after a push found no room: takes the oldest entry
+    /// away from the reader, releases what it owns and counts it as
+    /// dropped, then waits until the reader no longer reads its bytes.
+    /// Drops nothing if the reader made room since the push looked (or took
+    /// everything). Returns whether an entry was dropped. Producer side
+    /// only.
+    pub(crate) fn drop_oldest(&self, p: &mut ProducerPos) -> bool {
+        let mut h = self.head.load(Ordering::Acquire);
+        let mut moved = false;
+        let dropped = loop {
+            if h != p.cached_head || h == p.tail {
+                // The reader moved `head`: try the push again.
                 p.cached_head = h;
-                return false;
+                break false;
             }
-            let len = self.read_u32(h);
-            let (next, is_record) = if len == WRAP {
-                (h + (self.capacity() - (h & self.mask)), false)
-            } else {
-                (h + len as usize, true)
-            };
-            if self
-                .head
-                .compare_exchange(h, next, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
+            // SAFETY: [h, tail) is published and only this producer writes.
+            let (next, len) = unsafe { self.step(h) };
+            if let Err(now) =
+                self.head
+                    .compare_exchange(h, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                p.cached_head = next;
-                if is_record {
-                    let n = (len as usize).min(64);
-                    let mut head = [0u8; 64];
-                    for (i, slot) in head[..n].iter_mut().enumerate() {
-                        // SAFETY: the compare-and-swap gave this producer the
-                        // entry; only it writes these bytes.
-                        *slot = unsafe { *self.ptr(h + i) };
-                    }
-                    release(&head[..n]);
-                    self.counters.bump_dropped();
-                    return true;
-                }
+                h = now;
+                continue;
             }
+            moved = true;
+            p.cached_head = next;
+            if len == 0 {
+                // A wrap marker: the entry after it is the oldest.
+                h = next;
+                continue;
+            }
+            let mut head = [0u8; HEAD_BYTES];
+            let head = &mut head[..len.min(HEAD_BYTES)];
+            // SAFETY: as above; the reader may read these bytes too, but
+            // nobody writes them.
+            unsafe { self.bytes.read(h & self.mask, head) };
+            // The compare-and-swap made this entry the producer's alone: the
+            // reader forgets its copy when its own compare-and-swap fails.
+            (self.release)(head);
+            self.counters.bump_dropped();
+            break true;
+        };
+        if moved {
+            self.wait_for_reader(p.cached_head);
+        }
+        dropped
+    }
+
+    /// Returns once the reader reads nothing before `head`: it is idle, or
+    /// it started from `head` or later.
+    fn wait_for_reader(&self, head: usize) {
+        // A read-modify-write reads the reader's latest announcement: the
+        // pair of the reader's compare-and-swap of `head`.
+        let mut turns = 0;
+        loop {
+            let r = self.reading.fetch_add(0, Ordering::AcqRel);
+            if r == IDLE || (r.wrapping_sub(head) as isize) >= 0 {
+                return;
+            }
+            pause(&mut turns);
         }
     }
 
     /// Reader: copies every complete entry available, up to about `limit`
     /// bytes, into `out` (entries back to back, wrap markers removed), then
-    /// releases the space. Returns the number of bytes queued when claimed.
+    /// releases the space. The entries appended are the reader's: each one
+    /// owns what it points to. Returns the number of bytes queued when
+    /// claimed.
     pub(crate) fn claim(&self, out: &mut Vec<u8>, limit: usize) -> usize {
-        let start_len = out.len();
-        loop {
-            out.truncate(start_len);
+        let start = out.len();
+        // Whether `reading` holds a position: cleared before returning.
+        let mut announced = false;
+        'again: loop {
             let h = self.head.load(Ordering::Acquire);
             let t = self.tail.load(Ordering::Acquire);
+            if h == t || limit == 0 {
+                if announced {
+                    self.reading.swap(IDLE, Ordering::AcqRel);
+                }
+                return t.wrapping_sub(h);
+            }
             let queued = t.wrapping_sub(h);
-            let mut pos = h;
-            while pos != t && out.len() - start_len < limit {
-                let len = self.read_u32(pos);
-                if len == WRAP {
-                    pos += self.capacity() - (pos & self.mask);
-                    continue;
-                }
-                let len = len as usize;
-                if len < ALIGN || len > self.capacity() || (pos & self.mask) + len > self.capacity()
-                {
-                    // Torn read of an entry a dropping producer rewrote: the
-                    // compare-and-swap below fails and we retry.
-                    break;
-                }
-                let from = out.len();
-                out.resize(from + len, 0);
-                // SAFETY: [pos, pos + len) lies within the buffer (checked).
-                // Only with `racy` may the bytes be concurrently rewritten (by
-                // a dropping producer); the CAS below then fails and the copy
-                // is discarded, and volatile reads keep the compiler from
-                // assuming they are stable.
-                unsafe {
-                    let src = self.ptr(pos);
-                    let dst = out.as_mut_ptr().add(from);
-                    if self.racy {
-                        for i in 0..len {
-                            *dst.add(i) = std::ptr::read_volatile(src.add(i));
-                        }
-                    } else {
-                        std::ptr::copy_nonoverlapping(src, dst, len);
-                    }
-                }
-                pos += len;
-            }
-            if pos == h {
-                return queued;
-            }
+            // Room first, so no allocation happens while a dropping
+            // producer may be waiting for the copy.
+            out.reserve(queued.min(limit.saturating_add(self.max_entry())));
+            self.reading.swap(h, Ordering::AcqRel);
+            announced = true;
             if self
                 .head
-                .compare_exchange(h, pos, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
+                .compare_exchange(h, h, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
             {
-                if self.waiting.load(Ordering::Acquire) {
-                    if let Ok(t) = self.producer_thread.lock() {
-                        if let Some(t) = t.as_ref() {
-                            t.unpark();
-                        }
+                // A dropping producer moved `head` before it could see us.
+                continue;
+            }
+            let mut pos = h;
+            while pos != t && out.len() - start < limit {
+                // SAFETY: [h, t) is published; a producer that takes some of
+                // it waits for `reading` before it writes there.
+                let (next, len) = unsafe { self.step(pos) };
+                if len > 0 {
+                    // SAFETY: as above; `step` checked the bounds.
+                    unsafe { self.bytes.append(pos & self.mask, len, out) };
+                }
+                pos = next;
+            }
+            let mut from = h;
+            loop {
+                match self
+                    .head
+                    .compare_exchange(from, pos, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => break,
+                    Err(now) if (pos.wrapping_sub(now) as isize) < 0 => {
+                        // The producer took every entry copied, and more.
+                        out.truncate(start);
+                        continue 'again;
+                    }
+                    Err(now) => {
+                        // The producer took [from, now): released and counted
+                        // on its side, so the copies are forgotten.
+                        // SAFETY: as above: still announced in `reading`.
+                        let gone = unsafe { self.entry_bytes(from, now) };
+                        out.drain(start..start + gone);
+                        from = now;
                     }
                 }
-                return queued;
             }
+            self.reading.swap(IDLE, Ordering::AcqRel);
+            return queued;
         }
+    }
+
+    /// Bytes of the entries in `[from, to)`, wrap markers left out.
+    ///
+    /// # Safety
+    /// As for [`Ring::read_u32`], for every entry in the range.
+    unsafe fn entry_bytes(&self, from: usize, to: usize) -> usize {
+        let mut pos = from;
+        let mut n = 0;
+        while (to.wrapping_sub(pos) as isize) > 0 {
+            // SAFETY: the caller's promise, passed on.
+            let (next, len) = unsafe { self.step(pos) };
+            n += len;
+            pos = next;
+        }
+        n
     }
 
     /// The reader's position.
@@ -293,6 +404,50 @@ impl Ring {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.head.load(Ordering::Acquire) == self.tail.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Ring {
+    /// Entries never claimed still own what they point to: released here.
+    fn drop(&mut self) {
+        let mut pos = self.head.load(Ordering::Acquire);
+        let tail = self.tail.load(Ordering::Acquire);
+        while pos != tail {
+            // SAFETY: `&mut self`: no other thread is left.
+            let (next, len) = unsafe { self.step(pos) };
+            if len > 0 {
+                let mut head = [0u8; HEAD_BYTES];
+                let head = &mut head[..len.min(HEAD_BYTES)];
+                // SAFETY: as above.
+                unsafe { self.bytes.read(pos & self.mask, head) };
+                (self.release)(head);
+            }
+            pos = next;
+        }
+    }
+}
+
+/// An entry being written: bounds are checked against the entry, whose
+/// place in the buffer was checked once.
+pub(crate) struct Slot<'a> {
+    bytes: &'a Bytes,
+    start: usize,
+    len: usize,
+}
+
+impl Slot<'_> {
+    /// Copies `bytes` into the entry at `offset`.
+    #[inline]
+    pub(crate) fn put(&self, offset: usize, bytes: &[u8]) {
+        if bytes.is_empty() {
+            // Most records have a few empty parts: no call to copy nothing.
+            return;
+        }
+        assert!(offset <= self.len && bytes.len() <= self.len - offset);
+        // SAFETY: inside the entry (checked), which is inside the buffer
+        // (checked by `Ring::slot`) and the producer's until published (the
+        // promise made to `Ring::slot`).
+        unsafe { self.bytes.write(self.start + offset, bytes) };
     }
 }
 
@@ -336,70 +491,336 @@ pub(crate) struct ProducerPos {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
 
-    fn push(r: &Ring, p: &mut ProducerPos, payload: &[u8]) -> bool {
-        let len = align(4 + payload.len());
+    /// Test entries: a length word, an id, and the id's low byte in every
+    /// other byte, so a torn or misplaced copy shows.
+    fn push(r: &Ring, p: &mut ProducerPos, id: u32, len: usize) -> bool {
         let Some(pos) = r.try_reserve(p, len) else {
             return false;
         };
-        r.write_at(pos, 0, &(len as u32).to_le_bytes());
-        r.write_at(pos, 4, payload);
+        let mut e = vec![id as u8; len];
+        e[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        e[4..8].copy_from_slice(&id.to_le_bytes());
+        // SAFETY: reserved above, published below.
+        unsafe { r.slot(pos, len) }.put(0, &e);
         r.publish(p, pos, len);
         true
     }
 
-    fn entries(bytes: &[u8]) -> Vec<Vec<u8>> {
+    /// What a `DropOldest` producer does (see `Shared::push`).
+    fn push_dropping_oldest(r: &Ring, p: &mut ProducerPos, id: u32, len: usize) {
+        while !push(r, p, id, len) {
+            r.drop_oldest(p);
+        }
+    }
+
+    fn id_of(e: &[u8]) -> u32 {
+        u32::from_le_bytes(e[4..8].try_into().unwrap())
+    }
+
+    /// The ids of claimed entries, each checked byte for byte.
+    fn ids(bytes: &[u8]) -> Vec<u32> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < bytes.len() {
             let len = u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap()) as usize;
-            out.push(bytes[i + 4..i + 4 + 1].to_vec());
+            let e = &bytes[i..i + len];
+            let id = id_of(e);
+            assert!(
+                e[8..].iter().all(|&b| b == id as u8),
+                "entry {id} arrived torn: {e:?}"
+            );
+            out.push(id);
             i += len;
         }
+        assert_eq!(i, bytes.len(), "claimed bytes end on an entry boundary");
         out
     }
 
-    #[test]
-    fn wraps_and_keeps_order() {
-        let r = Ring::new(256, 1, None, true);
-        let mut p = ProducerPos::default();
-        let mut got = Vec::new();
-        let mut out = Vec::new();
-        for i in 0..1000u32 {
-            let payload = vec![(i % 251) as u8; 1 + (i as usize % 40)];
-            while !push(&r, &mut p, &payload) {
-                out.clear();
-                r.claim(&mut out, usize::MAX);
-                got.extend(entries(&out));
-            }
-        }
-        out.clear();
-        r.claim(&mut out, usize::MAX);
-        got.extend(entries(&out));
-        assert_eq!(got.len(), 1000);
-        for (i, e) in got.iter().enumerate() {
-            assert_eq!(e[0], (i % 251) as u8);
-        }
-        assert!(r.is_empty());
+    /// A release that records the id of each entry it is given.
+    fn recorder() -> (Release, Arc<Mutex<Vec<u32>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        let release: Release = Box::new(move |head: &[u8]| s.lock().unwrap().push(id_of(head)));
+        (release, seen)
     }
 
-    #[test]
-    fn full_ring_refuses_and_drop_oldest_makes_room() {
-        let r = Ring::new(256, 1, None, true);
-        let mut p = ProducerPos::default();
-        let mut n = 0;
-        while push(&r, &mut p, &[n as u8; 28]) {
-            n += 1;
+    type Released = Arc<Mutex<Vec<u32>>>;
+
+    /// A 256-byte ring whose positions start at `pos` (so that a few entries
+    /// reach the end of the buffer), holding entries of the lengths given
+    /// (ids from 0), and the ids its release function is given.
+    fn ring_at(pos: usize, queued: &[usize]) -> (Arc<Ring>, ProducerPos, Released) {
+        let (release, released) = recorder();
+        let r = Arc::new(Ring::new(256, 1, None, release));
+        r.head.store(pos, Ordering::Relaxed);
+        r.tail.store(pos, Ordering::Relaxed);
+        let mut p = ProducerPos {
+            tail: pos,
+            cached_head: pos,
+        };
+        for (id, &len) in queued.iter().enumerate() {
+            assert!(push(&r, &mut p, id as u32, len));
         }
-        assert_eq!(n, 256 / 32);
-        assert!(r.drop_oldest(&mut p, &mut |_| {}));
-        assert!(push(&r, &mut p, &[99; 28]));
+        (r, p, released)
+    }
+
+    fn claim_ids(r: &Ring) -> Vec<u32> {
         let mut out = Vec::new();
         r.claim(&mut out, usize::MAX);
-        let got = entries(&out);
-        assert_eq!(got.len(), n);
-        assert_eq!(got[0][0], 1);
-        assert_eq!(got[n - 1][0], 99);
-        assert_eq!(r.counters.dropped.load(Ordering::Relaxed), 1);
+        ids(&out)
+    }
+
+    /// Every id below `n` is either read or dropped, never both; the ones
+    /// read come in order; the ring released exactly the dropped ones and
+    /// counted them.
+    fn check_accounts(n: u32, read: &[u32], released: &[u32], r: &Ring) {
+        assert!(
+            read.windows(2).all(|w| w[0] < w[1]),
+            "read in order: {read:?}"
+        );
+        let mut all: Vec<u32> = read.iter().chain(released).copied().collect();
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..n).collect::<Vec<_>>(),
+            "read {read:?} and dropped {released:?}"
+        );
+        assert_eq!(
+            r.counters.dropped.load(Ordering::Relaxed),
+            released.len() as u64
+        );
+    }
+
+    #[cfg(not(loom))]
+    mod std_threads {
+        use super::*;
+
+        #[test]
+        fn wraps_and_keeps_order() {
+            let (r, mut p, released) = ring_at(0, &[]);
+            let mut got = Vec::new();
+            for i in 0..1000u32 {
+                let len = align(8 + (i as usize % 40));
+                while !push(&r, &mut p, i, len) {
+                    got.extend(claim_ids(&r));
+                }
+            }
+            got.extend(claim_ids(&r));
+            assert_eq!(got, (0..1000).collect::<Vec<_>>());
+            assert!(r.is_empty());
+            drop(r);
+            assert!(released.lock().unwrap().is_empty());
+        }
+
+        #[test]
+        fn full_ring_refuses_and_drop_oldest_makes_room() {
+            let (r, mut p, released) = ring_at(0, &[]);
+            let mut n = 0;
+            while push(&r, &mut p, n, 32) {
+                n += 1;
+            }
+            assert_eq!(n, 256 / 32);
+            assert!(r.drop_oldest(&mut p));
+            assert!(push(&r, &mut p, 99, 32));
+            let got = claim_ids(&r);
+            let mut want: Vec<u32> = (1..n).collect();
+            want.push(99);
+            assert_eq!(got, want);
+            assert_eq!(*released.lock().unwrap(), vec![0]);
+            assert_eq!(r.counters.dropped.load(Ordering::Relaxed), 1);
+        }
+
+        #[test]
+        fn a_drop_skips_the_wrap_marker_and_takes_the_entry_after_it() {
+            // 200..248, then a marker at 248 and the second entry at 256.
+            let (r, mut p, released) = ring_at(200, &[48, 48]);
+            assert!(r.drop_oldest(&mut p));
+            assert_eq!(*released.lock().unwrap(), vec![0]);
+            assert!(r.drop_oldest(&mut p));
+            assert_eq!(*released.lock().unwrap(), vec![0, 1]);
+            assert!(r.is_empty());
+            assert!(!r.drop_oldest(&mut p));
+            assert_eq!(r.counters.dropped.load(Ordering::Relaxed), 2);
+            assert!(push(&r, &mut p, 2, 48));
+            assert_eq!(claim_ids(&r), vec![2]);
+        }
+
+        #[test]
+        fn dropping_a_ring_releases_each_queued_entry_once() {
+            let (r, mut p, released) = ring_at(192, &[48; 4]);
+            assert_eq!(claim_ids(&r).len(), 4);
+            for id in 4..8 {
+                assert!(push(&r, &mut p, id, 48));
+            }
+            drop(r);
+            assert_eq!(*released.lock().unwrap(), vec![4, 5, 6, 7]);
+        }
+
+        /// A reader claiming while a producer drops the oldest entries as
+        /// fast as it can: the accounts balance and nothing arrives torn.
+        /// In a large ring the reader copies long batches, so the producer
+        /// often drops entries it is copying (and waits for it).
+        #[test]
+        fn a_dropping_producer_and_a_reader_never_share_an_entry() {
+            for (capacity, limit) in [(256, 100), (1 << 16, usize::MAX)] {
+                const N: u32 = 200_000;
+                let (release, released) = recorder();
+                let r = Arc::new(Ring::new(capacity, 1, None, release));
+                let producer = std::thread::spawn({
+                    let r = Arc::clone(&r);
+                    move || {
+                        let mut p = ProducerPos::default();
+                        for id in 0..N {
+                            push_dropping_oldest(&r, &mut p, id, align(8 + id as usize % 57));
+                        }
+                    }
+                });
+                let mut read = Vec::new();
+                let mut out = Vec::new();
+                while !producer.is_finished() {
+                    out.clear();
+                    r.claim(&mut out, limit);
+                    read.extend(ids(&out));
+                }
+                producer.join().unwrap();
+                read.extend(claim_ids(&r));
+                let released = released.lock().unwrap().clone();
+                check_accounts(N, &read, &released, &r);
+                assert_eq!(read.last(), Some(&(N - 1)), "the newest entry is kept");
+            }
+        }
+    }
+
+    /// The protocol under loom (`scripts/loom`): every interleaving of a
+    /// producer and the reader, within the preemption bound.
+    #[cfg(loom)]
+    mod loom_models {
+        use super::*;
+        use loom::thread;
+
+        /// Runs `produce` on a thread of its own while the reader claims
+        /// `claims` times (at most `limit` bytes each). Returns the ids read
+        /// and the producer's positions.
+        fn race(
+            r: &Arc<Ring>,
+            mut p: ProducerPos,
+            produce: fn(&Ring, &mut ProducerPos),
+            claims: usize,
+            limit: usize,
+        ) -> (Vec<u32>, ProducerPos) {
+            let producer = thread::spawn({
+                let r = Arc::clone(r);
+                move || {
+                    produce(&r, &mut p);
+                    p
+                }
+            });
+            let mut read = Vec::new();
+            for _ in 0..claims {
+                let mut out = Vec::new();
+                r.claim(&mut out, limit);
+                read.extend(ids(&out));
+            }
+            (read, producer.join().unwrap())
+        }
+
+        /// A producer that finds the ring full waits for the reader, which
+        /// frees room; entries cross the end of the buffer (a wrap marker at
+        /// 224). Everything arrives once, in order, whole.
+        #[test]
+        fn producer_and_reader_wrap_around() {
+            loom::model(|| {
+                let (r, mut p, released) = ring_at(176, &[]);
+                let producer = thread::spawn({
+                    let r = Arc::clone(&r);
+                    move || {
+                        for id in 0..5 {
+                            while !push(&r, &mut p, id, 48) {
+                                thread::yield_now();
+                            }
+                        }
+                    }
+                });
+                let mut read = Vec::new();
+                while read.len() < 5 {
+                    let got = claim_ids(&r);
+                    if got.is_empty() {
+                        thread::yield_now();
+                    }
+                    read.extend(got);
+                }
+                producer.join().unwrap();
+                assert_eq!(read, vec![0, 1, 2, 3, 4]);
+                assert!(r.is_empty());
+                assert!(released.lock().unwrap().is_empty());
+            });
+        }
+
+        /// A `DropOldest` producer pushing into a full ring (176..240, a
+        /// wrap marker, 256..320, 320..384) while the reader claims: whatever
+        /// the interleaving, each entry is read once or dropped once
+        /// (released and counted), never both, never torn; the second drop
+        /// goes past the wrap marker; the newest entry survives.
+        #[test]
+        fn drop_oldest_against_the_reader() {
+            loom::model(|| {
+                let (r, p, released) = ring_at(176, &[64, 64, 64]);
+                let (mut read, _) = race(
+                    &r,
+                    p,
+                    |r, p| {
+                        push_dropping_oldest(r, p, 3, 64);
+                        push_dropping_oldest(r, p, 4, 64);
+                    },
+                    1,
+                    usize::MAX,
+                );
+                read.extend(claim_ids(&r));
+                check_accounts(5, &read, &released.lock().unwrap(), &r);
+                assert_eq!(read.last(), Some(&4));
+                assert!(r.is_empty());
+            });
+        }
+
+        /// Five entries of 48 bytes fill the ring (160..400); the producer
+        /// takes the first for a sixth while the reader claims two at a time
+        /// (96 bytes): a reader that copied the first forgets that copy and
+        /// keeps the rest.
+        #[test]
+        fn a_reader_keeps_the_part_of_a_claim_the_producer_did_not_take() {
+            loom::model(|| {
+                let (r, p, released) = ring_at(160, &[48; 5]);
+                let (mut read, mut p) =
+                    race(&r, p, |r, p| push_dropping_oldest(r, p, 5, 64), 2, 96);
+                read.extend(claim_ids(&r));
+                check_accounts(6, &read, &released.lock().unwrap(), &r);
+                assert_eq!(read.last(), Some(&5));
+                // The producer's view of the ring agrees with the reader's.
+                assert!(push(&r, &mut p, 6, 64));
+                assert_eq!(claim_ids(&r), vec![6]);
+            });
+        }
+
+        /// A ring dropped with entries queued releases each of them once.
+        #[test]
+        fn dropping_the_ring_releases_what_the_reader_left() {
+            loom::model(|| {
+                let (r, p, released) = ring_at(224, &[]);
+                let (read, _) = race(
+                    &r,
+                    p,
+                    |r, p| (0..3).for_each(|id| assert!(push(r, p, id, 48))),
+                    1,
+                    usize::MAX,
+                );
+                drop(r);
+                let released = released.lock().unwrap().clone();
+                let mut all: Vec<u32> = read.iter().chain(&released).copied().collect();
+                all.sort_unstable();
+                assert_eq!(all, vec![0, 1, 2], "read {read:?}, released {released:?}");
+            });
+        }
     }
 }
