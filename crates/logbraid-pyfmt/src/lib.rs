@@ -35,6 +35,7 @@ use std::fmt;
 mod format;
 mod number;
 mod parse;
+pub mod record;
 mod repr;
 mod unprintable;
 
