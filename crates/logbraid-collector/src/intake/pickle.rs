@@ -45,7 +45,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 /// Nesting deeper than this is refused whatever [`Limits::max_depth`] says:
 /// dropping, comparing and printing a [`PickleValue`] recurse once per
@@ -199,280 +199,11 @@ impl<'a> PickleValue<'a> {
     }
 
     /// Writes Python's `repr()` of the value into `out`, stopping after
-    /// about `budget` bytes and ending with `...` when it stopped early.
+    /// about `budget` bytes and ending with `...` when it stopped early
+    /// ([`logbraid_pyfmt::write_repr_lossy`]).
     pub fn write_repr(&self, out: &mut String, budget: usize) {
-        let start = out.len();
-        let mut w = Budget {
-            out,
-            limit: start.saturating_add(budget),
-            full: false,
-        };
-        repr_into(self, &mut w);
-        if w.full {
-            w.out.push_str("...");
-        }
+        logbraid_pyfmt::write_repr_lossy(out, self, budget);
     }
-}
-
-/// Writes into a string until a byte limit is passed; then only records
-/// that it is full, so a huge value is never rendered whole.
-struct Budget<'a> {
-    out: &'a mut String,
-    limit: usize,
-    full: bool,
-}
-
-impl fmt::Write for Budget<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        if self.full {
-            return Err(fmt::Error);
-        }
-        let room = self.limit.saturating_sub(self.out.len());
-        if s.len() > room {
-            self.out.push_str(&s[..floor_boundary(s, room)]);
-            self.full = true;
-            return Err(fmt::Error);
-        }
-        self.out.push_str(s);
-        Ok(())
-    }
-}
-
-fn floor_boundary(s: &str, at: usize) -> usize {
-    let mut end = at.min(s.len());
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    end
-}
-
-// Recursion here is bounded: a decoded value is never deeper than
-// MAX_DEPTH_CAP, and a full budget stops the walk early.
-fn repr_into(v: &PickleValue<'_>, w: &mut Budget<'_>) {
-    if w.full {
-        return;
-    }
-    let _ = match v {
-        PickleValue::None => w.write_str("None"),
-        PickleValue::Bool(true) => w.write_str("True"),
-        PickleValue::Bool(false) => w.write_str("False"),
-        PickleValue::Int(i) => write!(w, "{i}"),
-        PickleValue::BigInt(b) => w.write_str(&bigint_to_string(b)),
-        PickleValue::Float(f) => w.write_str(&python_float_repr(*f)),
-        PickleValue::Str(s) => write_str_repr(s, w),
-        PickleValue::Bytes(b) => write_bytes_repr(b, w),
-        PickleValue::List(items) => {
-            let _ = w.write_char('[');
-            write_items(items, w);
-            w.write_char(']')
-        }
-        PickleValue::Tuple(items) => {
-            let _ = w.write_char('(');
-            write_items(items, w);
-            if items.len() == 1 {
-                let _ = w.write_char(',');
-            }
-            w.write_char(')')
-        }
-        PickleValue::Dict(pairs) => {
-            let _ = w.write_char('{');
-            for (i, (k, v)) in pairs.iter().enumerate() {
-                if i > 0 {
-                    let _ = w.write_str(", ");
-                }
-                repr_into(k, w);
-                let _ = w.write_str(": ");
-                repr_into(v, w);
-                if w.full {
-                    break;
-                }
-            }
-            w.write_char('}')
-        }
-    };
-}
-
-fn write_items(items: &[PickleValue<'_>], w: &mut Budget<'_>) {
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            let _ = w.write_str(", ");
-        }
-        repr_into(item, w);
-        if w.full {
-            break;
-        }
-    }
-}
-
-/// Python's `repr()` of a `str`: single quotes unless the text holds a
-/// single quote and no double quote.
-pub(crate) fn write_str_repr(s: &str, w: &mut impl fmt::Write) -> fmt::Result {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    w.write_char(quote)?;
-    for c in s.chars() {
-        match c {
-            '\\' => w.write_str("\\\\")?,
-            '\n' => w.write_str("\\n")?,
-            '\r' => w.write_str("\\r")?,
-            '\t' => w.write_str("\\t")?,
-            c if c == quote => {
-                w.write_char('\\')?;
-                w.write_char(c)?;
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => write!(w, "\\x{:02x}", c as u32)?,
-            c if c.is_control() => {
-                let n = c as u32;
-                if n <= 0xff {
-                    write!(w, "\\x{n:02x}")?
-                } else if n <= 0xffff {
-                    write!(w, "\\u{n:04x}")?
-                } else {
-                    write!(w, "\\U{n:08x}")?
-                }
-            }
-            c => w.write_char(c)?,
-        }
-    }
-    w.write_char(quote)
-}
-
-fn write_bytes_repr(b: &[u8], w: &mut impl fmt::Write) -> fmt::Result {
-    let quote = if b.contains(&b'\'') && !b.contains(&b'"') {
-        b'"'
-    } else {
-        b'\''
-    };
-    w.write_char('b')?;
-    w.write_char(quote as char)?;
-    for &c in b {
-        match c {
-            b'\\' => w.write_str("\\\\")?,
-            b'\n' => w.write_str("\\n")?,
-            b'\r' => w.write_str("\\r")?,
-            b'\t' => w.write_str("\\t")?,
-            c if c == quote => {
-                w.write_char('\\')?;
-                w.write_char(c as char)?;
-            }
-            0x20..=0x7e => w.write_char(c as char)?,
-            c => write!(w, "\\x{c:02x}")?,
-        }
-    }
-    w.write_char(quote as char)
-}
-
-/// Python's `repr()` of a `float`: the shortest digits that read back to
-/// the same number, in positional notation for exponents from -4 to 15 and
-/// in scientific notation (`1e+16`) otherwise.
-pub(crate) fn python_float_repr(f: f64) -> String {
-    if f.is_nan() {
-        return "nan".to_string();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "inf" } else { "-inf" }.to_string();
-    }
-    // `{:e}` gives the shortest round-trip digits: "-1.2345e-7".
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (neg, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => (true, m),
-        None => (false, mantissa),
-    };
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let mut out = String::new();
-    if neg {
-        out.push('-');
-    }
-    if (-4..16).contains(&exp) {
-        if exp < 0 {
-            out.push_str("0.");
-            for _ in 0..(-exp - 1) {
-                out.push('0');
-            }
-            out.push_str(&digits);
-        } else {
-            let int_len = exp as usize + 1;
-            if digits.len() <= int_len {
-                out.push_str(&digits);
-                for _ in digits.len()..int_len {
-                    out.push('0');
-                }
-                out.push_str(".0");
-            } else {
-                out.push_str(&digits[..int_len]);
-                out.push('.');
-                out.push_str(&digits[int_len..]);
-            }
-        }
-    } else {
-        out.push_str(&digits[..1]);
-        if digits.len() > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
-    }
-    out
-}
-
-/// Decimal text of a little-endian two's complement integer. Integers over
-/// 512 bytes are shown in hexadecimal, which costs linear time.
-pub(crate) fn bigint_to_string(le: &[u8]) -> String {
-    let negative = le.last().is_some_and(|&b| b & 0x80 != 0);
-    let mut mag = le.to_vec();
-    if negative {
-        negate_le(&mut mag);
-    }
-    while mag.len() > 1 && mag.last() == Some(&0) {
-        mag.pop();
-    }
-    let sign = if negative { "-" } else { "" };
-    if mag.len() > 512 {
-        let mut s = format!("{sign}0x");
-        for b in mag.iter().rev() {
-            let _ = write!(s, "{b:02x}");
-        }
-        return s;
-    }
-    // Repeated division by 10^9 on 32-bit limbs, most significant first.
-    let mut limbs: Vec<u32> = mag
-        .chunks(4)
-        .rev()
-        .map(|c| {
-            let mut w = [0u8; 4];
-            w[..c.len()].copy_from_slice(c);
-            u32::from_le_bytes(w)
-        })
-        .collect();
-    let mut groups = Vec::new();
-    while limbs.iter().any(|&l| l != 0) {
-        let mut rem = 0u64;
-        for l in limbs.iter_mut() {
-            let cur = (rem << 32) | u64::from(*l);
-            *l = (cur / 1_000_000_000) as u32;
-            rem = cur % 1_000_000_000;
-        }
-        groups.push(rem as u32);
-        while limbs.first() == Some(&0) {
-            limbs.remove(0);
-        }
-    }
-    let mut s = sign.to_string();
-    match groups.split_last() {
-        None => s.push('0'),
-        Some((first, rest)) => {
-            let _ = write!(s, "{first}");
-            for g in rest.iter().rev() {
-                let _ = write!(s, "{g:09}");
-            }
-        }
-    }
-    s
 }
 
 fn negate_le(bytes: &mut [u8]) {
@@ -1962,17 +1693,16 @@ mod tests {
             decimal_to_le(true, b"9223372036854775809"),
             vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0xff]
         );
-        assert_eq!(
-            bigint_to_string(&[0, 0, 0, 0, 0, 0, 0, 0x80, 0]),
-            "9223372036854775808"
-        );
-        assert_eq!(
-            bigint_to_string(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0xff]),
-            "-9223372036854775809"
-        );
+        let repr = |v: PickleValue<'_>| {
+            let mut s = String::new();
+            v.write_repr(&mut s, usize::MAX);
+            s
+        };
+        let le = decimal_to_le(false, b"9223372036854775808");
+        assert_eq!(repr(PickleValue::BigInt(le)), "9223372036854775808");
         let digits = "1".repeat(100);
         let le = decimal_to_le(true, digits.as_bytes());
-        assert_eq!(bigint_to_string(&le), format!("-{digits}"));
+        assert_eq!(repr(PickleValue::BigInt(le)), format!("-{digits}"));
     }
 
     #[test]
@@ -1992,27 +1722,6 @@ mod tests {
         assert_eq!(d(b"I01\n."), Ok(PickleValue::Bool(true)));
         assert_eq!(d(b"I00\n."), Ok(PickleValue::Bool(false)));
         assert_eq!(d(b"I0\n."), Ok(PickleValue::Int(0)));
-    }
-
-    #[test]
-    fn float_repr_follows_python() {
-        for (f, s) in [
-            (1.0, "1.0"),
-            (1.5, "1.5"),
-            (0.1, "0.1"),
-            (-0.0, "-0.0"),
-            (1e16, "1e+16"),
-            (1e15, "1000000000000000.0"),
-            (0.0001, "0.0001"),
-            (0.00001, "1e-05"),
-            (1.5e-7, "1.5e-07"),
-            (123456789.125, "123456789.125"),
-            (1.7976931348623157e308, "1.7976931348623157e+308"),
-            (f64::INFINITY, "inf"),
-            (f64::NAN, "nan"),
-        ] {
-            assert_eq!(python_float_repr(f), s, "{f}");
-        }
     }
 
     #[test]
