@@ -52,6 +52,28 @@ impl Spec {
     }
 }
 
+/// A conversion character (`s r a d i u o x X e E f F g G c`).
+fn is_conversion(c: u8) -> bool {
+    matches!(
+        c,
+        b's' | b'r'
+            | b'a'
+            | b'd'
+            | b'i'
+            | b'u'
+            | b'o'
+            | b'x'
+            | b'X'
+            | b'e'
+            | b'E'
+            | b'f'
+            | b'F'
+            | b'g'
+            | b'G'
+            | b'c'
+    )
+}
+
 /// Where the next argument comes from: CPython's `args`, `arglen` and
 /// `argidx`. A `%(key)` directive replaces the arguments by the key's
 /// value for the rest of that directive.
@@ -83,7 +105,11 @@ fn lookup<'a, T: Object>(map: &'a T, key: &str) -> Result<&'a T, FormatError> {
         View::Dict(pairs) => pairs
             .iter()
             .rev()
-            .find(|(k, _)| matches!(k.view(), View::Str(s) if s == key.as_bytes()))
+            .find(|(k, _)| match k.view() {
+                View::Str(s) => s == key.as_bytes(),
+                View::Text(t) => t == key,
+                _ => false,
+            })
             .map(|(_, v)| v)
             .ok_or_else(|| {
                 let mut shown = String::new();
@@ -151,18 +177,47 @@ pub fn format<T: Object>(
     let dict = matches!(view, View::Dict(_) | View::List(_) | View::Bytes(_)).then_some(args);
     let start = out.len();
     let mut scratch = String::new();
-    for piece in Pieces::new(fmt) {
-        let d = match piece {
-            Piece::Literal(text) => {
-                out.push_str(text);
-                continue;
-            }
-            Piece::Percent => {
+    let b = fmt.as_bytes();
+    // The text since the last directive, copied when the next one starts.
+    let mut literal = 0;
+    let mut i = 0;
+    // A plain byte loop: the next `%` is near in a log message, where
+    // `find` costs more to set up than it saves.
+    while i < b.len() {
+        if b[i] != b'%' {
+            i += 1;
+            continue;
+        }
+        out.push_str(&fmt[literal..i]);
+        // The usual `%s`, `%d` and `%%` without the general reader.
+        match b.get(i + 1) {
+            Some(b'%') => {
                 out.push('%');
+                i += 2;
+                literal = i;
                 continue;
             }
-            Piece::Directive(d) => d,
+            Some(&c) if is_conversion(c) => {
+                let v = a.next()?;
+                if !render_bare(out, c, v) {
+                    render(out, &Spec::plain(char::from(c)), v, &mut scratch)?;
+                }
+                if out.len() - start > limit {
+                    return Err(FormatError::too_long(limit));
+                }
+                i += 2;
+                literal = i;
+                continue;
+            }
+            _ => {}
+        }
+        let mut pieces = Pieces::at(fmt, i);
+        // Every `%` but `%%` starts a directive.
+        let Some(Piece::Directive(d)) = pieces.next() else {
+            return Err(FormatError::value_error("incomplete format"));
         };
+        i = pieces.position();
+        literal = i;
         match d.key {
             Key::None => {}
             Key::Unterminated | Key::Name(_) if dict.is_none() => {
@@ -208,24 +263,7 @@ pub fn format<T: Object>(
             return Err(FormatError::value_error("incomplete format"));
         };
         let v = a.next()?;
-        if !matches!(
-            conv,
-            's' | 'r'
-                | 'a'
-                | 'd'
-                | 'i'
-                | 'u'
-                | 'o'
-                | 'x'
-                | 'X'
-                | 'e'
-                | 'E'
-                | 'f'
-                | 'F'
-                | 'g'
-                | 'G'
-                | 'c'
-        ) {
+        if !conv.is_ascii() || !is_conversion(conv as u8) {
             let shown = if (' '..='~').contains(&conv) || conv == '\u{1f}' {
                 conv
             } else {
@@ -254,6 +292,7 @@ pub fn format<T: Object>(
             return Err(FormatError::too_long(limit));
         }
     }
+    out.push_str(&fmt[literal..]);
     if a.index < a.len && dict.is_none() {
         return Err(FormatError::type_error(
             "not all arguments converted during string formatting",
@@ -299,8 +338,12 @@ fn character<T: Object>(v: &T) -> Result<char, FormatError> {
     let wrong = || FormatError::type_error("%c requires int or char");
     let out_of_range = || FormatError::overflow("%c arg not in range(0x110000)");
     match v.view() {
-        View::Str(s) => {
-            let text = lossy(s);
+        View::Str(_) | View::Text(_) => {
+            let text = match v.view() {
+                View::Text(t) => std::borrow::Cow::Borrowed(t),
+                View::Str(s) => lossy(s),
+                _ => std::borrow::Cow::Borrowed(""),
+            };
             let mut chars = text.chars();
             match (chars.next(), chars.next()) {
                 (Some(c), None) => Ok(c),
@@ -321,6 +364,15 @@ fn character<T: Object>(v: &T) -> Result<char, FormatError> {
 /// Writes the body of a number conversion: `-`, the `0x`/`0o` prefix
 /// under `#`, the digits zero-extended to the precision.
 fn integer_body(out: &mut String, n: &Int, spec: &Spec) -> Result<(), FormatError> {
+    if let (Int::Small(i), 'd' | 'i' | 'u', None) = (n, spec.conv, spec.precision) {
+        if let Ok(m) = u64::try_from(i.unsigned_abs()) {
+            if *i < 0 {
+                out.push('-');
+            }
+            push_u64(out, m);
+            return Ok(());
+        }
+    }
     let (base, prefix) = match spec.conv {
         'o' => (8, "0o"),
         'x' => (16, "0x"),
@@ -347,6 +399,27 @@ fn integer_body(out: &mut String, n: &Int, spec: &Spec) -> Result<(), FormatErro
     Ok(())
 }
 
+/// The most common conversions with nothing to pad: `%s` of a `str` and
+/// `%s` or `%d` of an `int`. `false` when `conv` and `v` are not one of
+/// those, and nothing was written.
+fn render_bare<T: Object>(out: &mut String, conv: u8, v: &T) -> bool {
+    match (conv, v.view()) {
+        (b's', View::Text(t)) => out.push_str(t),
+        (b's', View::Str(s)) => match std::str::from_utf8(s) {
+            Ok(text) => out.push_str(text),
+            Err(_) => out.push_str(&lossy(s)),
+        },
+        (b's' | b'd' | b'i' | b'u', View::Int(i)) if i64::try_from(i).is_ok() => {
+            if i < 0 {
+                out.push('-');
+            }
+            push_u64(out, i.unsigned_abs() as u64);
+        }
+        _ => return false,
+    }
+    true
+}
+
 /// Applies one conversion to one value, appending the result to `out`
 /// (`scratch` is working space, kept by the caller between calls).
 ///
@@ -361,6 +434,9 @@ pub fn render<T: Object>(
     scratch: &mut String,
 ) -> Result<(), FormatError> {
     let bare = spec.is_bare();
+    if bare && spec.conv.is_ascii() && render_bare(out, spec.conv as u8, v) {
+        return Ok(());
+    }
     let numeric = !matches!(spec.conv, 's' | 'r' | 'a' | 'c');
     // The text before padding goes straight to `out` when there is no
     // padding to do, else to `scratch`.
@@ -369,8 +445,13 @@ pub fn render<T: Object>(
         body.clear();
     }
     match spec.conv {
+        // A bare `%s` of a `str` was written above.
         's' => match v.view() {
-            View::Str(s) if !bare => {
+            View::Text(t) => {
+                output(out, spec, t, false);
+                return Ok(());
+            }
+            View::Str(s) => {
                 output(out, spec, &lossy(s), false);
                 return Ok(());
             }

@@ -60,6 +60,8 @@ pub enum View<'a, T> {
     Float(f64),
     /// A `str`, as UTF-8; sequences that are not UTF-8 read as U+FFFD.
     Str(&'a [u8]),
+    /// A `str` already known to be UTF-8 (no check needed).
+    Text(&'a str),
     /// A `bytes`.
     Bytes(&'a [u8]),
     /// A `tuple`.
@@ -88,7 +90,7 @@ impl<T> View<'_, T> {
             View::Bool(_) => "bool",
             View::Int(_) | View::BigInt(_) => "int",
             View::Float(_) => "float",
-            View::Str(_) => "str",
+            View::Str(_) | View::Text(_) => "str",
             View::Bytes(_) => "bytes",
             View::Tuple(_) => "tuple",
             View::List(_) => "list",
@@ -118,6 +120,8 @@ pub enum Value<'a> {
     Float(f64),
     /// A `str`, as [`View::Str`].
     Str(&'a [u8]),
+    /// A `str` known to be UTF-8.
+    Text(&'a str),
     /// A `bytes`.
     Bytes(&'a [u8]),
     /// A `tuple`.
@@ -137,6 +141,7 @@ impl Object for Value<'_> {
             Value::BigInt(b) => View::BigInt(b),
             Value::Float(f) => View::Float(f),
             Value::Str(s) => View::Str(s),
+            Value::Text(s) => View::Text(s),
             Value::Bytes(b) => View::Bytes(b),
             Value::Tuple(t) => View::Tuple(t),
             Value::List(l) => View::List(l),

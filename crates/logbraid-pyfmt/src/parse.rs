@@ -85,6 +85,19 @@ impl<'f> Pieces<'f> {
     }
 }
 
+impl<'f> Pieces<'f> {
+    /// Reads `fmt` from byte offset `pos`, which must be at a character
+    /// boundary.
+    pub(crate) fn at(fmt: &'f str, pos: usize) -> Self {
+        Pieces { fmt, pos }
+    }
+
+    /// The byte offset reading has reached.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+}
+
 /// The index in characters (code points) of byte offset `at` of `s`, as
 /// CPython's messages count.
 pub fn char_index(s: &str, at: usize) -> usize {
@@ -132,16 +145,9 @@ impl<'f> Iterator for Pieces<'f> {
             return None;
         }
         if b[at] != b'%' {
-            let end = b[at..]
-                .iter()
-                .position(|&c| c == b'%')
-                .map_or(b.len(), |n| at + n);
+            let end = fmt[at..].find('%').map_or(b.len(), |n| at + n);
             self.pos = end;
             return Some(Piece::Literal(&fmt[at..end]));
-        }
-        if b.get(at + 1) == Some(&b'%') {
-            self.pos = at + 2;
-            return Some(Piece::Percent);
         }
         let mut d = Directive {
             at,
@@ -151,6 +157,10 @@ impl<'f> Iterator for Pieces<'f> {
             precision: None,
             conv: None,
         };
+        if b.get(at + 1) == Some(&b'%') {
+            self.pos = at + 2;
+            return Some(Piece::Percent);
+        }
         let mut i = at + 1;
         if b.get(i) == Some(&b'(') {
             let start = i + 1;

@@ -181,6 +181,7 @@ fn write_value<T: Object>(w: &mut Sink<'_>, v: &T, ascii: bool) -> Result<(), Fo
             w.push_str(&s);
         }
         View::Str(s) => str_repr(w, &lossy(s), ascii),
+        View::Text(t) => str_repr(w, t, ascii),
         View::Bytes(b) => bytes_repr(w, b),
         View::List(items) => {
             w.push('[');
@@ -264,6 +265,10 @@ pub fn write_str<T: Object>(out: &mut String, v: &T) -> Result<(), FormatError> 
     match v.view() {
         View::Str(s) => {
             out.push_str(&lossy(s));
+            Ok(())
+        }
+        View::Text(t) => {
+            out.push_str(t);
             Ok(())
         }
         _ => write_repr(out, v),

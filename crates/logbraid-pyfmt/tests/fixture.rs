@@ -2,8 +2,15 @@
 //! `scripts/pyfmt-fixture`) must come out the same here: the text, or the
 //! exception with its message.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use logbraid_pyfmt::{format, Object, View};
 use serde_json::Value as Json;
+
+/// Whether a `str` shows as [`View::Str`] (bytes, checked) rather than
+/// [`View::Text`]: the layout uses the one, the collector and the binding
+/// the other, so every case is run both ways.
+static AS_BYTES: AtomicBool = AtomicBool::new(false);
 
 /// A Python value read from the fixture.
 #[derive(Debug)]
@@ -28,7 +35,8 @@ impl Object for Py {
             Py::Int(i) => View::Int(*i),
             Py::BigInt(b) => View::BigInt(b),
             Py::Float(f) => View::Float(*f),
-            Py::Str(s) => View::Str(s.as_bytes()),
+            Py::Str(s) if AS_BYTES.load(Ordering::Relaxed) => View::Str(s.as_bytes()),
+            Py::Str(s) => View::Text(s),
             Py::Bytes(b) => View::Bytes(b),
             Py::Tuple(t) => View::Tuple(t),
             Py::List(l) => View::List(l),
@@ -121,6 +129,13 @@ fn value(j: &Json) -> Py {
 
 #[test]
 fn every_case_matches_cpython() {
+    for bytes in [false, true] {
+        AS_BYTES.store(bytes, Ordering::Relaxed);
+        check_every_case();
+    }
+}
+
+fn check_every_case() {
     let text = include_str!("fixtures/pyfmt.jsonl");
     let mut mismatches = Vec::new();
     let mut total = 0;
@@ -149,8 +164,9 @@ fn every_case_matches_cpython() {
     assert!(total > 1000, "only {total} cases read");
     assert!(
         mismatches.is_empty(),
-        "{} of {total} cases differ from CPython; the first ones:\n{}",
+        "{} of {total} cases differ from CPython (str as bytes: {}); the first ones:\n{}",
         mismatches.len(),
+        AS_BYTES.load(Ordering::Relaxed),
         mismatches
             .iter()
             .take(12)

@@ -548,7 +548,7 @@ impl pyfmt::Object for PickleValue<'_> {
             PickleValue::Int(i) => View::Int(i128::from(*i)),
             PickleValue::BigInt(b) => View::BigInt(b),
             PickleValue::Float(f) => View::Float(*f),
-            PickleValue::Str(s) => View::Str(s.as_bytes()),
+            PickleValue::Str(s) => View::Text(s),
             PickleValue::Bytes(b) => View::Bytes(b),
             PickleValue::List(l) => View::List(l),
             PickleValue::Tuple(t) => View::Tuple(t),
