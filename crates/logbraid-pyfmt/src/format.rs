@@ -275,7 +275,7 @@ pub fn format<T: Object>(
                 char_index(fmt, conv_at)
             )));
         }
-        let room = limit - (out.len() - start);
+        let room = limit.saturating_sub(out.len() - start);
         if width.unwrap_or(0) > room
             || (precision.unwrap_or(0) > room && !matches!(conv, 's' | 'r' | 'a'))
         {

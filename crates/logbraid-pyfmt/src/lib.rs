@@ -265,6 +265,11 @@ mod tests {
                 .kind(),
             ErrorKind::TooLong
         );
+        // Literal text already past the limit, then a width.
+        assert_eq!(
+            fmt("0123456789%5s", &args, 5).unwrap_err().kind(),
+            ErrorKind::TooLong
+        );
         // A precision cuts text, so it is no reason to refuse.
         assert_eq!(
             fmt("%.99999999s", &Value::Tuple(&long), 150).map(|s| s.len()),
