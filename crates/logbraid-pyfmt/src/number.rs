@@ -207,7 +207,11 @@ pub(crate) fn push_u64(out: &mut String, mut n: u64) {
         at -= 1;
         digits[at] = b'0' + n as u8;
     }
-    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+    // One push a digit costs less than checking the digits are UTF-8
+    // and copying them.
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
 }
 
 fn too_many_digits() -> FormatError {
