@@ -150,6 +150,52 @@ impl Object for Value<'_> {
     }
 }
 
+/// A Python value that owns its parts, for a caller that cannot lend them
+/// (values read out of another runtime, or out of a file).
+#[derive(Clone, Debug, PartialEq)]
+pub enum OwnedValue {
+    /// `None`.
+    None,
+    /// `True` or `False`.
+    Bool(bool),
+    /// An `int` that fits in 128 bits.
+    Int(i128),
+    /// Any other `int`, as [`View::BigInt`].
+    BigInt(Vec<u8>),
+    /// A `float`.
+    Float(f64),
+    /// A `str`, as [`View::Str`].
+    Str(Vec<u8>),
+    /// A `str`.
+    Text(String),
+    /// A `bytes`.
+    Bytes(Vec<u8>),
+    /// A `tuple`.
+    Tuple(Vec<OwnedValue>),
+    /// A `list`.
+    List(Vec<OwnedValue>),
+    /// A `dict`.
+    Dict(Vec<(OwnedValue, OwnedValue)>),
+}
+
+impl Object for OwnedValue {
+    fn view(&self) -> View<'_, Self> {
+        match self {
+            OwnedValue::None => View::None,
+            OwnedValue::Bool(b) => View::Bool(*b),
+            OwnedValue::Int(i) => View::Int(*i),
+            OwnedValue::BigInt(b) => View::BigInt(b),
+            OwnedValue::Float(f) => View::Float(*f),
+            OwnedValue::Str(s) => View::Str(s),
+            OwnedValue::Text(s) => View::Text(s),
+            OwnedValue::Bytes(b) => View::Bytes(b),
+            OwnedValue::Tuple(t) => View::Tuple(t),
+            OwnedValue::List(l) => View::List(l),
+            OwnedValue::Dict(d) => View::Dict(d),
+        }
+    }
+}
+
 /// The Python exception a failed format raises, or [`ErrorKind::TooLong`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

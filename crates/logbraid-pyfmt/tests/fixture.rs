@@ -2,48 +2,8 @@
 //! `scripts/pyfmt-fixture`) must come out the same here: the text, or the
 //! exception with its message.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use logbraid_pyfmt::{format, Object, View};
+use logbraid_pyfmt::{format, OwnedValue as Py};
 use serde_json::Value as Json;
-
-/// Whether a `str` shows as [`View::Str`] (bytes, checked) rather than
-/// [`View::Text`]: the layout uses the one, the collector and the binding
-/// the other, so every case is run both ways.
-static AS_BYTES: AtomicBool = AtomicBool::new(false);
-
-/// A Python value read from the fixture.
-#[derive(Debug)]
-enum Py {
-    None,
-    Bool(bool),
-    Int(i128),
-    BigInt(Vec<u8>),
-    Float(f64),
-    Str(String),
-    Bytes(Vec<u8>),
-    Tuple(Vec<Py>),
-    List(Vec<Py>),
-    Dict(Vec<(Py, Py)>),
-}
-
-impl Object for Py {
-    fn view(&self) -> View<'_, Self> {
-        match self {
-            Py::None => View::None,
-            Py::Bool(b) => View::Bool(*b),
-            Py::Int(i) => View::Int(*i),
-            Py::BigInt(b) => View::BigInt(b),
-            Py::Float(f) => View::Float(*f),
-            Py::Str(s) if AS_BYTES.load(Ordering::Relaxed) => View::Str(s.as_bytes()),
-            Py::Str(s) => View::Text(s),
-            Py::Bytes(b) => View::Bytes(b),
-            Py::Tuple(t) => View::Tuple(t),
-            Py::List(l) => View::List(l),
-            Py::Dict(d) => View::Dict(d),
-        }
-    }
-}
 
 fn hex(s: &str) -> Vec<u8> {
     (0..s.len() / 2)
@@ -51,8 +11,7 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Little-endian two's complement of a magnitude given as big-endian
-/// base-2^32 limbs.
+/// Little-endian two's complement of a little-endian magnitude.
 fn twos_complement(negative: bool, mut le: Vec<u8>) -> Vec<u8> {
     le.push(0);
     if negative {
@@ -101,10 +60,19 @@ fn int(text: &str) -> Py {
     Py::BigInt(twos_complement(negative, le))
 }
 
-fn value(j: &Json) -> Py {
+/// The value a case's JSON describes; a `str` becomes checked bytes
+/// (`View::Str`, as the layout gives them) when `bytes`, else `View::Text`
+/// (as the collector and the binding do).
+fn value(j: &Json, bytes: bool) -> Py {
     let a = j.as_array().unwrap();
     let tag = a[0].as_str().unwrap();
-    let items = || a[1].as_array().unwrap().iter().map(value).collect();
+    let items = || {
+        a[1].as_array()
+            .unwrap()
+            .iter()
+            .map(|v| value(v, bytes))
+            .collect()
+    };
     match tag {
         "none" => Py::None,
         "bool" => Py::Bool(a[1].as_bool().unwrap()),
@@ -112,7 +80,8 @@ fn value(j: &Json) -> Py {
         "float" => Py::Float(f64::from_bits(
             u64::from_str_radix(a[1].as_str().unwrap(), 16).unwrap(),
         )),
-        "str" => Py::Str(a[1].as_str().unwrap().to_string()),
+        "str" if bytes => Py::Str(a[1].as_str().unwrap().as_bytes().to_vec()),
+        "str" => Py::Text(a[1].as_str().unwrap().to_string()),
         "bytes" => Py::Bytes(hex(a[1].as_str().unwrap())),
         "tuple" => Py::Tuple(items()),
         "list" => Py::List(items()),
@@ -120,7 +89,7 @@ fn value(j: &Json) -> Py {
             a[1].as_array()
                 .unwrap()
                 .iter()
-                .map(|p| (value(&p[0]), value(&p[1])))
+                .map(|p| (value(&p[0], bytes), value(&p[1], bytes)))
                 .collect(),
         ),
         other => panic!("unknown tag {other}"),
@@ -130,19 +99,18 @@ fn value(j: &Json) -> Py {
 #[test]
 fn every_case_matches_cpython() {
     for bytes in [false, true] {
-        AS_BYTES.store(bytes, Ordering::Relaxed);
-        check_every_case();
+        check_every_case(bytes);
     }
 }
 
-fn check_every_case() {
+fn check_every_case(bytes: bool) {
     let text = include_str!("fixtures/pyfmt.jsonl");
     let mut mismatches = Vec::new();
     let mut total = 0;
     for (n, line) in text.lines().enumerate() {
         let case: Json = serde_json::from_str(line).unwrap();
         let fmt = case["f"].as_str().unwrap();
-        let args = value(&case["a"]);
+        let args = value(&case["a"], bytes);
         let mut out = String::new();
         let got = match format(fmt, &args, &mut out, 1 << 20) {
             Ok(()) => Ok(out),
@@ -166,7 +134,7 @@ fn check_every_case() {
         mismatches.is_empty(),
         "{} of {total} cases differ from CPython (str as bytes: {}); the first ones:\n{}",
         mismatches.len(),
-        AS_BYTES.load(Ordering::Relaxed),
+        bytes,
         mismatches
             .iter()
             .take(12)

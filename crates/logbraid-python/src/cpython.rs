@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use logbraid_pyfmt as pyfmt;
 use pyo3::ffi::{self, PyFrameObject, PyObject, Py_ssize_t};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 extern "C" {
     fn PyUnicode_AsUTF8AndSize(unicode: *mut PyObject, size: *mut Py_ssize_t) -> *const c_char;
@@ -141,21 +141,18 @@ impl<'a> Values<'a> {
     }
 }
 
-/// The value of `v` when it is of a kind logbraid-pyfmt models and reads
-/// without calling Python: `None`, `bool`, and exact `str`, `int` and
-/// `float` (a subclass may change what `str()` shows). An `int` past 64
-/// bits needs its bytes, which `big` keeps alive; without `big` it is
-/// `None`.
-fn value<'a>(v: &'a Bound<'_, PyAny>, big: Option<&'a Big>) -> Option<pyfmt::Value<'a>> {
+/// The value of `v` when it is a scalar logbraid-pyfmt models and reads
+/// without calling Python: `None`, `bool`, and exact `str`, `float` and
+/// `int` within 64 bits (a subclass may change what `str()` shows).
+fn value<'a>(v: &'a Bound<'_, PyAny>) -> Option<pyfmt::Value<'a>> {
     if v.is_exact_instance_of::<PyString>() {
         return utf8(v).map(pyfmt::Value::Text);
     }
     if v.is_exact_instance_of::<PyInt>() {
-        if let Ok(i) = v.extract::<i64>() {
-            return Some(pyfmt::Value::Int(i128::from(i)));
-        }
-        let bytes = big?.get_or_init(|| int_bytes(v).unwrap_or_default());
-        return (!bytes.is_empty()).then_some(pyfmt::Value::BigInt(bytes));
+        return v
+            .extract::<i64>()
+            .ok()
+            .map(|i| pyfmt::Value::Int(i128::from(i)));
     }
     if v.is_none() {
         return Some(pyfmt::Value::None);
@@ -169,8 +166,52 @@ fn value<'a>(v: &'a Bound<'_, PyAny>, big: Option<&'a Big>) -> Option<pyfmt::Val
     None
 }
 
-/// The bytes of an `int` past 64 bits, read when first needed.
-type Big = std::cell::OnceCell<Vec<u8>>;
+/// Deepest container [`owned`] copies; deeper values are left to Python.
+const OWNED_DEPTH: usize = 8;
+
+/// A copy of `v` when it is of a kind logbraid-pyfmt models, containers
+/// included: what [`value`] reads, an `int` of any size, and exact `bytes`,
+/// `tuple`, `list` and `dict` of such values. For the arguments [`value`]
+/// does not take; `None` for anything else.
+fn owned(v: &Bound<'_, PyAny>, depth: usize) -> Option<pyfmt::OwnedValue> {
+    use pyfmt::OwnedValue as O;
+    if let Some(scalar) = value(v) {
+        return Some(match scalar {
+            pyfmt::Value::Text(t) => O::Text(t.to_string()),
+            pyfmt::Value::Int(i) => O::Int(i),
+            pyfmt::Value::Float(f) => O::Float(f),
+            pyfmt::Value::Bool(b) => O::Bool(b),
+            _ => O::None,
+        });
+    }
+    if depth >= OWNED_DEPTH {
+        return None;
+    }
+    let all = |items: pyo3::Bound<'_, PyAny>| -> Option<Vec<O>> {
+        items
+            .try_iter()
+            .ok()?
+            .map(|i| owned(&i.ok()?, depth + 1))
+            .collect()
+    };
+    if v.is_exact_instance_of::<PyInt>() {
+        return int_bytes(v).ok().map(O::BigInt);
+    }
+    if let Ok(b) = v.cast_exact::<PyBytes>() {
+        return Some(O::Bytes(b.as_bytes().to_vec()));
+    }
+    if v.is_exact_instance_of::<PyTuple>() {
+        return all(v.clone()).map(O::Tuple);
+    }
+    if v.is_exact_instance_of::<PyList>() {
+        return all(v.clone()).map(O::List);
+    }
+    let d = v.cast_exact::<PyDict>().ok()?;
+    d.iter()
+        .map(|(k, v)| Some((owned(&k, depth + 1)?, owned(&v, depth + 1)?)))
+        .collect::<Option<Vec<_>>>()
+        .map(O::Dict)
+}
 
 /// `n.to_bytes(n.bit_length() // 8 + 1, "little", signed=True)`.
 fn int_bytes(n: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
@@ -184,7 +225,7 @@ fn int_bytes(n: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 /// `fmt % args` as logbraid-pyfmt computes it, for `fmt` a `str` and
 /// `args` the positional arguments (a lone non-empty `dict` is the
 /// mapping, as `logging` takes it), when every argument is of a kind
-/// [`value`] reads. `None` otherwise, and where the format fails: the
+/// [`owned`] copies. `None` otherwise, and where the format fails: the
 /// caller then lets Python format (and raise what it raises, which is
 /// what logbraid-pyfmt would say, checked against CPython).
 pub(crate) fn format_percent(fmt: &Bound<'_, PyAny>, args: &[Bound<'_, PyAny>]) -> Option<String> {
@@ -194,39 +235,25 @@ pub(crate) fn format_percent(fmt: &Bound<'_, PyAny>, args: &[Bound<'_, PyAny>]) 
     let fmt = utf8(fmt)?;
     let mut out = String::with_capacity(fmt.len() + 16 * args.len());
     if let [one] = args {
-        if let Ok(dict) = one.cast_exact::<PyDict>() {
-            if dict.is_empty() {
-                return None;
-            }
-            let items: Vec<_> = dict.iter().collect();
-            let big: Vec<Big> = (0..2 * items.len()).map(|_| Big::new()).collect();
-            let mut pairs = Vec::with_capacity(items.len());
-            for (i, (k, v)) in items.iter().enumerate() {
-                pairs.push((
-                    value(k, Some(&big[2 * i]))?,
-                    value(v, Some(&big[2 * i + 1]))?,
-                ));
-            }
-            let map = pyfmt::Value::Dict(&pairs);
+        if one.cast_exact::<PyDict>().is_ok_and(|d| !d.is_empty()) {
+            let map = owned(one, 0)?;
             return pyfmt::format(fmt, &map, &mut out, FORMAT_MAX)
                 .ok()
                 .map(|()| out);
         }
     }
+    // The usual arguments are borrowed; a container or a big int makes a
+    // copy of them all.
     let mut values = Values::new();
     for a in args {
-        match value(a, None) {
+        match value(a) {
             Some(v) => values.push(v),
-            // An int past 64 bits, or something else: read them all again,
-            // keeping the ints' bytes.
             None => {
-                let big: Vec<Big> = args.iter().map(|_| Big::new()).collect();
                 let all = args
                     .iter()
-                    .zip(&big)
-                    .map(|(a, b)| value(a, Some(b)))
+                    .map(|a| owned(a, 0))
                     .collect::<Option<Vec<_>>>()?;
-                let tuple = pyfmt::Value::Tuple(&all);
+                let tuple = pyfmt::OwnedValue::Tuple(all);
                 return pyfmt::format(fmt, &tuple, &mut out, FORMAT_MAX)
                     .ok()
                     .map(|()| out);
@@ -250,8 +277,7 @@ pub(crate) fn text<'a>(v: &'a Bound<'_, PyAny>) -> Cow<'a, str> {
     if let Ok(s) = v.cast::<PyString>() {
         return Cow::Owned(s.to_string_lossy().into_owned());
     }
-    let big = Big::new();
-    if let Some(value) = value(v, Some(&big)) {
+    if let Some(value) = owned(v, 0) {
         let mut s = String::new();
         if pyfmt::write_str(&mut s, &value).is_ok() {
             return Cow::Owned(s);
