@@ -309,6 +309,20 @@ PERCENT_CASES = [
     ("int as %s", (10**18,)),
     ("é %s ü", ("ö",)),
     ("%é", ()),
+    ("%x %#o %e %g %c %c %a %+05d", (255, 8, 1234.5, 1e-5, 65, "é", "é", 7)),
+    ("huge %d %x", (10**30, -(2**100))),
+    ("%f %5.1f %s %r", (float("nan"), float("-inf"), -0.0, 1e16)),
+    ("none %s %r", (None, None)),
+    ("%(a)s %(b)05.1f %%", ({"a": "x", "b": 2.25},)),
+    ("%(k)s", ({"k": [1, "two"]},)),
+    ("%(missing)s", ({"k": 1},)),
+    ("%d", ("x",)),
+    ("%s %s", (1,)),
+    ("%s", (1, 2)),
+    ("%c", (0x110000,)),
+    ("%s and %r", ([1, "a", None, 2**70], {"k": (1, 2.5), 2: b"it's"})),
+    ("%s|%.5s|%a", ((1, 2), ["é"], {"é": [True]})),
+    ("%s", ([[[[[[[[[["deep"]]]]]]]]]],)),
 ]
 
 
@@ -320,6 +334,7 @@ def test_percent_formatting_matches_python(run, tmp_path):
     run(
         f"""
 import logging, logbraid
+from math import inf, nan
 S = type("S", (str,), {{}})
 CASES = {cases}
 logbraid.basicConfig(level="INFO", file="p.log", console=False, format="%(message)s")
@@ -333,9 +348,11 @@ logbraid.shutdown()
     )
     expected = []
     for fmt, args in PERCENT_CASES:
+        if len(args) == 1 and isinstance(args[0], dict) and args[0]:
+            args = args[0]  # as LogRecord takes a lone mapping
         try:
             text = fmt % args if args else fmt
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, KeyError, OverflowError):
             text = fmt
         expected += [text, text]
     assert (tmp_path / "p.log").read_text(encoding="utf-8").splitlines() == expected

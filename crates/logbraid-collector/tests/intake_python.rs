@@ -408,13 +408,14 @@ cases = [
 ]
 out = []
 for msg, args in cases:
+    error = None
     try:
         py = msg % args if args else msg
-    except (TypeError, ValueError):
-        py = None
+    except (TypeError, ValueError) as e:
+        py, error = None, f"{type(e).__name__}: {e}"
     data = pickle.dumps(dict(base, msg=msg, args=args), 1)
     out.append({"frame": (struct.pack(">L", len(data)) + data).hex(), "python": py,
-                "args_repr": repr(args)})
+                "error": error, "args_repr": repr(args)})
 print(json.dumps(out))
 "#,
     );
@@ -443,9 +444,11 @@ print(json.dumps(out))
                 assert_eq!(got.message, py.as_bytes());
                 assert!(got.fields.is_empty());
             }
-            // Where Python raises, msg is kept and args shown as a field.
+            // Where Python raises, msg is kept, and the error Python
+            // raised and the args are shown as fields.
             None => {
                 let mut f = FieldsBuf::new();
+                f.push_str("format_error", c["error"].as_str().unwrap());
                 f.push_str("args", c["args_repr"].as_str().unwrap());
                 assert_eq!(got.fields, f);
             }

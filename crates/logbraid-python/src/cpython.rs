@@ -15,9 +15,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 use std::sync::OnceLock;
 
+use logbraid_pyfmt as pyfmt;
 use pyo3::ffi::{self, PyFrameObject, PyObject, Py_ssize_t};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 extern "C" {
     fn PyUnicode_AsUTF8AndSize(unicode: *mut PyObject, size: *mut Py_ssize_t) -> *const c_char;
@@ -98,76 +99,189 @@ pub(crate) fn dict_get<'py>(
     }
 }
 
-/// `fmt % args` done here for the common case: `fmt` a `str` whose only
-/// conversions are `%s`, `%d`, `%i` and `%%` (no flags, width, precision
-/// or mapping keys), `args` exactly as many plain `str` and
-/// `int` values (an `int` for `%d`/`%i`), each int within 64 bits. The
-/// result is what Python's `%` gives. Anything else is `None`, and the
-/// caller lets Python format (and raise what it raises).
+/// Most bytes `fmt % args` makes here; a longer message is left to
+/// Python.
+const FORMAT_MAX: usize = 1 << 20;
+
+/// Arguments seen as [`pyfmt::Value`]s. Room for a few on the stack, so
+/// that the usual call allocates nothing.
+struct Values<'a> {
+    few: [pyfmt::Value<'a>; 8],
+    len: usize,
+    more: Vec<pyfmt::Value<'a>>,
+}
+
+impl<'a> Values<'a> {
+    fn new() -> Self {
+        Values {
+            few: [pyfmt::Value::None; 8],
+            len: 0,
+            more: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, v: pyfmt::Value<'a>) {
+        if self.len < self.few.len() {
+            self.few[self.len] = v;
+        } else {
+            if self.more.is_empty() {
+                self.more.extend_from_slice(&self.few);
+            }
+            self.more.push(v);
+        }
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> &[pyfmt::Value<'a>] {
+        if self.len <= self.few.len() {
+            &self.few[..self.len]
+        } else {
+            &self.more
+        }
+    }
+}
+
+/// The value of `v` when it is a scalar logbraid-pyfmt models and reads
+/// without calling Python: `None`, `bool`, and exact `str`, `float` and
+/// `int` within 64 bits (a subclass may change what `str()` shows).
+fn value<'a>(v: &'a Bound<'_, PyAny>) -> Option<pyfmt::Value<'a>> {
+    if v.is_exact_instance_of::<PyString>() {
+        return utf8(v).map(pyfmt::Value::Text);
+    }
+    if v.is_exact_instance_of::<PyInt>() {
+        return v
+            .extract::<i64>()
+            .ok()
+            .map(|i| pyfmt::Value::Int(i128::from(i)));
+    }
+    if v.is_none() {
+        return Some(pyfmt::Value::None);
+    }
+    if let Ok(b) = v.cast_exact::<PyBool>() {
+        return Some(pyfmt::Value::Bool(b.is_true()));
+    }
+    if let Ok(f) = v.cast_exact::<PyFloat>() {
+        return Some(pyfmt::Value::Float(f.value()));
+    }
+    None
+}
+
+/// Deepest container [`owned`] copies; deeper values are left to Python.
+const OWNED_DEPTH: usize = 8;
+
+/// A copy of `v` when it is of a kind logbraid-pyfmt models, containers
+/// included: what [`value`] reads, an `int` of any size, and exact `bytes`,
+/// `tuple`, `list` and `dict` of such values. For the arguments [`value`]
+/// does not take; `None` for anything else.
+fn owned(v: &Bound<'_, PyAny>, depth: usize) -> Option<pyfmt::OwnedValue> {
+    use pyfmt::OwnedValue as O;
+    if let Some(scalar) = value(v) {
+        return Some(match scalar {
+            pyfmt::Value::Text(t) => O::Text(t.to_string()),
+            pyfmt::Value::Int(i) => O::Int(i),
+            pyfmt::Value::Float(f) => O::Float(f),
+            pyfmt::Value::Bool(b) => O::Bool(b),
+            _ => O::None,
+        });
+    }
+    if depth >= OWNED_DEPTH {
+        return None;
+    }
+    let all = |items: pyo3::Bound<'_, PyAny>| -> Option<Vec<O>> {
+        items
+            .try_iter()
+            .ok()?
+            .map(|i| owned(&i.ok()?, depth + 1))
+            .collect()
+    };
+    if v.is_exact_instance_of::<PyInt>() {
+        return int_bytes(v).ok().map(O::BigInt);
+    }
+    if let Ok(b) = v.cast_exact::<PyBytes>() {
+        return Some(O::Bytes(b.as_bytes().to_vec()));
+    }
+    if v.is_exact_instance_of::<PyTuple>() {
+        return all(v.clone()).map(O::Tuple);
+    }
+    if v.is_exact_instance_of::<PyList>() {
+        return all(v.clone()).map(O::List);
+    }
+    let d = v.cast_exact::<PyDict>().ok()?;
+    d.iter()
+        .map(|(k, v)| Some((owned(&k, depth + 1)?, owned(&v, depth + 1)?)))
+        .collect::<Option<Vec<_>>>()
+        .map(O::Dict)
+}
+
+/// `n.to_bytes(n.bit_length() // 8 + 1, "little", signed=True)`.
+fn int_bytes(n: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let bits: usize = n.call_method0("bit_length")?.extract()?;
+    let kwargs = PyDict::new(n.py());
+    kwargs.set_item("signed", true)?;
+    n.call_method("to_bytes", (bits / 8 + 1, "little"), Some(&kwargs))?
+        .extract()
+}
+
+/// `fmt % args` as logbraid-pyfmt computes it, for `fmt` a `str` and
+/// `args` the positional arguments (a lone non-empty `dict` is the
+/// mapping, as `logging` takes it), when every argument is of a kind
+/// [`owned`] copies. `None` otherwise, and where the format fails: the
+/// caller then lets Python format (and raise what it raises, which is
+/// what logbraid-pyfmt would say, checked against CPython).
 pub(crate) fn format_percent(fmt: &Bound<'_, PyAny>, args: &[Bound<'_, PyAny>]) -> Option<String> {
     if !fmt.is_exact_instance_of::<PyString>() {
         return None;
     }
     let fmt = utf8(fmt)?;
     let mut out = String::with_capacity(fmt.len() + 16 * args.len());
-    let mut next = 0;
-    let mut rest = fmt;
-    while let Some(at) = rest.find('%') {
-        out.push_str(&rest[..at]);
-        let conv = *rest.as_bytes().get(at + 1)?;
-        if !matches!(conv, b'%' | b's' | b'd' | b'i') {
-            return None;
-        }
-        rest = &rest[at + 2..];
-        if conv == b'%' {
-            out.push('%');
-            continue;
-        }
-        let arg = args.get(next)?;
-        next += 1;
-        let is_int = arg.is_exact_instance_of::<pyo3::types::PyInt>();
-        match conv {
-            b's' if arg.is_exact_instance_of::<PyString>() => out.push_str(utf8(arg)?),
-            b's' | b'd' | b'i' if is_int => push_decimal(&mut out, arg.extract::<i64>().ok()?),
-            _ => return None,
+    if let [one] = args {
+        if one.cast_exact::<PyDict>().is_ok_and(|d| !d.is_empty()) {
+            let map = owned(one, 0)?;
+            return pyfmt::format(fmt, &map, &mut out, FORMAT_MAX)
+                .ok()
+                .map(|()| out);
         }
     }
-    (next == args.len()).then(|| {
-        out.push_str(rest);
-        out
-    })
-}
-
-/// Appends `n` in decimal (what `str(n)` gives), without the formatting
-/// machinery, which costs more than the digits.
-fn push_decimal(out: &mut String, n: i64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut m = n.unsigned_abs();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (m % 10) as u8;
-        m /= 10;
-        if m == 0 {
-            break;
+    // The usual arguments are borrowed; a container or a big int makes a
+    // copy of them all.
+    let mut values = Values::new();
+    for a in args {
+        match value(a) {
+            Some(v) => values.push(v),
+            None => {
+                let all = args
+                    .iter()
+                    .map(|a| owned(a, 0))
+                    .collect::<Option<Vec<_>>>()?;
+                let tuple = pyfmt::OwnedValue::Tuple(all);
+                return pyfmt::format(fmt, &tuple, &mut out, FORMAT_MAX)
+                    .ok()
+                    .map(|()| out);
+            }
         }
     }
-    if n < 0 {
-        out.push('-');
-    }
-    // SAFETY: ASCII digits.
-    out.push_str(unsafe { std::str::from_utf8_unchecked(&digits[at..]) });
+    let tuple = pyfmt::Value::Tuple(values.as_slice());
+    pyfmt::format(fmt, &tuple, &mut out, FORMAT_MAX)
+        .ok()
+        .map(|()| out)
 }
 
 /// `v` as text: a `str` borrowed, a `str` with lone surrogates with each
-/// replaced by U+FFFD, anything else through `str()` (or `repr()` when
-/// `str()` raises). Never fails: a record is always written.
+/// replaced by U+FFFD, a value logbraid-pyfmt models through its `str()`,
+/// anything else through Python's `str()` (or `repr()` when `str()`
+/// raises). Never fails: a record is always written.
 pub(crate) fn text<'a>(v: &'a Bound<'_, PyAny>) -> Cow<'a, str> {
     if let Some(s) = utf8(v) {
         return Cow::Borrowed(s);
     }
     if let Ok(s) = v.cast::<PyString>() {
         return Cow::Owned(s.to_string_lossy().into_owned());
+    }
+    if let Some(value) = owned(v, 0) {
+        let mut s = String::new();
+        if pyfmt::write_str(&mut s, &value).is_ok() {
+            return Cow::Owned(s);
+        }
     }
     let shown = v.str().or_else(|_| v.repr());
     match shown {
@@ -365,7 +479,7 @@ fn code_names(code: &Bound<'_, PyAny>) -> CodeNames {
     };
     let file = attr(pyo3::intern!(py, "co_filename"));
     let function = attr(pyo3::intern!(py, "co_name"));
-    let module = module_of(&file).into();
+    let module = pyfmt::record::module(&file).into();
     let internal = logging_source(py).is_some_and(|src| &*file == src);
     CodeNames {
         file,
@@ -386,12 +500,6 @@ fn logging_source(py: Python<'_>) -> Option<&str> {
             .flatten()
     })
     .as_deref()
-}
-
-/// `"/srv/app/orders.py"` → `"orders"`, as `LogRecord.module`.
-pub(crate) fn module_of(path: &str) -> &str {
-    let base = path.rsplit(['/', '\\']).next().unwrap_or(path);
-    base.rsplit_once('.').map_or(base, |(stem, _)| stem)
 }
 
 thread_local! {

@@ -669,10 +669,12 @@ fn record_message<'py>(
     let formatted = match (&r.msg, plain) {
         (Some(msg), true) => match &r.args {
             Some(args) if args.is_truthy().unwrap_or(false) => {
-                let items = args
-                    .cast_exact::<PyTuple>()
-                    .map(|t| t.iter().collect::<Vec<_>>());
-                match items.ok().and_then(|a| cpython::format_percent(msg, &a)) {
+                // A tuple, or the mapping LogRecord made of a lone dict.
+                let items = match args.cast_exact::<PyTuple>() {
+                    Ok(t) => t.iter().collect(),
+                    Err(_) => vec![args.clone()],
+                };
+                match cpython::format_percent(msg, &items) {
                     Some(text) => return (Message::Text(text), None),
                     None => msg.str().and_then(|m| m.as_any().rem(args)),
                 }

@@ -15,7 +15,7 @@
 //!
 //! | attribute | becomes |
 //! |---|---|
-//! | `msg` | message; when `args` is still set (a sender that did not format), the message is `msg % args` as far as it can be computed, else `msg` with `args` kept as a field of its `repr` |
+//! | `msg` | message; when `args` is still set (a sender that did not format), the message is `msg % args` as CPython computes it ([`logbraid_pyfmt::format`]); where CPython raises, the message is `msg` and the record gets the fields `format_error` (`TypeError: not enough arguments for format string`, as the Python binding names it) and `args` (their `repr`) |
 //! | `levelno` | level, by [`Level::from_python`]; also a field `levelno` when it is not one of 5, 10, 20, 30, 40, 50 |
 //! | `levelname` | a field `levelname` only when it is not the usual name of the level (`WARNING` for 30…) |
 //! | `name` | target (`root` when missing) |
@@ -30,12 +30,11 @@
 //! The source's host is not in the pickle: the listener passes the peer's
 //! host name or address.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
-
 use logbraid::{FieldsBuf, Level, OwnedRecord, Value};
 
-use crate::intake::pickle::{self, bigint_to_string, Limits, PickleError, PickleValue};
+use logbraid_pyfmt as pyfmt;
+
+use crate::intake::pickle::{self, Limits, PickleError, PickleValue};
 use crate::intake::SourceCache;
 
 /// Longest `repr()` kept for an extra whose value is not a plain scalar.
@@ -492,20 +491,17 @@ fn seconds_to_ns(created: f64) -> Option<i64> {
         .checked_add(micros * 1_000)
 }
 
-/// Python's `str()` of a value.
-fn py_str(v: &PickleValue<'_>, out: &mut String) {
-    match v {
-        PickleValue::Str(s) => out.push_str(s),
-        other => other.write_repr(out, FORMAT_MAX),
-    }
-}
-
 /// Most bytes `msg % args` may produce; past it the message is left
 /// unformatted. Python has no such limit, but widths and repeated
 /// directives would otherwise let a small record allocate without bound.
 const FORMAT_MAX: usize = 1 << 20;
 
-/// The message: `msg`, or `msg % args` when a sender left `args` set.
+/// The message: `msg`, or `msg % args` when a sender left `args` set (as
+/// `LogRecord.getMessage` computes it). When that fails, the message is
+/// `msg` as it is, and the record carries the error as `format_error`
+/// (`TypeError: not enough arguments for format string`) and the
+/// arguments' `repr()` as `args`: the record is kept, where Python's
+/// handler would have reported the error and dropped it.
 fn message(
     msg: Option<&PickleValue<'_>>,
     args: Option<&PickleValue<'_>>,
@@ -514,19 +510,51 @@ fn message(
     let mut text = String::new();
     match msg {
         None | Some(PickleValue::None) => {}
-        Some(v) => py_str(v, &mut text),
+        Some(PickleValue::Str(s)) => text.push_str(s),
+        Some(v) => v.write_repr(&mut text, FORMAT_MAX),
     }
     let Some(args) = args.filter(|a| truthy(a)) else {
         return text.into_bytes();
     };
+    // A lone non-empty mapping is the mapping, as LogRecord's constructor
+    // makes it of `args=({...},)`.
+    let args = match args {
+        PickleValue::Tuple(items)
+            if items.len() == 1 && matches!(&items[0], PickleValue::Dict(d) if !d.is_empty()) =>
+        {
+            &items[0]
+        }
+        other => other,
+    };
     let mut out = String::new();
-    if percent_format(&text, args, &mut out).is_some() {
-        return out.into_bytes();
+    match pyfmt::format(&text, args, &mut out, FORMAT_MAX) {
+        Ok(()) => out.into_bytes(),
+        Err(e) => {
+            fields.push_str("format_error", &e.to_string());
+            let mut repr = String::new();
+            args.write_repr(&mut repr, EXTRA_REPR_MAX);
+            fields.push_str("args", &repr);
+            text.into_bytes()
+        }
     }
-    let mut repr = String::new();
-    args.write_repr(&mut repr, EXTRA_REPR_MAX);
-    fields.push_str("args", &repr);
-    text.into_bytes()
+}
+
+impl pyfmt::Object for PickleValue<'_> {
+    fn view(&self) -> pyfmt::View<'_, Self> {
+        use pyfmt::View;
+        match self {
+            PickleValue::None => View::None,
+            PickleValue::Bool(b) => View::Bool(*b),
+            PickleValue::Int(i) => View::Int(i128::from(*i)),
+            PickleValue::BigInt(b) => View::BigInt(b),
+            PickleValue::Float(f) => View::Float(*f),
+            PickleValue::Str(s) => View::Text(s),
+            PickleValue::Bytes(b) => View::Bytes(b),
+            PickleValue::List(l) => View::List(l),
+            PickleValue::Tuple(t) => View::Tuple(t),
+            PickleValue::Dict(d) => View::Dict(d),
+        }
+    }
 }
 
 /// Python's truth value, as `if self.args:` tests it.
@@ -567,484 +595,75 @@ fn push_extra(fields: &mut FieldsBuf, key: &str, v: &PickleValue<'_>) {
     }
 }
 
-/// Python's `fmt % args`, for the conversions `%s %r %a %d %i %u %x %X %o
-/// %e %E %f %F %g %G %c %%` with mapping keys, flags, width and precision
-/// (`*` included). `None` wherever Python would raise.
-fn percent_format(fmt: &str, args: &PickleValue<'_>, out: &mut String) -> Option<()> {
-    let positional: &[PickleValue<'_>] = match args {
-        PickleValue::Tuple(items) => items,
-        single => std::slice::from_ref(single),
-    };
-    let mapping = match args {
-        PickleValue::Dict(pairs) => Some(pairs),
-        _ => None,
-    };
-    // Built on the first `%(key)`, so that many directives against a large
-    // dict cost one pass over it; the last pair with a key wins, as in a
-    // Python dict.
-    let mut index: Option<HashMap<&str, &PickleValue<'_>>> = None;
-    let mut next = 0usize;
-    let mut used_mapping = false;
-    let mut rest = fmt;
-    while let Some(at) = rest.find('%') {
-        out.push_str(&rest[..at]);
-        let spec = &rest[at + 1..];
-        let mut chars = spec.char_indices().peekable();
-        // Mapping key.
-        let mut key = None;
-        if let Some(&(_, '(')) = chars.peek() {
-            chars.next();
-            let mut depth = 1;
-            let start = 1;
-            let mut end = None;
-            for (i, c) in chars.by_ref() {
-                match c {
-                    '(' => depth += 1,
-                    ')' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            end = Some(i);
-                            break;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            key = Some(&spec[start..end?]);
-        }
-        let mut flags = Flags::default();
-        while let Some(&(_, c)) = chars.peek() {
-            match c {
-                '-' => flags.left = true,
-                '+' => flags.plus = true,
-                ' ' => flags.space = true,
-                '#' => flags.alt = true,
-                '0' => flags.zero = true,
-                _ => break,
-            }
-            chars.next();
-        }
-        let take_number = |chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>,
-                           next: &mut usize|
-         -> Option<Option<usize>> {
-            if let Some(&(_, '*')) = chars.peek() {
-                chars.next();
-                if mapping.is_some() || key.is_some() {
-                    return None;
-                }
-                let v = positional.get(*next)?;
-                *next += 1;
-                return match v {
-                    PickleValue::Int(n) => Some(Some(usize::try_from(*n).ok()?.min(1 << 16))),
-                    _ => None,
-                };
-            }
-            let mut n: Option<usize> = None;
-            while let Some(&(_, d @ '0'..='9')) = chars.peek() {
-                n = Some(
-                    n.unwrap_or(0)
-                        .checked_mul(10)?
-                        .checked_add(d as usize - '0' as usize)?,
-                );
-                chars.next();
-            }
-            // A width past this would only be a way to allocate without
-            // limit; Python would build it, a log line need not.
-            Some(n.map(|n| n.min(1 << 16)))
-        };
-        let width = take_number(&mut chars, &mut next)?;
-        let mut precision = None;
-        if let Some(&(_, '.')) = chars.peek() {
-            chars.next();
-            precision = Some(take_number(&mut chars, &mut next)?.unwrap_or(0));
-        }
-        while let Some(&(_, 'h' | 'l' | 'L')) = chars.peek() {
-            chars.next();
-        }
-        let (ci, conv) = chars.next()?;
-        rest = &spec[ci + conv.len_utf8()..];
-        if conv == '%' {
-            out.push('%');
-            continue;
-        }
-        let value = match key {
-            Some(k) => {
-                used_mapping = true;
-                let pairs = mapping?;
-                let index = index.get_or_insert_with(|| {
-                    pairs
-                        .iter()
-                        .filter_map(|(k, v)| Some((k.as_str()?, v)))
-                        .collect()
-                });
-                *index.get(k)?
-            }
-            None => {
-                let v = positional.get(next)?;
-                next += 1;
-                v
-            }
-        };
-        let body = convert(conv, value, &flags, precision)?;
-        pad(out, &body, width.unwrap_or(0), &flags, is_numeric(conv));
-        if out.len() > FORMAT_MAX {
-            return None;
-        }
-    }
-    out.push_str(rest);
-    // "not all arguments converted": only a tuple must be used up; a
-    // single mapping argument may go unused.
-    if matches!(args, PickleValue::Tuple(_)) && next != positional.len() {
-        return None;
-    }
-    if mapping.is_none() && !matches!(args, PickleValue::Tuple(_)) && next == 0 && !used_mapping {
-        return None;
-    }
-    Some(())
-}
-
-#[derive(Default)]
-struct Flags {
-    left: bool,
-    plus: bool,
-    space: bool,
-    alt: bool,
-    zero: bool,
-}
-
-fn is_numeric(conv: char) -> bool {
-    matches!(
-        conv,
-        'd' | 'i' | 'u' | 'x' | 'X' | 'o' | 'e' | 'E' | 'f' | 'F' | 'g' | 'G'
-    )
-}
-
-/// Pads a converted value to `width`; zeros go after the sign and the
-/// `0x`/`0o` prefix, as in Python.
-fn pad(out: &mut String, body: &str, width: usize, flags: &Flags, numeric: bool) {
-    let len = body.chars().count();
-    if len >= width {
-        out.push_str(body);
-        return;
-    }
-    let fill = width - len;
-    if flags.left {
-        out.push_str(body);
-        out.extend(std::iter::repeat_n(' ', fill));
-    } else if flags.zero && numeric && !body.ends_with("inf") && !body.ends_with("nan") {
-        let mut split = 0;
-        if body.starts_with(['-', '+', ' ']) {
-            split = 1;
-        }
-        if body[split..].starts_with("0x")
-            || body[split..].starts_with("0X")
-            || body[split..].starts_with("0o")
-        {
-            split += 2;
-        }
-        out.push_str(&body[..split]);
-        out.extend(std::iter::repeat_n('0', fill));
-        out.push_str(&body[split..]);
-    } else {
-        out.extend(std::iter::repeat_n(' ', fill));
-        out.push_str(body);
-    }
-}
-
-fn sign(negative: bool, flags: &Flags) -> &'static str {
-    if negative {
-        "-"
-    } else if flags.plus {
-        "+"
-    } else if flags.space {
-        " "
-    } else {
-        ""
-    }
-}
-
-fn convert(
-    conv: char,
-    v: &PickleValue<'_>,
-    flags: &Flags,
-    precision: Option<usize>,
-) -> Option<String> {
-    match conv {
-        's' | 'r' | 'a' => {
-            let mut s = String::new();
-            match conv {
-                's' => py_str(v, &mut s),
-                'r' => v.write_repr(&mut s, FORMAT_MAX),
-                _ => {
-                    let mut r = String::new();
-                    v.write_repr(&mut r, FORMAT_MAX);
-                    for c in r.chars() {
-                        match c as u32 {
-                            0..=0x7f => s.push(c),
-                            n @ 0x80..=0xff => {
-                                let _ = write!(s, "\\x{n:02x}");
-                            }
-                            n @ 0x100..=0xffff => {
-                                let _ = write!(s, "\\u{n:04x}");
-                            }
-                            n => {
-                                let _ = write!(s, "\\U{n:08x}");
-                            }
-                        }
-                    }
-                }
-            }
-            if let Some(p) = precision {
-                if let Some((i, _)) = s.char_indices().nth(p) {
-                    s.truncate(i);
-                }
-            }
-            Some(s)
-        }
-        'd' | 'i' | 'u' => {
-            let (neg, digits) = match v {
-                PickleValue::Int(i) => (*i < 0, i.unsigned_abs().to_string()),
-                PickleValue::Bool(b) => (false, u8::from(*b).to_string()),
-                PickleValue::BigInt(b) => {
-                    let s = bigint_to_string(b);
-                    match s.strip_prefix('-') {
-                        Some(m) => (true, m.to_string()),
-                        None => (false, s),
-                    }
-                }
-                PickleValue::Float(f) if f.is_finite() => {
-                    let t = f.trunc();
-                    if t.abs() >= 1e19 {
-                        return None;
-                    }
-                    (t < 0.0, (t.abs() as u64).to_string())
-                }
-                _ => return None,
-            };
-            Some(format!(
-                "{}{}",
-                sign(neg, flags),
-                zero_extend(&digits, precision)
-            ))
-        }
-        'x' | 'X' | 'o' => {
-            let n = match v {
-                PickleValue::Int(i) => *i,
-                PickleValue::Bool(b) => i64::from(*b),
-                _ => return None,
-            };
-            let m = n.unsigned_abs();
-            let (digits, prefix) = match conv {
-                'x' => (format!("{m:x}"), "0x"),
-                'X' => (format!("{m:X}"), "0X"),
-                _ => (format!("{m:o}"), "0o"),
-            };
-            let prefix = if flags.alt { prefix } else { "" };
-            Some(format!(
-                "{}{}{}",
-                sign(n < 0, flags),
-                prefix,
-                zero_extend(&digits, precision)
-            ))
-        }
-        'e' | 'E' | 'f' | 'F' | 'g' | 'G' => {
-            let f = match v {
-                PickleValue::Float(f) => *f,
-                PickleValue::Int(i) => *i as f64,
-                PickleValue::Bool(b) => f64::from(u8::from(*b)),
-                _ => return None,
-            };
-            let body = format_float(
-                f.abs(),
-                conv,
-                precision.unwrap_or(6).min(1 << 10),
-                flags.alt,
-            );
-            let body = if conv.is_ascii_uppercase() {
-                body.to_ascii_uppercase()
-            } else {
-                body
-            };
-            Some(format!(
-                "{}{}",
-                sign(f.is_sign_negative() && !f.is_nan(), flags),
-                body
-            ))
-        }
-        'c' => match v {
-            PickleValue::Int(i) => Some(char::from_u32(u32::try_from(*i).ok()?)?.to_string()),
-            PickleValue::Str(s) if s.chars().count() == 1 => Some(s.to_string()),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn zero_extend(digits: &str, precision: Option<usize>) -> String {
-    match precision {
-        Some(p) if p > digits.len() => format!("{}{digits}", "0".repeat(p - digits.len())),
-        _ => digits.to_string(),
-    }
-}
-
-/// C's `%e`, `%f` and `%g` of a non-negative number, lower case.
-fn format_float(f: f64, conv: char, precision: usize, alt: bool) -> String {
-    if f.is_nan() {
-        return "nan".into();
-    }
-    if f.is_infinite() {
-        return "inf".into();
-    }
-    match conv.to_ascii_lowercase() {
-        'f' => {
-            let s = format!("{f:.precision$}");
-            if alt && precision == 0 {
-                s + "."
-            } else {
-                s
-            }
-        }
-        'e' => exp_notation(f, precision, alt),
-        _ => {
-            let p = precision.max(1);
-            let sci = format!("{f:.prec$e}", prec = p - 1);
-            let exp: i64 = sci
-                .split_once('e')
-                .and_then(|(_, e)| e.parse().ok())
-                .unwrap_or(0);
-            let mut s = if exp < -4 || exp >= p as i64 {
-                exp_notation(f, p - 1, alt)
-            } else {
-                let decimals = (p as i64 - 1 - exp) as usize;
-                let s = format!("{f:.decimals$}");
-                if alt && decimals == 0 {
-                    s + "."
-                } else {
-                    s
-                }
-            };
-            if !alt {
-                // Without '#', %g drops trailing zeros of the fraction.
-                let (mant, tail) = match s.find('e') {
-                    Some(i) => (s[..i].to_string(), s[i..].to_string()),
-                    None => (s.clone(), String::new()),
-                };
-                if mant.contains('.') {
-                    let m = mant.trim_end_matches('0').trim_end_matches('.');
-                    s = format!("{m}{tail}");
-                }
-            }
-            s
-        }
-    }
-}
-
-fn exp_notation(f: f64, precision: usize, alt: bool) -> String {
-    let s = format!("{f:.precision$e}");
-    let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
-    let exp: i64 = exp.parse().unwrap_or(0);
-    let dot = if alt && precision == 0 { "." } else { "" };
-    format!(
-        "{mant}{dot}e{}{:02}",
-        if exp < 0 { '-' } else { '+' },
-        exp.unsigned_abs()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fmt(f: &str, args: PickleValue<'_>) -> Option<String> {
-        let mut out = String::new();
-        percent_format(f, &args, &mut out).map(|()| out)
-    }
 
     fn s(v: &str) -> PickleValue<'_> {
         PickleValue::Str(v.into())
     }
 
-    fn t(v: Vec<PickleValue<'_>>) -> PickleValue<'_> {
-        PickleValue::Tuple(v)
+    /// The message of a record whose `msg` and `args` are given, and the
+    /// fields it got.
+    fn formatted(msg: &str, args: PickleValue<'_>) -> (String, Vec<(String, String)>) {
+        let mut fields = FieldsBuf::new();
+        let m = message(Some(&s(msg)), Some(&args), &mut fields);
+        let shown = fields
+            .as_fields()
+            .into_iter()
+            .map(|(k, v)| match v {
+                Value::Str(b) => (k.to_string(), String::from_utf8_lossy(b).into_owned()),
+                other => (k.to_string(), format!("{other:?}")),
+            })
+            .collect();
+        (String::from_utf8(m).unwrap(), shown)
     }
 
     #[test]
-    fn percent_format_matches_python() {
-        use PickleValue::{Float, Int};
-        let cases: Vec<(&str, PickleValue<'_>, &str)> = vec![
-            ("%s and %r", t(vec![s("a"), s("b")]), "a and 'b'"),
-            ("%d%%", t(vec![Int(50)]), "50%"),
-            (
-                "%5d|%-5d|%05d",
-                t(vec![Int(-3), Int(4), Int(-5)]),
-                "   -3|4    |-0005",
-            ),
-            (
-                "%x %X %#o %#x",
-                t(vec![Int(255), Int(255), Int(8), Int(-255)]),
-                "ff FF 0o10 -0xff",
-            ),
-            (
-                "%.2f %e %g",
-                t(vec![Float(3.25159), Float(12345.678), Float(0.0001)]),
-                "3.25 1.234568e+04 0.0001",
-            ),
-            (
-                "%g %g %G",
-                t(vec![Float(1e-5), Float(123456789.0), Float(1.5e20)]),
-                "1e-05 1.23457e+08 1.5E+20",
-            ),
-            ("%+.3d % d", t(vec![Int(7), Int(7)]), "+007  7"),
-            (
-                "%(user)s has %(n)03d",
-                PickleValue::Dict(vec![(s("user"), s("ada")), (s("n"), Int(7))]),
-                "ada has 007",
-            ),
-            ("%s", PickleValue::Dict(vec![(s("k"), Int(1))]), "{'k': 1}"),
-            (
-                "%*d|%.*s",
-                t(vec![Int(4), Int(2), Int(3), s("abcdef")]),
-                "   2|abc",
-            ),
-            ("%c%c", t(vec![Int(65), s("é")]), "Aé"),
-            ("%d", t(vec![Float(-3.9)]), "-3"),
-            (
-                "%s %s %s",
-                t(vec![PickleValue::None, PickleValue::Bool(true), Float(1.0)]),
-                "None True 1.0",
-            ),
-            ("%a", t(vec![s("é")]), "'\\xe9'"),
-            ("%10.3s|", t(vec![s("abcdef")]), "       abc|"),
-            ("%s", s("single"), "single"),
-            (
-                "%f %F",
-                t(vec![Float(f64::INFINITY), Float(f64::NAN)]),
-                "inf NAN",
-            ),
-            ("%#.0f %.0e", t(vec![Float(2.0), Float(2.0)]), "2. 2e+00"),
-        ];
-        for (f, args, want) in cases {
-            assert_eq!(fmt(f, args).as_deref(), Some(want), "{f}");
-        }
-    }
-
-    #[test]
-    fn percent_format_gives_up_where_python_raises() {
-        use PickleValue::Int;
-        assert_eq!(fmt("%s %s", t(vec![Int(1)])), None);
-        assert_eq!(fmt("%s", t(vec![Int(1), Int(2)])), None);
-        assert_eq!(fmt("%d", t(vec![s("x")])), None);
-        assert_eq!(fmt("%(k)s", t(vec![Int(1)])), None);
-        assert_eq!(fmt("%(k)s", PickleValue::Dict(vec![])), None);
-        assert_eq!(fmt("%y", t(vec![Int(1)])), None);
-        assert_eq!(fmt("%", t(vec![Int(1)])), None);
-        assert_eq!(fmt("no directive", s("x")), None);
-        // Output past FORMAT_MAX is refused rather than built.
-        assert_eq!(fmt(&"%65536s".repeat(20), t(vec![s("x"); 20])), None);
-        assert_eq!(
-            fmt(&"%65536s".repeat(2), t(vec![s("x"); 2])).map(|o| o.len()),
-            Some(2 * 65536)
+    fn args_left_by_the_sender_are_formatted_as_get_message_does() {
+        use PickleValue::{Dict, Float, Int, Tuple};
+        let (m, f) = formatted(
+            "%s has %05.1f%% of %r",
+            Tuple(vec![s("ada"), Float(12.25), s("it's")]),
         );
+        assert_eq!(m, "ada has 012.2% of \"it's\"");
+        assert!(f.is_empty(), "{f:?}");
+        // A lone dict in the tuple is the mapping.
+        let d = Dict(vec![(s("user"), s("ada")), (s("n"), Int(7))]);
+        assert_eq!(
+            formatted("%(user)s has %(n)03d", Tuple(vec![d.clone()])).0,
+            "ada has 007"
+        );
+        assert_eq!(formatted("%(user)s", d).0, "ada");
+        // Empty args are no args: the `%` stays.
+        assert_eq!(formatted("100%", Tuple(vec![])).0, "100%");
+    }
+
+    #[test]
+    fn a_format_python_refuses_keeps_msg_and_says_why() {
+        use PickleValue::{Int, Tuple};
+        let (m, f) = formatted("%d items", Tuple(vec![s("x")]));
+        assert_eq!(m, "%d items");
+        assert_eq!(
+            f,
+            [
+                (
+                    "format_error".to_string(),
+                    "TypeError: %d format: a real number is required, not str".to_string()
+                ),
+                ("args".to_string(), "('x',)".to_string()),
+            ]
+        );
+        let (m, f) = formatted("%s %s", Tuple(vec![Int(1)]));
+        assert_eq!(m, "%s %s");
+        assert!(
+            f[0].1.contains("not enough arguments for format string"),
+            "{f:?}"
+        );
+        // Output past FORMAT_MAX is refused rather than built.
+        let (m, f) = formatted(&"%65536s".repeat(20), Tuple(vec![s("x"); 20]));
+        assert_eq!(m.len(), 7 * 20);
+        assert!(f[0].1.contains("longer than 1048576 bytes"), "{f:?}");
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Python `logging.Formatter` formats (`%(asctime)s %(levelname)-8s ...`).
 
-use std::fmt::{self, Write as _};
+use std::fmt;
+
+use logbraid_pyfmt::{
+    self as pyfmt, Count, Key as PieceKey, Piece, Pieces, Spec, Value as PyValue,
+};
 
 use jiff::tz::TimeZone;
 
@@ -148,154 +152,91 @@ impl Key {
     }
 }
 
-/// One `%(key)...c` conversion.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Spec {
-    left: bool,
-    zero: bool,
-    plus: bool,
-    space: bool,
-    alt: bool,
-    width: usize,
-    precision: Option<usize>,
-    conv: u8,
-}
-
-impl Spec {
-    fn is_plain(&self) -> bool {
-        self.width == 0 && self.precision.is_none()
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Segment {
-    Literal(String),
-    Field { key: Key, spec: Spec },
-}
-
 fn parse(format: &str) -> Result<Vec<Segment>, LayoutError> {
-    let chars: Vec<char> = format.chars().collect();
-    let fail = |index: usize, kind: LayoutErrorKind| LayoutError {
+    let fail = |at: usize, kind: LayoutErrorKind| LayoutError {
         format: format.to_string(),
-        index,
+        index: pyfmt::char_index(format, at),
         kind,
     };
     let mut segments = Vec::new();
     let mut literal = String::new();
-    let mut fields = 0usize;
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c != '%' {
-            literal.push(c);
-            i += 1;
-            continue;
-        }
-        let percent = i;
-        i += 1;
-        match chars.get(i) {
-            None => return Err(fail(percent, LayoutErrorKind::Incomplete)),
-            Some('%') => {
-                literal.push('%');
-                i += 1;
+    for piece in Pieces::new(format) {
+        let d = match piece {
+            Piece::Literal(text) => {
+                literal.push_str(text);
                 continue;
             }
-            Some('(') => i += 1,
-            Some(_) => return Err(fail(percent, LayoutErrorKind::MissingKey)),
-        }
-
-        // The key runs to the matching parenthesis, as in Python.
-        let key_start = i;
-        let mut depth = 1;
-        loop {
-            match chars.get(i) {
-                None => return Err(fail(percent, LayoutErrorKind::UnterminatedKey)),
-                Some('(') => depth += 1,
-                Some(')') => {
-                    depth -= 1;
-                    if depth == 0 {
-                        break;
-                    }
-                }
-                Some(_) => {}
+            Piece::Percent => {
+                literal.push('%');
+                continue;
             }
-            i += 1;
-        }
-        let name: String = chars[key_start..i].iter().collect();
-        i += 1;
-        if name.is_empty() {
-            return Err(fail(percent, LayoutErrorKind::EmptyKey));
-        }
-
-        let mut spec = Spec::default();
-        while let Some(&c) = chars.get(i) {
-            match c {
-                '-' => spec.left = true,
-                '0' => spec.zero = true,
-                '+' => spec.plus = true,
-                ' ' => spec.space = true,
-                '#' => spec.alt = true,
-                _ => break,
+            Piece::Directive(d) => d,
+        };
+        let name = match d.key {
+            PieceKey::Unterminated => return Err(fail(d.at, LayoutErrorKind::UnterminatedKey)),
+            PieceKey::None if d.at + 1 == format.len() => {
+                return Err(fail(d.at, LayoutErrorKind::Incomplete))
             }
-            i += 1;
-        }
-        let number = |i: &mut usize| -> Result<usize, LayoutError> {
-            if chars.get(*i) == Some(&'*') {
-                return Err(fail(*i, LayoutErrorKind::StarWidth));
-            }
-            let start = *i;
-            while chars.get(*i).is_some_and(char::is_ascii_digit) {
-                *i += 1;
-            }
-            let digits: String = chars[start..*i].iter().collect();
-            if digits.is_empty() {
-                return Ok(0);
-            }
-            match digits.parse::<usize>() {
-                Ok(n) if n <= MAX_WIDTH => Ok(n),
-                _ => Err(fail(start, LayoutErrorKind::TooWide(digits))),
+            PieceKey::None => return Err(fail(d.at, LayoutErrorKind::MissingKey)),
+            PieceKey::Name("") => return Err(fail(d.at, LayoutErrorKind::EmptyKey)),
+            PieceKey::Name(name) => name,
+        };
+        let count = |c: Option<Count<'_>>| match c {
+            None | Some(Count::None) => Ok(None),
+            Some(Count::Star { at }) => Err(fail(at, LayoutErrorKind::StarWidth)),
+            Some(Count::Digits { value: Some(n), .. }) if n <= MAX_WIDTH => Ok(Some(n)),
+            Some(Count::Digits { text, at, .. }) => {
+                Err(fail(at, LayoutErrorKind::TooWide(text.to_string())))
             }
         };
-        spec.width = number(&mut i)?;
-        if chars.get(i) == Some(&'.') {
-            i += 1;
-            spec.precision = Some(number(&mut i)?);
-        }
-        // C length modifiers, accepted and ignored as Python does.
-        while matches!(chars.get(i), Some('h' | 'l' | 'L')) {
-            i += 1;
-        }
-        let conv = match chars.get(i) {
-            None => return Err(fail(percent, LayoutErrorKind::Incomplete)),
-            Some(&c) => c,
+        let width = count(Some(d.width))?;
+        let precision = match d.precision {
+            None => None,
+            p => Some(count(p)?.unwrap_or(0)),
         };
-        match conv {
-            's' | 'r' | 'a' | 'd' | 'i' | 'u' | 'o' | 'x' | 'X' | 'e' | 'E' | 'f' | 'F' | 'g'
-            | 'G' | 'c' => {}
-            other => return Err(fail(i, LayoutErrorKind::UnknownConversion(other))),
+        let Some((conv, conv_at)) = d.conv else {
+            return Err(fail(d.at, LayoutErrorKind::Incomplete));
+        };
+        if !CONVERSIONS.contains(conv) {
+            return Err(fail(conv_at, LayoutErrorKind::UnknownConversion(conv)));
         }
-        spec.conv = conv as u8;
-        let key = Key::from_name(&name);
+        let key = Key::from_name(name);
         if key.is_text() && !matches!(conv, 's' | 'r' | 'a' | 'c') {
             return Err(fail(
-                percent,
-                LayoutErrorKind::TextAsNumber { key: name, conv },
+                d.at,
+                LayoutErrorKind::TextAsNumber {
+                    key: name.to_string(),
+                    conv,
+                },
             ));
         }
-        i += 1;
         if !literal.is_empty() {
             segments.push(Segment::Literal(std::mem::take(&mut literal)));
         }
+        let spec = Spec {
+            flags: d.flags,
+            width,
+            precision,
+            conv,
+        };
         segments.push(Segment::Field { key, spec });
-        fields += 1;
     }
-    if fields == 0 {
+    if !segments.iter().any(|s| matches!(s, Segment::Field { .. })) {
         return Err(fail(0, LayoutErrorKind::NoField));
     }
     if !literal.is_empty() {
         segments.push(Segment::Literal(literal));
     }
     Ok(segments)
+}
+
+/// The conversions a format may use.
+const CONVERSIONS: &str = "sradiuoxXeEfFgGc";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Field { key: Key, spec: Spec },
 }
 
 /// Formats records like Python's `logging.Formatter` with `%`-style
@@ -357,7 +298,7 @@ pub struct PythonLayout {
     /// `asctime` of the record being formatted.
     asctime: Vec<u8>,
     /// Room to format numbers and `repr` text without allocating.
-    scratch: String,
+    scratch: Scratch,
 }
 
 impl fmt::Debug for PythonLayout {
@@ -408,7 +349,7 @@ impl PythonLayout {
             cached_second: None,
             second_text: Vec::new(),
             asctime: Vec::new(),
-            scratch: String::new(),
+            scratch: Scratch::default(),
         })
     }
 
@@ -467,7 +408,7 @@ impl Layout for PythonLayout {
                 Segment::Literal(text) => out.extend_from_slice(text.as_bytes()),
                 Segment::Field { key, spec } => {
                     let value = lookup(key, r, &self.asctime, self.start_ns);
-                    let color = (self.color && *key == Key::LevelName && spec.conv == b's')
+                    let color = (self.color && *key == Key::LevelName && spec.conv == 's')
                         .then(|| level_color(r.level));
                     render(out, spec, value, &mut self.scratch, color);
                 }
@@ -478,67 +419,33 @@ impl Layout for PythonLayout {
     }
 }
 
-/// A value as Python would hold it.
-#[derive(Clone, Copy, Debug)]
-enum PyValue<'a> {
-    /// `str`, possibly from bytes that are not UTF-8.
-    Text(&'a [u8]),
-    Int {
-        negative: bool,
-        magnitude: u64,
-    },
-    Float(f64),
-    Bool(bool),
-    None,
-    /// A field the record does not have.
-    Absent,
-}
-
-impl PyValue<'_> {
-    fn unsigned(v: u64) -> Self {
-        PyValue::Int {
-            negative: false,
-            magnitude: v,
-        }
-    }
-}
-
-fn basename(path: &str) -> &str {
-    path.rsplit(['/', '\\']).next().unwrap_or(path)
-}
-
-/// Python's `os.path.splitext(name)[0]`: leading dots do not start an
-/// extension.
-fn strip_extension(name: &str) -> &str {
-    let rest = name.trim_start_matches('.');
-    let lead = name.len() - rest.len();
-    match rest.rfind('.') {
-        Some(dot) => &name[..lead + dot],
-        None => name,
-    }
-}
-
 fn module_of<'a>(r: &Record<'a>) -> Option<&'a str> {
     if let Some(module) = r.module.filter(|m| !m.is_empty()) {
         let last = module.rsplit("::").next().unwrap_or(module);
         return Some(last.rsplit('.').next().unwrap_or(last));
     }
-    r.file.map(|f| strip_extension(basename(f)))
+    r.file.map(pyfmt::record::module)
 }
 
-const DASH: PyValue<'static> = PyValue::Text(b"-");
+/// What Python's `logging` prints for an attribute it does not have.
+const DASH: PyValue<'static> = PyValue::Str(b"-");
 
 fn text_or_dash(s: Option<&str>) -> PyValue<'_> {
-    s.map_or(DASH, |s| PyValue::Text(s.as_bytes()))
+    s.map_or(DASH, |s| PyValue::Str(s.as_bytes()))
 }
 
+fn int(n: impl Into<i128>) -> PyValue<'static> {
+    PyValue::Int(n.into())
+}
+
+/// The attribute as Python would hold it.
 fn lookup<'a>(key: &'a Key, r: &Record<'a>, asctime: &'a [u8], start_ns: i64) -> PyValue<'a> {
     match key {
-        Key::Name => PyValue::Text(r.target.as_bytes()),
-        Key::LevelName => PyValue::Text(r.level.python_name().as_bytes()),
-        Key::LevelNo => PyValue::unsigned(u64::from(r.level.python_number())),
-        Key::Message => PyValue::Text(r.message),
-        Key::AscTime => PyValue::Text(asctime),
+        Key::Name => PyValue::Str(r.target.as_bytes()),
+        Key::LevelName => PyValue::Str(r.level.python_name().as_bytes()),
+        Key::LevelNo => int(r.level.python_number()),
+        Key::Message => PyValue::Str(r.message),
+        Key::AscTime => PyValue::Str(asctime),
         // As Python 3.13: `time_ns() / 1e9`, the integer rounded to a float
         // first, so both print the same digits.
         Key::Created => PyValue::Float(r.timestamp_ns as f64 / 1e9),
@@ -546,30 +453,27 @@ fn lookup<'a>(key: &'a Key, r: &Record<'a>, asctime: &'a [u8], start_ns: i64) ->
         Key::RelativeCreated => {
             PyValue::Float(r.timestamp_ns.saturating_sub(start_ns) as f64 / 1e6)
         }
-        Key::Process => PyValue::unsigned(u64::from(r.source.pid)),
-        Key::ProcessName => PyValue::Text(r.source.process_name.as_bytes()),
-        Key::Thread => PyValue::unsigned(r.thread_id),
+        Key::Process => int(r.source.pid),
+        Key::ProcessName => PyValue::Str(r.source.process_name.as_bytes()),
+        Key::Thread => int(r.thread_id),
         Key::ThreadName => match r.thread_name {
-            Some(name) if !name.is_empty() => PyValue::Text(name.as_bytes()),
-            _ => PyValue::unsigned(r.thread_id),
+            Some(name) if !name.is_empty() => PyValue::Str(name.as_bytes()),
+            _ => int(r.thread_id),
         },
-        Key::FileName => text_or_dash(r.file.map(basename)),
+        Key::FileName => text_or_dash(r.file.map(pyfmt::record::filename)),
         Key::PathName => text_or_dash(r.file),
-        Key::LineNo => PyValue::unsigned(u64::from(r.line.unwrap_or(0))),
+        Key::LineNo => int(r.line.unwrap_or(0)),
         Key::FuncName => text_or_dash(r.function),
         Key::Module => text_or_dash(module_of(r)),
-        Key::HostName => PyValue::Text(r.source.host.as_bytes()),
+        Key::HostName => PyValue::Str(r.source.host.as_bytes()),
         Key::Field(name) => {
-            let mut found = PyValue::Absent;
+            let mut found = DASH;
             for (k, v) in r.fields {
                 if k == &**name {
                     found = match v {
-                        Value::Str(s) => PyValue::Text(s),
-                        Value::I64(v) => PyValue::Int {
-                            negative: v < 0,
-                            magnitude: v.unsigned_abs(),
-                        },
-                        Value::U64(v) => PyValue::unsigned(v),
+                        Value::Str(s) => PyValue::Str(s),
+                        Value::I64(v) => int(v),
+                        Value::U64(v) => int(v),
                         Value::F64(v) => PyValue::Float(v),
                         Value::Bool(v) => PyValue::Bool(v),
                         Value::Null => PyValue::None,
@@ -581,542 +485,61 @@ fn lookup<'a>(key: &'a Key, r: &Record<'a>, asctime: &'a [u8], start_ns: i64) ->
     }
 }
 
-/// Formats one value by its conversion. A value of the wrong type for the
-/// conversion (text for `%d`, say), which makes Python drop the record, is
-/// written as `%s` would write it.
+/// Working space of one layout, kept between records.
+#[derive(Clone, Default)]
+struct Scratch {
+    text: String,
+    work: String,
+}
+
+/// Formats one value by its conversion, with the `%` operator's rules
+/// ([`pyfmt::render`]). A value the conversion refuses (text for `%d`,
+/// say), which makes Python drop the record with an error, is written as
+/// `%s` writes it: a log line is never lost to its format.
 fn render(
     out: &mut Vec<u8>,
     spec: &Spec,
     value: PyValue<'_>,
-    scratch: &mut String,
+    s: &mut Scratch,
     color: Option<&[u8]>,
 ) {
-    let done = match spec.conv {
-        b's' => {
-            if let PyValue::Text(bytes) = value {
-                pad_text(out, spec, bytes, color);
-            } else {
-                scratch.clear();
-                write_str(scratch, value);
-                pad_text(out, spec, scratch.as_bytes(), color);
-            }
-            true
+    if let (PyValue::Str(bytes), 's', None) = (value, spec.conv, color) {
+        if spec.width.is_none() && spec.precision.is_none() {
+            push_lossy(out, bytes);
+            return;
         }
-        b'r' | b'a' => {
-            scratch.clear();
-            write_repr(scratch, value, spec.conv == b'a');
-            pad_text(out, spec, scratch.as_bytes(), None);
-            true
-        }
-        b'd' | b'i' | b'u' => render_decimal(out, spec, value, scratch),
-        b'x' | b'X' | b'o' => render_radix(out, spec, value, scratch),
-        b'e' | b'E' | b'f' | b'F' | b'g' | b'G' => render_float(out, spec, value, scratch),
-        b'c' => render_char(out, spec, value, scratch),
-        _ => false,
+    }
+    // The colour goes around the text, inside the padding.
+    let inner = match color {
+        Some(_) => Spec {
+            width: None,
+            ..*spec
+        },
+        None => *spec,
     };
-    if !done {
-        scratch.clear();
-        write_str(scratch, value);
-        pad_text(out, spec, scratch.as_bytes(), None);
+    s.text.clear();
+    if pyfmt::render(&mut s.text, &inner, &value, &mut s.work).is_err() {
+        s.text.clear();
+        let as_str = Spec { conv: 's', ..inner };
+        let _ = pyfmt::render(&mut s.text, &as_str, &value, &mut s.work);
     }
-}
-
-fn push_spaces(out: &mut Vec<u8>, n: usize) {
-    out.resize(out.len() + n, b' ');
-}
-
-/// The number of characters of the lossy UTF-8 of `bytes`, at most `limit`.
-fn char_count(bytes: &[u8], limit: usize) -> usize {
-    let mut n = 0;
-    for chunk in bytes.utf8_chunks() {
-        n += chunk.valid().chars().count() + usize::from(!chunk.invalid().is_empty());
-        if n >= limit {
-            return limit;
-        }
-    }
-    n
-}
-
-/// Appends at most `limit` characters of the lossy UTF-8 of `bytes`.
-fn push_lossy_limited(out: &mut Vec<u8>, bytes: &[u8], mut limit: usize) {
-    for chunk in bytes.utf8_chunks() {
-        let valid = chunk.valid();
-        match valid.char_indices().nth(limit) {
-            Some((end, _)) => {
-                out.extend_from_slice(&valid.as_bytes()[..end]);
-                return;
-            }
-            None => {
-                out.extend_from_slice(valid.as_bytes());
-                limit -= valid.chars().count();
-            }
-        }
-        if !chunk.invalid().is_empty() {
-            if limit == 0 {
-                return;
-            }
-            out.extend_from_slice("\u{FFFD}".as_bytes());
-            limit -= 1;
-        }
-    }
-}
-
-/// `%s`: text cut to the precision, padded to the width (the `0` flag
-/// does not apply to text).
-fn pad_text(out: &mut Vec<u8>, spec: &Spec, bytes: &[u8], color: Option<&[u8]>) {
-    if spec.is_plain() && color.is_none() {
-        push_lossy(out, bytes);
+    let Some(color) = color else {
+        out.extend_from_slice(s.text.as_bytes());
         return;
-    }
-    let limit = spec.precision.unwrap_or(usize::MAX);
-    // Counting stops at the width: a longer text needs no padding.
+    };
     let pad = spec
         .width
-        .saturating_sub(char_count(bytes, limit.min(spec.width)));
-    if !spec.left {
-        push_spaces(out, pad);
-    }
-    if let Some(c) = color {
-        out.extend_from_slice(c);
-    }
-    if spec.precision.is_some() {
-        push_lossy_limited(out, bytes, limit);
-    } else {
-        push_lossy(out, bytes);
-    }
-    if color.is_some() {
-        out.extend_from_slice(RESET);
-    }
-    if spec.left {
-        push_spaces(out, pad);
-    }
-}
-
-/// Places a number's sign, prefix and digits in the width, as `%` does.
-fn pad_number(out: &mut Vec<u8>, spec: &Spec, negative: bool, prefix: &str, body: &str) {
-    let sign: &[u8] = if negative {
-        b"-"
-    } else if spec.plus {
-        b"+"
-    } else if spec.space {
-        b" "
-    } else {
-        b""
-    };
-    let len = sign.len() + prefix.len() + body.len();
-    let pad = spec.width.saturating_sub(len);
-    if spec.left {
-        out.extend_from_slice(sign);
-        out.extend_from_slice(prefix.as_bytes());
-        out.extend_from_slice(body.as_bytes());
-        push_spaces(out, pad);
-    } else if spec.zero {
-        out.extend_from_slice(sign);
-        out.extend_from_slice(prefix.as_bytes());
-        out.resize(out.len() + pad, b'0');
-        out.extend_from_slice(body.as_bytes());
-    } else {
-        push_spaces(out, pad);
-        out.extend_from_slice(sign);
-        out.extend_from_slice(prefix.as_bytes());
-        out.extend_from_slice(body.as_bytes());
-    }
-}
-
-/// Pads integer digits in `scratch` to the precision (minimum digits).
-fn pad_digits(scratch: &mut String, precision: Option<usize>) {
-    if let Some(p) = precision {
-        let missing = p.saturating_sub(scratch.len());
-        if missing > 0 {
-            scratch.insert_str(0, &"0".repeat(missing));
-        }
-    }
-}
-
-fn render_decimal(
-    out: &mut Vec<u8>,
-    spec: &Spec,
-    value: PyValue<'_>,
-    scratch: &mut String,
-) -> bool {
-    scratch.clear();
-    let negative = match value {
-        PyValue::Int {
-            negative,
-            magnitude,
-        } => {
-            let _ = write!(scratch, "{magnitude}");
-            negative && magnitude != 0
-        }
-        PyValue::Bool(b) => {
-            scratch.push(if b { '1' } else { '0' });
-            false
-        }
-        // Python truncates a float towards zero for `%d`.
-        PyValue::Float(v) if v.is_finite() => {
-            let t = v.trunc();
-            let _ = write!(scratch, "{:.0}", t.abs());
-            t < 0.0
-        }
-        _ => return false,
-    };
-    pad_digits(scratch, spec.precision);
-    pad_number(out, spec, negative, "", scratch);
-    true
-}
-
-fn render_radix(out: &mut Vec<u8>, spec: &Spec, value: PyValue<'_>, scratch: &mut String) -> bool {
-    let (negative, magnitude) = match value {
-        PyValue::Int {
-            negative,
-            magnitude,
-        } => (negative && magnitude != 0, magnitude),
-        PyValue::Bool(b) => (false, u64::from(b)),
-        _ => return false,
-    };
-    scratch.clear();
-    let prefix = match spec.conv {
-        b'x' => {
-            let _ = write!(scratch, "{magnitude:x}");
-            "0x"
-        }
-        b'X' => {
-            let _ = write!(scratch, "{magnitude:X}");
-            "0X"
-        }
-        _ => {
-            let _ = write!(scratch, "{magnitude:o}");
-            "0o"
-        }
-    };
-    pad_digits(scratch, spec.precision);
-    pad_number(
-        out,
-        spec,
-        negative,
-        if spec.alt { prefix } else { "" },
-        scratch,
-    );
-    true
-}
-
-fn render_float(out: &mut Vec<u8>, spec: &Spec, value: PyValue<'_>, scratch: &mut String) -> bool {
-    let v = match value {
-        PyValue::Float(v) => v,
-        PyValue::Int {
-            negative,
-            magnitude,
-        } => {
-            let m = magnitude as f64;
-            if negative {
-                -m
-            } else {
-                m
-            }
-        }
-        PyValue::Bool(b) => f64::from(u8::from(b)),
-        _ => return false,
-    };
-    let upper = spec.conv.is_ascii_uppercase();
-    scratch.clear();
-    if !v.is_finite() {
-        scratch.push_str(match (v.is_nan(), upper) {
-            (true, false) => "nan",
-            (true, true) => "NAN",
-            (false, false) => "inf",
-            (false, true) => "INF",
-        });
-        pad_number(out, spec, v.is_infinite() && v < 0.0, "", scratch);
-        return true;
-    }
-    let precision = spec.precision.unwrap_or(6);
-    let a = v.abs();
-    match spec.conv.to_ascii_lowercase() {
-        b'f' => {
-            let _ = write!(scratch, "{a:.precision$}");
-            if spec.alt && precision == 0 {
-                scratch.push('.');
-            }
-        }
-        b'e' => {
-            let _ = write!(scratch, "{a:.precision$e}");
-            python_exponent(scratch, spec.alt && precision == 0, upper);
-        }
-        _ => {
-            // %g: `precision` significant digits, fixed notation unless
-            // the exponent is below -4 or not below the precision.
-            let p = precision.max(1);
-            let _ = write!(scratch, "{a:.*e}", p - 1);
-            let exp = exponent_of(scratch);
-            if exp >= -4 && exp < p as i64 {
-                let decimals = (p as i64 - 1 - exp).max(0) as usize;
-                scratch.clear();
-                let _ = write!(scratch, "{a:.decimals$}");
-                if spec.alt {
-                    if !scratch.contains('.') {
-                        scratch.push('.');
-                    }
-                } else {
-                    trim_fraction(scratch);
-                }
-            } else {
-                if !spec.alt {
-                    let e = scratch.find('e').unwrap_or(scratch.len());
-                    let exp_part = scratch.split_off(e);
-                    trim_fraction(scratch);
-                    scratch.push_str(&exp_part);
-                }
-                python_exponent(scratch, spec.alt, upper);
-            }
-        }
-    }
-    pad_number(out, spec, v.is_sign_negative(), "", scratch);
-    true
-}
-
-fn exponent_of(s: &str) -> i64 {
-    s.rsplit_once('e')
-        .and_then(|(_, e)| e.parse().ok())
         .unwrap_or(0)
-}
-
-/// Drops trailing zeros of a fraction, and the point if nothing is left.
-fn trim_fraction(s: &mut String) {
-    if s.contains('.') {
-        let keep = s.trim_end_matches('0').trim_end_matches('.').len();
-        s.truncate(keep);
+        .saturating_sub(s.text.chars().count());
+    if !spec.flags.left {
+        out.resize(out.len() + pad, b' ');
     }
-}
-
-/// Rewrites Rust's exponent (`1.5e9`, `1e-7`) as C's (`1.5e+09`, `1e-07`);
-/// `point` keeps a decimal point after a single digit (`#` flag).
-fn python_exponent(s: &mut String, point: bool, upper: bool) {
-    let Some(e) = s.find('e') else { return };
-    let exp = exponent_of(s);
-    s.truncate(e);
-    if point && !s.contains('.') {
-        s.push('.');
+    out.extend_from_slice(color);
+    out.extend_from_slice(s.text.as_bytes());
+    out.extend_from_slice(RESET);
+    if spec.flags.left {
+        out.resize(out.len() + pad, b' ');
     }
-    s.push(if upper { 'E' } else { 'e' });
-    s.push(if exp < 0 { '-' } else { '+' });
-    let _ = write!(s, "{:02}", exp.unsigned_abs());
-}
-
-fn render_char(out: &mut Vec<u8>, spec: &Spec, value: PyValue<'_>, scratch: &mut String) -> bool {
-    scratch.clear();
-    match value {
-        PyValue::Int {
-            negative: false,
-            magnitude,
-        } => match u32::try_from(magnitude).ok().and_then(char::from_u32) {
-            Some(c) => scratch.push(c),
-            None => return false,
-        },
-        PyValue::Text(bytes) => {
-            let text = String::from_utf8_lossy(bytes);
-            let mut chars = text.chars();
-            match (chars.next(), chars.next()) {
-                (Some(c), None) => scratch.push(c),
-                _ => return false,
-            }
-        }
-        _ => return false,
-    }
-    let plain = Spec {
-        precision: None,
-        ..*spec
-    };
-    pad_text(out, &plain, scratch.as_bytes(), None);
-    true
-}
-
-/// Python's `str()` of the value.
-fn write_str(s: &mut String, value: PyValue<'_>) {
-    match value {
-        PyValue::Text(bytes) => s.push_str(&String::from_utf8_lossy(bytes)),
-        PyValue::Int {
-            negative,
-            magnitude,
-        } => {
-            if negative && magnitude != 0 {
-                s.push('-');
-            }
-            let _ = write!(s, "{magnitude}");
-        }
-        PyValue::Float(v) => write_float_repr(s, v),
-        PyValue::Bool(b) => s.push_str(if b { "True" } else { "False" }),
-        PyValue::None => s.push_str("None"),
-        PyValue::Absent => s.push('-'),
-    }
-}
-
-/// Python's `repr()` of a float: the shortest digits that read back as the
-/// same number, in fixed notation for exponents from -4 to 15 (always with
-/// a point: `1.0`) and as `1e+16` beyond.
-fn write_float_repr(s: &mut String, v: f64) {
-    if v.is_nan() {
-        s.push_str("nan");
-        return;
-    }
-    if v.is_sign_negative() {
-        s.push('-');
-    }
-    if v.is_infinite() {
-        s.push_str("inf");
-        return;
-    }
-    let mut sci = StackStr::default();
-    let _ = write!(sci, "{:e}", v.abs());
-    let text = sci.as_str();
-    let (mantissa, exp) = text.split_once('e').unwrap_or((text, "0"));
-    let exp: i64 = exp.parse().unwrap_or(0);
-    let digits = StackStr::from_digits(mantissa);
-    let digits = digits.as_str();
-    if (-4..16).contains(&exp) {
-        if exp < 0 {
-            s.push_str("0.");
-            for _ in 0..(-exp - 1) {
-                s.push('0');
-            }
-            s.push_str(digits);
-        } else {
-            let int_len = exp as usize + 1;
-            if digits.len() <= int_len {
-                s.push_str(digits);
-                for _ in digits.len()..int_len {
-                    s.push('0');
-                }
-                s.push_str(".0");
-            } else {
-                s.push_str(&digits[..int_len]);
-                s.push('.');
-                s.push_str(&digits[int_len..]);
-            }
-        }
-    } else {
-        s.push_str(&digits[..1]);
-        if digits.len() > 1 {
-            s.push('.');
-            s.push_str(&digits[1..]);
-        }
-        s.push('e');
-        s.push(if exp < 0 { '-' } else { '+' });
-        let _ = write!(s, "{:02}", exp.unsigned_abs());
-    }
-}
-
-/// A small string on the stack, for the digits of one float.
-struct StackStr {
-    buf: [u8; 40],
-    len: usize,
-}
-
-impl Default for StackStr {
-    fn default() -> Self {
-        StackStr {
-            buf: [0; 40],
-            len: 0,
-        }
-    }
-}
-
-impl StackStr {
-    fn from_digits(mantissa: &str) -> StackStr {
-        let mut d = StackStr::default();
-        for b in mantissa.bytes().filter(u8::is_ascii_digit) {
-            if d.len < d.buf.len() {
-                d.buf[d.len] = b;
-                d.len += 1;
-            }
-        }
-        if d.len == 0 {
-            d.buf[0] = b'0';
-            d.len = 1;
-        }
-        d
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("0")
-    }
-}
-
-impl fmt::Write for StackStr {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        if end > self.buf.len() {
-            return Err(fmt::Error);
-        }
-        self.buf[self.len..end].copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
-/// Characters Python's `str.isprintable()` rejects besides control
-/// characters: separators other than the space, format characters and
-/// private use. Unassigned code points are not known here and print as
-/// they are.
-fn is_unprintable(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{a0}'
-                | '\u{ad}'
-                | '\u{600}'..='\u{605}'
-                | '\u{61c}'
-                | '\u{6dd}'
-                | '\u{70f}'
-                | '\u{180e}'
-                | '\u{1680}'
-                | '\u{2000}'..='\u{200f}'
-                | '\u{2028}'..='\u{202f}'
-                | '\u{205f}'..='\u{206f}'
-                | '\u{3000}'
-                | '\u{e000}'..='\u{f8ff}'
-                | '\u{feff}'
-                | '\u{fff9}'..='\u{fffb}'
-                | '\u{f0000}'..
-        )
-}
-
-/// Python's `repr()` (or `ascii()` when `ascii`) of the value.
-fn write_repr(s: &mut String, value: PyValue<'_>, ascii: bool) {
-    let PyValue::Text(bytes) = value else {
-        write_str(s, value);
-        return;
-    };
-    let text = String::from_utf8_lossy(bytes);
-    let quote = if text.contains('\'') && !text.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    s.push(quote);
-    for c in text.chars() {
-        match c {
-            '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
-            '\r' => s.push_str("\\r"),
-            '\t' => s.push_str("\\t"),
-            c if c == quote => {
-                s.push('\\');
-                s.push(c);
-            }
-            c if (ascii && !c.is_ascii()) || is_unprintable(c) => {
-                let n = u32::from(c);
-                let _ = if n < 0x100 {
-                    write!(s, "\\x{n:02x}")
-                } else if n < 0x10000 {
-                    write!(s, "\\u{n:04x}")
-                } else {
-                    write!(s, "\\U{n:08x}")
-                };
-            }
-            c => s.push(c),
-        }
-    }
-    s.push(quote);
 }
 
 #[cfg(test)]
@@ -1293,9 +716,6 @@ mod tests {
             (Some("app.db"), Some("x/y.py"), "db"),
             (Some("main"), None, "main"),
             (None, Some("/a/b/handler.py"), "handler"),
-            (None, Some("C:\\proj\\tool.tar.gz"), "tool.tar"),
-            (None, Some("/home/u/.bashrc"), ".bashrc"),
-            (None, Some("noext"), "noext"),
             (Some(""), Some("src/lib.rs"), "lib"),
         ];
         for (module, file, want) in cases {
@@ -1323,93 +743,67 @@ mod tests {
         );
     }
 
+    /// The conversions themselves are logbraid_pyfmt's, checked against
+    /// CPython there; here, that each kind of field reaches them as the
+    /// Python value it stands for.
     #[test]
     fn numbers_like_the_percent_operator() {
         let src = source();
         let mut f = FieldsBuf::new();
         for (k, v) in [
             ("big", 1e16),
-            ("small", 1e-5),
-            ("tenth_k", 0.0001),
-            ("whole", 123.0),
             ("negzero", -0.0),
             ("huge", 1.5e300),
-            ("third", 1.0 / 3.0),
-            ("hundred", 100.0),
-            ("half", 1e15 + 0.5),
             ("pos_inf", f64::INFINITY),
-            ("neg_inf", f64::NEG_INFINITY),
             ("nan", f64::NAN),
             ("x", 1234.5678),
-            ("tiny", 1e-10),
-            ("million", 123_456_789.0),
-            ("sig", 0.000_123_45),
-            ("trunc", 3.7),
-            ("ntrunc", -3.7),
         ] {
             f.push(k, Value::F64(v));
         }
-        f.push("five", Value::I64(5));
-        f.push("fortytwo", Value::I64(42));
         f.push("neg", Value::I64(-42));
         f.push("n255", Value::I64(-255));
+        f.push("umax", Value::U64(u64::MAX));
         let rec = bare(&src, &f);
         let check = |format: &str, want: &str| assert_eq!(one(format, &rec), want, "{format}");
         check(
-            "%(big)s %(big)g %(big)e %(big)#g %(big).0e %(big)#.0e",
-            "1e+16 1e+16 1.000000e+16 1.00000e+16 1e+16 1.e+16",
+            "%(big)s %(big)g %(big)#.0e %(negzero)s %(negzero)#g %(huge)g",
+            "1e+16 1e+16 1.e+16 -0.0 -0.00000 1.5e+300",
         );
         check(
-            "%(small)s %(small)g %(small)e %(small)#g",
-            "1e-05 1e-05 1.000000e-05 1.00000e-05",
+            "%(pos_inf)05f|%(pos_inf)+F|%(nan)e|%(x)10.3f|%(x)-10.1e|%(x)#.3g",
+            "00inf|+INF|nan|  1234.568|1.2e+03   |1.23e+03",
         );
         check(
-            "%(tenth_k)s %(tenth_k)g %(tenth_k)#g %(tenth_k).0e",
-            "0.0001 0.0001 0.000100000 1e-04",
+            "%(neg)05d|%(n255)#x|%(umax)d|%(umax)X|%(x)d",
+            "-0042|-0xff|18446744073709551615|FFFFFFFFFFFFFFFF|1234",
         );
-        check(
-            "%(whole)s %(whole)g %(whole)#g %(whole)#.0f",
-            "123.0 123 123.000 123.",
+        check("%(huge).0f", &format!("{:.0}", 1.5e300));
+    }
+
+    /// CPython raises for these (`%d` of infinity, `%x` of a float, `%c` of
+    /// a float) and its `logging` drops the record; the layout writes what
+    /// `%s` would, so the line is not lost.
+    #[test]
+    fn a_value_the_conversion_refuses_is_written_as_s_writes_it() {
+        let src = source();
+        let mut f = FieldsBuf::new();
+        f.push("pos_inf", Value::F64(f64::INFINITY));
+        f.push("nan", Value::F64(f64::NAN));
+        f.push("x", Value::F64(1234.5678));
+        let rec = bare(&src, &f);
+        assert_eq!(
+            one("%(pos_inf)d %(nan)x %(x)c|%(x)-10c|%(x).2c", &rec),
+            "inf nan 1234.5678|1234.5678 |12"
         );
-        check(
-            "%(negzero)s %(negzero)g %(negzero)e %(negzero)#g",
-            "-0.0 -0 -0.000000e+00 -0.00000",
-        );
-        check("%(huge)s %(huge)g %(huge).0e", "1.5e+300 1.5e+300 2e+300");
-        check(
-            "%(third)s %(third)g %(third)e",
-            "0.3333333333333333 0.333333 3.333333e-01",
-        );
-        check(
-            "%(hundred)s %(hundred)g %(half)s %(half)g",
-            "100.0 100 1000000000000000.5 1e+15",
-        );
-        check(
-            "%(pos_inf)f|%(pos_inf)F|%(pos_inf)05f|%(neg_inf)-6f|%(pos_inf)+f|%(nan)e|%(nan)g|%(nan)s|%(neg_inf)s",
-            "inf|INF|00inf|-inf  |+inf|nan|nan|nan|-inf",
-        );
-        check(
-            "%(x)10.3f|%(x)-10.1e|%(x)g|%(x)#.3g|%(x).0g|%(x)G",
-            "  1234.568|1.2e+03   |1234.57|1.23e+03|1e+03|1234.57",
-        );
-        check(
-            "%(small)g|%(million)g|%(sig)g|%(tiny)G",
-            "1e-05|1.23457e+08|0.00012345|1E-10",
-        );
-        check(
-            "%(trunc)d %(ntrunc)d %(five).3d %(five)#.3x",
-            "3 -3 005 0x005",
-        );
-        check(
-            "%(fortytwo)-05d| %(fortytwo) d|%(fortytwo)+05d|%(neg)05d",
-            "42   |  42|+0042|-0042",
-        );
-        check(
-            "%(n255)x %(n255)#x %(five)c%(fortytwo)c",
-            "-ff -0xff \u{5}*",
-        );
-        check("%(huge)d", "1500000000000000078757140382806630373056702871662238732373781173267703686983362293679557062620671796065556665749325817265413784853040645863467188277180060474272580801389863705606745350692182135089053429852456199917621678558451461320111979114170213741868888183230085264257173504208294580298189100810240");
-        check("%(pos_inf)d %(nan)x %(x)c", "inf nan 1234.5678");
+        for (conv, v) in [('d', f64::INFINITY), ('x', f64::NAN), ('c', 1234.5678)] {
+            let refused = pyfmt::render(
+                &mut String::new(),
+                &Spec::plain(conv),
+                &PyValue::Float(v),
+                &mut String::new(),
+            );
+            assert!(refused.is_err(), "{conv}");
+        }
     }
 
     #[test]
@@ -1417,11 +811,7 @@ mod tests {
         let src = source();
         let mut f = FieldsBuf::new();
         f.push_str("abc", "abcdef");
-        f.push_str("apos", "it's");
-        f.push_str("quotes", "say \"hi\"");
-        f.push_str("both", "both ' \"");
-        f.push_str("odd", "a\u{0}\u{7f}\u{85}\u{a0}\u{2028}é😀\\");
-        f.push_str("wide", "é😀\u{2028}");
+        f.push_str("wide", "it's é😀\u{2028}");
         f.push_bytes("bad", b"a\xffb\xc3\x28");
         f.push_str("e_acute", "é");
         let rec = bare(&src, &f);
@@ -1431,11 +821,9 @@ mod tests {
             "abc|   ab|a    |abcdef||",
         );
         check(
-            "%(apos)r %(quotes)r %(both)r",
-            "\"it's\" 'say \"hi\"' 'both \\' \"'",
+            "%(wide)r %(wide)a %(wide)5.2r",
+            "\"it's é😀\\u2028\" \"it's \\xe9\\U0001f600\\u2028\"    \"i",
         );
-        check("%(odd)r", "'a\\x00\\x7f\\x85\\xa0\\u2028é😀\\\\'");
-        check("%(wide)a %(wide)5.2r", "'\\xe9\\U0001f600\\u2028'    'é");
         check(
             "%(bad)s|%(bad)4.2s|%(bad)r",
             "a\u{FFFD}b\u{FFFD}(|  a\u{FFFD}|'a\u{FFFD}b\u{FFFD}('",

@@ -52,7 +52,6 @@ mod tests;
 mod value;
 
 pub use limits::{LimitKind, Limits, PickleError, MAX_DEPTH_CAP};
-pub(crate) use value::bigint_to_string;
 pub use value::PickleValue;
 
 use build::Builder;
