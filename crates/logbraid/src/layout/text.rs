@@ -15,7 +15,13 @@ use crate::record::{Record, Value};
 /// In order: the UTC timestamp with microseconds (RFC 3339), the level
 /// padded to five columns, `[pid/thread]` (the thread's name, or its id
 /// when it has none), the target, `: ` and the message as it was logged
-/// (newlines in it are kept; invalid UTF-8 becomes U+FFFD). Then each field
+/// (invalid UTF-8 becomes U+FFFD). A newline in the message starts an
+/// indented continuation line, so a message can span lines (a traceback
+/// stays readable) but can never make a line that looks like a record of
+/// its own; a tab is kept; every other control character (carriage
+/// return, the escape that starts terminal sequences, the C1 controls) is
+/// written as `\r` or `\u{..}`, so a message cannot rewrite what a
+/// terminal shows either. Then each field
 /// as ` key=value`, in order. A text value is written bare unless it is
 /// empty or holds whitespace, `=`, `"`, `\` or a control character; then it
 /// is quoted, with `\"`, `\\`, `\n`, `\r`, `\t` and `\u{..}` escapes. Keys
@@ -85,7 +91,7 @@ impl Layout for TextLayout {
         out.extend_from_slice(b"] ");
         out.extend_from_slice(record.target.as_bytes());
         out.extend_from_slice(b": ");
-        push_lossy(out, record.message);
+        push_message(out, record.message);
 
         let mut has_trailer = false;
         for (key, value) in record.fields {
@@ -118,6 +124,43 @@ fn push_value(out: &mut Vec<u8>, value: Value<'_>) {
         }
         Value::Bool(v) => out.extend_from_slice(if v { b"true" } else { b"false" }),
         Value::Null => out.extend_from_slice(b"None"),
+    }
+}
+
+/// How a continuation line of a message starts.
+const CONTINUATION: &[u8] = b"\n  ";
+
+/// Writes a message: as it is, unless it holds a control character (one
+/// scan of its bytes decides); see [`TextLayout`] for the rules.
+fn push_message(out: &mut Vec<u8>, bytes: &[u8]) {
+    // 0xC2 leads the UTF-8 of the C1 controls (U+0080..U+009F), and of
+    // ordinary characters too, which take the careful path harmlessly.
+    if !bytes.iter().any(|&b| b < b' ' || b == 0x7f || b == 0xc2) {
+        push_lossy(out, bytes);
+        return;
+    }
+    for chunk in bytes.utf8_chunks() {
+        let valid = chunk.valid();
+        let mut run = 0;
+        for (i, c) in valid.char_indices() {
+            if !c.is_control() || c == '\t' {
+                continue;
+            }
+            out.extend_from_slice(&valid.as_bytes()[run..i]);
+            run = i + c.len_utf8();
+            match c {
+                '\n' => out.extend_from_slice(CONTINUATION),
+                '\r' => out.extend_from_slice(b"\\r"),
+                c => {
+                    use std::io::Write;
+                    let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+                }
+            }
+        }
+        out.extend_from_slice(&valid.as_bytes()[run..]);
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{FFFD}".as_bytes());
+        }
     }
 }
 
@@ -255,8 +298,39 @@ mod tests {
         rec.message = b"two\nlines\tand \xff\xc3\x28 bad \"bytes\"";
         assert_eq!(
             line(&mut TextLayout::new(), &rec),
-            "2023-11-14T22:13:20.123456Z INFO  [4242/7] app::db: two\nlines\tand \u{FFFD}\u{FFFD}( bad \"bytes\"\n"
+            "2023-11-14T22:13:20.123456Z INFO  [4242/7] app::db: two\n  lines\tand \u{FFFD}\u{FFFD}( bad \"bytes\"\n"
         );
+    }
+
+    #[test]
+    fn a_message_cannot_forge_a_line_nor_drive_a_terminal() {
+        let src = source();
+        let f = FieldsBuf::new();
+        let mut rec = bare(&src, &f);
+        let head = "2023-11-14T22:13:20.123456Z INFO  [4242/7] app::db: ";
+        for (message, shown) in [
+            (
+                "ok\n2023-11-14T22:13:21.000000Z INFO  [1/x] auth: user admin logged in".as_bytes(),
+                "ok\n  2023-11-14T22:13:21.000000Z INFO  [1/x] auth: user admin logged in",
+            ),
+            (
+                b"\x1b[2J\x1b[31mred\x1b[0m",
+                "\\u{1b}[2J\\u{1b}[31mred\\u{1b}[0m",
+            ),
+            ("csi\u{9b}31m".as_bytes(), "csi\\u{9b}31m"),
+            (b"over\rwrite", "over\\rwrite"),
+            (b"nul\0bel\x07del\x7f", "nul\\u{0}bel\\u{7}del\\u{7f}"),
+            (
+                "caf\u{e9} \u{a0}ok\ttab".as_bytes(),
+                "caf\u{e9} \u{a0}ok\ttab",
+            ),
+        ] {
+            rec.message = message;
+            let got = line(&mut TextLayout::new(), &rec);
+            assert_eq!(got, format!("{head}{shown}\n"), "{message:?}");
+            // Every line after the first is a continuation.
+            assert!(got.lines().skip(1).all(|l| l.starts_with("  ")), "{got:?}");
+        }
     }
 
     #[test]
