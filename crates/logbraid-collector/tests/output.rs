@@ -686,6 +686,61 @@ async fn a_rotation_after_the_checkpoint_is_undone_in_the_backup() {
 }
 
 #[tokio::test]
+async fn recovery_goes_by_backup_index_and_leaves_other_files_beside_the_log_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let state = dir.path().join("state");
+    // Files that only look related: an operator's copy, the file another
+    // route names `app.log.log`, and names close to a backup's.
+    let others: Vec<(PathBuf, &[u8])> = [
+        ("app.log.bak", &b"operator copy\n"[..]),
+        ("app.log.log", b"another route\n"),
+        ("app.log.1.bak", b"kept\n"),
+        ("app.log.01", b"not an index\n"),
+        ("app.log.2024-01-01", b"not a stamp\n"),
+    ]
+    .into_iter()
+    .map(|(n, b)| (dir.path().join(n), b))
+    .collect();
+    for (p, b) in &others {
+        fs::write(p, b).unwrap();
+    }
+    run_acked(&path, &state, 1, &msgs("m", 1..=3)).await;
+    let acked = fs::read(&path).unwrap();
+    // After the checkpoint: two rotations and a record in each new file,
+    // then the crash. The oldest backup is touched last, so by modification
+    // time it would look the newest; the index says it is the oldest.
+    append(&path, "m4\n");
+    fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+    fs::write(&path, "m5\n").unwrap();
+    fs::rename(dir.path().join("app.log.1"), dir.path().join("app.log.2")).unwrap();
+    fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+    fs::write(&path, "m6\n").unwrap();
+    let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+    for p in others
+        .iter()
+        .map(|(p, _)| p)
+        .chain([&dir.path().join("app.log.2")])
+    {
+        fs::File::options()
+            .append(true)
+            .open(p)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+    }
+
+    let dedup = run_acked(&path, &state, 4, &msgs("m", 4..=6)).await;
+    assert_eq!(fs::read(dir.path().join("app.log.2")).unwrap(), acked);
+    assert_eq!(fs::read(dir.path().join("app.log.1")).unwrap(), b"");
+    assert_eq!(lines(&path), ["m4", "m5", "m6"]);
+    assert_eq!(dedup.lock().unwrap().written("c", 7), 6);
+    for (p, b) in &others {
+        assert_eq!(fs::read(p).unwrap(), *b, "{}", p.display());
+    }
+}
+
+#[tokio::test]
 async fn a_rotated_file_already_compressed_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");

@@ -396,16 +396,22 @@ fn cut_back(p: &Pos) -> io::Result<()> {
         Err(e) => return Err(e),
     }
     // The file at the path is another one (or none): the recorded file was
-    // rotated after the checkpoint. Find it among the backups next to it;
-    // the backups rotated after it, and the new active file, hold only
-    // records written after the checkpoint.
-    let all = match logbraid::sink::rotated_files(&p.path) {
+    // rotated after the checkpoint. Find it among the backups next to it,
+    // recognised by the sink's own names and ordered by them (never by
+    // modification time, and never a file of another name, such as an
+    // operator's `app.log.bak` or the `app.log.log` of another route); the
+    // backups rotated after it, and the new active file, hold only records
+    // written after the checkpoint.
+    let backups = match logbraid::sink::backup_files(&p.path) {
         Ok(all) => all,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    let (backups, active): (Vec<PathBuf>, Vec<PathBuf>) =
-        all.into_iter().partition(|f| f != &p.path);
+    let active: Vec<PathBuf> = fs::symlink_metadata(&p.path)
+        .is_ok_and(|m| m.is_file())
+        .then(|| p.path.clone())
+        .into_iter()
+        .collect();
     let found = backups
         .iter()
         .position(|f| !compressed(f) && fs::symlink_metadata(f).is_ok_and(|m| same_file(&m, p)));
