@@ -478,6 +478,17 @@ impl Files {
         ok
     }
 
+    /// Closes and opens again every open file (after an external rotation
+    /// moved them away). A file that does not reopen keeps its records
+    /// buffered, and its next flush tries again.
+    pub(super) fn reopen(&mut self) {
+        for (p, o) in &mut self.open {
+            if let Err(e) = o.sink.reopen() {
+                report(&format!("cannot reopen {}: {e}", p.display()));
+            }
+        }
+    }
+
     /// Flushes every file and waits for their compressions.
     pub(super) fn finish(&mut self) {
         for (p, o) in &mut self.open {

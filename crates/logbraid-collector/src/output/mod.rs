@@ -295,6 +295,8 @@ const RETRY: Duration = Duration::from_secs(1);
 enum Msg {
     /// A delivery and the permits it holds.
     Deliver(Delivery, u32),
+    /// Close and open again every file, between two rounds.
+    Reopen,
     Stop,
 }
 
@@ -336,6 +338,15 @@ impl OutputHandle {
             return false;
         }
         true
+    }
+
+    /// Asks the output thread to close and reopen every file once what it
+    /// has taken so far is written, flushed and acknowledged: what
+    /// `logrotate` expects after moving the files away (SIGHUP). Records
+    /// sent after this call go to the files opened anew. Returns `false`
+    /// when the output stage has stopped.
+    pub fn reopen(&self) -> bool {
+        self.tx.send(Msg::Reopen).is_ok()
     }
 }
 

@@ -138,6 +138,7 @@ impl Stage {
         while let Some(m) = next.take() {
             match m {
                 Msg::Stop => stop = true,
+                Msg::Reopen => self.reopen(),
                 Msg::Deliver(d, permits) => {
                     weight += permits as usize;
                     self.take(d, permits);
@@ -150,6 +151,15 @@ impl Stage {
             }
         }
         stop
+    }
+
+    /// Ends the round so far (its records go to the files as they are
+    /// now), then closes and reopens every file; the next round's
+    /// checkpoint records the new files.
+    fn reopen(&mut self) {
+        self.end_round();
+        self.files.reopen();
+        self.dirty = true;
     }
 
     fn undecodable(&mut self, permits: u32) {
