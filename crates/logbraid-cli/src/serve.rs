@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use logbraid::wire::Dedup;
+use logbraid::SyncMode;
 use logbraid_collector::config::{ServeConfig, Settings};
 use logbraid_collector::output::{Output, OutputError};
 use logbraid_collector::server::{self, Server};
@@ -155,8 +156,12 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
     .await;
     let stats = output.shutdown();
     let rejected = server.stats().diagnostics.total();
+    let synced = match config.output.sync {
+        SyncMode::Data => format!(" and synced to disk ({} file syncs)", stats.syncs),
+        _ => String::new(),
+    };
     eprintln!(
-        "logbraid serve: stopped; {} records written, {rejected} inputs rejected",
+        "logbraid serve: stopped; {} records written{synced}, {rejected} inputs rejected",
         stats.written
     );
     Ok(0)

@@ -965,6 +965,7 @@ merge_window = 20
 token = "t0k"
 max_frame = "2MiB"
 max_connections = 2
+sync = "data"
 "#,
     )
     .unwrap();
@@ -1008,6 +1009,10 @@ max_connections = 2
     drop(s);
     let (status, err) = serve.stop();
     assert!(status.success(), "{err}");
+    assert!(
+        err.contains("10000 records written and synced to disk ("),
+        "{err}"
+    );
     // 10000 lines of about 12 bytes rotate several times at 16 KiB: the
     // file's size trigger, its backup count, its compression, and the
     // flag's format.

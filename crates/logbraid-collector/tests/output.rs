@@ -16,7 +16,7 @@ use std::time::Duration;
 use logbraid::layout::LayoutSpec;
 use logbraid::sink::{read_decompressed, rotated_files};
 use logbraid::wire::{BatchEncoder, Dedup, Push};
-use logbraid::{Compression, Fields, FieldsBuf, Level, OwnedRecord, Record, Source};
+use logbraid::{Compression, Fields, FieldsBuf, Level, OwnedRecord, Record, Source, SyncMode};
 use logbraid_collector::output::{
     check_route, AckTo, Body, Delivery, FileSpec, Output, OutputConfig, OutputError,
 };
@@ -53,6 +53,7 @@ fn config(file: FileSpec) -> OutputConfig {
         max_pending_bytes: 8 << 20,
         state_path: None,
         fallback: None,
+        sync: logbraid::SyncMode::None,
     }
 }
 
@@ -1081,4 +1082,47 @@ async fn with_a_fallback_records_whose_file_cannot_be_opened_go_there_named() {
         t.logs.join("blocked.log").is_dir(),
         "the obstacle is untouched"
     );
+}
+
+#[tokio::test]
+async fn with_sync_data_a_round_syncs_each_file_it_wrote_once() {
+    for sync in [SyncMode::Data, SyncMode::None] {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        let mut cfg = config(spec(&dir.path().join("unused.log")));
+        cfg.route = Some(format!("{}/{{logger}}.log", logs.display()));
+        cfg.state_path = Some(dir.path().join("state"));
+        cfg.sync = sync;
+        let dedup = Arc::new(Mutex::new(Dedup::new()));
+        let (output, h) = Output::start(cfg, Arc::clone(&dedup)).unwrap();
+        let (tx, mut rx) = unbounded_channel();
+        let src = source("h", 1, "p");
+        let names: Vec<String> = (0..1000).map(|i| format!("m{i}")).collect();
+        let both: Vec<(&str, &str)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.as_str(), if i % 2 == 0 { "a" } else { "b" }))
+            .collect();
+        // One delivery, one round: two files written, two syncs, not 1000.
+        assert!(h.send(admitted_to(&dedup, &src, 1, &both, &tx)).await);
+        assert_eq!(ack(&mut rx).await, 1000);
+        let per_file = |n: u64| if sync == SyncMode::Data { n } else { 0 };
+        assert_eq!(output.stats().syncs, per_file(2));
+        // The next round writes one file only: one more sync.
+        assert!(
+            h.send(admitted_to(&dedup, &src, 1001, &[("last", "a")], &tx))
+                .await
+        );
+        assert_eq!(ack(&mut rx).await, 1001);
+        assert_eq!(output.stats().syncs, per_file(3));
+        let stats = output.shutdown();
+        assert_eq!(stats.written, 1001);
+        let a = lines(&logs.join("a.log"));
+        assert_eq!(a.len(), 501);
+        assert_eq!(a[500], "last");
+        assert_eq!(lines(&logs.join("b.log")).len(), 500);
+        assert!(fs::read_to_string(dir.path().join("state"))
+            .unwrap()
+            .ends_with("end\n"));
+    }
 }

@@ -78,11 +78,32 @@
 //! To keep that window to one delivery, a write that rotates a file ends
 //! the round at once (flush, checkpoint, acknowledgements).
 //!
-//! Also out of reach by design: a power loss or kernel crash, since neither
-//! the files nor the checkpoint are fsynced, and records of protocols
-//! without acknowledgements (Python pickles, syslog) that were flushed in
-//! the instant between a round's flush and its checkpoint, which are cut
-//! off with the rest and not resent by their senders.
+//! Also out of reach by design: records of protocols without
+//! acknowledgements (Python pickles, syslog) that were flushed in the
+//! instant between a round's flush and its checkpoint, which are cut off
+//! with the rest and not resent by their senders.
+//!
+//! # What an acknowledgement promises
+//!
+//! With [`SyncMode::None`] (the default) a round's records are written to
+//! their files (the page cache) and the checkpoint saved before its
+//! acknowledgements: they survive the collector dying, not a power loss or
+//! a kernel crash. With [`SyncMode::Data`] every file written in the round
+//! is fdatasynced once (not once per record), and so is the checkpoint (a
+//! temporary file, synced, renamed over the old one, then the directory
+//! synced), before the acknowledgements; a rotation syncs the file before
+//! renaming it and the directory after, and a SIGHUP's reopen syncs the
+//! file it lets go. An acknowledged record then survives a power loss too.
+//! Not covered: a compressed backup replaces its uncompressed original
+//! without a sync of its own, so a power loss right after a compression
+//! can lose that backup's records.
+//!
+//! # Reopening (SIGHUP)
+//!
+//! [`OutputHandle::reopen`] ends the round in progress and closes and opens
+//! again every file, so an external rotation (move, then signal) finds
+//! every record received before the signal in the moved file or the new
+//! one, and every record received after it in the new one.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -90,7 +111,7 @@ use std::time::Duration;
 
 use logbraid::layout::LayoutSpec;
 use logbraid::wire::Dedup;
-use logbraid::{Compression, Every, OwnedRecord, Source};
+use logbraid::{Compression, Every, OwnedRecord, Source, SyncMode};
 
 /// One output file, or with [`OutputConfig::route`] the settings of every
 /// routed file.
@@ -132,6 +153,13 @@ pub struct OutputConfig {
     /// opened, with the path it was meant for in its `destination` field.
     /// `None`: such records wait (unacknowledged) until their file opens.
     pub fallback: Option<PathBuf>,
+    /// [`SyncMode::Data`]: every file written in a round, and the
+    /// checkpoint, are fdatasynced before the round's acknowledgements,
+    /// and rotations sync the file before its rename and the directory
+    /// after, so an acknowledged record survives a power loss.
+    /// [`SyncMode::None`]: it survives the collector dying, not the
+    /// machine.
+    pub sync: SyncMode,
 }
 
 /// Where to report that a native batch is written.
@@ -211,6 +239,9 @@ pub struct OutputStats {
     /// Records written to [`OutputConfig::fallback`] because their own
     /// file could not be opened.
     pub diverted: u64,
+    /// fdatasyncs of log files (with [`SyncMode::Data`]): at most one per
+    /// file written in a round, whatever the number of records.
+    pub syncs: u64,
     /// Records that were still waiting for their file when the collector
     /// stopped: native clients resend theirs (they were never
     /// acknowledged); Python and syslog records are lost, and counted here.
@@ -359,6 +390,7 @@ struct Counters {
     stalled: AtomicU64,
     held: AtomicU64,
     diverted: AtomicU64,
+    syncs: AtomicU64,
     lost: AtomicU64,
     checkpoints: AtomicU64,
 }
@@ -396,6 +428,7 @@ impl Output {
                 route,
                 config.fallback.as_deref(),
                 config.state_path.as_deref(),
+                config.sync,
                 d.iter(),
             )?
         };
@@ -470,6 +503,7 @@ impl Output {
             stalled: c.stalled.load(Ordering::Relaxed),
             held: c.held.load(Ordering::Relaxed),
             diverted: c.diverted.load(Ordering::Relaxed),
+            syncs: c.syncs.load(Ordering::Relaxed),
             lost: c.lost.load(Ordering::Relaxed),
             checkpoints: c.checkpoints.load(Ordering::Relaxed),
         }

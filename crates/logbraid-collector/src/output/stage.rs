@@ -404,7 +404,12 @@ impl Stage {
     /// the round is done.
     fn end_round(&mut self) -> bool {
         self.dirty = false;
-        let done = self.files.flush() && self.checkpoint_and_commit();
+        let flushed = self.files.flush();
+        // Before the acknowledgements, so a client that has one sees it.
+        self.counters
+            .syncs
+            .store(self.files.syncs(), Ordering::Relaxed);
+        let done = flushed && self.checkpoint_and_commit();
         self.counters
             .checkpoints
             .store(self.files.checkpoints(), Ordering::Relaxed);
