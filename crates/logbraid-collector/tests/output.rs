@@ -18,7 +18,7 @@ use logbraid::sink::{read_decompressed, rotated_files};
 use logbraid::wire::{BatchEncoder, Dedup, Push};
 use logbraid::{Compression, Fields, FieldsBuf, Level, OwnedRecord, Record, Source, SyncMode};
 use logbraid_collector::output::{
-    check_route, AckTo, Body, Delivery, FileSpec, Output, OutputConfig, OutputError,
+    check_route, AckTo, Body, Delivery, FileSpec, Output, OutputConfig, OutputError, OutputStats,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -1124,5 +1124,49 @@ async fn with_sync_data_a_round_syncs_each_file_it_wrote_once() {
         assert!(fs::read_to_string(dir.path().join("state"))
             .unwrap()
             .ends_with("end\n"));
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_loses_nothing_however_much_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+    let mut cfg = config(spec(&path));
+    // Room for more than the 64 MiB a rolling file keeps by default.
+    cfg.max_pending_bytes = 100 << 20;
+    let (output, h) = start(cfg);
+    let src = source("h", 1, "p");
+    let big = "z".repeat(1 << 20);
+    for i in 0..66 {
+        let r = owned(&src, 0, &format!("{i:02}{big}"), "t");
+        assert!(
+            h.send(Delivery {
+                source: Arc::clone(&src),
+                body: Body::Records(vec![r]),
+                ack: None,
+            })
+            .await
+        );
+    }
+    // Every record is formatted, then a flush of all of them fails (once
+    // more after that, to be sure nothing was let go).
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let wait_for = |done: &dyn Fn(OutputStats) -> bool| {
+        while !done(output.stats()) {
+            assert!(std::time::Instant::now() < deadline, "{:?}", output.stats());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_for(&|s| s.written == 66);
+    let failed = output.stats().failed_rounds;
+    wait_for(&|s| s.failed_rounds >= failed + 2);
+    // The disk has room again.
+    fs::remove_file(&path).unwrap();
+    output.shutdown();
+    let got = lines(&path);
+    assert_eq!(got.len(), 66);
+    for (i, l) in got.iter().enumerate() {
+        assert_eq!(*l, format!("{i:02}{big}"));
     }
 }

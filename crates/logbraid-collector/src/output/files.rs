@@ -360,7 +360,10 @@ impl Files {
             .max_bytes(s.max_bytes)
             .backup_count(s.backup_count)
             .compression(s.compression)
-            .sync_rotations(self.sync);
+            .sync_rotations(self.sync)
+            // A record is acknowledged once a flush succeeds: it must not
+            // be dropped by a failed one. The byte budget bounds memory.
+            .discard_on_failure(false);
         if let Some(e) = s.every {
             b = b.every(e);
         }

@@ -242,6 +242,9 @@ pub struct OutputStats {
     /// fdatasyncs of log files (with [`SyncMode::Data`]): at most one per
     /// file written in a round, whatever the number of records.
     pub syncs: u64,
+    /// Rounds whose flush (or sync) or checkpoint failed: their records
+    /// stay buffered and their acknowledgements wait for a later round.
+    pub failed_rounds: u64,
     /// Records that were still waiting for their file when the collector
     /// stopped: native clients resend theirs (they were never
     /// acknowledged); Python and syslog records are lost, and counted here.
@@ -391,6 +394,7 @@ struct Counters {
     held: AtomicU64,
     diverted: AtomicU64,
     syncs: AtomicU64,
+    failed_rounds: AtomicU64,
     lost: AtomicU64,
     checkpoints: AtomicU64,
 }
@@ -504,6 +508,7 @@ impl Output {
             held: c.held.load(Ordering::Relaxed),
             diverted: c.diverted.load(Ordering::Relaxed),
             syncs: c.syncs.load(Ordering::Relaxed),
+            failed_rounds: c.failed_rounds.load(Ordering::Relaxed),
             lost: c.lost.load(Ordering::Relaxed),
             checkpoints: c.checkpoints.load(Ordering::Relaxed),
         }

@@ -418,6 +418,7 @@ impl Stage {
             .store(self.files.diverted(), Ordering::Relaxed);
         let stalled = !self.stalled.is_empty() || self.stalled_held.is_some();
         if !done {
+            self.counters.failed_rounds.fetch_add(1, Ordering::Relaxed);
             self.retry_at = Some(Instant::now() + RETRY);
             return false;
         }

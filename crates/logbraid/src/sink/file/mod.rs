@@ -129,6 +129,7 @@ pub struct FileStats {
 /// | [`local_time`](Self::local_time) | `false`: UTC | period boundaries and names in the system's time zone |
 /// | [`time_zone`](Self::time_zone) | UTC | period boundaries and names in this time zone |
 /// | [`clock`](Self::clock) | the system clock | where time comes from (tests inject a manual one) |
+/// | [`discard_on_failure`](Self::discard_on_failure) | `true` | past 64 MiB pending after a failed write, discard (and count) them to bound memory |
 /// | [`sync_rotations`](Self::sync_rotations) | `false` | fdatasync a file before it is renamed to a backup, and its directory after every rename or new file |
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
@@ -148,6 +149,7 @@ pub struct RollingFileBuilder {
     zone: TimeZone,
     clock: SharedClock,
     sync_rotations: bool,
+    discard_on_failure: bool,
 }
 
 impl Default for RollingFileBuilder {
@@ -168,6 +170,7 @@ impl Default for RollingFileBuilder {
             zone: TimeZone::UTC,
             clock: clock::system(),
             sync_rotations: false,
+            discard_on_failure: true,
         }
     }
 }
@@ -301,6 +304,17 @@ impl RollingFileBuilder {
         self
     }
 
+    /// Whether records pending past 64 MiB after a failed write are
+    /// discarded (and counted in [`FileStats::records_lost`]) so memory
+    /// stays bounded while the disk stays broken (the default). `false`
+    /// keeps every record until a flush succeeds, for a caller that bounds
+    /// what it hands over itself and must not report a record written
+    /// that was not (the collector, whose acknowledgements follow flushes).
+    pub fn discard_on_failure(mut self, discard: bool) -> Self {
+        self.discard_on_failure = discard;
+        self
+    }
+
     /// Creates missing parent directories, scans them for existing backups,
     /// opens the active file for appending and, with compression, starts
     /// the worker and queues the backups left uncompressed.
@@ -375,6 +389,7 @@ impl RollingFileBuilder {
             rotation_suspended: false,
             reported_rotation_failure: false,
             sync_rotations: self.sync_rotations,
+            discard_on_failure: self.discard_on_failure,
             shared,
             compressor: None,
         };
@@ -532,6 +547,8 @@ pub struct RollingFile {
     reported_rotation_failure: bool,
     /// [`RollingFileBuilder::sync_rotations`].
     sync_rotations: bool,
+    /// [`RollingFileBuilder::discard_on_failure`].
+    discard_on_failure: bool,
     shared: Arc<Shared>,
     /// Declared last: dropping it joins the worker after the final flush.
     compressor: Option<Compressor>,
@@ -870,7 +887,7 @@ impl Sink for RollingFile {
                 }
                 Ok(())
             }
-            Err(e) if self.buf.len() > MAX_PENDING => {
+            Err(e) if self.discard_on_failure && self.buf.len() > MAX_PENDING => {
                 let lost = self.buf_records;
                 let bytes = self.buf.len();
                 self.buf = Vec::new();
