@@ -1,5 +1,6 @@
 //! The output thread: rounds of writing, flushing, checkpointing and
-//! acknowledging (see the module above for what a round promises).
+//! acknowledging (the `output` module's documentation says what a round
+//! promises).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
