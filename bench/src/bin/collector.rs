@@ -201,7 +201,7 @@ struct Result {
     rss_kib: u64,
 }
 
-fn native(cli: &Cli, listen: &str) -> anyhow::Result<Result> {
+fn native(cli: &Cli, listen: &str, sync: &str) -> anyhow::Result<Result> {
     let dir = tempfile::tempdir()?;
     let serve = Serve::start(
         dir.path(),
@@ -212,6 +212,8 @@ fn native(cli: &Cli, listen: &str) -> anyhow::Result<Result> {
             "out.log",
             "--format",
             "%(message)s",
+            "--sync",
+            sync,
         ],
     )?;
     let url = if let Some(p) = listen.strip_prefix("unix:") {
@@ -393,12 +395,13 @@ fn main() -> anyhow::Result<()> {
         None => {}
     }
     let mut rows = Vec::new();
-    for (name, listen) in [
-        ("native, Unix socket", "unix:c.sock"),
-        ("native, TCP", "tcp://127.0.0.1:0"),
+    for (name, listen, sync) in [
+        ("native, Unix socket", "unix:c.sock", "none"),
+        ("native, Unix socket, `--sync data`", "unix:c.sock", "data"),
+        ("native, TCP", "tcp://127.0.0.1:0", "none"),
     ] {
         let runs = (0..cli.runs)
-            .map(|_| native(&cli, listen))
+            .map(|_| native(&cli, listen, sync))
             .collect::<anyhow::Result<Vec<_>>>()?;
         eprintln!("{name}: done");
         rows.push(median(runs, name));
@@ -437,7 +440,7 @@ fn main() -> anyhow::Result<()> {
     let mut out = String::new();
     use std::fmt::Write as _;
     let _ = writeln!(out, "# Collector throughput\n");
-    let _ = writeln!(out, "{} client processes into one file on this machine ({} cores); every line read back and checked (each record once, per-client order). Native: {} records per client, flushed (acknowledged) before the clock stops. Pickles: {} captured `SocketHandler` frames per client replayed as fast as the socket takes them; the clock stops when the last line is in the file. Median of {} runs; the pickle runs of the two receivers alternate. RSS: the collector's peak (VmHWM).\n", cli.clients, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), cli.records, cli.records / 10, cli.runs);
+    let _ = writeln!(out, "{} client processes into one file on this machine ({} cores); every line read back and checked (each record once, per-client order). Native: {} records per client, flushed (acknowledged) before the clock stops; `--sync none` (the default: an acknowledgement means the records are in the file) unless the row says `--sync data` (the file and the checkpoint fdatasynced before each round's acknowledgements). Pickles: {} captured `SocketHandler` frames per client replayed as fast as the socket takes them; the clock stops when the last line is in the file. Median of {} runs; the pickle runs of the two receivers alternate. RSS: the collector's peak (VmHWM).\n", cli.clients, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), cli.records, cli.records / 10, cli.runs);
     let _ = writeln!(out, "| scenario | records | seconds | records/s | MiB/s | collector peak RSS |\n|---|---:|---:|---:|---:|---:|");
     for r in &rows {
         let _ = writeln!(
@@ -451,8 +454,8 @@ fn main() -> anyhow::Result<()> {
             r.rss_kib as f64 / 1024.0
         );
     }
-    let ours = &rows[2];
-    let theirs = &rows[3];
+    let ours = &rows[rows.len() - 2];
+    let theirs = &rows[rows.len() - 1];
     let _ = writeln!(
         out,
         "\nPickle intake: logbraid serve is {:.1}x the cookbook receiver (medians); run by run: {}.",

@@ -128,6 +128,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             max_pending_bytes: 32 << 20,
             state_path: None,
             fallback: None,
+            sync: logbraid::SyncMode::None,
         },
         Arc::clone(&dedup),
     )?;

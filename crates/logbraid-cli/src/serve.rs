@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use logbraid::wire::Dedup;
+use logbraid::SyncMode;
 use logbraid_collector::config::{ServeConfig, Settings};
 use logbraid_collector::output::{Output, OutputError};
 use logbraid_collector::server::{self, Server};
@@ -33,7 +34,10 @@ once all are bound. SIGTERM or SIGINT: stops accepting, reads what open
 connections still send (up to 5 s), writes and acknowledges everything read
 (waiting as long as that takes), flushes, and exits 0. A second SIGTERM or
 SIGINT stops at once: what was read and not yet handed to the files is not
-written (native clients resend it), and stderr says so.
+written (native clients resend it), and stderr says so. SIGHUP closes and
+reopens every file, so a `logrotate` that moves the files away and then sends
+SIGHUP loses nothing: records received before the signal end up in the moved
+file or in the new one, records received after it in the new one only.
 
 A record whose routed file cannot be opened is not acknowledged: it waits,
 with the later records of its source, and is retried every second (stderr
@@ -50,7 +54,8 @@ into the log files.";
 /// Exit code for a bad setting.
 const USAGE: u8 = 2;
 
-/// Runs the collector until SIGTERM or SIGINT; the exit code: 0 after a
+/// Runs the collector until SIGTERM or SIGINT (SIGHUP reopens the files);
+/// the exit code: 0 after a
 /// clean stop, 2 for a bad setting.
 pub fn run(args: &Args) -> anyhow::Result<u8> {
     // Bad flags were refused by clap (also with exit code 2), each value
@@ -111,6 +116,17 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    // SIGHUP: every file is closed and opened again between two rounds
+    // (`logrotate` moves the files, then signals).
+    let reopen = handle.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            if !reopen.reopen() {
+                break;
+            }
+        }
+    });
     // The first SIGTERM or SIGINT stops (draining), a second one hurries.
     let (first, stop) = tokio::sync::oneshot::channel::<()>();
     let (second, hurry) = tokio::sync::oneshot::channel::<()>();
@@ -140,8 +156,12 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
     .await;
     let stats = output.shutdown();
     let rejected = server.stats().diagnostics.total();
+    let synced = match config.output.sync {
+        SyncMode::Data => format!(" and synced to disk ({} file syncs)", stats.syncs),
+        _ => String::new(),
+    };
     eprintln!(
-        "logbraid serve: stopped; {} records written, {rejected} inputs rejected",
+        "logbraid serve: stopped; {} records written{synced}, {rejected} inputs rejected",
         stats.written
     );
     Ok(0)

@@ -965,6 +965,7 @@ merge_window = 20
 token = "t0k"
 max_frame = "2MiB"
 max_connections = 2
+sync = "data"
 "#,
     )
     .unwrap();
@@ -1008,6 +1009,10 @@ max_connections = 2
     drop(s);
     let (status, err) = serve.stop();
     assert!(status.success(), "{err}");
+    assert!(
+        err.contains("10000 records written and synced to disk ("),
+        "{err}"
+    );
     // 10000 lines of about 12 bytes rotate several times at 16 KiB: the
     // file's size trigger, its backup count, its compression, and the
     // flag's format.
@@ -1125,4 +1130,56 @@ fn a_second_collector_on_the_same_file_exits_2_naming_the_first() {
         std::fs::read_to_string(dir.path().join("all.log.extra")).unwrap(),
         "operator's\n"
     );
+}
+
+#[test]
+fn sighup_after_a_move_reopens_the_file_and_nothing_is_lost_or_misplaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--listen", "tcp://127.0.0.1:0", "--file", "out.log"];
+    let serve = Serve::start(dir.path(), &args);
+    let port = serve.port("tcp://");
+    let (logger, guard) = client(serve.url("tcp://"));
+    log_range(&logger, "before", 0..5_000);
+    // flush returned: all of it is written and acknowledged.
+    logger.flush();
+
+    // What logrotate does without copytruncate: move, then SIGHUP.
+    let out = dir.path().join("out.log");
+    let moved = dir.path().join("out.log-20261206");
+    std::fs::rename(&out, &moved).unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(serve.child.id() as i32, libc::SIGHUP) };
+    // The reopen creates the file again; nothing else writes it meanwhile.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !out.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no file after SIGHUP: {}",
+            std::fs::read_to_string(&serve.stderr).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    log_range(&logger, "after", 0..5_000);
+    logger.flush();
+    assert_sequence(&lines(&moved), "before", 5_000);
+    assert_eq!(lines(&moved).len(), 5_000);
+    assert_sequence(&lines(&out), "after", 5_000);
+    assert_eq!(lines(&out).len(), 5_000);
+
+    // A crash now, and a restart: the checkpoint names the new file, so
+    // recovery cuts nothing and the moved file is not touched.
+    serve.kill();
+    let fixed = format!("tcp://127.0.0.1:{port}");
+    let serve = Serve::start(dir.path(), &["--listen", &fixed, "--file", "out.log"]);
+    log_range(&logger, "later", 0..100);
+    logger.flush();
+    drop(guard);
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    assert_sequence(&lines(&moved), "before", 5_000);
+    assert_eq!(lines(&moved).len(), 5_000);
+    let got = lines(&out);
+    assert_eq!(got.len(), 5_100, "{err}");
+    assert_sequence(&got[..5_000], "after", 5_000);
+    assert_sequence(&got[5_000..], "later", 100);
 }

@@ -22,6 +22,7 @@
 //! | `merge_window` | milliseconds, 0 to 60000 | 0: arrival order |
 //! | `route` | template with `{host}`, `{program}`, `{pid}`, `{logger}` | none |
 //! | `fallback_file` | path, with `route`: where records go whose own file cannot be opened | none: they wait |
+//! | `sync` | `none`, `data`: fdatasync the files and the checkpoint before each round's acknowledgements | `none` |
 //! | `token` | text native clients must present | none |
 //! | `socket_mode` | permissions of `unix:` sockets, octal | `0600` |
 //! | `max_frame` | size, 1 MiB to 1 GiB | 1 MiB |
@@ -46,6 +47,7 @@
 //! format = "json"            # text | json | a Python %-style format
 //! merge_window = 50          # milliseconds
 //! route = "logs/{host}/{program}.log"
+//! sync = "data"              # none | data
 //! token = "s3cret"
 //! max_frame = "1MiB"
 //! max_connections = 1024
@@ -60,7 +62,7 @@ use std::time::Duration;
 use logbraid::config::de::{self, Bounded, FileMode, Size};
 use logbraid::config::ConfigError;
 use logbraid::layout::LayoutSpec;
-use logbraid::{Compression, Every};
+use logbraid::{Compression, Every, SyncMode};
 use serde::Deserialize;
 
 use crate::output::{FileSpec, OutputConfig};
@@ -129,6 +131,12 @@ pub struct Settings {
     #[cfg_attr(feature = "clap", arg(long, value_name = "PATH"))]
     #[serde(default, deserialize_with = "de::path")]
     pub fallback_file: Option<PathBuf>,
+    /// What an acknowledgement promises: none (default), the records are
+    /// in the file, safe if the collector dies; data, they and the
+    /// checkpoint are fdatasynced first, safe across a power loss too.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "none|data"))]
+    #[serde(default, deserialize_with = "de::parsed")]
+    pub sync: Option<SyncMode>,
     /// Native clients must present this token.
     #[cfg_attr(feature = "clap", arg(long))]
     pub token: Option<String>,
@@ -252,6 +260,7 @@ impl Settings {
             merge_window: self.merge_window.or(other.merge_window),
             route: self.route.or(other.route),
             fallback_file: self.fallback_file.or(other.fallback_file),
+            sync: self.sync.or(other.sync),
             token: self.token.or(other.token),
             socket_mode: self.socket_mode.or(other.socket_mode),
             max_frame: self.max_frame.or(other.max_frame),
@@ -321,6 +330,7 @@ impl ServeConfig {
                 max_pending_bytes: 32 << 20,
                 state_path: Some(state),
                 fallback: s.fallback_file,
+                sync: s.sync.unwrap_or_default(),
             },
             server: ServerConfig {
                 token: s.token.map(|t| Arc::from(t.into_bytes())),
@@ -440,5 +450,16 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.key.as_deref(), Some("fallback_file"));
         assert_eq!(c.listen[0], Endpoint::unix("a.sock"));
+    }
+
+    #[test]
+    fn sync_is_none_or_data() {
+        let c = |text: &str| ServeConfig::new(Settings::from_toml_str(text).unwrap()).unwrap();
+        assert_eq!(c("").output.sync, SyncMode::None);
+        assert_eq!(c("sync = \"data\"").output.sync, SyncMode::Data);
+        assert_eq!(
+            err("sync = \"always\""),
+            "sync: \"always\" is not one of: none, data"
+        );
     }
 }

@@ -16,9 +16,9 @@ use std::time::Duration;
 use logbraid::layout::LayoutSpec;
 use logbraid::sink::{read_decompressed, rotated_files};
 use logbraid::wire::{BatchEncoder, Dedup, Push};
-use logbraid::{Compression, Fields, FieldsBuf, Level, OwnedRecord, Record, Source};
+use logbraid::{Compression, Fields, FieldsBuf, Level, OwnedRecord, Record, Source, SyncMode};
 use logbraid_collector::output::{
-    check_route, AckTo, Body, Delivery, FileSpec, Output, OutputConfig, OutputError,
+    check_route, AckTo, Body, Delivery, FileSpec, Output, OutputConfig, OutputError, OutputStats,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -53,6 +53,7 @@ fn config(file: FileSpec) -> OutputConfig {
         max_pending_bytes: 8 << 20,
         state_path: None,
         fallback: None,
+        sync: logbraid::SyncMode::None,
     }
 }
 
@@ -686,6 +687,61 @@ async fn a_rotation_after_the_checkpoint_is_undone_in_the_backup() {
 }
 
 #[tokio::test]
+async fn recovery_goes_by_backup_index_and_leaves_other_files_beside_the_log_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let state = dir.path().join("state");
+    // Files that only look related: an operator's copy, the file another
+    // route names `app.log.log`, and names close to a backup's.
+    let others: Vec<(PathBuf, &[u8])> = [
+        ("app.log.bak", &b"operator copy\n"[..]),
+        ("app.log.log", b"another route\n"),
+        ("app.log.1.bak", b"kept\n"),
+        ("app.log.01", b"not an index\n"),
+        ("app.log.2024-01-01", b"not a stamp\n"),
+    ]
+    .into_iter()
+    .map(|(n, b)| (dir.path().join(n), b))
+    .collect();
+    for (p, b) in &others {
+        fs::write(p, b).unwrap();
+    }
+    run_acked(&path, &state, 1, &msgs("m", 1..=3)).await;
+    let acked = fs::read(&path).unwrap();
+    // After the checkpoint: two rotations and a record in each new file,
+    // then the crash. The oldest backup is touched last, so by modification
+    // time it would look the newest; the index says it is the oldest.
+    append(&path, "m4\n");
+    fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+    fs::write(&path, "m5\n").unwrap();
+    fs::rename(dir.path().join("app.log.1"), dir.path().join("app.log.2")).unwrap();
+    fs::rename(&path, dir.path().join("app.log.1")).unwrap();
+    fs::write(&path, "m6\n").unwrap();
+    let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+    for p in others
+        .iter()
+        .map(|(p, _)| p)
+        .chain([&dir.path().join("app.log.2")])
+    {
+        fs::File::options()
+            .append(true)
+            .open(p)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+    }
+
+    let dedup = run_acked(&path, &state, 4, &msgs("m", 4..=6)).await;
+    assert_eq!(fs::read(dir.path().join("app.log.2")).unwrap(), acked);
+    assert_eq!(fs::read(dir.path().join("app.log.1")).unwrap(), b"");
+    assert_eq!(lines(&path), ["m4", "m5", "m6"]);
+    assert_eq!(dedup.lock().unwrap().written("c", 7), 6);
+    for (p, b) in &others {
+        assert_eq!(fs::read(p).unwrap(), *b, "{}", p.display());
+    }
+}
+
+#[tokio::test]
 async fn a_rotated_file_already_compressed_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");
@@ -1026,4 +1082,91 @@ async fn with_a_fallback_records_whose_file_cannot_be_opened_go_there_named() {
         t.logs.join("blocked.log").is_dir(),
         "the obstacle is untouched"
     );
+}
+
+#[tokio::test]
+async fn with_sync_data_a_round_syncs_each_file_it_wrote_once() {
+    for sync in [SyncMode::Data, SyncMode::None] {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        let mut cfg = config(spec(&dir.path().join("unused.log")));
+        cfg.route = Some(format!("{}/{{logger}}.log", logs.display()));
+        cfg.state_path = Some(dir.path().join("state"));
+        cfg.sync = sync;
+        let dedup = Arc::new(Mutex::new(Dedup::new()));
+        let (output, h) = Output::start(cfg, Arc::clone(&dedup)).unwrap();
+        let (tx, mut rx) = unbounded_channel();
+        let src = source("h", 1, "p");
+        let names: Vec<String> = (0..1000).map(|i| format!("m{i}")).collect();
+        let both: Vec<(&str, &str)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.as_str(), if i % 2 == 0 { "a" } else { "b" }))
+            .collect();
+        // One delivery, one round: two files written, two syncs, not 1000.
+        assert!(h.send(admitted_to(&dedup, &src, 1, &both, &tx)).await);
+        assert_eq!(ack(&mut rx).await, 1000);
+        let per_file = |n: u64| if sync == SyncMode::Data { n } else { 0 };
+        assert_eq!(output.stats().syncs, per_file(2));
+        // The next round writes one file only: one more sync.
+        assert!(
+            h.send(admitted_to(&dedup, &src, 1001, &[("last", "a")], &tx))
+                .await
+        );
+        assert_eq!(ack(&mut rx).await, 1001);
+        assert_eq!(output.stats().syncs, per_file(3));
+        let stats = output.shutdown();
+        assert_eq!(stats.written, 1001);
+        let a = lines(&logs.join("a.log"));
+        assert_eq!(a.len(), 501);
+        assert_eq!(a[500], "last");
+        assert_eq!(lines(&logs.join("b.log")).len(), 500);
+        assert!(fs::read_to_string(dir.path().join("state"))
+            .unwrap()
+            .ends_with("end\n"));
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_loses_nothing_however_much_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+    let mut cfg = config(spec(&path));
+    // Room for more than the 64 MiB a rolling file keeps by default.
+    cfg.max_pending_bytes = 100 << 20;
+    let (output, h) = start(cfg);
+    let src = source("h", 1, "p");
+    let big = "z".repeat(1 << 20);
+    for i in 0..66 {
+        let r = owned(&src, 0, &format!("{i:02}{big}"), "t");
+        assert!(
+            h.send(Delivery {
+                source: Arc::clone(&src),
+                body: Body::Records(vec![r]),
+                ack: None,
+            })
+            .await
+        );
+    }
+    // Every record is formatted, then a flush of all of them fails (once
+    // more after that, to be sure nothing was let go).
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let wait_for = |done: &dyn Fn(OutputStats) -> bool| {
+        while !done(output.stats()) {
+            assert!(std::time::Instant::now() < deadline, "{:?}", output.stats());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_for(&|s| s.written == 66);
+    let failed = output.stats().failed_rounds;
+    wait_for(&|s| s.failed_rounds >= failed + 2);
+    // The disk has room again.
+    fs::remove_file(&path).unwrap();
+    output.shutdown();
+    let got = lines(&path);
+    assert_eq!(got.len(), 66);
+    for (i, l) in got.iter().enumerate() {
+        assert_eq!(*l, format!("{i:02}{big}"));
+    }
 }

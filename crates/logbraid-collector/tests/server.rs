@@ -72,6 +72,7 @@ impl Running {
             max_pending_bytes: 32 << 20,
             state_path: None,
             fallback: None,
+            sync: logbraid::SyncMode::None,
         };
         adjust(&mut output_config);
         let (output, handle) = Output::start(output_config, Arc::clone(&dedup)).unwrap();

@@ -280,6 +280,26 @@ impl Default for ColorChoice {
     }
 }
 
+word_enum! {
+    /// When the files a collector writes reach the disk, and so what its
+    /// acknowledgements promise.
+    SyncMode {
+        /// Written to the file (the page cache) before the acknowledgement:
+        /// safe when the process dies, not when the machine does (default).
+        None => "none",
+        /// fdatasynced, with the checkpoint and the directory entries,
+        /// before the acknowledgement: safe across a power loss too.
+        Data => "data",
+    }
+}
+
+#[allow(clippy::derivable_impls)] // the enum is defined by a macro
+impl Default for SyncMode {
+    fn default() -> Self {
+        SyncMode::None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

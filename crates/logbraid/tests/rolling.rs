@@ -987,6 +987,34 @@ fn over_64_mib_pending_after_failures_is_discarded_and_counted() {
 
 #[cfg(target_os = "linux")]
 #[test]
+fn without_discarding_over_64_mib_pending_waits_for_the_disk_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let active = dir.path().join("app.log");
+    std::os::unix::fs::symlink("/dev/full", &active).unwrap();
+    let mut sink = builder(dir.path())
+        .discard_on_failure(false)
+        .build()
+        .unwrap();
+    let big = "z".repeat(1 << 20);
+    for _ in 0..64 {
+        log(&mut sink, &big);
+    }
+    for _ in 0..3 {
+        let e = sink.flush().unwrap_err();
+        assert_eq!(os_error(&e), Some(libc::ENOSPC));
+    }
+    assert_eq!(sink.stats().records_lost, 0);
+    fs::remove_file(&active).unwrap();
+    log(&mut sink, "after");
+    sink.flush().unwrap();
+    let text = read(&active);
+    assert_eq!(text.len(), 64 * ((1 << 20) + 1) + "after\n".len());
+    assert_eq!(text.lines().filter(|l| *l == big).count(), 64);
+    assert!(text.ends_with("\nafter\n"));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
 fn the_compression_thread_is_named_and_runs_at_lower_priority() {
     let dir = tempfile::tempdir().unwrap();
     let mut sink = builder(dir.path())

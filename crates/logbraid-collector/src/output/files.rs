@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use logbraid::report::RateLimit;
 use logbraid::sink::{RollingFile, Sink};
-use logbraid::{FieldsBuf, Record};
+use logbraid::{FieldsBuf, Record, SyncMode};
 
 use super::state::{Checkpoint, Pos};
 use super::{FileSpec, OutputError};
@@ -240,6 +240,31 @@ impl LastSource {
 struct Open {
     sink: RollingFile,
     used: u64,
+    /// Written since its last sync (with [`SyncMode::Data`]).
+    dirty: bool,
+}
+
+impl Open {
+    fn new(sink: RollingFile, used: u64) -> Open {
+        Open {
+            sink,
+            used,
+            dirty: false,
+        }
+    }
+
+    /// Flushes the file, or with `sync` makes what it was written durable
+    /// (one fdatasync, skipped when nothing was written since the last,
+    /// counted in `syncs`).
+    fn done(&mut self, sync: bool, syncs: &mut u64) -> std::io::Result<()> {
+        if !sync || !self.dirty {
+            return self.sink.flush();
+        }
+        self.sink.sync()?;
+        self.dirty = false;
+        *syncs += 1;
+        Ok(())
+    }
 }
 
 fn position(sink: &RollingFile) -> Option<Pos> {
@@ -272,6 +297,10 @@ pub(super) struct Files {
     fallback: Option<PathBuf>,
     /// Records written to the fallback.
     diverted: u64,
+    /// Sync the files written in a round, not only flush them.
+    sync: bool,
+    /// Files synced so far.
+    syncs: u64,
 }
 
 impl Files {
@@ -282,8 +311,10 @@ impl Files {
         route: Option<Route>,
         fallback: Option<&Path>,
         state: Option<&Path>,
+        sync: SyncMode,
         clients: impl Iterator<Item = (&'a str, u64, u64)>,
     ) -> Result<Files, OutputError> {
+        let sync = sync == SyncMode::Data;
         let mut files = Files {
             spec: spec.clone(),
             route,
@@ -293,19 +324,22 @@ impl Files {
             tick: 0,
             rotated: false,
             closed: Vec::new(),
-            checkpoint: state.map(Checkpoint::new),
+            checkpoint: state.map(|p| Checkpoint::new(p, sync)),
             fallback: None,
             diverted: 0,
+            sync,
+            syncs: 0,
         };
         if files.route.is_none() {
             let sink = files.build(&spec.path)?;
-            files.open.insert(spec.path.clone(), Open { sink, used: 0 });
+            files.open.insert(spec.path.clone(), Open::new(sink, 0));
         } else if let Some(path) = fallback {
             // Opened now: a fallback that does not open is a setting to fix
             // before anything runs, not a surprise during a fault.
             let sink = files.build(path)?;
-            let used = u64::MAX;
-            files.open.insert(path.to_path_buf(), Open { sink, used });
+            files
+                .open
+                .insert(path.to_path_buf(), Open::new(sink, u64::MAX));
             files.fallback = Some(path.to_path_buf());
         }
         let positions = files.positions();
@@ -325,7 +359,11 @@ impl Files {
             .layout(s.layout.build(false))
             .max_bytes(s.max_bytes)
             .backup_count(s.backup_count)
-            .compression(s.compression);
+            .compression(s.compression)
+            .sync_rotations(self.sync)
+            // A record is acknowledged once a flush succeeds: it must not
+            // be dropped by a failed one. The byte budget bounds memory.
+            .discard_on_failure(false);
         if let Some(e) = s.every {
             b = b.every(e);
         }
@@ -357,7 +395,7 @@ impl Files {
                 }
             }
         }
-        self.open.insert(path.to_path_buf(), Open { sink, used: 0 });
+        self.open.insert(path.to_path_buf(), Open::new(sink, 0));
         Ok(())
     }
 
@@ -390,6 +428,7 @@ impl Files {
             });
         };
         f.used = self.tick;
+        f.dirty = true;
         let before = f.sink.stats().rotations;
         let n = f.sink.write(r).map_err(|source| OutputError::Write {
             path: self.current.clone(),
@@ -421,6 +460,7 @@ impl Files {
             fields: fields.as_fields(),
             ..*r
         };
+        f.dirty = true;
         let n = f
             .sink
             .write(&diverted)
@@ -430,6 +470,11 @@ impl Files {
             })?;
         self.diverted += 1;
         Ok(n)
+    }
+
+    /// Files synced so far.
+    pub(super) fn syncs(&self) -> u64 {
+        self.syncs
     }
 
     /// Records written to the fallback so far.
@@ -454,7 +499,10 @@ impl Files {
         let Some(mut o) = self.open.remove(&p) else {
             return;
         };
-        match o.sink.finish() {
+        match o
+            .done(self.sync, &mut self.syncs)
+            .and_then(|()| o.sink.finish())
+        {
             Ok(()) => self.closed.extend(position(&o.sink)),
             Err(e) => {
                 // Kept open, so its records are retried with the next
@@ -465,17 +513,29 @@ impl Files {
         }
     }
 
-    /// Flushes every file; `false` if one failed (its records stay
-    /// buffered for the next flush).
+    /// Flushes every file (with [`SyncMode::Data`], fdatasyncs each file
+    /// written since its last sync, once); `false` if one failed (its
+    /// records stay buffered for the next flush).
     pub(super) fn flush(&mut self) -> bool {
         let mut ok = true;
         for (p, o) in &mut self.open {
-            if let Err(e) = o.sink.flush() {
+            if let Err(e) = o.done(self.sync, &mut self.syncs) {
                 report(&format!("cannot flush {}: {e}", p.display()));
                 ok = false;
             }
         }
         ok
+    }
+
+    /// Closes and opens again every open file (after an external rotation
+    /// moved them away). A file that does not reopen keeps its records
+    /// buffered, and its next flush tries again.
+    pub(super) fn reopen(&mut self) {
+        for (p, o) in &mut self.open {
+            if let Err(e) = o.sink.reopen() {
+                report(&format!("cannot reopen {}: {e}", p.display()));
+            }
+        }
     }
 
     /// Flushes every file and waits for their compressions.

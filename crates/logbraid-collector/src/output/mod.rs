@@ -78,19 +78,40 @@
 //! To keep that window to one delivery, a write that rotates a file ends
 //! the round at once (flush, checkpoint, acknowledgements).
 //!
-//! Also out of reach by design: a power loss or kernel crash, since neither
-//! the files nor the checkpoint are fsynced, and records of protocols
-//! without acknowledgements (Python pickles, syslog) that were flushed in
-//! the instant between a round's flush and its checkpoint, which are cut
-//! off with the rest and not resent by their senders.
+//! Also out of reach by design: records of protocols without
+//! acknowledgements (Python pickles, syslog) that were flushed in the
+//! instant between a round's flush and its checkpoint, which are cut off
+//! with the rest and not resent by their senders.
+//!
+//! # What an acknowledgement promises
+//!
+//! With [`SyncMode::None`] (the default) a round's records are written to
+//! their files (the page cache) and the checkpoint saved before its
+//! acknowledgements: they survive the collector dying, not a power loss or
+//! a kernel crash. With [`SyncMode::Data`] every file written in the round
+//! is fdatasynced once (not once per record), and so is the checkpoint (a
+//! temporary file, synced, renamed over the old one, then the directory
+//! synced), before the acknowledgements; a rotation syncs the file before
+//! renaming it and the directory after, and a SIGHUP's reopen syncs the
+//! file it lets go. An acknowledged record then survives a power loss too.
+//! Not covered: a compressed backup replaces its uncompressed original
+//! without a sync of its own, so a power loss right after a compression
+//! can lose that backup's records.
+//!
+//! # Reopening (SIGHUP)
+//!
+//! [`OutputHandle::reopen`] ends the round in progress and closes and opens
+//! again every file, so an external rotation (move, then signal) finds
+//! every record received before the signal in the moved file or the new
+//! one, and every record received after it in the new one.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use logbraid::layout::LayoutSpec;
 use logbraid::wire::Dedup;
-use logbraid::{Compression, Every, OwnedRecord, Source};
+use logbraid::{Compression, Every, OwnedRecord, Source, SyncMode};
 
 /// One output file, or with [`OutputConfig::route`] the settings of every
 /// routed file.
@@ -132,6 +153,13 @@ pub struct OutputConfig {
     /// opened, with the path it was meant for in its `destination` field.
     /// `None`: such records wait (unacknowledged) until their file opens.
     pub fallback: Option<PathBuf>,
+    /// [`SyncMode::Data`]: every file written in a round, and the
+    /// checkpoint, are fdatasynced before the round's acknowledgements,
+    /// and rotations sync the file before its rename and the directory
+    /// after, so an acknowledged record survives a power loss.
+    /// [`SyncMode::None`]: it survives the collector dying, not the
+    /// machine.
+    pub sync: SyncMode,
 }
 
 /// Where to report that a native batch is written.
@@ -211,6 +239,12 @@ pub struct OutputStats {
     /// Records written to [`OutputConfig::fallback`] because their own
     /// file could not be opened.
     pub diverted: u64,
+    /// fdatasyncs of log files (with [`SyncMode::Data`]): at most one per
+    /// file written in a round, whatever the number of records.
+    pub syncs: u64,
+    /// Rounds whose flush (or sync) or checkpoint failed: their records
+    /// stay buffered and their acknowledgements wait for a later round.
+    pub failed_rounds: u64,
     /// Records that were still waiting for their file when the collector
     /// stopped: native clients resend theirs (they were never
     /// acknowledged); Python and syslog records are lost, and counted here.
@@ -271,19 +305,17 @@ pub enum OutputError {
 
 mod files;
 mod merge;
+mod stage;
 mod state;
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Instant;
 
-use logbraid::wire::Frame;
 use tokio::sync::Semaphore;
 
 use files::{report, Files, Route};
-use merge::{Held, Key, Merge, Stream};
+use stage::Stage;
 
 /// Weight taken into one round before it is written, flushed and
 /// acknowledged: large enough for one flush to carry many batches, small
@@ -297,6 +329,8 @@ const RETRY: Duration = Duration::from_secs(1);
 enum Msg {
     /// A delivery and the permits it holds.
     Deliver(Delivery, u32),
+    /// Close and open again every file, between two rounds.
+    Reopen,
     Stop,
 }
 
@@ -339,6 +373,15 @@ impl OutputHandle {
         }
         true
     }
+
+    /// Asks the output thread to close and reopen every file once what it
+    /// has taken so far is written, flushed and acknowledged: what
+    /// `logrotate` expects after moving the files away (SIGHUP). Records
+    /// sent after this call go to the files opened anew. Returns `false`
+    /// when the output stage has stopped.
+    pub fn reopen(&self) -> bool {
+        self.tx.send(Msg::Reopen).is_ok()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -350,6 +393,8 @@ struct Counters {
     stalled: AtomicU64,
     held: AtomicU64,
     diverted: AtomicU64,
+    syncs: AtomicU64,
+    failed_rounds: AtomicU64,
     lost: AtomicU64,
     checkpoints: AtomicU64,
 }
@@ -387,6 +432,7 @@ impl Output {
                 route,
                 config.fallback.as_deref(),
                 config.state_path.as_deref(),
+                config.sync,
                 d.iter(),
             )?
         };
@@ -397,23 +443,14 @@ impl Output {
         counters
             .checkpoints
             .store(files.checkpoints(), Ordering::Relaxed);
-        let mut stage = Stage {
+        let mut stage = Stage::new(
             rx,
             files,
             dedup,
-            budget: Arc::clone(&budget),
-            merge: config.merge_window.map(Merge::new),
-            counters: Arc::clone(&counters),
-            acks: Vec::new(),
-            commits: Vec::new(),
-            permits: 0,
-            waiting: HashMap::new(),
-            next_done: 0,
-            dirty: false,
-            retry_at: None,
-            stalled: VecDeque::new(),
-            stalled_held: None,
-        };
+            Arc::clone(&budget),
+            config.merge_window,
+            Arc::clone(&counters),
+        );
         let thread = std::thread::Builder::new()
             .name("logbraid-output".into())
             .spawn(move || {
@@ -470,6 +507,8 @@ impl Output {
             stalled: c.stalled.load(Ordering::Relaxed),
             held: c.held.load(Ordering::Relaxed),
             diverted: c.diverted.load(Ordering::Relaxed),
+            syncs: c.syncs.load(Ordering::Relaxed),
+            failed_rounds: c.failed_rounds.load(Ordering::Relaxed),
             lost: c.lost.load(Ordering::Relaxed),
             checkpoints: c.checkpoints.load(Ordering::Relaxed),
         }
@@ -479,523 +518,5 @@ impl Output {
 impl Drop for Output {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// A delivery whose records are held in the merge window: done when
-/// `left` FIFOs have written their part of it.
-#[derive(Debug)]
-struct Waiting {
-    ack: Option<AckTo>,
-    permits: u32,
-    left: usize,
-}
-
-/// The output thread's state.
-struct Stage {
-    rx: mpsc::Receiver<Msg>,
-    files: Files,
-    dedup: Arc<Mutex<Dedup>>,
-    budget: Arc<Semaphore>,
-    merge: Option<Merge>,
-    counters: Arc<Counters>,
-    /// Deliveries written this round, to commit and acknowledge once it is
-    /// flushed and checkpointed.
-    acks: Vec<AckTo>,
-    /// Merge window: native records written this round whose batch is still
-    /// partly held, by numbering and highest sequence number.
-    commits: Vec<(Arc<Stream>, u64)>,
-    /// Budget to give back once this round is written.
-    permits: usize,
-    /// Merge window: deliveries with records still held, by completion id.
-    waiting: HashMap<u64, Waiting>,
-    next_done: u64,
-    /// Something was written or completed since the last round ended.
-    dirty: bool,
-    /// A flush or checkpoint failed, or a delivery is stalled: when to try
-    /// again.
-    retry_at: Option<Instant>,
-    /// Deliveries waiting for a file that could not be opened or written,
-    /// in arrival order; a source with one here has all its later
-    /// deliveries here too, so its records keep their order.
-    stalled: VecDeque<Stalled>,
-    /// Merge window: the record that could not be written. Nothing else
-    /// is written before it, to keep the order of the window.
-    stalled_held: Option<Held>,
-}
-
-/// A delivery that is partly written: `next` records of its body (after a
-/// native batch's `skip`) are in the files, the rest waits.
-#[derive(Debug)]
-struct Stalled {
-    d: Delivery,
-    permits: u32,
-    next: usize,
-    key: Key,
-}
-
-/// Whose order a delivery belongs to: a native client's numbering, or the
-/// connection's source.
-fn delivery_key(d: &Delivery) -> Key {
-    match &d.ack {
-        Some(a) => Key::Client(a.client_id.clone()),
-        None => source_key(&d.source),
-    }
-}
-
-fn source_key(s: &Source) -> Key {
-    Key::Source(s.host.clone(), s.pid, s.process_name.clone())
-}
-
-fn same_source(key: &Key, s: &Source) -> bool {
-    matches!(key, Key::Source(h, p, n) if *p == s.pid && *h == s.host && *n == s.process_name)
-}
-
-impl Stage {
-    fn run(&mut self) {
-        loop {
-            let expiry = self.merge.as_mut().and_then(Merge::next_expiry);
-            let deadline = [expiry, self.retry_at].into_iter().flatten().min();
-            let first = match deadline {
-                Some(at) => match self
-                    .rx
-                    .recv_timeout(at.saturating_duration_since(Instant::now()))
-                {
-                    Ok(m) => Some(m),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => Some(Msg::Stop),
-                },
-                None => Some(self.rx.recv().unwrap_or(Msg::Stop)),
-            };
-            let stop = self.take_round(first);
-            self.emit(stop);
-            if stop {
-                self.close();
-                return;
-            }
-            let retry_due = self.retry_at.is_some_and(|t| t <= Instant::now());
-            if retry_due {
-                self.retry_stalled();
-                self.emit(false);
-            }
-            if self.dirty || retry_due {
-                self.end_round();
-            }
-        }
-    }
-
-    /// Takes `first` and whatever else is queued, up to a round's weight
-    /// (everything, once stopping). Returns whether to stop.
-    fn take_round(&mut self, first: Option<Msg>) -> bool {
-        let mut weight = 0usize;
-        let mut stop = false;
-        let mut next = first;
-        while let Some(m) = next.take() {
-            match m {
-                Msg::Stop => stop = true,
-                Msg::Deliver(d, permits) => {
-                    weight += permits as usize;
-                    self.take(d, permits);
-                }
-            }
-            // Once stopping, the budget is closed: what is still queued was
-            // sent before, and is written too.
-            if stop || weight < ROUND_BYTES {
-                next = self.rx.try_recv().ok();
-            }
-        }
-        stop
-    }
-
-    fn undecodable(&mut self, permits: u32) {
-        self.counters.undecodable.fetch_add(1, Ordering::Relaxed);
-        report("a native frame handed to the output does not decode as a batch; skipped");
-        // Not acknowledged: its records are not written.
-        self.permits += permits as usize;
-        self.dirty = true;
-    }
-
-    /// Writes a delivery now, or holds its records for the merge window.
-    fn take(&mut self, d: Delivery, permits: u32) {
-        self.counters.deliveries.fetch_add(1, Ordering::Relaxed);
-        if self.merge.is_some() {
-            self.hold(d, permits);
-            return;
-        }
-        let key = delivery_key(&d);
-        let s = Stalled {
-            d,
-            permits,
-            next: 0,
-            key,
-        };
-        if self.stalled.iter().any(|w| w.key == s.key) {
-            // Behind its source's stalled delivery.
-            self.count_held(&s);
-            self.stalled.push_back(s);
-            return;
-        }
-        if let Some(s) = self.write_delivery(s) {
-            self.counters.stalled.fetch_add(1, Ordering::Relaxed);
-            self.count_held(&s);
-            self.stalled.push_back(s);
-        }
-    }
-
-    fn count_held(&self, s: &Stalled) {
-        self.counters
-            .held
-            .fetch_add(self.held_in(s), Ordering::Relaxed);
-    }
-
-    /// Writes the records of a delivery from `s.next` on. When one cannot
-    /// be written (its routed file does not open), the delivery is handed
-    /// back, `next` at that record, to wait (`None`: all written): what was written before it is
-    /// committed and acknowledged with this round (a native client then
-    /// resends only the rest, should it reconnect), the rest is neither.
-    fn write_delivery(&mut self, mut s: Stalled) -> Option<Stalled> {
-        let (mut n, mut bytes) = (0u64, 0u64);
-        let mut fault = None;
-        match &s.d.body {
-            Body::Native { frame, skip } => {
-                let Ok(Frame::Batch(b)) = logbraid::wire::decode(frame) else {
-                    self.undecodable(s.permits);
-                    return None;
-                };
-                for r in b.records(&s.d.source).skip(*skip as usize + s.next) {
-                    match self.files.write(&r) {
-                        Ok(len) => bytes += len as u64,
-                        Err(e) => {
-                            fault = Some(e);
-                            break;
-                        }
-                    }
-                    n += 1;
-                }
-                if fault.is_some() && n > 0 {
-                    if let Some(a) = &s.d.ack {
-                        // Sequence number of the last record written.
-                        let written = b.first_seq() + u64::from(*skip) + (s.next as u64) + n - 1;
-                        self.acks.push(AckTo {
-                            client_id: a.client_id.clone(),
-                            epoch: a.epoch,
-                            last: written,
-                            tx: a.tx.clone(),
-                        });
-                    }
-                }
-            }
-            Body::Records(rs) => {
-                for r in &rs[s.next..] {
-                    match self.files.write(&r.as_record()) {
-                        Ok(len) => bytes += len as u64,
-                        Err(e) => {
-                            fault = Some(e);
-                            break;
-                        }
-                    }
-                    n += 1;
-                }
-            }
-        }
-        self.counters.written.fetch_add(n, Ordering::Relaxed);
-        self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
-        s.next += n as usize;
-        if n > 0 {
-            self.dirty = true;
-        }
-        if let Some(e) = fault {
-            self.stall(&e);
-            return Some(s);
-        }
-        self.permits += s.permits as usize;
-        self.acks.extend(s.d.ack);
-        self.dirty = true;
-        if self.files.take_rotated() {
-            // The rotated file may be compressed soon; checkpoint the new
-            // one before writing more.
-            self.end_round();
-        }
-        None
-    }
-
-    /// Says that a record cannot be written, and when it is tried again.
-    fn stall(&mut self, e: &OutputError) {
-        report(&format!(
-            "{e}; the records for it wait (acknowledged only once written) \
-             and are tried again every {}s",
-            RETRY.as_secs()
-        ));
-        self.retry_at.get_or_insert_with(|| Instant::now() + RETRY);
-    }
-
-    /// Tries the stalled deliveries again, in order; one that still
-    /// cannot be written keeps the later ones of its source waiting.
-    fn retry_stalled(&mut self) {
-        if let Some(h) = self.stalled_held.take() {
-            self.stalled_held = self.write_held(h);
-        }
-        let mut blocked: Vec<Key> = Vec::new();
-        for s in std::mem::take(&mut self.stalled) {
-            if blocked.contains(&s.key) {
-                self.stalled.push_back(s);
-                continue;
-            }
-            if let Some(s) = self.write_delivery(s) {
-                blocked.push(s.key.clone());
-                self.stalled.push_back(s);
-            }
-        }
-        let held: u64 = self.stalled.iter().map(|s| self.held_in(s)).sum::<u64>()
-            + u64::from(self.stalled_held.is_some());
-        self.counters.held.store(held, Ordering::Relaxed);
-    }
-
-    fn held_in(&self, s: &Stalled) -> u64 {
-        let total = match &s.d.body {
-            Body::Native { frame, skip } => match logbraid::wire::decode(frame) {
-                Ok(Frame::Batch(b)) => (b.len() as usize).saturating_sub(*skip as usize),
-                _ => 0,
-            },
-            Body::Records(rs) => rs.len(),
-        };
-        total.saturating_sub(s.next) as u64
-    }
-
-    /// Puts a delivery's records in the merge window. The delivery is done
-    /// (acknowledged, its budget given back) once the last of its records
-    /// in every FIFO it touched is written.
-    fn hold(&mut self, d: Delivery, permits: u32) {
-        let Some(merge) = self.merge.as_mut() else {
-            return;
-        };
-        let mut keys: Vec<Key> = Vec::new();
-        match d.body {
-            Body::Native { frame, skip } => {
-                let Ok(Frame::Batch(b)) = logbraid::wire::decode(&frame) else {
-                    self.undecodable(permits);
-                    return;
-                };
-                // A client's records keep their sequence order, whatever
-                // connection brought them.
-                let key = match &d.ack {
-                    Some(a) => Key::Client(a.client_id.clone()),
-                    None => source_key(&d.source),
-                };
-                let stream = d.ack.as_ref().map(|a| {
-                    Arc::new(Stream {
-                        client_id: a.client_id.clone(),
-                        epoch: a.epoch,
-                    })
-                });
-                let first = b.first_seq().saturating_add(u64::from(skip));
-                for (i, r) in b.records(&d.source).skip(skip as usize).enumerate() {
-                    let seq = stream
-                        .as_ref()
-                        .map(|s| (Arc::clone(s), first.saturating_add(i as u64)));
-                    merge.push(
-                        &key,
-                        Held::new(OwnedRecord::from_record_with_source(&r, &d.source), seq),
-                    );
-                }
-                keys.push(key);
-            }
-            Body::Records(rs) => {
-                for r in rs {
-                    if !keys.last().is_some_and(|k| same_source(k, &r.source)) {
-                        let k = source_key(&r.source);
-                        // Keep the found key last, for the next record.
-                        keys.retain(|x| *x != k);
-                        keys.push(k);
-                    }
-                    if let Some(k) = keys.last() {
-                        merge.push(k, Held::new(r, None));
-                    }
-                }
-                if keys.is_empty() {
-                    keys.push(source_key(&d.source));
-                }
-            }
-        }
-        self.next_done += 1;
-        let id = self.next_done;
-        let left = keys.iter().filter(|k| merge.push_done(k, id)).count();
-        if left == 0 {
-            // Nothing of it, nor anything before it of its sources, is
-            // held: done once this round is flushed.
-            self.permits += permits as usize;
-            self.acks.extend(d.ack);
-            self.dirty = true;
-        } else {
-            self.waiting.insert(
-                id,
-                Waiting {
-                    ack: d.ack,
-                    permits,
-                    left,
-                },
-            );
-        }
-    }
-
-    /// Writes held records whose window has passed (all of them with
-    /// `all`), in the order [`Merge::pop`] gives. Nothing is written while a
-    /// record that could not be written waits.
-    fn emit(&mut self, all: bool) {
-        let now = Instant::now();
-        while self.stalled_held.is_none() {
-            let Some(h) = self.merge.as_mut().and_then(|m| m.pop(now, all)) else {
-                break;
-            };
-            if let Some(h) = self.write_held(h) {
-                self.counters.stalled.fetch_add(1, Ordering::Relaxed);
-                self.counters.held.store(1, Ordering::Relaxed);
-                self.stalled_held = Some(h);
-            }
-        }
-    }
-
-    /// Writes one record of the merge window and completes what it ends;
-    /// hands it back when it cannot be written.
-    fn write_held(&mut self, h: Held) -> Option<Held> {
-        let len = match self.files.write(&h.record.as_record()) {
-            Ok(len) => len,
-            Err(e) => {
-                self.stall(&e);
-                return Some(h);
-            }
-        };
-        self.counters.written.fetch_add(1, Ordering::Relaxed);
-        self.counters.bytes.fetch_add(len as u64, Ordering::Relaxed);
-        self.dirty = true;
-        if let Some((stream, seq)) = h.seq {
-            match self.commits.last_mut() {
-                Some((s, last)) if Arc::ptr_eq(s, &stream) => *last = seq,
-                _ => self.commits.push((stream, seq)),
-            }
-        }
-        for id in h.done {
-            let Some(w) = self.waiting.get_mut(&id) else {
-                continue;
-            };
-            w.left -= 1;
-            if w.left == 0 {
-                if let Some(w) = self.waiting.remove(&id) {
-                    self.permits += w.permits as usize;
-                    self.acks.extend(w.ack);
-                }
-            }
-        }
-        if self.files.take_rotated() {
-            self.end_round();
-        }
-        None
-    }
-
-    /// Flushes, saves the checkpoint, commits and acknowledges, gives the
-    /// budget back. On a failed flush or checkpoint, nothing is committed
-    /// or acknowledged and everything is tried again later. Returns whether
-    /// the round is done.
-    fn end_round(&mut self) -> bool {
-        self.dirty = false;
-        let done = self.files.flush() && self.checkpoint_and_commit();
-        self.counters
-            .checkpoints
-            .store(self.files.checkpoints(), Ordering::Relaxed);
-        self.counters
-            .diverted
-            .store(self.files.diverted(), Ordering::Relaxed);
-        let stalled = !self.stalled.is_empty() || self.stalled_held.is_some();
-        if !done {
-            self.retry_at = Some(Instant::now() + RETRY);
-            return false;
-        }
-        self.retry_at = stalled.then(|| Instant::now() + RETRY);
-        if self.permits > 0 {
-            self.budget.add_permits(std::mem::take(&mut self.permits));
-        }
-        true
-    }
-
-    /// Commits the round to the table and, with a state path, saves the
-    /// checkpoint holding the commits first; then sends the acks.
-    fn checkpoint_and_commit(&mut self) -> bool {
-        let mut highest = Vec::with_capacity(self.acks.len());
-        {
-            let mut table = self.dedup.lock().unwrap_or_else(|e| e.into_inner());
-            if self.files.checkpointed() {
-                // The checkpoint must hold the commits, and the table must
-                // not show them (a WELCOME would report them) before the
-                // checkpoint is saved: commit on a copy, save it, then
-                // install it. The lock keeps listeners from changing the
-                // table meanwhile.
-                let mut next = table.clone();
-                self.commit(&mut next, &mut highest);
-                if let Err(e) = self.files.save(next.iter()) {
-                    let path = self.files.state_path().unwrap_or(Path::new("?"));
-                    report(&format!(
-                        "cannot save {}: {e}; acknowledgements wait",
-                        path.display()
-                    ));
-                    return false;
-                }
-                *table = next;
-            } else {
-                self.commit(&mut table, &mut highest);
-            }
-        }
-        self.commits.clear();
-        for (a, w) in self.acks.drain(..).zip(highest) {
-            if let Some(w) = w {
-                // A closed receiver: the connection is gone, nothing to do.
-                let _ = a.tx.send(w);
-            }
-        }
-        true
-    }
-
-    fn commit(&self, table: &mut Dedup, highest: &mut Vec<Option<u64>>) {
-        for (s, seq) in &self.commits {
-            table.commit(&s.client_id, s.epoch, *seq);
-        }
-        highest.extend(
-            self.acks
-                .iter()
-                .map(|a| table.commit(&a.client_id, a.epoch, a.last)),
-        );
-    }
-
-    /// The end: writes what is held, ends the last round, finishes the
-    /// files.
-    fn close(&mut self) {
-        self.retry_stalled();
-        if !self.stalled.is_empty() || self.stalled_held.is_some() {
-            let held = self.counters.held.load(Ordering::Relaxed);
-            let native = self.stalled.iter().filter(|s| s.d.ack.is_some()).count();
-            let lost: u64 = self
-                .stalled
-                .iter()
-                .filter(|s| s.d.ack.is_none())
-                .map(|s| self.held_in(s))
-                .sum::<u64>()
-                + self
-                    .stalled_held
-                    .as_ref()
-                    .map_or(0, |h| u64::from(h.seq.is_none()));
-            self.counters.lost.store(lost, Ordering::Relaxed);
-            report(&format!(
-                "stopping with {held} record(s) not written, their file could not be \
-                 opened or written: {native} native batch(es) were not acknowledged and \
-                 will be resent; {lost} Python or syslog record(s) are lost"
-            ));
-        }
-        if (self.dirty || self.retry_at.is_some()) && !self.end_round() {
-            report(&format!(
-                "stopping with {} acknowledgement(s) not sent: the flush or \
-                 checkpoint failed; their clients will resend",
-                self.acks.len()
-            ));
-        }
-        self.files.finish();
     }
 }

@@ -42,14 +42,6 @@ use super::OutputError;
 const MAGIC: &str = "logbraid-collector-state 1";
 const END: &str = "end";
 
-/// Whether a checkpoint is fsynced (file and directory) before it counts.
-/// Off: the checkpoint protects against the collector process dying
-/// (SIGKILL, OOM killer, panic), which leaves the page cache intact, and the
-/// log files themselves are not fsynced either, so syncing the checkpoint
-/// alone would not survive a power loss. Turn it on together with synced
-/// sinks.
-const SYNC: bool = false;
-
 /// Where one output file stood at a checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Pos {
@@ -91,10 +83,16 @@ pub(super) struct Checkpoint {
     files: Vec<Pos>,
     paths: HashSet<PathBuf>,
     saves: u64,
+    /// Whether a checkpoint is fsynced (file and directory) before it
+    /// counts: with `--sync data`, where the log files are synced too.
+    /// Without, the checkpoint protects against the collector process
+    /// dying (SIGKILL, OOM killer, panic), which leaves the page cache
+    /// intact; syncing it alone would not survive a power loss.
+    sync: bool,
 }
 
 impl Checkpoint {
-    pub(super) fn new(path: &Path) -> Checkpoint {
+    pub(super) fn new(path: &Path, sync: bool) -> Checkpoint {
         let mut name = OsString::from(".");
         name.push(path.file_name().unwrap_or(path.as_os_str()));
         name.push(".tmp");
@@ -105,6 +103,7 @@ impl Checkpoint {
             files: Vec::new(),
             paths: HashSet::new(),
             saves: 0,
+            sync,
         }
     }
 
@@ -182,12 +181,12 @@ impl Checkpoint {
         {
             let mut f = fs::File::create(&self.tmp)?;
             io::Write::write_all(&mut f, text.as_bytes())?;
-            if SYNC {
-                f.sync_all()?;
+            if self.sync {
+                f.sync_data()?;
             }
         }
         fs::rename(&self.tmp, &self.path)?;
-        if SYNC {
+        if self.sync {
             if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 fs::File::open(dir)?.sync_all()?;
             }
@@ -396,16 +395,22 @@ fn cut_back(p: &Pos) -> io::Result<()> {
         Err(e) => return Err(e),
     }
     // The file at the path is another one (or none): the recorded file was
-    // rotated after the checkpoint. Find it among the backups next to it;
-    // the backups rotated after it, and the new active file, hold only
-    // records written after the checkpoint.
-    let all = match logbraid::sink::rotated_files(&p.path) {
+    // rotated after the checkpoint. Find it among the backups next to it,
+    // recognised by the sink's own names and ordered by them (never by
+    // modification time, and never a file of another name, such as an
+    // operator's `app.log.bak` or the `app.log.log` of another route); the
+    // backups rotated after it, and the new active file, hold only records
+    // written after the checkpoint.
+    let backups = match logbraid::sink::backup_files(&p.path) {
         Ok(all) => all,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    let (backups, active): (Vec<PathBuf>, Vec<PathBuf>) =
-        all.into_iter().partition(|f| f != &p.path);
+    let active: Vec<PathBuf> = fs::symlink_metadata(&p.path)
+        .is_ok_and(|m| m.is_file())
+        .then(|| p.path.clone())
+        .into_iter()
+        .collect();
     let found = backups
         .iter()
         .position(|f| !compressed(f) && fs::symlink_metadata(f).is_ok_and(|m| same_file(&m, p)));
@@ -443,7 +448,7 @@ mod tests {
     fn a_checkpoint_reads_back_and_damage_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
-        let mut cp = Checkpoint::new(&state);
+        let mut cp = Checkpoint::new(&state, true);
         let odd = PathBuf::from(OsString::from_vec(b"/l o\ng/\xffa.log".to_vec()));
         let pos = Pos {
             path: odd,

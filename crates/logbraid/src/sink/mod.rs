@@ -11,7 +11,7 @@ mod file;
 mod read;
 
 pub use console::{color_enabled, Console, ConsoleStream};
-pub use file::{FileError, FileStats, RollingFile, RollingFileBuilder};
+pub use file::{backup_files, FileError, FileStats, RollingFile, RollingFileBuilder};
 pub use read::{read_decompressed, rotated_files};
 
 pub use crate::pipeline::SinkSet;

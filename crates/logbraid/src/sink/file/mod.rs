@@ -27,6 +27,7 @@ mod scan;
 
 pub(crate) use backups::Shared;
 use backups::{BackupSet, Counters, Ext, Retention};
+pub use scan::backup_files;
 use scan::{mtime_ns, scan};
 
 pub(super) const NS_PER_SEC: i64 = 1_000_000_000;
@@ -128,6 +129,8 @@ pub struct FileStats {
 /// | [`local_time`](Self::local_time) | `false`: UTC | period boundaries and names in the system's time zone |
 /// | [`time_zone`](Self::time_zone) | UTC | period boundaries and names in this time zone |
 /// | [`clock`](Self::clock) | the system clock | where time comes from (tests inject a manual one) |
+/// | [`discard_on_failure`](Self::discard_on_failure) | `true` | past 64 MiB pending after a failed write, discard (and count) them to bound memory |
+/// | [`sync_rotations`](Self::sync_rotations) | `false` | fdatasync a file before it is renamed to a backup, and its directory after every rename or new file |
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct RollingFileBuilder {
@@ -145,6 +148,8 @@ pub struct RollingFileBuilder {
     compress_backlog: usize,
     zone: TimeZone,
     clock: SharedClock,
+    sync_rotations: bool,
+    discard_on_failure: bool,
 }
 
 impl Default for RollingFileBuilder {
@@ -164,6 +169,8 @@ impl Default for RollingFileBuilder {
             compress_backlog: DEFAULT_BACKLOG,
             zone: TimeZone::UTC,
             clock: clock::system(),
+            sync_rotations: false,
+            discard_on_failure: true,
         }
     }
 }
@@ -286,6 +293,28 @@ impl RollingFileBuilder {
         self
     }
 
+    /// Makes rotations durable: the active file is fdatasynced before it is
+    /// renamed to a backup, and the directory is fsynced after the rename
+    /// and whenever a new active file is opened, so a power loss leaves
+    /// every synced record under one of the sink's names. Costs one or two
+    /// syncs per rotation; records themselves reach the disk with
+    /// [`Sink::sync`].
+    pub fn sync_rotations(mut self, sync: bool) -> Self {
+        self.sync_rotations = sync;
+        self
+    }
+
+    /// Whether records pending past 64 MiB after a failed write are
+    /// discarded (and counted in [`FileStats::records_lost`]) so memory
+    /// stays bounded while the disk stays broken (the default). `false`
+    /// keeps every record until a flush succeeds, for a caller that bounds
+    /// what it hands over itself and must not report a record written
+    /// that was not (the collector, whose acknowledgements follow flushes).
+    pub fn discard_on_failure(mut self, discard: bool) -> Self {
+        self.discard_on_failure = discard;
+        self
+    }
+
     /// Creates missing parent directories, scans them for existing backups,
     /// opens the active file for appending and, with compression, starts
     /// the worker and queues the backups left uncompressed.
@@ -359,6 +388,8 @@ impl RollingFileBuilder {
             clock: self.clock,
             rotation_suspended: false,
             reported_rotation_failure: false,
+            sync_rotations: self.sync_rotations,
+            discard_on_failure: self.discard_on_failure,
             shared,
             compressor: None,
         };
@@ -514,6 +545,10 @@ pub struct RollingFile {
     /// attempt per flush rather than one per record.
     rotation_suspended: bool,
     reported_rotation_failure: bool,
+    /// [`RollingFileBuilder::sync_rotations`].
+    sync_rotations: bool,
+    /// [`RollingFileBuilder::discard_on_failure`].
+    discard_on_failure: bool,
     shared: Arc<Shared>,
     /// Declared last: dropping it joins the worker after the final flush.
     compressor: Option<Compressor>,
@@ -617,7 +652,39 @@ impl RollingFile {
         self.size = m.len();
         self.file_id = Some((m.dev(), m.ino()));
         self.file = Some(file);
+        if self.sync_rotations {
+            // The new file's name, and the rename of the one before it.
+            self.sync_dir()?;
+        }
         Ok(())
+    }
+
+    /// fsyncs the directory of the active file.
+    fn sync_dir(&self) -> io::Result<()> {
+        match self.path.parent() {
+            Some(dir) => File::open(dir)?.sync_all(),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes the active file and opens the path again, creating it if it
+    /// is gone: what `logrotate` expects after moving the file away and
+    /// sending SIGHUP. Pending records are written first, to the file at
+    /// the path (a sink notices a file moved away before each write, so
+    /// they never go to the moved file); nothing is written to the old
+    /// file after this returns. With
+    /// [`sync_rotations`](RollingFileBuilder::sync_rotations) the old file
+    /// is fdatasynced before it is let go.
+    pub fn reopen(&mut self) -> io::Result<()> {
+        self.flush()?;
+        if self.sync_rotations {
+            if let Some(f) = &self.file {
+                f.sync_data()
+                    .map_err(|e| io::Error::from(FileError::new("sync", &self.path, e)))?;
+            }
+        }
+        self.open()
+            .map_err(|e| FileError::new("reopen", &self.path, e).into())
     }
 
     /// Makes sure the open file is the one at the path.
@@ -664,6 +731,14 @@ impl RollingFile {
         }
         if self.size == 0 {
             return true;
+        }
+        if self.sync_rotations {
+            // Synced under its own name: once renamed it is a backup the
+            // sink never writes again.
+            if let Some(Err(e)) = self.file.as_ref().map(File::sync_data) {
+                self.rotation_failed(&e);
+                return false;
+            }
         }
         let now = now.unwrap_or_else(|| self.clock.now_ns());
         let named_at = match trigger {
@@ -812,7 +887,7 @@ impl Sink for RollingFile {
                 }
                 Ok(())
             }
-            Err(e) if self.buf.len() > MAX_PENDING => {
+            Err(e) if self.discard_on_failure && self.buf.len() > MAX_PENDING => {
                 let lost = self.buf_records;
                 let bytes = self.buf.len();
                 self.buf = Vec::new();

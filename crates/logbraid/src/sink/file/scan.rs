@@ -7,7 +7,7 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::backups::{backup_path, Ext, Slot};
 use super::NS_PER_SEC;
@@ -59,6 +59,54 @@ pub(super) fn is_stamp(b: &[u8]) -> bool {
             b'0' => c.is_ascii_digit(),
             _ => c == s,
         })
+}
+
+/// The backups of the active file `active`, recognised by the sink's exact
+/// names (`app.log.N`, `app.log.YYYY-mm-dd_HH-MM-SS[.seq]`, either with
+/// `.gz` or `.zst`) and ordered by those names alone, oldest first:
+/// timestamped backups by their stamp, then numbered ones from the highest
+/// index down (a directory holds both kinds only if the naming was
+/// changed). Any other file beside the log (`app.log.bak`, `app.log.log`)
+/// is not one of them; modification times play no part, and nothing is
+/// changed on disk.
+pub fn backup_files(active: &Path) -> io::Result<Vec<PathBuf>> {
+    let dir = match active.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Some(base) = active.file_name() else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the path names no file",
+        ));
+    };
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some((slot, ext)) = name
+            .as_bytes()
+            .strip_prefix(base.as_bytes())
+            .and_then(|n| n.strip_prefix(b"."))
+            .and_then(parse_backup_name)
+        else {
+            continue;
+        };
+        if entry.file_type()?.is_file() {
+            found.push((slot, ext));
+        }
+    }
+    found.sort_by(|(a, x), (b, y)| {
+        let rank = |s: &Slot| match s {
+            Slot::Stamp { stamp, seq } => (0, stamp.clone(), *seq, 0),
+            Slot::Index(n) => (1, String::new(), 0, u64::MAX - n),
+        };
+        rank(a).cmp(&rank(b)).then(x.cmp(y))
+    });
+    Ok(found
+        .into_iter()
+        .map(|(slot, ext)| backup_path(dir, base, &slot, ext))
+        .collect())
 }
 
 /// A backup found on disk at start-up.
@@ -221,5 +269,44 @@ mod tests {
         ] {
             assert_eq!(p(other), None, "{other:?}");
         }
+    }
+
+    #[test]
+    fn backup_files_are_the_sinks_own_names_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "app.log",
+            "app.log.1",
+            "app.log.10.gz",
+            "app.log.2.zst",
+            "app.log.2026-11-22_10-00-00.1",
+            "app.log.2026-11-21_23-00-00",
+            "app.log.bak",
+            "app.log.log",
+            "app.log.1.bak",
+            ".app.log.3.gz.tmp",
+            "other.log.1",
+        ];
+        for n in names {
+            fs::write(dir.path().join(n), n).unwrap();
+        }
+        fs::create_dir(dir.path().join("app.log.3")).unwrap();
+        let got: Vec<String> = backup_files(&dir.path().join("app.log"))
+            .unwrap()
+            .into_iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "app.log.2026-11-21_23-00-00",
+                "app.log.2026-11-22_10-00-00.1",
+                "app.log.10.gz",
+                "app.log.2.zst",
+                "app.log.1",
+            ]
+        );
+        // Nothing was removed, not even the leftover of a compression.
+        assert!(dir.path().join(".app.log.3.gz.tmp").exists());
     }
 }

@@ -151,3 +151,53 @@ fn a_daily_rotation_at_0230_happens_once_on_each_dst_night() {
         assert_eq!(lines("app.log").len(), 360 - counts[0] - counts[1]);
     }
 }
+
+#[test]
+fn reopen_after_a_move_starts_a_new_file_and_leaves_the_moved_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let mut sink = RollingFile::builder(&path)
+        .layout(Box::new(Line))
+        .sync_rotations(true)
+        .build()
+        .unwrap();
+    log(&mut sink, "one");
+    sink.flush().unwrap();
+    let moved = dir.path().join("app.log.moved");
+    fs::rename(&path, &moved).unwrap();
+    log(&mut sink, "two");
+    sink.reopen().unwrap();
+    // The new file exists at once, holding what was pending.
+    assert_eq!(fs::read(&path).unwrap(), b"two\n");
+    let id = fs::metadata(&path).unwrap().ino();
+    log(&mut sink, "three");
+    sink.flush().unwrap();
+    assert_eq!(fs::read(&moved).unwrap(), b"one\n");
+    assert_eq!(fs::read(&path).unwrap(), b"two\nthree\n");
+    assert_eq!(sink.position().map(|p| (p.1 .1, p.2)), Some((id, 10)));
+    // Without a move, a reopen goes on in the same file.
+    sink.reopen().unwrap();
+    log(&mut sink, "four");
+    sink.flush().unwrap();
+    assert_eq!(fs::read(&path).unwrap(), b"two\nthree\nfour\n");
+}
+
+#[test]
+fn sync_rotations_keeps_every_record_under_the_sinks_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let mut sink = RollingFile::builder(&path)
+        .layout(Box::new(Line))
+        .max_bytes(8)
+        .sync_rotations(true)
+        .build()
+        .unwrap();
+    for i in 0..5 {
+        log(&mut sink, &format!("r{i}"));
+    }
+    sink.sync().unwrap();
+    assert_eq!(sink.stats().rotations, 2);
+    assert_eq!(fs::read(dir.path().join("app.log.2")).unwrap(), b"r0\nr1\n");
+    assert_eq!(fs::read(dir.path().join("app.log.1")).unwrap(), b"r2\nr3\n");
+    assert_eq!(fs::read(&path).unwrap(), b"r4\n");
+}
