@@ -16,7 +16,8 @@ use pyo3::impl_::trampoline;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
-use crate::{cpython, Logger};
+use crate::cpython;
+use crate::logger::Logger;
 
 const METH_FASTCALL: c_int = 0x0080;
 
