@@ -135,11 +135,12 @@ impl Logger {
         // The message, formatted now as logging does when it handles the
         // record: `msg % args`, a lone non-empty mapping as the mapping.
         let mut format_error = None;
+        let mut buf = cpython::MessageBuf::take();
         let formatted;
         let text: std::borrow::Cow<'_, str> = if args.is_empty() {
             cpython::text(msg)
-        } else if let Some(text) = cpython::format_percent(msg, args) {
-            std::borrow::Cow::Owned(text)
+        } else if cpython::format_percent(msg, args, &mut buf) {
+            std::borrow::Cow::Borrowed(buf.as_str())
         } else {
             let a = match args {
                 [first] if first.is_instance_of::<PyDict>() && first.is_truthy()? => first.clone(),

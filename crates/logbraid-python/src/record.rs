@@ -167,8 +167,9 @@ impl Pipeline {
                 }
             }),
         }
-        let (message, format_error) = record_message(record, &r);
-        let message = message.text();
+        let mut buf = cpython::MessageBuf::take();
+        let (message, format_error) = record_message(record, &r, &mut buf);
+        let message = message.text(&buf);
         let name = r.name.as_ref().map(cpython::text);
         let pathname = r.pathname.as_ref().and_then(cpython::utf8);
         let module = r.module.as_ref().and_then(cpython::utf8);
@@ -219,11 +220,12 @@ struct RecordAttrs<'py> {
 
 /// `record.getMessage()`, and the error when formatting failed (the
 /// unformatted message is written then). A plain `LogRecord`'s message is
-/// formatted here, as `getMessage` would; a subclass's `getMessage` is
-/// called.
+/// formatted here, into `buf`, as `getMessage` would; a subclass's
+/// `getMessage` is called.
 fn record_message<'py>(
     record: &Bound<'py, PyAny>,
     r: &RecordAttrs<'py>,
+    buf: &mut String,
 ) -> (Message<'py>, Option<PyErr>) {
     let py = record.py();
     let plain = log_record_type(py).is_some_and(|t| record.get_type().is(t));
@@ -235,10 +237,10 @@ fn record_message<'py>(
                     Ok(t) => t.iter().collect(),
                     Err(_) => vec![args.clone()],
                 };
-                match cpython::format_percent(msg, &items) {
-                    Some(text) => return (Message::Text(text), None),
-                    None => msg.str().and_then(|m| m.as_any().rem(args)),
+                if cpython::format_percent(msg, &items, buf) {
+                    return (Message::Formatted, None);
                 }
+                msg.str().and_then(|m| m.as_any().rem(args))
             }
             _ => Ok(msg.clone()),
         },
@@ -253,16 +255,17 @@ fn record_message<'py>(
     }
 }
 
-/// A record's message: formatted here, or a Python object to show.
+/// A record's message: formatted here (into the buffer given to
+/// [`record_message`]), or a Python object to show.
 enum Message<'py> {
-    Text(String),
+    Formatted,
     Object(Bound<'py, PyAny>),
 }
 
 impl Message<'_> {
-    fn text(&self) -> std::borrow::Cow<'_, str> {
+    fn text<'a>(&'a self, buf: &'a str) -> std::borrow::Cow<'a, str> {
         match self {
-            Message::Text(t) => std::borrow::Cow::Borrowed(t),
+            Message::Formatted => std::borrow::Cow::Borrowed(buf),
             Message::Object(o) => cpython::text(o),
         }
     }
