@@ -46,6 +46,15 @@ fn set_process_name(name: &str) {
     logbraid::set_process_name(name);
 }
 
+/// The `LOGBRAID_COLLECTOR` of the process's environment (the C one,
+/// which the core writes; Python's `os.environ` is a copy made at start).
+#[pyfunction]
+fn exported_collector() -> Option<String> {
+    std::env::var(logbraid::collect::COLLECTOR_ENV)
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
 /// Counted formatting failures (each also reported on stderr).
 #[pyfunction]
 fn format_errors() -> u64 {
@@ -69,6 +78,7 @@ fn _logbraid(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_default, m)?)?;
     m.add_function(wrap_pyfunction!(set_process_name, m)?)?;
     m.add_function(wrap_pyfunction!(format_errors, m)?)?;
+    m.add_function(wrap_pyfunction!(exported_collector, m)?)?;
     m.add_function(wrap_pyfunction!(serve, m)?)?;
     m.add("COLLECTOR_ENV", logbraid::collect::COLLECTOR_ENV)?;
     Ok(())

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
-use logbraid::collect::{Embedded, EmbeddedOptions};
+use logbraid::collect::{Embedded, EmbeddedOptions, COLLECTOR_ENV};
 use logbraid::config::{self, Config, ConfigError, ConsoleConfig, FileConfig};
 use logbraid::endpoint::Endpoint;
 use logbraid::layout::{Layout, LayoutSpec};
@@ -125,10 +125,21 @@ impl Spec {
         // In a child of a configured process the core forwards to the
         // parent's collector instead of opening the files.
         config.children = Some(children);
+        // A process that forwards names its target in LOGBRAID_COLLECTOR
+        // for its children before it builds the pipeline (the environment
+        // is written before any thread of ours starts): that is not a
+        // parent's collector to defer to, and this pipeline keeps its
+        // other sinks (the console).
+        let own_export = children
+            && config.forward.as_ref().is_some_and(|f| {
+                std::env::var(COLLECTOR_ENV)
+                    .is_ok_and(|v| Endpoint::parse(&v).is_ok_and(|e| &e == f))
+            });
         let mut switches = Switches::default();
         let (logger, guard) =
             Builder::from_config_with(&config, &mut |spec, color| switches.add(spec, color))
                 .map_err(config_error)?
+                .inherit_collector(!own_export)
                 .on_full_wait(cpython::wait_without_gil)
                 .build()
                 .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
