@@ -19,6 +19,7 @@ use logbraid_pyfmt as pyfmt;
 use pyo3::ffi::{self, PyFrameObject, PyObject, Py_ssize_t};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::Borrowed;
 
 extern "C" {
     fn PyUnicode_AsUTF8AndSize(unicode: *mut PyObject, size: *mut Py_ssize_t) -> *const c_char;
@@ -231,7 +232,7 @@ fn int_bytes(n: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 /// which is what logbraid-pyfmt would say, checked against CPython).
 pub(crate) fn format_percent(
     fmt: &Bound<'_, PyAny>,
-    args: &[Bound<'_, PyAny>],
+    args: &[Borrowed<'_, '_, PyAny>],
     out: &mut String,
 ) -> bool {
     out.clear();
@@ -265,6 +266,31 @@ pub(crate) fn format_percent(
     }
     let tuple = pyfmt::Value::Tuple(values.as_slice());
     pyfmt::format(fmt, &tuple, out, FORMAT_MAX).is_ok()
+}
+
+/// Up to this many arguments [`lend`] keeps on the stack.
+const FEW: usize = 8;
+
+/// Calls `f` with `items` as a slice of borrowed objects (the caller holds
+/// them for the call): on the stack for a few, so that the usual call
+/// allocates nothing and counts no references. `fill` stands in the
+/// unused slots.
+pub(crate) fn lend<'a, 'py, R>(
+    items: impl ExactSizeIterator<Item = Borrowed<'a, 'py, PyAny>>,
+    fill: Borrowed<'a, 'py, PyAny>,
+    f: impl FnOnce(&[Borrowed<'a, 'py, PyAny>]) -> R,
+) -> R {
+    let n = items.len();
+    if n <= FEW {
+        let mut few = [fill; FEW];
+        for (slot, item) in few.iter_mut().zip(items) {
+            *slot = item;
+        }
+        f(&few[..n])
+    } else {
+        let all: Vec<_> = items.collect();
+        f(&all)
+    }
 }
 
 /// Largest message buffer a thread keeps for its next record.

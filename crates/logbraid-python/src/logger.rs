@@ -10,6 +10,7 @@ use logbraid::Callsite;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::Borrowed;
 
 use crate::pipeline::{Pipeline, Trailers};
 use crate::record::{format_exc_info, level_of, push_value};
@@ -102,7 +103,7 @@ impl Logger {
         py: Python<'_>,
         levelno: i32,
         msg: &Bound<'_, PyAny>,
-        args: &[Bound<'_, PyAny>],
+        args: &[Borrowed<'_, '_, PyAny>],
         exc_info: Option<&Bound<'_, PyAny>>,
         extra: Option<&Bound<'_, PyAny>>,
         stack_info: bool,
@@ -128,7 +129,7 @@ impl Logger {
             kwargs.set_item("stack_info", stack_info)?;
             kwargs.set_item("stacklevel", stacklevel)?;
             let mut all = vec![levelno.into_pyobject(py)?.into_any(), msg.clone()];
-            all.extend(args.iter().cloned());
+            all.extend(args.iter().map(|a| Borrowed::to_owned(*a)));
             std.call_method("log", PyTuple::new(py, all)?, Some(&kwargs))?;
             return Ok(());
         };
@@ -143,8 +144,10 @@ impl Logger {
             std::borrow::Cow::Borrowed(buf.as_str())
         } else {
             let a = match args {
-                [first] if first.is_instance_of::<PyDict>() && first.is_truthy()? => first.clone(),
-                _ => PyTuple::new(py, args)?.into_any(),
+                [first] if first.is_instance_of::<PyDict>() && first.is_truthy()? => {
+                    Borrowed::to_owned(*first)
+                }
+                _ => PyTuple::new(py, args.iter().map(|a| Borrowed::to_owned(*a)))?.into_any(),
             };
             match msg.str().and_then(|m| m.as_any().rem(&a)) {
                 Ok(s) => {

@@ -233,11 +233,13 @@ fn record_message<'py>(
         (Some(msg), true) => match &r.args {
             Some(args) if args.is_truthy().unwrap_or(false) => {
                 // A tuple, or the mapping LogRecord made of a lone dict.
-                let items = match args.cast_exact::<PyTuple>() {
-                    Ok(t) => t.iter().collect(),
-                    Err(_) => vec![args.clone()],
+                let formatted = match args.cast_exact::<PyTuple>() {
+                    Ok(t) => cpython::lend(t.iter_borrowed(), args.as_borrowed(), |items| {
+                        cpython::format_percent(msg, items, buf)
+                    }),
+                    Err(_) => cpython::format_percent(msg, &[args.as_borrowed()], buf),
                 };
-                if cpython::format_percent(msg, &items, buf) {
+                if formatted {
                     return (Message::Formatted, None);
                 }
                 msg.str().and_then(|m| m.as_any().rem(args))
