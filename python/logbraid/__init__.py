@@ -75,6 +75,7 @@ def _pipeline(
     overflow: str = "block",
     children: bool = True,
     handle_signals: bool = True,
+    flush_limit: Optional[float] = None,
 ) -> "_logbraid.Pipeline":
     for name, value, kind in (
         ("file", file, (str, os.PathLike, type(None))),
@@ -90,8 +91,9 @@ def _pipeline(
         ("queue_size", queue_size, (int, type(None))),
         ("overflow", overflow, str),
         ("handle_signals", handle_signals, bool),
+        ("flush_limit", flush_limit, (int, float, type(None))),
     ):
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
             raise TypeError(f"{name}: unexpected type {type(value).__name__}")
     global _threads_started
     # Set first: the build starts the pipeline's threads.
@@ -111,6 +113,7 @@ def _pipeline(
         overflow=overflow,
         children=children,
         signals=handle_signals,
+        flush_limit=flush_limit,
     )
     with _lock:
         _pipelines.append(p)
@@ -143,6 +146,7 @@ _SINK_KEYWORDS = (
     "queue_size",
     "overflow",
     "handle_signals",
+    "flush_limit",
 )
 
 
@@ -174,6 +178,7 @@ class Handler(logging.Handler):
         queue_size: Optional[int] = None,
         overflow: str = "block",
         handle_signals: bool = True,
+        flush_limit: Optional[float] = None,
         *,
         _pipeline_object: "Optional[_logbraid.Pipeline]" = None,
     ) -> None:
@@ -272,6 +277,7 @@ def basicConfig(
     overflow: str = "block",
     force: bool = False,
     handle_signals: bool = True,
+    flush_limit: Optional[float] = None,
 ) -> None:
     """Configures the default pipeline and attaches a :class:`Handler` for
     it to the root logger, so ``logging.getLogger`` loggers of third-party
@@ -280,7 +286,12 @@ def basicConfig(
 
     ``handle_signals`` (default True): SIGTERM and SIGHUP (and SIGINT, where the
     program left it at its default action) flush what was logged before
-    they end the process; False leaves every signal alone."""
+    they end the process; False leaves every signal alone. ``flush_limit``
+    (seconds, default 5): how long that flush, and the one at exit, may
+    take before the process ends anyway, saying on stderr that records
+    were lost (a collector that stopped answering must not keep a stopped
+    service alive); process-wide, the last pipeline built sets it (to 5 s
+    when it gives none)."""
     global _default_handler
     lvl = _level_number(level)
     with _lock:

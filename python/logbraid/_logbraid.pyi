@@ -21,6 +21,7 @@ class Pipeline:
         sync: bool = ...,
         children: bool = ...,
         signals: bool = ...,
+        flush_limit: Optional[float] = ...,
     ) -> None: ...
     @property
     def collector_address(self) -> Optional[str]: ...

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use logbraid::collect::{Embedded, EmbeddedOptions, COLLECTOR_ENV};
 use logbraid::config::{self, Config, ConfigError, ConsoleConfig, FileConfig};
@@ -25,6 +26,9 @@ use crate::{bad, cpython, lock};
 struct Spec {
     config: Config,
     layout: LayoutSpec,
+    /// How long a signal (or the exit) waits for the flush; the core's
+    /// default when `None`.
+    flush_limit: Option<Duration>,
 }
 
 struct Live {
@@ -103,6 +107,12 @@ where
     v.map(|v| v.parse().map_err(|e| bad(param, e))).transpose()
 }
 
+/// A number of seconds given to `param`: finite and not negative.
+fn seconds(param: &str, t: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(t)
+        .map_err(|_| bad(param, format!("{t} is not a number of seconds >= 0")))
+}
+
 /// A core settings error, named by the keyword it came from.
 fn config_error(e: ConfigError) -> PyErr {
     let key = match e.key.as_deref() {
@@ -136,13 +146,18 @@ impl Spec {
                     .is_ok_and(|v| Endpoint::parse(&v).is_ok_and(|e| &e == f))
             });
         let mut switches = Switches::default();
-        let (logger, guard) =
+        let builder =
             Builder::from_config_with(&config, &mut |spec, color| switches.add(spec, color))
                 .map_err(config_error)?
                 .inherit_collector(!own_export)
-                .on_full_wait(cpython::wait_without_gil)
-                .build()
-                .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+                .on_full_wait(cpython::wait_without_gil);
+        let builder = match self.flush_limit {
+            Some(limit) => builder.signal_flush_limit(limit),
+            None => builder,
+        };
+        let (logger, guard) = builder
+            .build()
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         let mut own_collector = None;
         let target = config.forward.as_ref().map(ToString::to_string);
         let mut upstream = target.or_else(|| logger.collector_address());
@@ -226,7 +241,8 @@ impl Pipeline {
     #[new]
     #[pyo3(signature = (*, file=None, console=false, json=false, format=None, datefmt=None,
         max_bytes=0, backup_count=0, when=None, compress=None, forward=None,
-        queue_size=None, overflow="block", sync=false, children=true, signals=true))]
+        queue_size=None, overflow="block", sync=false, children=true, signals=true,
+        flush_limit=None))]
     fn new(
         file: Option<String>,
         console: bool,
@@ -243,7 +259,9 @@ impl Pipeline {
         sync: bool,
         children: bool,
         signals: bool,
+        flush_limit: Option<f64>,
     ) -> PyResult<Self> {
+        let flush_limit = flush_limit.map(|t| seconds("flush_limit", t)).transpose()?;
         let layout = match (json, &format) {
             (true, Some(_)) => {
                 return Err(bad("format", "cannot be given together with json=True"))
@@ -294,7 +312,11 @@ impl Pipeline {
         }
         .checked()
         .map_err(config_error)?;
-        let spec = Spec { config, layout };
+        let spec = Spec {
+            config,
+            layout,
+            flush_limit,
+        };
         let live = spec.build(None, children)?;
         Ok(Pipeline {
             spec,
@@ -359,26 +381,19 @@ impl Pipeline {
         let Some(logger) = self.current() else {
             return Ok(true);
         };
-        match timeout {
+        match timeout.map(|t| seconds("timeout", t)).transpose()? {
             None => {
                 py.detach(|| logger.flush());
                 Ok(true)
             }
-            Some(t) if t >= 0.0 && t.is_finite() => {
+            Some(t) => {
                 let (tx, rx) = std::sync::mpsc::channel();
                 std::thread::spawn(move || {
                     logger.flush();
                     let _ = tx.send(());
                 });
-                Ok(py.detach(move || {
-                    rx.recv_timeout(std::time::Duration::from_secs_f64(t))
-                        .is_ok()
-                }))
+                Ok(py.detach(move || rx.recv_timeout(t).is_ok()))
             }
-            Some(t) => Err(bad(
-                "timeout",
-                format!("{t} is not a number of seconds >= 0"),
-            )),
         }
     }
 
