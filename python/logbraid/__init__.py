@@ -40,6 +40,10 @@ _LEVEL_ENV = "LOGBRAID_PYTHON_LEVEL"
 _pipelines: "list[_logbraid.Pipeline]" = []
 _lock = threading.Lock()
 _default_handler: Optional["Handler"] = None
+# Whether a pipeline of this process has been built, and so threads of
+# logbraid may be running: from then on the package writes no environment
+# variable (see _export_for_children).
+_threads_started = False
 
 
 def _level_number(level: Any, param: str = "level") -> int:
@@ -71,6 +75,7 @@ def _pipeline(
     overflow: str = "block",
     children: bool = True,
     handle_signals: bool = True,
+    flush_limit: Optional[float] = None,
 ) -> "_logbraid.Pipeline":
     for name, value, kind in (
         ("file", file, (str, os.PathLike, type(None))),
@@ -86,9 +91,13 @@ def _pipeline(
         ("queue_size", queue_size, (int, type(None))),
         ("overflow", overflow, str),
         ("handle_signals", handle_signals, bool),
+        ("flush_limit", flush_limit, (int, float, type(None))),
     ):
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
             raise TypeError(f"{name}: unexpected type {type(value).__name__}")
+    global _threads_started
+    # Set first: the build starts the pipeline's threads.
+    _threads_started = True
     p = _logbraid.Pipeline(
         file=os.fspath(file) if file is not None else None,
         console=console,
@@ -104,6 +113,7 @@ def _pipeline(
         overflow=overflow,
         children=children,
         signals=handle_signals,
+        flush_limit=flush_limit,
     )
     with _lock:
         _pipelines.append(p)
@@ -136,6 +146,7 @@ _SINK_KEYWORDS = (
     "queue_size",
     "overflow",
     "handle_signals",
+    "flush_limit",
 )
 
 
@@ -167,6 +178,7 @@ class Handler(logging.Handler):
         queue_size: Optional[int] = None,
         overflow: str = "block",
         handle_signals: bool = True,
+        flush_limit: Optional[float] = None,
         *,
         _pipeline_object: "Optional[_logbraid.Pipeline]" = None,
     ) -> None:
@@ -265,6 +277,7 @@ def basicConfig(
     overflow: str = "block",
     force: bool = False,
     handle_signals: bool = True,
+    flush_limit: Optional[float] = None,
 ) -> None:
     """Configures the default pipeline and attaches a :class:`Handler` for
     it to the root logger, so ``logging.getLogger`` loggers of third-party
@@ -273,7 +286,12 @@ def basicConfig(
 
     ``handle_signals`` (default True): SIGTERM and SIGHUP (and SIGINT, where the
     program left it at its default action) flush what was logged before
-    they end the process; False leaves every signal alone."""
+    they end the process; False leaves every signal alone. ``flush_limit``
+    (seconds, default 5): how long that flush, and the one at exit, may
+    take before the process ends anyway, saying on stderr that records
+    were lost (a collector that stopped answering must not keep a stopped
+    service alive); process-wide, the last pipeline built sets it (to 5 s
+    when it gives none)."""
     global _default_handler
     lvl = _level_number(level)
     with _lock:
@@ -285,14 +303,66 @@ def basicConfig(
         if logging.lastResort is existing:
             logging.lastResort = _stdlib_last_resort
         existing.close()
-    pipe = _pipeline(**_sink_keywords(locals()))
+    keywords = _sink_keywords(locals())
+    restore = _export_for_children(lvl, forward)
+    try:
+        pipe = _pipeline(**keywords)
+    except (TypeError, ValueError):
+        # Keywords refused before the build: no thread was started.
+        restore()
+        raise
     _install(pipe, lvl)
-    address = pipe.collector_address
-    if address is not None:
-        # Children started with an environment copied from os.environ
-        # find the collector too, and learn the level.
-        os.environ[_ENV] = address
-        os.environ[_LEVEL_ENV] = str(lvl)
+    _mirror_collector()
+
+
+def _export_for_children(lvl: int, forward: Optional[str]) -> Any:
+    """Puts in the environment what a child needs to attach to this
+    process's logging: its level and, when this process forwards, where to.
+    Returns what undoes it, for a configuration that fails.
+
+    Only before the first pipeline of the process starts: ``setenv`` while
+    another thread reads the environment is undefined behaviour in C (the
+    C library's time and name-resolution functions call ``getenv``, on the
+    pipeline's threads and the program's), and Rust's lock around
+    ``std::env`` does not cover ``os.environ`` writes. So the environment
+    is written once, before any thread of logbraid runs, as the core does
+    for ``LOGBRAID_COLLECTOR`` (exported by the build before it starts a
+    thread, and mirrored into ``os.environ`` by _mirror_collector). A later
+    ``basicConfig`` (``force=True``, or one after a ``logbraid.Handler``
+    was made) leaves children with what the first configuration said."""
+    if _threads_started:
+        return lambda: None
+    saved = {k: os.environ.get(k) for k in (_LEVEL_ENV, _ENV)}
+    os.environ[_LEVEL_ENV] = str(lvl)
+    if forward is not None:
+        os.environ[_ENV] = forward
+
+    def restore() -> None:
+        # Still before any thread: the pipeline was not built.
+        global _threads_started
+        _threads_started = False
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    return restore
+
+
+def _mirror_collector() -> None:
+    """Makes ``os.environ`` show the ``LOGBRAID_COLLECTOR`` the core put in
+    the process's environment (before its threads started), without
+    writing the environment again (``os.environ[k] = v`` calls
+    ``putenv``): code that builds a child's environment from
+    ``os.environ`` (``subprocess.run(env={**os.environ, ...})``) passes it
+    on. ``os.environ`` is a copy made at start-up that only its own writes
+    update."""
+    address = _logbraid.exported_collector()
+    data = getattr(os.environ, "_data", None)
+    if address is None or not isinstance(data, dict):
+        return
+    data[os.environ.encodekey(_ENV)] = os.environ.encodevalue(address)
 
 
 def _install(pipe: "_logbraid.Pipeline", lvl: int, last_resort: bool = False) -> None:

@@ -163,3 +163,44 @@ def test_a_crash_writes_what_was_logged_before(tmp_path):
     assert p.returncode == -signal.SIGSEGV, p.stderr
     lines = (tmp_path / "crash.log").read_text().splitlines()
     assert lines == [f"r {i}" for i in range(N)]
+
+
+def test_flush_limit_bounds_the_flush_of_a_signal(run):
+    # The collector accepts (the listen backlog) and never answers: the
+    # flush cannot finish, and the limit given ends it.
+    p = run(
+        """
+import os, signal, socket
+import logbraid
+srv = socket.socket(socket.AF_UNIX)
+srv.bind("c.sock")
+srv.listen(8)
+logbraid.basicConfig(level="INFO", forward="unix:" + os.path.abspath("c.sock"),
+                     console=False, flush_limit=0.25)
+log = logbraid.getLogger("x")
+for k in range(100):
+    log.info("r %d", k)
+os.kill(os.getpid(), signal.SIGTERM)
+signal.pause()
+""",
+        check=False,
+    )
+    assert p.returncode == -signal.SIGTERM, p.stderr
+    assert "not all written within 250ms; the rest are lost" in p.stderr, p.stderr
+
+
+def test_flush_limit_is_checked(run):
+    run(
+        """
+import logging, logbraid, pytest
+for bad in (-1, float("nan"), float("inf"), 1e30):
+    with pytest.raises(ValueError, match=r"^flush_limit: .* is not a number of seconds >= 0$"):
+        logbraid.basicConfig(flush_limit=bad)
+with pytest.raises(TypeError, match="^flush_limit: unexpected type bool$"):
+    logbraid.Handler(flush_limit=True)
+with pytest.raises(TypeError, match="^flush_limit: unexpected type str$"):
+    logbraid.basicConfig(flush_limit="5")
+logbraid.Handler(flush_limit=0).close()
+logbraid.Handler(flush_limit=2.5).close()
+"""
+    )

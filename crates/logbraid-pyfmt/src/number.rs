@@ -186,6 +186,11 @@ impl Int {
 /// Appends `n` in decimal without the formatting machinery, two digits
 /// at a time.
 pub(crate) fn push_u64(out: &mut String, mut n: u64) {
+    if n < 10 {
+        // The usual count, status or flag: one digit, no table.
+        out.push(char::from(b'0' + n as u8));
+        return;
+    }
     const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
         2021222324252627282930313233343536373839\
         4041424344454647484950515253545556575859\

@@ -19,6 +19,7 @@ use logbraid_pyfmt as pyfmt;
 use pyo3::ffi::{self, PyFrameObject, PyObject, Py_ssize_t};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::Borrowed;
 
 extern "C" {
     fn PyUnicode_AsUTF8AndSize(unicode: *mut PyObject, size: *mut Py_ssize_t) -> *const c_char;
@@ -225,21 +226,27 @@ fn int_bytes(n: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 /// `fmt % args` as logbraid-pyfmt computes it, for `fmt` a `str` and
 /// `args` the positional arguments (a lone non-empty `dict` is the
 /// mapping, as `logging` takes it), when every argument is of a kind
-/// [`owned`] copies. `None` otherwise, and where the format fails: the
-/// caller then lets Python format (and raise what it raises, which is
-/// what logbraid-pyfmt would say, checked against CPython).
-pub(crate) fn format_percent(fmt: &Bound<'_, PyAny>, args: &[Bound<'_, PyAny>]) -> Option<String> {
+/// [`owned`] copies, written into `out` (emptied first). `false`
+/// otherwise, and where the format fails (`out` then holds nothing of
+/// use): the caller then lets Python format (and raise what it raises,
+/// which is what logbraid-pyfmt would say, checked against CPython).
+pub(crate) fn format_percent(
+    fmt: &Bound<'_, PyAny>,
+    args: &[Borrowed<'_, '_, PyAny>],
+    out: &mut String,
+) -> bool {
+    out.clear();
     if !fmt.is_exact_instance_of::<PyString>() {
-        return None;
+        return false;
     }
-    let fmt = utf8(fmt)?;
-    let mut out = String::with_capacity(fmt.len() + 16 * args.len());
+    let Some(fmt) = utf8(fmt) else {
+        return false;
+    };
+    out.reserve(fmt.len() + 16 * args.len());
     if let [one] = args {
         if one.cast_exact::<PyDict>().is_ok_and(|d| !d.is_empty()) {
-            let map = owned(one, 0)?;
-            return pyfmt::format(fmt, &map, &mut out, FORMAT_MAX)
-                .ok()
-                .map(|()| out);
+            return owned(one, 0)
+                .is_some_and(|map| pyfmt::format(fmt, &map, out, FORMAT_MAX).is_ok());
         }
     }
     // The usual arguments are borrowed; a container or a big int makes a
@@ -249,21 +256,86 @@ pub(crate) fn format_percent(fmt: &Bound<'_, PyAny>, args: &[Bound<'_, PyAny>]) 
         match value(a) {
             Some(v) => values.push(v),
             None => {
-                let all = args
-                    .iter()
-                    .map(|a| owned(a, 0))
-                    .collect::<Option<Vec<_>>>()?;
+                let Some(all) = args.iter().map(|a| owned(a, 0)).collect::<Option<Vec<_>>>() else {
+                    return false;
+                };
                 let tuple = pyfmt::OwnedValue::Tuple(all);
-                return pyfmt::format(fmt, &tuple, &mut out, FORMAT_MAX)
-                    .ok()
-                    .map(|()| out);
+                return pyfmt::format(fmt, &tuple, out, FORMAT_MAX).is_ok();
             }
         }
     }
     let tuple = pyfmt::Value::Tuple(values.as_slice());
-    pyfmt::format(fmt, &tuple, &mut out, FORMAT_MAX)
-        .ok()
-        .map(|()| out)
+    pyfmt::format(fmt, &tuple, out, FORMAT_MAX).is_ok()
+}
+
+/// Up to this many arguments [`lend`] keeps on the stack.
+const FEW: usize = 8;
+
+/// Calls `f` with `items` as a slice of borrowed objects (the caller holds
+/// them for the call): on the stack for a few, so that the usual call
+/// allocates nothing and counts no references. `fill` stands in the
+/// unused slots.
+pub(crate) fn lend<'a, 'py, R>(
+    items: impl ExactSizeIterator<Item = Borrowed<'a, 'py, PyAny>>,
+    fill: Borrowed<'a, 'py, PyAny>,
+    f: impl FnOnce(&[Borrowed<'a, 'py, PyAny>]) -> R,
+) -> R {
+    let n = items.len();
+    if n <= FEW {
+        let mut few = [fill; FEW];
+        for (slot, item) in few.iter_mut().zip(items) {
+            *slot = item;
+        }
+        f(&few[..n])
+    } else {
+        let all: Vec<_> = items.collect();
+        f(&all)
+    }
+}
+
+/// Largest message buffer a thread keeps for its next record.
+const MESSAGE_KEEP: usize = 64 * 1024;
+
+thread_local! {
+    static MESSAGE: Cell<String> = const { Cell::new(String::new()) };
+}
+
+/// This thread's buffer for a formatted message, kept between records so
+/// that formatting allocates nothing (an allocation and a free cost more
+/// than the `%`-formatting of a usual message). Taken out of the thread's
+/// slot while in use: a record logged meanwhile (by a `__str__` called for
+/// an `extra` field) gets a buffer of its own. Put back on drop, unless it
+/// grew past [`MESSAGE_KEEP`].
+pub(crate) struct MessageBuf(String);
+
+impl MessageBuf {
+    pub(crate) fn take() -> MessageBuf {
+        MessageBuf(MESSAGE.try_with(Cell::take).unwrap_or_default())
+    }
+}
+
+impl std::ops::Deref for MessageBuf {
+    type Target = String;
+    fn deref(&self) -> &String {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for MessageBuf {
+    fn deref_mut(&mut self) -> &mut String {
+        &mut self.0
+    }
+}
+
+impl Drop for MessageBuf {
+    fn drop(&mut self) {
+        if self.0.capacity() <= MESSAGE_KEEP {
+            let buf = std::mem::take(&mut self.0);
+            // During the thread's exit the slot may be gone: then the
+            // buffer is simply freed.
+            let _ = MESSAGE.try_with(|m| m.set(buf));
+        }
+    }
 }
 
 /// `v` as text: a `str` borrowed, a `str` with lone surrogates with each

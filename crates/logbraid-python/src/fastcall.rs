@@ -16,7 +16,8 @@ use pyo3::impl_::trampoline;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
-use crate::{cpython, Logger};
+use crate::cpython;
+use crate::logger::Logger;
 
 const METH_FASTCALL: c_int = 0x0080;
 
@@ -243,17 +244,22 @@ unsafe fn call<const K: i32>(
         }
     }
     let msg = arg(positional[fixed - 1]);
-    // A Rust vector, not a tuple: a tuple per call would also wake the
-    // garbage collector every few hundred calls.
-    let rest: Vec<Bound<'_, PyAny>> = positional[fixed..].iter().map(|p| arg(*p)).collect();
-    logger.log_at(
-        py,
-        levelno,
-        &msg,
-        &rest,
-        exc_info.as_ref(),
-        extra.as_ref(),
-        stack_info,
-        stacklevel,
-    )
+    // A slice lent from the caller's own array, not a tuple: a tuple per
+    // call would also wake the garbage collector every few hundred calls.
+    // SAFETY: every pointer is a live object the caller holds for the call.
+    let rest = positional[fixed..]
+        .iter()
+        .map(|p| unsafe { pyo3::Borrowed::from_ptr(py, *p) });
+    cpython::lend(rest, msg.as_borrowed(), |rest| {
+        logger.log_at(
+            py,
+            levelno,
+            &msg,
+            rest,
+            exc_info.as_ref(),
+            extra.as_ref(),
+            stack_info,
+            stacklevel,
+        )
+    })
 }

@@ -1,0 +1,465 @@
+//! The sinks behind `basicConfig` and each `logbraid.Handler`: a core
+//! pipeline built from the keywords, with layouts `setFormatter` can
+//! replace, and rebuilt in a forked child to forward to the parent.
+
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use logbraid::collect::{Embedded, EmbeddedOptions, COLLECTOR_ENV};
+use logbraid::config::{self, Config, ConfigError, ConsoleConfig, FileConfig};
+use logbraid::endpoint::Endpoint;
+use logbraid::layout::{Layout, LayoutSpec};
+use logbraid::{Builder, Callsite, Compression, FieldsBuf, Guard, Mode, Weekday, When};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::record::report_format_error;
+use crate::{bad, cpython, lock};
+
+/// What a pipeline was built from, kept so that a forked child can build
+/// its own (forwarding to the parent) and `shutdown` can be undone by
+/// nobody: the core's settings, made from the keywords, and the one layout
+/// every sink starts with.
+#[derive(Clone, Debug)]
+struct Spec {
+    config: Config,
+    layout: LayoutSpec,
+    /// How long a signal (or the exit) waits for the flush; the core's
+    /// default when `None`.
+    flush_limit: Option<Duration>,
+}
+
+struct Live {
+    /// The layouts of this pipeline's sinks, which `setFormatter` replaces.
+    switches: Switches,
+    /// Shared, so a call takes it out of the lock with one increment.
+    logger: std::sync::Arc<logbraid::Logger>,
+    /// Stops the pipeline when the Python object goes away.
+    _guard: Option<Guard>,
+    /// The collector this pipeline runs for forked and spawned children,
+    /// when it is not the one the core exported in `LOGBRAID_COLLECTOR`.
+    own_collector: Option<Embedded>,
+    /// Where a child's records go: this pipeline's collector, or the one
+    /// it forwards to.
+    upstream: Option<String>,
+}
+
+/// A sink's layout that can be replaced while the pipeline runs, for
+/// `logging.Handler.setFormatter` (dictConfig and fileConfig call it after
+/// the handler is built).
+#[derive(Debug)]
+struct SwitchLayout(Shared<Box<dyn Layout>>);
+
+type Shared<T> = std::sync::Arc<Mutex<T>>;
+
+impl Layout for SwitchLayout {
+    fn format(&mut self, record: &logbraid::Record<'_>, out: &mut Vec<u8>) {
+        lock(&self.0).format(record, out)
+    }
+}
+
+/// Every switchable layout of a pipeline, with whether its sink is in
+/// colour.
+#[derive(Default)]
+struct Switches(Vec<(Shared<Box<dyn Layout>>, bool)>);
+
+impl Switches {
+    fn add(&mut self, spec: &LayoutSpec, color: bool) -> Box<dyn Layout> {
+        let inner = std::sync::Arc::new(Mutex::new(spec.build(color)));
+        self.0.push((std::sync::Arc::clone(&inner), color));
+        Box::new(SwitchLayout(inner))
+    }
+
+    fn set(&self, spec: &LayoutSpec) {
+        for (inner, color) in &self.0 {
+            *lock(inner) = spec.build(*color);
+        }
+    }
+}
+
+/// The sinks of `basicConfig` or of one `logbraid.Handler`: a Rust
+/// pipeline with a background writer.
+#[pyclass(module = "logbraid._logbraid", frozen)]
+pub(crate) struct Pipeline {
+    spec: Spec,
+    live: Mutex<Option<Live>>,
+    shut: std::sync::atomic::AtomicBool,
+    /// The `logbraid.Handler` whose `handle` is [`Pipeline::handle`].
+    pub(crate) handler: std::sync::OnceLock<HandlerLink>,
+}
+
+/// What `handle` needs of its `logbraid.Handler`: the handler's filter
+/// list (the same list object `addFilter` changes) and a weak reference
+/// to the handler, for the rare paths that go through Python.
+pub(crate) struct HandlerLink {
+    pub(crate) filters: Py<pyo3::types::PyList>,
+    pub(crate) handler: Py<PyAny>,
+}
+
+/// A keyword's value read by the core type's own parser; its error is
+/// named by the keyword.
+fn word<T: std::str::FromStr>(param: &str, v: Option<&str>) -> PyResult<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    v.map(|v| v.parse().map_err(|e| bad(param, e))).transpose()
+}
+
+/// A number of seconds given to `param`: finite and not negative.
+fn seconds(param: &str, t: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(t)
+        .map_err(|_| bad(param, format!("{t} is not a number of seconds >= 0")))
+}
+
+/// A core settings error, named by the keyword it came from.
+fn config_error(e: ConfigError) -> PyErr {
+    let key = match e.key.as_deref() {
+        Some("file.path") => "file",
+        Some("queue_bytes") => "queue_size",
+        Some(k) => k,
+        None => return PyValueError::new_err(e.to_string()),
+    };
+    bad(key, e.reason)
+}
+
+impl Spec {
+    /// Starts the pipeline: forwarding to `forward_to` (a forked child's
+    /// parent) when given, else as the keywords said.
+    fn build(&self, forward_to: Option<&str>, children: bool) -> PyResult<Live> {
+        let mut config = self.config.clone();
+        if let Some(addr) = forward_to {
+            config.forward = Some(Endpoint::parse(addr).map_err(|e| bad("forward", e))?);
+        }
+        // In a child of a configured process the core forwards to the
+        // parent's collector instead of opening the files.
+        config.children = Some(children);
+        // A process that forwards names its target in LOGBRAID_COLLECTOR
+        // for its children before it builds the pipeline (the environment
+        // is written before any thread of ours starts): that is not a
+        // parent's collector to defer to, and this pipeline keeps its
+        // other sinks (the console).
+        let own_export = children
+            && config.forward.as_ref().is_some_and(|f| {
+                std::env::var(COLLECTOR_ENV)
+                    .is_ok_and(|v| Endpoint::parse(&v).is_ok_and(|e| &e == f))
+            });
+        let mut switches = Switches::default();
+        let builder =
+            Builder::from_config_with(&config, &mut |spec, color| switches.add(spec, color))
+                .map_err(config_error)?
+                .inherit_collector(!own_export)
+                .on_full_wait(cpython::wait_without_gil);
+        let builder = match self.flush_limit {
+            Some(limit) => builder.signal_flush_limit(limit),
+            None => builder,
+        };
+        let (logger, guard) = builder
+            .build()
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        let mut own_collector = None;
+        let target = config.forward.as_ref().map(ToString::to_string);
+        let mut upstream = target.or_else(|| logger.collector_address());
+        if upstream.is_none() && children && config.file.is_some() {
+            // Another pipeline of this process already serves the exported
+            // address: this one gets a collector of its own, so that a
+            // forked child's records still reach this pipeline's file.
+            if let Ok(c) = Embedded::start(logger.clone(), EmbeddedOptions::default()) {
+                upstream = Some(c.address());
+                own_collector = Some(c);
+            }
+        }
+        Ok(Live {
+            switches,
+            logger: std::sync::Arc::new(logger),
+            _guard: Some(guard),
+            own_collector,
+            upstream,
+        })
+    }
+}
+
+impl Pipeline {
+    fn with_logger<R>(&self, f: impl FnOnce(&logbraid::Logger) -> R) -> Option<R> {
+        let live = lock(&self.live);
+        live.as_ref().map(|l| f(&l.logger))
+    }
+
+    fn current(&self) -> Option<std::sync::Arc<logbraid::Logger>> {
+        lock(&self.live)
+            .as_ref()
+            .map(|l| std::sync::Arc::clone(&l.logger))
+    }
+
+    /// Writes a record from Python: its `extra` fields (filled by
+    /// `extras`), then what `trailers` holds; a formatting error is
+    /// reported once the record is written.
+    pub(crate) fn write_record(
+        &self,
+        py: Python<'_>,
+        site: &Callsite<'_>,
+        message: &str,
+        trailers: Trailers<'_>,
+        extras: &mut dyn FnMut(&mut FieldsBuf),
+    ) {
+        let fe = trailers.format_error.as_ref().map(|e| e.to_string());
+        self.write(py, site, message, &mut |f| {
+            extras(f);
+            if let Some(e) = &fe {
+                f.push_str("format_error", e);
+            }
+            if let Some(t) = trailers.exc_text {
+                f.push_str("exc_text", t);
+            }
+            if let Some(s) = trailers.stack {
+                f.push_str("stack_info", s);
+            }
+        });
+        if let Some(e) = trailers.format_error {
+            report_format_error(py, e);
+        }
+    }
+
+    /// Writes one record: message and caller given, fields filled by
+    /// `fields` (which may call into Python: no lock is held meanwhile).
+    pub(crate) fn write(
+        &self,
+        py: Python<'_>,
+        site: &Callsite<'_>,
+        message: &str,
+        fields: &mut dyn FnMut(&mut FieldsBuf),
+    ) {
+        if let Some(logger) = self.current() {
+            cpython::holding_gil(py, || logger.log_str(site, message, fields));
+        }
+    }
+}
+
+#[pymethods]
+impl Pipeline {
+    #[new]
+    #[pyo3(signature = (*, file=None, console=false, json=false, format=None, datefmt=None,
+        max_bytes=0, backup_count=0, when=None, compress=None, forward=None,
+        queue_size=None, overflow="block", sync=false, children=true, signals=true,
+        flush_limit=None))]
+    fn new(
+        file: Option<String>,
+        console: bool,
+        json: bool,
+        format: Option<String>,
+        datefmt: Option<String>,
+        max_bytes: i64,
+        backup_count: i64,
+        when: Option<String>,
+        compress: Option<String>,
+        forward: Option<String>,
+        queue_size: Option<i64>,
+        overflow: &str,
+        sync: bool,
+        children: bool,
+        signals: bool,
+        flush_limit: Option<f64>,
+    ) -> PyResult<Self> {
+        let flush_limit = flush_limit.map(|t| seconds("flush_limit", t)).transpose()?;
+        let layout = match (json, &format) {
+            (true, Some(_)) => {
+                return Err(bad("format", "cannot be given together with json=True"))
+            }
+            (true, None) => LayoutSpec::Json,
+            (false, Some(f)) => {
+                LayoutSpec::parse(f, datefmt.as_deref()).map_err(|e| bad("format", e))?
+            }
+            (false, None) => LayoutSpec::Text,
+        };
+        let (format, datefmt) = layout.words();
+        let when: Option<When> = word("when", when.as_deref())?;
+        let compress: Option<Compression> = word("compress", compress.as_deref())?;
+        let count = |param: &str, n: i64| {
+            u64::try_from(n).map_err(|_| bad(param, format!("{n}: must be 0 (no limit) or more")))
+        };
+        let max_bytes = count("max_bytes", max_bytes)?;
+        let backup_count = count("backup_count", backup_count)?;
+        let file = file.map(|path| FileConfig {
+            format: format.clone(),
+            datefmt: datefmt.clone(),
+            max_bytes: Some(max_bytes).filter(|&n| n > 0),
+            backup_count: Some(backup_count.min(u64::from(u32::MAX)) as u32).filter(|&n| n > 0),
+            rotate: when.map(|w| w.every),
+            week_starts: when.map_or(Weekday::Monday, |w| w.week_starts),
+            compress: compress.unwrap_or(Compression::None),
+            ..FileConfig::new(path)
+        });
+        let config = Config {
+            level: "trace".parse().expect("a level"),
+            mode: if sync { Mode::Sync } else { Mode::NonBlocking },
+            queue_bytes: match queue_size {
+                Some(q) => usize::try_from(q).unwrap_or(0),
+                None => config::DEFAULT_QUEUE_BYTES,
+            },
+            overflow: word("overflow", Some(overflow))?.unwrap_or_default(),
+            flush_sync: false,
+            signals,
+            children: Some(children),
+            forward: word("forward", forward.as_deref())?,
+            console: ConsoleConfig {
+                enabled: console || file.is_none(),
+                format,
+                datefmt,
+                ..ConsoleConfig::default()
+            },
+            file,
+        }
+        .checked()
+        .map_err(config_error)?;
+        let spec = Spec {
+            config,
+            layout,
+            flush_limit,
+        };
+        let live = spec.build(None, children)?;
+        Ok(Pipeline {
+            spec,
+            live: Mutex::new(Some(live)),
+            shut: std::sync::atomic::AtomicBool::new(false),
+            handler: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The address children forward to, if this pipeline serves them.
+    #[getter]
+    fn collector_address(&self) -> Option<String> {
+        lock(&self.live).as_ref().and_then(|l| l.upstream.clone())
+    }
+
+    /// Replaces the layout of every sink: a Python `%`-style `format` with
+    /// `datefmt`, or, with `format=None`, the layout the pipeline was built
+    /// with. Records logged before are written first, in the old layout
+    /// (the GIL is released meanwhile).
+    #[pyo3(signature = (format, datefmt=None))]
+    fn set_layout(
+        &self,
+        py: Python<'_>,
+        format: Option<&str>,
+        datefmt: Option<&str>,
+    ) -> PyResult<()> {
+        let spec = match format {
+            Some(f) => LayoutSpec::parse(f, datefmt).map_err(|e| bad("format", e))?,
+            None => self.spec.layout.clone(),
+        };
+        if let Some(logger) = self.current() {
+            py.detach(|| logger.flush());
+        }
+        if let Some(live) = lock(&self.live).as_ref() {
+            live.switches.set(&spec);
+        }
+        Ok(())
+    }
+
+    /// Links the `logbraid.Handler` that uses [`Pipeline::handle`] as its
+    /// `handle`: `filters` is its filter list, `handler` a weak reference
+    /// to it.
+    fn _link_handler(
+        &self,
+        filters: Bound<'_, pyo3::types::PyList>,
+        handler: Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        self.handler
+            .set(HandlerLink {
+                filters: filters.unbind(),
+                handler: handler.unbind(),
+            })
+            .map_err(|_| PyRuntimeError::new_err("this pipeline has a handler already"))
+    }
+
+    /// Waits until every record logged before the call is written (for a
+    /// forwarding pipeline: acknowledged by the collector). The GIL is
+    /// released while waiting. `timeout` (seconds) bounds the wait; the
+    /// result says whether it finished in time.
+    #[pyo3(signature = (timeout=None))]
+    fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let Some(logger) = self.current() else {
+            return Ok(true);
+        };
+        match timeout.map(|t| seconds("timeout", t)).transpose()? {
+            None => {
+                py.detach(|| logger.flush());
+                Ok(true)
+            }
+            Some(t) => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    logger.flush();
+                    let _ = tx.send(());
+                });
+                Ok(py.detach(move || rx.recv_timeout(t).is_ok()))
+            }
+        }
+    }
+
+    /// Flushes and stops the pipeline (and the collector it runs for
+    /// children, after their records are in). Records logged afterwards
+    /// are still written, by the caller. Idempotent.
+    fn shutdown(&self, py: Python<'_>) {
+        if self.shut.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (collector, logger) = {
+            let mut live = lock(&self.live);
+            match live.as_mut() {
+                Some(l) => (
+                    l.own_collector.take(),
+                    Some(std::sync::Arc::clone(&l.logger)),
+                ),
+                None => (None, None),
+            }
+        };
+        py.detach(|| {
+            if let Some(c) = collector {
+                c.shutdown(std::time::Duration::from_secs(5));
+            }
+            if let Some(l) = logger {
+                l.shutdown();
+            }
+        });
+    }
+
+    /// The pipeline's counters: logged, written, dropped, bytes (and more).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        if let Some(st) = self.with_logger(|l| l.stats()) {
+            d.set_item("logged", st.logged)?;
+            d.set_item("written", st.written)?;
+            d.set_item("dropped", st.dropped)?;
+            d.set_item("bytes", st.bytes_written)?;
+            d.set_item("write_errors", st.write_errors)?;
+            d.set_item("queue_high_water", st.queue_high_water)?;
+            d.set_item("full_waits", st.full_waits)?;
+        }
+        Ok(d)
+    }
+
+    /// In a forked child: forget the parent's pipeline (its threads stayed
+    /// in the parent) and forward to the parent's collector instead.
+    fn _after_fork_child(&self) -> PyResult<()> {
+        let mut live = lock(&self.live);
+        let upstream = live.as_ref().and_then(|l| l.upstream.clone());
+        if let Some(old) = live.take() {
+            // Its threads are gone: dropping would wait for them.
+            std::mem::forget(old);
+        }
+        if self.shut.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        *live = Some(self.spec.build(upstream.as_deref(), false)?);
+        Ok(())
+    }
+}
+
+/// What a Python record carries after its `extra` fields.
+pub(crate) struct Trailers<'a> {
+    /// Why `msg % args` failed (the message is then written unformatted).
+    pub(crate) format_error: Option<PyErr>,
+    pub(crate) exc_text: Option<&'a str>,
+    pub(crate) stack: Option<&'a str>,
+}
