@@ -149,7 +149,10 @@ fn unknown_objects_outside_extras_are_refused() {
 import json, os, pickle
 class Thing:
     pass
+class D(dict):
+    pass
 cases = {
+    "dict_subclass_extra": pickle.dumps({"msg": "m", "d": D(a=1)}, 1),
     "msg": pickle.dumps({"msg": Thing()}, 1),
     "args": pickle.dumps({"msg": "%s", "args": (Thing(),)}, 2),
     "key": pickle.dumps({Thing(): 1}, 4),
@@ -197,6 +200,9 @@ print(json.dumps({k: v.hex() for k, v in cases.items()}))
     };
     assert_eq!(shown("function_extra"), "<class 'posix.system'>");
     assert_eq!(shown("class_extra"), "<class '__main__.Thing'>");
+    // copyreg._reconstructor(D, dict, {...}): a class the reader does not
+    // know, whatever it derives from.
+    assert_eq!(shown("dict_subclass_extra"), "<__main__.D object>");
 }
 
 /// Limits bound what the rendered objects hold.

@@ -180,10 +180,11 @@ pub(super) fn call<'a>(
         "copy_reg" => "copyreg",
         m => m,
     };
+    // copyreg._reconstructor(cls, base, state): an instance of cls (base
+    // is `object` for a plain class, the builtin it derives from otherwise).
     let reconstructed = kind == CallKind::Reduce
         && (module, name) == ("copyreg", "_reconstructor")
-        && matches!(args, [_, base, PickleValue::None]
-            if global_of(base).is_some_and(|(m, n, _)| matches!(m, "builtins" | "__builtin__") && n == "object"));
+        && args.first().is_some_and(|c| global_of(c).is_some());
     if reconstructed || kind == CallKind::New {
         let class = if reconstructed { &args[0] } else { func };
         return match global_of(class) {
