@@ -280,7 +280,7 @@ fn known<'a>(module: &str, name: &str, args: &[PickleValue<'a>]) -> Option<Pickl
             let (days, seconds, micros) = (int(d)?, int(s)?, int(us)?);
             if !(0..86_400).contains(&seconds)
                 || !(0..1_000_000).contains(&micros)
-                || days.abs() > 999_999_999
+                || days.unsigned_abs() > 999_999_999
             {
                 return None;
             }
@@ -310,6 +310,10 @@ fn known<'a>(module: &str, name: &str, args: &[PickleValue<'a>]) -> Option<Pickl
             else {
                 return None;
             };
+            // Python allows offsets strictly within a day either way.
+            if !(-1..=0).contains(&days) {
+                return None;
+            }
             let total = (days * 86_400 + seconds) * 1_000_000 + micros;
             if total.abs() >= 86_400_000_000 {
                 return None;
