@@ -156,7 +156,7 @@ pub(super) enum CallKind {
 /// | `datetime.timezone` | `(timedelta,)`, `(timedelta, name)` | `timezone` |
 /// | `decimal.Decimal` | `(str,)` | `Decimal` |
 /// | `pathlib.PosixPath`, `PurePosixPath`, `WindowsPath`, `PureWindowsPath` | parts | the path |
-/// | `copyreg._reconstructor` | `(cls, builtins.object, None)`, state | an instance of `cls` |
+/// | `copyreg._reconstructor` | `(cls, base, base_state)`, state | an instance of `cls` |
 /// | `NEWOBJ` of `cls` | state | an instance of `cls` |
 /// | an instance of `uuid.UUID` | state `{'int': n}` | `UUID` |
 ///
@@ -171,9 +171,10 @@ pub(super) fn call<'a>(
     let Some((module, name, named)) = global_of(func) else {
         return PickleValue::Object(Box::new(Object::placeholder("unknown", op)));
     };
-    let args: &[PickleValue<'a>] = match args {
-        PickleValue::Tuple(a) => a,
-        _ => &[],
+    // Python calls only with a tuple of arguments; anything else is no
+    // call it would make.
+    let PickleValue::Tuple(args) = args else {
+        return Object::placeholder(&format!("{module}.{name}"), named).into();
     };
     let module = match module {
         "__builtin__" => "builtins",
