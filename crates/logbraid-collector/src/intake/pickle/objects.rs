@@ -384,6 +384,11 @@ fn known<'a>(module: &str, name: &str, args: &[PickleValue<'a>]) -> Option<Pickl
                 }
                 text.push_str(p);
             }
+            if !windows {
+                // Python 3.13 pickles the paths as given ('/tmp//x/.');
+                // str() shows them normalised, as the parts of 3.11 are.
+                text = posix_normal(&text);
+            }
             if text.is_empty() {
                 text.push('.');
             }
@@ -400,6 +405,23 @@ fn known<'a>(module: &str, name: &str, args: &[PickleValue<'a>]) -> Option<Pickl
         }
         _ => return None,
     })
+}
+
+/// A POSIX path as `pathlib` shows it: no empty or `.` components, one
+/// leading slash (two when it starts with exactly two), no trailing one.
+fn posix_normal(path: &str) -> String {
+    let root = if path.starts_with("//") && !path.starts_with("///") {
+        "//"
+    } else if path.starts_with('/') {
+        "/"
+    } else {
+        ""
+    };
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    format!("{root}{}", parts.join("/"))
 }
 
 fn int(v: &PickleValue<'_>) -> Option<i64> {
