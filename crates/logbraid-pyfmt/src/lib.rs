@@ -71,6 +71,16 @@ pub enum View<'a, T> {
     /// A `dict`, pairs in insertion order; a key given twice is found at
     /// its last place, as in the dict it was built from.
     Dict(&'a [(T, T)]),
+    /// Any other object, known by the text of its `str()` and `repr()`
+    /// (a `datetime` or a `set` read from a pickle, say).
+    Object {
+        /// Its type's name.
+        type_name: &'static str,
+        /// `str()` of it.
+        text: &'a str,
+        /// `repr()` of it.
+        repr: &'a str,
+    },
 }
 
 impl<T> Clone for View<'_, T> {
@@ -95,6 +105,7 @@ impl<T> View<'_, T> {
             View::Tuple(_) => "tuple",
             View::List(_) => "list",
             View::Dict(_) => "dict",
+            View::Object { type_name, .. } => type_name,
         }
     }
 }

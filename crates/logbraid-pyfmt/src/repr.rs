@@ -211,6 +211,7 @@ fn write_value<T: Object>(w: &mut Sink<'_>, v: &T, ascii: bool) -> Result<(), Fo
             }
             w.push('}');
         }
+        View::Object { repr, .. } => w.push_str(repr),
     }
     Ok(())
 }
@@ -267,7 +268,7 @@ pub fn write_str<T: Object>(out: &mut String, v: &T) -> Result<(), FormatError> 
             out.push_str(&lossy(s));
             Ok(())
         }
-        View::Text(t) => {
+        View::Text(t) | View::Object { text: t, .. } => {
             out.push_str(t);
             Ok(())
         }

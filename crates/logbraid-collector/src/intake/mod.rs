@@ -12,8 +12,11 @@
 //! | syslog over UDP | one message per datagram | [`syslog::parse`] |
 //! | syslog over TCP (RFC 6587) | [`syslog::SyslogTcpDecoder`] | [`syslog::parse`] |
 //!
-//! The pickle reader underneath, [`pickle::decode`], rejects every pickle
-//! that would import or call code.
+//! The pickle reader underneath never imports or calls code:
+//! [`pickle::decode`] rejects every pickle that names code, and
+//! [`pickle::Decoder::modelling_objects`], which the Python intake uses,
+//! reads the standard classes a record's `extra` holds from the shape
+//! CPython pickles them in, without importing them.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;

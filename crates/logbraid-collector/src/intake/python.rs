@@ -8,8 +8,15 @@
 //! exception) in `exc_text`, pickled with protocol 1. Over TCP the frames
 //! follow one another ([`FrameDecoder`]); over UDP each datagram holds one
 //! ([`datagram`]). [`record_from_pickle`] turns the pickle into an
-//! [`OwnedRecord`], reading it with [`crate::intake::pickle::decode`], which
-//! rejects any pickle that would import or call code.
+//! [`OwnedRecord`], reading it with
+//! [`crate::intake::pickle::Decoder::modelling_objects`], which never
+//! imports or calls code: it reads the standard classes Python pickles by
+//! naming a global, and shows an instance of any other class as a
+//! placeholder. Such a placeholder (or a bare global) is accepted inside an
+//! `extra` value only: anywhere else in the record (the top-level value,
+//! a key, `msg`, `args`, any standard attribute) the pickle is refused
+//! with [`PickleError::Forbidden`] naming the opcode that named the code,
+//! as a pickle with a global always was.
 //!
 //! # How a LogRecord's attributes map onto a record
 //!
@@ -25,7 +32,7 @@
 //! | `pathname` (`filename` when it is missing), `lineno`, `module`, `funcName` | file, line, module, function |
 //! | `exc_text`, `stack_info`, `taskName` | fields of the same names, when they are text |
 //! | `args`, `exc_info`, `msecs`, `relativeCreated`, `message`, `asctime` | nothing: formatted into the message, redundant, or meaningless away from the sending process |
-//! | anything else (`extra=`) | a field per key, in the dict's order: `str`, `int`, `float`, `bool` and `None` keep their type; other values (lists, dicts, bytes, big integers) become the text of their Python `repr()`, cut after 1,024 bytes |
+//! | anything else (`extra=`) | a field per key, in the dict's order: `str`, `int`, `float`, `bool` and `None` keep their type; other values (lists, dicts, bytes, big integers) become the text of their Python `repr()`, and values of the classes the reader models (`datetime`, `date`, `time`, `timedelta`, `timezone`, `Decimal`, `UUID`, `bytearray`, `set`, `frozenset`, `pathlib` paths) the text of their `str()` (`2026-12-06 07:00:00.123456+01:00`, `1.50`), each cut after 1,024 bytes; an instance of any other class, a function or a class is shown as `<module.Name object>` (or `<class 'module.Name'>`), and only that field is affected |
 //!
 //! The source's host is not in the pickle: the listener passes the peer's
 //! host name or address.
@@ -245,7 +252,7 @@ pub fn record_from_pickle(
     limits: &Limits,
     sources: &mut SourceCache,
 ) -> Result<OwnedRecord, IntakeError> {
-    let value = pickle::decode(payload, limits)?;
+    let value = pickle::Decoder::modelling_objects(limits.clone()).decode(payload)?;
     record_from_dict(&value, peer_host, received_ns, sources)
 }
 
@@ -258,6 +265,7 @@ pub fn record_from_dict(
     sources: &mut SourceCache,
 ) -> Result<OwnedRecord, IntakeError> {
     let PickleValue::Dict(pairs) = dict else {
+        unmodelled(dict)?;
         return Err(IntakeError::NotADict {
             found: dict.type_name(),
         });
@@ -265,7 +273,10 @@ pub fn record_from_dict(
     let mut a = Attrs::default();
     for (k, v) in pairs {
         // A LogRecord's __dict__ only has text keys; others are skipped.
-        let Some(key) = k.as_str() else { continue };
+        let Some(key) = k.as_str() else {
+            unmodelled(k)?;
+            continue;
+        };
         match key {
             "msg" => a.msg = Some(v),
             "args" => a.args = Some(v),
@@ -286,8 +297,12 @@ pub fn record_from_dict(
             "stack_info" => a.stack_info = Some(v),
             "taskName" => a.task_name = Some(v),
             "exc_info" | "msecs" | "relativeCreated" | "message" | "asctime" => {}
-            _ => a.extras.push((key, v)),
+            _ => {
+                a.extras.push((key, v));
+                continue;
+            }
         }
+        unmodelled(v)?;
     }
     let mut fields = FieldsBuf::new();
 
@@ -393,17 +408,23 @@ pub fn record_from_dict(
 /// Decodes Python records with fixed limits and one source cache: what a
 /// listener keeps per socket. It also keeps the pickle decoder's working
 /// memory from one record to the next.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PythonIntake {
     decoder: pickle::Decoder,
     sources: SourceCache,
+}
+
+impl Default for PythonIntake {
+    fn default() -> Self {
+        PythonIntake::new(Limits::default())
+    }
 }
 
 impl PythonIntake {
     /// An intake applying `limits`, with an empty source cache.
     pub fn new(limits: Limits) -> Self {
         PythonIntake {
-            decoder: pickle::Decoder::new(limits),
+            decoder: pickle::Decoder::modelling_objects(limits),
             sources: SourceCache::new(),
         }
     }
@@ -553,6 +574,11 @@ impl pyfmt::Object for PickleValue<'_> {
             PickleValue::List(l) => View::List(l),
             PickleValue::Tuple(t) => View::Tuple(t),
             PickleValue::Dict(d) => View::Dict(d),
+            PickleValue::Object(o) => View::Object {
+                type_name: o.type_name(),
+                text: o.text(),
+                repr: o.repr(),
+            },
         }
     }
 }
@@ -569,6 +595,13 @@ fn truthy(v: &PickleValue<'_>) -> bool {
         PickleValue::Bytes(b) => !b.is_empty(),
         PickleValue::List(l) | PickleValue::Tuple(l) => !l.is_empty(),
         PickleValue::Dict(d) => !d.is_empty(),
+        // An empty set, bytearray, zero Decimal or timedelta is false in
+        // Python; any of them as a record's `args` formats the same way
+        // whether or not it is applied, except for a literal `%`.
+        PickleValue::Object(o) => !matches!(
+            o.text(),
+            "set()" | "frozenset()" | "bytearray(b'')" | "0" | "0:00:00"
+        ),
     }
 }
 
@@ -587,12 +620,51 @@ fn push_extra(fields: &mut FieldsBuf, key: &str, v: &PickleValue<'_>) {
                 fields.push_str(key, &s);
             }
         },
+        PickleValue::Object(o) => {
+            // str(), cut as a repr is cut.
+            let text = o.text();
+            if text.len() <= EXTRA_REPR_MAX {
+                fields.push_str(key, text);
+            } else {
+                let mut end = EXTRA_REPR_MAX;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                fields.push_str(key, &format!("{}...", &text[..end]));
+            }
+        }
         other => {
             let mut s = String::new();
             other.write_repr(&mut s, EXTRA_REPR_MAX);
             fields.push_str(key, &s);
         }
     }
+}
+
+/// The first value in `v` (`v` itself, or an item, key or value at any
+/// depth) that the pickle reader could not model, as the error that
+/// refuses the pickle: such a value is shown as a placeholder inside an
+/// `extra`, and refused anywhere else.
+fn unmodelled(v: &PickleValue<'_>) -> Result<(), IntakeError> {
+    let mut todo = vec![v];
+    while let Some(v) = todo.pop() {
+        match v {
+            PickleValue::Object(o) => {
+                if let Some((name, offset)) = o.unmodelled() {
+                    return Err(PickleError::Forbidden { name, offset }.into());
+                }
+            }
+            PickleValue::List(items) | PickleValue::Tuple(items) => todo.extend(items.iter().rev()),
+            PickleValue::Dict(pairs) => {
+                for (k, v) in pairs.iter().rev() {
+                    todo.push(v);
+                    todo.push(k);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use super::limits::{LimitKind, Limits, PickleError, MAX_DEPTH_CAP, R};
 use super::machine::Node;
+use super::objects::{self, Object};
 use super::value::PickleValue;
 
 /// Turns the arena into a tree, iteratively, checking the limits on the
@@ -13,6 +14,8 @@ pub(super) struct Builder<'a, 'b> {
     pub(super) on_path: Vec<bool>,
     pub(super) tasks: Vec<Task>,
     pub(super) values: Vec<PickleValue<'a>>,
+    /// Sets become [`Object`]s (`{1, 2}`) rather than lists.
+    pub(super) objects: bool,
 }
 
 #[derive(Debug)]
@@ -32,6 +35,7 @@ impl<'a> Builder<'a, '_> {
 
     pub(super) fn build(&mut self, root: usize) -> R<PickleValue<'a>> {
         let max_depth = self.limits.max_depth.min(MAX_DEPTH_CAP);
+        let offset = self.offset;
         let on_path = &mut self.on_path;
         on_path.clear();
         on_path.resize(self.arena.len(), false);
@@ -50,17 +54,28 @@ impl<'a> Builder<'a, '_> {
                         return Err(self.limit(LimitKind::Elements, self.limits.max_elements));
                     }
                     let node = &self.arena[i];
+                    let call_children;
                     let children: &[usize] = match node {
                         Node::List(c) | Node::Tuple(c) | Node::Set(c) | Node::FrozenSet(c) => c,
                         Node::Dict(_) => &[],
-                        Node::Scalar(v) => {
-                            bytes = bytes.saturating_add(v.scalar_size());
-                            if bytes > self.limits.max_total_bytes {
-                                return Err(
-                                    self.limit(LimitKind::TotalBytes, self.limits.max_total_bytes)
-                                );
-                            }
-                            values.push(v.clone());
+                        Node::Call {
+                            func, args, state, ..
+                        } => {
+                            call_children = [*func, *args, state.unwrap_or(usize::MAX)];
+                            let n = if state.is_some() { 3 } else { 2 };
+                            &call_children[..n]
+                        }
+                        Node::Scalar(_) | Node::Global(..) => {
+                            let v = match node {
+                                Node::Global(module, name, op, at) => {
+                                    Object::global(module, name, op, *at).into()
+                                }
+                                Node::Scalar(v) => v.clone(),
+                                _ => unreachable!("matched above"),
+                            };
+                            add_bytes(&mut bytes, &v, self.limits)
+                                .map_err(|(kind, max)| PickleError::Limit { kind, max, offset })?;
+                            values.push(v);
                             continue;
                         }
                     };
@@ -72,7 +87,13 @@ impl<'a> Builder<'a, '_> {
                             offset: self.offset,
                         });
                     }
-                    match flat(self.arena, node, &mut elements, &mut bytes, self.limits) {
+                    let flat = if self.objects && matches!(node, Node::Set(_) | Node::FrozenSet(_))
+                    {
+                        Ok(None)
+                    } else {
+                        flat(self.arena, node, &mut elements, &mut bytes, self.limits)
+                    };
+                    match flat {
                         Ok(Some(v)) => {
                             values.push(v);
                             continue;
@@ -115,11 +136,31 @@ impl<'a> Builder<'a, '_> {
                         Node::Tuple(c) => {
                             PickleValue::Tuple(values.split_off(values.len() - c.len()))
                         }
+                        Node::Set(c) | Node::FrozenSet(c) if self.objects => {
+                            let items = values.split_off(values.len() - c.len());
+                            let frozen = matches!(node, Node::FrozenSet(_));
+                            objects::set(&items, frozen).into()
+                        }
                         Node::List(c) | Node::Set(c) | Node::FrozenSet(c) => {
                             PickleValue::List(values.split_off(values.len() - c.len()))
                         }
+                        Node::Call {
+                            kind,
+                            state,
+                            op,
+                            at,
+                            ..
+                        } => {
+                            let n = if state.is_some() { 3 } else { 2 };
+                            let parts = values.split_off(values.len() - n);
+                            objects::call(*kind, &parts[0], &parts[1], parts.get(2), (op, *at))
+                        }
                         _ => continue,
                     };
+                    if let PickleValue::Object(_) = &value {
+                        add_bytes(&mut bytes, &value, self.limits)
+                            .map_err(|(kind, max)| PickleError::Limit { kind, max, offset })?;
+                    }
                     values.push(value);
                 }
             }
@@ -148,10 +189,7 @@ pub(super) fn flat<'a>(
         let Node::Scalar(v) = &arena[i] else {
             unreachable!("checked by is_scalar")
         };
-        *bytes = bytes.saturating_add(v.scalar_size());
-        if *bytes > limits.max_total_bytes {
-            return Err((LimitKind::TotalBytes, limits.max_total_bytes));
-        }
+        add_bytes(bytes, v, limits)?;
         Ok(v.clone())
     };
     Ok(Some(match node {
@@ -174,4 +212,18 @@ pub(super) fn flat<'a>(
         }
         _ => return Ok(None),
     }))
+}
+
+/// Adds the bytes a value holds outside containers (text, bytes, big
+/// integers, an object's rendered text) to `bytes`, checking the limit.
+fn add_bytes(
+    bytes: &mut usize,
+    v: &PickleValue<'_>,
+    limits: &Limits,
+) -> Result<(), (LimitKind, usize)> {
+    *bytes = bytes.saturating_add(v.scalar_size());
+    if *bytes > limits.max_total_bytes {
+        return Err((LimitKind::TotalBytes, limits.max_total_bytes));
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@ use super::codecs::{
     utf8_surrogatepass_lossy,
 };
 use super::limits::{LimitKind, Limits, PickleError, MAX_DECIMAL_DIGITS, R};
+use super::objects::{self, CallKind};
 use super::value::PickleValue;
 
 /// A value in the arena; containers hold arena indices, so that sharing
@@ -21,6 +22,19 @@ pub(super) enum Node<'a> {
     Dict(Vec<(usize, usize)>),
     Set(Vec<usize>),
     FrozenSet(Vec<usize>),
+    /// A global named by `GLOBAL`, `STACK_GLOBAL` or `INST` (only when
+    /// modelling objects): its module, name, opcode and offset.
+    Global(Cow<'a, str>, Cow<'a, str>, &'static str, usize),
+    /// A call of `func` with `args` (a tuple), and the state a later
+    /// `BUILD` gave the result; nothing is called.
+    Call {
+        kind: CallKind,
+        func: usize,
+        args: usize,
+        state: Option<usize>,
+        op: &'static str,
+        at: usize,
+    },
 }
 
 pub(super) struct Machine<'a, 'l> {
@@ -36,6 +50,9 @@ pub(super) struct Machine<'a, 'l> {
     /// out of reach until the mark is popped.
     pub(super) marks: Vec<usize>,
     pub(super) memo: Memo,
+    /// Whether globals and calls are kept as data (see
+    /// [`super::Decoder::modelling_objects`]) rather than refused.
+    pub(super) objects: bool,
 }
 
 /// Memo indices below this are kept in a vector (pickles number their
@@ -527,7 +544,14 @@ impl<'a> Machine<'a, '_> {
                 }
 
                 op if SCALAR_OPS[usize::from(op)] => {
-                    let v = self.scalar(op)?;
+                    let v = match self.scalar(op)? {
+                        // BYTEARRAY8: a bytearray, which prints apart
+                        // from bytes.
+                        PickleValue::Bytes(b) if op == 0x96 && self.objects => {
+                            objects::bytearray(&b).into()
+                        }
+                        v => v,
+                    };
                     self.push(Node::Scalar(v))?;
                 }
 
@@ -645,6 +669,9 @@ impl<'a> Machine<'a, '_> {
                 }
 
                 // --- everything that names, calls or fetches code ---
+                b'c' | 0x93 | b'R' | b'b' | b'i' | b'o' | 0x81 | 0x92 if self.objects => {
+                    self.object_op(op)?
+                }
                 b'c' => return self.forbidden("GLOBAL"),
                 0x93 => return self.forbidden("STACK_GLOBAL"),
                 b'R' => return self.forbidden("REDUCE"),
@@ -668,6 +695,93 @@ impl<'a> Machine<'a, '_> {
                     })
                 }
             }
+        }
+    }
+
+    /// The opcodes that name or call code, kept as nodes: nothing is
+    /// imported or called.
+    fn object_op(&mut self, op: u8) -> R<()> {
+        let at = self.op_at;
+        match op {
+            b'c' | b'i' => {
+                let name = if op == b'c' { "GLOBAL" } else { "INST" };
+                let module = self.text_line()?;
+                let class = self.text_line()?;
+                let g = self.alloc(Node::Global(module, class, name, at))?;
+                if op == b'c' {
+                    self.stack.push(g);
+                } else {
+                    let items = self.pop_to_mark()?;
+                    let args = self.alloc(Node::Tuple(items))?;
+                    self.call(CallKind::New, g, args, name)?;
+                }
+            }
+            0x93 => {
+                let class = self.pop()?;
+                let module = self.pop()?;
+                match (&self.arena[module], &self.arena[class]) {
+                    (Node::Scalar(PickleValue::Str(m)), Node::Scalar(PickleValue::Str(n))) => {
+                        let node = Node::Global(m.clone(), n.clone(), "STACK_GLOBAL", at);
+                        self.push(node)?;
+                    }
+                    _ => return self.malformed("STACK_GLOBAL of something that is not text"),
+                }
+            }
+            b'R' | 0x81 => {
+                let args = self.pop()?;
+                let func = self.pop()?;
+                let (kind, name) = if op == b'R' {
+                    (CallKind::Reduce, "REDUCE")
+                } else {
+                    (CallKind::New, "NEWOBJ")
+                };
+                self.call(kind, func, args, name)?;
+            }
+            0x92 => {
+                self.pop()?; // keyword arguments: the result is a placeholder
+                let args = self.pop()?;
+                let func = self.pop()?;
+                self.call(CallKind::New, func, args, "NEWOBJ_EX")?;
+            }
+            b'o' => {
+                let mut items = self.pop_to_mark()?;
+                if items.is_empty() {
+                    return self.malformed("OBJ without a class");
+                }
+                let func = items.remove(0);
+                let args = self.alloc(Node::Tuple(items))?;
+                self.call(CallKind::New, func, args, "OBJ")?;
+            }
+            _ => {
+                let new_state = self.pop()?; // BUILD
+                let obj = self.top()?;
+                match &mut self.arena[obj] {
+                    Node::Call { state, .. } => *state = Some(new_state),
+                    _ => return self.forbidden("BUILD"),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn call(&mut self, kind: CallKind, func: usize, args: usize, op: &'static str) -> R<()> {
+        let at = self.op_at;
+        self.push(Node::Call {
+            kind,
+            func,
+            args,
+            state: None,
+            op,
+            at,
+        })
+    }
+
+    /// A line naming a module or a class.
+    fn text_line(&mut self) -> R<Cow<'a, str>> {
+        let line = self.line()?;
+        match std::str::from_utf8(line) {
+            Ok(s) => Ok(Cow::Borrowed(s)),
+            Err(_) => self.malformed("a global's name is not UTF-8"),
         }
     }
 }

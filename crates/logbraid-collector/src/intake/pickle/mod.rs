@@ -25,8 +25,15 @@
 //! What follows from rejecting every callable: Python's protocols 0 to 2
 //! store `bytes` and `bytearray` by calling a function (`_codecs.encode`,
 //! `builtins.bytearray`), and protocols 0 to 3 store sets the same way, so
-//! such values are only readable from the protocols that have opcodes for
-//! them (3 for `bytes`, 4 for sets, 5 for `bytearray`).
+//! [`decode`] only reads such values from the protocols that have opcodes
+//! for them (3 for `bytes`, 4 for sets, 5 for `bytearray`).
+//! [`Decoder::modelling_objects`] reads them from every protocol, and
+//! with them the standard classes a log record's `extra` often holds
+//! (`datetime`, `Decimal`, `UUID`, paths …): it keeps the globals and
+//! calls as data, still importing and calling nothing, and recognises
+//! the exact shapes CPython writes for those classes (the table is at
+//! `objects::call`); an instance of any other class becomes a
+//! placeholder [`Object`].
 //!
 //! ```
 //! use logbraid_collector::intake::pickle::{decode, Limits, PickleValue};
@@ -47,11 +54,13 @@ mod build;
 mod codecs;
 mod limits;
 mod machine;
+mod objects;
 #[cfg(test)]
 mod tests;
 mod value;
 
 pub use limits::{LimitKind, Limits, PickleError, MAX_DEPTH_CAP};
+pub use objects::{Object, OBJECT_TEXT_MAX};
 pub use value::PickleValue;
 
 use build::Builder;
@@ -80,6 +89,7 @@ pub struct Decoder {
     on_path: Vec<bool>,
     tasks: Vec<Task>,
     values: Vec<PickleValue<'static>>,
+    objects: bool,
 }
 
 /// Empties a vector and gives back its allocation for elements of another
@@ -97,6 +107,28 @@ impl Decoder {
         Decoder {
             limits,
             ..Decoder::default()
+        }
+    }
+
+    /// A decoder that reads globals and calls as data instead of refusing
+    /// them: values of the standard classes Python's pickler writes by
+    /// naming a global (`datetime`, `Decimal`, `UUID`, `set`, `bytes` in
+    /// protocols 0 to 2, `pathlib` paths …) become
+    /// [`PickleValue::Object`]s showing their `str()` and `repr()`, and
+    /// anything else a placeholder `<module.Name object>` (see
+    /// [`Object::unmodelled`]). Nothing is imported or called: the opcodes
+    /// `GLOBAL`, `STACK_GLOBAL`, `INST`, `OBJ`, `REDUCE`, `NEWOBJ`,
+    /// `NEWOBJ_EX` and `BUILD` only build nodes, and the known classes are
+    /// recognised by their exact `(module, name)` and the shape of their
+    /// arguments. `BUILD` on anything but a call, the extension registry
+    /// (`EXT1`, `EXT2`, `EXT4`), persistent ids and out-of-band buffers
+    /// are still refused. Sets (from any protocol) are objects too, shown
+    /// as `{1, 2}`. Every [`Limits`] bound applies, the rendered text
+    /// counting towards [`Limits::max_total_bytes`].
+    pub fn modelling_objects(limits: Limits) -> Self {
+        Decoder {
+            objects: true,
+            ..Decoder::new(limits)
         }
     }
 
@@ -126,6 +158,7 @@ impl Decoder {
             stack: Vec::new(),
             marks: Vec::new(),
             memo: Memo::default(),
+            objects: false,
         };
         let mut op = m.byte().ok()?;
         if op == 0x80 {
@@ -145,10 +178,13 @@ impl Decoder {
         if op != b'}' || m.skip_memo(&mut memo)? != b'(' {
             return None;
         }
+        let objects = self.objects;
         let mut pairs = Vec::with_capacity(32);
         let mut total = 0usize;
         let mut scalar = |m: &mut Machine<'a, '_>, op: u8| -> Option<PickleValue<'a>> {
-            if !SCALAR_OPS[usize::from(op)] {
+            // A bytearray is an object when modelling them: the arena
+            // makes it.
+            if !SCALAR_OPS[usize::from(op)] || (objects && op == 0x96) {
                 return None;
             }
             m.op_at = m.pos - 1;
@@ -199,6 +235,7 @@ impl Decoder {
             stack: std::mem::take(&mut self.stack),
             marks: std::mem::take(&mut self.marks),
             memo: std::mem::take(&mut self.memo),
+            objects: self.objects,
         };
         let result = m.run().and_then(|root| {
             let mut b = Builder {
@@ -208,6 +245,7 @@ impl Decoder {
                 on_path: std::mem::take(&mut self.on_path),
                 tasks: std::mem::take(&mut self.tasks),
                 values: recycle(std::mem::take(&mut self.values)),
+                objects: self.objects,
             };
             let value = b.build(root);
             self.on_path = b.on_path;

@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 
+use super::objects::Object;
+
 /// A value read from a pickle.
 #[derive(Clone, Debug, PartialEq)]
 #[repr(u64)]
@@ -34,6 +36,10 @@ pub enum PickleValue<'a> {
     /// appears twice; [`PickleValue::get`] finds the later one, as Python
     /// would.
     Dict(Vec<(PickleValue<'a>, PickleValue<'a>)>),
+    /// A value of a class (a `datetime`, a `Decimal`, a `set` …) or a
+    /// placeholder for one the reader does not know, read without running
+    /// code; only [`super::Decoder::modelling_objects`] makes them.
+    Object(Box<Object>),
 }
 
 impl<'a> PickleValue<'a> {
@@ -49,6 +55,7 @@ impl<'a> PickleValue<'a> {
             PickleValue::List(_) => "list",
             PickleValue::Tuple(_) => "tuple",
             PickleValue::Dict(_) => "dict",
+            PickleValue::Object(o) => o.type_name(),
         }
     }
 
@@ -58,6 +65,7 @@ impl<'a> PickleValue<'a> {
             PickleValue::Str(s) => s.len(),
             PickleValue::Bytes(b) => b.len(),
             PickleValue::BigInt(b) => b.len(),
+            PickleValue::Object(o) => o.size(),
             _ => 0,
         }
     }
