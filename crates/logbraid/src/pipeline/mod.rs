@@ -29,7 +29,7 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::level::Level;
 use crate::options::Overflow;
-use crate::record::FieldsBuf;
+use crate::record::{FieldsBuf, Record, Source};
 
 pub use caller_thread::{name_thread, set_thread_id};
 pub(crate) use lifecycle::flush_all;
@@ -67,6 +67,32 @@ impl<'a> Callsite<'a> {
             line: None,
             function: None,
         }
+    }
+}
+
+/// Where records received from other processes enter a pipeline: what an
+/// embedded collector needs of it, and nothing of the logger above it (no
+/// filter, no collector of its own). Get one from a `Logger` with
+/// `Logger::inlet` or `From`.
+#[derive(Clone, Debug)]
+pub struct Inlet {
+    shared: Arc<Shared>,
+}
+
+impl Inlet {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Inlet { shared }
+    }
+
+    /// Logs a record received from another process, keeping its time,
+    /// thread and `source`. No filter is consulted.
+    pub fn log_record(&self, record: &Record<'_>, source: &Arc<Source>) {
+        self.shared.log_foreign(record, source);
+    }
+
+    /// Returns once every record logged before the call has been written.
+    pub fn flush(&self) {
+        self.shared.flush();
     }
 }
 
