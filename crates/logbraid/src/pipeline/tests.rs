@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::lock;
 use crate::level::Level;
 use crate::options::Overflow;
-use crate::record::{Fields, Record, Source};
+use crate::record::{Record, Source};
 use crate::sink::Sink;
 
 /// A sink that holds the writer inside the record `first` until let go,
@@ -63,20 +63,10 @@ impl Sink for Gate {
 }
 
 fn foreign<'a>(message: &'a [u8], source: &'a Source) -> Record<'a> {
-    Record {
-        timestamp_ns: 1,
-        level: Level::Info,
-        target: "remote",
-        message,
-        module: None,
-        file: None,
-        line: None,
-        function: None,
-        thread_id: 7,
-        thread_name: Some("t"),
-        source,
-        fields: Fields::EMPTY,
-    }
+    Record::new(Level::Info, "remote", message, source)
+        .with_timestamp(1)
+        .with_thread_id(7)
+        .with_thread_name("t")
 }
 
 fn source() -> Arc<Source> {

@@ -155,20 +155,12 @@ impl Writer {
         let mut fields = FieldsBuf::new();
         fields.push("dropped", crate::record::Value::U64(new));
         fields.push("dropped_total", crate::record::Value::U64(total));
-        let rec = Record {
-            timestamp_ns: self.shared.now(),
-            level: Level::Warn,
-            target: "logbraid",
-            message: message.as_bytes(),
-            module: None,
-            file: None,
-            line: None,
-            function: None,
-            thread_id: thread_id(),
-            thread_name: Some("logbraid-writer"),
-            source: &Source::current(),
-            fields: fields.as_fields(),
-        };
+        let source = Source::current();
+        let rec = Record::new(Level::Warn, "logbraid", message.as_bytes(), &source)
+            .with_timestamp(self.shared.now())
+            .with_thread_id(thread_id())
+            .with_thread_name("logbraid-writer")
+            .with_fields(fields.as_fields());
         self.sinks.write(&rec);
     }
 
