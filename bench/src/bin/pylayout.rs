@@ -43,20 +43,16 @@ fn main() {
     let mut out = Vec::with_capacity(1 << 16);
     let (mut bytes, mut sum) = (0usize, 0u64);
     for i in 0..n {
-        let record = Record {
-            timestamp_ns: 1_795_341_600_123_456_789 + (i as i64) * 1_234_567,
-            level: Level::Info,
-            target: "api.orders",
-            message: b"request GET /api/v1/orders/12345 completed with status 200",
-            module: Some("api.orders"),
-            file: Some("src/orders.py"),
-            line: Some(120 + (i % 7) as u32),
-            function: Some("handle"),
-            thread_id: 12345,
-            thread_name: Some("worker-3"),
-            source: &source,
-            fields: fields.as_fields(),
-        };
+        let message = b"request GET /api/v1/orders/12345 completed with status 200";
+        let record = Record::new(Level::Info, "api.orders", message, &source)
+            .with_timestamp(1_795_341_600_123_456_789 + (i as i64) * 1_234_567)
+            .with_module("api.orders")
+            .with_file("src/orders.py")
+            .with_line(120 + (i % 7) as u32)
+            .with_function("handle")
+            .with_thread_id(12345)
+            .with_thread_name("worker-3")
+            .with_fields(fields.as_fields());
         for layout in &mut layouts {
             out.clear();
             layout.format(&record, &mut out);

@@ -24,20 +24,14 @@ fn main() {
     fields.push("elapsed_ms", Value::I64(12));
     let message = b"request GET /api/v1/orders/12345 completed with status 200 after 12 ms (cache miss, 3 queries)";
     assert!((90..110).contains(&message.len()));
-    let record = Record {
-        timestamp_ns: 1_795_341_600_123_456_789,
-        level: Level::Info,
-        target: "api::orders",
-        message,
-        module: Some("api::orders"),
-        file: Some("src/orders.rs"),
-        line: Some(120),
-        function: None,
-        thread_id: 12345,
-        thread_name: Some("worker-3"),
-        source: &s,
-        fields: fields.as_fields(),
-    };
+    let record = Record::new(Level::Info, "api::orders", message, &s)
+        .with_timestamp(1_795_341_600_123_456_789)
+        .with_module("api::orders")
+        .with_file("src/orders.rs")
+        .with_line(120)
+        .with_thread_id(12345)
+        .with_thread_name("worker-3")
+        .with_fields(fields.as_fields());
     let n: u64 = 4_000_000;
 
     // Encoding: each finished frame goes to a buffer that is then "sent".

@@ -759,20 +759,9 @@ fn batch_frame(first: u64, messages: &[String]) -> Vec<u8> {
     let source = logbraid::Source::current();
     let mut enc = logbraid::wire::BatchEncoder::default();
     for m in messages {
-        let r = logbraid::Record {
-            timestamp_ns: logbraid::clock::now_ns(),
-            level: Level::Info,
-            target: "raw",
-            message: m.as_bytes(),
-            module: None,
-            file: None,
-            line: None,
-            function: None,
-            thread_id: 1,
-            thread_name: None,
-            source: &source,
-            fields: logbraid::Fields::EMPTY,
-        };
+        let r = logbraid::Record::new(Level::Info, "raw", m.as_bytes(), &source)
+            .with_timestamp(logbraid::clock::now_ns())
+            .with_thread_id(1);
         assert_eq!(enc.push(&r), logbraid::wire::Push::Added);
     }
     let mut out = Vec::new();

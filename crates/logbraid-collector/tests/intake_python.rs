@@ -573,24 +573,17 @@ sys.stdout.buffer.write(pickle.dumps({"msg": "only a message", "levelname": "ERR
     .unwrap();
     assert_eq!(
         got,
-        OwnedRecord {
-            timestamp_ns: RECEIVED,
-            level: Level::Error,
-            target: "root".into(),
-            message: b"only a message".to_vec(),
-            module: None,
-            file: None,
-            line: None,
-            function: None,
-            thread_id: 0,
-            thread_name: None,
-            source: Arc::new(Source {
+        OwnedRecord::new(
+            Level::Error,
+            "root",
+            b"only a message",
+            Arc::new(Source {
                 host: PEER.into(),
                 pid: 0,
                 process_name: String::new(),
             }),
-            fields: FieldsBuf::new(),
-        }
+        )
+        .with_timestamp(RECEIVED)
     );
 }
 

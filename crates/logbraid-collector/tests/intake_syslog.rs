@@ -38,24 +38,14 @@ impl Want<'_> {
                 None => fields.push(k, Value::Null),
             }
         }
-        OwnedRecord {
-            timestamp_ns: self.ts,
-            level: self.level,
-            target: self.target.to_string(),
-            message: self.message.to_vec(),
-            module: None,
-            file: None,
-            line: None,
-            function: None,
-            thread_id: 0,
-            thread_name: None,
-            source: Arc::new(Source {
-                host: self.host.to_string(),
-                pid: self.pid,
-                process_name: self.process.to_string(),
-            }),
-            fields,
-        }
+        let source = Arc::new(Source {
+            host: self.host.to_string(),
+            pid: self.pid,
+            process_name: self.process.to_string(),
+        });
+        OwnedRecord::new(self.level, self.target, self.message, source)
+            .with_timestamp(self.ts)
+            .with_fields(fields)
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use logbraid::layout::LayoutSpec;
 use logbraid::sink::{read_decompressed, rotated_files};
 use logbraid::wire::{BatchEncoder, Dedup, Push};
-use logbraid::{Compression, Fields, FieldsBuf, Level, OwnedRecord, Record, Source, SyncMode};
+use logbraid::{Compression, Level, OwnedRecord, Record, Source, SyncMode};
 use logbraid_collector::output::{
     check_route, AckTo, Body, Delivery, FileSpec, Output, OutputConfig, OutputError, OutputStats,
 };
@@ -61,21 +61,14 @@ fn start(config: OutputConfig) -> (Output, logbraid_collector::output::OutputHan
     Output::start(config, Arc::new(Mutex::new(Dedup::new()))).unwrap()
 }
 
+fn record<'a>(src: &'a Source, ts: i64, msg: &'a str, target: &'a str) -> Record<'a> {
+    Record::new(Level::Info, target, msg.as_bytes(), src)
+        .with_timestamp(ts)
+        .with_thread_id(1)
+}
+
 fn owned(src: &Arc<Source>, ts: i64, msg: &str, target: &str) -> OwnedRecord {
-    OwnedRecord {
-        timestamp_ns: ts,
-        level: Level::Info,
-        target: target.to_string(),
-        message: msg.as_bytes().to_vec(),
-        module: None,
-        file: None,
-        line: None,
-        function: None,
-        thread_id: 1,
-        thread_name: None,
-        source: Arc::clone(src),
-        fields: FieldsBuf::new(),
-    }
+    OwnedRecord::from_record_with_source(&record(src, ts, msg, target), src)
 }
 
 /// A real `BATCH` frame numbered from `first`, one record per
@@ -101,20 +94,7 @@ fn frame_of<'a>(
 ) -> Vec<u8> {
     let mut enc = BatchEncoder::default();
     for (ts, msg, target) in records {
-        let r = Record {
-            timestamp_ns: ts,
-            level: Level::Info,
-            target,
-            message: msg.as_bytes(),
-            module: None,
-            file: None,
-            line: None,
-            function: None,
-            thread_id: 1,
-            thread_name: None,
-            source: src,
-            fields: Fields::EMPTY,
-        };
+        let r = record(src, ts, msg, target);
         assert_eq!(enc.push(&r), Push::Added);
     }
     let mut out = Vec::new();

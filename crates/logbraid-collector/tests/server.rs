@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use logbraid::layout::LayoutSpec;
 use logbraid::wire::{self, BatchEncoder, Dedup, Frame, Hello, Push};
-use logbraid::{Compression, Fields, Level, Record, Source};
+use logbraid::{Compression, Level, Record, Source};
 use logbraid_collector::diag::Kind;
 use logbraid_collector::output::{FileSpec, Output, OutputConfig};
 use logbraid_collector::server::{self, Endpoint, Server, ServerConfig, Stats};
@@ -167,20 +167,9 @@ fn batch(first: u64, messages: &[String]) -> Vec<u8> {
     let source = Source::current();
     let mut enc = BatchEncoder::default();
     for m in messages {
-        let r = Record {
-            timestamp_ns: 1_700_000_000_000_000_000,
-            level: Level::Info,
-            target: "t",
-            message: m.as_bytes(),
-            module: None,
-            file: None,
-            line: None,
-            function: None,
-            thread_id: 1,
-            thread_name: None,
-            source: &source,
-            fields: Fields::EMPTY,
-        };
+        let r = Record::new(Level::Info, "t", m.as_bytes(), &source)
+            .with_timestamp(1_700_000_000_000_000_000)
+            .with_thread_id(1);
         assert_eq!(enc.push(&r), Push::Added);
     }
     let mut out = Vec::new();

@@ -15,7 +15,7 @@
 use std::hint::black_box;
 
 use logbraid::layout::{JsonLayout, Layout, PythonLayout, TextLayout};
-use logbraid::record::{Fields, Record, Source};
+use logbraid::record::{Record, Source};
 use logbraid::Level;
 
 fn main() {
@@ -53,20 +53,9 @@ fn main() {
     // 2026-11-22 10:00:00 UTC.
     let start: i64 = 1_795_341_600_000_000_000;
     for i in 0..count {
-        let r = Record {
-            timestamp_ns: start + i * step,
-            level: Level::Info,
-            target: "app::db",
-            message: b"query finished",
-            module: None,
-            file: None,
-            line: None,
-            function: None,
-            thread_id: 7,
-            thread_name: None,
-            source: &source,
-            fields: Fields::EMPTY,
-        };
+        let r = Record::new(Level::Info, "app::db", b"query finished", &source)
+            .with_timestamp(start + i * step)
+            .with_thread_id(7);
         layout.format(black_box(&r), &mut out);
         if out.len() > 60_000 {
             bytes += out.len();

@@ -14,7 +14,7 @@ use crate::forward::{check_client, ForwardError, ForwardOptions, ForwardSink};
 use crate::layout::{Layout, LayoutSpec};
 use crate::level::{Level, LevelFilter};
 use crate::options::Overflow;
-use crate::pipeline::{self, Callsite, Mode, Settings, Shared, SinkSet, Stats, WaitHook};
+use crate::pipeline::{self, Callsite, Inlet, Mode, Settings, Shared, SinkSet, Stats, WaitHook};
 use crate::record::{FieldsBuf, Record, Source};
 use crate::sink::Sink;
 use crate::sink::{Console, RollingFile, RollingFileBuilder};
@@ -139,6 +139,12 @@ impl Logger {
         self.shared.log_foreign(record, source);
     }
 
+    /// Where records received from other processes enter this logger's
+    /// pipeline (what an embedded collector takes).
+    pub fn inlet(&self) -> Inlet {
+        Inlet::new(Arc::clone(&self.shared))
+    }
+
     /// Returns once every record logged before the call has been written
     /// (and fsynced, when the pipeline was built with `flush_sync`).
     pub fn flush(&self) {
@@ -199,6 +205,18 @@ impl Guard {
     /// The logger this guard stops.
     pub fn logger(&self) -> &Logger {
         &self.logger
+    }
+}
+
+impl From<Logger> for Inlet {
+    fn from(logger: Logger) -> Inlet {
+        logger.inlet()
+    }
+}
+
+impl From<&Logger> for Inlet {
+    fn from(logger: &Logger) -> Inlet {
+        logger.inlet()
     }
 }
 
@@ -588,7 +606,7 @@ impl Builder {
             children: Arc::new(Mutex::new(None)),
         };
         if let Some(bound) = bound {
-            match bound.serve(logger.clone(), EmbeddedOptions::default()) {
+            match bound.serve(&logger, EmbeddedOptions::default()) {
                 Ok(c) => {
                     if let Some(e) = lock_exported().as_mut() {
                         e.served = true;
@@ -600,34 +618,6 @@ impl Builder {
         }
         install_hooks();
         Ok((logger.clone(), Guard { logger }))
-    }
-
-    /// Builds, and installs the logger behind the `log` facade. Keep the
-    /// guard alive until the end of `main`.
-    #[cfg(feature = "log")]
-    pub fn init(self) -> Result<Guard, Error> {
-        let (logger, guard) = self.build()?;
-        crate::bridge::log::install(logger.clone())?;
-        set_global(logger);
-        Ok(guard)
-    }
-}
-
-#[cfg(feature = "tracing")]
-impl Builder {
-    /// Builds, and installs the logger as the global `tracing` subscriber
-    /// (and, with the `log` feature, behind the `log` facade too).
-    pub fn init_tracing(self) -> Result<Guard, Error> {
-        use tracing_subscriber::layer::SubscriberExt;
-        let (logger, guard) = self.build()?;
-        let subscriber =
-            tracing_subscriber::registry().with(crate::bridge::tracing::layer(logger.clone()));
-        tracing_core::dispatcher::set_global_default(tracing_core::Dispatch::new(subscriber))
-            .map_err(|_| Error::AlreadyInstalled)?;
-        #[cfg(feature = "log")]
-        crate::bridge::log::install(logger.clone())?;
-        set_global(logger);
-        Ok(guard)
     }
 }
 
@@ -711,7 +701,8 @@ pub(crate) fn hold_for_fork(held: &mut crate::sys::fork::Held) {
     crate::sys::fork::hold(held, &GLOBAL);
 }
 
-fn set_global(logger: Logger) {
+#[cfg(any(feature = "log", feature = "tracing"))]
+pub(crate) fn set_global(logger: Logger) {
     // The logger replaced is dropped after the lock is let go.
     let _old = GLOBAL
         .lock()

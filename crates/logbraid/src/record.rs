@@ -135,6 +135,76 @@ pub struct Record<'a> {
     pub fields: Fields<'a>,
 }
 
+/// The `with_…` setters of [`Record`]: each sets the part its argument
+/// names (to `value`) and returns the record, in a `const fn` that inlines
+/// to a store.
+macro_rules! with {
+    ($($(#[$doc:meta])* $name:ident($part:ident: $ty:ty) => $value:expr;)*) => {
+        $(
+            $(#[$doc])*
+            #[inline]
+            #[must_use]
+            pub const fn $name(mut self, $part: $ty) -> Self {
+                self.$part = $value;
+                self
+            }
+        )*
+    };
+}
+
+impl<'a> Record<'a> {
+    /// A record of `level` for `target` saying `message`, from `source`:
+    /// at time 0, on thread 0, with no call site, thread name or fields.
+    /// The `with_…` methods fill in the rest:
+    ///
+    /// ```
+    /// use logbraid::{Level, Record, Source};
+    /// let source = Source::current();
+    /// let r = Record::new(Level::Info, "app::db", b"connected", &source)
+    ///     .with_timestamp(1_700_000_000_000_000_000)
+    ///     .with_file("src/db.rs")
+    ///     .with_line(42);
+    /// assert_eq!(r.line, Some(42));
+    /// assert_eq!(r.module, None);
+    /// ```
+    #[inline]
+    pub const fn new(level: Level, target: &'a str, message: &'a [u8], source: &'a Source) -> Self {
+        Record {
+            timestamp_ns: 0,
+            level,
+            target,
+            message,
+            module: None,
+            file: None,
+            line: None,
+            function: None,
+            thread_id: 0,
+            thread_name: None,
+            source,
+            fields: Fields::EMPTY,
+        }
+    }
+
+    with! {
+        /// Sets [`Record::timestamp_ns`].
+        with_timestamp(timestamp_ns: i64) => timestamp_ns;
+        /// Sets [`Record::module`].
+        with_module(module: &'a str) => Some(module);
+        /// Sets [`Record::file`].
+        with_file(file: &'a str) => Some(file);
+        /// Sets [`Record::line`].
+        with_line(line: u32) => Some(line);
+        /// Sets [`Record::function`].
+        with_function(function: &'a str) => Some(function);
+        /// Sets [`Record::thread_id`].
+        with_thread_id(thread_id: u64) => thread_id;
+        /// Sets [`Record::thread_name`].
+        with_thread_name(thread_name: &'a str) => Some(thread_name);
+        /// Sets [`Record::fields`].
+        with_fields(fields: Fields<'a>) => fields;
+    }
+}
+
 /// A field value as stored in a record.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Value<'a> {
@@ -423,6 +493,35 @@ pub struct OwnedRecord {
 }
 
 impl OwnedRecord {
+    /// A record of `level` for `target` saying `message`, from `source`:
+    /// at time 0, on thread 0, with no call site, thread name or fields.
+    /// A record with more parts is best built as a [`Record`] and copied
+    /// with [`OwnedRecord::from_record_with_source`].
+    pub fn new(level: Level, target: &str, message: &[u8], source: Arc<Source>) -> Self {
+        OwnedRecord::from_record_with_source(&Record::new(level, target, message, &source), &source)
+    }
+
+    /// Sets [`OwnedRecord::timestamp_ns`].
+    #[must_use]
+    pub fn with_timestamp(mut self, timestamp_ns: i64) -> Self {
+        self.timestamp_ns = timestamp_ns;
+        self
+    }
+
+    /// Sets [`OwnedRecord::thread_id`].
+    #[must_use]
+    pub fn with_thread_id(mut self, thread_id: u64) -> Self {
+        self.thread_id = thread_id;
+        self
+    }
+
+    /// Sets [`OwnedRecord::fields`].
+    #[must_use]
+    pub fn with_fields(mut self, fields: FieldsBuf) -> Self {
+        self.fields = fields;
+        self
+    }
+
     /// Copies a borrowed record.
     pub fn from_record(r: &Record<'_>) -> Self {
         OwnedRecord::from_record_with_source(r, &Arc::new(r.source.clone()))

@@ -91,6 +91,37 @@ fn flush_returns_once_the_collector_has_written_everything() {
     assert_eq!(collector.stats().records, 50_000);
 }
 
+/// The collector logs into the pipeline's inlet, below the logger: the
+/// collecting logger's level does not filter what children send.
+#[test]
+fn a_collector_writes_what_arrives_whatever_the_level_of_its_logger() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.log");
+    let sock = dir.path().join("c.sock");
+    let layout = LayoutSpec::parse("%(levelname)s %(message)s", None).unwrap();
+    let (clog, cguard) = Builder::new()
+        .level("error")
+        .children(false)
+        .inherit_collector(false)
+        .file(RollingFile::builder(&out).layout(layout.build(false)))
+        .unwrap()
+        .build()
+        .unwrap();
+    let collector = Embedded::start_at(&sock, clog.inlet(), EmbeddedOptions::default()).unwrap();
+    drop(clog);
+    let (logger, guard, stats) = client(options(&sock));
+    log_range(&logger, 0..3);
+    logger.flush();
+    assert_eq!(
+        lines(&out),
+        ["INFO record 0", "INFO record 1", "INFO record 2"]
+    );
+    assert_eq!(stats.get().acked, 3);
+    drop(guard);
+    drop(collector);
+    drop(cguard);
+}
+
 #[test]
 fn a_collector_restarted_at_the_same_address_gets_everything_once() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use logbraid::clock::{self, Clock, ManualClock};
 use logbraid::layout::Layout;
-use logbraid::record::{Fields, Record, Source};
+use logbraid::record::{Record, Source};
 use logbraid::sink::{RollingFile, RollingFileBuilder, Sink};
 use logbraid::{Compression, Every, Level, Naming};
 
@@ -40,20 +40,7 @@ static SOURCE: LazyLock<Source> = LazyLock::new(|| Source {
 });
 
 fn record(message: &[u8]) -> Record<'_> {
-    Record {
-        timestamp_ns: 0,
-        level: Level::Info,
-        target: "test",
-        message,
-        module: None,
-        file: None,
-        line: None,
-        function: None,
-        thread_id: 1,
-        thread_name: None,
-        source: &SOURCE,
-        fields: Fields::EMPTY,
-    }
+    Record::new(Level::Info, "test", message, &SOURCE).with_thread_id(1)
 }
 
 fn log(sink: &mut RollingFile, message: &str) -> usize {

@@ -15,7 +15,7 @@ use logbraid::wire::{
     frame_len, BatchEncoder, Dedup, ErrorCode, Frame, FrameReader, FrameType, Hello, Push,
     WireError, DEFAULT_MAX_FRAME,
 };
-use logbraid::{Fields, FieldsBuf, Level, OwnedRecord, Record, Source, Value};
+use logbraid::{FieldsBuf, Level, OwnedRecord, Record, Source, Value};
 
 fn source() -> Arc<Source> {
     Arc::new(Source {
@@ -37,38 +37,22 @@ const HELLO: Hello<'static> = Hello {
 
 /// A record with every optional part present.
 fn full<'a>(source: &'a Source, message: &'a [u8], fields: &'a FieldsBuf) -> Record<'a> {
-    Record {
-        timestamp_ns: 1_795_341_600_123_456_789,
-        level: Level::Warn,
-        target: "app.db",
-        message,
-        module: Some("app::db"),
-        file: Some("src/db.rs"),
-        line: Some(42),
-        function: Some("connect"),
-        thread_id: 7,
-        thread_name: Some("main"),
-        source,
-        fields: fields.as_fields(),
-    }
+    Record::new(Level::Warn, "app.db", message, source)
+        .with_timestamp(1_795_341_600_123_456_789)
+        .with_module("app::db")
+        .with_file("src/db.rs")
+        .with_line(42)
+        .with_function("connect")
+        .with_thread_id(7)
+        .with_thread_name("main")
+        .with_fields(fields.as_fields())
 }
 
 /// A record with every optional part absent.
 fn bare<'a>(source: &'a Source, message: &'a [u8]) -> Record<'a> {
-    Record {
-        timestamp_ns: -1,
-        level: Level::Trace,
-        target: "",
-        message,
-        module: None,
-        file: None,
-        line: None,
-        function: None,
-        thread_id: u64::MAX,
-        thread_name: None,
-        source,
-        fields: Fields::EMPTY,
-    }
+    Record::new(Level::Trace, "", message, source)
+        .with_timestamp(-1)
+        .with_thread_id(u64::MAX)
 }
 
 fn some_fields() -> FieldsBuf {
@@ -207,12 +191,12 @@ fn records_keep_every_part_present_or_absent() {
         full(&s, b"with everything", &fields),
         bare(&s, msg),
         Record {
-            line: Some(0),
-            module: Some(""),
-            thread_name: Some(""),
             level: Level::Critical,
             ..bare(&s, b"empty but present")
-        },
+        }
+        .with_line(0)
+        .with_module("")
+        .with_thread_name(""),
     ];
     let frame = batch_frame(5, &sent);
     let got = records_of(&frame, &s);
@@ -250,11 +234,7 @@ fn records_borrow_the_frame_and_the_callers_source() {
 fn names_longer_than_64k_are_cut_at_a_char_boundary() {
     let s = source();
     let long = "é".repeat(40_000);
-    let r = Record {
-        target: &long,
-        file: Some(&long),
-        ..bare(&s, b"m")
-    };
+    let r = Record::new(Level::Trace, &long, b"m", &s).with_file(&long);
     let got = records_of(&batch_frame(1, &[r]), &s);
     assert_eq!(got[0].target.len(), 65_534);
     assert!(long.starts_with(&got[0].target));
@@ -883,20 +863,14 @@ fn examples() -> String {
     let mut fields = FieldsBuf::new();
     fields.push_str("user", "ada");
     fields.push("attempt", Value::I64(2));
-    let record = Record {
-        timestamp_ns: 1_795_341_600_123_456_789,
-        level: Level::Info,
-        target: "app.db",
-        message: b"connected in 3 ms",
-        module: Some("app::db"),
-        file: Some("src/db.rs"),
-        line: Some(42),
-        function: None,
-        thread_id: 7,
-        thread_name: Some("main"),
-        source: &s,
-        fields: fields.as_fields(),
-    };
+    let record = Record::new(Level::Info, "app.db", b"connected in 3 ms", &s)
+        .with_timestamp(1_795_341_600_123_456_789)
+        .with_module("app::db")
+        .with_file("src/db.rs")
+        .with_line(42)
+        .with_thread_id(7)
+        .with_thread_name("main")
+        .with_fields(fields.as_fields());
     let batch = batch_frame(42, &[record]);
     let body = 40 + 6 + 7 + 9 + 4 + 17 + fields.as_bytes().len();
     let frame_length = format!("length = {}", batch.len() - 4);

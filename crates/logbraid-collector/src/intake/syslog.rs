@@ -158,20 +158,11 @@ pub fn parse_with(
         pid,
         m.appname.unwrap_or(""),
     );
-    Ok(OwnedRecord {
-        timestamp_ns: m.timestamp_ns,
-        level,
-        target: m.appname.unwrap_or("syslog").to_string(),
-        message: m.msg.to_vec(),
-        module: None,
-        file: None,
-        line: None,
-        function: None,
-        thread_id: 0,
-        thread_name: None,
-        source,
-        fields,
-    })
+    Ok(
+        OwnedRecord::new(level, m.appname.unwrap_or("syslog"), m.msg, source)
+            .with_timestamp(m.timestamp_ns)
+            .with_fields(fields),
+    )
 }
 
 /// The parts of a message, borrowed from it.

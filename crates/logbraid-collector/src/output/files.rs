@@ -456,10 +456,7 @@ impl Files {
         let mut fields = FieldsBuf::new();
         fields.extend_encoded(r.fields.encoded());
         fields.push_str("destination", &self.current.to_string_lossy());
-        let diverted = Record {
-            fields: fields.as_fields(),
-            ..*r
-        };
+        let diverted = r.with_fields(fields.as_fields());
         f.dirty = true;
         let n = f
             .sink
@@ -597,7 +594,7 @@ impl Files {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use logbraid::{Fields, Level, Source};
+    use logbraid::{Level, Source};
 
     #[test]
     fn hostile_values_stay_one_harmless_component() {
@@ -643,20 +640,7 @@ mod tests {
             pid: 4_294_967_295,
             process_name: "../".repeat(100),
         };
-        let r = Record {
-            timestamp_ns: 0,
-            level: Level::Info,
-            target: "t",
-            message: b"",
-            module: None,
-            file: None,
-            line: None,
-            function: None,
-            thread_id: 0,
-            thread_name: None,
-            source: &source,
-            fields: Fields::EMPTY,
-        };
+        let r = Record::new(Level::Info, "t", b"", &source);
         let p = route.expand(&r);
         let name = p.file_name().unwrap().to_str().unwrap();
         assert!(name.len() <= MAX_COMPONENT, "{}", name.len());

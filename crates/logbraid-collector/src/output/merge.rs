@@ -205,27 +205,15 @@ impl Merge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use logbraid::{FieldsBuf, Level, Source};
+    use logbraid::{Level, Source};
 
     fn record(ts: i64) -> OwnedRecord {
-        OwnedRecord {
-            timestamp_ns: ts,
-            level: Level::Info,
-            target: String::new(),
-            message: Vec::new(),
-            module: None,
-            file: None,
-            line: None,
-            function: None,
-            thread_id: 0,
-            thread_name: None,
-            source: Arc::new(Source {
-                host: String::new(),
-                pid: 0,
-                process_name: String::new(),
-            }),
-            fields: FieldsBuf::new(),
-        }
+        let source = Arc::new(Source {
+            host: String::new(),
+            pid: 0,
+            process_name: String::new(),
+        });
+        OwnedRecord::new(Level::Info, "", b"", source).with_timestamp(ts)
     }
 
     fn drain(m: &mut Merge) -> Vec<i64> {

@@ -2,7 +2,7 @@
 //! logger that hands `log` records to a logbraid pipeline.
 
 use crate::level::{Level, LevelFilter};
-use crate::logger::{Error, Logger};
+use crate::logger::{set_global, Builder, Error, Guard, Logger};
 use crate::pipeline::Callsite;
 use crate::record::FieldsBuf;
 
@@ -107,4 +107,15 @@ pub(crate) fn install(logger: Logger) -> Result<(), Error> {
     log::set_boxed_logger(Box::new(LogBridge::new(logger))).map_err(|_| Error::AlreadyInstalled)?;
     log::set_max_level(max);
     Ok(())
+}
+
+impl Builder {
+    /// Builds, and installs the logger behind the `log` facade. Keep the
+    /// guard alive until the end of `main`.
+    pub fn init(self) -> Result<Guard, Error> {
+        let (logger, guard) = self.build()?;
+        install(logger.clone())?;
+        set_global(logger);
+        Ok(guard)
+    }
 }

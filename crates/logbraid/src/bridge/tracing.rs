@@ -22,7 +22,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
 use crate::level::Level;
-use crate::logger::Logger;
+use crate::logger::{set_global, Builder, Error, Guard, Logger};
 use crate::pipeline::Callsite;
 use crate::record::{FieldsBuf, Value};
 
@@ -156,5 +156,21 @@ where
                 }
             }
         });
+    }
+}
+
+impl Builder {
+    /// Builds, and installs the logger as the global `tracing` subscriber
+    /// (and, with the `log` feature, behind the `log` facade too).
+    pub fn init_tracing(self) -> Result<Guard, Error> {
+        use tracing_subscriber::layer::SubscriberExt;
+        let (logger, guard) = self.build()?;
+        let subscriber = tracing_subscriber::registry().with(layer(logger.clone()));
+        tracing_core::dispatcher::set_global_default(tracing_core::Dispatch::new(subscriber))
+            .map_err(|_| Error::AlreadyInstalled)?;
+        #[cfg(feature = "log")]
+        super::log::install(logger.clone())?;
+        set_global(logger);
+        Ok(guard)
     }
 }

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::logger::Logger;
+use crate::pipeline::Inlet;
 use crate::report::RateLimit;
 use crate::wire::{self, Dedup, ErrorCode, FrameReader, ServerSession, Step};
 
@@ -153,7 +153,7 @@ impl Counters {
 }
 
 struct Inner {
-    logger: Logger,
+    inlet: Inlet,
     options: EmbeddedOptions,
     stopping: AtomicBool,
     /// When shutdown began: open connections get a grace period after it.
@@ -292,13 +292,17 @@ impl Bound {
     }
 
     /// Starts the thread that accepts connections; what arrives is logged
-    /// into `logger`.
-    pub fn serve(mut self, logger: Logger, options: EmbeddedOptions) -> io::Result<Embedded> {
+    /// into `inlet` (a `Logger` or `&Logger` will do).
+    pub fn serve(
+        mut self,
+        inlet: impl Into<Inlet>,
+        options: EmbeddedOptions,
+    ) -> io::Result<Embedded> {
         let Some(listener) = self.listener.take() else {
             return Err(io::Error::other("the collector's socket is already served"));
         };
         let inner = Arc::new(Inner {
-            logger,
+            inlet: inlet.into(),
             options,
             stopping: AtomicBool::new(false),
             stop_at: Mutex::new(None),
@@ -331,14 +335,18 @@ impl Drop for Bound {
 
 impl Embedded {
     /// Starts a collector in a new private directory that logs what it
-    /// receives into `logger`.
-    pub fn start(logger: Logger, options: EmbeddedOptions) -> io::Result<Embedded> {
-        Bound::new()?.serve(logger, options)
+    /// receives into `inlet` (a `Logger` or `&Logger` will do).
+    pub fn start(inlet: impl Into<Inlet>, options: EmbeddedOptions) -> io::Result<Embedded> {
+        Bound::new()?.serve(inlet, options)
     }
 
     /// Starts a collector on a socket at `path` (which must not exist).
-    pub fn start_at(path: &Path, logger: Logger, options: EmbeddedOptions) -> io::Result<Embedded> {
-        Bound::at(path)?.serve(logger, options)
+    pub fn start_at(
+        path: &Path,
+        inlet: impl Into<Inlet>,
+        options: EmbeddedOptions,
+    ) -> io::Result<Embedded> {
+        Bound::at(path)?.serve(inlet, options)
     }
 
     /// The address for [`COLLECTOR_ENV`]: `unix:/…/collector.sock`.
@@ -523,7 +531,7 @@ fn serve(mut stream: UnixStream, inner: &Inner) {
                     if let Some(source) = session.peer().map(|p| Arc::clone(&p.source)) {
                         let mut n = 0;
                         for r in batch.records(&source).skip(skip as usize) {
-                            inner.logger.log_record(&r, &source);
+                            inner.inlet.log_record(&r, &source);
                             n += 1;
                         }
                         inner.counters.records.fetch_add(n, Ordering::Relaxed);
@@ -546,7 +554,7 @@ fn serve(mut stream: UnixStream, inner: &Inner) {
             // Acknowledged only once the parent's writer has written them;
             // never after an ERROR, which is a connection's last frame (the
             // client resends, and the records already logged are skipped).
-            inner.logger.flush();
+            inner.inlet.flush();
             session.commit(last, &opts.dedup, &mut out);
         }
         if !out.is_empty() {

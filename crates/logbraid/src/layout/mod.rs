@@ -18,20 +18,7 @@
 //! let spec = LayoutSpec::parse("%(levelname)s:%(name)s:%(message)s", None)?;
 //! let mut layout = spec.build(false);
 //! let source = Source { host: "h".into(), pid: 1, process_name: "app".into() };
-//! let record = Record {
-//!     timestamp_ns: 0,
-//!     level: Level::Warn,
-//!     target: "app.db",
-//!     message: b"disk almost full",
-//!     module: None,
-//!     file: None,
-//!     line: None,
-//!     function: None,
-//!     thread_id: 1,
-//!     thread_name: None,
-//!     source: &source,
-//!     fields: Fields::EMPTY,
-//! };
+//! let record = Record::new(Level::Warn, "app.db", b"disk almost full", &source);
 //! let mut out = Vec::new();
 //! layout.format(&record, &mut out);
 //! assert_eq!(out, b"WARNING:app.db:disk almost full\n");
@@ -263,20 +250,12 @@ pub(crate) mod testutil {
 
     /// A record with every optional part set, at [`TS`].
     pub(crate) fn record<'a>(source: &'a Source, fields: &'a FieldsBuf) -> Record<'a> {
-        Record {
-            timestamp_ns: TS,
-            level: Level::Info,
-            target: "app::db",
-            message: b"connected",
-            module: Some("app::db"),
-            file: Some("src/db/pool.rs"),
-            line: Some(42),
-            function: Some("connect"),
-            thread_id: 7,
-            thread_name: Some("main"),
-            source,
-            fields: fields.as_fields(),
-        }
+        bare(source, fields)
+            .with_module("app::db")
+            .with_file("src/db/pool.rs")
+            .with_line(42)
+            .with_function("connect")
+            .with_thread_name("main")
     }
 
     /// Pseudo-random byte strings, weighted towards the bytes that need
@@ -312,14 +291,10 @@ pub(crate) mod testutil {
 
     /// The same record with every optional part absent.
     pub(crate) fn bare<'a>(source: &'a Source, fields: &'a FieldsBuf) -> Record<'a> {
-        Record {
-            module: None,
-            file: None,
-            line: None,
-            function: None,
-            thread_name: None,
-            ..record(source, fields)
-        }
+        Record::new(Level::Info, "app::db", b"connected", source)
+            .with_timestamp(TS)
+            .with_thread_id(7)
+            .with_fields(fields.as_fields())
     }
 }
 

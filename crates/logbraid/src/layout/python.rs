@@ -552,14 +552,14 @@ mod tests {
     /// The record of the reference lines, which were printed by CPython's
     /// `logging.Formatter` with `converter = time.gmtime`.
     fn python_record<'a>(src: &'a crate::record::Source, f: &'a FieldsBuf) -> Record<'a> {
-        Record {
-            level: Level::Warn,
-            target: "app.db",
-            message: b"connected x",
-            module: None,
-            file: Some("/src/db/pool.py"),
-            ..record(src, f)
-        }
+        Record::new(Level::Warn, "app.db", b"connected x", src)
+            .with_timestamp(TS)
+            .with_file("/src/db/pool.py")
+            .with_line(42)
+            .with_function("connect")
+            .with_thread_id(7)
+            .with_thread_name("main")
+            .with_fields(f.as_fields())
     }
 
     fn layout(format: &str, datefmt: Option<&str>) -> PythonLayout {
@@ -672,10 +672,7 @@ mod tests {
         let offset = time::system_zone()
             .to_offset(jiff::Timestamp::from_second(1_700_000_000).unwrap())
             .seconds();
-        let shifted = Record {
-            timestamp_ns: TS + i64::from(offset) * 1_000_000_000,
-            ..rec
-        };
+        let shifted = rec.with_timestamp(TS + i64::from(offset) * 1_000_000_000);
         let mut local = PythonLayout::new("%(asctime)s", Some("%F %T %z")).unwrap();
         let mut utc = layout("%(asctime)s", Some("%F %T"));
         let sign = if offset < 0 { '-' } else { '+' };

@@ -272,7 +272,7 @@ impl Sink for Console {
 mod tests {
     use super::*;
     use crate::level::Level;
-    use crate::record::{Fields, Source};
+    use crate::record::Source;
     use std::sync::{Arc, Mutex};
 
     /// `LEVEL target: message`, nothing else.
@@ -314,20 +314,7 @@ mod tests {
     }
 
     fn record<'a>(source: &'a Source, level: Level, target: &'a str, msg: &'a str) -> Record<'a> {
-        Record {
-            timestamp_ns: 0,
-            level,
-            target,
-            message: msg.as_bytes(),
-            module: None,
-            file: None,
-            line: None,
-            function: None,
-            thread_id: 1,
-            thread_name: None,
-            source,
-            fields: Fields::EMPTY,
-        }
+        Record::new(level, target, msg.as_bytes(), source).with_thread_id(1)
     }
 
     fn source() -> Source {

@@ -40,20 +40,10 @@
 //! };
 //! wire::encode_hello(&hello, &mut out).unwrap();
 //! let me = Source::current();
-//! let record = Record {
-//!     timestamp_ns: 1_700_000_000_000_000_000,
-//!     level: Level::Info,
-//!     target: "api::http",
-//!     message: b"GET / 200",
-//!     module: None,
-//!     file: None,
-//!     line: None,
-//!     function: None,
-//!     thread_id: 1,
-//!     thread_name: Some("main"),
-//!     source: &me,
-//!     fields: Fields::EMPTY,
-//! };
+//! let record = Record::new(Level::Info, "api::http", b"GET / 200", &me)
+//!     .with_timestamp(1_700_000_000_000_000_000)
+//!     .with_thread_id(1)
+//!     .with_thread_name("main");
 //! let mut batch = BatchEncoder::default();
 //! assert_eq!(batch.push(&record), Push::Added);
 //! batch.finish(1, &mut out).unwrap();

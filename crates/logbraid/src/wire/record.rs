@@ -578,20 +578,13 @@ mod tests {
     }
 
     fn record<'a>(s: &'a Source, message: &'a [u8], fields: &'a [u8]) -> Record<'a> {
-        Record {
-            timestamp_ns: -5,
-            level: Level::Warn,
-            target: "t",
-            message,
-            module: Some("m"),
-            file: None,
-            line: Some(0),
-            function: Some(""),
-            thread_id: 3,
-            thread_name: None,
-            source: s,
-            fields: Fields::from_encoded(fields),
-        }
+        Record::new(Level::Warn, "t", message, s)
+            .with_timestamp(-5)
+            .with_module("m")
+            .with_line(0)
+            .with_function("")
+            .with_thread_id(3)
+            .with_fields(Fields::from_encoded(fields))
     }
 
     fn one(frame: &[u8]) -> Vec<crate::OwnedRecord> {

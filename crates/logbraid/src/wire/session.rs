@@ -210,7 +210,7 @@ pub fn encode_refusal(code: ErrorCode, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::wire::{decode, encode_hello, BatchEncoder, Hello, SUPPORTED_VERSIONS};
-    use crate::{Fields, Level, Record};
+    use crate::{Level, Record};
 
     fn hello_frame(token: &[u8], epoch: u64) -> Vec<u8> {
         let mut out = Vec::new();
@@ -236,20 +236,11 @@ mod tests {
         for i in 0..n {
             let msg = format!("m{i}");
             assert_eq!(
-                enc.push(&Record {
-                    timestamp_ns: 1,
-                    level: Level::Info,
-                    target: "t",
-                    message: msg.as_bytes(),
-                    module: None,
-                    file: None,
-                    line: None,
-                    function: None,
-                    thread_id: 1,
-                    thread_name: None,
-                    source: &src,
-                    fields: Fields::EMPTY,
-                }),
+                enc.push(
+                    &Record::new(Level::Info, "t", msg.as_bytes(), &src)
+                        .with_timestamp(1)
+                        .with_thread_id(1)
+                ),
                 crate::wire::Push::Added
             );
         }

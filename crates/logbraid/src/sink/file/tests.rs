@@ -18,20 +18,7 @@ fn log(sink: &mut RollingFile, msg: &str) {
         pid: 0,
         process_name: String::new(),
     };
-    let r = Record {
-        timestamp_ns: 0,
-        level: crate::Level::Info,
-        target: "t",
-        message: msg.as_bytes(),
-        module: None,
-        file: None,
-        line: None,
-        function: None,
-        thread_id: 0,
-        thread_name: None,
-        source: &source,
-        fields: crate::record::Fields::EMPTY,
-    };
+    let r = Record::new(crate::Level::Info, "t", msg.as_bytes(), &source);
     sink.write(&r).unwrap();
 }
 

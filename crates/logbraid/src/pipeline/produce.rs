@@ -1,0 +1,312 @@
+//! The caller's side: stamping, queueing under the overflow policy, and
+//! the direct path.
+
+use std::io::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use super::caller_thread::{thread_id, thread_name};
+use super::entry::{self, Parts};
+use super::ring::{ProducerPos, Ring};
+use super::{lock, tsc, Callsite, Mode, Producer, Shared, LOCAL};
+use crate::clock;
+use crate::options::Overflow;
+use crate::record::{Fields, FieldsBuf, Record, Source};
+
+impl Shared {
+    #[inline]
+    pub(super) fn now(&self) -> i64 {
+        match &self.clock {
+            Some(c) => c.now_ns(),
+            None => clock::now_ns(),
+        }
+    }
+
+    /// The caller's timestamp: TSC ticks where they can be trusted and no
+    /// clock was injected, nanoseconds otherwise.
+    #[inline]
+    fn stamp(&self) -> (i64, bool) {
+        if self.use_tsc {
+            (tsc::ticks() as i64, true)
+        } else {
+            (self.now(), false)
+        }
+    }
+
+    pub(super) fn wake_writer(&self) {
+        if let Some(t) = self.writer_thread.get() {
+            t.unpark();
+        }
+    }
+
+    /// Whether this process is a fork of the one that started the
+    /// pipeline. Such a pipeline has no writer: flushing and shutting it
+    /// down return at once, and a record logged to it is counted as
+    /// dropped (and said once on stderr).
+    #[inline]
+    pub(crate) fn orphaned(&self) -> bool {
+        crate::sys::fork::generation() != self.fork_gen
+    }
+
+    #[cold]
+    fn drop_orphaned(&self) {
+        let before = self.retired_dropped.fetch_add(1, Ordering::Relaxed);
+        self.retired_logged.fetch_add(1, Ordering::Relaxed);
+        if before == 0 {
+            let _ = writeln!(
+                std::io::stderr(),
+                "logbraid: pid {}: a logger started before fork() is used in the child; its records are dropped (build a new logger in the child)",
+                std::process::id()
+            );
+        }
+    }
+
+    /// Logs one record of this process. `fill` writes the message and the
+    /// fields into the buffers it is given.
+    pub(crate) fn log(
+        &self,
+        site: &Callsite<'_>,
+        fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf),
+    ) {
+        if self.orphaned() {
+            return self.drop_orphaned();
+        }
+        let (stamp, is_tsc) = self.stamp();
+        let handled = LOCAL.try_with(|local| match local.try_borrow_mut() {
+            Ok(mut local) => {
+                let local = &mut *local;
+                local.message.clear();
+                local.fields.clear();
+                fill(&mut local.message, &mut local.fields);
+                if local.is_writer {
+                    // Dropped and counted: logging from inside a sink would
+                    // make the writer wait for itself.
+                    self.retired_logged.fetch_add(1, Ordering::Relaxed);
+                    self.retired_dropped.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                let mut parts = Parts::at_site(
+                    site,
+                    (stamp, is_tsc),
+                    &local.message,
+                    local.fields.as_bytes(),
+                );
+                if !self.queued(&mut local.producers, &parts) {
+                    if parts.tsc {
+                        parts.timestamp_ns = self.now();
+                        parts.tsc = false;
+                    }
+                    self.write_direct(&parts);
+                }
+                true
+            }
+            Err(_) => false,
+        });
+        if handled != Ok(true) {
+            // A re-entrant call (a Display impl that logs) or a thread whose
+            // local storage is gone: queue through the shared ring, which
+            // carries the thread with each record.
+            let mut message = Vec::new();
+            let mut fields = FieldsBuf::new();
+            fill(&mut message, &mut fields);
+            let mut parts = Parts::at_site(site, (self.now(), false), &message, fields.as_bytes());
+            let source = Source::current();
+            parts.foreign = Some((thread_id(), None, &source));
+            self.log_shared(&parts);
+        }
+    }
+
+    fn log_shared(&self, parts: &Parts<'_>) {
+        let queued = {
+            let mut shared = lock(&self.shared_ring);
+            !self.stopped.load(Ordering::Acquire) && self.push(&mut shared, parts)
+        };
+        if !queued {
+            self.write_direct(parts);
+        }
+    }
+
+    /// Logs a record that came from elsewhere (another process): its
+    /// source and thread are kept.
+    pub(crate) fn log_foreign(&self, record: &Record<'_>, source: &Arc<Source>) {
+        if self.orphaned() {
+            return self.drop_orphaned();
+        }
+        let parts = Parts {
+            timestamp_ns: record.timestamp_ns,
+            level: record.level,
+            target: record.target,
+            module: record.module,
+            file: record.file,
+            line: record.line,
+            function: record.function,
+            message: record.message,
+            fields: record.fields.encoded(),
+            foreign: Some((record.thread_id, record.thread_name, source)),
+            tsc: false,
+        };
+        let handled = LOCAL.try_with(|local| match local.try_borrow_mut() {
+            Ok(mut local) if !local.is_writer => {
+                if !self.queued(&mut local.producers, &parts) {
+                    self.write_direct(&parts);
+                }
+                true
+            }
+            _ => false,
+        });
+        if handled != Ok(true) {
+            self.log_shared(&parts);
+        }
+    }
+
+    /// Queues through this thread's ring, creating it on first use.
+    /// Returns false when the record must take the direct path.
+    fn queued(&self, producers: &mut Vec<Producer>, parts: &Parts<'_>) -> bool {
+        if self.mode == Mode::Sync || self.stopped.load(Ordering::Acquire) {
+            return false;
+        }
+        let idx = match producers.iter().position(|p| p.pipeline == self.id) {
+            Some(i) => i,
+            None => {
+                // Forget rings of pipelines that no longer exist.
+                producers.retain(|p| Arc::strong_count(&p.ring) > 1);
+                let ring = Arc::new(Ring::new(
+                    self.ring_bytes,
+                    thread_id(),
+                    thread_name(),
+                    Box::new(entry::release),
+                ));
+                *lock(&ring.producer_thread) = Some(thread::current());
+                lock(&self.rings).push(Arc::clone(&ring));
+                self.rings_gen.fetch_add(1, Ordering::Release);
+                producers.push(Producer {
+                    pipeline: self.id,
+                    ring,
+                    pos: ProducerPos::default(),
+                });
+                producers.len() - 1
+            }
+        };
+        self.push(&mut producers[idx], parts)
+    }
+
+    /// Pushes into `p`'s ring, applying the overflow policy when it is full.
+    fn push(&self, p: &mut Producer, parts: &Parts<'_>) -> bool {
+        let ring = &*p.ring;
+        ring.counters.bump_logged();
+        if parts.push(ring, &mut p.pos) {
+            self.maybe_wake(ring, &mut p.pos);
+            return true;
+        }
+        self.full_waits.fetch_add(1, Ordering::Relaxed);
+        match self.overflow {
+            Overflow::DropNewest => {
+                ring.counters.bump_dropped();
+                self.wake_writer();
+                true
+            }
+            Overflow::DropOldest => {
+                // Entries are at most a quarter of the ring, so dropping old
+                // ones always makes room eventually.
+                while !parts.push(ring, &mut p.pos) {
+                    ring.drop_oldest(&mut p.pos);
+                }
+                self.wake_writer();
+                true
+            }
+            _ => match self.wait_hook {
+                None => self.block_until_pushed(ring, &mut p.pos, parts),
+                Some(hook) => {
+                    let mut pushed = false;
+                    hook(&mut || pushed = self.block_until_pushed(ring, &mut p.pos, parts));
+                    pushed
+                }
+            },
+        }
+    }
+
+    #[inline]
+    fn maybe_wake(&self, ring: &Ring, pos: &mut ProducerPos) {
+        // Wake a sleeping writer once the ring is half full, so a burst does
+        // not wait for the writer's idle timer. The cached head is refreshed
+        // only when it says half full, so the reader's line is read about
+        // once per half ring of traffic, not on every call.
+        let half = ring.capacity() / 2;
+        if pos.tail.wrapping_sub(pos.cached_head) > half {
+            pos.cached_head = ring.head_now();
+            if pos.tail.wrapping_sub(pos.cached_head) > half
+                && self.writer_sleeping.load(Ordering::Relaxed)
+            {
+                self.wake_writer();
+            }
+        }
+    }
+
+    fn block_until_pushed(&self, ring: &Ring, pos: &mut ProducerPos, parts: &Parts<'_>) -> bool {
+        ring.waiting.store(true, Ordering::Release);
+        let mut spins = 0u32;
+        let pushed = loop {
+            self.wake_writer();
+            if parts.push(ring, pos) {
+                break true;
+            }
+            if self.stopped.load(Ordering::Acquire) {
+                break false;
+            }
+            spins += 1;
+            if spins < 16 {
+                thread::yield_now();
+            } else {
+                thread::park_timeout(Duration::from_micros(200));
+            }
+        };
+        ring.waiting.store(false, Ordering::Release);
+        if !pushed {
+            // The writer stopped while we waited: the caller writes directly,
+            // so take back the count.
+            ring.counters.unbump_logged();
+        }
+        pushed
+    }
+
+    /// Writes on the caller's thread: synchronous mode, and after the
+    /// writer stopped.
+    fn write_direct(&self, parts: &Parts<'_>) {
+        self.direct_logged.fetch_add(1, Ordering::Relaxed);
+        let own_name;
+        let own_source;
+        let (thread_id, thread_name, source) = match parts.foreign {
+            Some((id, name, source)) => (id, name, &**source),
+            None => {
+                own_name = thread_name();
+                own_source = Source::current();
+                (thread_id(), own_name.as_deref(), &*own_source)
+            }
+        };
+        let record = Record {
+            timestamp_ns: parts.timestamp_ns,
+            level: parts.level,
+            target: parts.target,
+            message: parts.message,
+            module: parts.module,
+            file: parts.file,
+            line: parts.line,
+            function: parts.function,
+            thread_id,
+            thread_name,
+            source,
+            fields: Fields::from_encoded(parts.fields),
+        };
+        // No sinks only when the writer thread panicked and took them with
+        // it: `stats` then counts every unwritten record as dropped.
+        if let Some(sinks) = lock(&self.direct).as_mut() {
+            let n = sinks.write(&record);
+            self.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
+            self.written.fetch_add(1, Ordering::Relaxed);
+            self.write_errors
+                .fetch_add(sinks.flush(self.flush_sync), Ordering::Relaxed);
+        }
+    }
+}
