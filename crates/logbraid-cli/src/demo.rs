@@ -274,12 +274,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         check.out_of_order
     )?;
     let ok = failed == 0 && check.found == total && check.clean() && stray.is_empty();
-    writeln!(out, "  result      {}", if ok { "OK" } else { "FAILED" })?;
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    crate::tally::verdict(&mut out, ok)
 }
 
 /// Reads every file, oldest first, and checks that each worker's records

@@ -122,12 +122,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         check.found, expected, check.missing(), check.duplicated, check.out_of_order
     )?;
     let ok = check.found == expected && check.clean() && stats.dropped == 0;
-    writeln!(out, "  result      {}", if ok { "OK" } else { "FAILED" })?;
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    crate::tally::verdict(&mut out, ok)
 }
 
 /// Reads every file (oldest first) and checks that each worker's records

@@ -82,3 +82,17 @@ impl<K: Hash + Eq + Clone> Tally<K> {
         self.missing() == 0 && self.duplicated == 0 && self.out_of_order == 0
     }
 }
+
+/// Writes the demo's last line, `result OK` or `result FAILED`, and gives
+/// the exit code that goes with it.
+pub(crate) fn verdict(
+    out: &mut impl std::io::Write,
+    ok: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    writeln!(out, "  result      {}", if ok { "OK" } else { "FAILED" })?;
+    Ok(if ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
+}
