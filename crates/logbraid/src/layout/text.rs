@@ -127,15 +127,40 @@ fn push_value(out: &mut Vec<u8>, value: Value<'_>) {
     }
 }
 
+/// Whether `bytes` holds a byte below the space, DEL, or 0xC2, which
+/// leads the UTF-8 of the C1 controls (U+0080..U+009F) and of ordinary
+/// characters too (those take the careful path harmlessly). Eight bytes at
+/// a time: this runs for every record.
+fn has_control_byte(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte of `x` is zero: its high bit is set in the result (exact when
+    // no byte's high bit is set in `x` alone, which the callers rule out
+    // with `& !x`).
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let x = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+        // Below 0x20: x - 0x20 per byte borrows, for bytes without the
+        // high bit.
+        let low = x.wrapping_sub(0x20 * ONES) & !x & HIGH;
+        if low | zero(x ^ (0x7f * ONES)) | zero(x ^ (0xc2 * ONES)) != 0 {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < b' ' || b == 0x7f || b == 0xc2)
+}
+
 /// How a continuation line of a message starts.
 const CONTINUATION: &[u8] = b"\n  ";
 
 /// Writes a message: as it is, unless it holds a control character (one
 /// scan of its bytes decides); see [`TextLayout`] for the rules.
 fn push_message(out: &mut Vec<u8>, bytes: &[u8]) {
-    // 0xC2 leads the UTF-8 of the C1 controls (U+0080..U+009F), and of
-    // ordinary characters too, which take the careful path harmlessly.
-    if !bytes.iter().any(|&b| b < b' ' || b == 0x7f || b == 0xc2) {
+    if !has_control_byte(bytes) {
         push_lossy(out, bytes);
         return;
     }
@@ -300,6 +325,26 @@ mod tests {
             line(&mut TextLayout::new(), &rec),
             "2023-11-14T22:13:20.123456Z INFO  [4242/7] app::db: two\n  lines\tand \u{FFFD}\u{FFFD}( bad \"bytes\"\n"
         );
+    }
+
+    #[test]
+    fn control_bytes_are_found_at_every_position() {
+        for len in 0..40 {
+            let clean = vec![b'a'; len];
+            assert!(!has_control_byte(&clean), "{len}");
+            for at in 0..len {
+                for b in [0u8, b'\n', 0x1b, 0x1f, 0x7f, 0xc2] {
+                    let mut v = clean.clone();
+                    v[at] = b;
+                    assert!(has_control_byte(&v), "{len} {at} {b:#x}");
+                }
+                for b in [b' ', b'~', 0x80, 0xc3, 0xe2, 0xff] {
+                    let mut v = clean.clone();
+                    v[at] = b;
+                    assert!(!has_control_byte(&v), "{len} {at} {b:#x}");
+                }
+            }
+        }
     }
 
     #[test]
