@@ -6,18 +6,19 @@ pub mod serve;
 
 use std::ffi::OsString;
 
-use clap::Parser;
+use clap::{Args as _, FromArgMatches as _};
 
-/// `logbraid serve` as a program of its own.
-#[derive(Parser, Debug)]
-#[command(
-    name = "logbraid serve",
-    version,
-    about = "Collect records from other processes and hosts into one rotated file: native protocol, Python SocketHandler/DatagramHandler, syslog."
-)]
-struct ServeCommand {
-    #[command(flatten)]
-    args: serve::Args,
+/// `logbraid serve` as a program of its own: the subcommand's flags on a
+/// command named after it.
+fn serve_command() -> clap::Command {
+    // The summary after the flags: `augment_args` sets the flags' own
+    // doc comment as the about, which is not meant for users.
+    serve::Args::augment_args(clap::Command::new("logbraid serve"))
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(
+            "Collect records from other processes and hosts into one rotated file: \
+             native protocol, Python SocketHandler/DatagramHandler, syslog.",
+        )
 }
 
 /// Runs `logbraid serve` with `args` (the flags, without the program and
@@ -26,14 +27,17 @@ struct ServeCommand {
 /// and `--version` print and return 0.
 pub fn serve_main(args: impl IntoIterator<Item = OsString>) -> u8 {
     let argv = std::iter::once(OsString::from("logbraid serve")).chain(args);
-    let cmd = match ServeCommand::try_parse_from(argv) {
-        Ok(c) => c,
+    let parsed = serve_command()
+        .try_get_matches_from(argv)
+        .and_then(|m| serve::Args::from_arg_matches(&m));
+    let args = match parsed {
+        Ok(a) => a,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    match serve::run(&cmd.args) {
+    match serve::run(&args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("logbraid serve: {e:#}");
