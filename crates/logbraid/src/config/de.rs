@@ -244,6 +244,36 @@ impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Bounded<MIN, MAX>
     }
 }
 
+/// A value written in a file as an integer or as text: the text is read
+/// by the type's `FromStr` (the same as a flag), the integer by `from_int`.
+trait IntOrText: FromStr<Err: fmt::Display> {
+    /// What the error says was expected.
+    const EXPECTING: &'static str;
+    /// The value of an integer in the file.
+    fn from_int(n: i64) -> Result<Self, String>;
+}
+
+fn int_or_text<'de, D: Deserializer<'de>, T: IntOrText>(d: D) -> Result<T, D::Error> {
+    struct V<T>(PhantomData<T>);
+    impl<T: IntOrText> Visitor<'_> for V<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(T::EXPECTING)
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<T, E> {
+            T::from_int(n).map_err(E::custom)
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<T, E> {
+            let n = i64::try_from(n).map_err(|_| E::custom(format!("{n} is too large")))?;
+            T::from_int(n).map_err(E::custom)
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<T, E> {
+            s.parse().map_err(E::custom)
+        }
+    }
+    d.deserialize_any(V(PhantomData))
+}
+
 /// Unix permissions: octal digits in a flag or a TOML string (`"0640"`,
 /// `"640"`), or a TOML integer written in octal (`0o640`); at most `0o777`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -270,22 +300,16 @@ impl FromStr for FileMode {
     }
 }
 
+impl IntOrText for FileMode {
+    const EXPECTING: &'static str = "a file mode (\"0640\", or 0o640)";
+    fn from_int(n: i64) -> Result<Self, String> {
+        FileMode::check(n)
+    }
+}
+
 impl<'de> Deserialize<'de> for FileMode {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = FileMode;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a file mode (\"0640\", or 0o640)")
-            }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<FileMode, E> {
-                FileMode::check(n).map_err(E::custom)
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<FileMode, E> {
-                s.parse().map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
+        int_or_text(d)
     }
 }
 
@@ -302,27 +326,19 @@ impl FromStr for Size {
     }
 }
 
+impl IntOrText for Size {
+    const EXPECTING: &'static str =
+        "a size (an integer number of bytes or a string such as \"4MiB\")";
+    fn from_int(n: i64) -> Result<Self, String> {
+        u64::try_from(n)
+            .map(Size)
+            .map_err(|_| format!("{n} is not a size: {NEGATIVE_SIZE}"))
+    }
+}
+
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Size;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a size (an integer number of bytes or a string such as \"4MiB\")")
-            }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Size, E> {
-                u64::try_from(n)
-                    .map(Size)
-                    .map_err(|_| E::custom(format!("{n} is not a size: {NEGATIVE_SIZE}")))
-            }
-            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Size, E> {
-                Ok(Size(n))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Size, E> {
-                s.parse().map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
+        int_or_text(d)
     }
 }
 
@@ -338,27 +354,19 @@ impl FromStr for Seconds {
     }
 }
 
+impl IntOrText for Seconds {
+    const EXPECTING: &'static str =
+        "a duration (an integer number of seconds or a string such as \"7d\")";
+    fn from_int(n: i64) -> Result<Self, String> {
+        u64::try_from(n)
+            .map(|s| Seconds(Duration::from_secs(s)))
+            .map_err(|_| format!("{n} is not a duration: {NEGATIVE_DURATION}"))
+    }
+}
+
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Seconds;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration (an integer number of seconds or a string such as \"7d\")")
-            }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Seconds, E> {
-                u64::try_from(n)
-                    .map(|s| Seconds(Duration::from_secs(s)))
-                    .map_err(|_| E::custom(format!("{n} is not a duration: {NEGATIVE_DURATION}")))
-            }
-            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Seconds, E> {
-                Ok(Seconds(Duration::from_secs(n)))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Seconds, E> {
-                s.parse().map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
+        int_or_text(d)
     }
 }
 
