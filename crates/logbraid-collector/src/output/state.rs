@@ -269,13 +269,10 @@ pub(super) fn lock(path: &Path) -> Result<fs::File, OutputError> {
         .truncate(false)
         .open(&lock_path)
         .map_err(bad)?;
-    use std::os::fd::AsRawFd as _;
-    // SAFETY: flock on a descriptor this function owns; no memory is
-    // involved.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::WouldBlock {
-            return Err(bad(e));
+    use rustix::fs::{flock, FlockOperation};
+    if let Err(e) = flock(&f, FlockOperation::NonBlockingLockExclusive) {
+        if e != rustix::io::Errno::WOULDBLOCK {
+            return Err(bad(e.into()));
         }
         let pid = fs::read_to_string(&lock_path)
             .ok()
