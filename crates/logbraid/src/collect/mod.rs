@@ -566,3 +566,47 @@ fn serve(mut stream: UnixStream, inner: &Inner) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::owned_and_private;
+    use std::fs::{self, Permissions};
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_runtime_directory_is_trusted_only_when_private_and_ours() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("run");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, Permissions::from_mode(0o700)).unwrap();
+        assert!(owned_and_private(&dir));
+        // Others may enter or list it: not private.
+        fs::set_permissions(&dir, Permissions::from_mode(0o755)).unwrap();
+        assert!(!owned_and_private(&dir));
+        fs::set_permissions(&dir, Permissions::from_mode(0o1777)).unwrap();
+        assert!(!owned_and_private(&dir));
+        // A link to a private directory is not the directory.
+        fs::set_permissions(&dir, Permissions::from_mode(0o700)).unwrap();
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        assert!(!owned_and_private(&link));
+        // A file, and nothing at all.
+        let file = base.path().join("file");
+        fs::write(&file, b"").unwrap();
+        fs::set_permissions(&file, Permissions::from_mode(0o600)).unwrap();
+        assert!(!owned_and_private(&file));
+        assert!(!owned_and_private(&base.path().join("absent")));
+    }
+
+    #[test]
+    fn the_private_directory_is_new_and_closed_to_others() {
+        let a = super::private_dir().unwrap();
+        let b = super::private_dir().unwrap();
+        assert_ne!(a, b);
+        for d in [&a, &b] {
+            assert!(owned_and_private(d), "{}", d.display());
+            assert!(d.file_name().unwrap().to_str().unwrap().starts_with("logbraid-"));
+            fs::remove_dir(d).unwrap();
+        }
+    }
+}
