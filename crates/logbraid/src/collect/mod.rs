@@ -605,7 +605,12 @@ mod tests {
         assert_ne!(a, b);
         for d in [&a, &b] {
             assert!(owned_and_private(d), "{}", d.display());
-            assert!(d.file_name().unwrap().to_str().unwrap().starts_with("logbraid-"));
+            assert!(d
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("logbraid-"));
             fs::remove_dir(d).unwrap();
         }
     }

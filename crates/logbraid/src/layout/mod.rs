@@ -157,6 +157,12 @@ pub(crate) const DIM: &[u8] = b"\x1b[2m";
 /// ANSI escape that ends any colour.
 pub(crate) const RESET: &[u8] = b"\x1b[0m";
 
+/// Whether `seq` is one of the escape sequences these layouts write (the
+/// colours above): the console lets those through and strips every other.
+pub(crate) fn is_own_escape(seq: &[u8]) -> bool {
+    seq == DIM || seq == RESET || Level::ALL.iter().any(|&l| seq == level_color(l))
+}
+
 /// Appends `bytes` as UTF-8, each invalid sequence replaced by U+FFFD
 /// (the same replacements as `String::from_utf8_lossy`).
 #[inline]
