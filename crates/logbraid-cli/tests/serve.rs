@@ -1172,3 +1172,152 @@ fn sighup_after_a_move_reopens_the_file_and_nothing_is_lost_or_misplaced() {
     assert_sequence(&got[..5_000], "after", 5_000);
     assert_sequence(&got[5_000..], "later", 100);
 }
+
+/// Peak resident memory of a process, from `VmHWM` in its status.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap();
+    kib << 10
+}
+
+/// A `SocketHandler` frame of a LogRecord dict (protocol 2) holding
+/// `msg`, level 20, name "x", `pid` and `process_name`.
+fn pickled_record(msg: &str, pid: u32, process_name: &str) -> Vec<u8> {
+    let text = |p: &mut Vec<u8>, s: &str| {
+        p.push(b'X');
+        p.extend((s.len() as u32).to_le_bytes());
+        p.extend(s.as_bytes());
+    };
+    let mut p = b"\x80\x02}(".to_vec();
+    for (k, v) in [("msg", msg), ("name", "x"), ("processName", process_name)] {
+        text(&mut p, k);
+        text(&mut p, v);
+    }
+    text(&mut p, "levelno");
+    p.extend(b"K\x14");
+    text(&mut p, "process");
+    p.push(b'J');
+    p.extend(pid.to_le_bytes());
+    p.extend(b"u.");
+    let mut frame = (p.len() as u32).to_be_bytes().to_vec();
+    frame.extend(p);
+    frame
+}
+
+/// Sends `bytes`, then reads until the collector closes the connection.
+fn send_and_wait_for_close(port: u16, bytes: &[u8]) {
+    let mut s = send(port, bytes);
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = s.read_to_end(&mut Vec::new());
+}
+
+/// The attacks on memory that a collector reachable by strangers must
+/// survive, one after the other against one collector started with
+/// `--max-memory 64MiB`: its peak resident memory stays under that, every
+/// good record is written, and a native client logging throughout is
+/// served (its flushes return: acknowledged) between and after them.
+#[test]
+fn hostile_peers_cannot_take_the_collector_past_max_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            "--listen",
+            "unix:c.sock",
+            "--listen",
+            "python-tcp://127.0.0.1:0",
+            "--listen",
+            "syslog-tcp://127.0.0.1:0",
+            "--file",
+            "out.log",
+            "--max-memory",
+            "64MiB",
+            // The messages alone: the 256 KiB names are not written 2,000
+            // times.
+            "--format",
+            "%(message)s",
+        ],
+    );
+    let pid = serve.child.id();
+    let py = serve.port("python-tcp://");
+    let syslog = serve.port("syslog-tcp://");
+    let unix = format!("unix:{}", dir.path().join("c.sock").display());
+    let (good, guard) = client(&unix);
+    let mut served = 0;
+    let mut serve_good = |n: u64| {
+        log_range(&good, "good", served..served + n);
+        served += n;
+        good.flush();
+    };
+
+    // 2,000 records on one connection, each with its own pid and a
+    // 256 KiB process name.
+    let name = "p".repeat(256 << 10);
+    let mut s = send(py, b"");
+    for i in 0..2000u32 {
+        s.write_all(&pickled_record(&format!("named {i}"), i + 1, &name))
+            .unwrap();
+    }
+    drop(s);
+    serve_good(100);
+
+    // 64 connections, each one 1 MiB pickle of DUPs (then a valid dict).
+    let mut dup = b"\x80\x02(N".to_vec();
+    dup.resize((1 << 20) - 8, b'2');
+    dup.extend(b"1}.");
+    let mut frame = (dup.len() as u32).to_be_bytes().to_vec();
+    frame.extend(&dup);
+    let attackers: Vec<_> = (0..64)
+        .map(|_| {
+            let frame = frame.clone();
+            std::thread::spawn(move || send_and_wait_for_close(py, &frame))
+        })
+        .collect();
+    serve_good(100);
+    for a in attackers {
+        a.join().unwrap();
+    }
+    serve_good(100);
+
+    // A syslog flood: 8 connections of 8,000 lines of 2 KiB each, twice
+    // the ceiling.
+    let flood: Vec<_> = (0..8)
+        .map(|k| {
+            std::thread::spawn(move || {
+                let line = format!(
+                    "<13>1 2026-12-06T00:00:00Z host{k} app - - - {}\n",
+                    "x".repeat(2000)
+                );
+                let mut s = send(syslog, b"");
+                for _ in 0..8_000 {
+                    s.write_all(line.as_bytes()).unwrap();
+                }
+            })
+        })
+        .collect();
+    serve_good(100);
+    for f in flood {
+        f.join().unwrap();
+    }
+    serve_good(100);
+    drop(guard);
+
+    let peak = peak_rss(pid);
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    assert!(peak < 64 << 20, "peak RSS {peak} bytes");
+    let out = lines(&dir.path().join("out.log"));
+    assert_sequence(&out, "good", 500);
+    let named = out.iter().filter(|l| l.starts_with("named ")).count();
+    assert_eq!(named, 2000);
+    let long = "x".repeat(2000);
+    let flooded = out.iter().filter(|l| **l == long).count();
+    assert_eq!(flooded, 64_000);
+    // Every DUP pickle was refused for the working memory it asked for.
+    assert!(err.contains("working memory limit"), "{err}");
+}

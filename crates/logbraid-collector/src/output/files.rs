@@ -242,7 +242,14 @@ struct Open {
     used: u64,
     /// Written since its last sync (with [`SyncMode::Data`]).
     dirty: bool,
+    /// Bytes buffered since the file's buffer was last written out.
+    buffered: usize,
 }
+
+/// A file's buffer is written out (not synced, not checkpointed: that is
+/// for the end of the round) once it holds this much, so that a round of
+/// records that lay out larger than they weigh does not grow it.
+pub(super) const WRITE_OUT: usize = 1 << 20;
 
 impl Open {
     fn new(sink: RollingFile, used: u64) -> Open {
@@ -250,6 +257,7 @@ impl Open {
             sink,
             used,
             dirty: false,
+            buffered: 0,
         }
     }
 
@@ -258,11 +266,13 @@ impl Open {
     /// counted in `syncs`).
     fn done(&mut self, sync: bool, syncs: &mut u64) -> std::io::Result<()> {
         if !sync || !self.dirty {
-            return self.sink.flush();
+            self.sink.flush()?;
+        } else {
+            self.sink.sync()?;
+            self.dirty = false;
+            *syncs += 1;
         }
-        self.sink.sync()?;
-        self.dirty = false;
-        *syncs += 1;
+        self.buffered = 0;
         Ok(())
     }
 }
@@ -436,6 +446,13 @@ impl Files {
         })?;
         if f.sink.stats().rotations != before {
             self.rotated = true;
+        }
+        f.buffered += n;
+        // Bytes past the last checkpoint are cut at recovery, so writing
+        // them out early promises nothing; a failure leaves them buffered
+        // for the round's flush, which reports it.
+        if f.buffered >= WRITE_OUT && f.sink.flush().is_ok() {
+            f.buffered = 0;
         }
         Ok(n)
     }

@@ -205,17 +205,39 @@ pub struct Delivery {
 
 impl Delivery {
     /// The bytes this delivery counts against
-    /// [`OutputConfig::max_pending_bytes`].
+    /// [`OutputConfig::max_pending_bytes`]: a native frame's length (its
+    /// records are read from it), or for decoded records every byte each
+    /// holds — message, target, module, file, function, thread name,
+    /// fields, and its source's host and process name (counted with each
+    /// record, shared or not) — plus [`RECORD_OVERHEAD`] for the record
+    /// itself and its allocations.
     pub fn weight(&self) -> usize {
         match &self.body {
             Body::Native { frame, .. } => frame.len(),
-            Body::Records(rs) => rs
-                .iter()
-                .map(|r| 128 + r.message.len() + r.target.len() + r.fields.as_bytes().len())
-                .sum(),
+            Body::Records(rs) => rs.iter().map(record_weight).sum(),
         }
     }
 }
+
+/// What a decoded record costs beyond its text: the record itself and the
+/// bookkeeping of its allocations.
+pub const RECORD_OVERHEAD: usize = std::mem::size_of::<OwnedRecord>() + 8 * 16;
+
+/// The bytes one decoded record holds (see [`Delivery::weight`]).
+pub fn record_weight(r: &OwnedRecord) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    RECORD_OVERHEAD
+        + r.message.len()
+        + r.target.len()
+        + opt(&r.module)
+        + opt(&r.file)
+        + opt(&r.function)
+        + opt(&r.thread_name)
+        + r.fields.as_bytes().len()
+        + crate::intake::SourceCache::cost(&r.source)
+}
+
+impl Delivery {}
 
 /// Counters of the output stage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

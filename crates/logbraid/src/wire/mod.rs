@@ -77,7 +77,7 @@ pub use frame::{
     frame_len, Frame, FrameReader, Hello,
 };
 pub use record::{Batch, BatchEncoder, Push, Records};
-pub use session::{encode_refusal, Closed, Peer, ServerSession, Step};
+pub use session::{encode_refusal, Closed, Peer, ServerSession, Step, MAX_SOURCE_TEXT};
 
 /// The protocol version this module speaks.
 pub const VERSION: u8 = 1;
