@@ -4,7 +4,6 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use logbraid::wire::Dedup;
 use logbraid::SyncMode;
 use logbraid_collector::config::{ServeConfig, Settings};
 use logbraid_collector::output::{Output, OutputError};
@@ -100,7 +99,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
             }
         }
     }
-    let dedup = Arc::new(Mutex::new(Dedup::new()));
+    let dedup = Arc::new(Mutex::new(config.dedup()));
     let (output, handle) = match Output::start(config.output.clone(), Arc::clone(&dedup)) {
         Ok(started) => started,
         Err(e @ OutputError::Locked { .. }) => {

@@ -28,6 +28,7 @@
 //! | `max_frame` | size, 1 MiB to 1 GiB | 1 MiB |
 //! | `max_connections` | integer, 1 to 1000000 | 1024 |
 //! | `max_memory` | size, at least 16 MiB: the ceiling on what the collector holds | 256 MiB |
+//! | `max_clients` | integer, 1 to 10000000: native client ids tracked for exactly-once | 100000 |
 //!
 //! `max_memory` is shared out, so that what peers can make the collector
 //! hold stays under it: an eighth for records waiting for the output stage
@@ -61,7 +62,14 @@
 //! max_frame = "1MiB"
 //! max_connections = 1024
 //! max_memory = "256MiB"
+//! max_clients = 100000
 //! ```
+//!
+//! A client id is tracked from its first batch (a `HELLO` alone costs
+//! nothing). With `max_clients` tracked, the one least recently written
+//! that has been idle for 10 minutes (nothing in flight) is forgotten to
+//! make room; when none has, a new client id is refused as overloaded and
+//! retries later, so every client still sending keeps exactly-once.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -72,6 +80,7 @@ use std::time::Duration;
 use logbraid::config::de::{self, Bounded, FileMode, Size};
 use logbraid::config::ConfigError;
 use logbraid::layout::LayoutSpec;
+use logbraid::wire::Dedup;
 use logbraid::{Compression, Every, SyncMode};
 use serde::Deserialize;
 
@@ -172,6 +181,11 @@ pub struct Settings {
     /// reading and decoding a quarter; past them, clients wait.
     #[cfg_attr(feature = "clap", arg(long, value_name = "SIZE"))]
     pub max_memory: Option<Size>,
+    /// Native client ids tracked for exactly-once (default 100000): past
+    /// it, one idle for 10 minutes is forgotten, or a new one is refused
+    /// as overloaded until one is.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub max_clients: Option<Bounded<1, 10_000_000>>,
 }
 
 /// `listen`: one URL or a list of them.
@@ -287,6 +301,7 @@ impl Settings {
             max_frame: self.max_frame.or(other.max_frame),
             max_connections: self.max_connections.or(other.max_connections),
             max_memory: self.max_memory.or(other.max_memory),
+            max_clients: self.max_clients.or(other.max_clients),
         }
     }
 }
@@ -302,6 +317,15 @@ pub struct ServeConfig {
     pub output: OutputConfig,
     /// The listeners' limits.
     pub server: ServerConfig,
+    /// Native client ids the deduplication table holds.
+    pub max_clients: usize,
+}
+
+impl ServeConfig {
+    /// The deduplication table for these settings, empty.
+    pub fn dedup(&self) -> Dedup {
+        Dedup::with_capacity(self.max_clients, Dedup::DEFAULT_IDLE)
+    }
 }
 
 impl ServeConfig {
@@ -372,6 +396,9 @@ impl ServeConfig {
                 memory: memory / 4,
                 ..ServerConfig::default()
             },
+            max_clients: s
+                .max_clients
+                .map_or(Dedup::DEFAULT_CAPACITY, |n| n.0 as usize),
         })
     }
 }
@@ -401,6 +428,7 @@ mod tests {
         assert_eq!(c.server.max_connections, 1024);
         assert_eq!(c.output.max_pending_bytes, 32 << 20);
         assert_eq!(c.server.memory, 64 << 20);
+        assert_eq!(c.max_clients, 100_000);
         assert_eq!(c.output.file.path, PathBuf::from(DEFAULT_FILE));
         assert_eq!(
             c.output.state_path,

@@ -315,12 +315,13 @@ pub(super) struct Files {
 
 impl Files {
     /// Opens the file (without a route) and, with a state path, saves a
-    /// first checkpoint holding `clients` (the restored table).
+    /// first checkpoint holding `clients` (the restored table): a snapshot
+    /// of the generation after `generation`, the recovered one.
     pub(super) fn new<'a>(
         spec: &FileSpec,
         route: Option<Route>,
         fallback: Option<&Path>,
-        state: Option<&Path>,
+        state: Option<(&Path, u64)>,
         sync: SyncMode,
         clients: impl Iterator<Item = (&'a str, u64, u64)>,
     ) -> Result<Files, OutputError> {
@@ -334,7 +335,11 @@ impl Files {
             tick: 0,
             rotated: false,
             closed: Vec::new(),
-            checkpoint: state.map(|p| Checkpoint::new(p, sync)),
+            checkpoint: state.map(|(p, generation)| {
+                let mut cp = Checkpoint::new(p, sync);
+                cp.follow(generation);
+                cp
+            }),
             fallback: None,
             diverted: 0,
             sync,
@@ -354,7 +359,7 @@ impl Files {
         }
         let positions = files.positions();
         if let Some(cp) = &mut files.checkpoint {
-            cp.save(clients, positions)
+            cp.save(clients, &[], positions)
                 .map_err(|e| OutputError::State {
                     path: cp.path().to_path_buf(),
                     reason: format!("cannot save: {e}"),
@@ -587,17 +592,19 @@ impl Files {
         self.checkpoint.as_ref().map_or(0, Checkpoint::saves)
     }
 
-    /// Saves a checkpoint of these clients and the files as they are; call
-    /// right after a successful [`flush`](Self::flush).
+    /// Saves a checkpoint of the clients that changed, the ids forgotten
+    /// and the files as they are; call right after a successful
+    /// [`flush`](Self::flush).
     pub(super) fn save<'a>(
         &mut self,
-        clients: impl Iterator<Item = (&'a str, u64, u64)>,
+        changes: impl Iterator<Item = (&'a str, u64, u64)>,
+        forgotten: &[std::sync::Arc<str>],
     ) -> std::io::Result<()> {
         let positions = self.positions();
         let Some(cp) = &mut self.checkpoint else {
             return Ok(());
         };
-        cp.save(clients, positions)?;
+        cp.save(changes, forgotten, positions)?;
         self.closed.clear();
         Ok(())
     }

@@ -446,14 +446,15 @@ impl Output {
         let lock = config.state_path.as_deref().map(state::lock).transpose()?;
         let files = {
             let mut d = dedup.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(path) = &config.state_path {
-                state::recover(path, &mut d)?;
-            }
+            let state = match &config.state_path {
+                Some(path) => Some((path.as_path(), state::recover(path, &mut d)?)),
+                None => None,
+            };
             Files::new(
                 &config.file,
                 route,
                 config.fallback.as_deref(),
-                config.state_path.as_deref(),
+                state,
                 config.sync,
                 d.iter(),
             )?
