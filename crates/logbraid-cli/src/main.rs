@@ -34,7 +34,7 @@ enum Command {
     DemoWorker(demo::WorkerArgs),
     /// Collect records from other processes and hosts into one rotated
     /// file: native protocol, Python SocketHandler/DatagramHandler, syslog.
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
 }
 
 fn main() -> ExitCode {
