@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use harness::{
-    assert_sequence, bin, client, hello, lines, log_range, logger_with, serve_once, Serve,
+    assert_sequence, bin, client, hello, lines, log_range, logger_with, serve_once, wait_for_lines,
+    Serve,
 };
 use logbraid::forward::{Endpoint, ForwardOptions, ForwardSink};
 use logbraid::sink::{read_decompressed, rotated_files};
@@ -204,13 +205,6 @@ for i in range(50):
 
 /// Waits (at most 30 s) until `path` holds `n` lines: for inputs that are
 /// not acknowledged (UDP), whose arrival can only be seen in the file.
-fn wait_for_lines(path: &Path, n: usize) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while lines(path).len() < n && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn datagram_and_syslog_handlers_arrive() {
     let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use harness::pki::{Ca, Leaf};
-use harness::{assert_sequence, hello, lines, log_range, logger_with, serve_once, Serve};
+use harness::{
+    assert_sequence, hello, lines, log_range, logger_with, serve_once, wait_for_lines, Serve,
+};
 use logbraid::forward::{Endpoint, ForwardOptions, ForwardSink, TlsOptions};
 use logbraid::tls::rustls::{pki_types::ServerName, ClientConnection, StreamOwned};
 use logbraid::wire::{Frame, FrameReader};
@@ -106,6 +108,22 @@ impl Pki {
             other_ca,
         }
     }
+
+    /// `logbraid serve args` in `dir` with this server certificate,
+    /// requiring client certificates of `ca`, writing `out.log`.
+    fn serve(&self, dir: &Path, args: &[&str]) -> Serve {
+        let tls = [
+            "--tls-cert",
+            self.server.cert.to_str().unwrap(),
+            "--tls-key",
+            self.server.key.to_str().unwrap(),
+            "--tls-client-ca",
+            self.ca.pem.to_str().unwrap(),
+            "--file",
+            "out.log",
+        ];
+        Serve::start(dir, &[&tls[..], args].concat())
+    }
 }
 
 #[test]
@@ -113,23 +131,15 @@ fn mutual_tls_serves_good_clients_and_turns_away_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path());
     std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
-    let serve = Serve::start(
+    let serve = pki.serve(
         dir.path(),
         &[
             "--listen",
             "tls://127.0.0.1:0",
             "--listen",
             "syslog-tls://127.0.0.1:0",
-            "--tls-cert",
-            pki.server.cert.to_str().unwrap(),
-            "--tls-key",
-            pki.server.key.to_str().unwrap(),
-            "--tls-client-ca",
-            pki.ca.pem.to_str().unwrap(),
             "--token-file",
             "token",
-            "--file",
-            "out.log",
             "--format",
             "%(name)s: %(message)s",
         ],
@@ -318,4 +328,100 @@ fn tls_settings_are_checked_before_anything_listens() {
     );
     // Nothing was created.
     assert!(!dir.path().join("out.log").exists());
+}
+
+/// rsyslog's configuration for a relay that takes local messages on a
+/// Unix socket and forwards them over TLS (its gtls driver, GnuTLS), with
+/// its own certificate, to the collector at `port`, checking that the
+/// collector's certificate names `localhost`.
+fn rsyslog_relay_conf(dir: &Path, pki: &Pki, relay: &Leaf, port: u16) -> String {
+    let p = |p: &Path| p.display().to_string();
+    format!(
+        r#"global(
+  workDirectory="{work}"
+  defaultNetstreamDriver="gtls"
+  defaultNetstreamDriverCAFile="{ca}"
+  defaultNetstreamDriverCertFile="{cert}"
+  defaultNetstreamDriverKeyFile="{key}"
+)
+module(load="imuxsock" SysSock.Use="off")
+input(type="imuxsock" Socket="{sock}")
+template(name="rfc5424" type="string"
+         string="<%PRI%>1 %TIMESTAMP:::date-rfc3339% %HOSTNAME% %APP-NAME% %PROCID% - -%msg:::sp-if-no-1st-sp%%msg%")
+action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp"
+       StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/name"
+       StreamDriverPermittedPeers="localhost" TCP_Framing="octet-counted"
+       template="rfc5424")
+"#,
+        work = p(dir),
+        ca = p(&pki.ca.pem),
+        cert = p(&relay.cert),
+        key = p(&relay.key),
+        sock = p(&dir.join("in.sock")),
+    )
+}
+
+#[test]
+#[ignore = "needs rsyslogd and its gtls module (Debian: rsyslog, rsyslog-gnutls); scripts/test runs it when they are there"]
+fn rsyslog_relays_over_syslog_tls_with_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let relay = pki.ca.client("relay");
+    let serve = pki.serve(
+        dir.path(),
+        &[
+            "--listen",
+            "syslog-tls://127.0.0.1:0",
+            "--format",
+            "%(name)s %(process)d %(message)s",
+        ],
+    );
+    let work = dir.path().join("rsyslog");
+    std::fs::create_dir(&work).unwrap();
+    let conf = work.join("rsyslog.conf");
+    let port = serve.port("syslog-tls://");
+    std::fs::write(&conf, rsyslog_relay_conf(&work, &pki, &relay, port)).unwrap();
+    let mut rsyslogd = std::process::Command::new("rsyslogd")
+        .arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-i")
+        .arg(work.join("rsyslogd.pid"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(work.join("rsyslogd.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let sock = work.join("in.sock");
+    let deadline = Instant::now() + PATIENCE;
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "rsyslogd made no socket: {}",
+            std::fs::read_to_string(work.join("rsyslogd.err")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let local = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    for i in 0..3 {
+        let m = format!("<13>Dec  6 10:00:00 myapp[123]: interop {i}");
+        local.send_to(m.as_bytes(), &sock).unwrap();
+    }
+    let out = dir.path().join("out.log");
+    wait_for_lines(&out, 3);
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(rsyslogd.id() as i32, libc::SIGTERM) };
+    rsyslogd.wait().unwrap();
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    assert_eq!(
+        lines(&out),
+        [
+            "myapp 123 interop 0",
+            "myapp 123 interop 1",
+            "myapp 123 interop 2"
+        ],
+        "rsyslogd said: {}",
+        std::fs::read_to_string(work.join("rsyslogd.err")).unwrap_or_default()
+    );
+    assert!(err.contains(", 0 inputs rejected"), "{err}");
 }

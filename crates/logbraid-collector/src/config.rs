@@ -635,6 +635,9 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.key.as_deref(), Some("token_file"));
-        assert!(e.to_string().contains(&missing.display().to_string()), "{e}");
+        assert!(
+            e.to_string().contains(&missing.display().to_string()),
+            "{e}"
+        );
     }
 }

@@ -105,6 +105,15 @@ pub fn lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the file at `path` has `n` lines, for 30 s at most (the
+/// caller's assertions then say what is missing).
+pub fn wait_for_lines(path: &Path, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while lines(path).len() < n && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Runs `logbraid serve args` in `dir` to its end (a bad setting):
 /// the exit code and stderr, without its last newline.
 pub fn serve_once(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
