@@ -2,108 +2,22 @@
 //! client, stock Python handlers, util-linux `logger`), real sockets on
 //! loopback, exact outcomes read back from the files.
 
+mod harness;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use harness::{
+    assert_sequence, bin, client, hello, lines, log_range, logger_with, serve_once, wait_for_lines,
+    Serve,
+};
 use logbraid::forward::{Endpoint, ForwardOptions, ForwardSink};
 use logbraid::sink::{read_decompressed, rotated_files};
-use logbraid::{Builder, Callsite, Level};
-
-/// A running `logbraid serve`.
-struct Serve {
-    child: Child,
-    urls: Vec<String>,
-    stderr: PathBuf,
-}
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_logbraid")
-}
-
-impl Serve {
-    /// Starts the collector with `args` in `dir` and waits for its
-    /// `listening on` lines.
-    fn start(dir: &Path, args: &[&str]) -> Serve {
-        let listeners = args.iter().filter(|a| **a == "--listen").count();
-        Serve::start_with(dir, args, listeners)
-    }
-
-    /// [`Serve::start`] for `listeners` listeners that are not all given
-    /// as `--listen` flags (a TOML file names them).
-    fn start_with(dir: &Path, args: &[&str], listeners: usize) -> Serve {
-        let n = std::fs::read_dir(dir).unwrap().count();
-        let stderr = dir.join(format!("serve-{n}.err"));
-        let mut child = Command::new(bin())
-            .arg("serve")
-            .args(args)
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut urls = Vec::new();
-        for _ in 0..listeners {
-            let mut line = String::new();
-            out.read_line(&mut line).unwrap();
-            let url = line
-                .strip_prefix("listening on ")
-                .unwrap_or_else(|| {
-                    panic!(
-                        "unexpected output {line:?}: {}",
-                        std::fs::read_to_string(&stderr).unwrap_or_default()
-                    )
-                })
-                .trim_end()
-                .to_string();
-            urls.push(url);
-        }
-        Serve {
-            child,
-            urls,
-            stderr,
-        }
-    }
-
-    fn url(&self, scheme: &str) -> &str {
-        self.urls.iter().find(|u| u.starts_with(scheme)).unwrap()
-    }
-
-    fn port(&self, scheme: &str) -> u16 {
-        self.url(scheme)
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-
-    /// SIGTERM, then the exit status and what it said on stderr.
-    fn stop(mut self) -> (ExitStatus, String) {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        (status, std::fs::read_to_string(&self.stderr).unwrap())
-    }
-
-    fn kill(mut self) {
-        // SAFETY: as above.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
-        self.child.wait().unwrap();
-    }
-}
-
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
+use logbraid::Level;
 
 fn json(path: &Path) -> Vec<serde_json::Value> {
     lines(path)
@@ -116,45 +30,6 @@ fn python() -> Command {
     let mut c = Command::new("python3");
     c.env_remove("LOGBRAID_COLLECTOR");
     c
-}
-
-/// A forwarding client in this process.
-fn client(url: &str) -> (logbraid::Logger, logbraid::Guard) {
-    let options = ForwardOptions::new(Endpoint::parse(url).unwrap())
-        .backoff(Duration::from_millis(5), Duration::from_millis(100));
-    Builder::new()
-        .level("trace")
-        .inherit_collector(false)
-        .forward(options)
-        .unwrap()
-        .build()
-        .unwrap()
-}
-
-fn log_range(logger: &logbraid::Logger, tag: &str, range: std::ops::Range<u64>) {
-    let site = Callsite::new(Level::Info, "t");
-    for i in range {
-        logger.log_with(&site, format_args!("{tag} {i}"), &mut |_| {});
-    }
-}
-
-/// Checks that `lines` hold `tag 0` … `tag n-1` once each, in order, as the
-/// message part after the last `: `.
-fn assert_sequence(lines: &[String], tag: &str, n: u64) {
-    let prefix = format!("{tag} ");
-    let got: Vec<u64> = lines
-        .iter()
-        .filter_map(|l| l.rsplit(": ").next())
-        .filter_map(|m| m.strip_prefix(&prefix))
-        .map(|v| v.parse().unwrap())
-        .collect();
-    assert_eq!(got.len() as u64, n, "{tag}: count");
-    for (i, v) in got.iter().enumerate() {
-        assert_eq!(
-            *v, i as u64,
-            "{tag}: missing, repeated or out of order at {i}"
-        );
-    }
 }
 
 #[test]
@@ -330,13 +205,6 @@ for i in range(50):
 
 /// Waits (at most 30 s) until `path` holds `n` lines: for inputs that are
 /// not acknowledged (UDP), whose arrival can only be seen in the file.
-fn wait_for_lines(path: &Path, n: usize) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while lines(path).len() < n && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn datagram_and_syslog_handlers_arrive() {
     let dir = tempfile::tempdir().unwrap();
@@ -469,29 +337,6 @@ fn send(port: u16, bytes: &[u8]) -> TcpStream {
     s
 }
 
-fn hello(token: &[u8]) -> Vec<u8> {
-    hello_as("raw", token)
-}
-
-/// A `HELLO` from client id `id`, epoch 1.
-fn hello_as(id: &str, token: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    logbraid::wire::encode_hello(
-        &logbraid::wire::Hello {
-            versions: logbraid::wire::SUPPORTED_VERSIONS,
-            client_id: id,
-            epoch: 1,
-            host: "h",
-            pid: 1,
-            program: "p",
-            token,
-        },
-        &mut out,
-    )
-    .unwrap();
-    out
-}
-
 #[test]
 fn bad_input_closes_only_its_connection_and_good_clients_get_through() {
     let dir = tempfile::tempdir().unwrap();
@@ -519,12 +364,7 @@ fn bad_input_closes_only_its_connection_and_good_clients_get_through() {
         ForwardOptions::new(Endpoint::parse(&url).unwrap()).token(b"s3cret".to_vec()),
     )
     .unwrap();
-    let (logger, guard) = Builder::new()
-        .level("trace")
-        .inherit_collector(false)
-        .sink(good)
-        .build()
-        .unwrap();
+    let (logger, guard) = logger_with(good);
     log_range(&logger, "good", 0..100);
     logger.flush();
 
@@ -539,14 +379,14 @@ fn bad_input_closes_only_its_connection_and_good_clients_get_through() {
         Some(2)
     );
     // Wrong token.
-    assert_eq!(error_code(send(native, &hello(b"guess"))), Some(1));
+    assert_eq!(error_code(send(native, &hello("raw", b"guess"))), Some(1));
     // Garbage.
     assert_eq!(
         error_code(send(native, b"\x05\x00\x00\x00\x01\x63garbage")),
         Some(8)
     );
     // Truncated frame, then the end of the stream.
-    let mut h = hello(b"s3cret");
+    let mut h = hello("raw", b"s3cret");
     h.truncate(h.len() - 3);
     closed_by_server(send(native, &h), true);
     // A pickle that would run os.system, and one with invalid UTF-8.
@@ -571,7 +411,9 @@ fn bad_input_closes_only_its_connection_and_good_clients_get_through() {
     // by now, and a connection gives its slot back before its socket
     // closes, so the good client holds the only slot: of 12 more, 7 are
     // welcome and 5 refused with OVERLOADED, each told at once.
-    let flood: Vec<TcpStream> = (0..12).map(|_| send(native, &hello(b"s3cret"))).collect();
+    let flood: Vec<TcpStream> = (0..12)
+        .map(|_| send(native, &hello("raw", b"s3cret")))
+        .collect();
     let (mut welcome, mut overloaded) = (0, 0);
     for mut s in flood.iter() {
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -622,18 +464,7 @@ fn bad_input_closes_only_its_connection_and_good_clients_get_through() {
 #[test]
 fn bad_settings_exit_2_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(bin())
-            .arg("serve")
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| serve_once(dir.path(), args);
     let (code, err) = run(&["--max-bytes", "12 parsecs"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("--max-bytes"), "{err}");
@@ -821,7 +652,7 @@ fn sigterm_writes_what_connections_still_open_had_sent_and_removes_the_socket() 
 
     // Native: 20 batches in flight, no acknowledgement waited for.
     let mut native = std::os::unix::net::UnixStream::connect(dir.path().join("c.sock")).unwrap();
-    native.write_all(&hello(b"")).unwrap();
+    native.write_all(&hello("raw", b"")).unwrap();
     let welcome = read_frame(&mut native).expect("a WELCOME");
     assert!(matches!(
         logbraid::wire::decode(&welcome),
@@ -880,18 +711,7 @@ fn sigterm_writes_what_connections_still_open_had_sent_and_removes_the_socket() 
 #[test]
 fn toml_values_of_the_wrong_kind_and_bad_flags_exit_2_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(bin())
-            .arg("serve")
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| serve_once(dir.path(), args);
     for (toml, key) in [
         (
             "backup_count = \"ten\"\n",
@@ -971,8 +791,8 @@ sync = "data"
     assert_eq!(serve.urls.len(), 2, "{:?}", serve.urls);
     let native = serve.port("tcp://");
     // The token is required, and the frame limit is the file's.
-    assert_eq!(error_code(send(native, &hello(b"nope"))), Some(1));
-    let mut s = send(native, &hello(b"t0k"));
+    assert_eq!(error_code(send(native, &hello("raw", b"nope"))), Some(1));
+    let mut s = send(native, &hello("raw", b"t0k"));
     let welcome = read_frame(&mut s).unwrap();
     assert!(matches!(
         logbraid::wire::decode(&welcome),
@@ -997,7 +817,7 @@ sync = "data"
         .read_line(&mut said)
         .unwrap();
     assert_eq!(said.trim(), "sent");
-    assert_eq!(error_code(send(native, &hello(b"t0k"))), Some(7));
+    assert_eq!(error_code(send(native, &hello("raw", b"t0k"))), Some(7));
     drop(py.stdin.take());
     assert!(py.wait().unwrap().success());
     drop(s);
@@ -1367,7 +1187,7 @@ fn saved_clients(state: &Path) -> std::collections::BTreeSet<String> {
     let mut ids = std::collections::BTreeSet::new();
     for text in [
         std::fs::read_to_string(state).unwrap(),
-        std::fs::read_to_string(PathBuf::from(journal)).unwrap(),
+        std::fs::read_to_string(std::path::PathBuf::from(journal)).unwrap(),
     ] {
         for line in text.lines() {
             let f: Vec<&str> = line.split(' ').collect();
@@ -1413,7 +1233,7 @@ fn hellos_make_no_state_and_a_full_table_refuses_new_client_ids() {
         .map(|t| {
             std::thread::spawn(move || {
                 for i in 0..25_000 {
-                    let mut s = send(tcp, &hello_as(&format!("fresh-{t}-{i}"), b""));
+                    let mut s = send(tcp, &hello(&format!("fresh-{t}-{i}"), b""));
                     s.shutdown(std::net::Shutdown::Write).unwrap();
                     let welcome = read_frame(&mut s).unwrap();
                     assert!(matches!(
@@ -1432,7 +1252,7 @@ fn hellos_make_no_state_and_a_full_table_refuses_new_client_ids() {
 
     // Client ids with a batch each: 99 fit beside the good client's.
     for i in 0..150 {
-        let mut s = send(tcp, &hello_as(&format!("batch-{i}"), b""));
+        let mut s = send(tcp, &hello(&format!("batch-{i}"), b""));
         s.write_all(&batch_frame(1, &[format!("batch {i}")]))
             .unwrap();
         read_frame(&mut s).unwrap();

@@ -23,7 +23,11 @@
 //! | `route` | template with `{host}`, `{program}`, `{pid}`, `{logger}` | none |
 //! | `fallback_file` | path, with `route`: where records go whose own file cannot be opened | none: they wait |
 //! | `sync` | `none`, `data`: fdatasync the files and the checkpoint before each round's acknowledgements | `none` |
-//! | `token` | text native clients must present | none |
+//! | `token` | text native clients must present (`ps` shows a flag: prefer `token_file` or `LOGBRAID_TOKEN`) | none |
+//! | `token_file` | path of a file holding the token (one line) | none; then `$LOGBRAID_TOKEN` |
+//! | `tls_cert` | PEM certificate chain of the `tls://` and `syslog-tls://` listeners | none (required by them) |
+//! | `tls_key` | PEM private key of `tls_cert` | none (required with it) |
+//! | `tls_client_ca` | PEM certificates: TLS clients must present a certificate they issued (mutual TLS) | none: no client certificate asked |
 //! | `socket_mode` | permissions of `unix:` sockets, octal | `0600` |
 //! | `max_frame` | size, 1 MiB to 1 GiB | 1 MiB |
 //! | `max_connections` | integer, 1 to 1000000 | 1024 |
@@ -58,7 +62,10 @@
 //! merge_window = 50          # milliseconds
 //! route = "logs/{host}/{program}.log"
 //! sync = "data"              # none | data
-//! token = "s3cret"
+//! token_file = "/etc/logbraid/token"
+//! tls_cert = "/etc/logbraid/server.pem"
+//! tls_key = "/etc/logbraid/server.key"
+//! tls_client_ca = "/etc/logbraid/clients-ca.pem"
 //! max_frame = "1MiB"
 //! max_connections = 1024
 //! max_memory = "256MiB"
@@ -162,9 +169,29 @@ pub struct Settings {
     #[cfg_attr(feature = "clap", arg(long, value_name = "none|data"))]
     #[serde(default, deserialize_with = "de::parsed")]
     pub sync: Option<SyncMode>,
-    /// Native clients must present this token.
+    /// Native clients must present this token. Any user can read a
+    /// command line (ps): prefer --token-file or LOGBRAID_TOKEN.
     #[cfg_attr(feature = "clap", arg(long))]
     pub token: Option<String>,
+    /// A file whose first line is the token native clients must present
+    /// (default: the environment variable LOGBRAID_TOKEN, if set).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "PATH"))]
+    #[serde(default, deserialize_with = "de::path")]
+    pub token_file: Option<PathBuf>,
+    /// The PEM certificate (chain) of the tls:// and syslog-tls://
+    /// listeners.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "PEM"))]
+    #[serde(default, deserialize_with = "de::path")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "PEM"))]
+    #[serde(default, deserialize_with = "de::path")]
+    pub tls_key: Option<PathBuf>,
+    /// Require TLS clients to present a certificate issued by one of
+    /// these PEM certificates (mutual TLS).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "PEM"))]
+    #[serde(default, deserialize_with = "de::path")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Permissions of unix: sockets, in octal (default 0600: the
     /// collector's user only).
     #[cfg_attr(feature = "clap", arg(long, value_name = "MODE"))]
@@ -297,6 +324,10 @@ impl Settings {
             fallback_file: self.fallback_file.or(other.fallback_file),
             sync: self.sync.or(other.sync),
             token: self.token.or(other.token),
+            token_file: self.token_file.or(other.token_file),
+            tls_cert: self.tls_cert.or(other.tls_cert),
+            tls_key: self.tls_key.or(other.tls_key),
+            tls_client_ca: self.tls_client_ca.or(other.tls_client_ca),
             socket_mode: self.socket_mode.or(other.socket_mode),
             max_frame: self.max_frame.or(other.max_frame),
             max_connections: self.max_connections.or(other.max_connections),
@@ -328,17 +359,121 @@ impl ServeConfig {
     }
 }
 
+/// Where the collector finds its token when neither `token` nor
+/// `token_file` gives one.
+pub const TOKEN_ENV: &str = "LOGBRAID_TOKEN";
+
+fn key_error(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::new(Some(key.to_string()), reason)
+}
+
+/// The token: `token`, or the first line of `token_file`, or `env`
+/// (the value of [`TOKEN_ENV`]); two of the settings at once is an error.
+fn token(s: &Settings, env: Option<std::ffi::OsString>) -> Result<Option<Arc<[u8]>>, ConfigError> {
+    let token = match (&s.token, &s.token_file) {
+        (Some(_), Some(_)) => {
+            return Err(key_error(
+                "token_file",
+                "and token are both set: give the token one way",
+            ))
+        }
+        (Some(t), None) => t.as_bytes().to_vec(),
+        (None, Some(path)) => {
+            let text = std::fs::read(path)
+                .map_err(|e| key_error("token_file", format!("{}: {e}", path.display())))?;
+            let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                return Err(key_error(
+                    "token_file",
+                    format!("{}: the first line is empty", path.display()),
+                ));
+            }
+            line.to_vec()
+        }
+        (None, None) => {
+            use std::os::unix::ffi::OsStringExt as _;
+            match env.map(|v| v.into_vec()).filter(|v| !v.is_empty()) {
+                Some(t) => t,
+                None => return Ok(None),
+            }
+        }
+    };
+    Ok(Some(Arc::from(token)))
+}
+
+/// The TLS listeners' settings, the files read: `None` when no listener
+/// speaks TLS. A TLS listener needs a certificate and its key; TLS
+/// settings without a TLS listener are an error too (a mistake, not a
+/// preference).
+fn tls(s: &Settings) -> Result<Option<Arc<logbraid::tls::rustls::ServerConfig>>, ConfigError> {
+    let listener = s.listen.iter().find(|e| e.protocol.is_tls());
+    let Some(listener) = listener else {
+        let set = [
+            ("tls_cert", s.tls_cert.is_some()),
+            ("tls_key", s.tls_key.is_some()),
+            ("tls_client_ca", s.tls_client_ca.is_some()),
+        ];
+        return match set.into_iter().find(|(_, on)| *on) {
+            Some((key, _)) => Err(key_error(
+                key,
+                "is for a tls:// or syslog-tls:// listener, and none is given",
+            )),
+            None => Ok(None),
+        };
+    };
+    let (Some(cert), Some(key)) = (&s.tls_cert, &s.tls_key) else {
+        let missing = if s.tls_cert.is_none() {
+            "tls_cert"
+        } else {
+            "tls_key"
+        };
+        return Err(key_error(
+            missing,
+            format!("missing: {listener} needs a certificate and its key (tls_cert, tls_key)"),
+        ));
+    };
+    logbraid::tls::server_config(cert, key, s.tls_client_ca.as_deref())
+        .map(Some)
+        .map_err(|e| {
+            let key = match &e {
+                logbraid::tls::TlsError::File { path, .. }
+                    if Some(path) == s.tls_client_ca.as_ref() =>
+                {
+                    "tls_client_ca"
+                }
+                logbraid::tls::TlsError::File { path, .. } if path == key => "tls_key",
+                _ => "tls_cert",
+            };
+            key_error(key, e.to_string())
+        })
+}
+
 impl ServeConfig {
     /// The collector `settings` describe, with the defaults for what they
-    /// leave out. The one rule between settings: a fallback file needs a
-    /// route (without one there is one file, opened at start).
+    /// leave out, the token from [`TOKEN_ENV`] when no setting gives one,
+    /// and the TLS files read. The rules between settings: a fallback file
+    /// needs a route (without one there is one file, opened at start); a
+    /// TLS listener needs `tls_cert` and `tls_key`; one token setting at
+    /// most.
     pub fn new(s: Settings) -> Result<ServeConfig, ConfigError> {
+        ServeConfig::with_env(s, std::env::var_os(TOKEN_ENV))
+    }
+
+    /// [`ServeConfig::new`] with `token_env` for the value of
+    /// [`TOKEN_ENV`].
+    pub fn with_env(
+        s: Settings,
+        token_env: Option<std::ffi::OsString>,
+    ) -> Result<ServeConfig, ConfigError> {
         if s.fallback_file.is_some() && s.route.is_none() {
             return Err(ConfigError::new(
                 Some("fallback_file".to_string()),
                 "needs route: without a route there is one file, opened at start",
             ));
         }
+        let token = token(&s, token_env)?;
+        let tls = tls(&s)?;
         let listen = if s.listen.is_empty() {
             DEFAULT_LISTEN
                 .iter()
@@ -387,7 +522,8 @@ impl ServeConfig {
                 sync: s.sync.unwrap_or_default(),
             },
             server: ServerConfig {
-                token: s.token.map(|t| Arc::from(t.into_bytes())),
+                token,
+                tls,
                 max_frame: s
                     .max_frame
                     .map_or(logbraid::wire::DEFAULT_MAX_FRAME, |f| f.0),
@@ -533,6 +669,48 @@ mod tests {
         assert_eq!(
             err("sync = \"always\""),
             "sync: \"always\" is not one of: none, data"
+        );
+    }
+
+    #[test]
+    fn the_token_comes_from_the_setting_the_file_or_the_environment() {
+        let token = |s: Settings, env: Option<&str>| {
+            ServeConfig::with_env(s, env.map(Into::into))
+                .unwrap()
+                .server
+                .token
+                .map(|t| String::from_utf8(t.to_vec()).unwrap())
+        };
+        assert_eq!(token(Settings::default(), None), None);
+        assert_eq!(token(Settings::default(), Some("")), None);
+        assert_eq!(
+            token(Settings::default(), Some("from-env")).as_deref(),
+            Some("from-env")
+        );
+        let flag = Settings {
+            token: Some("from-flag".into()),
+            ..Settings::default()
+        };
+        assert_eq!(token(flag, Some("from-env")).as_deref(), Some("from-flag"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-file\r\nsecond line\n").unwrap();
+        let s = Settings::from_toml_str(&format!("token_file = {:?}", file.display().to_string()))
+            .unwrap();
+        assert_eq!(token(s, Some("from-env")).as_deref(), Some("from-file"));
+        let missing = dir.path().join("missing");
+        let e = ServeConfig::with_env(
+            Settings {
+                token_file: Some(missing.clone()),
+                ..Settings::default()
+            },
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("token_file"));
+        assert!(
+            e.to_string().contains(&missing.display().to_string()),
+            "{e}"
         );
     }
 }

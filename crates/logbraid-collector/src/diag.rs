@@ -38,9 +38,18 @@ pub enum Kind {
     Idle,
     /// A native connection closed for not sending its `HELLO` in time.
     HelloTimeout,
+    /// A peer that does not speak TLS on a TLS listener (plaintext).
+    NotTls,
+    /// A TLS handshake that failed: no client certificate where one is
+    /// required, one of an unknown authority, no protocol in common, or
+    /// nothing within the `HELLO` timeout.
+    TlsHandshake,
+    /// A native `HELLO` for a client id held by a live connection of
+    /// another credential.
+    ClientIdTaken,
 }
 
-const KINDS: usize = 10;
+const KINDS: usize = 13;
 
 /// Every kind, in the order [`Diagnostics::finish`] reports them.
 const ALL: [Kind; KINDS] = [
@@ -54,6 +63,9 @@ const ALL: [Kind; KINDS] = [
     Kind::Overloaded,
     Kind::Idle,
     Kind::HelloTimeout,
+    Kind::NotTls,
+    Kind::TlsHandshake,
+    Kind::ClientIdTaken,
 ];
 
 /// What the collector did about an event, as the diagnostic says it.
@@ -92,6 +104,9 @@ impl Kind {
             Kind::Overloaded => "too many connections",
             Kind::Idle => "idle connection",
             Kind::HelloTimeout => "no HELLO in time",
+            Kind::NotTls => "not TLS",
+            Kind::TlsHandshake => "TLS handshake failed",
+            Kind::ClientIdTaken => "client id taken",
         }
     }
 
@@ -102,6 +117,7 @@ impl Kind {
             ErrorCode::FRAME_TOO_LARGE => Kind::FrameTooLarge,
             ErrorCode::UNSUPPORTED_VERSION => Kind::UnsupportedVersion,
             ErrorCode::BAD_TOKEN => Kind::BadToken,
+            ErrorCode::CLIENT_ID_TAKEN => Kind::ClientIdTaken,
             _ => Kind::Malformed,
         }
     }

@@ -5,9 +5,11 @@
 //! |---|---|---|
 //! | `unix:PATH` | native (`PROTOCOL.md`) | a Unix stream socket |
 //! | `tcp://HOST:PORT` | native | TCP |
+//! | `tls://HOST:PORT` | native | TLS over TCP |
 //! | `python-tcp://HOST:PORT` | Python `SocketHandler` pickles | TCP |
 //! | `python-udp://HOST:PORT` | Python `DatagramHandler` pickles | UDP |
 //! | `syslog-tcp://HOST:PORT` | syslog, octet counting or newline framing | TCP |
+//! | `syslog-tls://HOST:PORT` | syslog, octet counting (RFC 5425) | TLS over TCP |
 //! | `syslog-udp://HOST:PORT` | syslog | UDP |
 //!
 //! A listener may name port 0 (the system picks one); a client may not, and
@@ -33,22 +35,28 @@ use std::str::FromStr;
 pub enum Protocol {
     /// logbraid's own protocol (`PROTOCOL.md`): batches, acknowledgements.
     Native,
+    /// The native protocol inside TLS.
+    NativeTls,
     /// Python's `logging.handlers.SocketHandler`: pickles over TCP.
     PythonTcp,
     /// Python's `logging.handlers.DatagramHandler`: pickles over UDP.
     PythonUdp,
     /// Syslog over TCP (RFC 6587 octet counting or newline framing).
     SyslogTcp,
+    /// Syslog over TLS (RFC 5425: octet counting).
+    SyslogTls,
     /// Syslog over UDP.
     SyslogUdp,
 }
 
 /// The schemes of the `HOST:PORT` URLs, with what each speaks.
-const INET_SCHEMES: [(&str, Protocol); 5] = [
+const INET_SCHEMES: [(&str, Protocol); 7] = [
     ("tcp://", Protocol::Native),
+    ("tls://", Protocol::NativeTls),
     ("python-tcp://", Protocol::PythonTcp),
     ("python-udp://", Protocol::PythonUdp),
     ("syslog-tcp://", Protocol::SyslogTcp),
+    ("syslog-tls://", Protocol::SyslogTls),
     ("syslog-udp://", Protocol::SyslogUdp),
 ];
 
@@ -56,6 +64,22 @@ impl Protocol {
     /// Whether it is carried in datagrams (UDP) rather than a stream.
     pub fn is_datagram(self) -> bool {
         matches!(self, Protocol::PythonUdp | Protocol::SyslogUdp)
+    }
+
+    /// Whether it is carried inside TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Protocol::NativeTls | Protocol::SyslogTls)
+    }
+
+    /// What is spoken inside the TLS of a TLS protocol (the protocol
+    /// itself for the others): `Native` for `NativeTls`, `SyslogTcp` for
+    /// `SyslogTls`.
+    pub fn inner(self) -> Protocol {
+        match self {
+            Protocol::NativeTls => Protocol::Native,
+            Protocol::SyslogTls => Protocol::SyslogTcp,
+            p => p,
+        }
     }
 
     /// The scheme of its `HOST:PORT` URLs, `tcp://` for the native protocol.
@@ -130,8 +154,8 @@ impl Endpoint {
             .find_map(|&(scheme, p)| Some((p, url.strip_prefix(scheme)?)))
         else {
             return Err(bad(
-                "unknown scheme; use unix:PATH, tcp://, python-tcp://, python-udp://, \
-                 syslog-tcp:// or syslog-udp://",
+                "unknown scheme; use unix:PATH, tcp://, tls://, python-tcp://, python-udp://, \
+                 syslog-tcp://, syslog-tls:// or syslog-udp://",
             ));
         };
         let Some((host, port)) = host_port.rsplit_once(':') else {
@@ -186,6 +210,8 @@ mod tests {
             ("unix:/tmp/a.sock", Protocol::Native),
             ("tcp://127.0.0.1:9000", Protocol::Native),
             ("tcp://[::1]:9000", Protocol::Native),
+            ("tls://logs.example:9021", Protocol::NativeTls),
+            ("syslog-tls://h:6514", Protocol::SyslogTls),
             ("python-tcp://0.0.0.0:9020", Protocol::PythonTcp),
             ("python-udp://localhost:0", Protocol::PythonUdp),
             ("syslog-tcp://h:514", Protocol::SyslogTcp),
@@ -202,6 +228,10 @@ mod tests {
         );
         assert_eq!(Endpoint::parse("tcp://h:9").unwrap().port(), Some(9));
         assert_eq!(Endpoint::unix("/x").port(), None);
+        assert!(Protocol::SyslogTls.is_tls() && !Protocol::SyslogTcp.is_tls());
+        assert_eq!(Protocol::SyslogTls.inner(), Protocol::SyslogTcp);
+        assert_eq!(Protocol::NativeTls.inner(), Protocol::Native);
+        assert_eq!(Protocol::PythonTcp.inner(), Protocol::PythonTcp);
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub mod report;
 pub mod sink;
 mod sys;
 pub mod time;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod wire;
 
 /// The date and time library logbraid's time zones and times of day come

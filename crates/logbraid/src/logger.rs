@@ -500,7 +500,12 @@ impl Builder {
             return b
                 .inherit_collector(false)
                 .children(false)
-                .forward(ForwardOptions::new(endpoint))
+                .forward(
+                    ForwardOptions::new(endpoint)
+                        .token(config.token.unwrap_or_default())
+                        .tls(config.tls)
+                        .or_env(),
+                )
                 .map_err(|e| key("forward", &e));
         }
         if let Some(yes) = config.children {
@@ -572,7 +577,7 @@ impl Builder {
         let mut sinks = SinkSet::new();
         match inherited {
             Some(endpoint) => {
-                let sink = ForwardSink::new(ForwardOptions::new(endpoint))?;
+                let sink = ForwardSink::new(ForwardOptions::new(endpoint).or_env())?;
                 sinks.push(Box::new(sink), LevelFilter::TRACE);
             }
             None => {

@@ -10,9 +10,10 @@
 //!
 //! | module | listeners | unit | acknowledged |
 //! |---|---|---|---|
-//! | `native` | `unix:`, `tcp://` | `BATCH` frame, delivered whole | yes, once written |
-//! | `stream` | `python-tcp://`, `syslog-tcp://` | the records decoded from one read | no (the protocols have none) |
+//! | `native` | `unix:`, `tcp://`, `tls://` | `BATCH` frame, delivered whole | yes, once written |
+//! | `stream` | `python-tcp://`, `syslog-tcp://`, `syslog-tls://` | the records decoded from one read | no (the protocols have none) |
 //! | `datagram` | `python-udp://`, `syslog-udp://` | the datagrams queued at once, up to 256 | no |
+//! | `tls` | `tls://`, `syslog-tls://` | the handshake, then `native` or `stream` | as inside |
 //!
 //! Every stream connection takes a slot of [`ServerConfig::max_connections`]
 //! (one semaphore for all stream listeners); one over the cap is counted
@@ -27,6 +28,7 @@ mod budget;
 mod datagram;
 mod native;
 mod stream;
+mod tls;
 
 use std::future::Future;
 use std::io::{self, Write as _};
@@ -36,7 +38,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use logbraid::endpoint::{Addr, Endpoint, Protocol};
-use logbraid::wire::{self, Dedup, ErrorCode};
+use logbraid::tls::rustls;
+use logbraid::wire::{self, Dedup, ErrorCode, Holders};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -163,6 +166,7 @@ pub async fn bind(url: &Endpoint, socket_mode: u32) -> io::Result<(Listener, Str
 /// | setting | default |
 /// |---|---|
 /// | token | none |
+/// | TLS | none: a `tls://` or `syslog-tls://` listener turns every connection away |
 /// | max frame | 1 MiB |
 /// | max connections | 1024 |
 /// | idle timeout | 60 s: a connection that sends nothing, not even `PING`, is closed |
@@ -178,6 +182,9 @@ pub async fn bind(url: &Endpoint, socket_mode: u32) -> io::Result<(Listener, Str
 pub struct ServerConfig {
     /// Native clients must present this token.
     pub token: Option<Arc<[u8]>>,
+    /// The certificate (and, for mutual TLS, the client CA) of the TLS
+    /// listeners, from [`logbraid::tls::server_config`].
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Longest frame accepted, on every stream protocol.
     pub max_frame: usize,
     /// Stream connections served at once.
@@ -202,6 +209,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             token: None,
+            tls: None,
             max_frame: wire::DEFAULT_MAX_FRAME,
             max_connections: 1024,
             idle_timeout: Duration::from_secs(60),
@@ -236,6 +244,8 @@ pub struct Server {
     config: ServerConfig,
     output: OutputHandle,
     dedup: Arc<Mutex<Dedup>>,
+    /// Which credential holds each client id on a live native connection.
+    holders: Arc<Holders>,
     slots: Arc<Semaphore>,
     /// [`ServerConfig::memory`], in bytes.
     memory: Arc<Semaphore>,
@@ -262,6 +272,7 @@ impl Server {
             config,
             output,
             dedup,
+            holders: Arc::new(Holders::new()),
             slots,
             memory,
             stats: Arc::new(Stats::default()),
@@ -430,6 +441,8 @@ fn start<S>(
             &format_args!("{} connections open", server.config.max_connections),
         );
         if proto == Protocol::Native {
+            // Not over TLS: the refusal would have to wait for a handshake
+            // that a slot was refused for.
             tokio::spawn(async move {
                 let mut out = Vec::new();
                 wire::encode_refusal(ErrorCode::OVERLOADED, &mut out);
@@ -451,8 +464,9 @@ fn start<S>(
         // The connection (and its slot) ends before the socket closes, so a
         // peer that sees the close can connect again at once.
         match proto {
-            Protocol::Native => conn.native(&mut s).await,
+            Protocol::Native => conn.native(&mut s, None).await,
             Protocol::PythonTcp | Protocol::SyslogTcp => conn.records(&mut s, proto).await,
+            Protocol::NativeTls | Protocol::SyslogTls => conn.tls(&mut s, proto).await,
             Protocol::PythonUdp | Protocol::SyslogUdp => {}
         }
         drop(s);

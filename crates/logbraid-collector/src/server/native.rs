@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use logbraid::tls::{identity, Credential};
 use logbraid::wire::{self, ServerSession, Step};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -33,10 +34,24 @@ impl Conn<'_> {
     /// `BATCH` frame is copied whole into its [`Delivery`], and awaiting
     /// the hand-over is the backpressure: the connection reads nothing
     /// more until the output stage has room.
-    pub(super) async fn native<S: AsyncRead + AsyncWrite + Unpin>(mut self, s: &mut S) {
+    ///
+    /// `cert` is the identity of the client's TLS certificate; without
+    /// one, a token (when the collector requires one) is the credential.
+    /// The session's client id is scoped by it.
+    pub(super) async fn native<S: AsyncRead + AsyncWrite + Unpin>(
+        mut self,
+        s: &mut S,
+        cert: Option<Arc<str>>,
+    ) {
         let cfg = &self.server.config;
         let hello_by = Instant::now() + cfg.hello_timeout;
-        let mut session = ServerSession::new(cfg.max_frame, cfg.token.clone());
+        let identity = cert.or_else(|| {
+            cfg.token
+                .as_ref()
+                .map(|t| Arc::from(identity(Credential::Token(t))))
+        });
+        let mut session = ServerSession::new(cfg.max_frame, cfg.token.clone())
+            .identity(identity, Arc::clone(&self.server.holders));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
         let mut buf: Vec<u8> = Vec::new();
         let mut chunk = vec![0u8; READ_CHUNK];
@@ -77,7 +92,7 @@ impl Conn<'_> {
                                 skip,
                             },
                             ack: Some(AckTo {
-                                client_id: peer.client_id.clone(),
+                                client_id: peer.key.clone(),
                                 epoch: peer.epoch,
                                 last,
                                 tx: tx.clone(),

@@ -13,6 +13,11 @@
 //! signals = true                      # flush before SIGTERM/SIGINT/SIGHUP end the process; default true
 //! children = true                     # collect child processes' records; default: when there is a [file]
 //! forward = "tcp://collector:9021"    # send every record to a collector instead of the sinks below
+//! token = "s3cret"                    # with forward: the collector's token; default $LOGBRAID_TOKEN
+//! tls_ca = "ca.pem"                   # with forward = "tls://...": who vouches for the collector; default $LOGBRAID_TLS_CA
+//! tls_cert = "client.pem"             # with tls://: this client's certificate, for mutual TLS; default $LOGBRAID_TLS_CERT
+//! tls_key = "client.key"              # its private key; default $LOGBRAID_TLS_KEY
+//! tls_server_name = "logs.internal"   # the name the collector's certificate must carry; default the URL's host
 //!
 //! [console]
 //! enabled = true                      # default: true without a [file] section, else false
@@ -91,7 +96,7 @@ pub use units::{parse_duration, parse_size, ParseDurationError, ParseSizeError};
 
 use crate::endpoint::Endpoint;
 use crate::filter::{Directives, LEVEL_ENV, RUST_LOG_ENV};
-use crate::forward::check_client;
+use crate::forward::{check_client, TlsOptions};
 use crate::options::{ColorChoice, Compression, Every, Naming, Overflow, Weekday};
 use crate::sink::ConsoleStream;
 
@@ -128,8 +133,15 @@ pub struct Config {
     /// [`Builder::children`](crate::Builder::children)).
     pub children: Option<bool>,
     /// Send every record to this collector instead of the console and the
-    /// file (`forward`, a `unix:` or `tcp://` URL; default none).
+    /// file (`forward`, a `unix:`, `tcp://` or `tls://` URL; default none).
     pub forward: Option<Endpoint>,
+    /// With `forward`, the token the collector expects (`token`; default
+    /// none, then `LOGBRAID_TOKEN`).
+    pub token: Option<String>,
+    /// With a `tls://` `forward`, how to verify the collector and what to
+    /// show it (`tls_ca`, `tls_cert`, `tls_key`, `tls_server_name`;
+    /// default none, then `LOGBRAID_TLS_*`).
+    pub tls: TlsOptions,
     /// The `[console]` section.
     pub console: ConsoleConfig,
     /// The `[file]` section, `None` when the file has none.
@@ -149,6 +161,8 @@ impl Default for Config {
             signals: true,
             children: None,
             forward: None,
+            token: None,
+            tls: TlsOptions::default(),
             console: ConsoleConfig::default(),
             file: None,
         }
@@ -267,6 +281,14 @@ struct ConfigFile {
     children: Option<bool>,
     #[serde(default, deserialize_with = "de::parsed")]
     forward: Option<Endpoint>,
+    token: Option<String>,
+    #[serde(default, deserialize_with = "de::path")]
+    tls_ca: Option<PathBuf>,
+    #[serde(default, deserialize_with = "de::path")]
+    tls_cert: Option<PathBuf>,
+    #[serde(default, deserialize_with = "de::path")]
+    tls_key: Option<PathBuf>,
+    tls_server_name: Option<String>,
     #[serde(default, deserialize_with = "de::opt_table")]
     console: Option<ConsoleFile>,
     #[serde(default, deserialize_with = "de::opt_table")]
@@ -361,6 +383,13 @@ impl ConfigFile {
             signals: self.signals.unwrap_or(d.signals),
             children: self.children,
             forward: self.forward,
+            token: self.token,
+            tls: TlsOptions {
+                ca: self.tls_ca,
+                cert: self.tls_cert,
+                key: self.tls_key,
+                server_name: self.tls_server_name,
+            },
             console,
             file,
         }
@@ -421,8 +450,19 @@ impl Config {
                 return Err(key_error("file.path", "must not be empty"));
             }
         }
-        if let Some(e) = &self.forward {
-            check_client(e).map_err(|e| key_error("forward", e.to_string()))?;
+        match &self.forward {
+            Some(e) => {
+                check_client(e).map_err(|e| key_error("forward", e.to_string()))?;
+                self.tls.check(e).map_err(|(k, why)| key_error(k, why))?;
+            }
+            None if self.token.is_some() => {
+                return Err(key_error("token", "is for a collector: set forward too"))
+            }
+            None => {
+                if let Some(k) = self.tls.first_set() {
+                    return Err(key_error(k, "is for a tls:// collector: set forward too"));
+                }
+            }
         }
         Ok(self)
     }

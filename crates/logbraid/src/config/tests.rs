@@ -60,6 +60,8 @@ fn a_full_file_parses_to_exact_values() {
             signals: false,
             children: Some(false),
             forward: None,
+            token: None,
+            tls: TlsOptions::default(),
             console: ConsoleConfig {
                 enabled: true,
                 stream: ConsoleStream::Stdout,
@@ -211,7 +213,7 @@ fn bad_values_name_the_full_key_and_the_reason() {
     assert_eq!(
         err("forward = \"python-tcp://h:9020\""),
         "forward: invalid collector address \"python-tcp://h:9020\": a forwarding client \
-         speaks the native protocol: unix:PATH or tcp://HOST:PORT"
+         speaks the native protocol: unix:PATH, tcp://HOST:PORT or tls://HOST:PORT"
     );
     assert_eq!(
         err("forward = \"tcp://h\""),
@@ -429,4 +431,45 @@ fn odd_input_never_panics() {
     ] {
         let _ = Config::from_toml_str(text);
     }
+}
+
+#[test]
+fn forward_keys_go_together() {
+    let c = parse(
+        "forward = \"tls://logs.internal:6514\"\ntoken = \"t\"\ntls_ca = \"ca.pem\"\n\
+         tls_cert = \"c.pem\"\ntls_key = \"c.key\"\ntls_server_name = \"logs\"\n",
+    );
+    assert_eq!(c.token.as_deref(), Some("t"));
+    assert_eq!(
+        c.tls,
+        TlsOptions {
+            ca: Some("ca.pem".into()),
+            cert: Some("c.pem".into()),
+            key: Some("c.key".into()),
+            server_name: Some("logs".into()),
+        }
+    );
+    let err = |text: &str| Config::from_toml_str(text).unwrap_err().to_string();
+    assert_eq!(
+        err("forward = \"tcp://h:1\"\ntls_ca = \"ca.pem\"\n"),
+        "tls_ca: is for a tls:// collector, and tcp://h:1 is not one"
+    );
+    assert_eq!(
+        err("forward = \"tls://h:1\"\ntls_cert = \"c.pem\"\n"),
+        "tls_key: missing: tls_cert needs its key"
+    );
+    assert_eq!(
+        err("tls_key = \"c.key\"\n"),
+        "tls_key: is for a tls:// collector: set forward too"
+    );
+    assert_eq!(
+        err("token = \"t\"\n"),
+        "token: is for a collector: set forward too"
+    );
+    assert_eq!(
+        err("forward = \"syslog-tls://h:1\"\n")
+            .split(": a forwarding")
+            .next(),
+        Some("forward: invalid collector address \"syslog-tls://h:1\"")
+    );
 }

@@ -32,8 +32,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 pub(crate) use conn::check_client;
-pub use conn::ForwardError;
-use conn::Stream;
+pub use conn::{ForwardError, TlsOptions, CA_ENV, CERT_ENV, KEY_ENV, SERVER_NAME_ENV, TOKEN_ENV};
+use conn::{Stream, Target};
 
 pub use crate::endpoint::Endpoint;
 
@@ -47,6 +47,7 @@ use crate::wire::{self, BatchEncoder, Frame, FrameReader, Hello, Push};
 /// | option | default |
 /// |---|---|
 /// | token | none |
+/// | TLS | none; a `tls://` endpoint needs at least [`TlsOptions::ca`] |
 /// | client id | `host/program/pid` (`host/program/pid/N` for a process's second and later clients) |
 /// | buffer bytes | 16 MiB of unacknowledged batches |
 /// | linger | 10 s: how long shutdown waits for acknowledgements |
@@ -55,6 +56,7 @@ use crate::wire::{self, BatchEncoder, Frame, FrameReader, Hello, Push};
 pub struct ForwardOptions {
     endpoint: Endpoint,
     token: Vec<u8>,
+    tls: TlsOptions,
     client_id: Option<String>,
     buffer_bytes: usize,
     linger: Duration,
@@ -68,6 +70,7 @@ impl ForwardOptions {
         ForwardOptions {
             endpoint,
             token: Vec::new(),
+            tls: TlsOptions::default(),
             client_id: None,
             buffer_bytes: 16 << 20,
             linger: Duration::from_secs(10),
@@ -79,6 +82,14 @@ impl ForwardOptions {
     /// The shared secret the collector expects.
     pub fn token(mut self, token: impl Into<Vec<u8>>) -> Self {
         self.token = token.into();
+        self
+    }
+
+    /// How to verify a `tls://` collector, and the certificate to show it
+    /// (with the `tls` cargo feature; without it a `tls://` endpoint is
+    /// refused). The files are read when the sink is built.
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -107,6 +118,27 @@ impl ForwardOptions {
     pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
         self.backoff_min = min.max(Duration::from_millis(1));
         self.backoff_max = max.max(self.backoff_min);
+        self
+    }
+
+    /// Fills what is not set from the environment: the token from
+    /// [`TOKEN_ENV`] (for a `tcp://` or `tls://` collector: a Unix socket
+    /// is guarded by its permissions), and for a `tls://` collector the
+    /// TLS files from theirs (see [`TlsOptions::or_env`]). A child process
+    /// finds there what its parent forwards with.
+    pub fn or_env(mut self) -> Self {
+        if self.endpoint.port().is_none() {
+            return self;
+        }
+        if self.token.is_empty() {
+            if let Some(t) = std::env::var_os(TOKEN_ENV) {
+                use std::os::unix::ffi::OsStringExt as _;
+                self.token = t.into_vec();
+            }
+        }
+        if self.endpoint.protocol.is_tls() {
+            self.tls = self.tls.or_env();
+        }
         self
     }
 
@@ -267,7 +299,7 @@ impl ForwardSink {
     /// Starts the I/O thread. The collector need not be up: the thread
     /// connects when the first batch is sealed, and reconnects, on its own.
     pub fn new(options: ForwardOptions) -> Result<ForwardSink, ForwardError> {
-        conn::check_client(&options.endpoint)?;
+        let target = Target::new(options.endpoint.clone(), &options.tls)?;
         let source = Source::current();
         let client_id = options.client_id.clone().unwrap_or_else(|| {
             // Two clients of one process must not share an id either: the
@@ -309,6 +341,7 @@ impl ForwardSink {
         });
         let io = Io {
             shared: Arc::clone(&shared),
+            target,
             options: options.clone(),
             client_id,
             source,
@@ -476,6 +509,7 @@ impl Drop for ForwardSink {
 #[derive(Clone)]
 struct Io {
     shared: Arc<Shared>,
+    target: Target,
     options: ForwardOptions,
     client_id: String,
     source: Arc<Source>,
@@ -521,7 +555,7 @@ impl Io {
             if self.stopping() {
                 return;
             }
-            let end = match conn::connect(&self.options.endpoint, Duration::from_secs(2)) {
+            let end = match conn::connect(&self.target, Duration::from_secs(2)) {
                 Ok(stream) => {
                     self.shared.connects.fetch_add(1, Ordering::Relaxed);
                     self.session(stream, &mut backoff)

@@ -77,7 +77,7 @@ pub use frame::{
     frame_len, Frame, FrameReader, Hello,
 };
 pub use record::{Batch, BatchEncoder, Push, Records};
-pub use session::{encode_refusal, Closed, Peer, ServerSession, Step, MAX_SOURCE_TEXT};
+pub use session::{encode_refusal, Closed, Holders, Peer, ServerSession, Step, MAX_SOURCE_TEXT};
 
 /// The protocol version this module speaks.
 pub const VERSION: u8 = 1;
@@ -201,6 +201,9 @@ impl ErrorCode {
     /// A valid frame at the wrong moment (a `BATCH` before `HELLO`, a second
     /// `HELLO`, a frame only the other side sends).
     pub const UNEXPECTED_FRAME: ErrorCode = ErrorCode(9);
+    /// The client id is in use on a live connection that proved another
+    /// credential (token or certificate); reconnect later.
+    pub const CLIENT_ID_TAKEN: ErrorCode = ErrorCode(10);
 
     /// A short lower-case name (`"bad token"`), or `"unknown"`.
     pub const fn name(self) -> &'static str {
@@ -214,6 +217,7 @@ impl ErrorCode {
             7 => "overloaded",
             8 => "unknown frame type",
             9 => "unexpected frame",
+            10 => "client id taken",
             _ => "unknown",
         }
     }
@@ -222,7 +226,7 @@ impl ErrorCode {
     /// receiving this code. The others mean a configuration or
     /// implementation defect that reconnecting will not cure.
     pub const fn is_transient(self) -> bool {
-        matches!(self.0, 5..=7)
+        matches!(self.0, 5..=7 | 10)
     }
 }
 
@@ -292,6 +296,9 @@ pub enum WireError {
         /// The batch's first sequence number.
         first: u64,
     },
+    /// The client id is held by a live connection of another identity.
+    #[error("client id {0:?} is in use by a connection with another credential")]
+    ClientIdTaken(String),
     /// A value cannot be put on the wire (a client id of 300 bytes, a batch
     /// numbered from 0).
     #[error("cannot encode: {0}")]
@@ -322,6 +329,7 @@ impl WireError {
             WireError::BadToken => ErrorCode::BAD_TOKEN,
             WireError::SequenceGap { .. } => ErrorCode::SEQUENCE_GAP,
             WireError::TooManyClients { .. } => ErrorCode::OVERLOADED,
+            WireError::ClientIdTaken(_) => ErrorCode::CLIENT_ID_TAKEN,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! the acknowledgements. The threaded embedded collector and the tokio
 //! collector drive the same [`ServerSession`].
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::dedup::Dedup;
@@ -29,8 +30,16 @@ fn capped(s: &str) -> &str {
 /// Who is on the other end of an accepted connection, from its `HELLO`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
-    /// The client's stable name, for deduplication.
+    /// The client's stable name, as its `HELLO` gave it.
     pub client_id: Box<str>,
+    /// What the collector deduplicates by: the client id, scoped by the
+    /// identity of the connection's credential when it has one
+    /// (`IDENTITY/CLIENT_ID`), so a client id cannot reach the records'
+    /// numbering of a client that proved another credential.
+    pub key: Box<str>,
+    /// The identity of the credential the connection proved (see
+    /// [`ServerSession::identity`]), if any.
+    pub identity: Option<Arc<str>>,
     /// The numbering the client uses.
     pub epoch: u64,
     /// The negotiated protocol version.
@@ -81,7 +90,7 @@ pub enum Closed {
 ///
 /// | frame | before `HELLO` | after `HELLO` |
 /// |---|---|---|
-/// | `HELLO` | token checked, version negotiated, `WELCOME` with the highest written | `UNEXPECTED_FRAME` |
+/// | `HELLO` | token checked, version negotiated, client id claimed, `WELCOME` with the highest written | `UNEXPECTED_FRAME` |
 /// | `BATCH` | `UNEXPECTED_FRAME` | deduplicated: [`Step::Write`], or `SEQUENCE_GAP` |
 /// | `PING` | `PONG` | `PONG` |
 /// | `PONG` | ignored | ignored |
@@ -95,6 +104,79 @@ pub struct ServerSession {
     /// Highest sequence number acknowledged on this connection: `ACK`s never
     /// go backwards and are not repeated.
     acked: u64,
+    identity: Option<Arc<str>>,
+    holders: Option<Arc<Holders>>,
+}
+
+/// Which identity holds each client id on the collector's live
+/// connections, shared by all of them: a `HELLO` for a client id that a
+/// live connection of another identity holds is refused with
+/// `CLIENT_ID_TAKEN`, so a credential cannot silence another's client by
+/// taking its id. Connections of one identity (a client reconnecting
+/// before its old connection is seen closed) share the id freely.
+#[derive(Debug, Default)]
+pub struct Holders {
+    ids: Mutex<HeldIds>,
+}
+
+/// Each held client id: the identity holding it, and on how many
+/// connections.
+type HeldIds = HashMap<Box<str>, (Option<Arc<str>>, usize)>;
+
+impl Holders {
+    /// Nobody holds anything.
+    pub fn new() -> Self {
+        Holders::default()
+    }
+
+    fn ids(&self) -> MutexGuard<'_, HeldIds> {
+        // Every update is one insert or one counter change.
+        self.ids.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes `client_id` for `identity`, unless another identity holds it.
+    fn claim(&self, client_id: &str, identity: &Option<Arc<str>>) -> bool {
+        let mut ids = self.ids();
+        match ids.get_mut(client_id) {
+            Some((held, n)) if held == identity => {
+                *n += 1;
+                true
+            }
+            Some(_) => false,
+            None => {
+                ids.insert(client_id.into(), (identity.clone(), 1));
+                true
+            }
+        }
+    }
+
+    fn release(&self, client_id: &str) {
+        let mut ids = self.ids();
+        if let Some((_, n)) = ids.get_mut(client_id) {
+            *n -= 1;
+            if *n == 0 {
+                ids.remove(client_id);
+            }
+        }
+    }
+
+    /// Client ids held now.
+    pub fn len(&self) -> usize {
+        self.ids().len()
+    }
+
+    /// Whether no client id is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for ServerSession {
+    fn drop(&mut self) {
+        if let (Some(h), Some(p)) = (&self.holders, &self.peer) {
+            h.release(&p.client_id);
+        }
+    }
 }
 
 fn lock(d: &Mutex<Dedup>) -> MutexGuard<'_, Dedup> {
@@ -113,7 +195,21 @@ impl ServerSession {
             token,
             peer: None,
             acked: 0,
+            identity: None,
+            holders: None,
         }
+    }
+
+    /// Binds the session to what the connection proved: `identity` names
+    /// its credential (a client certificate's or a token's; see
+    /// `logbraid::tls::identity`), and scopes its client id in the
+    /// deduplication; `holders`, shared by the collector's connections,
+    /// refuses a client id that a live connection of another identity
+    /// holds.
+    pub fn identity(mut self, identity: Option<Arc<str>>, holders: Arc<Holders>) -> Self {
+        self.identity = identity;
+        self.holders = Some(holders);
+        self
     }
 
     /// The client, once its `HELLO` was accepted.
@@ -139,9 +235,20 @@ impl ServerSession {
                     Ok(v) => v,
                     Err(e) => return self.fail(e, out),
                 };
-                let highest = lock(dedup).hello(h.client_id, h.epoch);
+                if let Some(holders) = &self.holders {
+                    if !holders.claim(h.client_id, &self.identity) {
+                        return self.fail(WireError::ClientIdTaken(h.client_id.to_string()), out);
+                    }
+                }
+                let key: Box<str> = match &self.identity {
+                    Some(i) => format!("{i}/{}", h.client_id).into(),
+                    None => h.client_id.into(),
+                };
+                let highest = lock(dedup).hello(&key, h.epoch);
                 self.acked = highest;
                 self.peer = Some(Peer {
+                    key,
+                    identity: self.identity.clone(),
                     client_id: h.client_id.into(),
                     epoch: h.epoch,
                     version,
@@ -159,7 +266,7 @@ impl ServerSession {
                     return self.fail(WireError::UnexpectedFrame(FrameType::Batch), out);
                 };
                 let admit =
-                    lock(dedup).admit(&peer.client_id, peer.epoch, batch.first_seq(), batch.len());
+                    lock(dedup).admit(&peer.key, peer.epoch, batch.first_seq(), batch.len());
                 match admit {
                     Ok(a) => Step::Write {
                         batch,
@@ -193,7 +300,7 @@ impl ServerSession {
     /// `ACK` when that moves the acknowledged sequence forward.
     pub fn commit(&mut self, last: u64, dedup: &Mutex<Dedup>, out: &mut Vec<u8>) {
         let Some(peer) = &self.peer else { return };
-        let written = lock(dedup).commit(&peer.client_id, peer.epoch, last);
+        let written = lock(dedup).commit(&peer.key, peer.epoch, last);
         if let Some(w) = written {
             self.ack(w, out);
         }
@@ -386,5 +493,64 @@ mod tests {
                 "{last}"
             );
         }
+    }
+
+    #[test]
+    fn a_client_id_is_scoped_by_identity_and_held_by_one_identity_at_a_time() {
+        let dedup = Mutex::new(Dedup::new());
+        let holders = Arc::new(Holders::new());
+        let session = |who: &str| {
+            ServerSession::new(0, None).identity(Some(Arc::from(who)), Arc::clone(&holders))
+        };
+        let mut out = Vec::new();
+        let h = hello_frame(b"", 5);
+
+        // alice writes 1..=3 under c1.
+        let mut alice = session("cert:aa");
+        alice.on_frame(decode(&h).unwrap(), &dedup, &mut out);
+        assert_eq!(&*alice.peer().unwrap().key, "cert:aa/c1");
+        let b = batch_frame(1, 3);
+        assert!(matches!(
+            alice.on_frame(decode(&b).unwrap(), &dedup, &mut out),
+            Step::Write { skip: 0, .. }
+        ));
+        alice.commit(3, &dedup, &mut out);
+
+        // mallory asks for c1 while alice's connection lives: refused.
+        out.clear();
+        let mut mallory = session("cert:bb");
+        let Step::Close(Closed::Local(e)) = mallory.on_frame(decode(&h).unwrap(), &dedup, &mut out)
+        else {
+            panic!("expected a refusal")
+        };
+        assert_eq!(e.code(), ErrorCode::CLIENT_ID_TAKEN);
+        assert!(e.code().is_transient());
+        assert_eq!(
+            frames(&out),
+            ["Error { code: ErrorCode(10), message: \"client id \\\"c1\\\" is in use by a connection with another credential\" }"]
+        );
+        drop(mallory);
+
+        // alice's second connection (a reconnect) shares the id.
+        out.clear();
+        let mut again = session("cert:aa");
+        again.on_frame(decode(&h).unwrap(), &dedup, &mut out);
+        assert_eq!(
+            frames(&out),
+            ["Welcome { version: 1, highest: 3, max_frame: 1048576 }"]
+        );
+        drop(again);
+        drop(alice);
+        assert!(holders.is_empty());
+
+        // Once alice is gone, mallory gets c1, but not alice's numbering.
+        out.clear();
+        let mut mallory = session("cert:bb");
+        mallory.on_frame(decode(&h).unwrap(), &dedup, &mut out);
+        assert_eq!(
+            frames(&out),
+            ["Welcome { version: 1, highest: 0, max_frame: 1048576 }"]
+        );
+        assert_eq!(holders.len(), 1);
     }
 }

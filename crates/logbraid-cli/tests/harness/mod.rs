@@ -1,0 +1,200 @@
+//! What the tests of `logbraid serve` share: the collector as a child
+//! process, a forwarding client in the test's process, and the checks of
+//! what the files hold.
+#![allow(dead_code)]
+
+pub mod pki;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use logbraid::forward::{Endpoint, ForwardOptions};
+use logbraid::{Builder, Callsite, Level};
+
+/// A running `logbraid serve`.
+pub struct Serve {
+    pub child: Child,
+    pub urls: Vec<String>,
+    pub stderr: PathBuf,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_logbraid")
+}
+
+impl Serve {
+    /// Starts the collector with `args` in `dir` and waits for its
+    /// `listening on` lines.
+    pub fn start(dir: &Path, args: &[&str]) -> Serve {
+        let listeners = args.iter().filter(|a| **a == "--listen").count();
+        Serve::start_with(dir, args, listeners)
+    }
+
+    /// [`Serve::start`] for `listeners` listeners that are not all given
+    /// as `--listen` flags (a TOML file names them).
+    pub fn start_with(dir: &Path, args: &[&str], listeners: usize) -> Serve {
+        let n = std::fs::read_dir(dir).unwrap().count();
+        let stderr = dir.join(format!("serve-{n}.err"));
+        let mut child = Command::new(bin())
+            .arg("serve")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut urls = Vec::new();
+        for _ in 0..listeners {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            let url = line
+                .strip_prefix("listening on ")
+                .unwrap_or_else(|| {
+                    panic!(
+                        "unexpected output {line:?}: {}",
+                        std::fs::read_to_string(&stderr).unwrap_or_default()
+                    )
+                })
+                .trim_end()
+                .to_string();
+            urls.push(url);
+        }
+        Serve {
+            child,
+            urls,
+            stderr,
+        }
+    }
+
+    pub fn url(&self, scheme: &str) -> &str {
+        self.urls.iter().find(|u| u.starts_with(scheme)).unwrap()
+    }
+
+    pub fn port(&self, scheme: &str) -> u16 {
+        self.url(scheme)
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// SIGTERM, then the exit status and what it said on stderr.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        (status, std::fs::read_to_string(&self.stderr).unwrap())
+    }
+
+    pub fn kill(mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        self.child.wait().unwrap();
+    }
+}
+
+pub fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until the file at `path` has `n` lines, for 30 s at most (the
+/// caller's assertions then say what is missing).
+pub fn wait_for_lines(path: &Path, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while lines(path).len() < n && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs `logbraid serve args` in `dir` to its end (a bad setting):
+/// the exit code and stderr, without its last newline.
+pub fn serve_once(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(bin())
+        .arg("serve")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).trim_end().to_string(),
+    )
+}
+
+/// A logger of this process that writes only to `sink`.
+pub fn logger_with(
+    sink: impl logbraid::sink::Sink + 'static,
+) -> (logbraid::Logger, logbraid::Guard) {
+    Builder::new()
+        .level("trace")
+        .inherit_collector(false)
+        .sink(sink)
+        .build()
+        .unwrap()
+}
+
+/// A forwarding client in this process.
+pub fn client(url: &str) -> (logbraid::Logger, logbraid::Guard) {
+    let options = ForwardOptions::new(Endpoint::parse(url).unwrap())
+        .backoff(Duration::from_millis(5), Duration::from_millis(100));
+    Builder::new()
+        .level("trace")
+        .inherit_collector(false)
+        .forward(options)
+        .unwrap()
+        .build()
+        .unwrap()
+}
+
+pub fn log_range(logger: &logbraid::Logger, tag: &str, range: std::ops::Range<u64>) {
+    let site = Callsite::new(Level::Info, "t");
+    for i in range {
+        logger.log_with(&site, format_args!("{tag} {i}"), &mut |_| {});
+    }
+}
+
+/// Checks that `lines` hold `tag 0` … `tag n-1` once each, in order, as the
+/// message part after the last `: `.
+pub fn assert_sequence(lines: &[String], tag: &str, n: u64) {
+    let prefix = format!("{tag} ");
+    let got: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l.rsplit(": ").next())
+        .filter_map(|m| m.strip_prefix(&prefix))
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(got.len() as u64, n, "{tag}: count");
+    for (i, v) in got.iter().enumerate() {
+        assert_eq!(
+            *v, i as u64,
+            "{tag}: missing, repeated or out of order at {i}"
+        );
+    }
+}
+
+/// A `HELLO` frame from `client_id` with `token`.
+pub fn hello(client_id: &str, token: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    logbraid::wire::encode_hello(
+        &logbraid::wire::Hello {
+            versions: logbraid::wire::SUPPORTED_VERSIONS,
+            client_id,
+            epoch: 1,
+            host: "h",
+            pid: 1,
+            program: "p",
+            token,
+        },
+        &mut out,
+    )
+    .unwrap();
+    out
+}
