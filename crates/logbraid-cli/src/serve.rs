@@ -71,13 +71,20 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
         },
         None => Settings::default(),
     };
-    let config = match ServeConfig::new(args.settings.clone().or(file)) {
+    let mut config = match ServeConfig::new(args.settings.clone().or(file)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("logbraid serve: {e}");
             return Ok(USAGE);
         }
     };
+    // Each connection is a descriptor: the limit on them decides how many
+    // can be served.
+    let (fitted, note) = server::slots::fit_open_files(config.server.max_connections);
+    config.server.max_connections = fitted;
+    if let Some(note) = note {
+        eprintln!("logbraid serve: {note}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

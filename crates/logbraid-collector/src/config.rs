@@ -30,7 +30,9 @@
 //! | `tls_client_ca` | PEM certificates: TLS clients must present a certificate they issued (mutual TLS) | none: no client certificate asked |
 //! | `socket_mode` | permissions of `unix:` sockets, octal | `0600` |
 //! | `max_frame` | size, 1 MiB to 1 GiB | 1 MiB |
-//! | `max_connections` | integer, 1 to 1000000 | 1024 |
+//! | `max_connections` | integer, 1 to 1000000: stream connections open at once (fewer when `RLIMIT_NOFILE`, raised to its hard limit at start, leaves room for fewer) | 1024 |
+//! | `max_connections_per_listener` | integer, 1 to 1000000 | `max_connections` less a share kept for each other stream listener (a sixteenth of them, 1 to 64) |
+//! | `max_connections_per_peer` | integer, 1 to 1000000: from one IP address | 256 |
 //! | `max_memory` | size, at least 16 MiB: the ceiling on what the collector holds | 256 MiB |
 //! | `max_clients` | integer, 1 to 10000000: native client ids tracked for exactly-once | 100000 |
 //!
@@ -42,8 +44,13 @@
 //! is the collector's own (the 32 KiB read buffer of each connection, the
 //! files' buffers, which are written out past 1 MiB, threads and runtime).
 //!
-//! Fixed, not settings: idle timeout 60 s, `HELLO` timeout 10 s,
-//! drain of 5 s at a stop, and the
+//! Fixed, not settings: idle timeout 60 s, `HELLO` timeout 10 s (also the
+//! time a Python or syslog stream has to send its first complete record),
+//! a record in progress on those streams arriving at 1 KiB/s or better
+//! (over 10 s windows), a Unix-socket reserve of an eighth of the
+//! connections (at most 64) when there is a Unix listener, eviction of the oldest connection that has
+//! sent no complete frame when a new one meets a full limit
+//! ([`crate::server::slots`]), drain of 5 s at a stop, and the
 //! checkpoint for exactly-once across restarts next to the log file, as
 //! `.<file name>.state`.
 //!
@@ -200,9 +207,17 @@ pub struct Settings {
     /// the native protocol promises clients 1 MiB.
     #[cfg_attr(feature = "clap", arg(long, value_name = "SIZE"))]
     pub max_frame: Option<FrameLimit>,
-    /// Connections served at once (default 1024).
+    /// Connections served at once (default 1024; fewer when the open-file
+    /// limit leaves room for fewer).
     #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
     pub max_connections: Option<Bounded<1, 1_000_000>>,
+    /// Connections served at once on one listener (default:
+    /// max-connections less a share kept for each other stream listener).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub max_connections_per_listener: Option<Bounded<1, 1_000_000>>,
+    /// Connections served at once from one IP address (default 256).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub max_connections_per_peer: Option<Bounded<1, 1_000_000>>,
     /// Ceiling on the memory the collector holds (default 256MiB, at least
     /// 16MiB): records waiting for the file get an eighth, connections
     /// reading and decoding a quarter; past them, clients wait.
@@ -331,6 +346,12 @@ impl Settings {
             socket_mode: self.socket_mode.or(other.socket_mode),
             max_frame: self.max_frame.or(other.max_frame),
             max_connections: self.max_connections.or(other.max_connections),
+            max_connections_per_listener: self
+                .max_connections_per_listener
+                .or(other.max_connections_per_listener),
+            max_connections_per_peer: self
+                .max_connections_per_peer
+                .or(other.max_connections_per_peer),
             max_memory: self.max_memory.or(other.max_memory),
             max_clients: self.max_clients.or(other.max_clients),
         }
@@ -529,6 +550,12 @@ impl ServeConfig {
                     .map_or(logbraid::wire::DEFAULT_MAX_FRAME, |f| f.0),
                 max_connections: s.max_connections.map_or(DEFAULT_MAX_CONNECTIONS, |n| n.0)
                     as usize,
+                max_connections_per_listener: s.max_connections_per_listener.map(|n| n.0 as usize),
+                max_connections_per_peer: s
+                    .max_connections_per_peer
+                    .map_or(crate::server::DEFAULT_MAX_CONNECTIONS_PER_PEER, |n| {
+                        n.0 as usize
+                    }),
                 memory: memory / 4,
                 ..ServerConfig::default()
             },

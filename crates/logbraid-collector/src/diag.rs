@@ -47,9 +47,15 @@ pub enum Kind {
     /// A native `HELLO` for a client id held by a live connection of
     /// another credential.
     ClientIdTaken,
+    /// A connection that had sent no complete frame, closed to make room
+    /// for a new one at a full connection limit.
+    Evicted,
+    /// A Python or syslog stream whose record in progress arrived slower
+    /// than the minimum rate.
+    TooSlow,
 }
 
-const KINDS: usize = 13;
+const KINDS: usize = 15;
 
 /// Every kind, in the order [`Diagnostics::finish`] reports them.
 const ALL: [Kind; KINDS] = [
@@ -66,6 +72,8 @@ const ALL: [Kind; KINDS] = [
     Kind::NotTls,
     Kind::TlsHandshake,
     Kind::ClientIdTaken,
+    Kind::Evicted,
+    Kind::TooSlow,
 ];
 
 /// What the collector did about an event, as the diagnostic says it.
@@ -107,6 +115,8 @@ impl Kind {
             Kind::NotTls => "not TLS",
             Kind::TlsHandshake => "TLS handshake failed",
             Kind::ClientIdTaken => "client id taken",
+            Kind::Evicted => "evicted while silent",
+            Kind::TooSlow => "record too slow",
         }
     }
 

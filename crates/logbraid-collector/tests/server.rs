@@ -440,7 +440,8 @@ async fn connections_over_the_cap_are_refused_while_the_others_are_served() {
     let native = run.addr("tcp://");
     let py = run.addr("python-tcp://");
 
-    // The cap is shared by every stream listener: one native, one Python.
+    // The cap is shared by the stream listeners, each keeping a slot for
+    // the other: one native, one Python.
     let mut good = greeted(&native, "good", b"").await;
     let mut python = TcpStream::connect(&py).await.unwrap();
     python
@@ -464,8 +465,8 @@ async fn connections_over_the_cap_are_refused_while_the_others_are_served() {
         .await
         .unwrap();
 
-    // A closed connection gives its slot back.
-    drop(python);
+    // A closed connection gives its slot back (to its listener).
+    drop(good);
     within("a slot freed by a closed connection", async {
         loop {
             let mut s = TcpStream::connect(&native).await.unwrap();
@@ -478,7 +479,7 @@ async fn connections_over_the_cap_are_refused_while_the_others_are_served() {
         }
     })
     .await;
-    drop(good);
+    drop(python);
 
     let got = run.stop().await;
     let mut want = tagged("good", 0..10);

@@ -598,6 +598,12 @@ impl SyslogTcpDecoder {
         self.searched = self.searched.saturating_sub(moved);
     }
 
+    /// Bytes received and not yet handed out as a frame (once every
+    /// complete frame is: the message in progress).
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.scan
+    }
+
     /// Adds bytes read from the stream.
     pub fn push(&mut self, bytes: &[u8]) {
         if self.failed.is_some() {

@@ -27,6 +27,7 @@
 mod budget;
 mod datagram;
 mod native;
+pub mod slots;
 mod stream;
 mod tls;
 
@@ -42,11 +43,12 @@ use logbraid::tls::rustls;
 use logbraid::wire::{self, Dedup, ErrorCode, Holders};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Semaphore};
 
 use crate::diag::{Action, Diagnostics, Kind};
 use crate::output::{Body, Delivery, OutputHandle};
 use logbraid::{OwnedRecord, Source};
+use slots::{Full, Limits, Slot, Slots};
 
 /// A bound listener, ready for [`run`].
 #[derive(Debug)]
@@ -168,7 +170,9 @@ pub async fn bind(url: &Endpoint, socket_mode: u32) -> io::Result<(Listener, Str
 /// | token | none |
 /// | TLS | none: a `tls://` or `syslog-tls://` listener turns every connection away |
 /// | max frame | 1 MiB |
-/// | max connections | 1024 |
+/// | max connections | 1024, fewer when `RLIMIT_NOFILE` leaves room for fewer ([`slots::fit_open_files`]) |
+/// | max connections per listener | all of them less a share kept for each other stream listener ([`slots::Limits::new`]) |
+/// | max connections per peer | 256 from one address |
 /// | idle timeout | 60 s: a connection that sends nothing, not even `PING`, is closed |
 /// | hello timeout | 10 s: a native connection must have sent its whole `HELLO` by then |
 /// | drain | 5 s: how long a stopping server waits for open connections |
@@ -177,7 +181,12 @@ pub async fn bind(url: &Endpoint, socket_mode: u32) -> io::Result<(Listener, Str
 /// The hello timeout is shorter than the idle one because a connection
 /// that has not said who it is holds a slot of `max_connections` for
 /// nothing; a client that trickles its `HELLO` a byte at a time is closed
-/// just the same.
+/// just the same. It is also the header deadline of Python and syslog
+/// streams: their first complete record must arrive within it. Once a
+/// record has begun on those streams, it must arrive at
+/// [`MIN_RATE`] bytes a second or better (measured over
+/// [`RATE_WINDOW`]). Until a connection's first complete frame, a new
+/// connection that meets a full limit may evict it (see [`slots`]).
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// Native clients must present this token.
@@ -189,6 +198,11 @@ pub struct ServerConfig {
     pub max_frame: usize,
     /// Stream connections served at once.
     pub max_connections: usize,
+    /// Stream connections served at once on one listener; `None`: see
+    /// [`slots::Limits::new`].
+    pub max_connections_per_listener: Option<usize>,
+    /// Stream connections served at once from one peer address.
+    pub max_connections_per_peer: usize,
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
     /// A native connection whose `HELLO` is not complete this long after
@@ -205,6 +219,16 @@ pub struct ServerConfig {
     pub memory: usize,
 }
 
+/// [`ServerConfig::max_connections_per_peer`] by default.
+pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: usize = 256;
+
+/// The least rate, in bytes a second, at which a Python or syslog record
+/// that has begun must keep arriving.
+pub const MIN_RATE: usize = 1024;
+
+/// The window over which [`MIN_RATE`] is measured.
+pub const RATE_WINDOW: Duration = Duration::from_secs(10);
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -212,6 +236,8 @@ impl Default for ServerConfig {
             tls: None,
             max_frame: wire::DEFAULT_MAX_FRAME,
             max_connections: 1024,
+            max_connections_per_listener: None,
+            max_connections_per_peer: DEFAULT_MAX_CONNECTIONS_PER_PEER,
             idle_timeout: Duration::from_secs(60),
             hello_timeout: Duration::from_secs(10),
             drain: Duration::from_secs(5),
@@ -246,7 +272,8 @@ pub struct Server {
     dedup: Arc<Mutex<Dedup>>,
     /// Which credential holds each client id on a live native connection.
     holders: Arc<Holders>,
-    slots: Arc<Semaphore>,
+    /// Set by [`run`], which knows the listeners.
+    slots: std::sync::OnceLock<Arc<Slots>>,
     /// [`ServerConfig::memory`], in bytes.
     memory: Arc<Semaphore>,
     stats: Arc<Stats>,
@@ -266,14 +293,13 @@ impl Server {
     /// A server handing records to `output`; `dedup` is the table the
     /// output stage commits to.
     pub fn new(config: ServerConfig, output: OutputHandle, dedup: Arc<Mutex<Dedup>>) -> Server {
-        let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
         let memory = Arc::new(Semaphore::new(config.memory.min(Semaphore::MAX_PERMITS)));
         Server {
             config,
             output,
             dedup,
             holders: Arc::new(Holders::new()),
-            slots,
+            slots: std::sync::OnceLock::new(),
             memory,
             stats: Arc::new(Stats::default()),
             cut: watch::Sender::new(false),
@@ -283,6 +309,24 @@ impl Server {
     /// The counters.
     pub fn stats(&self) -> Arc<Stats> {
         Arc::clone(&self.stats)
+    }
+
+    /// The connection slots, for `stream_listeners` stream listeners,
+    /// `unix` of them Unix sockets (the first call decides).
+    fn slots(&self, stream_listeners: usize, unix: usize) -> &Arc<Slots> {
+        self.slots.get_or_init(|| {
+            let c = &self.config;
+            let mut limits = Limits::new(
+                c.max_connections,
+                stream_listeners,
+                unix,
+                c.max_connections_per_peer,
+            );
+            if let Some(n) = c.max_connections_per_listener {
+                limits.per_listener = n.max(1);
+            }
+            Arc::new(Slots::new(limits))
+        })
     }
 
     /// Hands decoded `records` to the output stage, counted, under
@@ -329,13 +373,23 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sockets = Vec::new();
     let mut loops = Vec::new();
-    for l in listeners {
+    let streams = listeners
+        .iter()
+        .filter(|l| !matches!(l, Listener::Udp(..)))
+        .count();
+    let unix = listeners
+        .iter()
+        .filter(|l| matches!(l, Listener::Unix(..)))
+        .count();
+    let slots = Arc::clone(server.slots(streams, unix));
+    for (index, l) in listeners.into_iter().enumerate() {
         if let Listener::Unix(_, file) = &l {
             sockets.push((file.path.clone(), file.dev, file.ino));
         }
         loops.push(tokio::spawn(listen(
             Arc::clone(&server),
             l,
+            index,
             stop_rx.clone(),
         )));
     }
@@ -347,12 +401,11 @@ pub async fn run(
         _ = &mut hurry => hurried = true,
     }
     let _ = stop_tx.send(true);
-    let max = server.config.max_connections.max(1);
     let drained = async {
         for l in loops {
             let _ = l.await;
         }
-        while server.slots.available_permits() < max {
+        while slots.open() > 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
@@ -371,7 +424,7 @@ pub async fn run(
         }
     }
     if hurried {
-        let busy = max - server.slots.available_permits();
+        let busy = slots.open();
         let _ = writeln!(
             std::io::stderr(),
             "logbraid serve: stopping at once: {busy} connection(s) still had records \
@@ -384,7 +437,7 @@ pub async fn run(
     server.stats.diagnostics.finish();
 }
 
-async fn listen(server: Arc<Server>, l: Listener, mut stop: watch::Receiver<bool>) {
+async fn listen(server: Arc<Server>, l: Listener, index: usize, mut stop: watch::Receiver<bool>) {
     match l {
         Listener::Udp(s, proto) => datagram::udp(&server, s, proto, stop).await,
         Listener::Unix(l, _) => loop {
@@ -394,7 +447,7 @@ async fn listen(server: Arc<Server>, l: Listener, mut stop: watch::Receiver<bool
                         accept_failed().await;
                         continue;
                     };
-                    start(&server, s, "unix socket".to_string(), Protocol::Native, &stop);
+                    start(&server, s, (index, None), Protocol::Native, &stop);
                 }
                 _ = stop.changed() => return,
             }
@@ -407,7 +460,7 @@ async fn listen(server: Arc<Server>, l: Listener, mut stop: watch::Receiver<bool
                         continue;
                     };
                     let _ = s.set_nodelay(true);
-                    start(&server, s, peer.ip().to_string(), proto, &stop);
+                    start(&server, s, (index, Some(peer.ip().to_string())), proto, &stop);
                 }
                 _ = stop.changed() => return,
             }
@@ -422,34 +475,47 @@ async fn accept_failed() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-/// Takes a connection slot and spawns the connection's task, or turns the
+/// Takes a connection slot on listener `at.0` for peer address `at.1`
+/// (`None`: a Unix socket) and spawns the connection's task, or turns the
 /// connection away.
 fn start<S>(
     server: &Arc<Server>,
     mut s: S,
-    peer: String,
+    at: (usize, Option<String>),
     proto: Protocol,
     stop: &watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Ok(permit) = Arc::clone(&server.slots).try_acquire_owned() else {
-        server.stats.diagnostics.emit(
-            Kind::Overloaded,
-            &peer,
-            Action::Closed,
-            &format_args!("{} connections open", server.config.max_connections),
-        );
-        if proto == Protocol::Native {
-            // Not over TLS: the refusal would have to wait for a handshake
-            // that a slot was refused for.
-            tokio::spawn(async move {
-                let mut out = Vec::new();
-                wire::encode_refusal(ErrorCode::OVERLOADED, &mut out);
-                let _ = tokio::time::timeout(Duration::from_secs(1), s.write_all(&out)).await;
-            });
+    let (listener, address) = at;
+    let peer = address.clone().unwrap_or_else(|| "unix socket".to_string());
+    let slots = server.slots(1, 1);
+    let slot = match slots.acquire(listener, address.as_deref()) {
+        Ok(slot) => slot,
+        Err(full) => {
+            let limits = slots.limits();
+            let why = match full {
+                Full::Total => format!("{} connections open", limits.total),
+                Full::Listener => {
+                    format!("{} connections open on this listener", limits.per_listener)
+                }
+                Full::Peer => format!("{} connections open from this address", limits.per_peer),
+            };
+            server
+                .stats
+                .diagnostics
+                .emit(Kind::Overloaded, &peer, Action::Closed, &why);
+            if proto == Protocol::Native {
+                // Not over TLS: the refusal would have to wait for a
+                // handshake that a slot was refused for.
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    wire::encode_refusal(ErrorCode::OVERLOADED, &mut out);
+                    let _ = tokio::time::timeout(Duration::from_secs(1), s.write_all(&out)).await;
+                });
+            }
+            return;
         }
-        return;
     };
     server.stats.connections.fetch_add(1, Ordering::Relaxed);
     let server = Arc::clone(server);
@@ -459,7 +525,7 @@ fn start<S>(
             server: &server,
             peer,
             stop,
-            _permit: permit,
+            slot,
         };
         // The connection (and its slot) ends before the socket closes, so a
         // peer that sees the close can connect again at once.
@@ -477,7 +543,7 @@ struct Conn<'a> {
     server: &'a Server,
     peer: String,
     stop: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
+    slot: Slot,
 }
 
 enum Read {
@@ -490,6 +556,9 @@ enum Read {
     Stopping,
     /// Nothing arrived within the time given, before any stop.
     Timeout,
+    /// The connection, silent so far, was evicted to make room for a new
+    /// one (see [`slots`]).
+    Evicted,
     /// The peer closed, the socket failed, or the connection stayed quiet
     /// after a stop.
     End,
@@ -555,6 +624,9 @@ impl Conn<'_> {
         // and a client that never pauses must still hear them.
         tokio::select! {
             biased;
+            // First: an evicted connection has no slot any more, whatever
+            // it has sent since.
+            _ = self.slot.evicted() => Read::Evicted,
             Some(w) = ack => Read::Ack(w),
             r = s.read(buf) => match r {
                 Ok(0) | Err(_) => Read::End,

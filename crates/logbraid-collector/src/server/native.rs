@@ -141,6 +141,10 @@ impl Conn<'_> {
                 return;
             }
             let greeted = session.peer().is_some();
+            if greeted {
+                // Said who it is: no longer evicted to make room.
+                self.slot.spoke();
+            }
             let wait = if greeted {
                 cfg.idle_timeout
             } else {
@@ -163,6 +167,13 @@ impl Conn<'_> {
                     }
                 }
                 Read::Stopping => {}
+                Read::Evicted => {
+                    self.reject(
+                        Kind::Evicted,
+                        &"no HELLO yet, evicted to make room for a new connection",
+                    );
+                    return;
+                }
                 Read::Timeout if !greeted && Instant::now() >= hello_by => {
                     self.reject(
                         Kind::HelloTimeout,

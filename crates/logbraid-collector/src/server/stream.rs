@@ -4,12 +4,13 @@
 //! one loop.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use logbraid::{OwnedRecord, Source};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::budget::{grown, work_for};
-use super::{Conn, Protocol, Read, READ_CHUNK};
+use super::{Conn, Protocol, Read, MIN_RATE, RATE_WINDOW, READ_CHUNK};
 use crate::diag::Kind;
 use crate::intake::python::{self, PythonIntake};
 use crate::intake::syslog::{self, SyslogFrameError, SyslogTcpDecoder};
@@ -44,6 +45,12 @@ impl Conn<'_> {
         let mut res = server.reservation();
         let mut chunk = vec![0u8; READ_CHUNK];
         let idle = server.config.idle_timeout;
+        let header = server.config.hello_timeout;
+        let header_by = Instant::now() + header;
+        let mut spoke = false;
+        // While a record is in progress: the time spent waiting for it and
+        // the bytes that came meanwhile, in the current window.
+        let mut progress: Option<(Duration, usize)> = None;
         loop {
             // What the decoders keep between frames.
             let kept = intake.retained_bytes() + sources.bytes();
@@ -67,12 +74,39 @@ impl Conn<'_> {
             if !self.reserve(&mut res, need + kept).await {
                 return;
             }
-            let (n, ended) = match self.next(s, &mut chunk, None, idle).await {
+            let mut wait = idle;
+            if !spoke {
+                wait = wait.min(header_by.saturating_duration_since(Instant::now()));
+            }
+            if let Some((spent, _)) = progress {
+                wait = wait.min(RATE_WINDOW.saturating_sub(spent));
+            }
+            let began = Instant::now();
+            let read = self.next(s, &mut chunk, None, wait).await;
+            if let Some((spent, _)) = progress.as_mut() {
+                *spent += began.elapsed();
+            }
+            let (n, ended) = match read {
                 Read::Bytes(n) => (n, false),
                 Read::Ack(_) | Read::Stopping => continue,
+                Read::Timeout if !spoke && Instant::now() >= header_by => {
+                    self.reject(
+                        Kind::HelloTimeout,
+                        &format_args!("no complete record within {header:?}"),
+                    );
+                    return;
+                }
+                Read::Timeout if progress.is_some() => (0, false),
                 Read::Timeout => {
                     // Everything decoded so far was delivered after its read.
                     self.reject(Kind::Idle, &format_args!("nothing received for {idle:?}"));
+                    return;
+                }
+                Read::Evicted => {
+                    self.reject(
+                        Kind::Evicted,
+                        &"no complete record yet, evicted to make room for a new connection",
+                    );
                     return;
                 }
                 Read::End => (0, true),
@@ -154,8 +188,21 @@ impl Conn<'_> {
                     }
                 }
             }
+            if !spoke && batch.count > 0 {
+                spoke = true;
+                // A record came: no longer evicted to make room.
+                self.slot.spoke();
+            }
             if !self.hand_over(&mut batch, &source).await {
                 return;
+            }
+            let in_progress = match (&py, &sl) {
+                (Some(d), _) => d.buffered(),
+                (_, Some(d)) => d.buffered(),
+                _ => 0,
+            };
+            if close.is_none() && !ended {
+                close = pace(&mut progress, in_progress > 0, n);
             }
             if let Some((kind, why)) = close {
                 self.reject(kind, &why);
@@ -183,19 +230,56 @@ impl Conn<'_> {
     }
 }
 
-/// Records decoded and not yet handed over, and their weight
-/// ([`record_weight`]).
+/// Records decoded and not yet handed over, their weight
+/// ([`record_weight`]), and how many were decoded in this read.
 #[derive(Default)]
 struct Batch {
     records: Vec<OwnedRecord>,
     weight: usize,
+    count: usize,
 }
 
 impl Batch {
     fn push(&mut self, r: OwnedRecord) {
         self.weight += record_weight(&r);
+        self.count += 1;
         self.records.push(r);
     }
+}
+
+/// Keeps the rate window of a record in progress after a read of `n`
+/// bytes: none when no record is in progress (a new one starts its window
+/// with its first bytes); the reason to close when a window of
+/// [`RATE_WINDOW`] spent waiting brought less than [`MIN_RATE`] bytes a
+/// second.
+fn pace(
+    progress: &mut Option<(Duration, usize)>,
+    in_progress: bool,
+    n: usize,
+) -> Option<(Kind, String)> {
+    if !in_progress {
+        *progress = None;
+        return None;
+    }
+    let Some((spent, bytes)) = progress.as_mut() else {
+        *progress = Some((Duration::ZERO, 0));
+        return None;
+    };
+    *bytes += n;
+    if *spent < RATE_WINDOW {
+        return None;
+    }
+    let least = MIN_RATE * RATE_WINDOW.as_secs() as usize;
+    if *bytes < least {
+        return Some((
+            Kind::TooSlow,
+            format!(
+                "a record in progress got {bytes} bytes in {spent:?}, less than {MIN_RATE} bytes a second"
+            ),
+        ));
+    }
+    *progress = Some((Duration::ZERO, 0));
+    None
 }
 
 /// Records are handed to the output stage once they weigh this much,

@@ -46,7 +46,16 @@ impl Conn<'_> {
             );
         };
         let timeout = self.server.config.hello_timeout;
-        let accepted = tokio::time::timeout(timeout, TlsAcceptor::from(config).accept(s)).await;
+        let handshake = tokio::time::timeout(timeout, TlsAcceptor::from(config).accept(s));
+        let accepted = tokio::select! {
+            r = handshake => r,
+            _ = self.slot.evicted() => {
+                return self.reject(
+                    Kind::Evicted,
+                    &"TLS handshake not done, evicted to make room for a new connection",
+                );
+            }
+        };
         let mut s = match accepted {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return self.reject(kind_of(&e), &format_args!("TLS: {e}")),
