@@ -350,6 +350,8 @@ def test_mplog_rotation_file_mode_and_state(tmp_path):
             log.info("record %04d %s", i, "x" * 20)
         shutdown_logging()
         print(is_logging_setup())
+        # Still written, on this thread.
+        log.info("record %04d %s", 300, "x" * 20)
         """,
     )
     assert p.stdout == "False\nTrue\nFalse\n"
@@ -361,7 +363,7 @@ def test_mplog_rotation_file_mode_and_state(tmp_path):
         assert 0 < len(data) <= 1000, (name, len(data))
         kept += data.decode().splitlines()
     # The newest records, each once, in order, up to the last one.
-    assert kept == [f"record {i:04d} {'x' * 20}" for i in range(300 - len(kept), 300)]
+    assert kept == [f"record {i:04d} {'x' * 20}" for i in range(301 - len(kept), 301)]
 
 
 # The async singleton Logger's README example, import line changed.
@@ -418,6 +420,7 @@ def test_async_logger_rotates_and_is_one_instance(tmp_path):
         logger.log("100% done, level by number", level=40)
         logger.log("lower case", level="warning")
         logger.shutdown()
+        logger.log("after shutdown", level="INFO")
         """
     )
     run_example(tmp_path, code)
@@ -429,16 +432,17 @@ def test_async_logger_rotates_and_is_one_instance(tmp_path):
         data = (tmp_path / name).read_bytes()
         assert 0 < len(data) <= 1024, (name, len(data))
         kept += [ASYNC_LINE.fullmatch(line).group(1, 2, 3) for line in data.decode().splitlines()]
-    assert kept[-2:] == [
+    assert kept[-3:] == [
         ("MainThread", "ERROR", "100% done, level by number"),
         ("MainThread", "WARNING", "lower case"),
+        ("MainThread", "INFO", "after shutdown"),
     ]
     # The files hold the newest records: of each thread, its last ones
     # (none, for a thread that finished early), each once and in order.
     for t in range(3):
         mine = [m[2] for m in kept if m[0] == f"Thread-{t}"]
         assert mine == [f"Log message {i} from thread {t}" for i in range(40 - len(mine), 40)]
-    assert len(kept) > 2 + 40 and len(kept) == len(set(kept))
+    assert len(kept) > 3 + 40 and len(kept) == len(set(kept))
 
 
 LOGCONFIG_PROGRAM = """
