@@ -6,7 +6,10 @@ spawn and forkserver (a sitecustomize on PYTHONPATH sets the start method, so th
 example's text stays as published)."""
 
 import re
+import signal
 import socket
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -123,6 +126,31 @@ def test_logging_mp_keeps_backup_count_runs(tmp_path):
         files = sorted((tmp_path / "runs").iterdir(), key=lambda f: f.stat().st_mtime)
         seen.append([lines(f)[0].rsplit(" ", 1)[1] for f in files])
     assert seen == [["0"], ["0", "1"], ["1", "2"], ["2", "3"]]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_logging_mp_children_take_the_parents_level(tmp_path, method):
+    # basicConfig only under __main__: a spawned child never calls it, and
+    # its getLogger still logs at the parent's level (DEBUG), not WARNING.
+    run_example(
+        tmp_path,
+        """
+        import multiprocessing
+        from logbraid.compat import logging_mp
+
+        def work():
+            logging_mp.getLogger("child").debug("child debug")
+
+        if __name__ == "__main__":
+            logging_mp.basicConfig(level=logging_mp.DEBUG, console=False, file=True)
+            p = multiprocessing.Process(target=work)
+            p.start(); p.join()
+            logging_mp.getLogger("parent").debug("parent debug")
+        """,
+        method,
+    )
+    (log,) = (tmp_path / "logs").iterdir()
+    assert [line.split(": ", 1)[1] for line in lines(log)] == ["child debug", "parent debug"]
 
 
 def test_logging_mp_refuses_no_output(tmp_path):
@@ -503,7 +531,7 @@ def test_logconfig_distributed(tmp_path):
     run_example(
         tmp_path,
         f"""
-        import multiprocessing as mp, socket, time
+        import multiprocessing as mp
         from logbraid.compat.logconfig import LogConfig, LoggerManager, LogRecordReceiver, LogMode
 
         def client(i):
@@ -519,14 +547,6 @@ def test_logconfig_distributed(tmp_path):
                                       log_format="%(name)s %(levelname)s %(message)s")
             server = LogRecordReceiver("127.0.0.1", {port}, server_config)
             server.start()
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", {port}), timeout=1).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, "the server did not start"
-                    time.sleep(0.05)
             # Independent processes, as separate hosts would be.
             procs = [mp.get_context("spawn").Process(target=client, args=(i,)) for i in range(3)]
             for p in procs:
@@ -543,6 +563,72 @@ def test_logconfig_distributed(tmp_path):
             f"client{i} WARNING record {k}" for k in range(50)
         ]
     assert len(got) == 150
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_logconfig_workers_keep_the_parents_level(tmp_path, method):
+    run_example(
+        tmp_path,
+        """
+        import multiprocessing as mp
+        from logbraid.compat.logconfig import LogConfig, LoggerManager
+
+        def work():
+            LoggerManager().get_logger("w").debug("worker debug")
+
+        if __name__ == "__main__":
+            LoggerManager(LogConfig(mode="MULTI_PROCESS", level="DEBUG", console=False,
+                                    log_format="%(message)s"))
+            p = mp.Process(target=work)
+            p.start(); p.join()
+        """,
+        method,
+    )
+    assert lines(tmp_path / "app.log") == ["worker debug"]
+
+
+def test_logconfig_receiver_serves_in_its_own_process_until_sigterm(tmp_path):
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from logbraid.compat.logconfig import LogConfig, LogRecordReceiver\n"
+            f"config = LogConfig(log_file='all.log', log_format='%(name)s %(message)s')\n"
+            f"raise SystemExit(LogRecordReceiver('127.0.0.1', {port}, config).serve_forever())\n",
+        ],
+        cwd=tmp_path,
+    )
+    try:
+        run_example(
+            tmp_path,
+            f"""
+            from logbraid.compat.logconfig import LogConfig, LoggerManager, LogRecordReceiver
+            LogRecordReceiver("127.0.0.1", {port}).wait_ready()
+            m = LoggerManager(LogConfig(mode="DISTRIBUTED", host="127.0.0.1", port={port}))
+            m.get_logger("client").info("over the wire")
+            assert m.flush(60)
+            """,
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(60) == 0
+    assert lines(tmp_path / "all.log") == ["client over the wire"]
+
+
+def test_logconfig_receiver_start_reports_a_collector_that_cannot_start(tmp_path):
+    p = run_example(
+        tmp_path,
+        """
+        from logbraid.compat.logconfig import LogConfig, LogRecordReceiver
+        config = LogConfig(log_file="x.log", max_bytes=-5)
+        try:
+            LogRecordReceiver("127.0.0.1", 1, config).start()
+        except RuntimeError as e:
+            print(e)
+        """,
+    )
+    assert p.stdout == "the collector exited with status 2\n"
 
 
 def test_logconfig_bad_mode(tmp_path):

@@ -19,8 +19,10 @@ import logging
 import logging.handlers
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any, List, Optional, Union
 
@@ -93,15 +95,16 @@ class LoggerManager(OneInstance):
             if self._initialized:
                 return
             self.config = config if config is not None else LogConfig()
-            self._configure()
+            self._configure(given=config is not None)
             self._initialized = True
 
-    def _configure(self) -> None:
+    def _configure(self, given: bool) -> None:
         c = self.config
         if logbraid.is_configured():
             # A worker of a configured process: its records already go to
-            # the parent.
-            logging.getLogger().setLevel(c.level)
+            # the parent, at the parent's level unless a config says.
+            if given:
+                logging.getLogger().setLevel(c.level)
             return
         common = dict(level=c.level, format=c.log_format, datefmt=c.date_format)
         if c.mode is LogMode.DISTRIBUTED:
@@ -186,14 +189,37 @@ class LogRecordReceiver:
         """Runs the collector here until SIGTERM or SIGINT; its exit code."""
         return logbraid._logbraid.serve(self.args())
 
-    def start(self) -> None:
-        """Starts the collector as a separate process."""
+    def start(self, timeout: float = 60) -> None:
+        """Starts the collector as a separate process; returns once it
+        accepts connections (RuntimeError if it exits or ``timeout``
+        seconds pass first)."""
         if self._process is not None:
             raise RuntimeError("this LogRecordReceiver is already running")
         self._process = subprocess.Popen(
             [sys.executable, "-m", "logbraid", "serve", *self.args()],
             stdin=subprocess.DEVNULL,
         )
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Returns once the collector at ``host``:``port`` accepts
+        connections; RuntimeError if ``timeout`` seconds pass first or the
+        process ``start`` started exits."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection((self.host, self.port), timeout=1).close()
+                return
+            except OSError as e:
+                if self._process is not None and self._process.poll() is not None:
+                    code = self._process.returncode
+                    self._process = None
+                    raise RuntimeError(f"the collector exited with status {code}") from e
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(
+                        f"no collector accepts connections on {self.host}:{self.port}"
+                    ) from e
+                time.sleep(0.05)
 
     def shutdown(self, timeout: Optional[float] = 30) -> Optional[int]:
         """Stops the process ``start`` started: it stops accepting, writes

@@ -87,10 +87,15 @@ def getLogger(name: Optional[str] = None) -> logging.Logger:
     """A ``logging.Logger`` at the configured level whose records reach
     logbraid's sinks (or, in a child, the parent's). Before
     ``basicConfig`` it starts logging with logging_mp's defaults (console,
-    WARNING)."""
+    WARNING), or, in a child, with its parent's level."""
     with _lock:
         if not _started:
-            _start(WARNING, True, False, "logs", 10)
+            # In a child attached to its parent, the parent's level (which
+            # the attachment gave the root logger), as logging_mp hands
+            # its children the parent's level.
+            attached = logbraid.is_configured()
+            lvl = logging.getLogger().getEffectiveLevel() if attached else WARNING
+            _start(lvl, True, False, "logs", 10)
     logger = logging.getLogger(name)
     if name is not None:
         logger.setLevel(_level)
