@@ -13,8 +13,12 @@ parent's collector with nothing passed by hand.
 from __future__ import annotations
 
 import atexit
+import codecs
+import datetime
+import glob
 import logging
 import os
+import re
 import sys
 import threading
 import weakref
@@ -29,6 +33,7 @@ __all__ = [
     "basicConfig",
     "flush",
     "getLogger",
+    "is_configured",
     "shutdown",
     "stats",
 ]
@@ -76,6 +81,9 @@ def _pipeline(
     children: bool = True,
     handle_signals: bool = True,
     flush_limit: Optional[float] = None,
+    file_mode: str = "a",
+    encoding: Optional[str] = "utf-8",
+    sync: bool = False,
 ) -> "_logbraid.Pipeline":
     for name, value, kind in (
         ("file", file, (str, os.PathLike, type(None))),
@@ -92,9 +100,14 @@ def _pipeline(
         ("overflow", overflow, str),
         ("handle_signals", handle_signals, bool),
         ("flush_limit", flush_limit, (int, float, type(None))),
+        ("file_mode", file_mode, str),
+        ("encoding", encoding, (str, type(None))),
+        ("sync", sync, bool),
     ):
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
             raise TypeError(f"{name}: unexpected type {type(value).__name__}")
+    truncate = _truncate(file_mode)
+    _check_encoding(encoding)
     global _threads_started
     # Set first: the build starts the pipeline's threads.
     _threads_started = True
@@ -114,10 +127,109 @@ def _pipeline(
         children=children,
         signals=handle_signals,
         flush_limit=flush_limit,
+        sync=sync,
+        truncate=truncate,
     )
     with _lock:
         _pipelines.append(p)
     return p
+
+
+def _truncate(file_mode: str) -> bool:
+    """``file_mode`` as ``logging.FileHandler``'s ``mode``: "a" appends,
+    "w" empties the file when the pipeline starts."""
+    if file_mode not in ("a", "w"):
+        raise ValueError(f"file_mode: expected 'a' (append) or 'w' (truncate), got {file_mode!r}")
+    return file_mode == "w"
+
+
+def _check_encoding(encoding: Optional[str]) -> None:
+    """Files are written in UTF-8 (every sink and the collector share one
+    encoding); any name of UTF-8 is accepted, any other encoding is
+    refused rather than silently ignored."""
+    if encoding is None:
+        return
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise ValueError(f"encoding: unknown encoding {encoding!r}") from None
+    if name != "utf-8":
+        raise ValueError(
+            f"encoding: logbraid writes UTF-8 only; {encoding!r} is not supported "
+            "(records from every thread, process and host share one encoding)"
+        )
+
+
+# The fields of a per-run file name, and the pattern each one's text
+# matches when earlier runs' files are looked for.
+_RUN_FIELD = re.compile(r"\{(prog|start|pid)\}")
+_RUN_PATTERN = {"prog": None, "start": r"\d{8}_\d{6}(?:_\d+)?", "pid": r"\d+"}
+
+
+def _program_name() -> str:
+    """The program's name for ``{prog}``: ``sys.argv[0]`` without its
+    folder and extension, or "app" when there is none (``python -c``)."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    name = os.path.splitext(os.path.basename(argv0))[0]
+    return name if name and not name.startswith("-") else "app"
+
+
+def _per_run_file(file: Any, runs: int) -> Any:
+    """A file name with ``{prog}``, ``{start}`` or ``{pid}`` is a new file
+    per run: the fields are filled (``{start}``: the local time now,
+    ``20240131_235959``; a second run in the same second gets ``_1``), and
+    with ``runs`` > 0, the files of the oldest earlier runs (and their
+    rotated backups) are deleted so that, with this run's, ``runs`` remain.
+    Any other name is returned as given."""
+    if not isinstance(runs, int) or isinstance(runs, bool):
+        raise TypeError(f"runs: unexpected type {type(runs).__name__}")
+    if runs < 0:
+        raise ValueError(f"runs: {runs}: must be 0 (keep every run) or more")
+    if file is None or not isinstance(file, (str, os.PathLike)):
+        return file
+    template = os.fspath(file)
+    if not isinstance(template, str) or not _RUN_FIELD.search(template):
+        if runs:
+            raise ValueError("runs: needs a per-run file name ({prog}, {start} or {pid} in file)")
+        return file
+    values = {
+        "prog": _program_name(),
+        "start": datetime.datetime.now().strftime("%Y%m%d_%H%M%S"),
+        "pid": str(os.getpid()),
+    }
+    folder, base = os.path.split(template)
+    if _RUN_FIELD.search(folder):
+        raise ValueError("file: {prog}, {start} and {pid} may only appear in the file's name")
+    pattern = re.compile(
+        "".join(
+            re.escape(part) if i % 2 == 0 else (_RUN_PATTERN[part] or re.escape(values[part]))
+            for i, part in enumerate(_RUN_FIELD.split(base))
+        )
+    )
+    earlier = sorted(
+        (
+            os.path.join(folder, n)
+            for n in (os.listdir(folder or ".") if os.path.isdir(folder or ".") else ())
+            if pattern.fullmatch(n)
+        ),
+        key=lambda p: (os.path.getmtime(p), p),
+    )
+    if runs:
+        for old in earlier[: max(0, len(earlier) - (runs - 1))]:
+            for f in [old, *glob.glob(glob.escape(old) + ".*")]:
+                try:
+                    os.remove(f)
+                except FileNotFoundError:
+                    pass
+    path = _RUN_FIELD.sub(lambda m: values[m.group(1)], template)
+    stem, ext = os.path.splitext(path)
+    n = 0
+    while os.path.exists(path):
+        n += 1
+        path = f"{stem}_{n}{ext}"
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    return path
 
 
 def _forget(p: "_logbraid.Pipeline") -> None:
@@ -147,11 +259,18 @@ _SINK_KEYWORDS = (
     "overflow",
     "handle_signals",
     "flush_limit",
+    "file_mode",
+    "encoding",
+    "sync",
 )
 
 
 def _sink_keywords(arguments: Dict[str, Any]) -> Dict[str, Any]:
-    return {k: arguments[k] for k in _SINK_KEYWORDS}
+    """The keywords for _pipeline, with a per-run ``file`` (see
+    _per_run_file) made this run's file name."""
+    keywords = {k: arguments[k] for k in _SINK_KEYWORDS}
+    keywords["file"] = _per_run_file(keywords["file"], arguments["runs"])
+    return keywords
 
 
 class Handler(logging.Handler):
@@ -179,14 +298,23 @@ class Handler(logging.Handler):
         overflow: str = "block",
         handle_signals: bool = True,
         flush_limit: Optional[float] = None,
+        file_mode: str = "a",
+        encoding: Optional[str] = "utf-8",
+        sync: bool = False,
+        runs: int = 0,
         *,
         _pipeline_object: "Optional[_logbraid.Pipeline]" = None,
+        _file: Optional[str] = None,
     ) -> None:
         super().__init__(_level_number(level))
         if _pipeline_object is not None:
             self._pipe = _pipeline_object
+            #: The file this handler writes (a per-run name filled in).
+            self.file = _file
         else:
-            self._pipe = _pipeline(**_sink_keywords(locals()))
+            keywords = _sink_keywords(locals())
+            self.file = keywords["file"]
+            self._pipe = _pipeline(**keywords)
         self._formats_in_python = False
         self._fast = type(self).handle is Handler.handle and type(self).emit is Handler.emit
         if self._fast:
@@ -278,6 +406,10 @@ def basicConfig(
     force: bool = False,
     handle_signals: bool = True,
     flush_limit: Optional[float] = None,
+    file_mode: str = "a",
+    encoding: Optional[str] = "utf-8",
+    sync: bool = False,
+    runs: int = 0,
 ) -> None:
     """Configures the default pipeline and attaches a :class:`Handler` for
     it to the root logger, so ``logging.getLogger`` loggers of third-party
@@ -291,7 +423,21 @@ def basicConfig(
     take before the process ends anyway, saying on stderr that records
     were lost (a collector that stopped answering must not keep a stopped
     service alive); process-wide, the last pipeline built sets it (to 5 s
-    when it gives none)."""
+    when it gives none).
+
+    ``file_mode``: "a" (default) appends to ``file``, "w" empties it
+    first (only the process that writes it: never a child forwarding to
+    it). ``encoding``: files are UTF-8; "utf-8" in any spelling is
+    accepted, any other encoding raises ValueError. ``sync=True``: no
+    background writer; each record is formatted and written on the thread
+    that logs it, before the call returns (for scripts, debugging, and
+    programs that must see a line on disk as soon as it is logged).
+
+    Per-run files: a ``file`` whose name holds ``{prog}`` (the program's
+    name), ``{start}`` (the local time at configuration,
+    ``20240131_235959``) or ``{pid}`` is a new file for each run
+    (``file="logs/{prog}_{start}.log"``); ``runs=N`` keeps the files of the
+    last N runs, this one included, deleting older ones (0: keep all)."""
     global _default_handler
     lvl = _level_number(level)
     with _lock:
@@ -311,8 +457,17 @@ def basicConfig(
         # Keywords refused before the build: no thread was started.
         restore()
         raise
-    _install(pipe, lvl)
+    _install(pipe, lvl, file=keywords["file"])
     _mirror_collector()
+
+
+def is_configured() -> bool:
+    """Whether this process's logging is set up: by :func:`basicConfig`,
+    or, in a child of a configured process, by attaching to the parent at
+    import. When it is, ``basicConfig()`` without ``force=True`` does
+    nothing."""
+    with _lock:
+        return _default_handler is not None
 
 
 def _export_for_children(lvl: int, forward: Optional[str]) -> Any:
@@ -365,7 +520,9 @@ def _mirror_collector() -> None:
     data[os.environ.encodekey(_ENV)] = os.environ.encodevalue(address)
 
 
-def _install(pipe: "_logbraid.Pipeline", lvl: int, last_resort: bool = False) -> None:
+def _install(
+    pipe: "_logbraid.Pipeline", lvl: int, last_resort: bool = False, file: Optional[str] = None
+) -> None:
     """Makes `pipe` the default pipeline, at level `lvl`, with its Handler
     on the root logger, or, with `last_resort`, as ``logging.lastResort``
     (which handles a record only when no handler of the program would)."""
@@ -375,7 +532,7 @@ def _install(pipe: "_logbraid.Pipeline", lvl: int, last_resort: bool = False) ->
         handler = Handler(_pipeline_object=pipe, level=lvl)
         logging.lastResort = handler
     else:
-        handler = Handler(_pipeline_object=pipe)
+        handler = Handler(_pipeline_object=pipe, _file=file)
         root.addHandler(handler)
     root.setLevel(lvl)
     getLogger().setLevel(lvl)

@@ -22,6 +22,7 @@ class Pipeline:
         children: bool = ...,
         signals: bool = ...,
         flush_limit: Optional[float] = ...,
+        truncate: bool = ...,
     ) -> None: ...
     @property
     def collector_address(self) -> Optional[str]: ...

@@ -9,25 +9,36 @@ import textwrap
 import pytest
 
 
+def run_program(
+    folder, code: str, *args: str, name="prog.py", env=None, timeout: float = 120, check=True
+):
+    """Writes `code` (dedented) to `folder`/`name` and runs it there in a
+    fresh interpreter, without the logbraid variables of this process's
+    environment (plus `env`); with `check`, a non-zero exit fails the test
+    showing both streams."""
+    script = folder / name
+    script.write_text(textwrap.dedent(code))
+    environment = dict(os.environ)
+    environment.pop("LOGBRAID_COLLECTOR", None)
+    environment.pop("LOGBRAID_PYTHON_LEVEL", None)
+    environment.update(env or {})
+    p = subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=folder,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and p.returncode != 0:
+        raise AssertionError(f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+    return p
+
+
 @pytest.fixture
 def run(tmp_path):
     def run(code: str, *args: str, timeout: float = 120, check: bool = True):
-        script = tmp_path / "prog.py"
-        script.write_text(textwrap.dedent(code))
-        env = dict(os.environ)
-        env.pop("LOGBRAID_COLLECTOR", None)
-        env.pop("LOGBRAID_PYTHON_LEVEL", None)
-        p = subprocess.run(
-            [sys.executable, str(script), *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and p.returncode != 0:
-            raise AssertionError(f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}")
-        return p
+        return run_program(tmp_path, code, *args, timeout=timeout, check=check)
 
     return run
 

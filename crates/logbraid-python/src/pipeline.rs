@@ -242,7 +242,7 @@ impl Pipeline {
     #[pyo3(signature = (*, file=None, console=false, json=false, format=None, datefmt=None,
         max_bytes=0, backup_count=0, when=None, compress=None, forward=None,
         queue_size=None, overflow="block", sync=false, children=true, signals=true,
-        flush_limit=None))]
+        flush_limit=None, truncate=false))]
     fn new(
         file: Option<String>,
         console: bool,
@@ -260,6 +260,7 @@ impl Pipeline {
         children: bool,
         signals: bool,
         flush_limit: Option<f64>,
+        truncate: bool,
     ) -> PyResult<Self> {
         let flush_limit = flush_limit.map(|t| seconds("flush_limit", t)).transpose()?;
         let layout = match (json, &format) {
@@ -288,6 +289,7 @@ impl Pipeline {
             rotate: when.map(|w| w.every),
             week_starts: when.map_or(Weekday::Monday, |w| w.week_starts),
             compress: compress.unwrap_or(Compression::None),
+            truncate,
             ..FileConfig::new(path)
         });
         let config = Config {

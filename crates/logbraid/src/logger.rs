@@ -526,6 +526,9 @@ impl Builder {
         }
         if let Some(f) = config.file.as_ref().filter(|_| b.inherited().is_none()) {
             let spec = spec("file.format", &f.format, f.datefmt.as_deref())?;
+            if f.truncate {
+                empty_file(&f.path).map_err(|e| key("file.path", &e))?;
+            }
             let mut fb = RollingFile::builder(&f.path)
                 .layout(layout(&spec, false))
                 .naming(f.naming)
@@ -624,6 +627,23 @@ impl Builder {
         }
         install_hooks();
         Ok((logger.clone(), Guard { logger }))
+    }
+}
+
+/// Empties the log file at `path` if it exists (`truncate`), before the
+/// rolling file opens it for appending; a missing file is left to it.
+fn empty_file(path: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(std::io::Error::new(
+            e.kind(),
+            format!("cannot empty {}: {e}", path.display()),
+        )),
     }
 }
 

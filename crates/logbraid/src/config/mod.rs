@@ -39,6 +39,7 @@
 //! naming = "python"                   # python | timestamp; default python
 //! compress = "zstd"                   # none | gzip | zstd; default none
 //! local_time = false                  # rotate and name by local time; default UTC
+//! truncate = false                    # empty the active file when the logger starts; default false (append)
 //! ```
 //!
 //! Values:
@@ -231,6 +232,11 @@ pub struct FileConfig {
     /// Whether periods and timestamped names follow local time rather than
     /// UTC (default false: UTC).
     pub local_time: bool,
+    /// Whether the active file is emptied when the logger starts (Python's
+    /// `filemode="w"`), rather than appended to (default false). Only the
+    /// process that opens the file empties it: a child forwarding to its
+    /// parent's collector leaves it alone. Rotated files are kept.
+    pub truncate: bool,
 }
 
 impl Default for FileConfig {
@@ -248,6 +254,7 @@ impl Default for FileConfig {
             naming: Naming::default(),
             compress: Compression::None,
             local_time: false,
+            truncate: false,
         }
     }
 }
@@ -331,6 +338,7 @@ struct FileFile {
     #[serde(default, deserialize_with = "de::parsed")]
     compress: Option<Compression>,
     local_time: Option<bool>,
+    truncate: Option<bool>,
 }
 
 /// `level`: directives, with their own description of what is wrong.
@@ -421,6 +429,7 @@ impl FileFile {
             naming: self.naming.unwrap_or(d.naming),
             compress: self.compress.unwrap_or(d.compress),
             local_time: self.local_time.unwrap_or(d.local_time),
+            truncate: self.truncate.unwrap_or(d.truncate),
         })
     }
 }

@@ -44,6 +44,7 @@ max_total_bytes = "1GiB"
 naming = "timestamp"
 compress = "zstd"
 local_time = true
+truncate = true
 "#;
 
 #[test]
@@ -82,6 +83,7 @@ fn a_full_file_parses_to_exact_values() {
                 naming: Naming::Timestamp,
                 compress: Compression::Zstd,
                 local_time: true,
+                truncate: true,
             }),
         }
     );
@@ -434,6 +436,7 @@ fn odd_input_never_panics() {
 }
 
 #[test]
+#[cfg(feature = "tls")]
 fn forward_keys_go_together() {
     let c = parse(
         "forward = \"tls://logs.internal:6514\"\ntoken = \"t\"\ntls_ca = \"ca.pem\"\n\
@@ -472,4 +475,59 @@ fn forward_keys_go_together() {
             .next(),
         Some("forward: invalid collector address \"syslog-tls://h:1\"")
     );
+}
+
+/// Builds a logger from `file` with the console off, logs `message`, and
+/// stops it.
+fn log_once(file: FileConfig, message: &str) {
+    let config = Config {
+        level: Directives::parse("info").unwrap(),
+        mode: Mode::Sync,
+        children: Some(false),
+        signals: false,
+        console: ConsoleConfig {
+            enabled: false,
+            ..ConsoleConfig::default()
+        },
+        file: Some(FileConfig {
+            format: "%(message)s".to_string(),
+            ..file
+        }),
+        ..Config::default()
+    };
+    let (logger, guard) = crate::Builder::from_config(&config)
+        .unwrap()
+        .inherit_collector(false)
+        .build()
+        .unwrap();
+    let site = crate::Callsite::new(crate::Level::Info, "test");
+    logger.log_str(&site, message, &mut |_| {});
+    drop(guard);
+}
+
+#[test]
+fn truncate_empties_the_active_file_and_keeps_the_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    std::fs::write(&path, "old run\n").unwrap();
+    std::fs::write(dir.path().join("app.log.1"), "older run\n").unwrap();
+    log_once(FileConfig::new(&path), "appended");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "old run\nappended\n"
+    );
+    let file = FileConfig {
+        truncate: true,
+        ..FileConfig::new(&path)
+    };
+    log_once(file.clone(), "fresh");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "fresh\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("app.log.1")).unwrap(),
+        "older run\n"
+    );
+    // A file that does not exist yet is simply created.
+    std::fs::remove_file(&path).unwrap();
+    log_once(file, "new");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
 }
