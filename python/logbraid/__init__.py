@@ -18,7 +18,7 @@ import os
 import sys
 import threading
 import weakref
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
 from . import _logbraid
 from ._logbraid import Logger
@@ -76,6 +76,11 @@ def _pipeline(
     children: bool = True,
     handle_signals: bool = True,
     flush_limit: Optional[float] = None,
+    token: Optional[str] = None,
+    tls_ca: "Optional[Union[str, os.PathLike[str]]]" = None,
+    tls_cert: "Optional[Union[str, os.PathLike[str]]]" = None,
+    tls_key: "Optional[Union[str, os.PathLike[str]]]" = None,
+    tls_server_name: Optional[str] = None,
 ) -> "_logbraid.Pipeline":
     for name, value, kind in (
         ("file", file, (str, os.PathLike, type(None))),
@@ -92,6 +97,11 @@ def _pipeline(
         ("overflow", overflow, str),
         ("handle_signals", handle_signals, bool),
         ("flush_limit", flush_limit, (int, float, type(None))),
+        ("token", token, (str, type(None))),
+        ("tls_ca", tls_ca, (str, os.PathLike, type(None))),
+        ("tls_cert", tls_cert, (str, os.PathLike, type(None))),
+        ("tls_key", tls_key, (str, os.PathLike, type(None))),
+        ("tls_server_name", tls_server_name, (str, type(None))),
     ):
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
             raise TypeError(f"{name}: unexpected type {type(value).__name__}")
@@ -114,10 +124,19 @@ def _pipeline(
         children=children,
         signals=handle_signals,
         flush_limit=flush_limit,
+        token=token,
+        tls_ca=_path(tls_ca),
+        tls_cert=_path(tls_cert),
+        tls_key=_path(tls_key),
+        tls_server_name=tls_server_name,
     )
     with _lock:
         _pipelines.append(p)
     return p
+
+
+def _path(p: "Optional[Union[str, os.PathLike[str]]]") -> Optional[str]:
+    return os.fspath(p) if p is not None else None
 
 
 def _forget(p: "_logbraid.Pipeline") -> None:
@@ -147,6 +166,11 @@ _SINK_KEYWORDS = (
     "overflow",
     "handle_signals",
     "flush_limit",
+    "token",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
+    "tls_server_name",
 )
 
 
@@ -179,6 +203,11 @@ class Handler(logging.Handler):
         overflow: str = "block",
         handle_signals: bool = True,
         flush_limit: Optional[float] = None,
+        token: Optional[str] = None,
+        tls_ca: "Optional[Union[str, os.PathLike[str]]]" = None,
+        tls_cert: "Optional[Union[str, os.PathLike[str]]]" = None,
+        tls_key: "Optional[Union[str, os.PathLike[str]]]" = None,
+        tls_server_name: Optional[str] = None,
         *,
         _pipeline_object: "Optional[_logbraid.Pipeline]" = None,
     ) -> None:
@@ -278,6 +307,11 @@ def basicConfig(
     force: bool = False,
     handle_signals: bool = True,
     flush_limit: Optional[float] = None,
+    token: Optional[str] = None,
+    tls_ca: "Optional[Union[str, os.PathLike[str]]]" = None,
+    tls_cert: "Optional[Union[str, os.PathLike[str]]]" = None,
+    tls_key: "Optional[Union[str, os.PathLike[str]]]" = None,
+    tls_server_name: Optional[str] = None,
 ) -> None:
     """Configures the default pipeline and attaches a :class:`Handler` for
     it to the root logger, so ``logging.getLogger`` loggers of third-party
@@ -291,7 +325,17 @@ def basicConfig(
     take before the process ends anyway, saying on stderr that records
     were lost (a collector that stopped answering must not keep a stopped
     service alive); process-wide, the last pipeline built sets it (to 5 s
-    when it gives none)."""
+    when it gives none).
+
+    ``forward="tls://host:port"`` sends everything to a collector over
+    TLS: ``tls_ca`` (PEM) is who vouches for the collector's certificate,
+    which must name ``host`` (or ``tls_server_name``); ``tls_cert`` and
+    ``tls_key`` are this process's certificate for a collector that
+    requires one. ``token`` is the collector's token (default: the
+    environment variable ``LOGBRAID_TOKEN``; ``LOGBRAID_TLS_CA``,
+    ``LOGBRAID_TLS_CERT``, ``LOGBRAID_TLS_KEY`` likewise). Child processes
+    are given all of these in their environment, so they forward to the
+    same collector the same way."""
     global _default_handler
     lvl = _level_number(level)
     with _lock:
@@ -304,7 +348,7 @@ def basicConfig(
             logging.lastResort = _stdlib_last_resort
         existing.close()
     keywords = _sink_keywords(locals())
-    restore = _export_for_children(lvl, forward)
+    restore = _export_for_children(lvl, forward, keywords)
     try:
         pipe = _pipeline(**keywords)
     except (TypeError, ValueError):
@@ -315,10 +359,23 @@ def basicConfig(
     _mirror_collector()
 
 
-def _export_for_children(lvl: int, forward: Optional[str]) -> Any:
+# What a child needs, besides the address, to forward as this process
+# does: the keyword and its variable (read by the core's client).
+_FORWARD_ENV = (
+    ("token", "LOGBRAID_TOKEN"),
+    ("tls_ca", "LOGBRAID_TLS_CA"),
+    ("tls_cert", "LOGBRAID_TLS_CERT"),
+    ("tls_key", "LOGBRAID_TLS_KEY"),
+    ("tls_server_name", "LOGBRAID_TLS_SERVER_NAME"),
+)
+
+
+def _export_for_children(lvl: int, forward: Optional[str], keywords: Dict[str, Any]) -> Any:
     """Puts in the environment what a child needs to attach to this
-    process's logging: its level and, when this process forwards, where to.
-    Returns what undoes it, for a configuration that fails.
+    process's logging: its level and, when this process forwards, where to
+    and with which token and TLS files (as absolute paths: a child may
+    change directory). Returns what undoes it, for a configuration that
+    fails.
 
     Only before the first pipeline of the process starts: ``setenv`` while
     another thread reads the environment is undefined behaviour in C (the
@@ -332,10 +389,20 @@ def _export_for_children(lvl: int, forward: Optional[str]) -> Any:
     was made) leaves children with what the first configuration said."""
     if _threads_started:
         return lambda: None
-    saved = {k: os.environ.get(k) for k in (_LEVEL_ENV, _ENV)}
+    saved = {k: os.environ.get(k) for k in (_LEVEL_ENV, _ENV, *(v for _, v in _FORWARD_ENV))}
     os.environ[_LEVEL_ENV] = str(lvl)
     if forward is not None:
         os.environ[_ENV] = forward
+        for keyword, variable in _FORWARD_ENV:
+            value = keywords[keyword]
+            if keyword in ("tls_ca", "tls_cert", "tls_key") and isinstance(
+                value, (str, os.PathLike)
+            ):
+                value = os.path.abspath(os.fspath(value))
+            # A value of the wrong type is refused by _pipeline, which
+            # then undoes this.
+            if isinstance(value, str):
+                os.environ[variable] = value
 
     def restore() -> None:
         # Still before any thread: the pipeline was not built.

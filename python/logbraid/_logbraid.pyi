@@ -22,6 +22,11 @@ class Pipeline:
         children: bool = ...,
         signals: bool = ...,
         flush_limit: Optional[float] = ...,
+        token: Optional[str] = ...,
+        tls_ca: Optional[str] = ...,
+        tls_cert: Optional[str] = ...,
+        tls_key: Optional[str] = ...,
+        tls_server_name: Optional[str] = ...,
     ) -> None: ...
     @property
     def collector_address(self) -> Optional[str]: ...
