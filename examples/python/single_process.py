@@ -101,7 +101,7 @@ def rotated_files(active: Path) -> "list[Path]":
 
 
 def read_records(files: "list[Path]") -> "list[list[str]]":
-    """Each record as its lines (a traceback follows its record's line)."""
+    """Each record as its lines (a traceback follows its record's line, indented)."""
     records: "list[list[str]]" = []
     for f in files:
         data = f.read_bytes()
@@ -147,7 +147,7 @@ def check(files: "list[Path]", n: int) -> "list[str]":
         if m is None or (m.group(1), m.group(3), m.group(4)) != want:
             problems.append(f"record {i}: expected {want}, found {lines[0]!r}")
         elif want[0] == "ERROR" and (
-            lines[1:2] != ["Traceback (most recent call last):"] or lines[-1] != "KeyError: 'missing'"
+            lines[1:2] != ["  Traceback (most recent call last):"] or lines[-1] != "  KeyError: 'missing'"
         ):
             problems.append(f"record {i}: no traceback after it: {lines!r}")
         elif want[0] != "ERROR" and len(lines) != 1:

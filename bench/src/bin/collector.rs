@@ -287,44 +287,111 @@ print("listening on python-tcp://127.0.0.1:%d" % srv.server_address[1], flush=Tr
 srv.serve_forever()
 "#;
 
-fn pickle_intake(cli: &Cli, frames: &[PathBuf], cookbook: bool) -> anyhow::Result<Result> {
+/// Who receives a replayed stream.
+#[derive(Clone, Copy)]
+enum Receiver {
+    /// `logbraid serve` listening on this URL, writing `%(message)s`, or
+    /// its default text line when the flag is false.
+    Serve(&'static str, bool),
+    /// The logging cookbook's socket receiver.
+    Cookbook,
+    /// rsyslogd: imtcp into omfile, both at their defaults.
+    Rsyslogd,
+}
+
+/// rsyslogd's configuration: its own work directory, one TCP input on a
+/// port it chooses (written to a file), the senders' messages to one file
+/// with omfile's default template (rsyslogd's own start and stop messages
+/// stay out of it, as `logbraid serve`'s stay out of its file).
+const RSYSLOG_CONF: &str = r#"
+global(workDirectory="DIR")
+module(load="imtcp")
+input(type="imtcp" port="0" listenPortFileName="DIR/port")
+if $programname == "app" then action(type="omfile" file="DIR/out.log")
+"#;
+
+/// Starts `receiver` in `dir`, writing `dir/out.log`: the process, its TCP
+/// port, and whether it is stopped by a kill (not SIGTERM).
+fn start_receiver(dir: &Path, receiver: Receiver) -> anyhow::Result<(Child, u16, bool)> {
+    let path = dir.join("out.log");
+    match receiver {
+        Receiver::Cookbook => {
+            let script = dir.join("cookbook.py");
+            std::fs::write(&script, COOKBOOK)?;
+            let mut child = Command::new("python3")
+                .arg(&script)
+                .arg(&path)
+                .stdout(Stdio::piped())
+                .spawn()?;
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+            let port = line
+                .trim_end()
+                .rsplit(':')
+                .next()
+                .context("port")?
+                .parse()?;
+            Ok((child, port, true))
+        }
+        Receiver::Rsyslogd => {
+            let conf = dir.join("rsyslog.conf");
+            std::fs::write(
+                &conf,
+                RSYSLOG_CONF.replace("DIR", &dir.display().to_string()),
+            )?;
+            let child = Command::new("rsyslogd")
+                .arg("-n")
+                .arg("-f")
+                .arg(&conf)
+                .arg("-i")
+                .arg(dir.join("rsyslogd.pid"))
+                .stdout(Stdio::null())
+                .spawn()
+                .context("rsyslogd (Debian package rsyslog)")?;
+            let port_file = dir.join("port");
+            let start = Instant::now();
+            let port = loop {
+                if let Some(p) = std::fs::read_to_string(&port_file)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                {
+                    break p;
+                }
+                anyhow::ensure!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "rsyslogd wrote no port"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            Ok((child, port, false))
+        }
+        Receiver::Serve(listen, message_only) => {
+            let mut args = vec!["--listen", listen, "--file", "out.log"];
+            if message_only {
+                args.extend(["--format", "%(message)s"]);
+            }
+            let s = Serve::start(dir, &args)?;
+            let port = s.urls[0].rsplit(':').next().context("port")?.parse()?;
+            Ok((s.child, port, false))
+        }
+    }
+}
+
+/// Replays one file per client to `receiver` at once and times until
+/// every line is in its file; then checks each client's `prefix<id> <i>`
+/// lines.
+fn replay_intake(
+    cli: &Cli,
+    frames: &[PathBuf],
+    per_client: u64,
+    prefix: &str,
+    receiver: Receiver,
+) -> anyhow::Result<Result> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("out.log");
-    let mut child;
-    let port: u16;
-    if cookbook {
-        let script = dir.path().join("cookbook.py");
-        std::fs::write(&script, COOKBOOK)?;
-        child = Command::new("python3")
-            .arg(&script)
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-        port = line
-            .trim_end()
-            .rsplit(':')
-            .next()
-            .context("port")?
-            .parse()?;
-    } else {
-        let s = Serve::start(
-            dir.path(),
-            &[
-                "--listen",
-                "python-tcp://127.0.0.1:0",
-                "--file",
-                "out.log",
-                "--format",
-                "%(message)s",
-            ],
-        )?;
-        port = s.urls[0].rsplit(':').next().context("port")?.parse()?;
-        child = s.child;
-    }
+    let (child, port, hard) = start_receiver(dir.path(), receiver)?;
     let me = std::env::current_exe()?;
-    let total = cli.clients * (cli.records / 10);
+    let total = cli.clients * per_client;
     let start = Instant::now();
     let kids: Vec<Child> = frames
         .iter()
@@ -351,11 +418,11 @@ fn pickle_intake(cli: &Cli, frames: &[PathBuf], cookbook: bool) -> anyhow::Resul
         child,
         urls: Vec::new(),
     }
-    .peak_rss_kib_and_kill(cookbook)?;
+    .peak_rss_kib_and_kill(hard)?;
     for mut k in kids {
         let _ = k.wait();
     }
-    verify(&path, cli.clients, cli.records / 10, "py")?;
+    verify(&path, cli.clients, per_client, prefix)?;
     Ok(Result {
         name: String::new(),
         secs,
@@ -363,6 +430,62 @@ fn pickle_intake(cli: &Cli, frames: &[PathBuf], cookbook: bool) -> anyhow::Resul
         bytes: std::fs::metadata(&path)?.len(),
         rss_kib,
     })
+}
+
+/// Writes one file per client of RFC 5424 syslog lines, newline-framed:
+/// `sl<id> <i> request served in 3 ms`.
+fn syslog_lines(dir: &Path, clients: u64, per_client: u64) -> anyhow::Result<Vec<PathBuf>> {
+    (0..clients)
+        .map(|id| {
+            let f = dir.join(format!("syslog-{id}.txt"));
+            let mut out = Vec::new();
+            for i in 0..per_client {
+                writeln!(
+                    out,
+                    "<14>1 2026-12-06T10:00:00.000000Z bench app 1000 - - sl{id} {i} request served in 3 ms"
+                )?;
+            }
+            std::fs::write(&f, out)?;
+            Ok(f)
+        })
+        .collect()
+}
+
+/// Runs two receivers alternately on the same replayed files: both rows
+/// (medians) and the run-by-run ratios of the first's speed to the second's.
+fn alternate(
+    cli: &Cli,
+    frames: &[PathBuf],
+    per_client: u64,
+    prefix: &str,
+    (a, a_name): (Receiver, &str),
+    (b, b_name): (Receiver, &str),
+) -> anyhow::Result<(Result, Result, Vec<f64>)> {
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    let mut ratios = Vec::new();
+    for _ in 0..cli.runs {
+        let x = replay_intake(cli, frames, per_client, prefix, a)?;
+        let y = replay_intake(cli, frames, per_client, prefix, b)?;
+        ratios.push(y.secs / x.secs);
+        ours.push(x);
+        theirs.push(y);
+    }
+    eprintln!("{a_name} / {b_name}: done");
+    Ok((median(ours, a_name), median(theirs, b_name), ratios))
+}
+
+/// `1.2x` for a ratio of medians and the ratios run by run.
+fn ratio_line(what: &str, a: &Result, b: &Result, ratios: &[f64]) -> String {
+    format!(
+        "{what}: {:.2}x (medians); run by run: {}.",
+        (a.records as f64 / a.secs) / (b.records as f64 / b.secs),
+        ratios
+            .iter()
+            .map(|r| format!("{r:.2}x"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 impl Serve {
@@ -376,6 +499,23 @@ impl Serve {
         }
         Ok(rss)
     }
+}
+
+/// `8.2302.0`, from `rsyslogd -v`.
+fn rsyslogd_version() -> String {
+    Command::new("rsyslogd")
+        .arg("-v")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let first = text.lines().next()?.to_string();
+            first
+                .split_whitespace()
+                .nth(1)
+                .map(|v| v.trim_end_matches(',').to_string())
+        })
+        .unwrap_or_else(|| "(version unknown)".to_string())
 }
 
 fn median(mut v: Vec<Result>, name: &str) -> Result {
@@ -423,25 +563,55 @@ fn main() -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     // Interleaved, so that both receivers meet the same machine: a run of
     // one, then a run of the other.
-    let mut ours = Vec::new();
-    let mut theirs = Vec::new();
-    let mut ratios = Vec::new();
-    for _ in 0..cli.runs {
-        let a = pickle_intake(&cli, &frames, false)?;
-        let b = pickle_intake(&cli, &frames, true)?;
-        ratios.push(b.secs / a.secs);
-        ours.push(a);
-        theirs.push(b);
-    }
-    eprintln!("pickles: done");
-    rows.push(median(ours, "Python pickles, logbraid serve"));
-    rows.push(median(theirs, "Python pickles, cookbook receiver"));
+    let (ours, theirs, pickle_ratios) = alternate(
+        &cli,
+        &frames,
+        cli.records / 10,
+        "py",
+        (
+            Receiver::Serve("python-tcp://127.0.0.1:0", true),
+            "Python pickles, logbraid serve",
+        ),
+        (Receiver::Cookbook, "Python pickles, cookbook receiver"),
+    )?;
+    let pickles = ratio_line(
+        "Pickle intake: logbraid serve against the cookbook receiver",
+        &ours,
+        &theirs,
+        &pickle_ratios,
+    );
+    rows.push(ours);
+    rows.push(theirs);
+    let syslog_per_client = cli.records / 4;
+    let lines = syslog_lines(cap.path(), cli.clients, syslog_per_client)?;
+    let (ours, theirs, syslog_ratios) = alternate(
+        &cli,
+        &lines,
+        syslog_per_client,
+        "sl",
+        (
+            Receiver::Serve("syslog-tcp://127.0.0.1:0", false),
+            "syslog over TCP, logbraid serve",
+        ),
+        (
+            Receiver::Rsyslogd,
+            "syslog over TCP, rsyslogd (imtcp → omfile)",
+        ),
+    )?;
+    let syslog = ratio_line(
+        "Syslog intake: logbraid serve against rsyslogd",
+        &ours,
+        &theirs,
+        &syslog_ratios,
+    );
+    rows.push(ours);
+    rows.push(theirs);
 
     let mut out = String::new();
     use std::fmt::Write as _;
     let _ = writeln!(out, "# Collector throughput\n");
-    let _ = writeln!(out, "{} client processes into one file on this machine ({} cores); every line read back and checked (each record once, per-client order). Native: {} records per client, flushed (acknowledged) before the clock stops; `--sync none` (the default: an acknowledgement means the records are in the file) unless the row says `--sync data` (the file and the checkpoint fdatasynced before each round's acknowledgements). Pickles: {} captured `SocketHandler` frames per client replayed as fast as the socket takes them; the clock stops when the last line is in the file. Median of {} runs; the pickle runs of the two receivers alternate. RSS: the collector's peak (VmHWM).\n", cli.clients, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), cli.records, cli.records / 10, cli.runs);
-    let _ = writeln!(out, "| scenario | records | seconds | records/s | MiB/s | collector peak RSS |\n|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "{} client processes into one file on this machine ({} cores); every line read back and checked (each record once, per-client order). Native: {} records per client, flushed (acknowledged) before the clock stops; `--sync none` (the default: an acknowledgement means the records are in the file) unless the row says `--sync data` (the file and the checkpoint fdatasynced before each round's acknowledgements). Pickles: {} captured `SocketHandler` frames per client replayed as fast as the socket takes them; syslog: {} RFC 5424 lines per client, newline-framed, replayed the same way to `logbraid serve` (its default text line: timestamp, level, host, program, pid, message) and to rsyslogd {} (`imtcp` into `omfile`, both at their defaults, so each writes a full line); the clock stops when the last line is in the file. Median of {} runs; the runs of the two receivers of each kind alternate. RSS: the receiver's peak (VmHWM).\n", cli.clients, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), cli.records, cli.records / 10, cli.records / 4, rsyslogd_version(), cli.runs);
+    let _ = writeln!(out, "| scenario | records | seconds | records/s | MiB/s | receiver peak RSS |\n|---|---:|---:|---:|---:|---:|");
     for r in &rows {
         let _ = writeln!(
             out,
@@ -454,18 +624,7 @@ fn main() -> anyhow::Result<()> {
             r.rss_kib as f64 / 1024.0
         );
     }
-    let ours = &rows[rows.len() - 2];
-    let theirs = &rows[rows.len() - 1];
-    let _ = writeln!(
-        out,
-        "\nPickle intake: logbraid serve is {:.1}x the cookbook receiver (medians); run by run: {}.",
-        (ours.records as f64 / ours.secs) / (theirs.records as f64 / theirs.secs),
-        ratios
-            .iter()
-            .map(|r| format!("{r:.1}x"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let _ = writeln!(out, "\n{pickles}\n\n{syslog}");
     let _ = writeln!(out, "\nReproduce: `cargo build --release -p logbraid-cli && cargo run --release -p logbraid-bench --bin collector -- --write bench/COLLECTOR.md`");
     match &cli.write {
         Some(p) => {

@@ -4,7 +4,6 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use logbraid::wire::Dedup;
 use logbraid::SyncMode;
 use logbraid_collector::config::{ServeConfig, Settings};
 use logbraid_collector::output::{Output, OutputError};
@@ -51,8 +50,10 @@ says so); with --fallback-file it goes there instead, its intended path in
 the field `destination`.
 
 Fixed limits: a connection that sends nothing (not even PING) for 60 s is
-closed, a native one that has not sent its HELLO after 10 s too; at most
-32 MiB of records wait for the file before listeners stop reading. The
+closed, a native one that has not sent its HELLO after 10 s too. Memory:
+--max-memory (default 256 MiB) is the ceiling; an eighth of it is for records
+waiting for the file, a quarter for what connections read and decode, and
+past them listeners stop reading. The
 checkpoint that keeps native clients' records exactly-once across a restart
 is `.<file name>.state` next to the log file. Diagnostics go to stderr, never
 into the log files.";
@@ -104,7 +105,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
             }
         }
     }
-    let dedup = Arc::new(Mutex::new(Dedup::new()));
+    let dedup = Arc::new(Mutex::new(config.dedup()));
     let (output, handle) = match Output::start(config.output.clone(), Arc::clone(&dedup)) {
         Ok(started) => started,
         Err(e @ OutputError::Locked { .. }) => {

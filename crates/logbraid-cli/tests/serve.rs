@@ -997,3 +997,285 @@ fn sighup_after_a_move_reopens_the_file_and_nothing_is_lost_or_misplaced() {
     assert_sequence(&got[..5_000], "after", 5_000);
     assert_sequence(&got[5_000..], "later", 100);
 }
+
+/// A native client that logs `good 0`, `good 1`, … and waits for each
+/// lot to be acknowledged.
+struct GoodClient {
+    logger: logbraid::Logger,
+    _guard: logbraid::Guard,
+    served: u64,
+}
+
+impl GoodClient {
+    fn new(url: &str) -> GoodClient {
+        let (logger, _guard) = client(url);
+        GoodClient {
+            logger,
+            _guard,
+            served: 0,
+        }
+    }
+
+    /// Logs `n` more and returns once they are acknowledged.
+    fn serve(&mut self, n: u64) {
+        log_range(&self.logger, "good", self.served..self.served + n);
+        self.served += n;
+        self.logger.flush();
+    }
+}
+
+/// Stops the collector, checking that it exits 0 and that its peak
+/// resident memory stayed under `limit`; what it said on stderr.
+fn stop_under(serve: Serve, limit: u64) -> String {
+    let peak = peak_rss(serve.child.id());
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    assert!(peak < limit, "peak RSS {peak} bytes");
+    err
+}
+
+/// Peak resident memory of a process, from `VmHWM` in its status.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap();
+    kib << 10
+}
+
+/// A `SocketHandler` frame of a LogRecord dict (protocol 2) holding
+/// `msg`, level 20, name "x", `pid` and `process_name`.
+fn pickled_record(msg: &str, pid: u32, process_name: &str) -> Vec<u8> {
+    let text = |p: &mut Vec<u8>, s: &str| {
+        p.push(b'X');
+        p.extend((s.len() as u32).to_le_bytes());
+        p.extend(s.as_bytes());
+    };
+    let mut p = b"\x80\x02}(".to_vec();
+    for (k, v) in [("msg", msg), ("name", "x"), ("processName", process_name)] {
+        text(&mut p, k);
+        text(&mut p, v);
+    }
+    text(&mut p, "levelno");
+    p.extend(b"K\x14");
+    text(&mut p, "process");
+    p.push(b'J');
+    p.extend(pid.to_le_bytes());
+    p.extend(b"u.");
+    let mut frame = (p.len() as u32).to_be_bytes().to_vec();
+    frame.extend(p);
+    frame
+}
+
+/// Sends `bytes`, then reads until the collector closes the connection.
+fn send_and_wait_for_close(port: u16, bytes: &[u8]) {
+    let mut s = send(port, bytes);
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = s.read_to_end(&mut Vec::new());
+}
+
+/// The attacks on memory that a collector reachable by strangers must
+/// survive, one after the other against one collector started with
+/// `--max-memory 64MiB`: its peak resident memory stays under that, every
+/// good record is written, and a native client logging throughout is
+/// served (its flushes return: acknowledged) between and after them.
+#[test]
+fn hostile_peers_cannot_take_the_collector_past_max_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            "--listen",
+            "unix:c.sock",
+            "--listen",
+            "python-tcp://127.0.0.1:0",
+            "--listen",
+            "syslog-tcp://127.0.0.1:0",
+            "--file",
+            "out.log",
+            "--max-memory",
+            "64MiB",
+            // The messages alone: the 256 KiB names are not written 2,000
+            // times.
+            "--format",
+            "%(message)s",
+        ],
+    );
+    let py = serve.port("python-tcp://");
+    let syslog = serve.port("syslog-tcp://");
+    let unix = format!("unix:{}", dir.path().join("c.sock").display());
+    let mut good = GoodClient::new(&unix);
+
+    // 2,000 records on one connection, each with its own pid and a
+    // 256 KiB process name.
+    let name = "p".repeat(256 << 10);
+    let mut s = send(py, b"");
+    for i in 0..2000u32 {
+        s.write_all(&pickled_record(&format!("named {i}"), i + 1, &name))
+            .unwrap();
+    }
+    drop(s);
+    good.serve(100);
+
+    // 64 connections, each one 1 MiB pickle of DUPs (then a valid dict).
+    let mut dup = b"\x80\x02(N".to_vec();
+    dup.resize((1 << 20) - 8, b'2');
+    dup.extend(b"1}.");
+    let mut frame = (dup.len() as u32).to_be_bytes().to_vec();
+    frame.extend(&dup);
+    let attackers: Vec<_> = (0..64)
+        .map(|_| {
+            let frame = frame.clone();
+            std::thread::spawn(move || send_and_wait_for_close(py, &frame))
+        })
+        .collect();
+    good.serve(100);
+    for a in attackers {
+        a.join().unwrap();
+    }
+    good.serve(100);
+
+    // A syslog flood: 8 connections of 8,000 lines of 2 KiB each, twice
+    // the ceiling.
+    let flood: Vec<_> = (0..8)
+        .map(|k| {
+            std::thread::spawn(move || {
+                let line = format!(
+                    "<13>1 2026-12-06T00:00:00Z host{k} app - - - {}\n",
+                    "x".repeat(2000)
+                );
+                let mut s = send(syslog, b"");
+                for _ in 0..8_000 {
+                    s.write_all(line.as_bytes()).unwrap();
+                }
+            })
+        })
+        .collect();
+    good.serve(100);
+    for f in flood {
+        f.join().unwrap();
+    }
+    good.serve(100);
+    drop(good);
+    let err = stop_under(serve, 64 << 20);
+    let out = lines(&dir.path().join("out.log"));
+    assert_sequence(&out, "good", 500);
+    let named = out.iter().filter(|l| l.starts_with("named ")).count();
+    assert_eq!(named, 2000);
+    let long = "x".repeat(2000);
+    let flooded = out.iter().filter(|l| **l == long).count();
+    assert_eq!(flooded, 64_000);
+    // Every DUP pickle was refused for the working memory it asked for.
+    assert!(err.contains("working memory limit"), "{err}");
+}
+
+/// The client ids a stopped collector's state holds: its snapshot's, then
+/// what its journal changed.
+fn saved_clients(state: &Path) -> std::collections::BTreeSet<String> {
+    let mut journal = state.as_os_str().to_owned();
+    journal.push(".journal");
+    let unhex = |h: &str| {
+        let bytes: Vec<u8> = (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect();
+        String::from_utf8(bytes).unwrap()
+    };
+    let mut ids = std::collections::BTreeSet::new();
+    for text in [
+        std::fs::read_to_string(state).unwrap(),
+        std::fs::read_to_string(std::path::PathBuf::from(journal)).unwrap(),
+    ] {
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            match f.as_slice() {
+                ["client", _, _, id] => ids.insert(unhex(id)),
+                ["forget", id] => ids.remove(&unhex(id)),
+                _ => false,
+            };
+        }
+    }
+    ids
+}
+
+/// 200,000 `HELLO`s with fresh client ids make no entry at all (an entry
+/// is made by a first batch), and a table of `--max-clients 100`, none of
+/// them idle, refuses the 101st client id as overloaded rather than forget
+/// one still sending; a native client logging throughout is acknowledged
+/// all along, and the state saved holds exactly the 100 ids.
+#[test]
+fn hellos_make_no_state_and_a_full_table_refuses_new_client_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            "--listen",
+            "unix:c.sock",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--file",
+            "out.log",
+            "--max-clients",
+            "100",
+            "--max-memory",
+            "64MiB",
+        ],
+    );
+    let tcp = serve.port("tcp://");
+    let unix = format!("unix:{}", dir.path().join("c.sock").display());
+    let mut good = GoodClient::new(&unix);
+    good.serve(100);
+
+    let hellos: Vec<_> = (0..8)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for i in 0..25_000 {
+                    let mut s = send(tcp, &hello(&format!("fresh-{t}-{i}"), b""));
+                    s.shutdown(std::net::Shutdown::Write).unwrap();
+                    let welcome = read_frame(&mut s).unwrap();
+                    assert!(matches!(
+                        logbraid::wire::decode(&welcome),
+                        Ok(logbraid::wire::Frame::Welcome { highest: 0, .. })
+                    ));
+                }
+            })
+        })
+        .collect();
+    good.serve(100);
+    for h in hellos {
+        h.join().unwrap();
+    }
+    good.serve(100);
+
+    // Client ids with a batch each: 99 fit beside the good client's.
+    for i in 0..150 {
+        let mut s = send(tcp, &hello(&format!("batch-{i}"), b""));
+        s.write_all(&batch_frame(1, &[format!("batch {i}")]))
+            .unwrap();
+        read_frame(&mut s).unwrap();
+        let answer = logbraid::wire::decode(&read_frame(&mut s).unwrap())
+            .map(|f| format!("{f:?}"))
+            .unwrap();
+        if i < 99 {
+            assert_eq!(answer, "Ack { highest: 1 }", "client {i}");
+        } else {
+            assert!(
+                answer.starts_with("Error { code: ErrorCode(7)"),
+                "client {i}: {answer}"
+            );
+        }
+    }
+    good.serve(100);
+    drop(good);
+    stop_under(serve, 64 << 20);
+    let out = lines(&dir.path().join("out.log"));
+    assert_sequence(&out, "good", 400);
+    assert_eq!(out.iter().filter(|l| l.contains(": batch ")).count(), 99);
+    let ids = saved_clients(&dir.path().join(".out.log.state"));
+    assert_eq!(ids.len(), 100, "{ids:?}");
+    assert!((0..99).all(|i| ids.contains(&format!("batch-{i}"))));
+    assert!(!ids.iter().any(|id| id.starts_with("fresh-")));
+}

@@ -31,9 +31,19 @@
 //! | `socket_mode` | permissions of `unix:` sockets, octal | `0600` |
 //! | `max_frame` | size, 1 MiB to 1 GiB | 1 MiB |
 //! | `max_connections` | integer, 1 to 1000000 | 1024 |
+//! | `max_memory` | size, at least 16 MiB: the ceiling on what the collector holds | 256 MiB |
+//! | `max_clients` | integer, 1 to 10000000: native client ids tracked for exactly-once | 100000 |
 //!
-//! Fixed, not settings: idle timeout 60 s, `HELLO` timeout 10 s, 32 MiB of
-//! records pending in the output stage, drain of 5 s at a stop, and the
+//! `max_memory` is shared out, so that what peers can make the collector
+//! hold stays under it: an eighth for records waiting for the output stage
+//! (32 MiB of the default), a quarter for what connections hold while they
+//! read and decode ([`ServerConfig::memory`]: frame buffers, decoding's
+//! working memory, up to a sixteenth of the whole for one frame); the rest
+//! is the collector's own (the 32 KiB read buffer of each connection, the
+//! files' buffers, which are written out past 1 MiB, threads and runtime).
+//!
+//! Fixed, not settings: idle timeout 60 s, `HELLO` timeout 10 s,
+//! drain of 5 s at a stop, and the
 //! checkpoint for exactly-once across restarts next to the log file, as
 //! `.<file name>.state`.
 //!
@@ -58,7 +68,15 @@
 //! tls_client_ca = "/etc/logbraid/clients-ca.pem"
 //! max_frame = "1MiB"
 //! max_connections = 1024
+//! max_memory = "256MiB"
+//! max_clients = 100000
 //! ```
+//!
+//! A client id is tracked from its first batch (a `HELLO` alone costs
+//! nothing). With `max_clients` tracked, the one least recently written
+//! that has been idle for 10 minutes (nothing in flight) is forgotten to
+//! make room; when none has, a new client id is refused as overloaded and
+//! retries later, so every client still sending keeps exactly-once.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -69,6 +87,7 @@ use std::time::Duration;
 use logbraid::config::de::{self, Bounded, FileMode, Size};
 use logbraid::config::ConfigError;
 use logbraid::layout::LayoutSpec;
+use logbraid::wire::Dedup;
 use logbraid::{Compression, Every, SyncMode};
 use serde::Deserialize;
 
@@ -83,6 +102,12 @@ pub const DEFAULT_FILE: &str = "logs/logbraid.log";
 
 /// Connections served at once when none is given.
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
+
+/// The memory ceiling when none is given.
+pub const DEFAULT_MAX_MEMORY: usize = 256 << 20;
+
+/// The smallest memory ceiling accepted.
+pub const MIN_MAX_MEMORY: usize = 16 << 20;
 
 /// The settings of `logbraid serve`: each field is a flag
 /// (`--max-bytes`) and a key of the file (`max_bytes`), `None` (or empty)
@@ -178,6 +203,16 @@ pub struct Settings {
     /// Connections served at once (default 1024).
     #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
     pub max_connections: Option<Bounded<1, 1_000_000>>,
+    /// Ceiling on the memory the collector holds (default 256MiB, at least
+    /// 16MiB): records waiting for the file get an eighth, connections
+    /// reading and decoding a quarter; past them, clients wait.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "SIZE"))]
+    pub max_memory: Option<Size>,
+    /// Native client ids tracked for exactly-once (default 100000): past
+    /// it, one idle for 10 minutes is forgotten, or a new one is refused
+    /// as overloaded until one is.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub max_clients: Option<Bounded<1, 10_000_000>>,
 }
 
 /// `listen`: one URL or a list of them.
@@ -296,6 +331,8 @@ impl Settings {
             socket_mode: self.socket_mode.or(other.socket_mode),
             max_frame: self.max_frame.or(other.max_frame),
             max_connections: self.max_connections.or(other.max_connections),
+            max_memory: self.max_memory.or(other.max_memory),
+            max_clients: self.max_clients.or(other.max_clients),
         }
     }
 }
@@ -311,6 +348,15 @@ pub struct ServeConfig {
     pub output: OutputConfig,
     /// The listeners' limits.
     pub server: ServerConfig,
+    /// Native client ids the deduplication table holds.
+    pub max_clients: usize,
+}
+
+impl ServeConfig {
+    /// The deduplication table for these settings, empty.
+    pub fn dedup(&self) -> Dedup {
+        Dedup::with_capacity(self.max_clients, Dedup::DEFAULT_IDLE)
+    }
 }
 
 /// Where the collector finds its token when neither `token` nor
@@ -436,6 +482,14 @@ impl ServeConfig {
         } else {
             s.listen
         };
+        let memory = s.max_memory.map_or(DEFAULT_MAX_MEMORY as u64, |m| m.0);
+        if memory < MIN_MAX_MEMORY as u64 {
+            return Err(ConfigError::new(
+                Some("max_memory".to_string()),
+                format!("{memory} is below {MIN_MAX_MEMORY} bytes, the smallest ceiling allowed"),
+            ));
+        }
+        let memory = usize::try_from(memory).unwrap_or(usize::MAX);
         let path = s.file.unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
         // Hidden, and not named like a backup of the log file.
         let name = path
@@ -462,7 +516,7 @@ impl ServeConfig {
                     .merge_window
                     .map(|ms| Duration::from_millis(ms.0))
                     .filter(|d| !d.is_zero()),
-                max_pending_bytes: 32 << 20,
+                max_pending_bytes: memory / 8,
                 state_path: Some(state),
                 fallback: s.fallback_file,
                 sync: s.sync.unwrap_or_default(),
@@ -475,8 +529,12 @@ impl ServeConfig {
                     .map_or(logbraid::wire::DEFAULT_MAX_FRAME, |f| f.0),
                 max_connections: s.max_connections.map_or(DEFAULT_MAX_CONNECTIONS, |n| n.0)
                     as usize,
+                memory: memory / 4,
                 ..ServerConfig::default()
             },
+            max_clients: s
+                .max_clients
+                .map_or(Dedup::DEFAULT_CAPACITY, |n| n.0 as usize),
         })
     }
 }
@@ -504,6 +562,9 @@ mod tests {
         assert_eq!(c.output.file.every, Some(Every::Hourly));
         assert_eq!(c.listen.len(), 2);
         assert_eq!(c.server.max_connections, 1024);
+        assert_eq!(c.output.max_pending_bytes, 32 << 20);
+        assert_eq!(c.server.memory, 64 << 20);
+        assert_eq!(c.max_clients, 100_000);
         assert_eq!(c.output.file.path, PathBuf::from(DEFAULT_FILE));
         assert_eq!(
             c.output.state_path,
@@ -586,6 +647,18 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.key.as_deref(), Some("fallback_file"));
         assert_eq!(c.listen[0], Endpoint::unix("a.sock"));
+    }
+
+    #[test]
+    fn max_memory_shares_out_and_has_a_floor() {
+        let c = |text: &str| ServeConfig::new(Settings::from_toml_str(text).unwrap());
+        let m = c("max_memory = \"64MiB\"").unwrap();
+        assert_eq!(m.output.max_pending_bytes, 8 << 20);
+        assert_eq!(m.server.memory, 16 << 20);
+        assert_eq!(
+            c("max_memory = \"15MiB\"").unwrap_err().to_string(),
+            "max_memory: 15728640 is below 16777216 bytes, the smallest ceiling allowed"
+        );
     }
 
     #[test]

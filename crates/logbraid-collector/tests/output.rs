@@ -525,13 +525,16 @@ async fn a_sink_that_cannot_keep_up_makes_senders_wait() {
     let dir = tempfile::tempdir().unwrap();
     // A pipe nobody reads yet: the output thread blocks in its flush.
     let fifo = dir.path().join("slow.log");
-    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
     // Opened without blocking, so the stage can open the writing end.
     let mut reader = fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(&fifo)
         .unwrap();
     let mut cfg = config(spec(&fifo));
@@ -556,11 +559,7 @@ async fn a_sink_that_cannot_keep_up_makes_senders_wait() {
     assert!(poll_once(second.as_mut()).is_pending());
 
     // Now read: the thread gets through, and the waiting send completes.
-    // SAFETY: fcntl on a descriptor this test owns; clearing O_NONBLOCK.
-    assert_eq!(
-        unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&reader), libc::F_SETFL, 0) },
-        0
-    );
+    rustix::fs::fcntl_setfl(&reader, rustix::fs::OFlags::empty()).unwrap();
     let drain = std::thread::spawn(move || {
         let mut all = Vec::new();
         reader.read_to_end(&mut all).unwrap();

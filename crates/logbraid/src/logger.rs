@@ -566,6 +566,7 @@ impl Builder {
 
     /// Starts the pipeline and returns a handle and the guard that stops it.
     pub fn build(self) -> Result<(Logger, Guard), Error> {
+        crate::sys::fork::register(crate::sys::fork::Rank::Logger, hold_for_fork);
         let filter = self.directives()?;
         let inherited = self.inherited();
         let want_children = inherited.is_none()
@@ -731,7 +732,7 @@ pub fn flush_all() {
 }
 
 extern "C" fn at_exit() {
-    crate::sys::signal::flush_all_bounded("exit");
+    crate::sys::signal::flush_all_bounded("exit", pipeline::flush_all);
 }
 
 /// Installs, once per process, a panic hook that flushes every logger
@@ -743,7 +744,7 @@ fn install_hooks() {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             previous(info);
-            crate::sys::signal::flush_all_bounded("panic");
+            crate::sys::signal::flush_all_bounded("panic", pipeline::flush_all);
         }));
         // SAFETY: at_exit is an `extern "C" fn()` that never unwinds
         // (flush_all catches nothing but panics nowhere on its own).

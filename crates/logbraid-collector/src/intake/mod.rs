@@ -34,9 +34,13 @@ pub use python::IntakeError;
 /// Hands out one shared [`Source`] per distinct (host, pid, process name),
 /// so that the records of one process share one allocation.
 ///
-/// Bounded: when it holds [`SourceCache::DEFAULT_CAPACITY`] sources (or the
-/// capacity given to [`SourceCache::with_capacity`]) it forgets them all and
-/// starts again, so a peer that invents a new pid per record cannot grow it.
+/// Bounded in bytes: each source counts its host, its process name and
+/// [`SourceCache::ENTRY_OVERHEAD`]; when the next one would take it past
+/// [`SourceCache::DEFAULT_CAPACITY`] bytes (or the capacity given to
+/// [`SourceCache::with_capacity`]) it forgets them all and starts again, so
+/// a peer that invents a new pid or a long name per record cannot grow it.
+/// A source larger than an eighth of the capacity is handed out without
+/// being kept at all.
 #[derive(Debug)]
 pub struct SourceCache {
     /// Keyed by a hash of the three parts, so a lookup allocates nothing;
@@ -47,6 +51,7 @@ pub struct SourceCache {
     last: Option<Arc<Source>>,
     hasher: RandomState,
     len: usize,
+    bytes: usize,
     capacity: usize,
 }
 
@@ -57,23 +62,39 @@ impl Default for SourceCache {
 }
 
 impl SourceCache {
-    /// How many sources a default cache keeps.
-    pub const DEFAULT_CAPACITY: usize = 4096;
+    /// Bytes a default cache keeps.
+    pub const DEFAULT_CAPACITY: usize = 64 << 10;
+
+    /// What one source costs beyond its text: the shared allocation
+    /// (counts and the [`Source`] itself) and its slot in the map.
+    pub const ENTRY_OVERHEAD: usize = 96;
+
+    /// What `source` costs in a cache (and, shared or not, in memory).
+    pub fn cost(source: &Source) -> usize {
+        source.host.len() + source.process_name.len() + SourceCache::ENTRY_OVERHEAD
+    }
 
     /// An empty cache with the default capacity.
     pub fn new() -> Self {
         SourceCache::default()
     }
 
-    /// An empty cache that keeps at most `capacity` sources (at least one).
+    /// An empty cache that keeps at most `capacity` bytes of sources.
     pub fn with_capacity(capacity: usize) -> Self {
         SourceCache {
             map: HashMap::new(),
             last: None,
             hasher: RandomState::new(),
             len: 0,
-            capacity: capacity.max(1),
+            bytes: 0,
+            capacity,
         }
+    }
+
+    /// Bytes the cached sources take, by [`SourceCache::cost`]: at most
+    /// the capacity.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// How many sources are cached.
@@ -106,17 +127,24 @@ impl SourceCache {
         }) {
             return found.clone();
         }
-        if self.len >= self.capacity {
-            self.map.clear();
-            self.len = 0;
-        }
         let source = Arc::new(Source {
             host: host.to_string(),
             pid,
             process_name: process_name.to_string(),
         });
+        let cost = SourceCache::cost(&source);
+        if cost > self.capacity / 8 {
+            return source;
+        }
+        if self.bytes + cost > self.capacity {
+            // The map's own table goes too: it grew with the sources.
+            self.map = HashMap::new();
+            self.len = 0;
+            self.bytes = 0;
+        }
         self.map.entry(key).or_default().push(source.clone());
         self.len += 1;
+        self.bytes += cost;
         source
     }
 }
@@ -146,11 +174,34 @@ mod tests {
 
     #[test]
     fn a_full_cache_starts_again() {
-        let mut cache = SourceCache::with_capacity(2);
-        cache.get("h", 1, "p");
-        cache.get("h", 2, "p");
-        assert_eq!(cache.len(), 2);
-        cache.get("h", 3, "p");
-        assert_eq!(cache.len(), 1);
+        let one = 2 + SourceCache::ENTRY_OVERHEAD;
+        let mut cache = SourceCache::with_capacity(8 * one + 1);
+        for pid in 0..8 {
+            cache.get("h", pid, "p");
+        }
+        assert_eq!((cache.len(), cache.bytes()), (8, 8 * one));
+        cache.get("h", 8, "p");
+        assert_eq!((cache.len(), cache.bytes()), (1, one));
+    }
+
+    #[test]
+    fn the_cache_is_bounded_in_bytes_and_keeps_no_large_source() {
+        let mut cache = SourceCache::new();
+        let long = "p".repeat(256 << 10);
+        // A new long name per record: handed out whole, never kept.
+        for pid in 0..100 {
+            let s = cache.get("h", pid, &long);
+            assert_eq!((s.pid, s.process_name.len()), (pid, 256 << 10));
+            assert_eq!(cache.bytes(), 0);
+        }
+        // Names just under an eighth of the capacity: kept, within it.
+        let name = "n".repeat(SourceCache::DEFAULT_CAPACITY / 8 - 1 - SourceCache::ENTRY_OVERHEAD);
+        for pid in 0..100 {
+            cache.get("h", pid, &name);
+            assert!(cache.bytes() <= SourceCache::DEFAULT_CAPACITY);
+        }
+        // Eight fill it; the ninth started it again: 100 = 12 × 8 + 4.
+        assert_eq!(cache.len(), 4);
+        assert_eq!(cache.bytes(), 4 * (SourceCache::DEFAULT_CAPACITY / 8));
     }
 }

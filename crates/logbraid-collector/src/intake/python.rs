@@ -132,6 +132,21 @@ impl FrameDecoder {
         self.buf.len() - self.start
     }
 
+    /// Bytes the buffer holds in use now, and its capacity: what a
+    /// caller counting memory needs to bound the next
+    /// [`push`](Self::push).
+    pub fn buffer(&self) -> (usize, usize) {
+        (self.buf.len(), self.buf.capacity())
+    }
+
+    /// Gives memory back after a large frame: once no more than
+    /// [`KEEP_BUFFER`] bytes are waiting, a buffer larger than that is
+    /// cut down to it.
+    pub fn shrink(&mut self) {
+        let moved = shrink_buffer(&mut self.buf, &mut self.start);
+        self.unchecked -= moved;
+    }
+
     /// Adds bytes read from the stream.
     pub fn push(&mut self, bytes: &[u8]) {
         if self.failed.is_some() {
@@ -148,7 +163,7 @@ impl FrameDecoder {
             self.unchecked -= self.start;
             self.start = 0;
         }
-        self.buf.extend_from_slice(bytes);
+        append_exact(&mut self.buf, bytes);
         while let Some(prefix) = self.buf.get(self.unchecked..self.unchecked + 4) {
             let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
             if len as usize > self.max_frame {
@@ -161,6 +176,19 @@ impl FrameDecoder {
             }
             self.unchecked += 4 + len as usize;
         }
+        // Room for the rest of the frame at once, rather than a copy of
+        // the buffer at every read of it.
+        if self.unchecked > self.buf.len() {
+            self.buf.reserve_exact(self.unchecked - self.buf.len());
+        }
+    }
+
+    /// Where the frame at the front ends, in bytes from the first unread
+    /// one, once its length prefix has arrived.
+    pub fn frame_end(&self) -> Option<usize> {
+        let rest = self.buf.get(self.start..self.start + 4)?;
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        Some(4 + len)
     }
 
     /// The next whole frame (the pickle, without its prefix), `Ok(None)` if
@@ -195,6 +223,34 @@ impl FrameDecoder {
             buffered => Err(FrameError::Truncated { buffered }),
         }
     }
+}
+
+/// Capacity a stream decoder's buffer keeps between frames; a larger one
+/// is cut down to it by `shrink` once the frames that needed it are read.
+pub const KEEP_BUFFER: usize = 64 << 10;
+
+/// Appends `bytes` to `buf`, growing it to exactly what it then holds
+/// rather than doubling it, so that what a connection holds is what it
+/// was sent (and what the collector counted).
+pub fn append_exact(buf: &mut Vec<u8>, bytes: &[u8]) {
+    if buf.len() + bytes.len() > buf.capacity() {
+        buf.reserve_exact(bytes.len());
+    }
+    buf.extend_from_slice(bytes);
+}
+
+/// Moves the unread bytes of `buf` (from `*start`) to its front and cuts
+/// its capacity to [`KEEP_BUFFER`], when it is larger and they fit.
+pub(crate) fn shrink_buffer(buf: &mut Vec<u8>, start: &mut usize) -> usize {
+    let unread = buf.len() - *start;
+    if buf.capacity() <= KEEP_BUFFER || unread > KEEP_BUFFER {
+        return 0;
+    }
+    let moved = *start;
+    buf.drain(..moved);
+    buf.shrink_to(KEEP_BUFFER);
+    *start = 0;
+    moved
 }
 
 /// The pickle inside one `DatagramHandler` datagram, whose 4-byte length
@@ -412,6 +468,9 @@ pub fn record_from_dict(
 pub struct PythonIntake {
     decoder: pickle::Decoder,
     sources: SourceCache,
+    /// The limits given at construction, which
+    /// [`limit_work`](Self::limit_work) narrows.
+    base: Limits,
 }
 
 impl Default for PythonIntake {
@@ -424,14 +483,30 @@ impl PythonIntake {
     /// An intake applying `limits`, with an empty source cache.
     pub fn new(limits: Limits) -> Self {
         PythonIntake {
-            decoder: pickle::Decoder::modelling_objects(limits),
+            decoder: pickle::Decoder::modelling_objects(limits.clone()),
             sources: SourceCache::new(),
+            base: limits,
         }
     }
 
     /// The limits applied to each pickle.
     pub fn limits(&self) -> &Limits {
         self.decoder.limits()
+    }
+
+    /// Bounds the working memory of the next pickles, and the text their
+    /// record may hold, to `bytes` (never above this intake's limits).
+    pub fn limit_work(&mut self, bytes: usize) {
+        let mut limits = self.base.clone();
+        limits.max_work_bytes = limits.max_work_bytes.min(bytes);
+        limits.max_total_bytes = limits.max_total_bytes.min(bytes);
+        self.decoder.set_limits(limits);
+    }
+
+    /// Bytes this intake keeps between pickles: the decoder's recycled
+    /// working memory and the source cache.
+    pub fn retained_bytes(&self) -> usize {
+        self.decoder.retained_bytes() + self.sources.bytes()
     }
 
     /// [`record_from_pickle`] with this intake's limits and cache.

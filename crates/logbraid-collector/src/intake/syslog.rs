@@ -578,6 +578,26 @@ impl SyslogTcpDecoder {
         }
     }
 
+    /// Bytes the buffer holds in use now, and its capacity: what a
+    /// caller counting memory needs to bound the next
+    /// [`push`](Self::push).
+    pub fn buffer(&self) -> (usize, usize) {
+        (self.buf.len(), self.buf.capacity())
+    }
+
+    /// Gives memory back after a large message: once every complete
+    /// frame is handed out and no more than
+    /// [`KEEP_BUFFER`](crate::intake::python::KEEP_BUFFER) bytes are
+    /// waiting, a buffer larger than that is cut down to it.
+    pub fn shrink(&mut self) {
+        if !self.ready.is_empty() {
+            return;
+        }
+        let moved = crate::intake::python::shrink_buffer(&mut self.buf, &mut self.scan);
+        self.base += moved as u64;
+        self.searched = self.searched.saturating_sub(moved);
+    }
+
     /// Adds bytes read from the stream.
     pub fn push(&mut self, bytes: &[u8]) {
         if self.failed.is_some() {
@@ -589,7 +609,7 @@ impl SyslogTcpDecoder {
             self.searched -= self.scan;
             self.scan = 0;
         }
-        self.buf.extend_from_slice(bytes);
+        crate::intake::python::append_exact(&mut self.buf, bytes);
         while let Some(err) = self.cut_one() {
             match err {
                 Ok(true) => continue,

@@ -242,7 +242,14 @@ struct Open {
     used: u64,
     /// Written since its last sync (with [`SyncMode::Data`]).
     dirty: bool,
+    /// Bytes buffered since the file's buffer was last written out.
+    buffered: usize,
 }
+
+/// A file's buffer is written out (not synced, not checkpointed: that is
+/// for the end of the round) once it holds this much, so that a round of
+/// records that lay out larger than they weigh does not grow it.
+pub(super) const WRITE_OUT: usize = 1 << 20;
 
 impl Open {
     fn new(sink: RollingFile, used: u64) -> Open {
@@ -250,6 +257,7 @@ impl Open {
             sink,
             used,
             dirty: false,
+            buffered: 0,
         }
     }
 
@@ -258,11 +266,13 @@ impl Open {
     /// counted in `syncs`).
     fn done(&mut self, sync: bool, syncs: &mut u64) -> std::io::Result<()> {
         if !sync || !self.dirty {
-            return self.sink.flush();
+            self.sink.flush()?;
+        } else {
+            self.sink.sync()?;
+            self.dirty = false;
+            *syncs += 1;
         }
-        self.sink.sync()?;
-        self.dirty = false;
-        *syncs += 1;
+        self.buffered = 0;
         Ok(())
     }
 }
@@ -305,12 +315,13 @@ pub(super) struct Files {
 
 impl Files {
     /// Opens the file (without a route) and, with a state path, saves a
-    /// first checkpoint holding `clients` (the restored table).
+    /// first checkpoint holding `clients` (the restored table): a snapshot
+    /// of the generation after `generation`, the recovered one.
     pub(super) fn new<'a>(
         spec: &FileSpec,
         route: Option<Route>,
         fallback: Option<&Path>,
-        state: Option<&Path>,
+        state: Option<(&Path, u64)>,
         sync: SyncMode,
         clients: impl Iterator<Item = (&'a str, u64, u64)>,
     ) -> Result<Files, OutputError> {
@@ -324,7 +335,11 @@ impl Files {
             tick: 0,
             rotated: false,
             closed: Vec::new(),
-            checkpoint: state.map(|p| Checkpoint::new(p, sync)),
+            checkpoint: state.map(|(p, generation)| {
+                let mut cp = Checkpoint::new(p, sync);
+                cp.follow(generation);
+                cp
+            }),
             fallback: None,
             diverted: 0,
             sync,
@@ -344,7 +359,7 @@ impl Files {
         }
         let positions = files.positions();
         if let Some(cp) = &mut files.checkpoint {
-            cp.save(clients, positions)
+            cp.save(clients, &[], positions)
                 .map_err(|e| OutputError::State {
                     path: cp.path().to_path_buf(),
                     reason: format!("cannot save: {e}"),
@@ -436,6 +451,13 @@ impl Files {
         })?;
         if f.sink.stats().rotations != before {
             self.rotated = true;
+        }
+        f.buffered += n;
+        // Bytes past the last checkpoint are cut at recovery, so writing
+        // them out early promises nothing; a failure leaves them buffered
+        // for the round's flush, which reports it.
+        if f.buffered >= WRITE_OUT && f.sink.flush().is_ok() {
+            f.buffered = 0;
         }
         Ok(n)
     }
@@ -570,17 +592,19 @@ impl Files {
         self.checkpoint.as_ref().map_or(0, Checkpoint::saves)
     }
 
-    /// Saves a checkpoint of these clients and the files as they are; call
-    /// right after a successful [`flush`](Self::flush).
+    /// Saves a checkpoint of the clients that changed, the ids forgotten
+    /// and the files as they are; call right after a successful
+    /// [`flush`](Self::flush).
     pub(super) fn save<'a>(
         &mut self,
-        clients: impl Iterator<Item = (&'a str, u64, u64)>,
+        changes: impl Iterator<Item = (&'a str, u64, u64)>,
+        forgotten: &[std::sync::Arc<str>],
     ) -> std::io::Result<()> {
         let positions = self.positions();
         let Some(cp) = &mut self.checkpoint else {
             return Ok(());
         };
-        cp.save(clients, positions)?;
+        cp.save(changes, forgotten, positions)?;
         self.closed.clear();
         Ok(())
     }

@@ -205,17 +205,39 @@ pub struct Delivery {
 
 impl Delivery {
     /// The bytes this delivery counts against
-    /// [`OutputConfig::max_pending_bytes`].
+    /// [`OutputConfig::max_pending_bytes`]: a native frame's length (its
+    /// records are read from it), or for decoded records every byte each
+    /// holds — message, target, module, file, function, thread name,
+    /// fields, and its source's host and process name (counted with each
+    /// record, shared or not) — plus [`RECORD_OVERHEAD`] for the record
+    /// itself and its allocations.
     pub fn weight(&self) -> usize {
         match &self.body {
             Body::Native { frame, .. } => frame.len(),
-            Body::Records(rs) => rs
-                .iter()
-                .map(|r| 128 + r.message.len() + r.target.len() + r.fields.as_bytes().len())
-                .sum(),
+            Body::Records(rs) => rs.iter().map(record_weight).sum(),
         }
     }
 }
+
+/// What a decoded record costs beyond its text: the record itself and the
+/// bookkeeping of its allocations.
+pub const RECORD_OVERHEAD: usize = std::mem::size_of::<OwnedRecord>() + 8 * 16;
+
+/// The bytes one decoded record holds (see [`Delivery::weight`]).
+pub fn record_weight(r: &OwnedRecord) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    RECORD_OVERHEAD
+        + r.message.len()
+        + r.target.len()
+        + opt(&r.module)
+        + opt(&r.file)
+        + opt(&r.function)
+        + opt(&r.thread_name)
+        + r.fields.as_bytes().len()
+        + crate::intake::SourceCache::cost(&r.source)
+}
+
+impl Delivery {}
 
 /// Counters of the output stage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -424,14 +446,15 @@ impl Output {
         let lock = config.state_path.as_deref().map(state::lock).transpose()?;
         let files = {
             let mut d = dedup.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(path) = &config.state_path {
-                state::recover(path, &mut d)?;
-            }
+            let state = match &config.state_path {
+                Some(path) => Some((path.as_path(), state::recover(path, &mut d)?)),
+                None => None,
+            };
             Files::new(
                 &config.file,
                 route,
                 config.fallback.as_deref(),
-                config.state_path.as_deref(),
+                state,
                 config.sync,
                 d.iter(),
             )?

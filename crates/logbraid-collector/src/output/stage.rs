@@ -60,6 +60,11 @@ pub(super) struct Stage {
     /// Merge window: the record that could not be written. Nothing else
     /// is written before it, to keep the order of the window.
     stalled_held: Option<Held>,
+    /// Ids the table forgot to make room, until a checkpoint says so.
+    forgotten: Vec<Arc<str>>,
+    /// The round's commits, as the checkpoint saves them: client id,
+    /// epoch, highest written.
+    changes: Vec<(Box<str>, u64, u64)>,
 }
 
 fn source_key(s: &Source) -> Key {
@@ -95,6 +100,8 @@ impl Stage {
             retry_at: None,
             stalled: VecDeque::new(),
             stalled_held: None,
+            forgotten: Vec::new(),
+            changes: Vec::new(),
         }
     }
 
@@ -432,30 +439,57 @@ impl Stage {
 
     /// Commits the round to the table and, with a state path, saves the
     /// checkpoint holding the commits first; then sends the acks.
+    ///
+    /// The checkpoint must hold the commits, and the table must not show
+    /// them (a `WELCOME` would report them) before it is saved. So the
+    /// table is locked twice, briefly, and never while the file is
+    /// written: once to learn what the commits will make of each client
+    /// ([`Dedup::committed`]: a batch's records were admitted before they
+    /// were written, so nothing a connection does in between changes
+    /// that) and to take the ids it forgot; then, once the journal holds
+    /// them, to commit.
     fn checkpoint_and_commit(&mut self) -> bool {
+        {
+            let mut table = self.dedup.lock().unwrap_or_else(|e| e.into_inner());
+            self.forgotten.extend(table.take_forgotten());
+            if self.files.checkpointed() {
+                self.changes.clear();
+                let mut seen: HashMap<&str, usize> = HashMap::new();
+                let streams = self
+                    .commits
+                    .iter()
+                    .map(|(s, seq)| (&s.client_id, s.epoch, *seq));
+                let acks = self.acks.iter().map(|a| (&a.client_id, a.epoch, a.last));
+                for (id, epoch, last) in streams.chain(acks) {
+                    let Some(w) = table.committed(id, epoch, last) else {
+                        continue;
+                    };
+                    match seen.get(&**id) {
+                        Some(&i) => self.changes[i].2 = self.changes[i].2.max(w),
+                        None => {
+                            seen.insert(id, self.changes.len());
+                            self.changes.push((id.clone(), epoch, w));
+                        }
+                    }
+                }
+            }
+        }
+        if self.files.checkpointed() {
+            let changes = self.changes.iter().map(|(id, e, w)| (&**id, *e, *w));
+            if let Err(e) = self.files.save(changes, &self.forgotten) {
+                let path = self.files.state_path().unwrap_or(Path::new("?"));
+                report(&format!(
+                    "cannot save {}: {e}; acknowledgements wait",
+                    path.display()
+                ));
+                return false;
+            }
+        }
+        self.forgotten.clear();
         let mut highest = Vec::with_capacity(self.acks.len());
         {
             let mut table = self.dedup.lock().unwrap_or_else(|e| e.into_inner());
-            if self.files.checkpointed() {
-                // The checkpoint must hold the commits, and the table must
-                // not show them (a WELCOME would report them) before the
-                // checkpoint is saved: commit on a copy, save it, then
-                // install it. The lock keeps listeners from changing the
-                // table meanwhile.
-                let mut next = table.clone();
-                self.commit(&mut next, &mut highest);
-                if let Err(e) = self.files.save(next.iter()) {
-                    let path = self.files.state_path().unwrap_or(Path::new("?"));
-                    report(&format!(
-                        "cannot save {}: {e}; acknowledgements wait",
-                        path.display()
-                    ));
-                    return false;
-                }
-                *table = next;
-            } else {
-                self.commit(&mut table, &mut highest);
-            }
+            self.commit(&mut table, &mut highest);
         }
         self.commits.clear();
         for (a, w) in self.acks.drain(..).zip(highest) {

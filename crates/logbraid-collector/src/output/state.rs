@@ -25,8 +25,33 @@
 //! It is written to a temporary file in the same directory and renamed over
 //! the old one, so a crash leaves the old checkpoint or the new one, never
 //! a mix; the `end` line catches a file cut short by other means.
+//!
+//! # Incrementally: a journal, compacted
+//!
+//! Rewriting every client each round would cost each round the whole
+//! table. So the state file is a *snapshot*, and each round appends to a
+//! *journal* beside it (`<state>.journal`) only what changed: a block of
+//! `client` lines for the clients whose numbers moved, `forget <client id,
+//! hex>` for the ids the table let go to make room, the `file` lines of
+//! every file as it stands now, and `end`. Recovery reads the snapshot,
+//! then applies the journal's blocks in order (a `client` line as
+//! [`Dedup::restore`] does, the `file` lines of a block replacing the
+//! files before them). A block that was cut short (no `end`: the
+//! collector died while appending it) is ignored: its round was not
+//! acknowledged.
+//!
+//! Once the journal has grown as large as the snapshot (and at least
+//! 64 KiB), the next save *compacts*: a new snapshot of every client is
+//! written (temporary file, synced under `--sync data`, renamed) and the
+//! journal started again. The snapshot names its generation (a line
+//! `generation <n>` after the first) and so does the journal's first line
+//! (`logbraid-collector-journal 1 <n>`): a journal of another generation
+//! (the collector died between the new snapshot and the new journal) is
+//! already in the snapshot and is ignored. What the state file holds is
+//! kept by the output thread in its own copy, so neither a save nor a
+//! compaction looks at the table the connections use.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};
@@ -34,13 +59,22 @@ use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use logbraid::wire::Dedup;
 
 use super::OutputError;
 
+/// A client's epoch and highest written sequence number.
+type Numbers = (u64, u64);
+
 const MAGIC: &str = "logbraid-collector-state 1";
+const JOURNAL_MAGIC: &str = "logbraid-collector-journal 1";
 const END: &str = "end";
+
+/// A journal smaller than this is never compacted: a small table is
+/// cheaper to append to than to rewrite.
+const JOURNAL_MIN: u64 = 64 << 10;
 
 /// Where one output file stood at a checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,24 +105,50 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The saved checkpoint and what it holds, so that a file opened between
-/// two rounds can be added to it without recomputing the rest.
+/// The saved checkpoint and what it holds, so that each round appends
+/// only what changed, and a file opened between two rounds can be added.
 #[derive(Debug)]
 pub(super) struct Checkpoint {
     path: PathBuf,
     tmp: PathBuf,
-    /// The `client` lines of the last save.
-    clients: String,
+    journal_path: PathBuf,
+    /// The journal of the current generation, once a snapshot was written.
+    journal: Option<fs::File>,
+    journal_bytes: u64,
+    snapshot_bytes: u64,
+    generation: u64,
+    /// What the state on disk says of each client: epoch, highest written.
+    clients: HashMap<Box<str>, Numbers>,
     /// The files of the last save.
     files: Vec<Pos>,
     paths: HashSet<PathBuf>,
     saves: u64,
+    compactions: u64,
     /// Whether a checkpoint is fsynced (file and directory) before it
     /// counts: with `--sync data`, where the log files are synced too.
     /// Without, the checkpoint protects against the collector process
     /// dying (SIGKILL, OOM killer, panic), which leaves the page cache
     /// intact; syncing it alone would not survive a power loss.
     sync: bool,
+}
+
+/// The journal beside a state file.
+fn journal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+/// A `file` line.
+fn file_line(out: &mut String, p: &Pos) {
+    let _ = writeln!(
+        out,
+        "file {} {} {} {}",
+        p.dev,
+        p.ino,
+        p.len,
+        hex(p.path.as_os_str().as_bytes())
+    );
 }
 
 impl Checkpoint {
@@ -99,10 +159,16 @@ impl Checkpoint {
         Checkpoint {
             path: path.to_path_buf(),
             tmp: path.with_file_name(name),
-            clients: String::new(),
+            journal_path: journal_path(path),
+            journal: None,
+            journal_bytes: 0,
+            snapshot_bytes: 0,
+            generation: 0,
+            clients: HashMap::new(),
             files: Vec::new(),
             paths: HashSet::new(),
             saves: 0,
+            compactions: 0,
             sync,
         }
     }
@@ -122,20 +188,54 @@ impl Checkpoint {
         self.paths.contains(path)
     }
 
-    /// Saves a new checkpoint: these clients, these files.
+    /// The generation a recovered state file had: the next snapshot is
+    /// the one after it.
+    pub(super) fn follow(&mut self, generation: u64) {
+        self.generation = generation;
+    }
+
+    /// Saves a new checkpoint: these clients changed (their epoch and
+    /// highest written), these ids are forgotten, the files are these.
+    /// Appends to the journal, or compacts.
     pub(super) fn save<'a>(
         &mut self,
-        clients: impl Iterator<Item = (&'a str, u64, u64)>,
+        changes: impl Iterator<Item = (&'a str, u64, u64)>,
+        forgotten: &[Arc<str>],
         files: Vec<Pos>,
     ) -> io::Result<()> {
+        // Applied to the copy first, undone if the write fails.
+        let mut undo: Vec<(Box<str>, Option<Numbers>)> = Vec::new();
         let mut lines = String::new();
-        for (id, epoch, written) in clients {
+        for (id, epoch, written) in changes {
+            let old = self.clients.insert(id.into(), (epoch, written));
+            undo.push((id.into(), old));
             let _ = writeln!(lines, "client {epoch} {written} {}", hex(id.as_bytes()));
         }
-        self.write(&lines, &files)?;
-        self.clients = lines;
+        for id in forgotten {
+            if let Some(old) = self.clients.remove(&**id) {
+                undo.push((Box::from(&**id), Some(old)));
+                let _ = writeln!(lines, "forget {}", hex(id.as_bytes()));
+            }
+        }
+        let compact =
+            self.journal.is_none() || self.journal_bytes >= self.snapshot_bytes.max(JOURNAL_MIN);
+        let r = if compact {
+            self.compact(&files)
+        } else {
+            self.append(lines, &files)
+        };
+        if let Err(e) = r {
+            for (id, old) in undo.into_iter().rev() {
+                match old {
+                    Some(v) => self.clients.insert(id, v),
+                    None => self.clients.remove(&id),
+                };
+            }
+            return Err(e);
+        }
         self.paths = files.iter().map(|p| p.path.clone()).collect();
         self.files = files;
+        self.saves += 1;
         Ok(())
     }
 
@@ -146,32 +246,76 @@ impl Checkpoint {
         let mut files = self.files.clone();
         files.retain(|p| p.path != pos.path);
         files.push(pos);
-        let clients = std::mem::take(&mut self.clients);
-        let r = self.write(&clients, &files);
-        self.clients = clients;
-        r?;
-        self.paths = files.iter().map(|p| p.path.clone()).collect();
-        self.files = files;
+        self.save(std::iter::empty(), &[], files)
+    }
+
+    /// Appends one block to the journal: `lines`, the files, `end`.
+    fn append(&mut self, mut lines: String, files: &[Pos]) -> io::Result<()> {
+        for p in files {
+            file_line(&mut lines, p);
+        }
+        lines.push_str(END);
+        lines.push('\n');
+        let Some(journal) = self.journal.as_mut() else {
+            return Err(io::Error::other("no journal"));
+        };
+        io::Write::write_all(journal, lines.as_bytes())?;
+        if self.sync {
+            journal.sync_data()?;
+        }
+        self.journal_bytes += lines.len() as u64;
         Ok(())
     }
 
-    fn write(&mut self, clients: &str, files: &[Pos]) -> io::Result<()> {
-        let mut text = String::with_capacity(clients.len() + files.len() * 96 + 64);
+    /// Writes a snapshot of every client and these files, of the next
+    /// generation, and starts its journal.
+    fn compact(&mut self, files: &[Pos]) -> io::Result<()> {
+        let generation = self.generation + 1;
+        let mut text = String::with_capacity(self.clients.len() * 64 + files.len() * 96 + 64);
         text.push_str(MAGIC);
-        text.push('\n');
-        text.push_str(clients);
+        let _ = write!(text, "\ngeneration {generation}\n");
+        for (id, (epoch, written)) in &self.clients {
+            let _ = writeln!(text, "client {epoch} {written} {}", hex(id.as_bytes()));
+        }
         for p in files {
-            let _ = writeln!(
-                text,
-                "file {} {} {} {}",
-                p.dev,
-                p.ino,
-                p.len,
-                hex(p.path.as_os_str().as_bytes())
-            );
+            file_line(&mut text, p);
         }
         text.push_str(END);
         text.push('\n');
+        self.write(&text)?;
+        // The journal goes with the snapshot just renamed into place; a
+        // crash before it is started leaves the old one, of the old
+        // generation, which recovery then ignores.
+        self.journal = None;
+        let mut journal = fs::File::create(&self.journal_path)?;
+        let header = format!("{JOURNAL_MAGIC} {generation}\n");
+        io::Write::write_all(&mut journal, header.as_bytes())?;
+        if self.sync {
+            journal.sync_data()?;
+            self.sync_dir()?;
+        }
+        self.journal = Some(journal);
+        self.journal_bytes = header.len() as u64;
+        self.snapshot_bytes = text.len() as u64;
+        self.generation = generation;
+        self.compactions += 1;
+        Ok(())
+    }
+
+    /// Compactions so far.
+    #[cfg(test)]
+    fn compactions(&self) -> u64 {
+        self.compactions
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, text: &str) -> io::Result<()> {
         if let Some(dir) = self.tmp.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
                 // Routed files live below a directory nothing has made yet.
@@ -187,19 +331,18 @@ impl Checkpoint {
         }
         fs::rename(&self.tmp, &self.path)?;
         if self.sync {
-            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                fs::File::open(dir)?.sync_all()?;
-            }
+            self.sync_dir()?;
         }
-        self.saves += 1;
         Ok(())
     }
 }
 
-/// What a state file holds.
+/// What a state file holds, or a journal block.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Saved {
-    clients: Vec<(String, u64, u64)>,
+    generation: u64,
+    /// In order: a client's numbers, or `None` for an id forgotten.
+    clients: Vec<(String, Option<Numbers>)>,
     files: Vec<Pos>,
 }
 
@@ -214,36 +357,104 @@ fn parse(text: &str) -> Result<Saved, String> {
         if ended {
             return Err(format!("line {}: text after the end", n + 2));
         }
-        let at = |what: &str| format!("line {}: {what}", n + 2);
-        let num = |s: &str| s.parse::<u64>().map_err(|_| at("bad number"));
-        let f: Vec<&str> = line.split(' ').collect();
-        match f.as_slice() {
-            ["client", epoch, written, id] => {
-                let id = unhex(id)
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .filter(|id| !id.is_empty())
-                    .ok_or_else(|| at("bad client id"))?;
-                saved.clients.push((id, num(epoch)?, num(written)?));
-            }
-            ["file", dev, ino, len, path] => {
-                let path = unhex(path)
-                    .filter(|p| !p.is_empty())
-                    .ok_or_else(|| at("bad path"))?;
-                saved.files.push(Pos {
-                    path: PathBuf::from(OsString::from_vec(path)),
-                    dev: num(dev)?,
-                    ino: num(ino)?,
-                    len: num(len)?,
-                });
-            }
-            [END] => ended = true,
-            _ => return Err(at("not a state entry")),
+        if line == END {
+            ended = true;
+            continue;
         }
+        if let Some(g) = line.strip_prefix("generation ").filter(|_| n == 0) {
+            saved.generation = g
+                .parse()
+                .map_err(|_| format!("line {}: bad number", n + 2))?;
+            continue;
+        }
+        entry(line, n + 2, &mut saved)?;
     }
     if !ended {
         return Err("the file is cut short (no end line)".to_string());
     }
     Ok(saved)
+}
+
+/// Reads one `client`, `forget` or `file` line (line number `at`) into
+/// `saved`.
+fn entry(line: &str, at: usize, saved: &mut Saved) -> Result<(), String> {
+    let at = |what: &str| format!("line {at}: {what}");
+    let num = |s: &str| s.parse::<u64>().map_err(|_| at("bad number"));
+    let id = |s: &str| {
+        unhex(s)
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| at("bad client id"))
+    };
+    let f: Vec<&str> = line.split(' ').collect();
+    match f.as_slice() {
+        ["client", epoch, written, hex_id] => {
+            let numbers = (num(epoch)?, num(written)?);
+            saved.clients.push((id(hex_id)?, Some(numbers)));
+        }
+        ["forget", hex_id] => saved.clients.push((id(hex_id)?, None)),
+        ["file", dev, ino, len, path] => {
+            let path = unhex(path)
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| at("bad path"))?;
+            saved.files.push(Pos {
+                path: PathBuf::from(OsString::from_vec(path)),
+                dev: num(dev)?,
+                ino: num(ino)?,
+                len: num(len)?,
+            });
+        }
+        _ => return Err(at("not a state entry")),
+    }
+    Ok(())
+}
+
+/// What a journal adds to the snapshot of its generation.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Journal {
+    /// Client changes of every complete block, in order.
+    clients: Vec<(String, Option<Numbers>)>,
+    /// The files of the last complete block, if any.
+    files: Option<Vec<Pos>>,
+    /// A last block was cut short, and ignored.
+    torn: bool,
+}
+
+/// Reads a journal; `None` when it is of another generation than the
+/// snapshot's (already in it).
+fn parse_journal(text: &str, generation: u64) -> Result<Option<Journal>, String> {
+    let mut lines = text.split_inclusive('\n');
+    let header = lines.next().unwrap_or("");
+    let Some(g) = header
+        .strip_suffix('\n')
+        .and_then(|h| h.strip_prefix(JOURNAL_MAGIC))
+        .and_then(|g| g.strip_prefix(' '))
+    else {
+        return Err(format!("the journal's first line is not {JOURNAL_MAGIC:?}"));
+    };
+    if g.parse::<u64>() != Ok(generation) {
+        return Ok(None);
+    }
+    let mut journal = Journal::default();
+    let mut block = Saved::default();
+    let mut open = false;
+    for (n, line) in lines.enumerate() {
+        let Some(line) = line.strip_suffix('\n') else {
+            // The last line, unfinished: its block was cut short.
+            break;
+        };
+        open = true;
+        if line == END {
+            let b = std::mem::take(&mut block);
+            journal.clients.extend(b.clients);
+            journal.files = Some(b.files);
+            open = false;
+            continue;
+        }
+        entry(line, n + 2, &mut block).map_err(|e| format!("journal {e}"))?;
+    }
+    journal.torn = open || !text.ends_with('\n');
+    Ok(Some(journal))
 }
 
 /// Takes the lock that makes this collector the only one using the state
@@ -269,13 +480,10 @@ pub(super) fn lock(path: &Path) -> Result<fs::File, OutputError> {
         .truncate(false)
         .open(&lock_path)
         .map_err(bad)?;
-    use std::os::fd::AsRawFd as _;
-    // SAFETY: flock on a descriptor this function owns; no memory is
-    // involved.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::WouldBlock {
-            return Err(bad(e));
+    use rustix::fs::{flock, FlockOperation};
+    if let Err(e) = flock(&f, FlockOperation::NonBlockingLockExclusive) {
+        if e != rustix::io::Errno::WOULDBLOCK {
+            return Err(bad(e.into()));
         }
         let pid = fs::read_to_string(&lock_path)
             .ok()
@@ -302,44 +510,80 @@ pub(super) fn lock(path: &Path) -> Result<fs::File, OutputError> {
 /// line says so. A state file that cannot be read at all (permissions, a
 /// directory in the way) is an error: the next checkpoint could not be
 /// saved either.
-pub(super) fn recover(path: &Path, dedup: &mut Dedup) -> Result<(), OutputError> {
+pub(super) fn recover(path: &Path, dedup: &mut Dedup) -> Result<u64, OutputError> {
     let bad = |reason: String| OutputError::State {
         path: path.to_path_buf(),
         reason,
     };
+    let journal = journal_path(path);
     let bytes = match fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(bad(e.to_string())),
     };
-    let saved = String::from_utf8(bytes)
-        .map_err(|_| "not UTF-8 text".to_string())
-        .and_then(|text| parse(&text));
-    let saved = match saved {
-        Ok(saved) => saved,
+    let journal_bytes = match fs::read(&journal) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(bad(format!("{}: {e}", journal.display()))),
+    };
+    let text = |b: Vec<u8>| String::from_utf8(b).map_err(|_| "not UTF-8 text".to_string());
+    let read = text(bytes).and_then(|t| parse(&t)).and_then(|saved| {
+        let j = match journal_bytes {
+            Some(b) => text(b).and_then(|t| parse_journal(&t, saved.generation))?,
+            None => None,
+        };
+        Ok((saved, j))
+    });
+    let (mut saved, journal_read) = match read {
+        Ok(r) => r,
         Err(why) => {
-            let mut aside = path.as_os_str().to_owned();
-            aside.push(".damaged");
-            let aside = PathBuf::from(aside);
-            fs::rename(path, &aside)
-                .map_err(|e| bad(format!("{why}; cannot move it aside: {e}")))?;
+            let mut moved = Vec::new();
+            for p in [path, journal.as_path()] {
+                if !p.exists() {
+                    continue;
+                }
+                let mut aside = p.as_os_str().to_owned();
+                aside.push(".damaged");
+                let aside = PathBuf::from(aside);
+                fs::rename(p, &aside)
+                    .map_err(|e| bad(format!("{why}; cannot move it aside: {e}")))?;
+                moved.push(aside.display().to_string());
+            }
             say(&format!(
                 "{} is damaged ({why}); moved to {} and starting without it: files are \
                  kept as they are, and records written after the last good checkpoint \
                  may appear twice when their clients resend them",
                 path.display(),
-                aside.display()
+                moved.join(" and ")
             ));
-            return Ok(());
+            return Ok(0);
         }
     };
+    if let Some(j) = journal_read {
+        if j.torn {
+            say(&format!(
+                "{}: the last round's entry was cut short (the collector stopped while \
+                 saving it); it was never acknowledged, and is ignored",
+                journal.display()
+            ));
+        }
+        saved.clients.extend(j.clients);
+        if let Some(files) = j.files {
+            saved.files = files;
+        }
+    }
     for p in &saved.files {
         cut_back(p).map_err(|e| bad(format!("{}: {e}", p.path.display())))?;
     }
-    for (id, epoch, written) in &saved.clients {
-        dedup.restore(id, *epoch, *written);
+    for (id, numbers) in &saved.clients {
+        match numbers {
+            Some((epoch, written)) => dedup.restore(id, *epoch, *written),
+            None => {
+                dedup.forget(id);
+            }
+        }
     }
-    Ok(())
+    Ok(saved.generation)
 }
 
 fn same_file(m: &fs::Metadata, p: &Pos) -> bool {
@@ -456,11 +700,18 @@ mod tests {
             ino: 2,
             len: 3,
         };
-        cp.save([("id with spaces\n", 9, 41)].into_iter(), vec![pos.clone()])
-            .unwrap();
+        cp.save(
+            [("id with spaces\n", 9, 41)].into_iter(),
+            &[],
+            vec![pos.clone()],
+        )
+        .unwrap();
         let text = fs::read_to_string(&state).unwrap();
         let saved = parse(&text).unwrap();
-        assert_eq!(saved.clients, [("id with spaces\n".to_string(), 9, 41)]);
+        assert_eq!(
+            saved.clients,
+            [("id with spaces\n".to_string(), Some((9, 41)))]
+        );
         assert_eq!(saved.files, std::slice::from_ref(&pos));
         assert!(cp.covers(&pos.path));
         assert!(!dir.path().join(".state.tmp").exists());
@@ -489,5 +740,102 @@ mod tests {
             let e = parse(bad).unwrap_err();
             assert!(e.contains(why), "{bad:?}: {e}");
         }
+    }
+
+    fn table(path: &Path) -> Vec<(String, u64, u64)> {
+        let mut d = Dedup::new();
+        recover(path, &mut d).unwrap();
+        let mut all: Vec<_> = d.iter().map(|(c, e, w)| (c.to_string(), e, w)).collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn each_round_appends_what_changed_and_recovery_replays_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let journal = journal_path(&state);
+        let mut cp = Checkpoint::new(&state, true);
+        let ids: Vec<String> = (0..1000).map(|i| format!("client-{i}")).collect();
+        cp.save(ids.iter().map(|id| (id.as_str(), 1, 10)), &[], Vec::new())
+            .unwrap();
+        assert_eq!(cp.compactions(), 1);
+        let snapshot = fs::read_to_string(&state).unwrap();
+        assert!(snapshot.starts_with("logbraid-collector-state 1\ngeneration 1\n"));
+        assert_eq!(
+            fs::read_to_string(&journal).unwrap(),
+            "logbraid-collector-journal 1 1\n"
+        );
+        // One client moves, one is forgotten: the journal grows by their
+        // lines only.
+        cp.save(
+            [("client-7", 1, 12)].into_iter(),
+            &[Arc::from("client-9")],
+            Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(fs::read_to_string(&state).unwrap(), snapshot);
+        assert_eq!(
+            fs::read_to_string(&journal).unwrap(),
+            format!(
+                "logbraid-collector-journal 1 1\nclient 1 12 {}\nforget {}\nend\n",
+                hex(b"client-7"),
+                hex(b"client-9")
+            )
+        );
+        let t = table(&state);
+        assert_eq!(t.len(), 999);
+        assert!(t.contains(&("client-7".to_string(), 1, 12)));
+        assert!(!t.iter().any(|(c, ..)| c == "client-9"));
+
+        // A block cut short is ignored; the ones before it count.
+        let mut f = OpenOptions::new().append(true).open(&journal).unwrap();
+        io::Write::write_all(
+            &mut f,
+            format!("client 1 99 {}\n", hex(b"client-7")).as_bytes(),
+        )
+        .unwrap();
+        assert!(table(&state).contains(&("client-7".to_string(), 1, 12)));
+        io::Write::write_all(&mut f, b"end\nclient 1 5").unwrap();
+        assert!(table(&state).contains(&("client-7".to_string(), 1, 99)));
+
+        // A journal of another generation is already in its snapshot, and
+        // is not applied: the snapshot alone counts.
+        fs::write(
+            &journal,
+            format!(
+                "logbraid-collector-journal 1 0\nforget {}\nend\n",
+                hex(b"client-1")
+            ),
+        )
+        .unwrap();
+        let t = table(&state);
+        assert_eq!(t.len(), 1000);
+        assert!(t.contains(&("client-7".to_string(), 1, 10)));
+    }
+
+    #[test]
+    fn the_journal_is_compacted_once_it_is_as_large_as_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let journal = journal_path(&state);
+        let mut cp = Checkpoint::new(&state, false);
+        cp.save([("a", 1, 1)].into_iter(), &[], Vec::new()).unwrap();
+        let mut rounds = 0u64;
+        while cp.compactions() == 1 {
+            rounds += 1;
+            cp.save([("a", 1, rounds + 1)].into_iter(), &[], Vec::new())
+                .unwrap();
+            let len = fs::metadata(&journal).unwrap().len();
+            assert!(len <= JOURNAL_MIN + 64, "{len}");
+        }
+        // The round that found the journal at 64 KiB wrote a snapshot.
+        let line = format!("client 1 2 {}\nend\n", hex(b"a")).len() as u64;
+        assert!(rounds >= (JOURNAL_MIN - 40) / (line + 4) && rounds <= JOURNAL_MIN / line + 1);
+        assert_eq!(
+            fs::read_to_string(&journal).unwrap(),
+            "logbraid-collector-journal 1 2\n"
+        );
+        assert_eq!(table(&state), [("a".to_string(), 1, rounds + 1)]);
     }
 }

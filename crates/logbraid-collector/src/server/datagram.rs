@@ -3,20 +3,20 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use logbraid::{OwnedRecord, Source};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
-use super::stream::python_frame_kind;
+use super::budget::work_for;
+use super::stream::{python_frame_kind, HAND_OVER, WORK_SHARE};
 use super::{Protocol, Server};
 use crate::diag::{Action, Kind};
 use crate::intake::python::{self, PythonIntake};
 use crate::intake::syslog;
 use crate::intake::SourceCache;
-use crate::output::{Body, Delivery};
+use crate::output::record_weight;
 
 /// Datagrams taken off the socket in one go, at most: they become one
 /// delivery, so a burst costs one hand-over, not one per record.
@@ -42,6 +42,10 @@ impl Datagrams<'_> {
             Protocol::PythonUdp => python::datagram(bytes)
                 .map_err(|e| (python_frame_kind(&e), e.to_string()))
                 .and_then(|p| {
+                    // One task per listener decodes: its working memory is
+                    // that of one datagram at a time.
+                    let cap = self.server.config.memory / WORK_SHARE;
+                    self.intake.limit_work(work_for(p.len(), cap));
                     self.intake
                         .decode(p, &host, now)
                         .map_err(|e| (Kind::BadPickle, e.to_string()))
@@ -72,25 +76,13 @@ impl Datagrams<'_> {
                 Ok((n, peer)) => self.decode(n, peer, records),
                 Err(_) => return true,
             }
+            // Records can be much larger than their datagrams: hand them
+            // over before they weigh much.
+            if records.iter().map(record_weight).sum::<usize>() >= HAND_OVER {
+                break;
+            }
         }
         false
-    }
-
-    /// Hands `records` to the output stage; `false` when it has stopped.
-    async fn deliver(&self, records: Vec<OwnedRecord>, source: &Arc<Source>) -> bool {
-        if records.is_empty() {
-            return true;
-        }
-        self.server
-            .stats
-            .records
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
-        let delivery = Delivery {
-            source: Arc::clone(source),
-            body: Body::Records(records),
-            ack: None,
-        };
-        self.server.output.send(delivery).await
     }
 }
 
@@ -130,7 +122,7 @@ pub(super) async fn udp(
         }
         // Whatever else is waiting goes into the same delivery.
         d.take_queued(|b| s.try_recv_from(b), &mut records);
-        if !d.deliver(records, &placeholder).await {
+        if !server.hand_over(records, &placeholder).await {
             return;
         }
     }
@@ -142,7 +134,7 @@ pub(super) async fn udp(
     loop {
         let mut records = Vec::new();
         let empty = d.take_queued(|b| s.recv_from(b), &mut records);
-        if !d.deliver(records, &placeholder).await || empty || *cut.borrow() {
+        if !server.hand_over(records, &placeholder).await || empty || *cut.borrow() {
             return;
         }
     }

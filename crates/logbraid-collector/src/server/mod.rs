@@ -26,6 +26,7 @@
 //! module's, which return errors for everything, and nothing here indexes
 //! or unwraps what a peer sent.
 
+mod budget;
 mod datagram;
 mod native;
 mod stream;
@@ -46,7 +47,8 @@ use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::diag::{Action, Diagnostics, Kind};
-use crate::output::OutputHandle;
+use crate::output::{Body, Delivery, OutputHandle};
+use logbraid::{OwnedRecord, Source};
 
 /// A bound listener, ready for [`run`].
 #[derive(Debug)]
@@ -172,6 +174,7 @@ pub async fn bind(url: &Endpoint, socket_mode: u32) -> io::Result<(Listener, Str
 /// | idle timeout | 60 s: a connection that sends nothing, not even `PING`, is closed |
 /// | hello timeout | 10 s: a native connection must have sent its whole `HELLO` by then |
 /// | drain | 5 s: how long a stopping server waits for open connections |
+/// | memory | 64 MiB: what connections may hold for the frames they read and decode |
 ///
 /// The hello timeout is shorter than the idle one because a connection
 /// that has not said who it is holds a slot of `max_connections` for
@@ -195,6 +198,13 @@ pub struct ServerConfig {
     pub hello_timeout: Duration,
     /// How long a stopping server lets open connections finish.
     pub drain: Duration,
+    /// Bytes all connections together may hold for what they read and
+    /// decode: frame buffers, the working memory of decoding, what
+    /// decoders keep between frames, records not yet handed over. A
+    /// connection that finds no room waits (reading nothing) for up to the
+    /// idle timeout, then is closed as overloaded. One frame may use at
+    /// most a quarter of it as working memory.
+    pub memory: usize,
 }
 
 impl Default for ServerConfig {
@@ -207,6 +217,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             hello_timeout: Duration::from_secs(10),
             drain: Duration::from_secs(5),
+            memory: 64 << 20,
         }
     }
 }
@@ -238,6 +249,8 @@ pub struct Server {
     /// Which credential holds each client id on a live native connection.
     holders: Arc<Holders>,
     slots: Arc<Semaphore>,
+    /// [`ServerConfig::memory`], in bytes.
+    memory: Arc<Semaphore>,
     stats: Arc<Stats>,
     /// Set when a stopping server's drain time is over: connections read
     /// nothing more, but hand over what they have read.
@@ -247,20 +260,23 @@ pub struct Server {
 /// After a stop, a connection quiet for this long is done.
 const QUIET_AFTER_STOP: Duration = Duration::from_millis(200);
 
-/// Bytes read from a socket at a time.
-const READ_CHUNK: usize = 256 << 10;
+/// Bytes read from a socket at a time: each connection has a buffer of
+/// this size besides what [`ServerConfig::memory`] counts.
+const READ_CHUNK: usize = 32 << 10;
 
 impl Server {
     /// A server handing records to `output`; `dedup` is the table the
     /// output stage commits to.
     pub fn new(config: ServerConfig, output: OutputHandle, dedup: Arc<Mutex<Dedup>>) -> Server {
         let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+        let memory = Arc::new(Semaphore::new(config.memory.min(Semaphore::MAX_PERMITS)));
         Server {
             config,
             output,
             dedup,
             holders: Arc::new(Holders::new()),
             slots,
+            memory,
             stats: Arc::new(Stats::default()),
             cut: watch::Sender::new(false),
         }
@@ -269,6 +285,30 @@ impl Server {
     /// The counters.
     pub fn stats(&self) -> Arc<Stats> {
         Arc::clone(&self.stats)
+    }
+
+    /// Hands decoded `records` to the output stage, counted, under
+    /// `source` (nothing when there are none); `false` when the output
+    /// stage has stopped.
+    async fn hand_over(&self, records: Vec<OwnedRecord>, source: &Arc<Source>) -> bool {
+        if records.is_empty() {
+            return true;
+        }
+        self.stats
+            .records
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        let delivery = Delivery {
+            source: Arc::clone(source),
+            body: Body::Records(records),
+            ack: None,
+        };
+        self.output.send(delivery).await
+    }
+
+    /// A connection's share of [`ServerConfig::memory`], empty for now.
+    fn reservation(&self) -> budget::Reservation {
+        let total = self.config.memory.min(Semaphore::MAX_PERMITS);
+        budget::Reservation::new(Arc::clone(&self.memory), total)
     }
 }
 
@@ -458,6 +498,28 @@ enum Read {
 }
 
 impl Conn<'_> {
+    /// Makes `res` cover `bytes`, waiting for other connections to give
+    /// memory back; after the idle timeout without room, or once a stopping
+    /// server's drain time is over, the connection is done (`false`).
+    async fn reserve(&self, res: &mut budget::Reservation, bytes: usize) -> bool {
+        let idle = self.server.config.idle_timeout;
+        let mut cut = self.server.cut.subscribe();
+        if *cut.borrow_and_update() {
+            return res.cover(bytes).await;
+        }
+        tokio::select! {
+            got = res.cover(bytes) => got,
+            _ = cut.changed() => false,
+            _ = tokio::time::sleep(idle) => {
+                self.reject(
+                    Kind::Overloaded,
+                    &format_args!("no memory for {bytes} bytes within {idle:?}"),
+                );
+                false
+            }
+        }
+    }
+
     fn reject(&self, kind: Kind, detail: &dyn std::fmt::Display) {
         self.server
             .stats

@@ -11,8 +11,10 @@ use logbraid::tls::{identity, Credential};
 use logbraid::wire::{self, ServerSession, Step};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use super::budget::grown;
 use super::{Conn, Read, READ_CHUNK};
 use crate::diag::Kind;
+use crate::intake::python::append_exact;
 use crate::output::{AckTo, Body, Delivery};
 
 /// Why a connection ends after the frames of one read.
@@ -54,6 +56,7 @@ impl Conn<'_> {
         let mut buf: Vec<u8> = Vec::new();
         let mut chunk = vec![0u8; READ_CHUNK];
         let mut out = Vec::new();
+        let mut res = self.server.reservation();
         loop {
             let mut start = 0;
             let mut close = None;
@@ -126,6 +129,17 @@ impl Conn<'_> {
                 Some(Close::Peer) => return,
                 None => {}
             }
+            // What the buffer may come to after the next read (each batch
+            // went to the output stage as a copy, counted there).
+            let end = match wire::frame_len(&buf, cfg.max_frame) {
+                Ok(Some(n)) => n,
+                _ => 0,
+            };
+            let need = grown(buf.capacity(), buf.len(), end, READ_CHUNK);
+            res.shrink_to(need);
+            if !self.reserve(&mut res, need).await {
+                return;
+            }
             let greeted = session.peer().is_some();
             let wait = if greeted {
                 cfg.idle_timeout
@@ -135,7 +149,13 @@ impl Conn<'_> {
                     .min(cfg.idle_timeout)
             };
             match self.next(s, &mut chunk, Some(&mut rx), wait).await {
-                Read::Bytes(n) => buf.extend_from_slice(&chunk[..n]),
+                Read::Bytes(n) => {
+                    append_exact(&mut buf, &chunk[..n]);
+                    if let Ok(Some(end)) = wire::frame_len(&buf, cfg.max_frame) {
+                        // Room for the rest of the frame at once.
+                        buf.reserve_exact(end.saturating_sub(buf.len()));
+                    }
+                }
                 Read::Ack(w) => {
                     session.ack(w, &mut out);
                     while let Ok(w) = rx.try_recv() {

@@ -3,27 +3,35 @@
 //! is cut into messages and how a message becomes a record, so they share
 //! one loop.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use logbraid::{OwnedRecord, Source};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::budget::{grown, work_for};
 use super::{Conn, Protocol, Read, READ_CHUNK};
 use crate::diag::Kind;
 use crate::intake::python::{self, PythonIntake};
 use crate::intake::syslog::{self, SyslogFrameError, SyslogTcpDecoder};
 use crate::intake::SourceCache;
-use crate::output::{Body, Delivery};
+use crate::output::{record_weight, RECORD_OVERHEAD};
 
 impl Conn<'_> {
     /// Python `SocketHandler` and syslog over TCP: records without acks.
+    ///
+    /// Memory: before each read, and before each frame is decoded, the
+    /// connection's [`Reservation`](super::budget::Reservation) is made to
+    /// cover what it may then hold (the buffer after the read, the frame's
+    /// working memory, what the decoders keep, the records not yet handed
+    /// over); records are handed over every [`HAND_OVER`] bytes of them.
     pub(super) async fn records<S: AsyncRead + AsyncWrite + Unpin>(
         mut self,
         s: &mut S,
         proto: Protocol,
     ) {
-        let max = self.server.config.max_frame;
+        let server = self.server;
+        let max = server.config.max_frame;
+        let work_cap = server.config.memory / WORK_SHARE;
         let mut py = (proto == Protocol::PythonTcp).then(|| python::FrameDecoder::new(max));
         let mut sl = (proto == Protocol::SyslogTcp).then(|| SyslogTcpDecoder::new(max));
         let mut intake = PythonIntake::default();
@@ -33,9 +41,32 @@ impl Conn<'_> {
             pid: 0,
             process_name: String::new(),
         });
+        let mut res = server.reservation();
         let mut chunk = vec![0u8; READ_CHUNK];
-        let idle = self.server.config.idle_timeout;
+        let idle = server.config.idle_timeout;
         loop {
+            // What the decoders keep between frames.
+            let kept = intake.retained_bytes() + sources.bytes();
+            // The buffer after the next read, and the working memory of the
+            // frame it holds, reserved at once.
+            let need = match (&py, &sl) {
+                (Some(d), _) => {
+                    let (len, cap) = d.buffer();
+                    let end = d.frame_end().unwrap_or(0);
+                    let unread = d.buffered();
+                    let work = if end > 0 { work_for(end, work_cap) } else { 0 };
+                    grown(cap, len, len - unread + end, READ_CHUNK) + work
+                }
+                (_, Some(d)) => {
+                    let (len, cap) = d.buffer();
+                    grown(cap, len, 0, READ_CHUNK)
+                }
+                _ => 0,
+            };
+            res.shrink_to(need + kept);
+            if !self.reserve(&mut res, need + kept).await {
+                return;
+            }
             let (n, ended) = match self.next(s, &mut chunk, None, idle).await {
                 Read::Bytes(n) => (n, false),
                 Read::Ack(_) | Read::Stopping => continue,
@@ -47,24 +78,36 @@ impl Conn<'_> {
                 Read::End => (0, true),
             };
             let now = logbraid::clock::now_ns();
-            let mut records: Vec<OwnedRecord> = Vec::new();
+            let mut batch = Batch::default();
             let mut close: Option<(Kind, String)> = None;
             if let Some(d) = py.as_mut() {
                 d.push(&chunk[..n]);
+                let cap = d.buffer().1;
                 loop {
+                    let held = cap + intake.retained_bytes() + sources.bytes();
                     match d.next_frame() {
-                        Ok(Some(p)) => match intake.decode(p, &self.peer, now) {
-                            Ok(r) => records.push(r),
-                            Err(e) => {
-                                close = Some((Kind::BadPickle, e.to_string()));
-                                break;
+                        Ok(Some(p)) => {
+                            let work = work_for(p.len(), work_cap);
+                            if !self.reserve(&mut res, held + batch.weight + work).await {
+                                return;
                             }
-                        },
+                            intake.limit_work(work);
+                            match intake.decode(p, &self.peer, now) {
+                                Ok(r) => batch.push(r),
+                                Err(e) => {
+                                    close = Some((Kind::BadPickle, e.to_string()));
+                                    break;
+                                }
+                            }
+                        }
                         Ok(None) => break,
                         Err(e) => {
                             close = Some((python_frame_kind(&e), e.to_string()));
                             break;
                         }
+                    }
+                    if batch.weight >= HAND_OVER && !self.hand_over(&mut batch, &source).await {
+                        return;
                     }
                 }
                 if ended && close.is_none() {
@@ -75,46 +118,44 @@ impl Conn<'_> {
             }
             if let Some(d) = sl.as_mut() {
                 d.push(&chunk[..n]);
-                let mut frames = Vec::new();
-                loop {
-                    match d.next_frame() {
-                        Ok(Some(f)) => frames.push(f),
+                let held = d.buffer().1 + kept;
+                let mut last = false;
+                while close.is_none() {
+                    let frame = match d.next_frame() {
+                        Ok(Some(f)) => f,
+                        Ok(None) if ended && !last => {
+                            last = true;
+                            match d.finish() {
+                                Ok(Some(f)) => f,
+                                Ok(None) => break,
+                                Err(e) => {
+                                    close = Some((syslog_frame_kind(&e), e.to_string()));
+                                    break;
+                                }
+                            }
+                        }
                         Ok(None) => break,
                         Err(e) => {
                             close = Some((syslog_frame_kind(&e), e.to_string()));
                             break;
                         }
+                    };
+                    // The copy of the frame, and the record made of it.
+                    let need = held + batch.weight + 3 * frame.len() + RECORD_OVERHEAD;
+                    if !self.reserve(&mut res, need).await {
+                        return;
                     }
-                }
-                if ended && close.is_none() {
-                    match d.finish() {
-                        Ok(f) => frames.extend(f),
-                        Err(e) => close = Some((syslog_frame_kind(&e), e.to_string())),
+                    match syslog::parse_with(&frame, now, &self.peer, &mut sources) {
+                        Ok(r) => batch.push(r),
+                        Err(e) => close = Some((Kind::BadSyslog, e.to_string())),
                     }
-                }
-                for f in frames {
-                    match syslog::parse_with(&f, now, &self.peer, &mut sources) {
-                        Ok(r) => records.push(r),
-                        Err(e) => {
-                            close = Some((Kind::BadSyslog, e.to_string()));
-                            break;
-                        }
+                    if batch.weight >= HAND_OVER && !self.hand_over(&mut batch, &source).await {
+                        return;
                     }
                 }
             }
-            if !records.is_empty() {
-                self.server
-                    .stats
-                    .records
-                    .fetch_add(records.len() as u64, Ordering::Relaxed);
-                let d = Delivery {
-                    source: Arc::clone(&source),
-                    body: Body::Records(records),
-                    ack: None,
-                };
-                if !self.server.output.send(d).await {
-                    return;
-                }
+            if !self.hand_over(&mut batch, &source).await {
+                return;
             }
             if let Some((kind, why)) = close {
                 self.reject(kind, &why);
@@ -123,9 +164,47 @@ impl Conn<'_> {
             if ended {
                 return;
             }
+            // The frames are handed over: buffers shrink, and the next
+            // round's reservation is what is still held.
+            match (&mut py, &mut sl) {
+                (Some(d), _) => d.shrink(),
+                (_, Some(d)) => d.shrink(),
+                _ => {}
+            }
         }
     }
+
+    /// Hands the records of `batch` to the output stage (nothing when it
+    /// is empty); `false` when the output stage has stopped.
+    async fn hand_over(&self, batch: &mut Batch, source: &Arc<Source>) -> bool {
+        batch.weight = 0;
+        let records = std::mem::take(&mut batch.records);
+        self.server.hand_over(records, source).await
+    }
 }
+
+/// Records decoded and not yet handed over, and their weight
+/// ([`record_weight`]).
+#[derive(Default)]
+struct Batch {
+    records: Vec<OwnedRecord>,
+    weight: usize,
+}
+
+impl Batch {
+    fn push(&mut self, r: OwnedRecord) {
+        self.weight += record_weight(&r);
+        self.records.push(r);
+    }
+}
+
+/// Records are handed to the output stage once they weigh this much,
+/// rather than once per read: what a connection holds of them stays small.
+pub(super) const HAND_OVER: usize = 256 << 10;
+
+/// The most working memory one frame may use is the pool's size divided by
+/// this: several large frames can be decoded at once.
+pub(super) const WORK_SHARE: usize = 4;
 
 pub(super) fn python_frame_kind(e: &python::FrameError) -> Kind {
     match e {

@@ -12,10 +12,8 @@
 //!
 //! Threads, not an async runtime: one accepts, one serves each child.
 
-use std::ffi::CString;
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -184,29 +182,33 @@ impl std::fmt::Debug for Embedded {
 const MAX_SOCKET_PATH: usize = 107;
 
 /// Creates `logbraid-XXXXXX` with mode 0700 under `$XDG_RUNTIME_DIR` when
-/// it is a usable directory, else under the temporary directory.
+/// it is a directory of this user that nobody else may enter, else under
+/// the temporary directory (where the unpredictable name and the mode keep
+/// others out).
 fn private_dir() -> io::Result<PathBuf> {
     let runtime = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
-        .filter(|p| p.is_dir());
+        .filter(|p| owned_and_private(p));
     let mut last = io::Error::other("no directory for the collector's socket");
     for base in runtime.into_iter().chain([std::env::temp_dir()]) {
-        let template = base.join("logbraid-XXXXXX");
-        let Ok(c) = CString::new(template.as_os_str().as_bytes()) else {
-            continue;
-        };
-        let mut bytes = c.into_bytes_with_nul();
-        // SAFETY: `bytes` is a NUL-terminated, writable template ending in
-        // six X, as mkdtemp requires; it writes only within it.
-        let p = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
-        if p.is_null() {
-            last = io::Error::last_os_error();
-            continue;
+        match tempfile::Builder::new()
+            .prefix("logbraid-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in(&base)
+        {
+            Ok(dir) => return Ok(dir.keep()),
+            Err(e) => last = e,
         }
-        bytes.pop();
-        return Ok(PathBuf::from(std::ffi::OsStr::from_bytes(&bytes)));
     }
     Err(last)
+}
+
+/// Whether `dir` is a directory (not a link to one) owned by this user,
+/// with no permission for group or others.
+fn owned_and_private(dir: &Path) -> bool {
+    std::fs::symlink_metadata(dir).is_ok_and(|m| {
+        m.is_dir() && m.uid() == rustix::process::getuid().as_raw() && m.mode() & 0o077 == 0
+    })
 }
 
 /// A collector's socket, bound and listening but not served yet: a
@@ -251,16 +253,11 @@ impl Bound {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
             Err(e) => return Err(e),
         };
-        if !created {
-            let m = std::fs::symlink_metadata(dir)?;
-            // SAFETY: getuid has no preconditions and cannot fail.
-            let uid = unsafe { libc::getuid() };
-            if !m.is_dir() || m.uid() != uid || m.mode() & 0o077 != 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    format!("{} is no longer our private directory", dir.display()),
-                ));
-            }
+        if !created && !owned_and_private(dir) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{} is no longer our private directory", dir.display()),
+            ));
         }
         let mut b = Bound::at(path)?;
         b.dir = Some(dir.to_path_buf());
@@ -404,15 +401,13 @@ impl Drop for Embedded {
 
 /// Waits up to `timeout` for a connection to accept; false on timeout.
 fn readable(listener: &UnixListener, timeout: Duration) -> bool {
-    use std::os::unix::io::AsRawFd;
-    let mut fd = libc::pollfd {
-        fd: listener.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, and its count, for the duration of the call.
-    let n = unsafe { libc::poll(&mut fd, 1, timeout.as_millis() as libc::c_int) };
-    n > 0
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(listener, PollFlags::IN)];
+    let timeout = Timespec::try_from(timeout).unwrap_or(Timespec {
+        tv_sec: i64::MAX,
+        tv_nsec: 0,
+    });
+    poll(&mut fds, Some(&timeout)).is_ok_and(|n| n > 0)
 }
 
 fn accept_loop(listener: UnixListener, inner: Arc<Inner>) {
@@ -568,6 +563,55 @@ fn serve(mut stream: UnixStream, inner: &Inner) {
                 inner.counters.reject(&why);
             }
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owned_and_private;
+    use std::fs::{self, Permissions};
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_runtime_directory_is_trusted_only_when_private_and_ours() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("run");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, Permissions::from_mode(0o700)).unwrap();
+        assert!(owned_and_private(&dir));
+        // Others may enter or list it: not private.
+        fs::set_permissions(&dir, Permissions::from_mode(0o755)).unwrap();
+        assert!(!owned_and_private(&dir));
+        fs::set_permissions(&dir, Permissions::from_mode(0o1777)).unwrap();
+        assert!(!owned_and_private(&dir));
+        // A link to a private directory is not the directory.
+        fs::set_permissions(&dir, Permissions::from_mode(0o700)).unwrap();
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        assert!(!owned_and_private(&link));
+        // A file, and nothing at all.
+        let file = base.path().join("file");
+        fs::write(&file, b"").unwrap();
+        fs::set_permissions(&file, Permissions::from_mode(0o600)).unwrap();
+        assert!(!owned_and_private(&file));
+        assert!(!owned_and_private(&base.path().join("absent")));
+    }
+
+    #[test]
+    fn the_private_directory_is_new_and_closed_to_others() {
+        let a = super::private_dir().unwrap();
+        let b = super::private_dir().unwrap();
+        assert_ne!(a, b);
+        for d in [&a, &b] {
+            assert!(owned_and_private(d), "{}", d.display());
+            assert!(d
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("logbraid-"));
+            fs::remove_dir(d).unwrap();
         }
     }
 }

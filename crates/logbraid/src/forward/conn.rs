@@ -237,9 +237,8 @@ pub(crate) fn connect(target: &Target, timeout: Duration) -> io::Result<Stream> 
     match &endpoint.addr {
         Addr::Unix(p) => {
             let s = UnixStream::connect(p)?;
-            let uid = peer_uid(&s)?;
-            // SAFETY: geteuid has no preconditions.
-            let me = unsafe { libc::geteuid() };
+            let uid = rustix::net::sockopt::socket_peercred(&s)?.uid.as_raw();
+            let me = rustix::process::geteuid().as_raw();
             if uid != me && uid != 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
@@ -270,31 +269,6 @@ pub(crate) fn connect(target: &Target, timeout: Duration) -> io::Result<Stream> 
             Err(last)
         }
     }
-}
-
-/// The user id of the process on the other end of a Unix socket.
-fn peer_uid(s: &UnixStream) -> io::Result<libc::uid_t> {
-    use std::os::fd::AsRawFd as _;
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` and `len` are live and sized for SO_PEERCRED.
-    let r = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(cred.uid)
 }
 
 /// A connected stream of any kind.

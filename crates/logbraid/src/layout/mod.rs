@@ -157,6 +157,12 @@ pub(crate) const DIM: &[u8] = b"\x1b[2m";
 /// ANSI escape that ends any colour.
 pub(crate) const RESET: &[u8] = b"\x1b[0m";
 
+/// Whether `seq` is one of the escape sequences these layouts write (the
+/// colours above): the console lets those through and strips every other.
+pub(crate) fn is_own_escape(seq: &[u8]) -> bool {
+    seq == DIM || seq == RESET || Level::ALL.iter().any(|&l| seq == level_color(l))
+}
+
 /// Appends `bytes` as UTF-8, each invalid sequence replaced by U+FFFD
 /// (the same replacements as `String::from_utf8_lossy`).
 #[inline]
@@ -204,14 +210,12 @@ pub(crate) fn push_i64(out: &mut Vec<u8>, v: i64) {
 /// of its own, rather than writing them as `key=value`.
 pub(crate) const TRAILER_FIELDS: [&str; 2] = ["exc_text", "stack_info"];
 
-/// Appends the traceback fields (`exc_text`, then `stack_info`; the last of
-/// each when repeated) as Python's `Formatter.format` does: a newline
-/// unless the text so far ends in one, then the text. Empty and non-text
-/// values are skipped, and one trailing newline of the field is dropped, so
-/// the record still ends in exactly one. `start` is where this record began
-/// in `out`.
-pub(crate) fn push_trailers(fields: Fields<'_>, out: &mut Vec<u8>, start: usize) {
-    let mut found: [Option<&[u8]>; 2] = [None, None];
+/// The traceback fields of a record (`exc_text`, then `stack_info`; the
+/// last of each when repeated), empty and non-text values skipped and one
+/// trailing newline of each dropped, so the record still ends in exactly
+/// one whatever layout writes them.
+pub(crate) fn trailers<'a>(fields: Fields<'a>) -> impl Iterator<Item = &'a [u8]> {
+    let mut found: [Option<&'a [u8]>; 2] = [None, None];
     for (key, value) in fields {
         if let Some(slot) = TRAILER_FIELDS.iter().position(|t| *t == key) {
             found[slot] = match value {
@@ -220,16 +224,11 @@ pub(crate) fn push_trailers(fields: Fields<'_>, out: &mut Vec<u8>, start: usize)
             };
         }
     }
-    for text in found.into_iter().flatten() {
-        let text = text.strip_suffix(b"\n").unwrap_or(text);
-        if text.is_empty() {
-            continue;
-        }
-        if out.len() == start || out.last() != Some(&b'\n') {
-            out.push(b'\n');
-        }
-        push_lossy(out, text);
-    }
+    found
+        .into_iter()
+        .flatten()
+        .map(|text| text.strip_suffix(b"\n").unwrap_or(text))
+        .filter(|text| !text.is_empty())
 }
 
 #[cfg(test)]

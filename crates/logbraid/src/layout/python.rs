@@ -9,7 +9,7 @@ use logbraid_pyfmt::{
 use jiff::tz::TimeZone;
 
 use super::time::{self, split_ns, Strftime};
-use super::{level_color, push_lossy, push_trailers, Layout, RESET};
+use super::{level_color, push_lossy, trailers, Layout, RESET};
 use crate::clock;
 use crate::record::{Record, Value};
 
@@ -414,7 +414,14 @@ impl Layout for PythonLayout {
                 }
             }
         }
-        push_trailers(r.fields, out, start);
+        // As Python's `Formatter.format`: a newline unless the text so far
+        // ends in one, then the text, as it is.
+        for text in trailers(r.fields) {
+            if out.len() == start || out.last() != Some(&b'\n') {
+                out.push(b'\n');
+            }
+            push_lossy(out, text);
+        }
         out.push(b'\n');
     }
 }

@@ -2,7 +2,7 @@
 
 use super::time::Rfc3339Cache;
 use super::{
-    level_color, push_i64, push_lossy, push_trailers, push_u64, Layout, DIM, RESET, TRAILER_FIELDS,
+    level_color, push_i64, push_lossy, push_u64, trailers, Layout, DIM, RESET, TRAILER_FIELDS,
 };
 use crate::record::{Record, Value};
 
@@ -15,7 +15,8 @@ use crate::record::{Record, Value};
 /// In order: the UTC timestamp with microseconds (RFC 3339), the level
 /// padded to five columns, `[pid/thread]` (the thread's name, or its id
 /// when it has none), the target, `: ` and the message as it was logged
-/// (invalid UTF-8 becomes U+FFFD). A newline in the message starts an
+/// (invalid UTF-8 becomes U+FFFD). The thread's name and the target follow
+/// the message's rules below. A newline in the message starts an
 /// indented continuation line, so a message can span lines (a traceback
 /// stays readable) but can never make a line that looks like a record of
 /// its own; a tab is kept; every other control character (carriage
@@ -30,7 +31,9 @@ use crate::record::{Record, Value};
 /// The fields `exc_text` and `stack_info` (Python tracebacks) are not
 /// written as `key=value`: as in Python's `Formatter`, each follows the line
 /// on lines of its own, so the traceback stays readable and part of its
-/// record.
+/// record; those lines are continuation lines too (indented by two spaces,
+/// escaped like the message), so only a record's first line starts at the
+/// margin, whatever its fields hold.
 ///
 /// | option | default | effect |
 /// |---|---|---|
@@ -59,7 +62,6 @@ impl TextLayout {
 
 impl Layout for TextLayout {
     fn format(&mut self, record: &Record<'_>, out: &mut Vec<u8>) {
-        let start = out.len();
         if self.color {
             out.extend_from_slice(DIM);
             self.timestamp.write(record.timestamp_ns, out);
@@ -85,11 +87,11 @@ impl Layout for TextLayout {
         push_u64(out, u64::from(record.source.pid));
         out.push(b'/');
         match record.thread_name {
-            Some(name) if !name.is_empty() => out.extend_from_slice(name.as_bytes()),
+            Some(name) if !name.is_empty() => push_message(out, name.as_bytes()),
             _ => push_u64(out, record.thread_id),
         }
         out.extend_from_slice(b"] ");
-        out.extend_from_slice(record.target.as_bytes());
+        push_message(out, record.target.as_bytes());
         out.extend_from_slice(b": ");
         push_message(out, record.message);
 
@@ -105,7 +107,12 @@ impl Layout for TextLayout {
             push_value(out, value);
         }
         if has_trailer {
-            push_trailers(record.fields, out, start);
+            // On continuation lines, escaped like the message: a traceback
+            // cannot forge a record's line either.
+            for text in trailers(record.fields) {
+                out.extend_from_slice(CONTINUATION);
+                push_message(out, text);
+            }
         }
         out.push(b'\n');
     }
@@ -459,9 +466,9 @@ mod tests {
         let rec = record(&src, &f);
         assert_eq!(
             line(&mut TextLayout::new(), &rec),
-            "2023-11-14T22:13:20.123456Z INFO  [4242/main] app::db: connected user=ada\n\
-             Traceback (most recent call last):\n  File \"a.py\", line 1\nValueError: x\n\
-             Stack (most recent call last):\n  File \"a.py\"\n"
+            "2023-11-14T22:13:20.123456Z INFO  [4242/main] app::db: connected user=ada\n  \
+             Traceback (most recent call last):\n    File \"a.py\", line 1\n  ValueError: x\n  \
+             Stack (most recent call last):\n    File \"a.py\"\n"
         );
 
         // Empty or non-text traceback fields add nothing.
@@ -472,6 +479,31 @@ mod tests {
         assert_eq!(
             line(&mut TextLayout::new(), &rec),
             "2023-11-14T22:13:20.123456Z INFO  [4242/main] app::db: connected\n"
+        );
+    }
+
+    #[test]
+    fn no_field_of_a_record_can_start_a_line() {
+        let src = source();
+        let forged = "2023-11-14T22:13:20.123456Z ERROR [1/main] admin: forged\r\x1b[2K";
+        let mut f = FieldsBuf::new();
+        f.push_str("exc_text", &format!("Traceback:\n{forged}"));
+        let mut rec = record(&src, &f);
+        let target = format!("app\n{forged}");
+        let thread = format!("main\n{forged}");
+        rec.target = &target;
+        rec.thread_name = Some(&thread);
+        let written = line(&mut TextLayout::new(), &rec);
+        // Only the record's own line starts at the margin; every other
+        // line is a continuation, and no control byte is left.
+        let margins: Vec<&str> = written.lines().filter(|l| !l.starts_with("  ")).collect();
+        assert_eq!(margins.len(), 1, "{written}");
+        assert!(margins[0].starts_with("2023-11-14T22:13:20.123456Z INFO  [4242/main"));
+        assert!(!written.contains(['\r', '\x1b']), "{written:?}");
+        assert_eq!(
+            written.matches("forged\\r\\u{1b}[2K").count(),
+            3,
+            "{written}"
         );
     }
 

@@ -44,8 +44,7 @@ pub(super) fn thread_id() -> u64 {
     }
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: gettid has no preconditions.
-        (unsafe { libc::gettid() }) as u64
+        rustix::thread::gettid().as_raw_nonzero().get() as u64
     }
     #[cfg(not(target_os = "linux"))]
     {

@@ -13,9 +13,14 @@ use super::{lock, tsc, Mode, Producer, Settings, Shared, SinkSet, Stats, LIVE, L
 
 impl Shared {
     pub(crate) fn start(settings: Settings, sinks: SinkSet) -> std::io::Result<Arc<Shared>> {
-        crate::sys::fork::watch();
+        {
+            use crate::sys::fork::{register, watch, Rank};
+            register(Rank::Pipeline, super::hold_for_fork);
+            register(Rank::Record, crate::record::hold_for_fork);
+            watch();
+        }
         if let Some(limit) = settings.signals {
-            crate::sys::signal::install(limit);
+            crate::sys::signal::install(limit, flush_all);
         }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let shared_ring = Arc::new(Ring::new(

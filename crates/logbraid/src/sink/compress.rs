@@ -28,7 +28,7 @@ use crate::options::Compression;
 pub(crate) const THREAD_NAME: &str = "logbraid-compress";
 
 /// Nice value of the worker thread: compression yields to everything else.
-const NICE: libc::c_int = 10;
+const NICE: i32 = 10;
 
 /// Compress the backup with this id.
 #[derive(Debug)]
@@ -154,13 +154,9 @@ impl Drop for Compressor {
 /// at normal priority is still correct.
 #[cfg(target_os = "linux")]
 fn lower_priority() {
-    // SAFETY: gettid takes no arguments and cannot fail; setpriority only
-    // reads its integer arguments. On Linux a thread id names one thread, so
-    // this changes the worker only, not the whole process.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid);
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICE);
-    }
+    // On Linux a thread id names one thread, so this changes the worker
+    // only, not the whole process.
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICE);
 }
 
 #[cfg(not(target_os = "linux"))]

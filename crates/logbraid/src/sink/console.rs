@@ -242,6 +242,7 @@ impl Sink for Console {
         };
         let before = self.buf.len();
         layout.format(record, &mut self.buf);
+        strip_terminal_controls(&mut self.buf, before);
         Ok(self.buf.len() - before)
     }
 
@@ -265,6 +266,80 @@ impl Sink for Console {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Removes from `buf[from..]` what a terminal would act on rather than
+/// show, except the colours logbraid's layouts write themselves: escape
+/// sequences (CSI, OSC and the other string controls, two-byte escapes),
+/// C0 control bytes other than tab and newline, DEL, and the C1 controls
+/// (U+0080 to U+009F). A message can then neither retitle the window, move
+/// the cursor, rewrite earlier lines, nor hide text; the text layout
+/// escapes these itself, the Python `%` layout (whose files keep the bytes
+/// as Python's own handlers do) relies on this.
+fn strip_terminal_controls(buf: &mut Vec<u8>, from: usize) {
+    let foreign = |b: u8| (b < 0x20 && b != b'\n' && b != b'\t') || b == 0x7f || b == 0xc2;
+    let Some(first) = buf[from..].iter().position(|&b| foreign(b)) else {
+        return;
+    };
+    let start = from + first;
+    let tail = buf.split_off(start);
+    let mut i = 0;
+    while i < tail.len() {
+        let b = tail[i];
+        match b {
+            0x1b => {
+                let len = escape_len(&tail[i..]);
+                let seq = &tail[i..i + len];
+                if crate::layout::is_own_escape(seq) {
+                    buf.extend_from_slice(seq);
+                }
+                i += len;
+            }
+            // C1 controls, as UTF-8.
+            0xc2 if matches!(tail.get(i + 1), Some(0x80..=0x9f)) => i += 2,
+            _ if b != 0xc2 && foreign(b) => i += 1,
+            _ => {
+                buf.push(b);
+                i += 1;
+            }
+        }
+    }
+}
+
+/// The length of the escape sequence at the start of `s` (which starts
+/// with ESC): a CSI up to its final byte, a string control (OSC, DCS, SOS,
+/// PM, APC) up to its terminator (BEL or ESC \\) or the end of the line,
+/// otherwise ESC and the byte after it when that is printable. A sequence
+/// cut short ends where it stops being one.
+fn escape_len(s: &[u8]) -> usize {
+    match s.get(1) {
+        Some(b'[') => {
+            let mut i = 2;
+            while let Some(&b) = s.get(i) {
+                i += 1;
+                match b {
+                    0x20..=0x3f => {}
+                    0x40..=0x7e => return i,
+                    _ => return i - 1,
+                }
+            }
+            i
+        }
+        Some(b']' | b'P' | b'X' | b'^' | b'_') => {
+            let mut i = 2;
+            while let Some(&b) = s.get(i) {
+                match b {
+                    0x07 => return i + 1,
+                    0x1b if s.get(i + 1) == Some(&b'\\') => return i + 2,
+                    b'\n' => return i,
+                    _ => i += 1,
+                }
+            }
+            i
+        }
+        Some(0x20..=0x7e) => 2,
+        _ => 1,
     }
 }
 
@@ -431,5 +506,66 @@ mod tests {
             "stdin".parse::<ConsoleStream>().unwrap_err().to_string(),
             "\"stdin\" is not one of: stderr, stdout"
         );
+    }
+
+    /// What the console shows for one record of `layout`.
+    fn shown(layout: Box<dyn Layout>, level: Level, msg: &str) -> Vec<u8> {
+        let cap = Capture::default();
+        let mut c = Console::to_writer(Box::new(cap.clone())).layout(layout);
+        let src = source();
+        c.write(&record(&src, level, "app", msg)).unwrap();
+        c.flush().unwrap();
+        let out = cap.bytes.lock().unwrap().clone();
+        out
+    }
+
+    /// A message that retitles the window, clears the screen, moves the
+    /// cursor, overwrites with a carriage return, rings the bell, hides
+    /// text with a C1 CSI, and ends in a cut-off sequence.
+    const HOSTILE: &str = "a\x1b]0;pwned\x07b\x1b[2J\x1b[1;1Hc\rd\x08e\x07f\u{9b}31mg\x1bPdcs\x1b\\h\x1bci\x7fj\tk\x1b[";
+
+    #[test]
+    fn foreign_terminal_controls_never_reach_the_console() {
+        let py = |color| -> Box<dyn Layout> {
+            Box::new(
+                crate::layout::PythonLayout::new("%(levelname)s:%(message)s", None)
+                    .unwrap()
+                    .with_color(color),
+            )
+        };
+        assert_eq!(
+            shown(py(false), Level::Info, HOSTILE),
+            b"INFO:abcdef31mghij\tk\n"
+        );
+        // Newlines of a multi-line message (a traceback) stay.
+        assert_eq!(
+            shown(py(false), Level::Info, "one\n  two\x1b[A"),
+            b"INFO:one\n  two\n"
+        );
+        // The layout's own colours stay, byte for byte, around the same
+        // stripped message; the same colour injected by a message is
+        // only a colour.
+        assert_eq!(
+            shown(py(true), Level::Error, HOSTILE),
+            b"\x1b[31mERROR\x1b[0m:abcdef31mghij\tk\n"
+        );
+        // Plain text and UTF-8 beyond the C1 range pass untouched.
+        assert_eq!(
+            shown(py(false), Level::Warn, "caf\u{e9} \u{a0}\u{20ac} ok"),
+            "WARNING:caf\u{e9} \u{a0}\u{20ac} ok\n".as_bytes()
+        );
+    }
+
+    #[test]
+    fn the_text_layout_escapes_what_the_console_would_strip() {
+        let text = crate::layout::TextLayout::new();
+        let mut direct = Vec::new();
+        let src = source();
+        text.clone()
+            .format(&record(&src, Level::Info, "app", HOSTILE), &mut direct);
+        // The text layout writes escapes, not controls: the console shows
+        // its line unchanged.
+        assert_eq!(shown(Box::new(text), Level::Info, HOSTILE), direct);
+        assert!(!direct.contains(&0x1b));
     }
 }

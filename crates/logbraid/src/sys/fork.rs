@@ -18,7 +18,9 @@
 //!   fork happens between critical sections, never inside one. Apart from
 //!   the source's lock, which takes the name's inside it (and is taken
 //!   first here too), none of these locks is held while another is taken,
-//!   so taking them all cannot deadlock.
+//!   so taking them all cannot deadlock. The layers above register their
+//!   locks here ([`register`], by [`Rank`]); this module calls none of them
+//!   by name.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -46,13 +48,46 @@ pub(crate) fn hold<T: 'static>(held: &mut Held, m: &'static Mutex<T>) {
     held.push(Box::new(m.lock().unwrap_or_else(|e| e.into_inner())));
 }
 
+/// The layers whose process-wide locks a fork must not split, in the order
+/// their locks are taken before it: the locks under which other code runs
+/// first, the leaves (held only for a lookup or an assignment) last. Each
+/// layer registers its own ([`register`]) before it starts a thread, so
+/// this module knows their order and nothing of their contents.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Rank {
+    /// The exported collector address and the global logger.
+    Logger,
+    /// The list of live pipelines.
+    Pipeline,
+    /// The process's source and name.
+    Record,
+}
+
+const RANKS: usize = Rank::Record as usize + 1;
+
+/// What each rank registered. Held itself across the fork, taken first:
+/// a layer registering meanwhile waits until the fork is over, so a lock
+/// is either held by `prepare` or first taken after the fork.
+static HOLDS: Mutex<[Option<HoldFn>; RANKS]> = Mutex::new([None; RANKS]);
+
+/// Takes a layer's locks for a fork.
+type HoldFn = fn(&mut Held);
+
+/// Registers `hold`, which takes the locks of the layer `rank` for a fork
+/// (calling [`hold`] for each). Called with none of those locks held, before
+/// the layer's first use of them that another thread could see.
+pub(crate) fn register(rank: Rank, hold: HoldFn) {
+    HOLDS.lock().unwrap_or_else(|e| e.into_inner())[rank as usize] = Some(hold);
+}
+
 extern "C" fn prepare() {
     let mut held: Held = Vec::with_capacity(8);
-    // Locks under which other code runs first, the leaves (held only for
-    // a lookup or an assignment) last.
-    crate::logger::hold_for_fork(&mut held);
-    crate::pipeline::hold_for_fork(&mut held);
-    crate::record::hold_for_fork(&mut held);
+    let registered = HOLDS.lock().unwrap_or_else(|e| e.into_inner());
+    let holds = *registered;
+    held.push(Box::new(registered));
+    for hold in holds.into_iter().flatten() {
+        hold(&mut held);
+    }
     super::signal::hold_for_fork(&mut held);
     // `try_with`: a thread whose local storage is being torn down forks
     // without the guarantee rather than aborting.

@@ -51,8 +51,9 @@
 //! writer thread itself crashing), the handler gives up at the limit.
 
 use std::io;
+use std::os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, IntoRawFd as _, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// The signals handled, when at their default action.
@@ -98,6 +99,9 @@ static FIRED: AtomicBool = AtomicBool::new(false);
 static HALTED: AtomicBool = AtomicBool::new(false);
 /// File writes in progress (see [`gate`]).
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// What the signal thread calls to flush every live pipeline (given by the
+/// pipelines to [`install`]: this module calls no layer above it).
+static FLUSH_ALL: OnceLock<fn()> = OnceLock::new();
 /// Serialises [`install`]; held across a fork like the other locks.
 static INSTALL: Mutex<()> = Mutex::new(());
 
@@ -148,22 +152,27 @@ extern "C" fn on_signal(sig: libc::c_int) {
     {
         default_action(sig);
     } else {
-        let byte = sig as u8;
-        // SAFETY: writing one byte from a live buffer; the descriptor is
-        // non-blocking, so a full pipe cannot stall the handler.
-        let n = unsafe {
-            libc::write(
-                WAKE_FD.load(Ordering::Acquire),
-                (&byte as *const u8).cast(),
-                1,
-            )
-        };
-        if n != 1 {
+        if !wake(sig) {
             default_action(sig);
         }
     }
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = errno };
+}
+
+/// Wakes the signal thread with the signal's number: one `write(2)` to a
+/// non-blocking pipe (a full pipe cannot stall a handler), which is all a
+/// handler may do. False when the byte could not be written.
+fn wake(sig: libc::c_int) -> bool {
+    let fd = WAKE_FD.load(Ordering::Acquire);
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: a descriptor stored by `start` for this process and never
+    // closed while it is there (a forked child replaces it before closing
+    // the inherited one).
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    rustix::io::write(fd, &[sig as u8]) == Ok(1)
 }
 
 /// The handler of the fatal signals; see the module documentation.
@@ -173,28 +182,18 @@ extern "C" fn on_fatal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut 
     if OWNER.load(Ordering::Acquire) == std::process::id()
         && !FATAL_FIRED.swap(true, Ordering::AcqRel)
         && !FIRED.swap(true, Ordering::AcqRel)
+        && wake(sig)
     {
-        let byte = sig as u8;
-        // SAFETY: as in `on_signal`.
-        let n = unsafe {
-            libc::write(
-                WAKE_FD.load(Ordering::Acquire),
-                (&byte as *const u8).cast(),
-                1,
-            )
+        let limit_ms = FLUSH_LIMIT_MS.load(Ordering::Acquire);
+        let tick = rustix::thread::Timespec {
+            tv_sec: 0,
+            tv_nsec: 1_000_000,
         };
-        if n == 1 {
-            let limit_ms = FLUSH_LIMIT_MS.load(Ordering::Acquire);
-            let tick = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 1_000_000,
-            };
-            let mut waited = 0;
-            while !FATAL_DONE.load(Ordering::Acquire) && waited < limit_ms {
-                // SAFETY: nanosleep is async-signal-safe; `tick` is live.
-                unsafe { libc::nanosleep(&tick, std::ptr::null_mut()) };
-                waited += 1;
-            }
+        let mut waited = 0;
+        while !FATAL_DONE.load(Ordering::Acquire) && waited < limit_ms {
+            // A system call, async-signal-safe.
+            let _ = rustix::thread::nanosleep(&tick);
+            waited += 1;
         }
     }
     // SAFETY: PREVIOUS is written before the handler is installed and not
@@ -254,8 +253,10 @@ fn fatal_address() -> libc::sighandler_t {
 }
 
 /// Installs the handler for each of [`SIGNALS`] at its default action,
-/// and the thread it wakes; once per process (again in a forked child).
-pub(crate) fn install(flush_limit: Duration) {
+/// and the thread it wakes, which calls `flush_all` (the pipelines' flush
+/// of every live pipeline); once per process (again in a forked child).
+pub(crate) fn install(flush_limit: Duration, flush_all: fn()) {
+    let _ = FLUSH_ALL.set(flush_all);
     let ms = u64::try_from(flush_limit.as_millis()).unwrap_or(u64::MAX);
     FLUSH_LIMIT_MS.store(ms, Ordering::Release);
     let pid = std::process::id();
@@ -274,36 +275,21 @@ pub(crate) fn install(flush_limit: Duration) {
 }
 
 fn start(pid: u32) -> io::Result<()> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: `fds` has room for the two descriptors.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let [read_fd, write_fd] = fds;
-    // SAFETY: a descriptor just made; the flags call has no other effect.
-    unsafe {
-        let flags = libc::fcntl(write_fd, libc::F_GETFL);
-        libc::fcntl(write_fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
-    }
-    let spawned = std::thread::Builder::new()
+    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    fcntl_setfl(&write, fcntl_getfl(&write)? | OFlags::NONBLOCK)?;
+    let read_fd = read.as_raw_fd();
+    std::thread::Builder::new()
         .name("logbraid-signals".into())
-        .spawn(move || wait_for_signal(read_fd));
-    if let Err(e) = spawned {
-        // SAFETY: closing the descriptors just made, used by no one.
-        unsafe {
-            libc::close(read_fd);
-            libc::close(write_fd);
-        }
-        return Err(e);
-    }
+        .spawn(move || wait_for_signal(read))?;
     // A forked child's inherited pipe is the parent's: its ends are closed
     // here (the parent keeps its own) and replaced.
-    for (slot, fd) in [(&WAKE_FD, write_fd), (&READ_FD, read_fd)] {
+    for (slot, fd) in [(&WAKE_FD, write.into_raw_fd()), (&READ_FD, read_fd)] {
         let inherited = slot.swap(fd, Ordering::AcqRel);
         if inherited >= 0 {
             // SAFETY: our own descriptor from before the fork, used by no
             // one in this process now that the slot names the new one.
-            unsafe { libc::close(inherited) };
+            drop(unsafe { OwnedFd::from_raw_fd(inherited) });
         }
     }
     FIRED.store(false, Ordering::Release);
@@ -371,17 +357,17 @@ fn halt_writes() {
 /// forwarding pipeline whose collector is gone would wait for ever): for
 /// the end of the process (`atexit`, a panic), which must come whatever
 /// the collector does. Says on stderr when the limit ends the wait.
-pub(crate) fn flush_all_bounded(why: &str) {
+pub(crate) fn flush_all_bounded(why: &str, flush_all: fn()) {
     let (tx, rx) = std::sync::mpsc::channel();
     let flushing = std::thread::Builder::new()
         .name("logbraid-exit-flush".into())
         .spawn(move || {
-            crate::pipeline::flush_all();
+            flush_all();
             let _ = tx.send(());
         });
     if flushing.is_err() {
         // No thread to bound it with: flush here, unbounded.
-        crate::pipeline::flush_all();
+        flush_all();
         return;
     }
     let limit = Duration::from_millis(FLUSH_LIMIT_MS.load(Ordering::Acquire));
@@ -393,23 +379,22 @@ pub(crate) fn flush_all_bounded(why: &str) {
 }
 
 /// The thread the handler wakes: flush, then the signal's default action.
-fn wait_for_signal(read_fd: libc::c_int) {
-    let mut byte = 0u8;
+fn wait_for_signal(read: OwnedFd) {
+    let mut byte = [0u8; 1];
     loop {
-        // SAFETY: reading one byte into a live buffer.
-        let n = unsafe { libc::read(read_fd, (&mut byte as *mut u8).cast(), 1) };
-        if n == 1 {
-            break;
+        match rustix::io::read(&read, &mut byte) {
+            Ok(1) => break,
+            Err(rustix::io::Errno::INTR) => continue,
+            // The write end is gone: nothing will wake this thread.
+            _ => return,
         }
-        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-            continue;
-        }
-        // The write end is gone: nothing will wake this thread.
-        return;
     }
+    let [byte] = byte;
     let sig = libc::c_int::from(byte);
     let fatal = FATAL.contains(&sig);
-    flush_all_bounded(&format!("signal {sig}"));
+    if let Some(&flush_all) = FLUSH_ALL.get() {
+        flush_all_bounded(&format!("signal {sig}"), flush_all);
+    }
     halt_writes();
     if fatal {
         // The faulting thread ends the process (see `on_fatal`).

@@ -1,6 +1,8 @@
 //! The collector's rule for batches that arrive more than once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::WireError;
 
@@ -21,6 +23,11 @@ struct Stream {
     admitted: u64,
     /// Highest sequence number known to be written.
     written: u64,
+    /// Position in [`Dedup::order`]: when it was last admitted to or
+    /// written.
+    tick: u64,
+    /// When it was last admitted to or written.
+    at: Instant,
 }
 
 /// Which records of a batch to write, per client id: the collector's half of
@@ -42,44 +49,152 @@ struct Stream {
 /// | `first > admitted + 1` | [`WireError::SequenceGap`]: records in between were never received |
 /// | a `HELLO` with a new epoch for a known client id | the old numbering is forgotten; the new one starts from nothing |
 /// | a batch under an epoch that a newer `HELLO` replaced | written whole and not tracked: its client has restarted and will not resend it |
+/// | a first batch of a new client id, the table full | the least recently written entry is forgotten if it is idle; if none is, [`WireError::TooManyClients`] |
+///
+/// An entry is made by a client id's first batch, never by its `HELLO`
+/// alone (a `HELLO` only answers what is known), so connections that
+/// send nothing cost the table nothing. The table holds at most
+/// [`capacity`](Self::with_capacity) entries. To make room, it forgets the
+/// entry least recently admitted to or written, and only one that is
+/// *idle*: nothing in flight (every admitted record written) and nothing
+/// admitted or written for the idle time. A client that is still sending
+/// is therefore never forgotten, and keeps exactly-once; a client that was
+/// idle so long and comes back starts a new entry (its next batch follows
+/// what was acknowledged, so nothing is written twice unless it resends a
+/// batch it had seen acknowledged). When no entry is idle, a new client id
+/// is refused as overloaded (a transient error: it backs off and retries,
+/// keeping its batches) rather than weakening anyone's exactly-once.
 ///
 /// Pure logic, no locking: a collector with many connections shares one
-/// behind a mutex. Memory is one small entry per client id; a collector
-/// that accepts clients it does not know should cap [`len`](Self::len) or
-/// [`forget`](Self::forget) idle ids. To keep exactly-once across its own
-/// restarts, a collector saves [`iter`](Self::iter) when it acknowledges,
-/// and [`restore`](Self::restore)s it at start-up.
-#[derive(Clone, Debug, Default)]
+/// behind a mutex. To keep exactly-once across its own restarts, a
+/// collector saves what [`committed`](Self::committed) says before it
+/// commits, and the ids [`take_forgotten`](Self::take_forgotten) hands out,
+/// and [`restore`](Self::restore)s them at start-up.
+#[derive(Clone, Debug)]
 pub struct Dedup {
-    clients: HashMap<Box<str>, Stream>,
+    clients: HashMap<Arc<str>, Stream>,
+    /// Client ids by their entry's tick, least recently used first.
+    order: BTreeMap<u64, Arc<str>>,
+    tick: u64,
+    capacity: usize,
+    idle: Duration,
+    /// Ids forgotten to make room, not yet taken by the saver.
+    forgotten: Vec<Arc<str>>,
+}
+
+/// Entries looked at, least recently used first, for one that may be
+/// forgotten: past them, the table counts as busy.
+const SCAN: usize = 64;
+
+impl Default for Dedup {
+    fn default() -> Self {
+        Dedup::with_capacity(Dedup::DEFAULT_CAPACITY, Dedup::DEFAULT_IDLE)
+    }
 }
 
 impl Dedup {
-    /// Nothing known.
+    /// Client ids a table holds by default.
+    pub const DEFAULT_CAPACITY: usize = 100_000;
+
+    /// How long an entry must have seen nothing admitted or written before
+    /// it may be forgotten, by default.
+    pub const DEFAULT_IDLE: Duration = Duration::from_secs(600);
+
+    /// Nothing known, the default capacity and idle time.
     pub fn new() -> Self {
         Dedup::default()
     }
 
-    /// The client id's stream, made the given epoch's (and emptied) if it
-    /// was another's.
-    fn stream(&mut self, client_id: &str, epoch: u64) -> &mut Stream {
-        let fresh = Stream {
-            epoch,
-            admitted: 0,
-            written: 0,
-        };
-        let s = self.clients.entry(client_id.into()).or_insert(fresh);
-        if s.epoch != epoch {
-            *s = fresh;
+    /// Nothing known; at most `capacity` client ids (at least one), an
+    /// entry forgotten to make room only after `idle` without a batch.
+    pub fn with_capacity(capacity: usize, idle: Duration) -> Self {
+        Dedup {
+            clients: HashMap::new(),
+            order: BTreeMap::new(),
+            tick: 0,
+            capacity: capacity.max(1),
+            idle,
+            forgotten: Vec::new(),
         }
-        s
     }
 
-    /// Registers a client's `HELLO` and returns the highest sequence number
-    /// written for it, for the `WELCOME` (0: none). A new epoch replaces the
-    /// client id's previous one.
+    /// Marks the client id's entry as used now.
+    fn touch(&mut self, client_id: &str) {
+        let Some((id, s)) = self.clients.get_key_value(client_id) else {
+            return;
+        };
+        let id = Arc::clone(id);
+        let old = s.tick;
+        self.tick += 1;
+        let tick = self.tick;
+        self.order.remove(&old);
+        self.order.insert(tick, id);
+        if let Some(s) = self.clients.get_mut(client_id) {
+            s.tick = tick;
+            s.at = Instant::now();
+        }
+    }
+
+    /// A new entry for the client id under `epoch`, making room first.
+    fn insert(&mut self, client_id: &str, epoch: u64) -> Result<(), WireError> {
+        while self.clients.len() >= self.capacity {
+            if !self.forget_idle() {
+                return Err(WireError::TooManyClients { max: self.capacity });
+            }
+        }
+        self.tick += 1;
+        let id: Arc<str> = client_id.into();
+        self.order.insert(self.tick, Arc::clone(&id));
+        self.clients.insert(
+            id,
+            Stream {
+                epoch,
+                admitted: 0,
+                written: 0,
+                tick: self.tick,
+                at: Instant::now(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Forgets the least recently used entry that is idle, looking at the
+    /// [`SCAN`] least recently used (those with records in flight are
+    /// passed over).
+    fn forget_idle(&mut self) -> bool {
+        let found = self
+            .order
+            .iter()
+            .take(SCAN)
+            .find(|(_, id)| {
+                self.clients
+                    .get(*id)
+                    .is_some_and(|s| s.admitted == s.written && s.at.elapsed() >= self.idle)
+            })
+            .map(|(&tick, _)| tick);
+        let Some(id) = found.and_then(|tick| self.order.remove(&tick)) else {
+            return false;
+        };
+        self.clients.remove(&id);
+        self.forgotten.push(id);
+        true
+    }
+
+    /// Answers a client's `HELLO`: the highest sequence number written for
+    /// it, for the `WELCOME` (0: none). A new epoch replaces the client
+    /// id's previous one; an unknown client id gets no entry until its
+    /// first batch.
     pub fn hello(&mut self, client_id: &str, epoch: u64) -> u64 {
-        self.stream(client_id, epoch).written
+        match self.clients.get_mut(client_id) {
+            Some(s) if s.epoch == epoch => s.written,
+            Some(s) => {
+                s.epoch = epoch;
+                s.admitted = 0;
+                s.written = 0;
+                0
+            }
+            None => 0,
+        }
     }
 
     /// Decides which records of the batch `first ..= first + count - 1` to
@@ -96,8 +211,8 @@ impl Dedup {
         if count == 0 {
             return Ok(Admit { skip: 0, write: 0 });
         }
-        let s = match self.clients.get_mut(client_id) {
-            Some(s) if s.epoch == epoch => s,
+        match self.clients.get(client_id) {
+            Some(s) if s.epoch == epoch => {}
             // A connection of a client that has restarted since (a newer
             // HELLO brought another epoch): that process is gone and will
             // never resend, so write its records and leave the new
@@ -108,7 +223,14 @@ impl Dedup {
                     write: count,
                 })
             }
-            None => self.stream(client_id, epoch),
+            None => self.insert(client_id, epoch)?,
+        }
+        self.touch(client_id);
+        let Some(s) = self.clients.get_mut(client_id) else {
+            return Ok(Admit {
+                skip: 0,
+                write: count,
+            });
         };
         let last = first.saturating_add(u64::from(count) - 1);
         if s.admitted == 0 {
@@ -134,17 +256,28 @@ impl Dedup {
         })
     }
 
+    /// What [`commit`](Self::commit) would make the highest written
+    /// sequence number, without changing anything: to save it before the
+    /// table shows it.
+    pub fn committed(&self, client_id: &str, epoch: u64, last: u64) -> Option<u64> {
+        let s = self.clients.get(client_id)?;
+        if s.epoch != epoch {
+            return None;
+        }
+        Some(s.written.max(last.min(s.admitted)))
+    }
+
     /// Records that everything up to `last` is written, and returns the
     /// highest written sequence number, for the `ACK`. `None` when the
     /// client id has moved to another epoch since (a newer connection of a
     /// restarted client): this connection's client is gone, send nothing.
     pub fn commit(&mut self, client_id: &str, epoch: u64, last: u64) -> Option<u64> {
-        let s = self.clients.get_mut(client_id)?;
-        if s.epoch != epoch {
-            return None;
+        let written = self.committed(client_id, epoch, last)?;
+        self.touch(client_id);
+        if let Some(s) = self.clients.get_mut(client_id) {
+            s.written = written;
         }
-        s.written = s.written.max(last.min(s.admitted));
-        Some(s.written)
+        Some(written)
     }
 
     /// The highest sequence number written for a client id under an epoch
@@ -157,24 +290,61 @@ impl Dedup {
     }
 
     /// Sets what a previous run of the collector had written, before any
-    /// client connects.
+    /// client connects. Restored entries count against the capacity like
+    /// any other (a table restored over it makes room from the least
+    /// recently restored on, as they become idle).
     pub fn restore(&mut self, client_id: &str, epoch: u64, written: u64) {
-        let s = self.stream(client_id, epoch);
+        let known = self.clients.get_mut(client_id);
+        let s = match known {
+            Some(s) => s,
+            None => {
+                self.tick += 1;
+                let id: Arc<str> = client_id.into();
+                self.order.insert(self.tick, Arc::clone(&id));
+                self.clients.entry(id).or_insert(Stream {
+                    epoch,
+                    admitted: 0,
+                    written: 0,
+                    tick: self.tick,
+                    at: Instant::now(),
+                })
+            }
+        };
+        if s.epoch != epoch {
+            *s = Stream {
+                epoch,
+                admitted: 0,
+                written: 0,
+                ..*s
+            };
+        }
         s.written = s.written.max(written);
         s.admitted = s.admitted.max(written);
     }
 
-    /// `(client id, epoch, highest written)` of every client id, to save.
+    /// `(client id, epoch, highest written)` of every client id.
     pub fn iter(&self) -> impl Iterator<Item = (&str, u64, u64)> + '_ {
         self.clients
             .iter()
             .map(|(id, s)| (&**id, s.epoch, s.written))
     }
 
+    /// The ids forgotten to make room since the last call, for the saved
+    /// state to forget them too.
+    pub fn take_forgotten(&mut self) -> Vec<Arc<str>> {
+        std::mem::take(&mut self.forgotten)
+    }
+
     /// Forgets a client id; returns whether it was known. A batch resent
     /// under it afterwards is written again.
     pub fn forget(&mut self, client_id: &str) -> bool {
-        self.clients.remove(client_id).is_some()
+        match self.clients.remove(client_id) {
+            Some(s) => {
+                self.order.remove(&s.tick);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Number of client ids tracked.
@@ -191,6 +361,7 @@ impl Dedup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::ErrorCode;
 
     fn admit(d: &mut Dedup, first: u64, count: u32) -> Result<(u32, u32), WireError> {
         d.admit("c", 1, first, count).map(|a| (a.skip, a.write))
@@ -200,6 +371,8 @@ mod tests {
     fn a_new_client_starts_anywhere_then_must_be_contiguous() {
         let mut d = Dedup::new();
         assert_eq!(d.hello("c", 1), 0);
+        // A HELLO alone makes no entry.
+        assert!(d.is_empty());
         assert_eq!(admit(&mut d, 500, 10), Ok((0, 10)));
         assert_eq!(admit(&mut d, 510, 5), Ok((0, 5)));
         assert_eq!(
@@ -290,6 +463,57 @@ mod tests {
         assert!(d.forget("c"));
         assert!(!d.forget("c"));
         assert_eq!(admit(&mut d, 200, 1), Ok((0, 1)));
+    }
+
+    #[test]
+    fn a_full_table_forgets_the_least_recently_written_idle_entry() {
+        let mut d = Dedup::with_capacity(2, Duration::ZERO);
+        for id in ["a", "b"] {
+            d.admit(id, 1, 1, 5).unwrap();
+            d.commit(id, 1, 5);
+        }
+        // "a" is used again: "b" is now the least recently written.
+        assert_eq!(d.admit("a", 1, 6, 1), Ok(Admit { skip: 0, write: 1 }));
+        d.commit("a", 1, 6);
+        d.admit("c", 1, 1, 1).unwrap();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d.written("a", 1), 6);
+        assert_eq!(d.written("b", 1), 0);
+        assert_eq!(d.take_forgotten(), [Arc::from("b")]);
+        assert!(d.take_forgotten().is_empty());
+        // "a" is now the least recently used, and idle ("c" has a
+        // record in flight).
+        d.admit("d", 1, 1, 1).unwrap();
+        assert_eq!(d.take_forgotten(), [Arc::from("a")]);
+        // Now "c" and "d" both have records in flight: nobody is idle.
+        assert_eq!(
+            d.admit("e", 1, 1, 1),
+            Err(WireError::TooManyClients { max: 2 })
+        );
+        assert_eq!(
+            WireError::TooManyClients { max: 2 }.code(),
+            ErrorCode::OVERLOADED
+        );
+        d.commit("c", 1, 1);
+        assert_eq!(d.admit("e", 1, 1, 1), Ok(Admit { skip: 0, write: 1 }));
+        assert_eq!(d.take_forgotten(), [Arc::from("c")]);
+    }
+
+    #[test]
+    fn entries_used_within_the_idle_time_are_kept() {
+        let mut d = Dedup::with_capacity(1, Duration::from_secs(3600));
+        d.admit("a", 1, 1, 1).unwrap();
+        d.commit("a", 1, 1);
+        assert_eq!(
+            d.admit("b", 1, 1, 1),
+            Err(WireError::TooManyClients { max: 1 })
+        );
+        // A HELLO of a new client costs nothing and is answered.
+        assert_eq!(d.hello("b", 1), 0);
+        assert_eq!(d.hello("a", 1), 1);
+        assert_eq!(d.len(), 1);
+        // The client still sending keeps exactly-once.
+        assert_eq!(d.admit("a", 1, 1, 2), Ok(Admit { skip: 1, write: 1 }));
     }
 
     #[test]

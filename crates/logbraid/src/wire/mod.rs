@@ -77,7 +77,7 @@ pub use frame::{
     frame_len, Frame, FrameReader, Hello,
 };
 pub use record::{Batch, BatchEncoder, Push, Records};
-pub use session::{encode_refusal, Closed, Holders, Peer, ServerSession, Step};
+pub use session::{encode_refusal, Closed, Holders, Peer, ServerSession, Step, MAX_SOURCE_TEXT};
 
 /// The protocol version this module speaks.
 pub const VERSION: u8 = 1;
@@ -303,6 +303,13 @@ pub enum WireError {
     /// numbered from 0).
     #[error("cannot encode: {0}")]
     Unencodable(&'static str),
+    /// The collector tracks as many client ids as it may, none of them
+    /// idle: a new one must come back later.
+    #[error("the collector tracks {max} client ids, none idle; retry later")]
+    TooManyClients {
+        /// The collector's capacity.
+        max: usize,
+    },
 }
 
 impl WireError {
@@ -321,6 +328,7 @@ impl WireError {
             WireError::UnexpectedFrame(_) => ErrorCode::UNEXPECTED_FRAME,
             WireError::BadToken => ErrorCode::BAD_TOKEN,
             WireError::SequenceGap { .. } => ErrorCode::SEQUENCE_GAP,
+            WireError::TooManyClients { .. } => ErrorCode::OVERLOADED,
             WireError::ClientIdTaken(_) => ErrorCode::CLIENT_ID_TAKEN,
         }
     }

@@ -12,6 +12,21 @@ use super::record::Batch;
 use super::{ErrorCode, FrameType, WireError, DEFAULT_MAX_FRAME};
 use crate::record::Source;
 
+/// Longest host and program a session keeps from a `HELLO`, in bytes:
+/// longer ones are cut (at a character boundary). They are written with
+/// every record of the connection, so the collector must not let a client
+/// make each line 128 KiB longer.
+pub const MAX_SOURCE_TEXT: usize = 255;
+
+/// `s` cut to at most [`MAX_SOURCE_TEXT`] bytes, at a character boundary.
+fn capped(s: &str) -> &str {
+    let mut end = s.len().min(MAX_SOURCE_TEXT);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Who is on the other end of an accepted connection, from its `HELLO`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
@@ -237,7 +252,11 @@ impl ServerSession {
                     client_id: h.client_id.into(),
                     epoch: h.epoch,
                     version,
-                    source: Arc::new(h.source()),
+                    source: Arc::new(Source {
+                        host: capped(h.host).to_string(),
+                        pid: h.pid,
+                        process_name: capped(h.program).to_string(),
+                    }),
                 });
                 encode_welcome(version, highest, self.max_frame, out);
                 Step::Continue
@@ -407,6 +426,35 @@ mod tests {
             panic!("expected a write")
         };
         assert_eq!((skip, last), (2, 4));
+    }
+
+    #[test]
+    fn long_hello_hosts_and_programs_are_cut_to_255_bytes() {
+        let dedup = Mutex::new(Dedup::new());
+        // 254 ASCII bytes then 'é' (2 bytes): cut before it, at 254.
+        let host = format!("{}é{}", "h".repeat(254), "x".repeat(60_000));
+        let program = "p".repeat(65_535);
+        let mut frame = Vec::new();
+        encode_hello(
+            &Hello {
+                versions: SUPPORTED_VERSIONS,
+                client_id: "c1",
+                epoch: 1,
+                host: &host,
+                pid: 7,
+                program: &program,
+                token: b"",
+            },
+            &mut frame,
+        )
+        .unwrap();
+        let mut s = ServerSession::new(0, None);
+        let mut out = Vec::new();
+        s.on_frame(decode(&frame).unwrap(), &dedup, &mut out);
+        let source = &s.peer().unwrap().source;
+        assert_eq!(source.host, "h".repeat(254));
+        assert_eq!(source.process_name, "p".repeat(MAX_SOURCE_TEXT));
+        assert_eq!(source.pid, 7);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Turns the arena into a tree of values, checking the limits.
 
 use super::limits::{LimitKind, Limits, PickleError, MAX_DEPTH_CAP, R};
-use super::machine::Node;
+use super::machine::{slot, Node};
 use super::objects::{self, Object};
 use super::value::PickleValue;
 
@@ -16,6 +16,22 @@ pub(super) struct Builder<'a, 'b> {
     pub(super) values: Vec<PickleValue<'a>>,
     /// Sets become [`Object`]s (`{1, 2}`) rather than lists.
     pub(super) objects: bool,
+    /// Working memory the machine charged, to which the builder adds its
+    /// own, against [`Limits::max_work_bytes`].
+    pub(super) work: usize,
+}
+
+/// Adds `bytes` to the working memory `work`, checking the limit.
+fn charge(work: &mut usize, bytes: usize, limits: &Limits, offset: usize) -> R<()> {
+    *work = work.saturating_add(bytes);
+    if *work > limits.max_work_bytes {
+        return Err(PickleError::Limit {
+            kind: LimitKind::Work,
+            max: limits.max_work_bytes,
+            offset,
+        });
+    }
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -36,6 +52,9 @@ impl<'a> Builder<'a, '_> {
     pub(super) fn build(&mut self, root: usize) -> R<PickleValue<'a>> {
         let max_depth = self.limits.max_depth.min(MAX_DEPTH_CAP);
         let offset = self.offset;
+        let limits = self.limits;
+        let mut work = self.work;
+        charge(&mut work, self.arena.len(), limits, offset)?;
         let on_path = &mut self.on_path;
         on_path.clear();
         on_path.resize(self.arena.len(), false);
@@ -75,6 +94,12 @@ impl<'a> Builder<'a, '_> {
                             };
                             add_bytes(&mut bytes, &v, self.limits)
                                 .map_err(|(kind, max)| PickleError::Limit { kind, max, offset })?;
+                            charge(
+                                &mut work,
+                                slot::<PickleValue<'a>>() + v.scalar_size(),
+                                limits,
+                                offset,
+                            )?;
                             values.push(v);
                             continue;
                         }
@@ -91,10 +116,16 @@ impl<'a> Builder<'a, '_> {
                     {
                         Ok(None)
                     } else {
-                        flat(self.arena, node, &mut elements, &mut bytes, self.limits)
+                        let mut count = Count {
+                            elements: &mut elements,
+                            bytes: &mut bytes,
+                            work: &mut work,
+                        };
+                        flat(self.arena, node, &mut count, self.limits)
                     };
                     match flat {
                         Ok(Some(v)) => {
+                            charge(&mut work, slot::<PickleValue<'a>>(), limits, offset)?;
                             values.push(v);
                             continue;
                         }
@@ -108,6 +139,17 @@ impl<'a> Builder<'a, '_> {
                         }
                     }
                     on_path[i] = true;
+                    let n = match node {
+                        Node::Dict(pairs) => 2 * pairs.len(),
+                        _ => children.len(),
+                    };
+                    // The tasks, and the values they become.
+                    charge(
+                        &mut work,
+                        (n + 1) * (slot::<Task>() + slot::<PickleValue<'a>>()),
+                        limits,
+                        offset,
+                    )?;
                     tasks.push(Task::Finish(i));
                     if let Node::Dict(pairs) = node {
                         for &(k, v) in pairs.iter().rev() {
@@ -176,20 +218,27 @@ impl<'a> Builder<'a, '_> {
 pub(super) fn flat<'a>(
     arena: &[Node<'a>],
     node: &Node<'a>,
-    elements: &mut usize,
-    bytes: &mut usize,
+    count: &mut Count<'_>,
     limits: &Limits,
 ) -> Result<Option<PickleValue<'a>>, (LimitKind, usize)> {
     let is_scalar = |i: &usize| matches!(arena[*i], Node::Scalar(_));
     let mut take = |i: usize| -> Result<PickleValue<'a>, (LimitKind, usize)> {
-        *elements += 1;
-        if *elements > limits.max_elements {
+        *count.elements += 1;
+        if *count.elements > limits.max_elements {
             return Err((LimitKind::Elements, limits.max_elements));
         }
         let Node::Scalar(v) = &arena[i] else {
             unreachable!("checked by is_scalar")
         };
-        add_bytes(bytes, v, limits)?;
+        add_bytes(count.bytes, v, limits)?;
+        // The item in its container (allocated to its length), and what
+        // a clone of owned text allocates.
+        *count.work = count
+            .work
+            .saturating_add(std::mem::size_of::<PickleValue<'a>>() + v.scalar_size());
+        if *count.work > limits.max_work_bytes {
+            return Err((LimitKind::Work, limits.max_work_bytes));
+        }
         Ok(v.clone())
     };
     Ok(Some(match node {
@@ -212,6 +261,14 @@ pub(super) fn flat<'a>(
         }
         _ => return Ok(None),
     }))
+}
+
+/// What building the result has used so far: values, bytes of text and
+/// working memory.
+pub(super) struct Count<'c> {
+    pub(super) elements: &'c mut usize,
+    pub(super) bytes: &'c mut usize,
+    pub(super) work: &'c mut usize,
 }
 
 /// Adds the bytes a value holds outside containers (text, bytes, big

@@ -21,8 +21,17 @@ pub(super) const MAX_DECIMAL_DIGITS: usize = 4_300;
 /// | `max_elements` | 1,000,000 | values created while decoding, and values in the result |
 /// | `max_memo` | 100,000 | entries in the memo |
 /// | `max_total_bytes` | 64 MiB | bytes of text, bytes and big integers in the result |
+/// | `max_work_bytes` | 64 MiB | working memory: the machine's stack, marks, memo and arena, the builder's work list and values |
 ///
 /// Every limit is checked before the memory it guards is allocated.
+///
+/// `max_work_bytes` counts what the reader's vectors may come to hold, not
+/// what they hold at one instant: every push onto the stack (`DUP` and
+/// `GET` included), every `MARK`, every node, memo slot and container item,
+/// every task and value of the builder is charged twice its size (a vector
+/// that doubles holds at most twice what was pushed), and nothing popped is
+/// given back. So a pickle whose charge stays under the limit never made
+/// the reader hold more than the limit, whatever its opcodes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Longest pickle accepted, in bytes.
@@ -40,6 +49,9 @@ pub struct Limits {
     /// Most bytes the result may hold in its strings, byte strings and big
     /// integers, counting each appearance of a shared value.
     pub max_total_bytes: usize,
+    /// Most bytes of working memory one pickle may make the reader use
+    /// (see the table above for what is counted).
+    pub max_work_bytes: usize,
 }
 
 impl Default for Limits {
@@ -50,6 +62,7 @@ impl Default for Limits {
             max_elements: 1_000_000,
             max_memo: 100_000,
             max_total_bytes: 64 << 20,
+            max_work_bytes: 64 << 20,
         }
     }
 }
@@ -68,6 +81,8 @@ pub enum LimitKind {
     TotalBytes,
     /// The number of digits of a decimal integer (4,300, as in Python).
     Digits,
+    /// [`Limits::max_work_bytes`].
+    Work,
 }
 
 impl fmt::Display for LimitKind {
@@ -78,6 +93,7 @@ impl fmt::Display for LimitKind {
             LimitKind::Memo => "memo size",
             LimitKind::TotalBytes => "total bytes",
             LimitKind::Digits => "decimal digits",
+            LimitKind::Work => "working memory",
         })
     }
 }

@@ -53,6 +53,15 @@ pub(super) struct Machine<'a, 'l> {
     /// Whether globals and calls are kept as data (see
     /// [`super::Decoder::modelling_objects`]) rather than refused.
     pub(super) objects: bool,
+    /// Working memory charged so far, against [`Limits::max_work_bytes`].
+    pub(super) work: usize,
+}
+
+/// What one slot of a vector costs against [`Limits::max_work_bytes`]:
+/// twice its size, as a vector that doubles holds at most twice what was
+/// pushed onto it.
+pub(super) const fn slot<T>() -> usize {
+    2 * std::mem::size_of::<T>()
 }
 
 /// Memo indices below this are kept in a vector (pickles number their
@@ -71,6 +80,15 @@ pub(super) const SCALAR_OPS: [bool; 256] = {
     }
     t
 };
+
+/// The memo writes [`Machine::skip_memo`] skipped: how many, and what the
+/// memo would have cost (its dense part's length, its sparse entries).
+#[derive(Debug, Default)]
+pub(super) struct MemoWrites {
+    pub(super) count: usize,
+    pub(super) dense_len: usize,
+    pub(super) sparse: usize,
+}
 
 /// The pickle memo: index → arena node.
 #[derive(Debug, Default)]
@@ -192,7 +210,28 @@ impl<'a> Machine<'a, '_> {
         }
     }
 
+    /// Charges `bytes` of working memory, before it is allocated.
+    pub(super) fn charge(&mut self, bytes: usize) -> R<()> {
+        self.work = self.work.saturating_add(bytes);
+        if self.work > self.limits.max_work_bytes {
+            return Err(PickleError::Limit {
+                kind: LimitKind::Work,
+                max: self.limits.max_work_bytes,
+                offset: self.op_at,
+            });
+        }
+        Ok(())
+    }
+
+    /// Pushes an arena index onto the stack (`DUP`, `GET`, a new node).
+    pub(super) fn push_index(&mut self, i: usize) -> R<()> {
+        self.charge(slot::<usize>())?;
+        self.stack.push(i);
+        Ok(())
+    }
+
     pub(super) fn alloc(&mut self, node: Node<'a>) -> R<usize> {
+        self.charge(slot::<Node<'a>>())?;
         if self.arena.len() >= self.limits.max_elements {
             return Err(PickleError::Limit {
                 kind: LimitKind::Elements,
@@ -206,8 +245,7 @@ impl<'a> Machine<'a, '_> {
 
     pub(super) fn push(&mut self, node: Node<'a>) -> R<()> {
         let i = self.alloc(node)?;
-        self.stack.push(i);
-        Ok(())
+        self.push_index(i)
     }
 
     pub(super) fn fence(&self) -> usize {
@@ -239,7 +277,15 @@ impl<'a> Machine<'a, '_> {
     /// Pops the last mark and every item above it.
     pub(super) fn pop_to_mark(&mut self) -> R<Vec<usize>> {
         let m = self.pop_mark()?;
-        Ok(self.stack.split_off(m.min(self.stack.len())))
+        let at = m.min(self.stack.len());
+        self.split_stack(at)
+    }
+
+    /// The stack from `at` on, in a vector of its own (charged: it is
+    /// allocated to its exact length).
+    pub(super) fn split_stack(&mut self, at: usize) -> R<Vec<usize>> {
+        self.charge((self.stack.len() - at) * std::mem::size_of::<usize>())?;
+        Ok(self.stack.split_off(at))
     }
 
     /// For the opcodes that add the items above a mark to the container
@@ -250,7 +296,9 @@ impl<'a> Machine<'a, '_> {
         if m <= self.fence() || m > self.stack.len() {
             return self.malformed("stack underflow");
         }
-        let items = self.stack.split_off(m);
+        let items = self.split_stack(m)?;
+        // The container's own vector grows by as many items.
+        self.charge(items.len() * slot::<(usize, usize)>())?;
         Ok((self.stack[m - 1], items))
     }
 
@@ -263,16 +311,22 @@ impl<'a> Machine<'a, '_> {
                 offset: self.op_at,
             });
         }
+        let grows = if index < DENSE_MEMO {
+            (index as usize + 1).saturating_sub(self.memo.dense.len()) * slot::<usize>()
+        } else if self.memo.contains_key(index) {
+            0
+        } else {
+            // A hash map entry: key, value and control byte, doubled.
+            2 * (std::mem::size_of::<(u64, usize)>() + 1)
+        };
+        self.charge(grows)?;
         self.memo.insert(index, top);
         Ok(())
     }
 
     pub(super) fn memo_get(&mut self, index: u64) -> R<()> {
         match self.memo.get(index) {
-            Some(i) => {
-                self.stack.push(i);
-                Ok(())
-            }
+            Some(i) => self.push_index(i),
             None => Err(PickleError::MemoMissing {
                 index,
                 offset: self.op_at,
@@ -474,19 +528,33 @@ impl<'a> Machine<'a, '_> {
 
     /// Skips memo writes (`BINPUT`, `LONG_BINPUT`, `MEMOIZE`), counting
     /// them, and returns the next opcode; `None` at the end of the input.
-    pub(super) fn skip_memo(&mut self, count: &mut usize) -> Option<u8> {
+    pub(super) fn skip_memo(&mut self, w: &mut MemoWrites) -> Option<u8> {
         loop {
             let op = *self.input.get(self.pos)?;
-            self.pos += match op {
-                b'q' => 2,
-                b'r' => 5,
-                0x94 => 1,
+            let index = match op {
+                b'q' => u64::from(*self.input.get(self.pos + 1)?),
+                b'r' => {
+                    let b = self.input.get(self.pos + 1..self.pos + 5)?;
+                    u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                }
+                // At most the number of writes before it.
+                0x94 => w.count as u64,
                 _ => {
                     self.pos += 1;
                     return Some(op);
                 }
             };
-            *count += 1;
+            self.pos += match op {
+                b'q' => 2,
+                b'r' => 5,
+                _ => 1,
+            };
+            w.count += 1;
+            if index < DENSE_MEMO {
+                w.dense_len = w.dense_len.max(index as usize + 1);
+            } else {
+                w.sparse += 1;
+            }
         }
     }
 
@@ -502,8 +570,11 @@ impl<'a> Machine<'a, '_> {
             self.pos += 1;
             match op {
                 // --- structure ---
-                b'(' => self.marks.push(self.stack.len()), // MARK
-                b'.' => return self.pop(),                 // STOP
+                b'(' => {
+                    self.charge(slot::<usize>())?; // MARK
+                    self.marks.push(self.stack.len());
+                }
+                b'.' => return self.pop(), // STOP
                 b'0' => {
                     // POP: an empty stack above a mark pops the mark, as
                     // CPython does.
@@ -518,7 +589,7 @@ impl<'a> Machine<'a, '_> {
                 }
                 b'2' => {
                     let t = self.top()?; // DUP
-                    self.stack.push(t);
+                    self.push_index(t)?;
                 }
                 0x80 => {
                     let v = self.byte()?; // PROTO
@@ -544,7 +615,12 @@ impl<'a> Machine<'a, '_> {
                 }
 
                 op if SCALAR_OPS[usize::from(op)] => {
-                    let v = match self.scalar(op)? {
+                    let v = self.scalar(op)?;
+                    // Text decoded from escapes and big integers are
+                    // allocated; borrowed text is charged too, to keep the
+                    // rule simple (it is at most the input's length).
+                    self.charge(v.scalar_size())?;
+                    let v = match v {
                         // BYTEARRAY8: a bytearray, which prints apart
                         // from bytes.
                         PickleValue::Bytes(b) if op == 0x96 && self.objects => {
@@ -566,7 +642,7 @@ impl<'a> Machine<'a, '_> {
                     if self.stack.len() < self.fence() + n {
                         return self.malformed("stack underflow");
                     }
-                    let items = self.stack.split_off(self.stack.len() - n);
+                    let items = self.split_stack(self.stack.len() - n)?;
                     self.push(Node::Tuple(items))?;
                 }
 
@@ -579,6 +655,7 @@ impl<'a> Machine<'a, '_> {
                 b'a' => {
                     let v = self.pop()?; // APPEND
                     let l = self.top()?;
+                    self.charge(slot::<usize>())?;
                     match &mut self.arena[l] {
                         Node::List(items) => items.push(v),
                         _ => return self.malformed("APPEND to something that is not a list"),
@@ -611,6 +688,7 @@ impl<'a> Machine<'a, '_> {
                     if items.len() % 2 != 0 {
                         return self.malformed("odd number of items for DICT");
                     }
+                    self.charge(items.len() / 2 * std::mem::size_of::<(usize, usize)>())?;
                     let pairs = items.chunks_exact(2).map(|p| (p[0], p[1])).collect();
                     self.push(Node::Dict(pairs))?;
                 }
@@ -618,6 +696,7 @@ impl<'a> Machine<'a, '_> {
                     let v = self.pop()?; // SETITEM
                     let k = self.pop()?;
                     let d = self.top()?;
+                    self.charge(slot::<(usize, usize)>())?;
                     match &mut self.arena[d] {
                         Node::Dict(pairs) => pairs.push((k, v)),
                         _ => return self.malformed("SETITEM on something that is not a dict"),
@@ -709,7 +788,7 @@ impl<'a> Machine<'a, '_> {
                 let class = self.text_line()?;
                 let g = self.alloc(Node::Global(module, class, name, at))?;
                 if op == b'c' {
-                    self.stack.push(g);
+                    self.push_index(g)?;
                 } else {
                     let items = self.pop_to_mark()?;
                     let args = self.alloc(Node::Tuple(items))?;

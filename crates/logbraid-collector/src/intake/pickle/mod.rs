@@ -65,7 +65,7 @@ pub use value::PickleValue;
 
 use build::Builder;
 use build::Task;
-use machine::{Machine, Memo, Node, SCALAR_OPS};
+use machine::{slot, Machine, Memo, MemoWrites, Node, SCALAR_OPS};
 
 /// Decodes one pickle into a [`PickleValue`], never running code, within
 /// `limits`.
@@ -159,6 +159,7 @@ impl Decoder {
             marks: Vec::new(),
             memo: Memo::default(),
             objects: false,
+            work: 0,
         };
         let mut op = m.byte().ok()?;
         if op == 0x80 {
@@ -174,7 +175,7 @@ impl Decoder {
             }
             op = m.byte().ok()?;
         }
-        let mut memo = 0usize;
+        let mut memo = MemoWrites::default();
         if op != b'}' || m.skip_memo(&mut memo)? != b'(' {
             return None;
         }
@@ -200,9 +201,25 @@ impl Decoder {
             pairs.push((k, v));
             op = m.skip_memo(&mut memo)?;
         }
+        // At least what the general path charges for this shape: a node,
+        // a stack slot and a container item for the dict and each scalar,
+        // its text twice (read, then put in the result), the memo, the
+        // builder's marks and values.
+        let scalars = 2 * pairs.len();
+        let work = (scalars + 1)
+            * (slot::<Node<'a>>()
+                + slot::<usize>()
+                + 3 * std::mem::size_of::<usize>()
+                + slot::<(usize, usize)>()
+                + slot::<PickleValue<'a>>())
+            + 2 * total
+            + memo.dense_len * slot::<usize>()
+            + memo.sparse * 2 * (std::mem::size_of::<(u64, usize)>() + 1)
+            + slot::<usize>();
         let fits = m.byte().ok()? == b'.'
-            && memo <= limits.max_memo
+            && memo.count <= limits.max_memo
             && total <= limits.max_total_bytes
+            && work <= limits.max_work_bytes
             && 2 * pairs.len() < limits.max_elements;
         fits.then_some(pairs)
     }
@@ -236,6 +253,7 @@ impl Decoder {
             marks: std::mem::take(&mut self.marks),
             memo: std::mem::take(&mut self.memo),
             objects: self.objects,
+            work: 0,
         };
         let result = m.run().and_then(|root| {
             let mut b = Builder {
@@ -246,6 +264,7 @@ impl Decoder {
                 tasks: std::mem::take(&mut self.tasks),
                 values: recycle(std::mem::take(&mut self.values)),
                 objects: self.objects,
+                work: m.work,
             };
             let value = b.build(root);
             self.on_path = b.on_path;
@@ -257,6 +276,38 @@ impl Decoder {
         self.stack = m.stack;
         self.marks = m.marks;
         self.memo = m.memo;
+        if self.retained_bytes() > Decoder::KEEP_BYTES {
+            // After a large pickle, give the memory back rather than hold
+            // it for the rest of the stream.
+            *self = Decoder {
+                limits: std::mem::take(&mut self.limits),
+                objects: self.objects,
+                ..Decoder::default()
+            };
+        }
         result
+    }
+
+    /// Working memory kept from one pickle to the next, at most: more is
+    /// given back after the pickle that needed it.
+    pub const KEEP_BYTES: usize = 256 << 10;
+
+    /// Bytes of working memory the decoder keeps between pickles (the
+    /// capacity of its vectors and maps), at most [`Decoder::KEEP_BYTES`]
+    /// after each pickle.
+    pub fn retained_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.arena.capacity() * size_of::<Node<'static>>()
+            + (self.stack.capacity() + self.marks.capacity() + self.memo.dense.capacity())
+                * size_of::<usize>()
+            + self.memo.sparse.capacity() * (size_of::<(u64, usize)>() + 1)
+            + self.on_path.capacity()
+            + self.tasks.capacity() * size_of::<Task>()
+            + self.values.capacity() * size_of::<PickleValue<'static>>()
+    }
+
+    /// Sets the limits applied to the next pickles.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 }

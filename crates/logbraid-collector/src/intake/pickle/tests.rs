@@ -89,6 +89,12 @@ fn the_flat_path_agrees_with_the_arena() {
             max_depth: 0,
             ..base.clone()
         });
+        for n in (0..40).map(|k| k * 256) {
+            limit_sets.push(Limits {
+                max_work_bytes: n,
+                ..base.clone()
+            });
+        }
         for limits in limit_sets {
             for end in 0..=full.len() {
                 let b = &full[..end];
@@ -103,6 +109,48 @@ fn the_flat_path_agrees_with_the_arena() {
         }
         // The whole pickle takes the flat path unless it has a GET.
         assert_eq!(flat_taken > 0, extra.is_empty());
+    }
+}
+
+/// Opcodes that only push what is already there (`DUP`, `GET`) or open a
+/// `MARK` are charged as working memory, so a pickle of them cannot make
+/// the reader hold more than the limit; the decoder then gives the memory
+/// back.
+#[test]
+fn stacks_of_dup_get_and_mark_are_charged_and_given_back() {
+    let n = 100_000;
+    let limits = Limits {
+        max_work_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("DUP", [&b"(N"[..], &vec![b'2'; n], b"1}."].concat()),
+        (
+            "GET",
+            [&b"(Nq\x00"[..], &b"h\x00".repeat(n), b"1}."].concat(),
+        ),
+        ("MARK", [&vec![b'('; n][..], b"}."].concat()),
+    ];
+    for (name, pickle) in cases {
+        let mut d = Decoder::new(limits.clone());
+        match d.decode(&pickle) {
+            Err(PickleError::Limit {
+                kind: LimitKind::Work,
+                max,
+                ..
+            }) => assert_eq!(max, 1 << 20, "{name}"),
+            other => panic!("{name}: {other:?}"),
+        }
+        assert!(d.retained_bytes() <= Decoder::KEEP_BYTES, "{name}");
+        // With room enough, the same pickle reads, and what it needed is
+        // not kept.
+        let mut d = Decoder::new(Limits {
+            max_work_bytes: 64 << 20,
+            ..Limits::default()
+        });
+        let v = d.decode(&pickle).unwrap();
+        assert_eq!(v, PickleValue::Dict(Vec::new()), "{name}");
+        assert!(d.retained_bytes() <= Decoder::KEEP_BYTES, "{name}");
     }
 }
 
