@@ -181,9 +181,10 @@ def _sink_keywords(arguments: Dict[str, Any]) -> Dict[str, Any]:
 class Handler(logging.Handler):
     """A ``logging.Handler`` whose sinks are a Rust pipeline.
 
-    Takes the sink keywords of :func:`basicConfig`; usable from
-    ``dictConfig`` (``{"class": "logbraid.Handler", "file": "app.jsonl",
-    "json": True}``) and ``fileConfig``.
+    Takes the sink keywords of :func:`basicConfig`, ``forward``, ``token``
+    and ``tls_*`` included; usable from ``dictConfig`` (``{"class":
+    "logbraid.Handler", "file": "app.jsonl", "json": True}``) and
+    ``fileConfig``.
     """
 
     def __init__(
