@@ -22,7 +22,7 @@ import re
 import sys
 import threading
 import weakref
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
 from . import _logbraid
 from ._logbraid import Logger
@@ -84,6 +84,11 @@ def _pipeline(
     file_mode: str = "a",
     encoding: Optional[str] = "utf-8",
     sync: bool = False,
+    token: Optional[str] = None,
+    tls_ca: "Optional[Union[str, os.PathLike[str]]]" = None,
+    tls_cert: "Optional[Union[str, os.PathLike[str]]]" = None,
+    tls_key: "Optional[Union[str, os.PathLike[str]]]" = None,
+    tls_server_name: Optional[str] = None,
 ) -> "_logbraid.Pipeline":
     for name, value, kind in (
         ("file", file, (str, os.PathLike, type(None))),
@@ -103,6 +108,11 @@ def _pipeline(
         ("file_mode", file_mode, str),
         ("encoding", encoding, (str, type(None))),
         ("sync", sync, bool),
+        ("token", token, (str, type(None))),
+        ("tls_ca", tls_ca, (str, os.PathLike, type(None))),
+        ("tls_cert", tls_cert, (str, os.PathLike, type(None))),
+        ("tls_key", tls_key, (str, os.PathLike, type(None))),
+        ("tls_server_name", tls_server_name, (str, type(None))),
     ):
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
             raise TypeError(f"{name}: unexpected type {type(value).__name__}")
@@ -129,6 +139,11 @@ def _pipeline(
         flush_limit=flush_limit,
         sync=sync,
         truncate=truncate,
+        token=token,
+        tls_ca=_path(tls_ca),
+        tls_cert=_path(tls_cert),
+        tls_key=_path(tls_key),
+        tls_server_name=tls_server_name,
     )
     with _lock:
         _pipelines.append(p)
@@ -232,6 +247,10 @@ def _per_run_file(file: Any, runs: int) -> Any:
     return path
 
 
+def _path(p: "Optional[Union[str, os.PathLike[str]]]") -> Optional[str]:
+    return os.fspath(p) if p is not None else None
+
+
 def _forget(p: "_logbraid.Pipeline") -> None:
     # A closed pipeline needs neither flushing before a fork nor
     # rebuilding after one; a program that makes and closes handlers all
@@ -262,6 +281,11 @@ _SINK_KEYWORDS = (
     "file_mode",
     "encoding",
     "sync",
+    "token",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
+    "tls_server_name",
 )
 
 
@@ -276,9 +300,10 @@ def _sink_keywords(arguments: Dict[str, Any]) -> Dict[str, Any]:
 class Handler(logging.Handler):
     """A ``logging.Handler`` whose sinks are a Rust pipeline.
 
-    Takes the sink keywords of :func:`basicConfig`; usable from
-    ``dictConfig`` (``{"class": "logbraid.Handler", "file": "app.jsonl",
-    "json": True}``) and ``fileConfig``.
+    Takes the sink keywords of :func:`basicConfig`, ``forward``, ``token``
+    and ``tls_*`` included; usable from ``dictConfig`` (``{"class":
+    "logbraid.Handler", "file": "app.jsonl", "json": True}``) and
+    ``fileConfig``.
     """
 
     def __init__(
@@ -302,6 +327,11 @@ class Handler(logging.Handler):
         encoding: Optional[str] = "utf-8",
         sync: bool = False,
         runs: int = 0,
+        token: Optional[str] = None,
+        tls_ca: "Optional[Union[str, os.PathLike[str]]]" = None,
+        tls_cert: "Optional[Union[str, os.PathLike[str]]]" = None,
+        tls_key: "Optional[Union[str, os.PathLike[str]]]" = None,
+        tls_server_name: Optional[str] = None,
         *,
         _pipeline_object: "Optional[_logbraid.Pipeline]" = None,
         _file: Optional[str] = None,
@@ -410,6 +440,11 @@ def basicConfig(
     encoding: Optional[str] = "utf-8",
     sync: bool = False,
     runs: int = 0,
+    token: Optional[str] = None,
+    tls_ca: "Optional[Union[str, os.PathLike[str]]]" = None,
+    tls_cert: "Optional[Union[str, os.PathLike[str]]]" = None,
+    tls_key: "Optional[Union[str, os.PathLike[str]]]" = None,
+    tls_server_name: Optional[str] = None,
 ) -> None:
     """Configures the default pipeline and attaches a :class:`Handler` for
     it to the root logger, so ``logging.getLogger`` loggers of third-party
@@ -438,6 +473,15 @@ def basicConfig(
     ``20240131_235959``) or ``{pid}`` is a new file for each run
     (``file="logs/{prog}_{start}.log"``); ``runs=N`` keeps the files of the
     last N runs, this one included, deleting older ones (0: keep all)."""
+    ``forward="tls://host:port"`` sends everything to a collector over
+    TLS: ``tls_ca`` (PEM) is who vouches for the collector's certificate,
+    which must name ``host`` (or ``tls_server_name``); ``tls_cert`` and
+    ``tls_key`` are this process's certificate for a collector that
+    requires one. ``token`` is the collector's token (default: the
+    environment variable ``LOGBRAID_TOKEN``; ``LOGBRAID_TLS_CA``,
+    ``LOGBRAID_TLS_CERT``, ``LOGBRAID_TLS_KEY`` likewise). Child processes
+    are given all of these in their environment, so they forward to the
+    same collector the same way."""
     global _default_handler
     lvl = _level_number(level)
     with _lock:
@@ -450,7 +494,7 @@ def basicConfig(
             logging.lastResort = _stdlib_last_resort
         existing.close()
     keywords = _sink_keywords(locals())
-    restore = _export_for_children(lvl, forward)
+    restore = _export_for_children(lvl, forward, keywords)
     try:
         pipe = _pipeline(**keywords)
     except (TypeError, ValueError):
@@ -471,9 +515,23 @@ def is_configured() -> bool:
 
 
 def _export_for_children(lvl: int, forward: Optional[str]) -> Any:
+# What a child needs, besides the address, to forward as this process
+# does: the keyword and its variable (read by the core's client).
+_FORWARD_ENV = (
+    ("token", "LOGBRAID_TOKEN"),
+    ("tls_ca", "LOGBRAID_TLS_CA"),
+    ("tls_cert", "LOGBRAID_TLS_CERT"),
+    ("tls_key", "LOGBRAID_TLS_KEY"),
+    ("tls_server_name", "LOGBRAID_TLS_SERVER_NAME"),
+)
+
+
+def _export_for_children(lvl: int, forward: Optional[str], keywords: Dict[str, Any]) -> Any:
     """Puts in the environment what a child needs to attach to this
-    process's logging: its level and, when this process forwards, where to.
-    Returns what undoes it, for a configuration that fails.
+    process's logging: its level and, when this process forwards, where to
+    and with which token and TLS files (as absolute paths: a child may
+    change directory). Returns what undoes it, for a configuration that
+    fails.
 
     Only before the first pipeline of the process starts: ``setenv`` while
     another thread reads the environment is undefined behaviour in C (the
@@ -487,10 +545,20 @@ def _export_for_children(lvl: int, forward: Optional[str]) -> Any:
     was made) leaves children with what the first configuration said."""
     if _threads_started:
         return lambda: None
-    saved = {k: os.environ.get(k) for k in (_LEVEL_ENV, _ENV)}
+    saved = {k: os.environ.get(k) for k in (_LEVEL_ENV, _ENV, *(v for _, v in _FORWARD_ENV))}
     os.environ[_LEVEL_ENV] = str(lvl)
     if forward is not None:
         os.environ[_ENV] = forward
+        for keyword, variable in _FORWARD_ENV:
+            value = keywords[keyword]
+            if keyword in ("tls_ca", "tls_cert", "tls_key") and isinstance(
+                value, (str, os.PathLike)
+            ):
+                value = os.path.abspath(os.fspath(value))
+            # A value of the wrong type is refused by _pipeline, which
+            # then undoes this.
+            if isinstance(value, str):
+                os.environ[variable] = value
 
     def restore() -> None:
         # Still before any thread: the pipeline was not built.

@@ -23,6 +23,11 @@ class Pipeline:
         signals: bool = ...,
         flush_limit: Optional[float] = ...,
         truncate: bool = ...,
+        token: Optional[str] = ...,
+        tls_ca: Optional[str] = ...,
+        tls_cert: Optional[str] = ...,
+        tls_key: Optional[str] = ...,
+        tls_server_name: Optional[str] = ...,
     ) -> None: ...
     @property
     def collector_address(self) -> Optional[str]: ...

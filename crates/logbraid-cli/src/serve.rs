@@ -38,6 +38,12 @@ reopens every file, so a `logrotate` that moves the files away and then sends
 SIGHUP loses nothing: records received before the signal end up in the moved
 file or in the new one, records received after it in the new one only.
 
+TLS: tls://HOST:PORT (native protocol) and syslog-tls://HOST:PORT (RFC 5425)
+need --tls-cert and --tls-key; --tls-client-ca makes every TLS client show a
+certificate that CA issued. A plaintext peer on a TLS port is counted and
+closed. The token native clients must present: --token-file PATH (its first
+line), or $LOGBRAID_TOKEN, or --token, which every user can read with ps.
+
 A record whose routed file cannot be opened is not acknowledged: it waits,
 with the later records of its source, and is retried every second (stderr
 says so); with --fallback-file it goes there instead, its intended path in

@@ -123,9 +123,9 @@ pub const MIN_MAX_MEMORY: usize = 16 << 20;
 #[cfg_attr(feature = "clap", derive(clap::Args))]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Where to listen: unix:PATH, tcp://HOST:PORT (native protocol),
-    /// python-tcp://, python-udp://, syslog-udp://, syslog-tcp://. Repeat
-    /// for several. Default: unix:./logbraid.sock and
+    /// Where to listen: unix:PATH, tcp://HOST:PORT, tls://HOST:PORT
+    /// (native protocol), python-tcp://, python-udp://, syslog-udp://,
+    /// syslog-tcp://, syslog-tls://. Repeat for several. Default: unix:./logbraid.sock and
     /// python-tcp://127.0.0.1:9020.
     #[cfg_attr(feature = "clap", arg(long = "listen", value_name = "URL"))]
     #[serde(default, deserialize_with = "one_or_many")]

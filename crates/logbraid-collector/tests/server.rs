@@ -774,3 +774,146 @@ async fn a_second_stop_does_not_wait_for_a_file_that_cannot_be_opened() {
     assert!(out.lost > 0, "{out:?}");
     assert!(logs.join("app.log").is_dir());
 }
+
+/// PEM files in `dir`: `ca.pem`, and `NAME.pem` with `NAME.key` for each
+/// leaf `ca` signs: `server` (for 127.0.0.1), `good` and `other` (client
+/// certificates), plus `stranger.pem` and `.key`, a self-signed client.
+fn tls_files(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let write = |name: &str, cert: &rcgen::Certificate, key: &KeyPair| {
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    };
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "test ca");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca.self_signed(&ca_key).unwrap();
+    write("ca", &ca, &ca_key);
+    for (name, sans) in [
+        ("server", vec!["127.0.0.1".to_string()]),
+        ("good", vec![]),
+        ("other", vec![]),
+    ] {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(sans)
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        write(name, &cert, &key);
+    }
+    let stranger = rcgen::generate_simple_self_signed(vec!["stranger".to_string()]).unwrap();
+    write("stranger", &stranger.cert, &stranger.key_pair);
+}
+
+/// A TLS connection to `addr` that trusts `ca.pem` in `dir` and shows the
+/// certificate `cert`, if any.
+async fn tls_client(
+    dir: &Path,
+    addr: &str,
+    cert: Option<&str>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let pem = |n: &str, ext: &str| dir.join(format!("{n}.{ext}"));
+    let cert_key = cert.map(|c| (pem(c, "pem"), pem(c, "key")));
+    let config = logbraid::tls::client_config(
+        &pem("ca", "pem"),
+        cert_key.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+    )
+    .unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = logbraid::tls::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    within(
+        "the client's side of the handshake",
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_peers_are_counted_by_kind_and_a_client_id_stays_with_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    tls_files(dir.path());
+    let pem = |n: &str| dir.path().join(n);
+    let config = ServerConfig {
+        tls: Some(
+            logbraid::tls::server_config(
+                &pem("server.pem"),
+                &pem("server.key"),
+                Some(&pem("ca.pem")),
+            )
+            .unwrap(),
+        ),
+        hello_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    };
+    let run = Running::start(
+        dir.path(),
+        &["tls://127.0.0.1:0", "syslog-tls://127.0.0.1:0"],
+        config,
+    )
+    .await;
+    let addr = run.addr("tls://");
+
+    let mut good = tls_client(dir.path(), &addr, Some("good")).await;
+    good.write_all(&hello("app", b"")).await.unwrap();
+    assert_eq!(next_event(&mut good).await, "welcome 0");
+    send_batch(&mut good, 1, &tagged("good", 0..10)).await;
+
+    // No certificate, and one no CA of the collector issued: closed
+    // during the handshake, each counted once.
+    for (cert, n) in [(None, 1), (Some("stranger"), 2)] {
+        let mut s = tls_client(dir.path(), &addr, cert).await;
+        let _ = s.write_all(&hello("x", b"")).await;
+        assert_eq!(next_event(&mut s).await, "closed");
+        eventually("the refused handshake counted", || {
+            run.count(Kind::TlsHandshake) == n
+        })
+        .await;
+    }
+    // Plaintext: not TLS.
+    let back = exchange(&addr, &hello("x", b""), false).await;
+    assert!(back.is_empty() || back[0] == 0x15, "{back:x?}");
+    eventually("plaintext counted", || run.count(Kind::NotTls) == 1).await;
+    // A connection that never starts its handshake: closed at the HELLO
+    // timeout, as a failed handshake.
+    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(next_event(&mut silent).await, "closed");
+    eventually("the silent one counted", || {
+        run.count(Kind::TlsHandshake) == 3
+    })
+    .await;
+    // Another certificate of the same CA asks for the good client's id.
+    let mut other = tls_client(dir.path(), &addr, Some("other")).await;
+    other.write_all(&hello("app", b"")).await.unwrap();
+    assert_eq!(next_event(&mut other).await, "error 10");
+    assert_eq!(run.count(Kind::ClientIdTaken), 1);
+    // Once the good client is gone, the id is free for the other
+    // certificate, under a numbering of its own: nothing of the good
+    // client's is known to it.
+    send_batch(&mut good, 11, &tagged("good", 10..20)).await;
+    drop(good);
+    // The collector may not have seen the close yet: a HELLO refused
+    // meanwhile is counted too.
+    let mut refused = 0;
+    let mut other = within("the id freed", async {
+        loop {
+            let mut other = tls_client(dir.path(), &addr, Some("other")).await;
+            other.write_all(&hello("app", b"")).await.unwrap();
+            match next_event(&mut other).await.as_str() {
+                "welcome 0" => break other,
+                "error 10" => refused += 1,
+                e => panic!("unexpected answer {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    send_batch(&mut other, 1, &tagged("other", 0..5)).await;
+    assert_eq!(run.count(Kind::ClientIdTaken), 1 + refused);
+
+    let got = run.stop().await;
+    let mut want = tagged("good", 0..20);
+    want.extend(tagged("other", 0..5));
+    assert_same_lines(&got, &want);
+}

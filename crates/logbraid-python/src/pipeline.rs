@@ -2,6 +2,7 @@
 //! pipeline built from the keywords, with layouts `setFormatter` can
 //! replace, and rebuilt in a forked child to forward to the parent.
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use logbraid::collect::{Embedded, EmbeddedOptions, COLLECTOR_ENV};
 use logbraid::config::{self, Config, ConfigError, ConsoleConfig, FileConfig};
 use logbraid::endpoint::Endpoint;
+use logbraid::forward::TlsOptions;
 use logbraid::layout::{Layout, LayoutSpec};
 use logbraid::{Builder, Callsite, Compression, FieldsBuf, Guard, Mode, Weekday, When};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -242,7 +244,8 @@ impl Pipeline {
     #[pyo3(signature = (*, file=None, console=false, json=false, format=None, datefmt=None,
         max_bytes=0, backup_count=0, when=None, compress=None, forward=None,
         queue_size=None, overflow="block", sync=false, children=true, signals=true,
-        flush_limit=None, truncate=false))]
+        flush_limit=None, truncate=false, token=None, tls_ca=None, tls_cert=None, tls_key=None,
+        tls_server_name=None))]
     fn new(
         file: Option<String>,
         console: bool,
@@ -261,6 +264,11 @@ impl Pipeline {
         signals: bool,
         flush_limit: Option<f64>,
         truncate: bool,
+        token: Option<String>,
+        tls_ca: Option<PathBuf>,
+        tls_cert: Option<PathBuf>,
+        tls_key: Option<PathBuf>,
+        tls_server_name: Option<String>,
     ) -> PyResult<Self> {
         let flush_limit = flush_limit.map(|t| seconds("flush_limit", t)).transpose()?;
         let layout = match (json, &format) {
@@ -304,6 +312,13 @@ impl Pipeline {
             signals,
             children: Some(children),
             forward: word("forward", forward.as_deref())?,
+            token,
+            tls: TlsOptions {
+                ca: tls_ca,
+                cert: tls_cert,
+                key: tls_key,
+                server_name: tls_server_name,
+            },
             console: ConsoleConfig {
                 enabled: console || file.is_none(),
                 format,

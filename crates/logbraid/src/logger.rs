@@ -506,7 +506,12 @@ impl Builder {
                         .tls(config.tls)
                         .or_env(),
                 )
-                .map_err(|e| key("forward", &e));
+                .map_err(|e| match e {
+                    Error::Forward(ForwardError::Tls { key, reason }) => {
+                        ConfigError::new(Some(key.to_string()), reason)
+                    }
+                    e => key("forward", &e),
+                });
         }
         if let Some(yes) = config.children {
             b = b.children(yes);

@@ -17,8 +17,10 @@
 //!
 //! Every stream connection takes a slot of [`ServerConfig::max_connections`]
 //! (one semaphore for all stream listeners); one over the cap is counted
-//! and closed, a native one after an `ERROR OVERLOADED` so its client backs
-//! off. Bad input is counted by kind in [`Stats::diagnostics`] and closes
+//! and closed, a plaintext native one after an `ERROR OVERLOADED` so its
+//! client backs off (over TLS the connection is closed before its
+//! handshake, which a slot was refused for: the client backs off as after
+//! any failed connection). Bad input is counted by kind in [`Stats::diagnostics`] and closes
 //! its connection only; a bad datagram is counted and dropped. No input
 //! can make the server panic: decoding is the intake's and the wire
 //! module's, which return errors for everything, and nothing here indexes

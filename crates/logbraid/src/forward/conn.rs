@@ -29,8 +29,14 @@ pub enum ForwardError {
     #[error("cannot start the forwarding thread: {0}")]
     Thread(String),
     /// The TLS settings are incomplete, or their files unusable.
-    #[error("{0}")]
-    Tls(String),
+    #[error("{key}: {reason}")]
+    Tls {
+        /// The setting at fault, as the configuration file names it
+        /// (`tls_ca`, `tls_cert`, `tls_key`, `tls_server_name`).
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// How a client speaks TLS to a `tls://` collector: the files are read
@@ -156,20 +162,36 @@ impl Target {
     pub(crate) fn new(endpoint: Endpoint, tls: &TlsOptions) -> Result<Target, ForwardError> {
         check_client(&endpoint)?;
         tls.check(&endpoint)
-            .map_err(|(key, why)| ForwardError::Tls(format!("{key}: {why}")))?;
+            .map_err(|(key, reason)| ForwardError::Tls { key, reason })?;
         if endpoint.protocol.is_tls() && tls.ca.is_none() {
-            return Err(ForwardError::Tls(format!(
-                "tls_ca: missing: {endpoint} needs the PEM file of the certificate authority \
-                 that signed the collector's certificate (or {CA_ENV})"
-            )));
+            return Err(ForwardError::Tls {
+                key: "tls_ca",
+                reason: format!(
+                    "missing: {endpoint} needs the PEM file of the certificate authority \
+                     that signed the collector's certificate (or {CA_ENV})"
+                ),
+            });
         }
         #[cfg(feature = "tls")]
         {
             let config = match (&tls.ca, endpoint.protocol.is_tls()) {
                 (Some(ca), true) => {
                     let cert_key = tls.cert.as_deref().zip(tls.key.as_deref());
-                    let config = crate::tls::client_config(ca, cert_key)
-                        .map_err(|e| ForwardError::Tls(e.to_string()))?;
+                    let config = crate::tls::client_config(ca, cert_key).map_err(|e| {
+                        let key = match &e {
+                            crate::tls::TlsError::File { path, .. } if path == ca => "tls_ca",
+                            crate::tls::TlsError::File { path, .. }
+                                if Some(path) == tls.cert.as_ref() =>
+                            {
+                                "tls_cert"
+                            }
+                            _ => "tls_key",
+                        };
+                        ForwardError::Tls {
+                            key,
+                            reason: e.to_string(),
+                        }
+                    })?;
                     let host = match (&tls.server_name, &endpoint.addr) {
                         (Some(name), _) => name.clone(),
                         (None, Addr::Inet(hp)) => {
@@ -182,9 +204,10 @@ impl Target {
                     };
                     let name =
                         rustls_pki_types::ServerName::try_from(host.clone()).map_err(|_| {
-                            ForwardError::Tls(format!(
-                                "tls_server_name: {host:?} is neither a DNS name nor an IP address"
-                            ))
+                            ForwardError::Tls {
+                                key: "tls_server_name",
+                                reason: format!("{host:?} is neither a DNS name nor an IP address"),
+                            }
                         })?;
                     Some((config, name))
                 }

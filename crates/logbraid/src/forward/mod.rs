@@ -20,6 +20,24 @@
 //! let (logger, _guard) = logbraid::Builder::new().sink(sink).build()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Over TLS (cargo feature `tls`), verifying the collector against a CA and
+//! showing it a client certificate; the token from `LOGBRAID_TOKEN`:
+//!
+//! ```no_run
+//! # #[cfg(feature = "tls")] {
+//! use logbraid::forward::{Endpoint, ForwardOptions, ForwardSink, TlsOptions};
+//! let tls = TlsOptions {
+//!     ca: Some("ca.pem".into()),
+//!     cert: Some("web-1.pem".into()),
+//!     key: Some("web-1.key".into()),
+//!     ..TlsOptions::default()
+//! };
+//! let url = Endpoint::parse("tls://logs.internal:6514")?;
+//! let sink = ForwardSink::new(ForwardOptions::new(url).tls(tls).or_env())?;
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod conn;
 
