@@ -543,3 +543,43 @@ impl Drop for Output {
         self.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logbraid::{FieldsBuf, Level};
+
+    #[test]
+    fn a_decoded_record_weighs_every_string_it_holds() {
+        let source = Arc::new(Source {
+            host: "h".repeat(1000),
+            pid: 1,
+            process_name: "p".repeat(2000),
+        });
+        let mut fields = FieldsBuf::new();
+        fields.push_str("k", "v");
+        let mut r = OwnedRecord::new(Level::Info, "target", b"message", Arc::clone(&source))
+            .with_fields(fields);
+        let bare = record_weight(&r);
+        assert_eq!(
+            bare,
+            RECORD_OVERHEAD
+                + "message".len()
+                + "target".len()
+                + r.fields.as_bytes().len()
+                + 3000
+                + crate::intake::SourceCache::ENTRY_OVERHEAD
+        );
+        r.module = Some("m".repeat(10));
+        r.file = Some("f".repeat(20));
+        r.function = Some("g".repeat(30));
+        r.thread_name = Some("t".repeat(40));
+        assert_eq!(record_weight(&r), bare + 100);
+        let d = Delivery {
+            source,
+            body: Body::Records(vec![r]),
+            ack: None,
+        };
+        assert_eq!(d.weight(), bare + 100);
+    }
+}
