@@ -472,7 +472,8 @@ def basicConfig(
     name), ``{start}`` (the local time at configuration,
     ``20240131_235959``) or ``{pid}`` is a new file for each run
     (``file="logs/{prog}_{start}.log"``); ``runs=N`` keeps the files of the
-    last N runs, this one included, deleting older ones (0: keep all)."""
+    last N runs, this one included, deleting older ones (0: keep all).
+
     ``forward="tls://host:port"`` sends everything to a collector over
     TLS: ``tls_ca`` (PEM) is who vouches for the collector's certificate,
     which must name ``host`` (or ``tls_server_name``); ``tls_cert`` and
@@ -514,7 +515,6 @@ def is_configured() -> bool:
         return _default_handler is not None
 
 
-def _export_for_children(lvl: int, forward: Optional[str]) -> Any:
 # What a child needs, besides the address, to forward as this process
 # does: the keyword and its variable (read by the core's client).
 _FORWARD_ENV = (

@@ -30,7 +30,7 @@
 //! | `tls_client_ca` | PEM certificates: TLS clients must present a certificate they issued (mutual TLS) | none: no client certificate asked |
 //! | `socket_mode` | permissions of `unix:` sockets, octal | `0600` |
 //! | `max_frame` | size, 1 MiB to 1 GiB | 1 MiB |
-//! | `max_connections` | integer, 1 to 1000000: stream connections open at once (fewer when `RLIMIT_NOFILE`, raised to its hard limit at start, leaves room for fewer) | 1024 |
+//! | `max_connections` | integer, 1 to 1000000: stream connections open at once (fewer when `RLIMIT_NOFILE`, raised to its hard limit at start, leaves room for fewer) | 1024, or as many as half of `max_memory` holds |
 //! | `max_connections_per_listener` | integer, 1 to 1000000 | `max_connections` less a share kept for each other stream listener (a sixteenth of them, 1 to 64) |
 //! | `max_connections_per_peer` | integer, 1 to 1000000: from one IP address | 256 |
 //! | `max_memory` | size, at least 16 MiB: the ceiling on what the collector holds | 256 MiB |
@@ -40,16 +40,21 @@
 //! hold stays under it: an eighth for records waiting for the output stage
 //! (32 MiB of the default), a quarter for what connections hold while they
 //! read and decode ([`ServerConfig::memory`]: frame buffers, decoding's
-//! working memory, up to a sixteenth of the whole for one frame); the rest
-//! is the collector's own (the 32 KiB read buffer of each connection, the
-//! files' buffers, which are written out past 1 MiB, threads and runtime).
+//! working memory, up to a sixteenth of the whole for one frame); half for
+//! what each connection holds of its own
+//! ([`CONNECTION_BYTES`](crate::server::CONNECTION_BYTES): its read buffer
+//! and the first bytes of its frames), which bounds `max_connections`; the
+//! rest for the files' buffers (written out past 1 MiB), threads and the
+//! runtime. A `max_connections` that does not fit is refused, naming the
+//! `max_memory` it would need.
 //!
 //! Fixed, not settings: idle timeout 60 s, `HELLO` timeout 10 s (also the
 //! time a Python or syslog stream has to send its first complete record),
 //! a record in progress on those streams arriving at 1 KiB/s or better
 //! (over 10 s windows), a Unix-socket reserve of an eighth of the
-//! connections (at most 64) when there is a Unix listener, eviction of the oldest connection that has
-//! sent no complete frame when a new one meets a full limit
+//! connections (at most 64) when there is a Unix listener, eviction of the
+//! oldest connection that has sent no complete frame when a new one meets
+//! a full limit
 //! ([`crate::server::slots`]), drain of 5 s at a stop, and the
 //! checkpoint for exactly-once across restarts next to the log file, as
 //! `.<file name>.state`.
@@ -511,6 +516,26 @@ impl ServeConfig {
             ));
         }
         let memory = usize::try_from(memory).unwrap_or(usize::MAX);
+        // Connections hold their own bytes outside the pool: half the
+        // ceiling is theirs.
+        let fit = (memory / 2 / crate::server::CONNECTION_BYTES) as u64;
+        let max_connections = match s.max_connections {
+            Some(n) if n.0 > fit => {
+                let need = n.0 * 2 * crate::server::CONNECTION_BYTES as u64;
+                return Err(ConfigError::new(
+                    Some("max_connections".to_string()),
+                    format!(
+                        "{} connections hold up to {} KiB each of their own, more than half \
+                         of max_memory ({memory} bytes) allows; raise max_memory to at least \
+                         {need} bytes or lower max_connections to {fit}",
+                        n.0,
+                        crate::server::CONNECTION_BYTES >> 10
+                    ),
+                ));
+            }
+            Some(n) => n.0,
+            None => DEFAULT_MAX_CONNECTIONS.min(fit),
+        };
         let path = s.file.unwrap_or_else(|| PathBuf::from(DEFAULT_FILE));
         // Hidden, and not named like a backup of the log file.
         let name = path
@@ -548,8 +573,7 @@ impl ServeConfig {
                 max_frame: s
                     .max_frame
                     .map_or(logbraid::wire::DEFAULT_MAX_FRAME, |f| f.0),
-                max_connections: s.max_connections.map_or(DEFAULT_MAX_CONNECTIONS, |n| n.0)
-                    as usize,
+                max_connections: max_connections as usize,
                 max_connections_per_listener: s.max_connections_per_listener.map(|n| n.0 as usize),
                 max_connections_per_peer: s
                     .max_connections_per_peer
@@ -682,6 +706,23 @@ mod tests {
         let m = c("max_memory = \"64MiB\"").unwrap();
         assert_eq!(m.output.max_pending_bytes, 8 << 20);
         assert_eq!(m.server.memory, 16 << 20);
+        // 32 MiB of 96 KiB connections.
+        assert_eq!(m.server.max_connections, 341);
+        assert_eq!(
+            c("max_memory = \"64MiB\"\nmax_connections = 342")
+                .unwrap_err()
+                .to_string(),
+            "max_connections: 342 connections hold up to 96 KiB each of their own, more than \
+             half of max_memory (67108864 bytes) allows; raise max_memory to at least 67239936 \
+             bytes or lower max_connections to 341"
+        );
+        assert_eq!(
+            c("max_memory = \"64MiB\"\nmax_connections = 341")
+                .unwrap()
+                .server
+                .max_connections,
+            341
+        );
         assert_eq!(
             c("max_memory = \"15MiB\"").unwrap_err().to_string(),
             "max_memory: 15728640 is below 16777216 bytes, the smallest ceiling allowed"

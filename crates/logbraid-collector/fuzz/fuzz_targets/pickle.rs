@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logbraid_collector::intake::pickle::{decode, Limits};
+use logbraid_collector::intake::pickle::{Decoder, Limits};
 use logbraid_collector::intake::python::record_from_dict;
 use logbraid_collector::intake::SourceCache;
 
@@ -11,9 +11,12 @@ fuzz_target!(|data: &[u8]| {
     let limits = Limits {
         max_elements: 100_000,
         max_total_bytes: 1 << 20,
+        max_work_bytes: 1 << 20,
         ..Limits::default()
     };
-    if let Ok(value) = decode(data, &limits) {
+    let mut decoder = Decoder::new(limits);
+    let decoded = decoder.decode(data);
+    if let Ok(value) = decoded {
         let mut repr = String::new();
         value.write_repr(&mut repr, 4096);
         assert!(repr.len() <= 4096 + 3);
@@ -21,4 +24,5 @@ fuzz_target!(|data: &[u8]| {
             assert!(record.fields.as_fields().validate().is_some());
         }
     }
+    assert!(decoder.retained_bytes() <= Decoder::KEEP_BYTES);
 });

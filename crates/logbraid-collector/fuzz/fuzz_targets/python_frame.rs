@@ -3,14 +3,16 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use logbraid_collector::intake::pickle::Limits;
-use logbraid_collector::intake::python::{datagram, FrameDecoder, PythonIntake};
+use logbraid_collector::intake::pickle::{Decoder, Limits};
+use logbraid_collector::intake::python::{datagram, FrameDecoder, PythonIntake, KEEP_BUFFER};
+use logbraid_collector::intake::SourceCache;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&step, stream)) = data.split_first() else {
         return;
     };
     let mut intake = PythonIntake::new(Limits::default());
+    intake.limit_work(usize::from(step) << 12);
     let mut decoder = FrameDecoder::new(4096);
     let mut taken = 0usize;
     for chunk in stream.chunks(usize::from(step) + 1) {
@@ -26,6 +28,11 @@ fuzz_target!(|data: &[u8]| {
                 Ok(None) | Err(_) => break,
             }
         }
+        decoder.shrink();
+        let (len, capacity) = decoder.buffer();
+        assert!(capacity <= KEEP_BUFFER.max(len));
+        let kept = Decoder::KEEP_BYTES + SourceCache::DEFAULT_CAPACITY;
+        assert!(intake.retained_bytes() <= kept);
     }
     assert!(taken <= stream.len());
     let _ = decoder.finish();

@@ -3,6 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use logbraid_collector::intake::python::KEEP_BUFFER;
 use logbraid_collector::intake::syslog::{parse_with, SyslogTcpDecoder};
 use logbraid_collector::intake::SourceCache;
 
@@ -23,6 +24,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(frame.len() <= 512);
             let _ = parse_with(&frame, received, "peer", &mut sources);
         }
+        decoder.shrink();
+        let (len, capacity) = decoder.buffer();
+        assert!(capacity <= KEEP_BUFFER.max(len));
+        assert!(sources.bytes() <= SourceCache::DEFAULT_CAPACITY);
     }
     if let Ok(Some(frame)) = decoder.finish() {
         let _ = parse_with(&frame, received, "peer", &mut sources);

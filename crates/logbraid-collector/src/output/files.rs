@@ -671,4 +671,36 @@ mod tests {
         assert!(name.ends_with("-4294967295.log"), "{name}");
         assert_eq!(p.parent(), Some(Path::new("/logs")));
     }
+
+    #[test]
+    fn a_buffer_past_the_threshold_is_written_out_before_the_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        let spec = FileSpec {
+            path: path.clone(),
+            layout: logbraid::layout::LayoutSpec::Text,
+            max_bytes: 0,
+            backup_count: 0,
+            every: None,
+            compression: logbraid::Compression::None,
+        };
+        let mut files =
+            Files::new(&spec, None, None, None, SyncMode::None, std::iter::empty()).unwrap();
+        let source = Source {
+            host: "h".into(),
+            pid: 1,
+            process_name: "p".into(),
+        };
+        let message = vec![b'x'; 64 << 10];
+        let r = Record::new(Level::Info, "t", &message, &source);
+        let mut written = 0;
+        while written < WRITE_OUT {
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+            written += files.write(&r).unwrap();
+        }
+        // No flush yet: the buffer went out as it reached the threshold.
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), written as u64);
+        files.write(&r).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), written as u64);
+    }
 }

@@ -204,6 +204,25 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// What holding this delivery's records in the merge window costs
+    /// beyond [`weight`](Self::weight): the entry of each record in the
+    /// window, and for a native frame the [`OwnedRecord`] each record is
+    /// decoded into (its text is in the frame's length already). Counted
+    /// only when the output stage has a merge window.
+    pub fn held_weight(&self) -> usize {
+        let held = std::mem::size_of::<merge::Held>();
+        match &self.body {
+            Body::Native { frame, skip } => {
+                // The record count, at bytes 14 to 17 of a BATCH frame.
+                let count = frame
+                    .get(14..18)
+                    .map_or(0, |c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+                count.saturating_sub(*skip) as usize * (held + RECORD_OVERHEAD)
+            }
+            Body::Records(rs) => rs.len() * held,
+        }
+    }
+
     /// The bytes this delivery counts against
     /// [`OutputConfig::max_pending_bytes`]: a native frame's length (its
     /// records are read from it), or for decoded records every byte each
@@ -374,6 +393,10 @@ pub struct OutputHandle {
     budget: Arc<Semaphore>,
     /// [`OutputConfig::max_pending_bytes`], the most one delivery takes.
     limit: u32,
+    /// With a merge window, records are held one by one, each in a
+    /// [`merge::Held`] (a native frame's decoded into an [`OwnedRecord`]):
+    /// what that costs is counted too.
+    merging: bool,
 }
 
 impl OutputHandle {
@@ -383,7 +406,11 @@ impl OutputHandle {
     /// A delivery heavier than the whole limit takes all of it (and waits
     /// until everything else is written), so it cannot wait forever.
     pub async fn send(&self, delivery: Delivery) -> bool {
-        let n = (delivery.weight().min(self.limit as usize) as u32).max(1);
+        let mut weight = delivery.weight();
+        if self.merging {
+            weight += delivery.held_weight();
+        }
+        let n = (weight.min(self.limit as usize) as u32).max(1);
         match self.budget.acquire_many(n).await {
             // Given back by the output thread once the records are written.
             Ok(p) => p.forget(),
@@ -487,6 +514,7 @@ impl Output {
             tx: tx.clone(),
             budget: Arc::clone(&budget),
             limit: limit as u32,
+            merging: config.merge_window.is_some(),
         };
         Ok((
             Output {
@@ -541,5 +569,70 @@ impl Output {
 impl Drop for Output {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logbraid::{FieldsBuf, Level};
+
+    #[test]
+    fn a_decoded_record_weighs_every_string_it_holds() {
+        let source = Arc::new(Source {
+            host: "h".repeat(1000),
+            pid: 1,
+            process_name: "p".repeat(2000),
+        });
+        let mut fields = FieldsBuf::new();
+        fields.push_str("k", "v");
+        let mut r = OwnedRecord::new(Level::Info, "target", b"message", Arc::clone(&source))
+            .with_fields(fields);
+        let bare = record_weight(&r);
+        assert_eq!(
+            bare,
+            RECORD_OVERHEAD
+                + "message".len()
+                + "target".len()
+                + r.fields.as_bytes().len()
+                + 3000
+                + crate::intake::SourceCache::ENTRY_OVERHEAD
+        );
+        r.module = Some("m".repeat(10));
+        r.file = Some("f".repeat(20));
+        r.function = Some("g".repeat(30));
+        r.thread_name = Some("t".repeat(40));
+        assert_eq!(record_weight(&r), bare + 100);
+        let d = Delivery {
+            source,
+            body: Body::Records(vec![r]),
+            ack: None,
+        };
+        assert_eq!(d.weight(), bare + 100);
+        let held = std::mem::size_of::<merge::Held>();
+        assert_eq!(d.held_weight(), held);
+    }
+
+    #[test]
+    fn native_records_held_in_the_merge_window_weigh_what_they_become() {
+        let source = Arc::new(Source {
+            host: "h".into(),
+            pid: 1,
+            process_name: "p".into(),
+        });
+        let mut enc = logbraid::wire::BatchEncoder::default();
+        for _ in 0..10 {
+            let r = logbraid::Record::new(Level::Info, "t", b"m", &source).with_thread_id(1);
+            assert_eq!(enc.push(&r), logbraid::wire::Push::Added);
+        }
+        let mut frame = Vec::new();
+        enc.finish(1, &mut frame).unwrap();
+        let d = Delivery {
+            source,
+            body: Body::Native { frame, skip: 3 },
+            ack: None,
+        };
+        let held = std::mem::size_of::<merge::Held>();
+        assert_eq!(d.held_weight(), 7 * (held + RECORD_OVERHEAD));
     }
 }

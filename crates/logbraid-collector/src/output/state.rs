@@ -838,4 +838,27 @@ mod tests {
         );
         assert_eq!(table(&state), [("a".to_string(), 1, rounds + 1)]);
     }
+
+    #[test]
+    fn a_damaged_journal_is_moved_aside_with_its_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let journal = journal_path(&state);
+        let mut cp = Checkpoint::new(&state, false);
+        cp.save([("a", 1, 5)].into_iter(), &[], Vec::new()).unwrap();
+        cp.save([("a", 1, 6)].into_iter(), &[], Vec::new()).unwrap();
+        let mut f = OpenOptions::new().append(true).open(&journal).unwrap();
+        io::Write::write_all(&mut f, b"client 1 x 61\nend\n").unwrap();
+        let mut d = Dedup::new();
+        assert_eq!(recover(&state, &mut d).unwrap(), 0);
+        assert!(d.is_empty());
+        assert!(!state.exists() && !journal.exists());
+        let aside = |p: &Path| {
+            let mut name = p.as_os_str().to_owned();
+            name.push(".damaged");
+            fs::read_to_string(PathBuf::from(name)).unwrap()
+        };
+        assert!(aside(&state).starts_with(MAGIC));
+        assert!(aside(&journal).ends_with("client 1 x 61\nend\n"));
+    }
 }

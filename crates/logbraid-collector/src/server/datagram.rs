@@ -71,16 +71,19 @@ impl Datagrams<'_> {
         mut recv: impl FnMut(&mut [u8]) -> io::Result<(usize, SocketAddr)>,
         records: &mut Vec<OwnedRecord>,
     ) -> bool {
+        let mut weight: usize = records.iter().map(record_weight).sum();
         for _ in 0..DATAGRAM_BATCH {
+            // Records can be much larger than their datagrams: hand them
+            // over before they weigh much.
+            if weight >= HAND_OVER {
+                break;
+            }
+            let before = records.len();
             match recv(&mut self.buf) {
                 Ok((n, peer)) => self.decode(n, peer, records),
                 Err(_) => return true,
             }
-            // Records can be much larger than their datagrams: hand them
-            // over before they weigh much.
-            if records.iter().map(record_weight).sum::<usize>() >= HAND_OVER {
-                break;
-            }
+            weight += records[before..].iter().map(record_weight).sum::<usize>();
         }
         false
     }

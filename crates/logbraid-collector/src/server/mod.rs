@@ -291,6 +291,12 @@ const QUIET_AFTER_STOP: Duration = Duration::from_millis(200);
 /// this size besides what [`ServerConfig::memory`] counts.
 const READ_CHUNK: usize = 32 << 10;
 
+/// What one connection may hold of its own, outside
+/// [`ServerConfig::memory`]: its read buffer, and the first bytes of its
+/// frames (so that small frames never wait for the pool, and a connection
+/// waiting for it holds none of it).
+pub const CONNECTION_BYTES: usize = READ_CHUNK + budget::FREE;
+
 impl Server {
     /// A server handing records to `output`; `dedup` is the table the
     /// output stage commits to.

@@ -290,7 +290,7 @@ impl Decoder {
 
     /// Working memory kept from one pickle to the next, at most: more is
     /// given back after the pickle that needed it.
-    pub const KEEP_BYTES: usize = 256 << 10;
+    pub const KEEP_BYTES: usize = 64 << 10;
 
     /// Bytes of working memory the decoder keeps between pickles (the
     /// capacity of its vectors and maps), at most [`Decoder::KEEP_BYTES`]
