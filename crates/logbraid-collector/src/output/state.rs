@@ -178,6 +178,7 @@ impl Checkpoint {
                 fs::create_dir_all(dir)?;
             }
         }
+        logbraid::fault::point("state::write")?;
         {
             let mut f = fs::File::create(&self.tmp)?;
             io::Write::write_all(&mut f, text.as_bytes())?;
@@ -185,6 +186,7 @@ impl Checkpoint {
                 f.sync_data()?;
             }
         }
+        logbraid::fault::point("state::rename")?;
         fs::rename(&self.tmp, &self.path)?;
         if self.sync {
             if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
