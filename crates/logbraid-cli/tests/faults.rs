@@ -699,3 +699,28 @@ fn a_full_tmpfs_holds_records_unacknowledged_and_writes_them_once_when_freed() {
     by.unchanged();
     nothing_else(dir, &by, &[]);
 }
+
+#[test]
+fn a_malformed_failpoint_setting_exits_2_naming_it_before_anything_starts() {
+    let scene = Scene::new();
+    let args = scene.args("tcp://127.0.0.1:0", &[]);
+    for (bad, says) in [
+        (
+            "file::write",
+            "FAILPOINTS: \"file::write\" is not name=actions",
+        ),
+        ("file::write=nonsense", "FAILPOINTS: file::write: "),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_logbraid"))
+            .arg("serve")
+            .args(&args)
+            .env("FAILPOINTS", bad)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(says), "{bad}: {err}");
+        assert!(out.stdout.is_empty());
+        assert_eq!(fs::read_dir(&scene.dir).unwrap().count(), 0);
+    }
+}

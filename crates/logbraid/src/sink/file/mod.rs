@@ -323,7 +323,11 @@ impl RollingFileBuilder {
     /// draining the queue, so the queue's
     /// [`Overflow`](crate::Overflow) policy decides: `Block` (the default)
     /// makes callers wait, `DropNewest`/`DropOldest` drop and count. No
-    /// record is ever discarded by the sink. `0` never waits, for a caller
+    /// record is ever discarded by the sink, so a shutdown (a guard
+    /// dropped) waits for the disk too; the flushes of a signal, of a
+    /// panic and at exit give up after their limit
+    /// ([`Builder::signal_flush_limit`](crate::Builder::signal_flush_limit))
+    /// and say so. `0` never waits, for a caller
     /// that bounds what it hands over itself (the collector, whose byte
     /// budget holds back its clients).
     pub fn max_pending(mut self, bytes: usize) -> Self {
