@@ -65,6 +65,11 @@ const USAGE: u8 = 2;
 /// the exit code: 0 after a
 /// clean stop, 2 for a bad setting.
 pub fn run(args: &Args) -> anyhow::Result<u8> {
+    // Only a build with the `failpoints` feature has any (tests/faults.rs).
+    if let Err(e) = logbraid::fault::setup() {
+        eprintln!("logbraid serve: {e}");
+        return Ok(USAGE);
+    }
     // Bad flags were refused by clap (also with exit code 2), each value
     // checked by its own type; the file's values are checked the same way.
     let file = match &args.config {

@@ -6,6 +6,10 @@ pub mod clock;
 pub mod collect;
 pub mod config;
 pub mod endpoint;
+// For the fault-injection tests: failpoints with the `failpoints` feature,
+// empty functions without.
+#[doc(hidden)]
+pub mod fault;
 pub mod filter;
 pub mod forward;
 pub mod layout;

@@ -941,7 +941,7 @@ fn a_failed_flush_keeps_the_records_for_a_retry() {
     assert_eq!(os_error(&e), Some(libc::ENOSPC));
     assert!(e.to_string().contains("app.log"), "{e}");
     assert!(sink.flush().is_err());
-    assert_eq!(sink.stats().records_lost, 0);
+    assert_eq!(sink.stats().write_failures, 2);
     fs::remove_file(&active).unwrap();
     log(&mut sink, "c");
     sink.flush().unwrap();
@@ -951,52 +951,33 @@ fn a_failed_flush_keeps_the_records_for_a_retry() {
 
 #[cfg(target_os = "linux")]
 #[test]
-fn over_64_mib_pending_after_failures_is_discarded_and_counted() {
+fn with_max_pending_0_over_64_mib_waits_for_the_disk_whole() {
     let dir = tempfile::tempdir().unwrap();
     let active = dir.path().join("app.log");
     std::os::unix::fs::symlink("/dev/full", &active).unwrap();
-    let mut sink = builder(dir.path()).build().unwrap();
+    let mut sink = builder(dir.path()).max_pending(0).build().unwrap();
     let big = "z".repeat(1 << 20);
-    for _ in 0..64 {
-        log(&mut sink, &big);
-    }
-    // 64 records of 1 MiB + 1 byte: just over 64 MiB.
-    let e = sink.flush().unwrap_err();
-    assert_eq!(os_error(&e), Some(libc::ENOSPC));
-    assert!(e.to_string().contains("64 records"), "{e}");
-    assert_eq!(sink.stats().records_lost, 64);
-    sink.flush().unwrap();
-    fs::remove_file(&active).unwrap();
-    log(&mut sink, "after");
-    sink.flush().unwrap();
-    assert_eq!(read(&active), "after\n");
-}
-
-#[cfg(target_os = "linux")]
-#[test]
-fn without_discarding_over_64_mib_pending_waits_for_the_disk_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let active = dir.path().join("app.log");
-    std::os::unix::fs::symlink("/dev/full", &active).unwrap();
-    let mut sink = builder(dir.path())
-        .discard_on_failure(false)
-        .build()
-        .unwrap();
-    let big = "z".repeat(1 << 20);
-    for _ in 0..64 {
+    // 65 records of 1 MiB + 1 byte, past the default limit: no write
+    // waits, and nothing is let go.
+    for _ in 0..65 {
         log(&mut sink, &big);
     }
     for _ in 0..3 {
         let e = sink.flush().unwrap_err();
         assert_eq!(os_error(&e), Some(libc::ENOSPC));
+        assert!(
+            e.to_string().contains("68157505 bytes of records kept"),
+            "{e}"
+        );
     }
-    assert_eq!(sink.stats().records_lost, 0);
+    let stats = sink.stats();
+    assert_eq!((stats.write_failures, stats.held_waits), (3, 0));
     fs::remove_file(&active).unwrap();
     log(&mut sink, "after");
     sink.flush().unwrap();
     let text = read(&active);
-    assert_eq!(text.len(), 64 * ((1 << 20) + 1) + "after\n".len());
-    assert_eq!(text.lines().filter(|l| *l == big).count(), 64);
+    assert_eq!(text.len(), 65 * ((1 << 20) + 1) + "after\n".len());
+    assert_eq!(text.lines().filter(|l| *l == big).count(), 65);
     assert!(text.ends_with("\nafter\n"));
 }
 

@@ -376,9 +376,10 @@ impl Files {
             .backup_count(s.backup_count)
             .compression(s.compression)
             .sync_rotations(self.sync)
-            // A record is acknowledged once a flush succeeds: it must not
-            // be dropped by a failed one. The byte budget bounds memory.
-            .discard_on_failure(false);
+            // A record is acknowledged once a flush succeeds, and a failed
+            // one keeps it. The byte budget bounds memory, so a write never
+            // waits for the file here: the stage retries its rounds.
+            .max_pending(0);
         if let Some(e) = s.every {
             b = b.every(e);
         }

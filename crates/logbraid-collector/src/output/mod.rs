@@ -94,9 +94,8 @@
 //! synced), before the acknowledgements; a rotation syncs the file before
 //! renaming it and the directory after, and a SIGHUP's reopen syncs the
 //! file it lets go. An acknowledged record then survives a power loss too.
-//! Not covered: a compressed backup replaces its uncompressed original
-//! without a sync of its own, so a power loss right after a compression
-//! can lose that backup's records.
+//! A compressed backup replaces its uncompressed original only once its
+//! data and its name are synced (the file, then the directory).
 //!
 //! # Reopening (SIGHUP)
 //!

@@ -67,6 +67,13 @@ pub(super) struct Stage {
     changes: Vec<(Box<str>, u64, u64)>,
 }
 
+/// The failpoint between a rotation and the checkpoint that records it
+/// (`logbraid::fault`): only ending the process there means something,
+/// so an error configured for it is ignored.
+fn rotated_point() {
+    let _ = logbraid::fault::point("output::rotated");
+}
+
 fn source_key(s: &Source) -> Key {
     Key::Source(s.host.clone(), s.pid, s.process_name.clone())
 }
@@ -271,6 +278,7 @@ impl Stage {
         if self.files.take_rotated() {
             // The rotated file may be compressed soon; checkpoint the new
             // one before writing more.
+            rotated_point();
             self.end_round();
         }
         None
@@ -401,6 +409,7 @@ impl Stage {
             }
         }
         if self.files.take_rotated() {
+            rotated_point();
             self.end_round();
         }
         None

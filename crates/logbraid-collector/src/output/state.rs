@@ -322,6 +322,7 @@ impl Checkpoint {
                 fs::create_dir_all(dir)?;
             }
         }
+        logbraid::fault::point("state::write")?;
         {
             let mut f = fs::File::create(&self.tmp)?;
             io::Write::write_all(&mut f, text.as_bytes())?;
@@ -329,6 +330,7 @@ impl Checkpoint {
                 f.sync_data()?;
             }
         }
+        logbraid::fault::point("state::rename")?;
         fs::rename(&self.tmp, &self.path)?;
         if self.sync {
             self.sync_dir()?;

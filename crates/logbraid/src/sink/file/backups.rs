@@ -55,7 +55,8 @@ pub(crate) struct Counters {
     pub(super) compress_skipped: AtomicU64,
     pub(super) compress_failed: AtomicU64,
     pub(super) rotation_failures: AtomicU64,
-    pub(super) records_lost: AtomicU64,
+    pub(super) write_failures: AtomicU64,
+    pub(super) held_waits: AtomicU64,
     pub(super) reported_skip: AtomicBool,
     pub(super) reported_compress_failure: AtomicBool,
 }
@@ -126,6 +127,9 @@ pub(crate) struct BackupSet {
     pub(super) base: OsString,
     pub(super) list: Vec<Backup>,
     pub(super) next_id: u64,
+    /// [`sync_rotations`](super::RollingFileBuilder::sync_rotations): a
+    /// compressed backup's name is synced before the original goes.
+    pub(super) sync: bool,
 }
 
 impl BackupSet {
@@ -419,8 +423,20 @@ impl BackupSet {
             self.list[pos].compressing = false;
             return Err(e);
         }
-        self.list[pos].ext = ext;
         self.list[pos].compressing = false;
+        if self.sync {
+            // The compressed file's data was synced before the rename; its
+            // name must be on disk too before the original goes, or a
+            // power loss could leave neither. If it cannot be, the
+            // original stays the backup.
+            let synced = crate::fault::point("compress::sync_dir")
+                .and_then(|()| File::open(&self.dir)?.sync_all());
+            if let Err(e) = synced {
+                let _ = fs::remove_file(&packed);
+                return Err(e);
+            }
+        }
+        self.list[pos].ext = ext;
         match fs::remove_file(&plain) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),

@@ -20,6 +20,7 @@ use crate::clock::{self, SharedClock};
 use crate::layout::Layout;
 use crate::options::{Compression, Every, Naming, Weekday};
 use crate::record::Record;
+use crate::report::RateLimit;
 use crate::time::period::{stamp, Schedule};
 
 mod backups;
@@ -32,9 +33,11 @@ use scan::{mtime_ns, scan};
 
 pub(super) const NS_PER_SEC: i64 = 1_000_000_000;
 
-/// Past this many pending bytes after a failed write, the buffer is
-/// discarded: memory stays bounded when the disk stays broken.
+/// Default of [`RollingFileBuilder::max_pending`].
 const MAX_PENDING: usize = 64 << 20;
+
+/// Longest pause between two attempts of a `write` that waits for the file.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Capacity kept by the buffer after a large flush.
 const KEEP_CAPACITY: usize = 64 << 10;
@@ -43,6 +46,9 @@ const KEEP_CAPACITY: usize = 64 << 10;
 pub(super) const MAX_ATTEMPTS: usize = 1000;
 
 const DEFAULT_BACKLOG: usize = 8;
+
+/// Least time between two lines saying that `write` waits for the file.
+const HELD_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// An error of the rolling file sink: what was being done, to which path,
 /// and the operating system's error.
@@ -103,9 +109,14 @@ pub struct FileStats {
     pub compress_failed: u64,
     /// Rotations that failed (the records went on into the active file).
     pub rotation_failures: u64,
-    /// Records discarded after write errors, when the pending buffer grew
-    /// past 64 MiB.
-    pub records_lost: u64,
+    /// Writes of the buffer that failed (a full disk, an I/O error, a file
+    /// that cannot be opened). The records stay buffered and are written
+    /// by a later flush: a write error never discards them.
+    pub write_failures: u64,
+    /// Times a [`write`](Sink::write) found more than
+    /// [`max_pending`](RollingFileBuilder::max_pending) bytes held after
+    /// failed writes and waited for the file to take them.
+    pub held_waits: u64,
 }
 
 /// Configures and builds a [`RollingFile`].
@@ -129,7 +140,7 @@ pub struct FileStats {
 /// | [`local_time`](Self::local_time) | `false`: UTC | period boundaries and names in the system's time zone |
 /// | [`time_zone`](Self::time_zone) | UTC | period boundaries and names in this time zone |
 /// | [`clock`](Self::clock) | the system clock | where time comes from (tests inject a manual one) |
-/// | [`discard_on_failure`](Self::discard_on_failure) | `true` | past 64 MiB pending after a failed write, discard (and count) them to bound memory |
+/// | [`max_pending`](Self::max_pending) | 64 MiB | past this many bytes held after failed writes, `write` waits for the file |
 /// | [`sync_rotations`](Self::sync_rotations) | `false` | fdatasync a file before it is renamed to a backup, and its directory after every rename or new file |
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
@@ -149,7 +160,7 @@ pub struct RollingFileBuilder {
     zone: TimeZone,
     clock: SharedClock,
     sync_rotations: bool,
-    discard_on_failure: bool,
+    max_pending: usize,
 }
 
 impl Default for RollingFileBuilder {
@@ -170,7 +181,7 @@ impl Default for RollingFileBuilder {
             zone: TimeZone::UTC,
             clock: clock::system(),
             sync_rotations: false,
-            discard_on_failure: true,
+            max_pending: MAX_PENDING,
         }
     }
 }
@@ -304,14 +315,23 @@ impl RollingFileBuilder {
         self
     }
 
-    /// Whether records pending past 64 MiB after a failed write are
-    /// discarded (and counted in [`FileStats::records_lost`]) so memory
-    /// stays bounded while the disk stays broken (the default). `false`
-    /// keeps every record until a flush succeeds, for a caller that bounds
-    /// what it hands over itself and must not report a record written
-    /// that was not (the collector, whose acknowledgements follow flushes).
-    pub fn discard_on_failure(mut self, discard: bool) -> Self {
-        self.discard_on_failure = discard;
+    /// Bounds the memory records take while the file cannot be written:
+    /// once a failed write leaves more than `bytes` buffered, the next
+    /// [`write`](Sink::write) waits, retrying the write with back-off
+    /// (10 ms doubling to 1 s, one line on stderr every 10 s), until the
+    /// file takes everything. In a pipeline the writer thread then stops
+    /// draining the queue, so the queue's
+    /// [`Overflow`](crate::Overflow) policy decides: `Block` (the default)
+    /// makes callers wait, `DropNewest`/`DropOldest` drop and count. No
+    /// record is ever discarded by the sink, so a shutdown (a guard
+    /// dropped) waits for the disk too; the flushes of a signal, of a
+    /// panic and at exit give up after their limit
+    /// ([`Builder::signal_flush_limit`](crate::Builder::signal_flush_limit))
+    /// and say so. `0` never waits, for a caller
+    /// that bounds what it hands over itself (the collector, whose byte
+    /// budget holds back its clients).
+    pub fn max_pending(mut self, bytes: usize) -> Self {
+        self.max_pending = bytes;
         self
     }
 
@@ -352,6 +372,7 @@ impl RollingFileBuilder {
             base,
             list: Vec::new(),
             next_id: 0,
+            sync: self.sync_rotations,
         };
         for (slot, ext) in list {
             set.push_newest(slot, ext);
@@ -367,7 +388,6 @@ impl RollingFileBuilder {
             file_id: None,
             size: 0,
             buf: Vec::new(),
-            buf_records: 0,
             max_bytes: self.max_bytes,
             schedule: self.every.map(|every| Schedule {
                 every,
@@ -389,7 +409,8 @@ impl RollingFileBuilder {
             rotation_suspended: false,
             reported_rotation_failure: false,
             sync_rotations: self.sync_rotations,
-            discard_on_failure: self.discard_on_failure,
+            max_pending: self.max_pending,
+            held_reports: RateLimit::new(HELD_REPORT_EVERY),
             shared,
             compressor: None,
         };
@@ -477,11 +498,20 @@ impl RollingFileBuilder {
 /// # Errors
 ///
 /// `write` never fails and never drops a record: I/O errors surface from
-/// `flush`, which keeps the buffer for a retry. If after a failure more than
-/// 64 MiB are pending, they are discarded, counted in
-/// [`FileStats::records_lost`], and the error says so. A rotation that fails
-/// (a rename refused, say) is counted, reported once on stderr, and the
-/// records go on into the active file; it is retried after the next flush.
+/// `flush` (a [`FileError`] naming the file and the system's error,
+/// counted in [`FileStats::write_failures`]), which keeps the buffer for a
+/// retry; whatever part of it reached the file is not written again. In a
+/// pipeline, [`Logger::flush`](crate::Logger::flush) then returns with the
+/// failure counted in [`Stats::write_errors`](crate::Stats::write_errors)
+/// and said on stderr, and the records wait in the sink for the next
+/// flush. Once more than [`max_pending`](RollingFileBuilder::max_pending)
+/// bytes wait (64 MiB by default), `write` itself waits for the file,
+/// which holds the pipeline's queue back: its overflow policy makes
+/// callers wait, or drops and counts; nothing is lost silently.
+///
+/// A rotation that fails (a rename refused, say) is counted, reported once
+/// on stderr, and the records go on into the active file; it is retried
+/// after the next flush.
 ///
 /// # Example
 ///
@@ -526,8 +556,6 @@ pub struct RollingFile {
     /// Bytes in the active file, for the size trigger.
     size: u64,
     buf: Vec<u8>,
-    /// Records in `buf`, to count what a discarded buffer loses.
-    buf_records: u64,
     max_bytes: u64,
     /// The time trigger.
     schedule: Option<Schedule>,
@@ -547,8 +575,10 @@ pub struct RollingFile {
     reported_rotation_failure: bool,
     /// [`RollingFileBuilder::sync_rotations`].
     sync_rotations: bool,
-    /// [`RollingFileBuilder::discard_on_failure`].
-    discard_on_failure: bool,
+    /// [`RollingFileBuilder::max_pending`]; 0: never wait.
+    max_pending: usize,
+    /// The line saying that `write` waits for the file.
+    held_reports: RateLimit,
     shared: Arc<Shared>,
     /// Declared last: dropping it joins the worker after the final flush.
     compressor: Option<Compressor>,
@@ -613,7 +643,8 @@ impl RollingFile {
             compress_skipped: c.compress_skipped.load(Ordering::Relaxed),
             compress_failed: c.compress_failed.load(Ordering::Relaxed),
             rotation_failures: c.rotation_failures.load(Ordering::Relaxed),
-            records_lost: c.records_lost.load(Ordering::Relaxed),
+            write_failures: c.write_failures.load(Ordering::Relaxed),
+            held_waits: c.held_waits.load(Ordering::Relaxed),
         }
     }
 
@@ -637,6 +668,7 @@ impl RollingFile {
     fn open(&mut self) -> io::Result<()> {
         self.file = None;
         self.file_id = None;
+        crate::fault::point("file::open")?;
         let mut options = OpenOptions::new();
         options.append(true).create(true);
         let file = match options.open(&self.path) {
@@ -667,6 +699,17 @@ impl RollingFile {
         }
     }
 
+    /// fdatasyncs the active file, if one is open.
+    fn sync_file(&self) -> io::Result<()> {
+        match &self.file {
+            Some(f) => {
+                crate::fault::point("file::sync")?;
+                f.sync_data()
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Closes the active file and opens the path again, creating it if it
     /// is gone: what `logrotate` expects after moving the file away and
     /// sending SIGHUP. Pending records are written first, to the file at
@@ -678,10 +721,8 @@ impl RollingFile {
     pub fn reopen(&mut self) -> io::Result<()> {
         self.flush()?;
         if self.sync_rotations {
-            if let Some(f) = &self.file {
-                f.sync_data()
-                    .map_err(|e| io::Error::from(FileError::new("sync", &self.path, e)))?;
-            }
+            self.sync_file()
+                .map_err(|e| io::Error::from(FileError::new("sync", &self.path, e)))?;
         }
         self.open()
             .map_err(|e| FileError::new("reopen", &self.path, e).into())
@@ -708,6 +749,7 @@ impl RollingFile {
             return Ok(());
         }
         self.ensure_open()?;
+        crate::fault::point("file::write")?;
         let Some(file) = self.file.as_mut() else {
             return Err(io::Error::other("the log file is not open"));
         };
@@ -735,10 +777,14 @@ impl RollingFile {
         if self.sync_rotations {
             // Synced under its own name: once renamed it is a backup the
             // sink never writes again.
-            if let Some(Err(e)) = self.file.as_ref().map(File::sync_data) {
+            if let Err(e) = self.sync_file() {
                 self.rotation_failed(&e);
                 return false;
             }
+        }
+        if let Err(e) = crate::fault::point("file::rotate") {
+            self.rotation_failed(&e);
+            return false;
         }
         let now = now.unwrap_or_else(|| self.clock.now_ns());
         let named_at = match trigger {
@@ -836,6 +882,32 @@ impl RollingFile {
         }
     }
 
+    /// More than `max_pending` bytes are held after failed writes: retries
+    /// the write, with back-off, until the file takes them all. Never gives
+    /// up and never discards: the caller (a pipeline's writer thread) waits,
+    /// and so its queue's overflow policy applies.
+    fn wait_for_room(&mut self) {
+        let mut pause = Duration::from_millis(10);
+        let mut counted = false;
+        while let Err(e) = self.flush() {
+            if !counted {
+                counted = true;
+                self.shared
+                    .counters
+                    .held_waits
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(more) = self.held_reports.allow() {
+                eprintln!(
+                    "logbraid: {e}; logging waits until the file takes them \
+                     ({more} more failures since the last report)"
+                );
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(MAX_BACKOFF);
+        }
+    }
+
     /// The time trigger fired: rotate unless the file is empty.
     fn period_ended(&mut self, now_ns: i64) {
         let pending = self.buf.len();
@@ -849,6 +921,9 @@ impl RollingFile {
 
 impl Sink for RollingFile {
     fn write(&mut self, record: &Record<'_>) -> io::Result<usize> {
+        if self.max_pending > 0 && self.buf.len() > self.max_pending {
+            self.wait_for_room();
+        }
         // With a time trigger the clock is read once here and reused by a
         // rotation; without one, only a rotation reads it.
         let mut now = None;
@@ -864,15 +939,10 @@ impl Sink for RollingFile {
         let len = self.buf.len() - pending;
         if self.max_bytes > 0 && !self.rotation_suspended {
             let used = self.size + pending as u64;
-            if used > 0
-                && used + len as u64 > self.max_bytes
-                && self.rotate(pending, Trigger::Size, now)
-            {
-                // Whatever was pending is in the old file now.
-                self.buf_records = 0;
+            if used > 0 && used + len as u64 > self.max_bytes {
+                self.rotate(pending, Trigger::Size, now);
             }
         }
-        self.buf_records += 1;
         Ok(len)
     }
 
@@ -881,39 +951,28 @@ impl Sink for RollingFile {
         let pending = self.buf.len();
         match self.write_out(pending) {
             Ok(()) => {
-                self.buf_records = 0;
                 if self.buf.capacity() > MAX_PENDING / 16 {
                     self.buf.shrink_to(KEEP_CAPACITY);
                 }
                 Ok(())
             }
-            Err(e) if self.discard_on_failure && self.buf.len() > MAX_PENDING => {
-                let lost = self.buf_records;
-                let bytes = self.buf.len();
-                self.buf = Vec::new();
-                self.buf_records = 0;
+            Err(e) => {
                 self.shared
                     .counters
-                    .records_lost
-                    .fetch_add(lost, Ordering::Relaxed);
+                    .write_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 let mut err = FileError::new("write to", &self.path, e);
-                err.detail =
-                    format!(" ({lost} records, {bytes} bytes, discarded after repeated failures)");
+                err.detail = format!(" ({} bytes of records kept for a retry)", self.buf.len());
                 Err(err.into())
             }
-            Err(e) => Err(FileError::new("write to", &self.path, e).into()),
         }
     }
 
     fn sync(&mut self) -> io::Result<()> {
         self.flush()?;
-        match &self.file {
-            // fdatasync: the data and the file size, not the timestamps.
-            Some(f) => f
-                .sync_data()
-                .map_err(|e| FileError::new("sync", &self.path, e).into()),
-            None => Ok(()),
-        }
+        // fdatasync: the data and the file size, not the timestamps.
+        self.sync_file()
+            .map_err(|e| FileError::new("sync", &self.path, e).into())
     }
 
     fn finish(&mut self) -> io::Result<()> {

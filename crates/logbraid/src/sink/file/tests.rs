@@ -188,3 +188,87 @@ fn sync_rotations_keeps_every_record_under_the_sinks_names() {
     assert_eq!(fs::read(dir.path().join("app.log.1")).unwrap(), b"r2\nr3\n");
     assert_eq!(fs::read(&path).unwrap(), b"r4\n");
 }
+
+/// Polls `done` until it holds; the deadline only keeps a broken sink
+/// from hanging the test.
+fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn past_max_pending_a_write_waits_for_the_file_and_keeps_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let active = dir.path().join("app.log");
+    std::os::unix::fs::symlink("/dev/full", &active).unwrap();
+    let mut sink = RollingFile::builder(&active)
+        .layout(Box::new(Line))
+        .max_pending(100)
+        .build()
+        .unwrap();
+    // 26 records of 4 bytes: the last one finds 100 buffered, not more
+    // than the limit, and goes in without waiting.
+    let want: Vec<String> = (0..26).map(|i| format!("r{i:02}")).collect();
+    for r in &want {
+        log(&mut sink, r);
+    }
+    // 104 bytes held: a flush fails and keeps them.
+    assert!(sink.flush().is_err());
+    assert_eq!(sink.stats().held_waits, 0);
+    let shared = Arc::clone(&sink.shared);
+    let waits = move || shared.counters.held_waits.load(Ordering::Relaxed);
+    let writer = std::thread::spawn(move || {
+        log(&mut sink, "last");
+        sink
+    });
+    until("the write waits", || waits() == 1);
+    // The disk is still full: the write cannot have returned.
+    assert!(!writer.is_finished());
+    fs::remove_file(&active).unwrap();
+    let mut sink = writer.join().unwrap();
+    sink.flush().unwrap();
+    let mut text = want.join("\n");
+    text.push_str("\nlast\n");
+    assert_eq!(fs::read_to_string(&active).unwrap(), text);
+    let stats = sink.stats();
+    assert_eq!(stats.held_waits, 1);
+    assert!(stats.write_failures >= 2, "{stats:?}");
+}
+
+/// With `sync_rotations`, a compressed backup replaces its original only
+/// once its name is synced: when the directory cannot be synced, the
+/// original stays the backup and the compressed copy goes.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_compressed_backup_replaces_the_original_only_once_synced() {
+    for sync in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = RollingFile::builder(dir.path().join("app.log"))
+            .layout(Box::new(Line))
+            .max_bytes(1)
+            .sync_rotations(sync)
+            .compression(Compression::Gzip)
+            .build()
+            .unwrap();
+        fail::cfg("compress::sync_dir", "return(eio)").unwrap();
+        log(&mut sink, "a");
+        log(&mut sink, "b");
+        sink.wait_compressed();
+        fail::remove("compress::sync_dir");
+        let stats = sink.stats();
+        if sync {
+            assert_eq!(names(dir.path()), ["app.log", "app.log.1"]);
+            assert_eq!((stats.compressed, stats.compress_failed), (0, 1));
+            assert_eq!(fs::read(dir.path().join("app.log.1")).unwrap(), b"a\n");
+        } else {
+            // Without sync the directory is not synced: the point is not
+            // reached.
+            assert_eq!(names(dir.path()), ["app.log", "app.log.1.gz"]);
+            assert_eq!((stats.compressed, stats.compress_failed), (1, 0));
+        }
+    }
+}
