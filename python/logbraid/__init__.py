@@ -15,7 +15,6 @@ from __future__ import annotations
 import atexit
 import codecs
 import datetime
-import glob
 import logging
 import os
 import re
@@ -231,7 +230,9 @@ def _per_run_file(file: Any, runs: int) -> Any:
     )
     if runs:
         for old in earlier[: max(0, len(earlier) - (runs - 1))]:
-            for f in [old, *glob.glob(glob.escape(old) + ".*")]:
+            # The run's file and its own backups, by the sink's exact names:
+            # an operator's "app.log.bak" beside them is not the run's.
+            for f in [old, *map(os.fspath, _logbraid.backup_files(old))]:
                 try:
                     os.remove(f)
                 except FileNotFoundError:

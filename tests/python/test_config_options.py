@@ -132,7 +132,10 @@ def test_per_run_files_keep_the_last_runs(run, tmp_path):
     for i, f in enumerate(old):
         f.write_text(f"old {i}\n")
     (logs / "prog_20240101_000000.log.1").write_text("old 0 backup\n")
+    (logs / "prog_20240101_000000.log.2.gz").write_bytes(b"old 0 older backup")
     (logs / "other_20240101_000000.log").write_text("not ours\n")
+    # An operator's copy beside the oldest run: not one of its backups.
+    (logs / "prog_20240101_000000.log.bak").write_text("keep me\n")
     p = run(
         """
         import logging, logbraid
@@ -145,7 +148,16 @@ def test_per_run_files_keep_the_last_runs(run, tmp_path):
     current = p.stdout.strip()
     assert re.fullmatch(r"logs/prog_\d{8}_\d{6}\.log", current), current
     names = sorted(f.name for f in logs.iterdir())
-    assert names == sorted(["other_20240101_000000.log", old[2].name, old[3].name, current[5:]])
+    assert names == sorted(
+        [
+            "other_20240101_000000.log",
+            "prog_20240101_000000.log.bak",
+            old[2].name,
+            old[3].name,
+            current[5:],
+        ]
+    )
+    assert (logs / "prog_20240101_000000.log.bak").read_text() == "keep me\n"
     assert (tmp_path / current).read_text() == "this run\n"
 
 

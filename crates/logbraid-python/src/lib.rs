@@ -61,6 +61,15 @@ fn format_errors() -> u64 {
     WRITE_FAILURES.load(Ordering::Relaxed)
 }
 
+/// The rotated backups of the log file `path` (`path.N`, the timestamped
+/// names, either compressed), recognised by the sink's exact names, oldest
+/// first: what a per-run file's retention deletes with the run's file,
+/// and nothing else beside it.
+#[pyfunction]
+fn backup_files(path: std::path::PathBuf) -> PyResult<Vec<std::path::PathBuf>> {
+    Ok(logbraid::sink::backup_files(&path)?)
+}
+
 /// `logbraid serve` with `args` (its flags): runs the collector until
 /// SIGTERM or SIGINT, with the GIL released, and returns the exit code.
 #[pyfunction]
@@ -80,6 +89,7 @@ fn _logbraid(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(format_errors, m)?)?;
     m.add_function(wrap_pyfunction!(exported_collector, m)?)?;
     m.add_function(wrap_pyfunction!(serve, m)?)?;
+    m.add_function(wrap_pyfunction!(backup_files, m)?)?;
     m.add("COLLECTOR_ENV", logbraid::collect::COLLECTOR_ENV)?;
     Ok(())
 }
