@@ -122,6 +122,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 backup_count: 0,
                 every: None,
                 compression,
+                mode: logbraid_collector::output::DEFAULT_FILE_MODE,
+                follow_links: false,
             },
             route: None,
             merge_window: None,

@@ -270,14 +270,18 @@ fn assert_exactly_once(got: &[u64], n: u64) {
 }
 
 /// Every file in `dir` is the log, one of its backups, the collector's
-/// checkpoint or lock, a bystander, or one of `also`.
+/// checkpoint, its journal or lock, a bystander, or one of `also`.
 fn nothing_else(dir: &Path, by: &Bystanders, also: &[&str]) {
     let mut allowed = by.names();
     allowed.extend(also.iter().map(|s| s.to_string()));
     allowed.extend(
-        [".app.log.state", ".app.log.state.lock"]
-            .iter()
-            .map(|s| s.to_string()),
+        [
+            ".app.log.state",
+            ".app.log.state.journal",
+            ".app.log.state.lock",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
     );
     let log = dir.join("app.log");
     for f in log_files(&log) {
@@ -428,7 +432,14 @@ fn killed_before_the_checkpoint_is_written_the_unacknowledged_bytes_are_cut() {
 
 #[test]
 fn killed_before_the_checkpoint_is_renamed_the_unacknowledged_bytes_are_cut() {
-    killed_at("state::rename", "1*off->return(kill)", &[], true, false);
+    // Every checkpoint a snapshot, so that the second one is renamed.
+    killed_at(
+        "state::rename",
+        "1*off->return(kill);state::compact=return",
+        &[],
+        true,
+        false,
+    );
 }
 
 #[test]
@@ -513,7 +524,7 @@ fn a_failed_checkpoint_holds_the_acknowledgements_and_repeats_no_record() {
     // The first hit is the checkpoint every start saves; the records of
     // the round whose checkpoint fails are in the file already.
     injected(
-        "state::rename=1*off->2*return(enospc)",
+        "state::rename=1*off->2*return(enospc);state::compact=return",
         "No space left on device",
     );
 }

@@ -29,6 +29,7 @@
 //! | `tls_key` | PEM private key of `tls_cert` | none (required with it) |
 //! | `tls_client_ca` | PEM certificates: TLS clients must present a certificate they issued (mutual TLS) | none: no client certificate asked |
 //! | `socket_mode` | permissions of `unix:` sockets, octal | `0600` |
+//! | `file_mode` | permissions of the log files, octal (routed directories are 0750; the state files 0600) | `0640` |
 //! | `max_frame` | size, 1 MiB to 1 GiB | 1 MiB |
 //! | `max_connections` | integer, 1 to 1000000: stream connections open at once (fewer when `RLIMIT_NOFILE`, raised to its hard limit at start, leaves room for fewer) | 1024, or as many as half of `max_memory` holds |
 //! | `max_connections_per_listener` | integer, 1 to 1000000 | `max_connections` less a share kept for each other stream listener (a sixteenth of them, 1 to 64) |
@@ -208,6 +209,10 @@ pub struct Settings {
     /// collector's user only).
     #[cfg_attr(feature = "clap", arg(long, value_name = "MODE"))]
     pub socket_mode: Option<FileMode>,
+    /// Permissions of the log files, in octal (default 0640: the
+    /// collector's user writes, its group reads).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "MODE"))]
+    pub file_mode: Option<FileMode>,
     /// Longest frame accepted (default 1MiB). Smaller values are refused:
     /// the native protocol promises clients 1 MiB.
     #[cfg_attr(feature = "clap", arg(long, value_name = "SIZE"))]
@@ -349,6 +354,7 @@ impl Settings {
             tls_key: self.tls_key.or(other.tls_key),
             tls_client_ca: self.tls_client_ca.or(other.tls_client_ca),
             socket_mode: self.socket_mode.or(other.socket_mode),
+            file_mode: self.file_mode.or(other.file_mode),
             max_frame: self.max_frame.or(other.max_frame),
             max_connections: self.max_connections.or(other.max_connections),
             max_connections_per_listener: self
@@ -556,6 +562,10 @@ impl ServeConfig {
                     backup_count: s.backup_count.map_or(0, |n| n.0 as usize),
                     every: s.rotate,
                     compression: s.compress.unwrap_or(Compression::None),
+                    mode: s
+                        .file_mode
+                        .map_or(crate::output::DEFAULT_FILE_MODE, |m| m.0),
+                    follow_links: false,
                 },
                 route: s.route.map(|r| r.0),
                 merge_window: s

@@ -42,6 +42,8 @@ fn spec(path: &Path) -> FileSpec {
         backup_count: 0,
         every: None,
         compression: Compression::None,
+        mode: logbraid_collector::output::DEFAULT_FILE_MODE,
+        follow_links: false,
     }
 }
 
@@ -1111,7 +1113,10 @@ async fn a_full_disk_loses_nothing_however_much_waits() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");
     std::os::unix::fs::symlink("/dev/full", &path).unwrap();
-    let mut cfg = config(spec(&path));
+    let mut cfg = config(FileSpec {
+        follow_links: true,
+        ..spec(&path)
+    });
     // Room for more than the 64 MiB a rolling file keeps by default.
     cfg.max_pending_bytes = 100 << 20;
     let (output, h) = start(cfg);
@@ -1147,5 +1152,59 @@ async fn a_full_disk_loses_nothing_however_much_waits() {
     assert_eq!(got.len(), 66);
     for (i, l) in got.iter().enumerate() {
         assert_eq!(*l, format!("{i:02}{big}"));
+    }
+}
+
+#[tokio::test]
+async fn routed_files_are_made_privately_and_never_through_a_link() {
+    use std::os::unix::fs::{symlink, MetadataExt};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let logs = root.join("logs");
+    let elsewhere = dir.path().join("elsewhere");
+    fs::create_dir_all(&logs).unwrap();
+    fs::create_dir(&elsewhere).unwrap();
+    fs::write(elsewhere.join("target.log"), b"theirs\n").unwrap();
+    // Someone who can write below the route's directory: a host's
+    // directory is a link, and a program's file in a real directory is one.
+    symlink(&elsewhere, logs.join("evil")).unwrap();
+    fs::create_dir(logs.join("web")).unwrap();
+    symlink(elsewhere.join("target.log"), logs.join("web/api.log")).unwrap();
+    let mut cfg = config(spec(&root.join("unused.log")));
+    cfg.route = Some(format!("{}/{{host}}/{{program}}.log", logs.display()));
+    cfg.fallback = Some(root.join("fallback.log"));
+    let (output, h) = start(cfg);
+    for (k, (host, program)) in [("evil", "target"), ("web", "api"), ("good", "app")]
+        .into_iter()
+        .enumerate()
+    {
+        let src = source(host, k as u32, program);
+        let rs = vec![owned(&src, 0, &format!("from {host}"), "t")];
+        assert!(
+            h.send(Delivery {
+                source: src,
+                body: Body::Records(rs),
+                ack: None,
+            })
+            .await
+        );
+    }
+    let stats = output.shutdown();
+    assert_eq!((stats.written, stats.diverted, stats.lost), (3, 2, 0));
+    // Nothing reached the links' targets.
+    assert_eq!(fs::read(elsewhere.join("target.log")).unwrap(), b"theirs\n");
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 1);
+    assert_eq!(lines(&logs.join("good/app.log")), ["from good"]);
+    assert_eq!(lines(&root.join("fallback.log")), ["from evil", "from web"]);
+    // Made for the collector's user and group only (the umask may take
+    // bits away, never add them).
+    for (p, asked) in [
+        (logs.join("good"), 0o750),
+        (logs.join("good/app.log"), 0o640),
+        (root.join("fallback.log"), 0o640),
+    ] {
+        let m = fs::symlink_metadata(&p).unwrap().mode() & 0o777;
+        assert_eq!(m & !asked, 0, "{}: {m:o}", p.display());
+        assert_eq!(m & 0o700, asked & 0o700, "{}: {m:o}", p.display());
     }
 }

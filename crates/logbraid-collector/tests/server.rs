@@ -66,6 +66,8 @@ impl Running {
                 backup_count: 0,
                 every: None,
                 compression: Compression::None,
+                mode: logbraid_collector::output::DEFAULT_FILE_MODE,
+                follow_links: false,
             },
             route: None,
             merge_window: None,

@@ -25,8 +25,9 @@
 //! | `compress::sync_dir` | with `sync_rotations`, a compressed backup's directory is synced before the original goes |
 //! | `file::rotate` | a rolling file, flushed, is about to be renamed to a backup |
 //! | `output::rotated` | the collector's output stage, after a rotation, before the checkpoint that records it |
-//! | `state::write` | the collector's checkpoint, before its temporary file is written |
-//! | `state::rename` | the collector's checkpoint, written, before it is renamed into place |
+//! | `state::write` | the collector's checkpoint, before its bytes are written (a journal block, or a snapshot's temporary file) |
+//! | `state::rename` | the collector's checkpoint snapshot, written, before it is renamed into place |
+//! | `state::compact` | with any `return`, every checkpoint is a new snapshot rather than a journal block ([`forced`]) |
 
 use std::io;
 
@@ -45,6 +46,19 @@ pub fn point(name: &str) -> io::Result<()> {
     }
     let _ = name;
     Ok(())
+}
+
+/// Whether the failpoint `name` is configured to act now (any `return`):
+/// for points that choose a path rather than fail one. Always false
+/// without the `failpoints` feature.
+#[inline(always)]
+pub fn forced(name: &str) -> bool {
+    #[cfg(feature = "failpoints")]
+    if fail::eval(name, |_| ()).is_some() {
+        return true;
+    }
+    let _ = name;
+    false
 }
 
 /// Configures the failpoints from `FAILPOINTS`; the error names the entry

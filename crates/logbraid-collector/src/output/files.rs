@@ -1,7 +1,8 @@
 //! The output files: one, or one per source through a route template.
 
 use std::collections::HashMap;
-use std::io::Write as _;
+use std::fs;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,6 +17,10 @@ use super::{FileSpec, OutputError};
 /// closed beyond this, so a collector with many sources does not run out
 /// of file descriptors.
 const MAX_OPEN: usize = 256;
+
+/// Permissions of the directories routes create: the collector's user
+/// writes, its group may enter and read.
+const ROUTED_DIR_MODE: u32 = 0o750;
 
 /// Longest value substituted into a route, in bytes.
 const MAX_VALUE: usize = 200;
@@ -56,6 +61,9 @@ enum Part {
 pub(super) struct Route {
     components: Vec<Vec<Part>>,
     uses_logger: bool,
+    /// Path components of the template's leading directories that hold no
+    /// placeholder (the operator's); the ones below are named by records.
+    fixed: usize,
 }
 
 fn parse_component(segment: &str, template: &str) -> Result<Vec<Part>, OutputError> {
@@ -117,10 +125,44 @@ impl Route {
             )));
         }
         let uses_logger = all().any(|p| *p == Part::Logger);
+        let fixed: PathBuf = template
+            .split('/')
+            .zip(&components)
+            .take_while(|(_, c)| c.iter().all(|p| matches!(p, Part::Text(_))))
+            .map(|(text, _)| if text.is_empty() { "/" } else { text })
+            .collect();
         Ok(Route {
             components,
             uses_logger,
+            fixed: fixed.components().count(),
         })
+    }
+
+    /// Refuses `path` (an expansion of this route) when a directory in it
+    /// that a record's values name is a symbolic link: values are
+    /// neutralised, but a link someone made below the route's directory
+    /// could still lead the file elsewhere. Directories not made yet are
+    /// made by the file sink (0750).
+    pub(super) fn check_dirs(&self, path: &Path) -> io::Result<()> {
+        let parts: Vec<_> = path.components().collect();
+        for depth in self.fixed + 1..parts.len() {
+            let dir: PathBuf = parts[..depth].iter().collect();
+            match fs::symlink_metadata(&dir) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!(
+                            "{} is a symbolic link: a routed directory is never followed",
+                            dir.display()
+                        ),
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// The path for a record. Values from the record are neutralised, so
@@ -376,6 +418,9 @@ impl Files {
             .backup_count(s.backup_count)
             .compression(s.compression)
             .sync_rotations(self.sync)
+            .file_mode(s.mode)
+            .dir_mode(ROUTED_DIR_MODE)
+            .follow_links(s.follow_links)
             // A record is acknowledged once a flush succeeds, and a failed
             // one keeps it. The byte budget bounds memory, so a write never
             // waits for the file here: the stage retries its rounds.
@@ -400,6 +445,12 @@ impl Files {
     /// A file the checkpoint does not know yet is added to it before any
     /// record goes in: what the file holds now is older than the checkpoint.
     fn open_routed(&mut self, path: &Path) -> Result<(), OutputError> {
+        if let Some(route) = &self.route {
+            route.check_dirs(path).map_err(|source| OutputError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
         if self.open.len() >= MAX_OPEN {
             self.close_least_used();
         }
@@ -684,6 +735,8 @@ mod tests {
             backup_count: 0,
             every: None,
             compression: logbraid::Compression::None,
+            mode: crate::output::DEFAULT_FILE_MODE,
+            follow_links: false,
         };
         let mut files =
             Files::new(&spec, None, None, None, SyncMode::None, std::iter::empty()).unwrap();

@@ -128,7 +128,19 @@ pub struct FileSpec {
     pub every: Option<Every>,
     /// Compression of rotated files.
     pub compression: Compression,
+    /// Permissions of the files created ([`DEFAULT_FILE_MODE`]); routed
+    /// directories are created 0750.
+    pub mode: u32,
+    /// Whether a symbolic link in a log file's place is followed. `false`
+    /// for `logbraid serve`: files are opened with `O_NOFOLLOW`, so nobody
+    /// who can write in the directory redirects the records (tests that
+    /// stand a link to `/dev/full` in for a full disk say `true`).
+    pub follow_links: bool,
 }
+
+/// The permissions of the collector's files when none are given: its user
+/// reads and writes, its group reads.
+pub const DEFAULT_FILE_MODE: u32 = 0o640;
 
 /// How the output stage is set up.
 #[derive(Clone, Debug)]

@@ -57,7 +57,7 @@ use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -217,8 +217,9 @@ impl Checkpoint {
                 let _ = writeln!(lines, "forget {}", hex(id.as_bytes()));
             }
         }
-        let compact =
-            self.journal.is_none() || self.journal_bytes >= self.snapshot_bytes.max(JOURNAL_MIN);
+        let compact = self.journal.is_none()
+            || self.journal_bytes >= self.snapshot_bytes.max(JOURNAL_MIN)
+            || logbraid::fault::forced("state::compact");
         let r = if compact {
             self.compact(&files)
         } else {
@@ -259,6 +260,7 @@ impl Checkpoint {
         let Some(journal) = self.journal.as_mut() else {
             return Err(io::Error::other("no journal"));
         };
+        logbraid::fault::point("state::write")?;
         io::Write::write_all(journal, lines.as_bytes())?;
         if self.sync {
             journal.sync_data()?;
@@ -287,7 +289,7 @@ impl Checkpoint {
         // crash before it is started leaves the old one, of the old
         // generation, which recovery then ignores.
         self.journal = None;
-        let mut journal = fs::File::create(&self.journal_path)?;
+        let mut journal = create_private(&self.journal_path)?;
         let header = format!("{JOURNAL_MAGIC} {generation}\n");
         io::Write::write_all(&mut journal, header.as_bytes())?;
         if self.sync {
@@ -324,7 +326,7 @@ impl Checkpoint {
         }
         logbraid::fault::point("state::write")?;
         {
-            let mut f = fs::File::create(&self.tmp)?;
+            let mut f = create_private(&self.tmp)?;
             io::Write::write_all(&mut f, text.as_bytes())?;
             if self.sync {
                 f.sync_data()?;
@@ -480,6 +482,8 @@ pub(super) fn lock(path: &Path) -> Result<fs::File, OutputError> {
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc_nofollow())
         .open(&lock_path)
         .map_err(bad)?;
     use rustix::fs::{flock, FlockOperation};
@@ -588,13 +592,38 @@ pub(super) fn recover(path: &Path, dedup: &mut Dedup) -> Result<u64, OutputError
     Ok(saved.generation)
 }
 
+/// `O_NOFOLLOW`: the collector's own files are never reached through a
+/// symbolic link someone put in their place.
+fn libc_nofollow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits() as i32
+}
+
+/// Creates `path` anew for the collector's user only (0600, `O_EXCL`,
+/// never through a symbolic link); what was there (a temporary file left by
+/// a crash, the journal being replaced) is removed first.
+fn create_private(path: &Path) -> io::Result<fs::File> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc_nofollow())
+        .open(path)
+}
+
 fn same_file(m: &fs::Metadata, p: &Pos) -> bool {
     (m.dev(), m.ino()) == (p.dev, p.ino)
 }
 
 /// Cuts a file to `len` if it is longer. Returns the bytes removed.
 fn truncate(path: &Path, len: u64) -> io::Result<u64> {
-    let f = OpenOptions::new().write(true).open(path)?;
+    let f = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc_nofollow())
+        .open(path)?;
     let had = f.metadata()?.len();
     if had <= len {
         return Ok(0);

@@ -204,7 +204,25 @@ fn process(job: &Job, shared: &Shared) {
     }
 }
 
-/// Writes the compressed form of `src` to `dst` (created or truncated),
+/// Creates `dst` anew (`O_EXCL`, never through a symbolic link; a file
+/// left there by an interrupted compression is removed first) with the
+/// permissions of `src`.
+fn create_like(src: &File, dst: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mode = src.metadata()?.permissions().mode() & 0o7777;
+    match std::fs::remove_file(dst) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dst)
+}
+
+/// Writes the compressed form of `src` to `dst` (created anew),
 /// gives it the modification time of the original (so that age-based
 /// retention sees when the records were written, not when they were
 /// compressed), and puts it on disk before the original may be deleted.
@@ -214,7 +232,7 @@ pub(crate) fn compress(
     compression: Compression,
     modified: Option<SystemTime>,
 ) -> io::Result<()> {
-    let out = BufWriter::with_capacity(128 * 1024, File::create(dst)?);
+    let out = BufWriter::with_capacity(128 * 1024, create_like(src, dst)?);
     let mut out = match compression {
         Compression::Gzip => {
             let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());

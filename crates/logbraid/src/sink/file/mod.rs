@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -142,6 +142,9 @@ pub struct FileStats {
 /// | [`clock`](Self::clock) | the system clock | where time comes from (tests inject a manual one) |
 /// | [`max_pending`](Self::max_pending) | 64 MiB | past this many bytes held after failed writes, `write` waits for the file |
 /// | [`sync_rotations`](Self::sync_rotations) | `false` | fdatasync a file before it is renamed to a backup, and its directory after every rename or new file |
+/// | [`file_mode`](Self::file_mode) | `0o666`, less the umask (as `File::create`) | permissions of the files it creates; compressed backups keep their original's |
+/// | [`dir_mode`](Self::dir_mode) | `0o777`, less the umask | permissions of the directories it creates |
+/// | [`follow_links`](Self::follow_links) | `true` | whether a symbolic link in the active file's place is followed |
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct RollingFileBuilder {
@@ -161,6 +164,9 @@ pub struct RollingFileBuilder {
     clock: SharedClock,
     sync_rotations: bool,
     max_pending: usize,
+    file_mode: u32,
+    dir_mode: u32,
+    follow_links: bool,
 }
 
 impl Default for RollingFileBuilder {
@@ -182,6 +188,9 @@ impl Default for RollingFileBuilder {
             clock: clock::system(),
             sync_rotations: false,
             max_pending: MAX_PENDING,
+            file_mode: 0o666,
+            dir_mode: 0o777,
+            follow_links: true,
         }
     }
 }
@@ -335,6 +344,31 @@ impl RollingFileBuilder {
         self
     }
 
+    /// Permissions of the files the sink creates (the active file; the
+    /// umask still applies). A collector writing other people's records
+    /// passes `0o640`.
+    pub fn file_mode(mut self, mode: u32) -> Self {
+        self.file_mode = mode & 0o7777;
+        self
+    }
+
+    /// Permissions of the directories the sink creates for the active
+    /// file (the umask still applies).
+    pub fn dir_mode(mut self, mode: u32) -> Self {
+        self.dir_mode = mode & 0o7777;
+        self
+    }
+
+    /// With `false`, the active file is opened with `O_NOFOLLOW`: a
+    /// symbolic link in its place is an error (`ELOOP`), never followed to
+    /// a file someone else chose. For a collector writing where others
+    /// can create files; a program's own log may be a link on purpose (to
+    /// `/dev/stdout` in a container), as Python's `FileHandler` allows.
+    pub fn follow_links(mut self, follow: bool) -> Self {
+        self.follow_links = follow;
+        self
+    }
+
     /// Creates missing parent directories, scans them for existing backups,
     /// opens the active file for appending and, with compression, starts
     /// the worker and queues the backups left uncompressed.
@@ -365,7 +399,8 @@ impl RollingFileBuilder {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("/"),
         };
-        fs::create_dir_all(&dir).map_err(|e| FileError::new("create directory", &dir, e))?;
+        create_dirs(&dir, self.dir_mode)
+            .map_err(|e| FileError::new("create directory", &dir, e))?;
         let list = scan(&dir, &base).map_err(|e| FileError::new("scan directory", &dir, e))?;
         let mut set = BackupSet {
             dir,
@@ -410,6 +445,9 @@ impl RollingFileBuilder {
             reported_rotation_failure: false,
             sync_rotations: self.sync_rotations,
             max_pending: self.max_pending,
+            file_mode: self.file_mode,
+            dir_mode: self.dir_mode,
+            follow_links: self.follow_links,
             held_reports: RateLimit::new(HELD_REPORT_EVERY),
             shared,
             compressor: None,
@@ -577,6 +615,12 @@ pub struct RollingFile {
     sync_rotations: bool,
     /// [`RollingFileBuilder::max_pending`]; 0: never wait.
     max_pending: usize,
+    /// [`RollingFileBuilder::file_mode`].
+    file_mode: u32,
+    /// [`RollingFileBuilder::dir_mode`].
+    dir_mode: u32,
+    /// [`RollingFileBuilder::follow_links`].
+    follow_links: bool,
     /// The line saying that `write` waits for the file.
     held_reports: RateLimit,
     shared: Arc<Shared>,
@@ -670,13 +714,25 @@ impl RollingFile {
         self.file_id = None;
         crate::fault::point("file::open")?;
         let mut options = OpenOptions::new();
-        options.append(true).create(true);
+        options.append(true).create(true).mode(self.file_mode);
+        if !self.follow_links {
+            options.custom_flags(libc::O_NOFOLLOW);
+        }
         let file = match options.open(&self.path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if let Some(dir) = self.path.parent() {
-                    fs::create_dir_all(dir)?;
+                    create_dirs(dir, self.dir_mode)?;
                 }
                 options.open(&self.path)?
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{} is a symbolic link: not followed ({e})",
+                        self.path.display()
+                    ),
+                ))
             }
             other => other?,
         };
@@ -1013,6 +1069,12 @@ impl Write for Counted<'_> {
 enum Trigger {
     Size,
     Time,
+}
+
+/// Creates `dir` and its missing parents with `mode` (the umask applies).
+fn create_dirs(dir: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    fs::DirBuilder::new().recursive(true).mode(mode).create(dir)
 }
 
 #[cfg(test)]

@@ -272,3 +272,93 @@ fn a_compressed_backup_replaces_the_original_only_once_synced() {
         }
     }
 }
+
+#[test]
+fn without_follow_links_a_link_in_place_of_the_file_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("someone-elses");
+    fs::write(&target, b"theirs\n").unwrap();
+    let path = dir.path().join("app.log");
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+    let err = RollingFile::builder(&path)
+        .layout(Box::new(Line))
+        .follow_links(false)
+        .build()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("is a symbolic link: not followed"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&target).unwrap(), b"theirs\n");
+
+    // A link that appears later (between a rotation and the reopen): the
+    // reopen fails, the records stay buffered, the target is untouched.
+    let real = dir.path().join("real.log");
+    let mut sink = RollingFile::builder(&real)
+        .layout(Box::new(Line))
+        .follow_links(false)
+        .build()
+        .unwrap();
+    log(&mut sink, "one");
+    sink.flush().unwrap();
+    fs::rename(&real, dir.path().join("real.log.moved")).unwrap();
+    std::os::unix::fs::symlink(&target, &real).unwrap();
+    log(&mut sink, "two");
+    assert!(sink.reopen().is_err());
+    assert_eq!(fs::read(&target).unwrap(), b"theirs\n");
+    fs::remove_file(&real).unwrap();
+    sink.reopen().unwrap();
+    sink.flush().unwrap();
+    assert_eq!(fs::read(&real).unwrap(), b"two\n");
+
+    // By default a link is followed, as Python's FileHandler does (a log
+    // linked to /dev/stdout in a container).
+    let linked = dir.path().join("linked.log");
+    std::os::unix::fs::symlink(&target, &linked).unwrap();
+    let mut sink = RollingFile::builder(&linked)
+        .layout(Box::new(Line))
+        .build()
+        .unwrap();
+    log(&mut sink, "mine");
+    sink.flush().unwrap();
+    assert_eq!(fs::read(&target).unwrap(), b"theirs\nmine\n");
+}
+
+#[test]
+fn files_and_directories_are_created_with_the_modes_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/app.log");
+    let mut sink = RollingFile::builder(&path)
+        .layout(Box::new(Line))
+        .file_mode(0o640)
+        .dir_mode(0o750)
+        .max_bytes(8)
+        .compression(Compression::Gzip)
+        .build()
+        .unwrap();
+    for m in ["first", "second", "third"] {
+        log(&mut sink, m);
+        sink.flush().unwrap();
+    }
+    drop(sink);
+    // The umask may take bits away, never add them.
+    let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o777;
+    for (p, asked) in [
+        (dir.path().join("a"), 0o750),
+        (dir.path().join("a/b"), 0o750),
+        (path.clone(), 0o640),
+    ] {
+        let m = mode(&p);
+        assert_eq!(m & !asked, 0, "{}: {m:o}", p.display());
+        assert_eq!(m & 0o700, asked & 0o700, "{}: {m:o}", p.display());
+    }
+    // Compressed backups keep their original's permissions.
+    let backups: Vec<_> = names(&dir.path().join("a/b"))
+        .into_iter()
+        .filter(|n| n.ends_with(".gz"))
+        .collect();
+    assert!(!backups.is_empty(), "{:?}", names(&dir.path().join("a/b")));
+    for b in backups {
+        assert_eq!(mode(&dir.path().join("a/b").join(&b)), mode(&path), "{b}");
+    }
+}
