@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use logbraid::clock::ManualClock;
 use logbraid::layout::JsonLayout;
 use logbraid::read::{log_set, read_decompressed};
-use logbraid::sink::RollingFile;
-use logbraid::{Builder, Callsite, Compression, Guard, Level, Logger, Value};
+use logbraid::sink::{RollingFile, RollingFileBuilder};
+use logbraid::{Builder, Callsite, Compression, Guard, Level, Logger, Naming, Value};
 
 fn cat(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_logbraid"))
@@ -48,6 +48,10 @@ fn logger(
     if json {
         file = file.layout(Box::new(JsonLayout::new()));
     }
+    logger_with(file, clock)
+}
+
+fn logger_with(file: RollingFileBuilder, clock: Option<Arc<ManualClock>>) -> (Logger, Guard) {
     let mut b = Builder::new()
         .level("trace")
         .children(false)
@@ -188,13 +192,20 @@ impl Drop for Captured {
     }
 }
 
-#[test]
-fn a_follower_started_first_sees_every_record_once_across_fast_rotations() {
+/// A follower started before anything exists, a writer rotating a tiny
+/// file as fast as it can with compression on: every record once, in
+/// order, exactly what the finished set holds.
+fn follow_fast_rotations(naming: Naming, compression: Compression) {
     let dir = tempfile::tempdir().unwrap();
     // Neither the file nor its directory exists yet.
     let path = dir.path().join("logs/app.log");
     let follower = Captured::start(&["--follow", path.to_str().unwrap()]);
-    let (lg, guard) = logger(&path, 300, Compression::Zstd, false, None);
+    let file = RollingFile::builder(&path)
+        .max_bytes(300)
+        .naming(naming)
+        .compression(compression)
+        .compress_backlog(100_000);
+    let (lg, guard) = logger_with(file, None);
     let all = numbered("f", 1500);
     for (i, m) in all.iter().enumerate() {
         log(&lg, Level::Info, "app", m);
@@ -212,6 +223,16 @@ fn a_follower_started_first_sees_every_record_once_across_fast_rotations() {
     assert_eq!(messages(&text), all);
     let stored = stdout(&cat(&[path.to_str().unwrap()]));
     assert_eq!(text, stored);
+}
+
+#[test]
+fn a_follower_started_first_sees_every_record_once_across_fast_rotations() {
+    follow_fast_rotations(Naming::Python, Compression::Zstd);
+}
+
+#[test]
+fn a_follower_sees_every_record_once_across_timestamped_backups() {
+    follow_fast_rotations(Naming::Timestamp, Compression::Gzip);
 }
 
 #[test]
@@ -538,4 +559,72 @@ fn colour_on_request_never_in_a_pipe_or_with_no_color() {
         .output()
         .unwrap();
     assert_eq!(stdout(&out), plain);
+}
+
+/// lnav, with a home of its own, or `None` (said on stderr) when it is
+/// not installed.
+fn lnav(home: &Path) -> Option<Command> {
+    let mut c = Command::new("lnav");
+    c.env("HOME", home);
+    match c.arg("-V").output() {
+        Ok(o) if o.status.success() => {}
+        _ => {
+            eprintln!("SKIPPED: lnav is not installed");
+            return None;
+        }
+    }
+    let mut c = Command::new("lnav");
+    c.env("HOME", home);
+    Some(c)
+}
+
+#[test]
+fn the_lnav_format_file_reads_both_layouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let Some(mut install) = lnav(&home) else {
+        return;
+    };
+    let format = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/lnav/logbraid.json");
+    let out = install.arg("-i").arg(&format).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (text, json) = (dir.path().join("t.log"), dir.path().join("j.log"));
+    for (path, is_json) in [(&text, false), (&json, true)] {
+        let (lg, guard) = logger(path, 0, Compression::None, is_json, None);
+        log(&lg, Level::Warn, "app::db", "slow query");
+        let site = Callsite::new(Level::Error, "app");
+        lg.log_with(&site, format_args!("failed"), &mut |f| {
+            f.push_str(
+                "exc_text",
+                "Traceback (most recent call last):\nValueError: bad",
+            );
+        });
+        drop((lg, guard));
+    }
+    let query = |table: &str, path: &Path| {
+        let out = lnav(&home)
+            .unwrap()
+            .arg("-n")
+            .arg("-c")
+            .arg(format!(";SELECT log_level, target, log_body FROM {table}"))
+            .arg("-c")
+            .arg(":write-csv-to -")
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(
+        query("logbraid_text", &text),
+        "log_level,target,log_body\nwarning,app::db,slow query\nerror,app,\"failed\n  \
+         Traceback (most recent call last):\n  ValueError: bad\"\n"
+    );
+    let json_rows = query("logbraid_json", &json);
+    assert!(
+        json_rows
+            .starts_with("log_level,target,log_body\nwarning,app::db,slow query\nerror,app,failed"),
+        "{json_rows}"
+    );
 }
