@@ -222,16 +222,9 @@ fn read_all<W: Write>(args: &Args, output: &mut Output<W>) -> io::Result<ExitCod
     let mut readers = Vec::with_capacity(args.paths.len());
     for path in &args.paths {
         match SetReader::open(path) {
-            Ok(r) if r.is_empty() => {
-                eprintln!(
-                    "logbraid cat: {}: no such file, and no backups of it",
-                    path.display()
-                );
-                code = ExitCode::FAILURE;
-            }
             Ok(r) => readers.push(r),
             Err(e) => {
-                eprintln!("logbraid cat: cannot list {}: {e}", path.display());
+                eprintln!("logbraid cat: {}: {e}", path.display());
                 code = ExitCode::FAILURE;
             }
         }

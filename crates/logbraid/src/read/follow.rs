@@ -65,6 +65,8 @@ struct Fingerprint {
     len: u64,
     prefix: Vec<u8>,
     modified: Option<SystemTime>,
+    /// The size of the file on disk (compressed, for a compressed file).
+    disk_len: u64,
 }
 
 impl Fingerprint {
@@ -74,6 +76,7 @@ impl Fingerprint {
             len: 0,
             prefix: Vec::new(),
             modified: None,
+            disk_len: 0,
         }
     }
 
@@ -85,7 +88,37 @@ impl Fingerprint {
         }
     }
 
-    /// Whether the file at `path` is the one read.
+    /// Whether the file at `path` is the one read, by device and inode
+    /// (true until it is compressed, whatever it was renamed to), size and
+    /// first bytes: once the file read is deleted, a new file may get its
+    /// inode, and files of like records compress to the same size.
+    fn is_at(&self, path: &Path) -> bool {
+        let Ok(file) = File::open(path) else {
+            return false;
+        };
+        let same = file
+            .metadata()
+            .is_ok_and(|m| (m.dev(), m.ino()) == self.id && m.len() == self.disk_len);
+        if !same {
+            return false;
+        }
+        let mut start = Vec::with_capacity(self.prefix.len());
+        decoder(file, codec_of(path)).is_ok_and(|r| {
+            r.take(self.prefix.len() as u64)
+                .read_to_end(&mut start)
+                .is_ok()
+        }) && start == self.prefix
+    }
+
+    /// Notes what is known once the file is read to its end.
+    fn done(&mut self, file: &File) {
+        let m = file.metadata().ok();
+        self.modified = m.as_ref().and_then(|m| m.modified().ok());
+        self.disk_len = m.map_or(0, |m| m.len());
+    }
+
+    /// Whether the file at `path` holds what was read: its compressed
+    /// copy, say.
     fn matches(&self, path: &Path) -> bool {
         // Compressed since it was listed: its compressed file then.
         let Ok((path, file)) = open_member(path) else {
@@ -95,9 +128,7 @@ impl Fingerprint {
         let Ok(m) = file.metadata() else {
             return false;
         };
-        if (m.dev(), m.ino()) == self.id {
-            return true;
-        }
+        // Not by inode: the file read may be gone and its inode reused.
         let codec = codec_of(path);
         if codec == Codec::Plain && m.len() != self.len {
             return false;
@@ -168,15 +199,32 @@ impl Current {
             self.splitter.line(&line, out);
         }
         self.splitter.finish(out);
-        self.fp.modified = self.file.metadata().and_then(|m| m.modified()).ok();
+        self.fp.done(&self.file);
         read.map(|()| self.fp.clone())
     }
 }
 
-/// The files to read next, opened while the view was consistent.
-struct View {
-    backups: Vec<(PathBuf, File)>,
-    active: Option<(PathBuf, File)>,
+/// The next file of the set, opened while the directory held still.
+enum Next {
+    Backup(PathBuf, File),
+    Active(PathBuf, File),
+    /// Nothing after the file read last.
+    Nothing,
+    /// The directory kept changing while it was looked at.
+    Unsettled,
+}
+
+/// What one step of reading did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// A backup was read whole.
+    Backup,
+    /// The active file is open and read to its current end.
+    Active,
+    /// Nothing more to read for now.
+    Idle,
+    /// The directory kept changing while it was looked at: nothing read.
+    Unsettled,
 }
 
 impl Follower {
@@ -191,6 +239,11 @@ impl Follower {
             last_ts: i64::MIN,
             warnings: Vec::new(),
         }
+    }
+
+    /// The active file of the set.
+    pub fn path(&self) -> &Path {
+        &self.active
     }
 
     /// Messages about the content read since the last call, for stderr.
@@ -219,6 +272,14 @@ impl Follower {
     }
 
     fn poll_inner(&mut self, out: &mut Vec<Entry>) -> io::Result<()> {
+        while self.step(out)? == Step::Backup {}
+        Ok(())
+    }
+
+    /// Reads on by one file: what was appended to the file being
+    /// followed, or, once it was rotated away, the end of it and then the
+    /// next file of the set.
+    pub(crate) fn step(&mut self, out: &mut Vec<Entry>) -> io::Result<Step> {
         if let Some(cur) = &mut self.cur {
             cur.read_new(out)?;
             if active_id(&self.active)? == Some(cur.fp.id) {
@@ -227,7 +288,7 @@ impl Follower {
                 if cur.partial.is_empty() {
                     cur.splitter.flush(out);
                 }
-                return Ok(());
+                return Ok(Step::Active);
             }
             // Rotated (or removed): nothing more is written to it.
             let fp = cur.finish(out)?;
@@ -235,32 +296,43 @@ impl Follower {
             self.last = Some(fp);
             self.cur = None;
         }
-        let Some(view) = self.view()? else {
-            return Ok(());
-        };
-        self.started = true;
-        for (path, file) in view.backups {
-            let mut cur = Current::open(&path, file)?;
-            let reader = decoder(cur.file.try_clone()?, codec_of(&path))?;
-            let fp = &mut cur.fp;
-            read_lines(
-                &mut BufReader::new(reader),
-                &mut cur.splitter,
-                out,
-                |line| fp.add(line),
-            );
-            cur.splitter.finish(out);
-            cur.fp.modified = cur.file.metadata().and_then(|m| m.modified()).ok();
-            self.warnings.extend(cur.splitter.take_warnings());
-            self.last = Some(cur.fp);
-        }
-        if let Some((path, file)) = view.active {
-            let mut cur = Current::open(&path, file)?;
-            cur.read_new(out)?;
-            if cur.partial.is_empty() {
-                cur.splitter.flush(out);
+        match self.next_file()? {
+            Next::Backup(path, file) => {
+                let mut cur = Current::open(&path, file)?;
+                let reader = decoder(cur.file.try_clone()?, codec_of(&path))?;
+                let fp = &mut cur.fp;
+                read_lines(
+                    &mut BufReader::new(reader),
+                    &mut cur.splitter,
+                    out,
+                    |line| fp.add(line),
+                );
+                cur.splitter.finish(out);
+                cur.fp.done(&cur.file);
+                self.warnings.extend(cur.splitter.take_warnings());
+                self.last = Some(cur.fp);
+                Ok(Step::Backup)
             }
-            self.cur = Some(cur);
+            Next::Active(path, file) => {
+                let mut cur = Current::open(&path, file)?;
+                cur.read_new(out)?;
+                if cur.partial.is_empty() {
+                    cur.splitter.flush(out);
+                }
+                self.cur = Some(cur);
+                Ok(Step::Active)
+            }
+            Next::Nothing => Ok(Step::Idle),
+            Next::Unsettled => Ok(Step::Unsettled),
+        }
+    }
+
+    /// Reads the active file to its end, a last line without its newline
+    /// included (with a warning), as a reader that does not follow ends.
+    pub(crate) fn end(&mut self, out: &mut Vec<Entry>) -> io::Result<()> {
+        if let Some(cur) = &mut self.cur {
+            cur.finish(out)?;
+            self.warnings.extend(cur.splitter.take_warnings());
         }
         Ok(())
     }
@@ -276,16 +348,15 @@ impl Follower {
         }
     }
 
-    /// The backups written after the file read last (all of them before
-    /// anything was read) and the active file, opened while the directory
-    /// held still. `None` while nothing of the set exists, or while it
-    /// keeps changing (the next poll looks again).
-    fn view(&mut self) -> io::Result<Option<View>> {
+    /// The next file to read: the oldest backup written after the file
+    /// read last (the oldest of all before anything was read), else the
+    /// active file; opened while the directory held still.
+    fn next_file(&mut self) -> io::Result<Next> {
         'attempt: for _ in 0..ATTEMPTS {
             let before = active_id(&self.active)?;
             let listed = self.backups()?;
             if listed.is_empty() && before.is_none() {
-                return Ok(None);
+                return Ok(Next::Nothing);
             }
             let start = match self.after_last(&listed) {
                 Some(k) => k,
@@ -293,34 +364,33 @@ impl Follower {
                 None if self.backups()? != listed => continue 'attempt,
                 None => self.after_lost(&listed),
             };
-            let mut backups = Vec::with_capacity(listed.len() - start);
-            for path in &listed[start..] {
-                match open_member(path) {
-                    Ok(opened) => backups.push(opened),
+            let next = match listed.get(start) {
+                Some(path) => match open_member(path) {
+                    Ok((path, file)) => Next::Backup(path, file),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue 'attempt,
                     Err(e) => return Err(e),
-                }
-            }
-            let active = match File::open(&self.active) {
-                Ok(f) => Some((self.active.clone(), f)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                Err(e) => return Err(e),
+                },
+                None => match File::open(&self.active) {
+                    Ok(file) => {
+                        let m = file.metadata()?;
+                        if Some((m.dev(), m.ino())) != before {
+                            continue 'attempt;
+                        }
+                        Next::Active(self.active.clone(), file)
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && before.is_none() => {
+                        Next::Nothing
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue 'attempt,
+                    Err(e) => return Err(e),
+                },
             };
-            let opened_id = match &active {
-                Some((_, f)) => {
-                    let m = f.metadata()?;
-                    Some((m.dev(), m.ino()))
-                }
-                None => None,
-            };
-            if opened_id == before
-                && active_id(&self.active)? == before
-                && self.backups()? == listed
-            {
-                return Ok(Some(View { backups, active }));
+            if active_id(&self.active)? == before && self.backups()? == listed {
+                self.started = true;
+                return Ok(next);
             }
         }
-        Ok(None)
+        Ok(Next::Unsettled)
     }
 
     /// The backups, oldest first; none while the directory is missing.
@@ -343,7 +413,14 @@ impl Follower {
         match &self.last {
             None if self.started => Some(listed.len()),
             None => Some(0),
-            Some(last) => listed.iter().rposition(|p| last.matches(p)).map(|k| k + 1),
+            // Device and inode first: one `stat` each. Only a file
+            // compressed since it was read needs decoding, and it is among
+            // the newest.
+            Some(last) => listed
+                .iter()
+                .rposition(|p| last.is_at(p))
+                .or_else(|| listed.iter().rposition(|p| last.matches(p)))
+                .map(|k| k + 1),
         }
     }
 
@@ -376,5 +453,39 @@ fn active_id(path: &Path) -> io::Result<Option<(u64, u64)>> {
         Ok(m) => Ok(Some((m.dev(), m.ino()))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A file that took over the inode of the file read last (deleted once
+    /// compressed), with the same size, is not taken for it.
+    #[test]
+    fn a_reused_inode_is_not_the_file_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let newer = dir.path().join("app.log.1");
+        fs::write(&newer, "2026-11-22T10:00:01Z INFO  [1/m] a: f 00002\n").unwrap();
+        let m = fs::metadata(&newer).unwrap();
+        let mut read = Fingerprint::new(&m);
+        read.add(b"2026-11-22T10:00:00Z INFO  [1/m] a: f 00000\n");
+        read.disk_len = m.len();
+        assert_eq!(read.len, m.len());
+        assert!(!read.is_at(&newer));
+        assert!(!read.matches(&newer));
+
+        // Its compressed copy, under whatever name, is.
+        let packed = dir.path().join("app.log.2.gz");
+        let mut gz = flate2::write::GzEncoder::new(
+            File::create(&packed).unwrap(),
+            flate2::Compression::default(),
+        );
+        gz.write_all(b"2026-11-22T10:00:00Z INFO  [1/m] a: f 00000\n")
+            .unwrap();
+        gz.finish().unwrap();
+        assert!(read.matches(&packed));
+        assert!(!read.is_at(&packed));
     }
 }

@@ -3,11 +3,12 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::entry::{Entry, Splitter};
+use super::follow::{Follower, Step};
 use crate::sink::backup_files;
 
 /// The active file and its backups (`app.log.3.gz`, `app.log.2`,
@@ -152,13 +153,20 @@ pub(crate) fn read_lines(
 
 /// Reads a whole log set, oldest record first, one file at a time.
 ///
+/// The set may be written and rotated meanwhile: each next file is found
+/// the way a [`Follower`] finds it (after the file read last, in a view of
+/// the directory that held still while the file was opened), so a
+/// rotation shifting the backups' names neither repeats nor skips one.
+/// The active file is read to its end as it is when reached.
+///
 /// Problems with the content (a truncated compressed file, a line that is
 /// not a record, invalid UTF-8) do not stop the reading: they are kept as
 /// messages for [`take_warnings`](SetReader::take_warnings).
 #[derive(Debug)]
 pub struct SetReader {
-    files: std::vec::IntoIter<PathBuf>,
+    follower: Follower,
     ready: std::collections::VecDeque<Entry>,
+    done: bool,
     warnings: Vec<String>,
     /// The last timestamp seen, lent to records that carry none so that
     /// a merge keeps them beside their neighbours.
@@ -166,19 +174,26 @@ pub struct SetReader {
 }
 
 impl SetReader {
-    /// The set of `active` as [`log_set`] lists it.
+    /// The set whose active file is `active`.
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be read, or holds neither the file nor a
+    /// backup of it (`NotFound`).
     pub fn open(active: &Path) -> io::Result<SetReader> {
-        Ok(SetReader::from_files(log_set(active)?))
-    }
-
-    /// Reads these files, in this order.
-    pub fn from_files(files: Vec<PathBuf>) -> SetReader {
-        SetReader {
-            files: files.into_iter(),
+        if log_set(active)?.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "no such file, and no backups of it",
+            ));
+        }
+        Ok(SetReader {
+            follower: Follower::new(active),
             ready: Default::default(),
+            done: false,
             warnings: Vec::new(),
             last_ts: i64::MIN,
-        }
+        })
     }
 
     /// Messages about the content read since the last call, for stderr.
@@ -186,29 +201,37 @@ impl SetReader {
         std::mem::take(&mut self.warnings)
     }
 
-    /// Whether there is no file left to read (the set had none at all, if
-    /// nothing was read yet).
-    pub fn is_empty(&self) -> bool {
-        self.files.len() == 0 && self.ready.is_empty()
-    }
-
+    /// Reads the next file; `false` once the set is read.
     fn read_next_file(&mut self) -> bool {
-        let Some(path) = self.files.next() else {
+        if self.done {
             return false;
-        };
-        let (opened, reader) = match open_decoded(&path) {
-            Ok(r) => r,
-            Err(e) => {
-                self.warnings
-                    .push(format!("cannot open {}: {e}", path.display()));
-                return true;
-            }
-        };
-        let mut splitter = Splitter::new(opened.display().to_string());
+        }
         let mut out = Vec::new();
-        read_lines(&mut BufReader::new(reader), &mut splitter, &mut out, |_| {});
-        splitter.finish(&mut out);
-        self.warnings.extend(splitter.take_warnings());
+        let step = self.follower.step(&mut out).and_then(|step| {
+            if step == Step::Active {
+                self.follower.end(&mut out)?;
+            }
+            Ok(step)
+        });
+        match step {
+            Ok(Step::Backup) => {}
+            Ok(Step::Active | Step::Idle) => self.done = true,
+            Ok(Step::Unsettled) => {
+                self.warnings.push(format!(
+                    "{}: the set kept changing while being listed; stopped reading it",
+                    self.follower.path().display()
+                ));
+                self.done = true;
+            }
+            Err(e) => {
+                self.warnings.push(format!(
+                    "{}: cannot read on: {e}",
+                    self.follower.path().display()
+                ));
+                self.done = true;
+            }
+        }
+        self.warnings.extend(self.follower.take_warnings());
         for mut e in out {
             self.last_ts = lend_ts(&mut e, self.last_ts);
             self.ready.push_back(e);
