@@ -17,7 +17,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use logbraid::config::parse_size;
 use logbraid::layout::LayoutSpec;
-use logbraid::sink::{rotated_files, RollingFile};
+use logbraid::read::log_set;
+use logbraid::sink::RollingFile;
 use logbraid::wire::Dedup;
 use logbraid::{Builder, Compression};
 use logbraid_collector::output::{FileSpec, Output, OutputConfig};
@@ -228,7 +229,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let elapsed = start.elapsed();
     let _ = std::fs::remove_file(dir.join("demo_worker.py"));
 
-    let files = rotated_files(&path)?;
+    let files = log_set(&path)?;
     let mut expected: BTreeMap<String, u64> = (0..args.workers)
         .map(|i| (format!("w{i}"), args.records))
         .collect();

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use logbraid::config::parse_size;
-use logbraid::sink::{rotated_files, RollingFile};
+use logbraid::read::log_set;
+use logbraid::sink::RollingFile;
 
 use crate::tally::Tally;
 use logbraid::{Builder, Compression};
@@ -73,7 +74,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let total = start.elapsed();
     let stats = logger.stats();
 
-    let files = rotated_files(&path)?;
+    let files = log_set(&path)?;
     let expected = args.threads as u64 * args.records;
     let check = verify(&files, &run, args.threads, args.records)?;
 

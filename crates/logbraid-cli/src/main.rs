@@ -1,5 +1,6 @@
 //! The `logbraid` command: a thin shell over the library crates.
 
+mod cat;
 mod demo;
 mod demo_threads;
 mod tally;
@@ -32,6 +33,10 @@ enum Command {
     /// One worker of `logbraid demo`.
     #[command(hide = true)]
     DemoWorker(demo::WorkerArgs),
+    /// Read log sets (the active file and its rotated, compressed backups)
+    /// as one stream, oldest first; several sets merged by timestamp;
+    /// --follow keeps reading across rotations.
+    Cat(cat::Args),
     /// Collect records from other processes and hosts into one rotated
     /// file: native protocol, Python SocketHandler/DatagramHandler, syslog.
     Serve(Box<serve::Args>),
@@ -40,6 +45,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Cat(args) => cat::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::DemoThreads(args) => demo_threads::run(&args),
         Command::DemoWorker(args) => demo::worker(&args),

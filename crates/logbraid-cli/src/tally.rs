@@ -6,7 +6,7 @@ use std::hash::Hash;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use logbraid::sink::read_decompressed;
+use logbraid::read::read_decompressed;
 
 /// Counts, per source, the records found against the records expected.
 #[derive(Debug)]

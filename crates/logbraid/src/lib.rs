@@ -17,6 +17,7 @@ pub mod level;
 mod logger;
 pub mod options;
 pub mod pipeline;
+pub mod read;
 pub mod record;
 pub mod report;
 pub mod sink;

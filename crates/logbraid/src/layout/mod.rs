@@ -36,6 +36,7 @@ mod python;
 mod text;
 use crate::time;
 
+pub(crate) use json::push_string;
 pub use json::JsonLayout;
 pub use python::{LayoutError, LayoutErrorKind, PythonLayout};
 pub use text::TextLayout;

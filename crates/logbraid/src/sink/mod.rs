@@ -8,11 +8,12 @@ use crate::record::Record;
 mod compress;
 mod console;
 mod file;
-mod read;
 
+/// The files of a set, as [`read::log_set`](crate::read::log_set) lists
+/// them, under the name they had before reading moved to [`crate::read`].
+pub use crate::read::{log_set as rotated_files, read_decompressed};
 pub use console::{color_enabled, Console, ConsoleStream};
 pub use file::{backup_files, FileError, FileStats, RollingFile, RollingFileBuilder};
-pub use read::{read_decompressed, rotated_files};
 
 pub use crate::pipeline::SinkSet;
 
