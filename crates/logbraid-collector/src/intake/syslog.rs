@@ -137,7 +137,11 @@ pub fn parse_with(
         5 | 6 => Level::Info,
         _ => Level::Debug,
     };
-    let mut fields = FieldsBuf::new();
+    // Sized once: each field is a 2-byte key length, the key, a tag, a
+    // 4-byte value length and the value.
+    let header = [m.hostname, m.appname, m.procid, m.msgid];
+    let room = header.iter().flatten().map(|v| v.len() + 15).sum::<usize>() + 48 + m.sd.len();
+    let mut fields = FieldsBuf::with_capacity(room);
     fields.push_str("facility", FACILITIES[facility]);
     fields.push_str("severity", SEVERITIES[severity]);
     for (key, v) in [

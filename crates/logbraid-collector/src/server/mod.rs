@@ -577,6 +577,10 @@ impl Conn<'_> {
     /// memory back; after the idle timeout without room, or once a stopping
     /// server's drain time is over, the connection is done (`false`).
     async fn reserve(&self, res: &mut budget::Reservation, bytes: usize) -> bool {
+        // The common case, once per frame: no timer, no subscription.
+        if res.try_cover(bytes) {
+            return true;
+        }
         let idle = self.server.config.idle_timeout;
         let mut cut = self.server.cut.subscribe();
         if *cut.borrow_and_update() {
