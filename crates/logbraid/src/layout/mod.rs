@@ -1,12 +1,14 @@
 //! Layouts turn a [`Record`] into the bytes of one line.
 //!
-//! Three layouts cover what people ask of a log file:
+//! Three layouts cover what people ask of a log file, and a fourth what
+//! they ask of a terminal:
 //!
 //! | layout | for | shape |
 //! |---|---|---|
 //! | [`TextLayout`] | people reading a terminal or a file | `2026-11-22T10:04:05.123456Z INFO  [4242/main] app::db: connected user=ada` |
 //! | [`JsonLayout`] | machines: one JSON object per line | `{"ts":"…","level":"INFO","target":"app::db","msg":"connected",…}` |
 //! | [`PythonLayout`] | programs moving from Python's `logging` | any `%(asctime)s %(levelname)-8s %(message)s` format |
+//! | [`PrettyLayout`] | people at a terminal (the console's text layout in colour) | `10:04:05.123 INFO     app::db connected user=ada      src/db.rs:42` |
 //!
 //! [`LayoutSpec`] names one of them as configuration does (`"text"`,
 //! `"json"` or a `%`-style format) and builds it.
@@ -191,9 +193,13 @@ pub(crate) const BOLD: &[u8] = b"\x1b[1m";
 pub(crate) const BOLD_RED: &[u8] = b"\x1b[1;31m";
 /// ANSI escape for cyan (a traceback frame's line number).
 pub(crate) const CYAN: &[u8] = b"\x1b[36m";
+/// ANSI escape for dim cyan (the time in Rich's colours).
+pub(crate) const DIM_CYAN: &[u8] = b"\x1b[2;36m";
+/// ANSI escape for bold red, reversed (CRITICAL in Rich's colours).
+pub(crate) const BOLD_REVERSE_RED: &[u8] = b"\x1b[1;7;31m";
 
 /// The escapes written besides the levels' colours.
-const OWN_ESCAPES: [&[u8]; 5] = [DIM, RESET, BOLD, BOLD_RED, CYAN];
+const OWN_ESCAPES: [&[u8]; 7] = [DIM, RESET, BOLD, BOLD_RED, CYAN, DIM_CYAN, BOLD_REVERSE_RED];
 
 /// Whether `seq` is one of the escape sequences these layouts write (the
 /// colours above): the console lets those through and strips every other.

@@ -4,7 +4,10 @@ use jiff::tz::TimeZone;
 use unicode_width::UnicodeWidthChar;
 
 use super::text::{push_escaped, push_fields};
-use super::{level_color, push_u64, trailers, Layout, BOLD, BOLD_RED, CYAN, DIM, RESET};
+use super::{
+    level_color, push_u64, trailers, Layout, BOLD, BOLD_RED, BOLD_REVERSE_RED, CYAN, DIM, DIM_CYAN,
+    RESET,
+};
 use crate::level::Level;
 use crate::record::Record;
 use crate::time::{self, split_ns, Strftime};
@@ -20,6 +23,7 @@ const PATH_GAP: usize = 2;
 const MAGENTA: &[u8] = level_color(Level::Trace);
 const GREEN: &[u8] = level_color(Level::Info);
 const RED: &[u8] = level_color(Level::Error);
+const BLUE: &[u8] = level_color(Level::Debug);
 
 /// The console's layout on a terminal: one record in aligned, coloured
 /// columns, the caller's `file:line` at the right edge.
@@ -60,6 +64,7 @@ const RED: &[u8] = level_color(Level::Error);
 /// | [`omit_repeated_times`](PrettyLayout::omit_repeated_times) | `false` | blanks where the time equals the line before's |
 /// | [`target`](PrettyLayout::target) | `true` | the logger column |
 /// | [`python_level_names`](PrettyLayout::python_level_names) | `false` | `WARNING` rather than `WARN` |
+/// | [`rich_colors`](PrettyLayout::rich_colors) | `false` | Rich's colours for the time and the levels |
 ///
 /// [`PrettyLayout::rich`] sets them as Rich's `RichHandler` shows records.
 #[derive(Clone, Debug)]
@@ -70,6 +75,7 @@ pub struct PrettyLayout {
     omit_repeated_times: bool,
     target: bool,
     python_level_names: bool,
+    rich_colors: bool,
     columns: Option<usize>,
     /// `HH:MM:SS`, rendered once a second.
     clock: Strftime,
@@ -101,6 +107,7 @@ impl PrettyLayout {
             omit_repeated_times: false,
             target: true,
             python_level_names: false,
+            rich_colors: false,
             columns: None,
             clock: Strftime::parse("%H:%M:%S"),
             second: None,
@@ -116,7 +123,7 @@ impl PrettyLayout {
     /// The columns of Rich's `RichHandler` as `logging_mp` configures it:
     /// `[10:04:05.123456] WARNING  message   file.py:42`: microseconds in
     /// brackets, blank when repeated, Python's level names, no logger
-    /// column.
+    /// column, in Rich's colours.
     pub fn rich() -> Self {
         PrettyLayout::new()
             .subsecond_digits(6)
@@ -124,6 +131,7 @@ impl PrettyLayout {
             .omit_repeated_times(true)
             .target(false)
             .python_level_names(true)
+            .rich_colors(true)
     }
 
     /// The time in the system's time zone (`true`, default) or in UTC.
@@ -173,6 +181,29 @@ impl PrettyLayout {
     pub fn python_level_names(mut self, yes: bool) -> Self {
         self.python_level_names = yes;
         self
+    }
+
+    /// Rich's colours: the time dim cyan, DEBUG green, INFO blue, WARNING
+    /// red, ERROR bold red, CRITICAL bold red reversed, TRACE dimmed
+    /// (rather than the text layout's colours and a dimmed time).
+    #[must_use]
+    pub fn rich_colors(mut self, yes: bool) -> Self {
+        self.rich_colors = yes;
+        self
+    }
+
+    fn level_style(&self, level: Level) -> &'static [u8] {
+        if !self.rich_colors {
+            return level_color(level);
+        }
+        match level {
+            Level::Trace => DIM,
+            Level::Debug => GREEN,
+            Level::Info => BLUE,
+            Level::Warn => RED,
+            Level::Error => BOLD_RED,
+            Level::Critical => BOLD_REVERSE_RED,
+        }
     }
 
     /// The terminal's width, as [`Layout::set_columns`] sets it.
@@ -245,7 +276,7 @@ impl Layout for PrettyLayout {
         if self.omit_repeated_times && self.time == self.last_time {
             out.resize(out.len() + self.time.len(), b' ');
         } else {
-            out.extend_from_slice(DIM);
+            out.extend_from_slice(if self.rich_colors { DIM_CYAN } else { DIM });
             out.extend_from_slice(&self.time);
             out.extend_from_slice(RESET);
             std::mem::swap(&mut self.time, &mut self.last_time);
@@ -257,7 +288,7 @@ impl Layout for PrettyLayout {
         } else {
             record.level.as_str()
         };
-        out.extend_from_slice(level_color(record.level));
+        out.extend_from_slice(self.level_style(record.level));
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(RESET);
         out.resize(out.len() + LEVEL_WIDTH.saturating_sub(name.len()) + 1, b' ');
@@ -704,23 +735,32 @@ mod tests {
         let mut layout = PrettyLayout::rich().local_time(false);
         let mut rec = at(&src, &f, Level::Warn, "disk");
         rec.file = Some("/srv/app/main.py");
-        let time = "\x1b[2m[22:13:20.123456]\x1b[0m ";
+        let time = "\x1b[2;36m[22:13:20.123456]\x1b[0m ";
         assert_eq!(
             line(&mut layout, &rec),
-            format!("{time}\x1b[33mWARNING\x1b[0m  disk  \x1b[2mmain.py:42\x1b[0m\n")
+            format!("{time}\x1b[31mWARNING\x1b[0m  disk  \x1b[2mmain.py:42\x1b[0m\n")
         );
         rec.level = Level::Info;
         rec.message = b"same\nmicrosecond";
         assert_eq!(
             line(&mut layout, &rec),
             format!(
-                "{}\x1b[32mINFO\x1b[0m     same  \x1b[2mmain.py:42\x1b[0m\n{}microsecond\n",
+                "{}\x1b[34mINFO\x1b[0m     same  \x1b[2mmain.py:42\x1b[0m\n{}microsecond\n",
                 " ".repeat(18),
                 " ".repeat(27)
             )
         );
         rec.timestamp_ns += 1_000;
-        assert!(line(&mut layout, &rec).starts_with("\x1b[2m[22:13:20.123457]\x1b[0m "));
+        assert!(line(&mut layout, &rec).starts_with("\x1b[2;36m[22:13:20.123457]\x1b[0m "));
+        for (level, shown) in [
+            (Level::Trace, "\x1b[2mTRACE"),
+            (Level::Debug, "\x1b[32mDEBUG"),
+            (Level::Error, "\x1b[1;31mERROR"),
+            (Level::Critical, "\x1b[1;7;31mCRITICAL"),
+        ] {
+            rec.level = level;
+            assert!(line(&mut layout, &rec).contains(&format!(" {shown}\x1b[0m ")));
+        }
     }
 
     #[test]
