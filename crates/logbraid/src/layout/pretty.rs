@@ -240,8 +240,16 @@ impl PrettyLayout {
         }
     }
 
-    /// Ends the first line of a record with its `file:line`.
-    fn push_path(&mut self, record: &Record<'_>, line_start: usize, out: &mut Vec<u8>) {
+    /// Ends the first line of a record with its `file:line`; the line
+    /// took `head` columns up to `text_start` and then holds what was
+    /// written from there.
+    fn push_path(
+        &mut self,
+        record: &Record<'_>,
+        head: usize,
+        text_start: usize,
+        out: &mut Vec<u8>,
+    ) {
         let Some(file) = record.file.filter(|f| !f.is_empty()) else {
             return;
         };
@@ -255,11 +263,17 @@ impl PrettyLayout {
             self.path.push(b':');
             push_u64(&mut self.path, u64::from(line));
         }
-        let used = display_width(&out[line_start..]);
-        let width = display_width(&self.path);
         let gap = match self.columns {
-            Some(columns) if used + PATH_GAP + width <= columns => columns - used - width,
-            _ => PATH_GAP,
+            Some(columns) => {
+                let used = head + display_width(&out[text_start..]);
+                let width = display_width(&self.path);
+                if used + PATH_GAP + width <= columns {
+                    columns - used - width
+                } else {
+                    PATH_GAP
+                }
+            }
+            None => PATH_GAP,
         };
         out.resize(out.len() + gap, b' ');
         out.extend_from_slice(DIM);
@@ -270,9 +284,9 @@ impl PrettyLayout {
 
 impl Layout for PrettyLayout {
     fn format(&mut self, record: &Record<'_>, out: &mut Vec<u8>) {
-        let line_start = out.len();
         self.render_time(record.timestamp_ns);
         let mut indent = self.time.len() + 1 + LEVEL_WIDTH + 1;
+        let mut head = indent;
         if self.omit_repeated_times && self.time == self.last_time {
             out.resize(out.len() + self.time.len(), b' ');
         } else {
@@ -307,6 +321,7 @@ impl Layout for PrettyLayout {
                 out.len() + self.target_width.saturating_sub(width) + 1,
                 b' ',
             );
+            head += self.target_width.max(width) + 1;
             indent += self.target_width + 1;
         }
         self.indent.clear();
@@ -320,12 +335,13 @@ impl Layout for PrettyLayout {
             Some(at) => (&message[..at], Some(&message[at + 1..])),
             None => (message, None),
         };
+        let text_start = out.len();
         push_escaped(out, first, b"");
         let mut has_trailer = false;
         if rest.is_none() {
             has_trailer = push_fields(out, record.fields);
         }
-        self.push_path(record, line_start, out);
+        self.push_path(record, head, text_start, out);
         if let Some(rest) = rest {
             out.extend_from_slice(&self.indent);
             push_escaped(out, rest, &self.indent);
@@ -360,24 +376,50 @@ impl Layout for PrettyLayout {
 /// count two, combining marks none, a tab moves to the next multiple of
 /// eight, and the layouts' own colour escapes (`ESC [ … m`) nothing.
 fn display_width(bytes: &[u8]) -> usize {
+    if bytes.iter().all(|b| (0x20..0x7f).contains(b)) {
+        return bytes.len();
+    }
     let mut width = 0;
-    for chunk in bytes.utf8_chunks() {
-        let mut chars = chunk.valid().chars();
-        while let Some(c) = chars.next() {
-            match c {
-                '\x1b' => {
-                    for c in chars.by_ref() {
-                        if c.is_ascii_alphabetic() {
-                            break;
-                        }
+    let mut i = 0;
+    // Byte by byte while ASCII (most of a line), by character otherwise.
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            0x1b => {
+                i += bytes[i..]
+                    .iter()
+                    .position(u8::is_ascii_alphabetic)
+                    .map_or(bytes.len() - i, |end| end + 1);
+            }
+            b'\t' => {
+                width = (width / 8 + 1) * 8;
+                i += 1;
+            }
+            0x20..=0x7e => {
+                width += 1;
+                i += 1;
+            }
+            0..=0x7f => i += 1,
+            _ => {
+                let len = match b {
+                    0xf0.. => 4,
+                    0xe0.. => 3,
+                    _ => 2,
+                };
+                let end = (i + len).min(bytes.len());
+                match std::str::from_utf8(&bytes[i..end]) {
+                    Ok(c) => {
+                        width += c.chars().map(|c| c.width().unwrap_or(0)).sum::<usize>();
+                        i = end;
+                    }
+                    // Not UTF-8 (the layout writes none): a column a
+                    // byte, as the replacement characters a terminal
+                    // shows.
+                    Err(_) => {
+                        width += 1;
+                        i += 1;
                     }
                 }
-                '\t' => width = (width / 8 + 1) * 8,
-                c => width += c.width().unwrap_or(0),
             }
-        }
-        if !chunk.invalid().is_empty() {
-            width += 1;
         }
     }
     width
@@ -560,6 +602,18 @@ mod tests {
         assert!(line(&mut utc(), &rec).ends_with("user=ada  \x1b[2mworker.py\x1b[0m\n"));
         rec.file = None;
         assert!(line(&mut utc(), &rec).ends_with("user=ada\n"));
+    }
+
+    #[test]
+    fn widths_of_text_escapes_and_tabs() {
+        assert_eq!(display_width(b""), 0);
+        assert_eq!(display_width(b"abc"), 3);
+        assert_eq!(display_width(b"\x1b[1;31mab\x1b[0m"), 2);
+        assert_eq!(display_width(b"a\tb"), 9);
+        assert_eq!(display_width("caf\u{e9}\u{301}".as_bytes()), 4);
+        assert_eq!(display_width("\u{4e2d}\u{1f680}x".as_bytes()), 5);
+        assert_eq!(display_width(b"\xff\xe2\x82"), 3);
+        assert_eq!(display_width(b"cut\x1b[3"), 3);
     }
 
     #[test]
