@@ -88,6 +88,7 @@ def _pipeline(
     tls_cert: "Optional[Union[str, os.PathLike[str]]]" = None,
     tls_key: "Optional[Union[str, os.PathLike[str]]]" = None,
     tls_server_name: Optional[str] = None,
+    console_style: Optional[str] = None,
 ) -> "_logbraid.Pipeline":
     for name, value, kind in (
         ("file", file, (str, os.PathLike, type(None))),
@@ -112,6 +113,7 @@ def _pipeline(
         ("tls_cert", tls_cert, (str, os.PathLike, type(None))),
         ("tls_key", tls_key, (str, os.PathLike, type(None))),
         ("tls_server_name", tls_server_name, (str, type(None))),
+        ("console_style", console_style, (str, type(None))),
     ):
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
             raise TypeError(f"{name}: unexpected type {type(value).__name__}")
@@ -143,6 +145,7 @@ def _pipeline(
         tls_cert=_path(tls_cert),
         tls_key=_path(tls_key),
         tls_server_name=tls_server_name,
+        console_style=console_style,
     )
     with _lock:
         _pipelines.append(p)
@@ -287,6 +290,7 @@ _SINK_KEYWORDS = (
     "tls_cert",
     "tls_key",
     "tls_server_name",
+    "console_style",
 )
 
 
@@ -333,6 +337,7 @@ class Handler(logging.Handler):
         tls_cert: "Optional[Union[str, os.PathLike[str]]]" = None,
         tls_key: "Optional[Union[str, os.PathLike[str]]]" = None,
         tls_server_name: Optional[str] = None,
+        console_style: Optional[str] = None,
         *,
         _pipeline_object: "Optional[_logbraid.Pipeline]" = None,
         _file: Optional[str] = None,
@@ -446,6 +451,7 @@ def basicConfig(
     tls_cert: "Optional[Union[str, os.PathLike[str]]]" = None,
     tls_key: "Optional[Union[str, os.PathLike[str]]]" = None,
     tls_server_name: Optional[str] = None,
+    console_style: Optional[str] = None,
 ) -> None:
     """Configures the default pipeline and attaches a :class:`Handler` for
     it to the root logger, so ``logging.getLogger`` loggers of third-party
@@ -460,6 +466,18 @@ def basicConfig(
     were lost (a collector that stopped answering must not keep a stopped
     service alive); process-wide, the last pipeline built sets it (to 5 s
     when it gives none).
+
+    When standard error is a terminal and ``NO_COLOR`` is unset or empty
+    (or ``FORCE_COLOR`` is set), the console writes aligned columns: the time, the
+    level in colour, the logger's name, the message and the caller's
+    ``file:line`` at the right edge, tracebacks highlighted. Anywhere else
+    (a pipe, a file, ``NO_COLOR=1``) it writes the plain layout.
+    ``console_style`` chooses the terminal's look: None (default) columns
+    unless ``format`` or ``json`` is given (that layout is then coloured),
+    "pretty" columns even then (``format`` still applies to files and to a
+    console that is no terminal), "rich" columns as Rich's ``RichHandler``
+    shows records (``[12:00:01.123456] WARNING  message   file.py:12``),
+    "plain" the layout in colour, never columns.
 
     ``file_mode``: "a" (default) appends to ``file``, "w" empties it
     first (only the process that writes it: never a child forwarding to

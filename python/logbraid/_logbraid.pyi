@@ -28,6 +28,7 @@ class Pipeline:
         tls_cert: Optional[str] = ...,
         tls_key: Optional[str] = ...,
         tls_server_name: Optional[str] = ...,
+        console_style: Optional[str] = ...,
     ) -> None: ...
     @property
     def collector_address(self) -> Optional[str]: ...

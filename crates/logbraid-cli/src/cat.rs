@@ -186,7 +186,12 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let no_color: Option<OsString> = std::env::var_os("NO_COLOR");
     let style = if args.json {
         Style::Json
-    } else if color_enabled(args.color, stdout.is_terminal(), no_color.as_deref()) {
+    } else if color_enabled(
+        args.color,
+        stdout.is_terminal(),
+        no_color.as_deref(),
+        std::env::var_os("FORCE_COLOR").as_deref(),
+    ) {
         Style::Colored
     } else {
         Style::Stored

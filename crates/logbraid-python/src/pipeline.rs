@@ -11,7 +11,7 @@ use logbraid::collect::{Embedded, EmbeddedOptions, COLLECTOR_ENV};
 use logbraid::config::{self, Config, ConfigError, ConsoleConfig, FileConfig};
 use logbraid::endpoint::Endpoint;
 use logbraid::forward::TlsOptions;
-use logbraid::layout::{Layout, LayoutSpec};
+use logbraid::layout::{Layout, LayoutSpec, PrettyLayout, TextLayout};
 use logbraid::{Builder, Callsite, Compression, FieldsBuf, Guard, Mode, Weekday, When};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -28,6 +28,7 @@ use crate::{bad, cpython, lock};
 struct Spec {
     config: Config,
     layout: LayoutSpec,
+    console_style: ConsoleStyle,
     /// How long a signal (or the exit) waits for the flush; the core's
     /// default when `None`.
     flush_limit: Option<Duration>,
@@ -60,23 +61,88 @@ impl Layout for SwitchLayout {
     fn format(&mut self, record: &logbraid::Record<'_>, out: &mut Vec<u8>) {
         lock(&self.0).format(record, out)
     }
+    fn wants_columns(&self) -> bool {
+        lock(&self.0).wants_columns()
+    }
+    fn set_columns(&mut self, columns: Option<usize>) {
+        lock(&self.0).set_columns(columns)
+    }
+}
+
+/// How the console looks in colour, that is on a terminal (or with
+/// `FORCE_COLOR`): the `console_style` keyword. Without colour the console
+/// always writes the pipeline's layout, plain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ConsoleStyle {
+    /// Columns ([`PrettyLayout`]) unless a `format` (or JSON) was given,
+    /// which is then coloured (the default).
+    Auto,
+    /// Columns whatever the layout; `format` still applies off a
+    /// terminal and to files.
+    Pretty,
+    /// Columns as Rich's `RichHandler` shows them (logging_mp's console).
+    Rich,
+    /// The pipeline's layout in colour, never columns.
+    Plain,
+}
+
+impl ConsoleStyle {
+    fn parse(word: Option<&str>) -> PyResult<ConsoleStyle> {
+        match word {
+            None => Ok(ConsoleStyle::Auto),
+            Some("pretty") => Ok(ConsoleStyle::Pretty),
+            Some("rich") => Ok(ConsoleStyle::Rich),
+            Some("plain") => Ok(ConsoleStyle::Plain),
+            Some(other) => Err(bad(
+                "console_style",
+                format!("{other:?} is not one of: pretty, rich, plain"),
+            )),
+        }
+    }
+
+    /// The layout of a sink built from `spec`, in colour or not (only the
+    /// console is ever in colour).
+    fn layout(self, spec: &LayoutSpec, color: bool) -> Box<dyn Layout> {
+        if !color {
+            return spec.build(false);
+        }
+        let columns =
+            |layout: PrettyLayout| -> Box<dyn Layout> { Box::new(layout.python_level_names(true)) };
+        match (self, spec) {
+            (ConsoleStyle::Rich, _) => columns(PrettyLayout::rich()),
+            (ConsoleStyle::Pretty, _) | (ConsoleStyle::Auto, LayoutSpec::Text) => {
+                columns(PrettyLayout::new())
+            }
+            (ConsoleStyle::Plain, LayoutSpec::Text) => Box::new(TextLayout::new().with_color(true)),
+            _ => spec.build(true),
+        }
+    }
 }
 
 /// Every switchable layout of a pipeline, with whether its sink is in
 /// colour.
-#[derive(Default)]
-struct Switches(Vec<(Shared<Box<dyn Layout>>, bool)>);
+struct Switches {
+    layouts: Vec<(Shared<Box<dyn Layout>>, bool)>,
+    style: ConsoleStyle,
+}
 
 impl Switches {
+    fn new(style: ConsoleStyle) -> Self {
+        Switches {
+            layouts: Vec::new(),
+            style,
+        }
+    }
+
     fn add(&mut self, spec: &LayoutSpec, color: bool) -> Box<dyn Layout> {
-        let inner = std::sync::Arc::new(Mutex::new(spec.build(color)));
-        self.0.push((std::sync::Arc::clone(&inner), color));
+        let inner = std::sync::Arc::new(Mutex::new(self.style.layout(spec, color)));
+        self.layouts.push((std::sync::Arc::clone(&inner), color));
         Box::new(SwitchLayout(inner))
     }
 
-    fn set(&self, spec: &LayoutSpec) {
-        for (inner, color) in &self.0 {
-            *lock(inner) = spec.build(*color);
+    fn set(&self, spec: &LayoutSpec, style: ConsoleStyle) {
+        for (inner, color) in &self.layouts {
+            *lock(inner) = style.layout(spec, *color);
         }
     }
 }
@@ -147,7 +213,7 @@ impl Spec {
                 std::env::var(COLLECTOR_ENV)
                     .is_ok_and(|v| Endpoint::parse(&v).is_ok_and(|e| &e == f))
             });
-        let mut switches = Switches::default();
+        let mut switches = Switches::new(self.console_style);
         let builder =
             Builder::from_config_with(&config, &mut |spec, color| switches.add(spec, color))
                 .map_err(config_error)?
@@ -245,7 +311,7 @@ impl Pipeline {
         max_bytes=0, backup_count=0, when=None, compress=None, forward=None,
         queue_size=None, overflow="block", sync=false, children=true, signals=true,
         flush_limit=None, truncate=false, token=None, tls_ca=None, tls_cert=None, tls_key=None,
-        tls_server_name=None))]
+        tls_server_name=None, console_style=None))]
     fn new(
         file: Option<String>,
         console: bool,
@@ -269,7 +335,9 @@ impl Pipeline {
         tls_cert: Option<PathBuf>,
         tls_key: Option<PathBuf>,
         tls_server_name: Option<String>,
+        console_style: Option<&str>,
     ) -> PyResult<Self> {
+        let console_style = ConsoleStyle::parse(console_style)?;
         let flush_limit = flush_limit.map(|t| seconds("flush_limit", t)).transpose()?;
         let layout = match (json, &format) {
             (true, Some(_)) => {
@@ -332,6 +400,7 @@ impl Pipeline {
         let spec = Spec {
             config,
             layout,
+            console_style,
             flush_limit,
         };
         let live = spec.build(None, children)?;
@@ -350,9 +419,10 @@ impl Pipeline {
     }
 
     /// Replaces the layout of every sink: a Python `%`-style `format` with
-    /// `datefmt`, or, with `format=None`, the layout the pipeline was built
-    /// with. Records logged before are written first, in the old layout
-    /// (the GIL is released meanwhile).
+    /// `datefmt` (on a terminal too: a formatter set by hand is the
+    /// console's), or, with `format=None`, the layouts the pipeline was
+    /// built with. Records logged before are written first, in the old
+    /// layout (the GIL is released meanwhile).
     #[pyo3(signature = (format, datefmt=None))]
     fn set_layout(
         &self,
@@ -360,15 +430,18 @@ impl Pipeline {
         format: Option<&str>,
         datefmt: Option<&str>,
     ) -> PyResult<()> {
-        let spec = match format {
-            Some(f) => LayoutSpec::parse(f, datefmt).map_err(|e| bad("format", e))?,
-            None => self.spec.layout.clone(),
+        let (spec, style) = match format {
+            Some(f) => (
+                LayoutSpec::parse(f, datefmt).map_err(|e| bad("format", e))?,
+                ConsoleStyle::Auto,
+            ),
+            None => (self.spec.layout.clone(), self.spec.console_style),
         };
         if let Some(logger) = self.current() {
             py.detach(|| logger.flush());
         }
         if let Some(live) = lock(&self.live).as_ref() {
-            live.switches.set(&spec);
+            live.switches.set(&spec, style);
         }
         Ok(())
     }

@@ -387,8 +387,10 @@ impl Builder {
         self
     }
 
-    /// Adds the console, with the coloured text layout unless it was given
-    /// a layout.
+    /// Adds the console, with the text layout unless it was given a
+    /// layout: on a terminal (or with colour forced) that is the
+    /// [`PrettyLayout`](crate::layout::PrettyLayout)'s coloured columns,
+    /// elsewhere the plain text line.
     pub fn console(self, console: Console) -> Self {
         let console = if console.has_layout() {
             console

@@ -7,6 +7,11 @@ children (fork, spawn, forkserver) reach the parent's sinks with nothing
 passed by hand (and no patching of ``multiprocessing``); with ``file=True``
 each run writes ``<file_path>/<program>_<YYYYmmdd_HHMMSS>.log``, the oldest
 runs deleted so that ``backup_count`` remain, in logging_mp's file format.
+On a terminal the console shows what logging_mp's Rich console shows
+(``[12:00:01.123456] INFO     message          main.py:12``: the time,
+blank when repeated, the level in colour, the message, the caller's
+``file:line`` at the right edge, tracebacks highlighted), without Rich;
+piped or with ``NO_COLOR`` set, the file format's lines.
 """
 
 import logging
@@ -29,7 +34,7 @@ __all__ = [
     "getLogger",
 ]
 
-# logging_mp's file format; the console shows the same columns.
+# logging_mp's file format, also the console's where it is no terminal.
 FORMAT = (
     "%(asctime)s.%(msecs)03d %(levelname)-8s [%(filename)s:%(lineno)d] "
     "%(processName)s-%(threadName)s: %(message)s"
@@ -78,6 +83,7 @@ def _start(lvl: int, console: bool, file: bool, file_path: str, backup_count: in
             runs=backup_count,
             format=FORMAT,
             datefmt=DATEFMT,
+            console_style="rich",
         )
     logging.getLogger().setLevel(lvl)
     _started = True

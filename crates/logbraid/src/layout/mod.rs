@@ -1,12 +1,14 @@
 //! Layouts turn a [`Record`] into the bytes of one line.
 //!
-//! Three layouts cover what people ask of a log file:
+//! Three layouts cover what people ask of a log file, and a fourth what
+//! they ask of a terminal:
 //!
 //! | layout | for | shape |
 //! |---|---|---|
 //! | [`TextLayout`] | people reading a terminal or a file | `2026-11-22T10:04:05.123456Z INFO  [4242/main] app::db: connected user=ada` |
 //! | [`JsonLayout`] | machines: one JSON object per line | `{"ts":"…","level":"INFO","target":"app::db","msg":"connected",…}` |
 //! | [`PythonLayout`] | programs moving from Python's `logging` | any `%(asctime)s %(levelname)-8s %(message)s` format |
+//! | [`PrettyLayout`] | people at a terminal (the console's text layout in colour) | `10:04:05.123 INFO     app::db connected user=ada      src/db.rs:42` |
 //!
 //! [`LayoutSpec`] names one of them as configuration does (`"text"`,
 //! `"json"` or a `%`-style format) and builds it.
@@ -32,12 +34,14 @@ use crate::level::Level;
 use crate::record::{Fields, Record, Value};
 
 mod json;
+mod pretty;
 mod python;
 mod text;
 use crate::time;
 
 pub(crate) use json::push_string;
 pub use json::JsonLayout;
+pub use pretty::PrettyLayout;
 pub use python::{LayoutError, LayoutErrorKind, PythonLayout};
 pub use text::TextLayout;
 
@@ -47,11 +51,32 @@ pub use text::TextLayout;
 pub trait Layout: Send + fmt::Debug {
     /// Appends one complete line for `record` to `out`, ending in `\n`.
     fn format(&mut self, record: &Record<'_>, out: &mut Vec<u8>);
+
+    /// Whether the layout lines its output up with the width of the
+    /// terminal, and so wants [`Layout::set_columns`] called. A sink asks
+    /// only then, which keeps the terminal out of every other layout's
+    /// path. Default: no.
+    fn wants_columns(&self) -> bool {
+        false
+    }
+
+    /// The width of the terminal in columns, `None` when it is not known;
+    /// the console calls this before the first record of each batch, so a
+    /// resized window is followed. Default: ignored.
+    fn set_columns(&mut self, columns: Option<usize>) {
+        let _ = columns;
+    }
 }
 
 impl<L: Layout + ?Sized> Layout for Box<L> {
     fn format(&mut self, record: &Record<'_>, out: &mut Vec<u8>) {
         (**self).format(record, out)
+    }
+    fn wants_columns(&self) -> bool {
+        (**self).wants_columns()
+    }
+    fn set_columns(&mut self, columns: Option<usize>) {
+        (**self).set_columns(columns)
     }
 }
 
@@ -111,16 +136,21 @@ impl LayoutSpec {
         }
     }
 
-    /// Builds the layout. `color` asks for ANSI colours in the text and
-    /// Python layouts (JSON is never coloured); decide it from the terminal
-    /// and `NO_COLOR` before calling.
+    /// Builds the layout. `color` asks for ANSI colours (JSON is never
+    /// coloured); decide it from the terminal and `NO_COLOR` before
+    /// calling. `Text` in colour is the console's [`PrettyLayout`]
+    /// (aligned columns, the caller's `file:line`, highlighted
+    /// tracebacks): colour is only ever asked for a terminal, or where the
+    /// user forced it. Without colour it is the plain [`TextLayout`]. A
+    /// `%`-style format in colour colours its `%(levelname)s`.
     ///
     /// A `Python` spec built by hand rather than by [`LayoutSpec::parse`]
     /// may hold a malformed format; it then falls back to [`TextLayout`], so
     /// records are still written. Parse first to see the error.
     pub fn build(&self, color: bool) -> Box<dyn Layout> {
         match self {
-            LayoutSpec::Text => Box::new(TextLayout::new().with_color(color)),
+            LayoutSpec::Text if color => Box::new(PrettyLayout::new()),
+            LayoutSpec::Text => Box::new(TextLayout::new()),
             LayoutSpec::Json => Box::new(JsonLayout::new()),
             LayoutSpec::Python { format, datefmt } => {
                 match PythonLayout::new(format, datefmt.as_deref()) {
@@ -157,11 +187,24 @@ pub(crate) const fn level_color(level: Level) -> &'static [u8] {
 pub(crate) const DIM: &[u8] = b"\x1b[2m";
 /// ANSI escape that ends any colour.
 pub(crate) const RESET: &[u8] = b"\x1b[0m";
+/// ANSI escape for bold text (a traceback's header).
+pub(crate) const BOLD: &[u8] = b"\x1b[1m";
+/// ANSI escape for bold red (the exception that ends a traceback).
+pub(crate) const BOLD_RED: &[u8] = b"\x1b[1;31m";
+/// ANSI escape for cyan (a traceback frame's line number).
+pub(crate) const CYAN: &[u8] = b"\x1b[36m";
+/// ANSI escape for dim cyan (the time in Rich's colours).
+pub(crate) const DIM_CYAN: &[u8] = b"\x1b[2;36m";
+/// ANSI escape for bold red, reversed (CRITICAL in Rich's colours).
+pub(crate) const BOLD_REVERSE_RED: &[u8] = b"\x1b[1;7;31m";
+
+/// The escapes written besides the levels' colours.
+const OWN_ESCAPES: [&[u8]; 7] = [DIM, RESET, BOLD, BOLD_RED, CYAN, DIM_CYAN, BOLD_REVERSE_RED];
 
 /// Whether `seq` is one of the escape sequences these layouts write (the
 /// colours above): the console lets those through and strips every other.
 pub(crate) fn is_own_escape(seq: &[u8]) -> bool {
-    seq == DIM || seq == RESET || Level::ALL.iter().any(|&l| seq == level_color(l))
+    OWN_ESCAPES.contains(&seq) || Level::ALL.iter().any(|&l| seq == level_color(l))
 }
 
 /// Appends `bytes` as UTF-8, each invalid sequence replaced by U+FFFD
@@ -338,7 +381,16 @@ mod tests {
             line(LayoutSpec::Text, false),
             "2023-11-14T22:13:20.123456Z INFO  [4242/main] app::db: connected\n"
         );
-        assert!(line(LayoutSpec::Text, true).contains("\x1b[32mINFO\x1b[0m"));
+        // In colour, the console's columns.
+        let pretty = line(LayoutSpec::Text, true);
+        assert!(pretty.starts_with("\x1b[2m"), "{pretty:?}");
+        assert!(
+            pretty.ends_with(
+                ".123\x1b[0m \x1b[32mINFO\x1b[0m     \x1b[2mapp::db\x1b[0m connected  \
+                 \x1b[2msrc/db/pool.rs:42\x1b[0m\n"
+            ),
+            "{pretty:?}"
+        );
         assert!(line(LayoutSpec::Json, true).starts_with("{\"ts\":"));
         let py = LayoutSpec::parse("%(levelname)s %(message)s", None).unwrap();
         assert_eq!(line(py.clone(), false), "INFO connected\n");

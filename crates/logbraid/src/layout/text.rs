@@ -4,7 +4,7 @@ use super::time::Rfc3339Cache;
 use super::{
     level_color, push_i64, push_lossy, push_u64, trailers, Layout, DIM, RESET, TRAILER_FIELDS,
 };
-use crate::record::{Record, Value};
+use crate::record::{Fields, Record, Value};
 
 /// The default layout: one line per record, fields as `key=value`.
 ///
@@ -95,18 +95,7 @@ impl Layout for TextLayout {
         out.extend_from_slice(b": ");
         push_message(out, record.message);
 
-        let mut has_trailer = false;
-        for (key, value) in record.fields {
-            if TRAILER_FIELDS.contains(&key) {
-                has_trailer = true;
-                continue;
-            }
-            out.push(b' ');
-            push_text(out, key.as_bytes());
-            out.push(b'=');
-            push_value(out, value);
-        }
-        if has_trailer {
+        if push_fields(out, record.fields) {
             // On continuation lines, escaped like the message: a traceback
             // cannot forge a record's line either.
             for text in trailers(record.fields) {
@@ -116,6 +105,24 @@ impl Layout for TextLayout {
         }
         out.push(b'\n');
     }
+}
+
+/// Writes each field but the tracebacks as ` key=value`, in order (see
+/// [`TextLayout`] for the quoting). Returns whether a traceback field was
+/// seen, for the caller to write after the line.
+pub(super) fn push_fields(out: &mut Vec<u8>, fields: Fields<'_>) -> bool {
+    let mut has_trailer = false;
+    for (key, value) in fields {
+        if TRAILER_FIELDS.contains(&key) {
+            has_trailer = true;
+            continue;
+        }
+        out.push(b' ');
+        push_text(out, key.as_bytes());
+        out.push(b'=');
+        push_value(out, value);
+    }
+    has_trailer
 }
 
 fn push_value(out: &mut Vec<u8>, value: Value<'_>) {
@@ -167,6 +174,13 @@ const CONTINUATION: &[u8] = b"\n  ";
 /// Writes a message: as it is, unless it holds a control character (one
 /// scan of its bytes decides); see [`TextLayout`] for the rules.
 fn push_message(out: &mut Vec<u8>, bytes: &[u8]) {
+    push_escaped(out, bytes, CONTINUATION)
+}
+
+/// [`push_message`] with `newline` written for each newline of `bytes`:
+/// the start of a continuation line, indented as the caller's layout
+/// indents them.
+pub(super) fn push_escaped(out: &mut Vec<u8>, bytes: &[u8], newline: &[u8]) {
     if !has_control_byte(bytes) {
         push_lossy(out, bytes);
         return;
@@ -181,7 +195,7 @@ fn push_message(out: &mut Vec<u8>, bytes: &[u8]) {
             out.extend_from_slice(&valid.as_bytes()[run..i]);
             run = i + c.len_utf8();
             match c {
-                '\n' => out.extend_from_slice(CONTINUATION),
+                '\n' => out.extend_from_slice(newline),
                 '\r' => out.extend_from_slice(b"\\r"),
                 c => {
                     use std::io::Write;

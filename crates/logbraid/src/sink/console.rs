@@ -59,16 +59,26 @@ impl fmt::Display for ConsoleStream {
 }
 
 /// Whether to use colour, given the user's choice, whether the stream is a
-/// terminal, and the value of the `NO_COLOR` environment variable.
+/// terminal, and the values of the `NO_COLOR` and `FORCE_COLOR`
+/// environment variables.
 ///
-/// `Always` and `Never` mean what they say. `Auto` means colour only on a
-/// terminal, and only when `NO_COLOR` is unset or empty: following
-/// <https://no-color.org>, any non-empty value disables colour.
-pub fn color_enabled(choice: ColorChoice, is_terminal: bool, no_color_env: Option<&OsStr>) -> bool {
+/// `Always` and `Never` mean what they say. `Auto` means colour when
+/// `FORCE_COLOR` is set to anything but empty, `0` or `false` (a request
+/// for colour where no terminal is, such as a CI log, which beats a
+/// general `NO_COLOR`); otherwise colour only on a terminal, and only when
+/// `NO_COLOR` is unset or empty: following <https://no-color.org>, any
+/// non-empty value disables colour.
+pub fn color_enabled(
+    choice: ColorChoice,
+    is_terminal: bool,
+    no_color_env: Option<&OsStr>,
+    force_color_env: Option<&OsStr>,
+) -> bool {
+    let forced = force_color_env.is_some_and(|v| !v.is_empty() && v != "0" && v != "false");
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        _ => is_terminal && no_color_env.is_none_or(OsStr::is_empty),
+        _ => forced || (is_terminal && no_color_env.is_none_or(OsStr::is_empty)),
     }
 }
 
@@ -88,6 +98,16 @@ enum Target {
 /// | stream | standard error | [`Console::stderr`], [`Console::stdout`], [`Console::new`] |
 /// | layout | none: **required** | [`Console::layout`] |
 /// | colour | [`ColorChoice::Auto`] | [`Console::color`] |
+/// | width | the terminal's, else `COLUMNS`, else unknown | [`Console::columns`] |
+///
+/// A layout that lines up with the terminal's width
+/// ([`Layout::wants_columns`], the coloured console layout
+/// [`PrettyLayout`](crate::layout::PrettyLayout)) is told the width before
+/// the first record of each batch, so a resized window is followed: the
+/// stream's terminal size when it is a terminal, else the `COLUMNS`
+/// environment variable as it was when the console was made (read once:
+/// the environment is not read while other threads may write it), else
+/// unknown, and the layout then appends rather than aligns.
 ///
 /// The layout is set after construction so that a builder can first ask
 /// [`Console::wants_color`] and then pick a coloured or a plain layout.
@@ -106,6 +126,11 @@ pub struct Console {
     target: Target,
     layout: Option<Box<dyn Layout>>,
     color: ColorChoice,
+    /// A width set by [`Console::columns`], which beats the terminal's.
+    columns: Option<usize>,
+    /// `COLUMNS` when the console was made, for a stream that is no
+    /// terminal (colour forced into a pipe).
+    env_columns: Option<usize>,
     buf: Vec<u8>,
     /// Set after the first `EPIPE`: the reader is gone for good.
     broken_pipe: bool,
@@ -136,10 +161,19 @@ impl Default for Console {
 
 impl Console {
     fn with_target(target: Target) -> Self {
+        let env_columns = match target {
+            Target::Std(_) => std::env::var("COLUMNS")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .filter(|&n| n > 0),
+            Target::Writer(_) => None,
+        };
         Console {
             target,
             layout: None,
             color: ColorChoice::default(),
+            columns: None,
+            env_columns,
             buf: Vec::new(),
             broken_pipe: false,
         }
@@ -180,13 +214,30 @@ impl Console {
         self
     }
 
+    /// Sets the width a layout that aligns to the terminal lines up with,
+    /// in place of the terminal's (`None`: the terminal's, as by default).
+    #[must_use]
+    pub fn columns(mut self, columns: Option<usize>) -> Self {
+        self.columns = columns;
+        self
+    }
+
+    /// The width to line up with: see the type's table.
+    fn current_columns(&self) -> Option<usize> {
+        self.columns.or_else(|| match self.target {
+            Target::Std(stream) => crate::sys::term::columns(stream).or(self.env_columns),
+            Target::Writer(_) => None,
+        })
+    }
+
     /// Whether a layout was set.
     pub fn has_layout(&self) -> bool {
         self.layout.is_some()
     }
 
     /// Whether the layout should emit colour: the colour choice applied to
-    /// this stream and the current `NO_COLOR` (see [`color_enabled`]).
+    /// this stream and the current `NO_COLOR` and `FORCE_COLOR` (see
+    /// [`color_enabled`]).
     pub fn wants_color(&self) -> bool {
         let is_terminal = match &self.target {
             Target::Std(stream) => stream.is_terminal(),
@@ -196,6 +247,7 @@ impl Console {
             self.color,
             is_terminal,
             std::env::var_os("NO_COLOR").as_deref(),
+            std::env::var_os("FORCE_COLOR").as_deref(),
         )
     }
 
@@ -233,6 +285,12 @@ impl Sink for Console {
     fn write(&mut self, record: &Record<'_>) -> io::Result<usize> {
         if self.broken_pipe {
             return Ok(0);
+        }
+        if self.buf.is_empty() && self.layout.as_ref().is_some_and(|l| l.wants_columns()) {
+            let columns = self.current_columns();
+            if let Some(layout) = self.layout.as_mut() {
+                layout.set_columns(columns);
+            }
         }
         let Some(layout) = self.layout.as_mut() else {
             return Err(io::Error::new(
@@ -480,13 +538,22 @@ mod tests {
     fn color_follows_the_choice_the_terminal_and_no_color() {
         let set = Some(OsStr::new("1"));
         let empty = Some(OsStr::new(""));
-        assert!(color_enabled(ColorChoice::Always, false, set));
-        assert!(!color_enabled(ColorChoice::Never, true, None));
-        assert!(color_enabled(ColorChoice::Auto, true, None));
-        assert!(color_enabled(ColorChoice::Auto, true, empty));
-        assert!(!color_enabled(ColorChoice::Auto, true, set));
-        assert!(!color_enabled(ColorChoice::Auto, false, None));
-        assert!(!color_enabled(ColorChoice::Auto, false, empty));
+        assert!(color_enabled(ColorChoice::Always, false, set, None));
+        assert!(!color_enabled(ColorChoice::Never, true, None, set));
+        assert!(color_enabled(ColorChoice::Auto, true, None, None));
+        assert!(color_enabled(ColorChoice::Auto, true, empty, empty));
+        assert!(!color_enabled(ColorChoice::Auto, true, set, None));
+        assert!(!color_enabled(ColorChoice::Auto, false, None, None));
+        assert!(!color_enabled(ColorChoice::Auto, false, empty, None));
+        // FORCE_COLOR: colour without a terminal, even with NO_COLOR; not
+        // when it says no.
+        assert!(color_enabled(ColorChoice::Auto, false, None, set));
+        assert!(color_enabled(ColorChoice::Auto, false, set, set));
+        for no in ["", "0", "false"] {
+            let no = Some(OsStr::new(no));
+            assert!(!color_enabled(ColorChoice::Auto, false, None, no));
+            assert!(!color_enabled(ColorChoice::Auto, true, set, no));
+        }
     }
 
     #[test]
@@ -553,6 +620,70 @@ mod tests {
         assert_eq!(
             shown(py(false), Level::Warn, "caf\u{e9} \u{a0}\u{20ac} ok"),
             "WARNING:caf\u{e9} \u{a0}\u{20ac} ok\n".as_bytes()
+        );
+    }
+
+    /// A layout that records the widths it is told.
+    #[derive(Debug, Default)]
+    struct Widths(Arc<Mutex<Vec<Option<usize>>>>);
+
+    impl Layout for Widths {
+        fn format(&mut self, _: &Record<'_>, out: &mut Vec<u8>) {
+            out.extend_from_slice(b"x\n");
+        }
+        fn wants_columns(&self) -> bool {
+            true
+        }
+        fn set_columns(&mut self, columns: Option<usize>) {
+            self.0.lock().unwrap().push(columns);
+        }
+    }
+
+    #[test]
+    fn the_width_is_told_once_a_batch() {
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let layout = Box::new(Widths(Arc::clone(&told)));
+        let mut c = Console::to_writer(Box::new(io::sink())).layout(layout);
+        let src = source();
+        let rec = record(&src, Level::Info, "a", "m");
+        c.write(&rec).unwrap();
+        c.write(&rec).unwrap();
+        c.flush().unwrap();
+        c.write(&rec).unwrap();
+        // A writer has no terminal and no COLUMNS: unknown, until set.
+        assert_eq!(*told.lock().unwrap(), [None, None]);
+        let layout = Box::new(Widths(Arc::clone(&told)));
+        let mut c = Console::to_writer(Box::new(io::sink()))
+            .columns(Some(120))
+            .layout(layout);
+        c.write(&rec).unwrap();
+        assert_eq!(*told.lock().unwrap(), [None, None, Some(120)]);
+    }
+
+    #[test]
+    fn the_pretty_layout_passes_the_console_unchanged() {
+        let pretty = || {
+            crate::layout::PrettyLayout::new()
+                .local_time(false)
+                .columns(Some(60))
+        };
+        let src = source();
+        let mut rec = record(&src, Level::Warn, "app", HOSTILE);
+        rec = rec.with_file("src/main.rs").with_line(7);
+        let mut direct = Vec::new();
+        pretty().format(&rec, &mut direct);
+        let cap = Capture::default();
+        let mut c = Console::to_writer(Box::new(cap.clone()))
+            .columns(Some(60))
+            .layout(Box::new(pretty()));
+        c.write(&rec).unwrap();
+        c.flush().unwrap();
+        assert_eq!(*cap.bytes.lock().unwrap(), direct);
+        assert_eq!(
+            String::from_utf8(direct).unwrap(),
+            "\x1b[2m00:00:00.000\x1b[0m \x1b[33mWARN\x1b[0m     \x1b[2mapp\x1b[0m \
+             a\\u{1b}]0;pwned\\u{7}b\\u{1b}[2J\\u{1b}[1;1Hc\\rd\\u{8}e\\u{7}f\\u{9b}31mg\\u{1b}Pdcs\\u{1b}\\h\\u{1b}ci\\u{7f}j\tk\\u{1b}[  \
+             \x1b[2msrc/main.rs:7\x1b[0m\n"
         );
     }
 
