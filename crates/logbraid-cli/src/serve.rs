@@ -179,8 +179,15 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
         SyncMode::Data => format!(" and synced to disk ({} file syncs)", stats.syncs),
         _ => String::new(),
     };
+    let refused = match config.output.client_files {
+        Some(_) => format!(
+            ", {} client file requests refused",
+            stats.client_files_refused
+        ),
+        None => String::new(),
+    };
     eprintln!(
-        "logbraid serve: stopped; {} records written{synced}, {rejected} inputs rejected",
+        "logbraid serve: stopped; {} records written{synced}, {rejected} inputs rejected{refused}",
         stats.written
     );
     Ok(0)
@@ -190,7 +197,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
 /// serve on.
 fn remove_sockets(listeners: &[(server::Listener, String)]) {
     for (l, _) in listeners {
-        if let server::Listener::Unix(_, file) = l {
+        if let Some(file) = l.socket_file() {
             file.remove();
         }
     }
