@@ -339,3 +339,59 @@ fn client_file_settings_are_checked() {
     assert!(err.contains("client_files_base: "), "{err}");
     assert!(err.contains("/b is not inside client_files ("), "{err}");
 }
+
+#[test]
+fn a_client_cannot_write_into_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--listen",
+        "python-unix:py.sock",
+        "--file",
+        "root/default.log",
+        "--client-files",
+        "root",
+    ];
+    let serve = Serve::start(dir.path(), &args);
+    let state = dir.path().join("root/.default.log.state");
+    let before = std::fs::read(&state).unwrap();
+    let sock = dir.path().join("py.sock");
+    for (wid, file) in [".default.log.state", ".default.log.state.journal"]
+        .into_iter()
+        .enumerate()
+    {
+        let w = Worker {
+            file,
+            fmt: "%(message)s",
+            datefmt: "",
+            style: "%",
+            max_bytes: 0,
+            backups: 0,
+        };
+        assert!(spawn(dir.path(), &sock, wid, 3, &w)
+            .wait()
+            .unwrap()
+            .success());
+    }
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("6 records written, 0 inputs rejected, 6 client file requests refused"),
+        "{err}"
+    );
+    assert!(
+        err.contains("is a file of the collector's checkpoint"),
+        "{err}"
+    );
+    assert_eq!(lines(&dir.path().join("root/default.log")).len(), 6);
+    for f in [
+        state.clone(),
+        dir.path().join("root/.default.log.state.journal"),
+    ] {
+        let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap_or_default()).into_owned();
+        assert!(!text.contains("record"), "{}: {text}", f.display());
+    }
+    assert!(!before.is_empty());
+    // The collector starts again on its checkpoint.
+    let (status, err) = Serve::start(dir.path(), &args).stop();
+    assert!(status.success(), "{err}");
+}

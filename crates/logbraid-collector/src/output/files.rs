@@ -566,6 +566,20 @@ impl Files {
             return Ok(path);
         }
         let grant = clients.grant(req)?;
+        if let Some(state) = self.state_path().and_then(|p| std::path::absolute(p).ok()) {
+            // The checkpoint, its journal, lock and temporary file.
+            let ours = grant.path.parent() == state.parent()
+                && grant.path.file_name().is_some_and(|n| {
+                    let state = state.file_name().unwrap_or_default().as_encoded_bytes();
+                    n.as_encoded_bytes().starts_with(state)
+                });
+            if ours {
+                return Err(format!(
+                    "{} is a file of the collector's checkpoint",
+                    grant.path.display()
+                ));
+            }
+        }
         let spec = FileSpec {
             path: grant.path.clone(),
             layout: grant.layout,
