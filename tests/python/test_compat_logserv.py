@@ -97,11 +97,14 @@ def start_server(folder, code):
     return p
 
 
-def stop_server(p):
-    """Ctrl-C, as a user stops it: the collector writes what it received,
-    then the program exits. Returns its stderr."""
-    p.send_signal(signal.SIGINT)
+def stop_server(p, sig=signal.SIGINT):
+    """Ctrl-C (or `sig`), as a user stops it: the collector writes what it
+    received, then the program ends. Returns its stderr."""
+    p.send_signal(sig)
     _, err = p.communicate(timeout=120)
+    if sig == signal.SIGTERM:
+        # Ended by the signal, as it would have been without a server.
+        assert p.returncode == -signal.SIGTERM, err
     return err
 
 
@@ -200,15 +203,15 @@ def clients_for(cls, address, imports="from logbraid.compat.logserv import clien
     ]
 
 
-def readme_run(folder, server_code, cls, address, imports):
+def readme_run(folder, server_code, cls, address, imports, sig=signal.SIGINT):
     """The README's server in `folder`, three clients with their own
-    files, then Ctrl-C: the server's stderr."""
+    files, then Ctrl-C (or `sig`): the server's stderr."""
     server = start_server(folder, server_code)
     try:
         clients = clients_for(cls, address, imports)
         run_clients(folder, clients, N)
     finally:
-        err = stop_server(server)
+        err = stop_server(server, sig)
     assert "0 client file requests refused" in err, err
     check_files(folder, clients)
     # Nothing named no file: the default file is empty.
@@ -236,6 +239,7 @@ def test_readme_unix_server_and_unix_clients_through_the_logserv_name(tmp_path):
         "logserv.client.UnixClient",
         f'"host": {str(sock)!r},',
         imports="import logbraid.compat.logserv",
+        sig=signal.SIGTERM,
     )
     assert not sock.exists()
 
@@ -320,3 +324,41 @@ def test_serve_forever_shutdown_and_port_zero_in_process(tmp_path, monkeypatch):
     assert (tmp_path / "direct.log").read_text() == "".join(
         f"WARNING:direct:n={i}\n" for i in range(5)
     )
+
+
+def test_a_killed_server_leaves_no_collector_behind(tmp_path):
+    """SIGKILL gives the program no chance to stop its collector: the
+    collector sees its stdin close, writes what it received and exits."""
+    port = free_port()
+    server = start_server(tmp_path, INET_SERVER.format(port=port))
+    clients = clients_for(
+        "logbraid.compat.logserv.client.SocketForwarder",
+        f'"host": "localhost", "port": {port},',
+        imports="",
+    )
+    run_clients(tmp_path, clients[1:2], 50)
+    server.kill()
+    server.communicate(timeout=60)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("localhost", port), timeout=1).close()
+        except OSError:
+            break
+        assert time.monotonic() < deadline, "the collector still listens"
+        time.sleep(0.05)
+    expected = (tmp_path / "client0" / "expected.log").read_text()
+    while (tmp_path / "two.log").read_text() != expected:
+        assert time.monotonic() < deadline, "the collector did not write everything"
+        time.sleep(0.05)
+    # Gone, not only closed: its checkpoint lock is free for a new one.
+    while True:
+        s = subprocess.run(
+            [sys.executable, "-c", "import fcntl,sys; f=open(sys.argv[1],'a');"
+             "fcntl.flock(f, fcntl.LOCK_EX|fcntl.LOCK_NB)", str(tmp_path / ".logserv.log.state.lock")],
+            capture_output=True,
+        )
+        if s.returncode == 0:
+            break
+        assert time.monotonic() < deadline, s.stderr
+        time.sleep(0.05)

@@ -29,9 +29,30 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from typing import Any, Dict, List, Optional, Union
 
 __all__ = ["LogServer", "loop"]
+
+#: Servers running, for SIGTERM.
+_running: "weakref.WeakSet[LogServer]" = weakref.WeakSet()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM of a program that left it alone: every server's collector
+    writes what it received, then the signal does what it did before (ends
+    the program, with the status a SIGTERM gives)."""
+    for server in list(_running):
+        server.shutdown()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _handle_sigterm() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 class _Waker:
@@ -154,6 +175,9 @@ class LogServer:
         self._lock = threading.Lock()
         env = dict(os.environ)
         env.pop("LOGBRAID_COLLECTOR", None)
+        # The collector imports this very package, wherever it was found.
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
         self._process: Optional[subprocess.Popen] = subprocess.Popen(
             [sys.executable, "-m", "logbraid.compat.logserv._collector", *self.args],
             stdin=subprocess.PIPE,
@@ -170,6 +194,8 @@ class LogServer:
         self._waker = _Waker(self, type(self).logging_map)
         threading.Thread(target=self._watch, name="logserv-collector", daemon=True).start()
         atexit.register(self.shutdown)
+        _running.add(self)
+        _handle_sigterm()
 
     def _wait_listening(self, timeout: float) -> str:
         p = self._process
@@ -234,6 +260,7 @@ class LogServer:
                 f.close()
         self._finished()
         atexit.unregister(self.shutdown)
+        _running.discard(self)
         return code
 
     close = shutdown
