@@ -152,7 +152,9 @@ class LogServer:
             path = os.fspath(address)
             listen = "python-unix:" + os.path.abspath(path)
         else:
-            host, port = address
+            host, port = address[0], address[1]
+            # "" is every interface, as for socket.bind.
+            host = host or ("::" if self.family == socket.AF_INET6 else "0.0.0.0")
             shown = f"[{host}]" if ":" in host else host
             listen = f"python-tcp://{shown}:{int(port)}"
         if client_files is None:
