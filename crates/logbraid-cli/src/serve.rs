@@ -49,6 +49,14 @@ with the later records of its source, and is retried every second (stderr
 says so); with --fallback-file it goes there instead, its intended path in
 the field `destination`.
 
+--client-files DIR: a Python record that names its own file
+(logbraid.compat.logserv's SocketForwarder and UnixClient; PROTOCOL.md,
+appendix A) is written to it below DIR, rotated and formatted as its handler
+asks within --client-files-max-bytes (1GiB) and --client-files-max-backups
+(100); relative names start at --client-files-base (DIR). A refused name
+(outside DIR, '..', a control character, a symbolic link on the way) sends the
+record to --file instead; the last line on stderr counts them.
+
 Fixed limits: a connection that sends nothing (not even PING) for 60 s is
 closed, a native one that has not sent its HELLO after 10 s too. Memory:
 --max-memory (default 256 MiB) is the ceiling; an eighth of it is for records
