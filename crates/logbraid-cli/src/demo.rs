@@ -132,6 +132,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             state_path: None,
             fallback: None,
             sync: logbraid::SyncMode::None,
+            client_files: None,
         },
         Arc::clone(&dedup),
     )?;

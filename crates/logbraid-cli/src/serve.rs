@@ -49,6 +49,14 @@ with the later records of its source, and is retried every second (stderr
 says so); with --fallback-file it goes there instead, its intended path in
 the field `destination`.
 
+--client-files DIR: a Python record that names its own file
+(logbraid.compat.logserv's SocketForwarder and UnixClient; PROTOCOL.md,
+appendix A) is written to it below DIR, rotated and formatted as its handler
+asks within --client-files-max-bytes (1GiB) and --client-files-max-backups
+(100); relative names start at --client-files-base (DIR). A refused name
+(outside DIR, '..', a control character, a symbolic link on the way) sends the
+record to --file instead; the last line on stderr counts them.
+
 Fixed limits: a connection that sends nothing (not even PING) for 60 s is
 closed, a native one that has not sent its HELLO after 10 s too. Memory:
 --max-memory (default 256 MiB) is the ceiling; an eighth of it is for records
@@ -179,8 +187,15 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
         SyncMode::Data => format!(" and synced to disk ({} file syncs)", stats.syncs),
         _ => String::new(),
     };
+    let refused = match config.output.client_files {
+        Some(_) => format!(
+            ", {} client file requests refused",
+            stats.client_files_refused
+        ),
+        None => String::new(),
+    };
     eprintln!(
-        "logbraid serve: stopped; {} records written{synced}, {rejected} inputs rejected",
+        "logbraid serve: stopped; {} records written{synced}, {rejected} inputs rejected{refused}",
         stats.written
     );
     Ok(0)
@@ -190,7 +205,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
 /// serve on.
 fn remove_sockets(listeners: &[(server::Listener, String)]) {
     for (l, _) in listeners {
-        if let server::Listener::Unix(_, file) = l {
+        if let Some(file) = l.socket_file() {
             file.remove();
         }
     }

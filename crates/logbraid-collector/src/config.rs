@@ -12,7 +12,7 @@
 //!
 //! | key | value | default |
 //! |---|---|---|
-//! | `listen` | URL or list of URLs | `unix:./logbraid.sock`, `python-tcp://127.0.0.1:9020` |
+//! | `listen` | URL or list of URLs (`python-unix:PATH` for Python's `SocketHandler(path, None)`) | `unix:./logbraid.sock`, `python-tcp://127.0.0.1:9020` |
 //! | `file` | path | `logs/logbraid.log` |
 //! | `max_bytes` | size (`"100MiB"` or bytes) | 0: no size trigger |
 //! | `backup_count` | integer | 0: keep all |
@@ -22,6 +22,11 @@
 //! | `merge_window` | milliseconds, 0 to 60000 | 0: arrival order |
 //! | `route` | template with `{host}`, `{program}`, `{pid}`, `{logger}` | none |
 //! | `fallback_file` | path, with `route`: where records go whose own file cannot be opened | none: they wait |
+//! | `client_files` | directory: a Python record naming its own file (`logbraid.compat.logserv`'s handlers, `PROTOCOL.md`) is written there ([`crate::output::client_files`]) | none: such requests are ordinary fields |
+//! | `client_files_base` | directory, `client_files` or below it: where relative client file names start | `client_files` |
+//! | `client_files_max_bytes` | size: the largest `maxBytes` honoured; a request of 0 or more is rotated there; 0 for no cap | 1 GiB |
+//! | `client_files_max_backups` | integer, 1 to 100000: the largest `backupCount` honoured | 100 |
+//! | `client_files_max_open` | integer, 1 to 100000: client files open at once, the least recently written closed beyond | 64 |
 //! | `sync` | `none`, `data`: fdatasync the files and the checkpoint before each round's acknowledgements | `none` |
 //! | `token` | text native clients must present (`ps` shows a flag: prefer `token_file` or `LOGBRAID_TOKEN`) | none |
 //! | `token_file` | path of a file holding the token (one line) | none; then `$LOGBRAID_TOKEN` |
@@ -74,6 +79,7 @@
 //! format = "json"            # text | json | a Python %-style format
 //! merge_window = 50          # milliseconds
 //! route = "logs/{host}/{program}.log"
+//! client_files = "/var/log/apps"
 //! sync = "data"              # none | data
 //! token_file = "/etc/logbraid/token"
 //! tls_cert = "/etc/logbraid/server.pem"
@@ -104,7 +110,7 @@ use logbraid::wire::Dedup;
 use logbraid::{Compression, Every, SyncMode};
 use serde::Deserialize;
 
-use crate::output::{FileSpec, OutputConfig};
+use crate::output::{ClientFiles, FileSpec, OutputConfig};
 use crate::server::{Endpoint, ServerConfig};
 
 /// The listeners when none is given.
@@ -130,7 +136,7 @@ pub const MIN_MAX_MEMORY: usize = 16 << 20;
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Where to listen: unix:PATH, tcp://HOST:PORT, tls://HOST:PORT
-    /// (native protocol), python-tcp://, python-udp://, syslog-udp://,
+    /// (native protocol), python-tcp://, python-unix:PATH, python-udp://, syslog-udp://,
     /// syslog-tcp://, syslog-tls://. Repeat for several. Default: unix:./logbraid.sock and
     /// python-tcp://127.0.0.1:9020.
     #[cfg_attr(feature = "clap", arg(long = "listen", value_name = "URL"))]
@@ -176,6 +182,28 @@ pub struct Settings {
     #[cfg_attr(feature = "clap", arg(long, value_name = "PATH"))]
     #[serde(default, deserialize_with = "de::path")]
     pub fallback_file: Option<PathBuf>,
+    /// Write a Python record that names its own file (logbraid_file, as
+    /// logbraid.compat.logserv's handlers send it) to that file, in this
+    /// directory; refused names go to the usual file.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DIR"))]
+    #[serde(default, deserialize_with = "de::path")]
+    pub client_files: Option<PathBuf>,
+    /// Where relative client file names start: --client-files or a
+    /// directory below it (default: --client-files).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DIR"))]
+    #[serde(default, deserialize_with = "de::path")]
+    pub client_files_base: Option<PathBuf>,
+    /// The largest maxBytes a client file gets; one asking 0 (never
+    /// rotate) or more rotates there (default 1GiB; 0: no cap).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "SIZE"))]
+    pub client_files_max_bytes: Option<Size>,
+    /// The largest backupCount a client file gets (default 100).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub client_files_max_backups: Option<Bounded<1, 100_000>>,
+    /// Client files open at once; the least recently written is closed
+    /// beyond (default 64).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub client_files_max_open: Option<Bounded<1, 100_000>>,
     /// What an acknowledgement promises: none (default), the records are
     /// in the file, safe if the collector dies; data, they and the
     /// checkpoint are fdatasynced first, safe across a power loss too.
@@ -348,6 +376,13 @@ impl Settings {
             route: self.route.or(other.route),
             fallback_file: self.fallback_file.or(other.fallback_file),
             sync: self.sync.or(other.sync),
+            client_files: self.client_files.or(other.client_files),
+            client_files_base: self.client_files_base.or(other.client_files_base),
+            client_files_max_bytes: self.client_files_max_bytes.or(other.client_files_max_bytes),
+            client_files_max_backups: self
+                .client_files_max_backups
+                .or(other.client_files_max_backups),
+            client_files_max_open: self.client_files_max_open.or(other.client_files_max_open),
             token: self.token.or(other.token),
             token_file: self.token_file.or(other.token_file),
             tls_cert: self.tls_cert.or(other.tls_cert),
@@ -481,6 +516,68 @@ fn tls(s: &Settings) -> Result<Option<Arc<logbraid::tls::rustls::ServerConfig>>,
         })
 }
 
+/// The client files' settings: `None` without `client_files`, whose
+/// companions are then an error; the directories made absolute (from the
+/// working directory), the base checked to lie in the directory.
+fn client_files(s: &Settings) -> Result<Option<ClientFiles>, ConfigError> {
+    let Some(dir) = &s.client_files else {
+        let set = [
+            ("client_files_base", s.client_files_base.is_some()),
+            ("client_files_max_bytes", s.client_files_max_bytes.is_some()),
+            (
+                "client_files_max_backups",
+                s.client_files_max_backups.is_some(),
+            ),
+            ("client_files_max_open", s.client_files_max_open.is_some()),
+        ];
+        return match set.into_iter().find(|(_, on)| *on) {
+            Some((key, _)) => Err(key_error(key, "needs client_files")),
+            None => Ok(None),
+        };
+    };
+    let absolute = |key: &str, p: &Path| {
+        std::path::absolute(p)
+            .map(|a| a.components().collect::<PathBuf>())
+            .map_err(|e| key_error(key, format!("{}: {e}", p.display())))
+    };
+    let dir = absolute("client_files", dir)?;
+    let base = match &s.client_files_base {
+        Some(b) => absolute("client_files_base", b)?,
+        None => dir.clone(),
+    };
+    if !base.starts_with(&dir)
+        || base
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(key_error(
+            "client_files_base",
+            format!(
+                "{} is not inside client_files ({})",
+                base.display(),
+                dir.display()
+            ),
+        ));
+    }
+    Ok(Some(ClientFiles {
+        dir,
+        base,
+        max_bytes: s
+            .client_files_max_bytes
+            .map_or(crate::output::client_files::DEFAULT_MAX_BYTES, |b| b.0),
+        max_backups: s
+            .client_files_max_backups
+            .map_or(crate::output::client_files::DEFAULT_MAX_BACKUPS, |n| {
+                n.0 as usize
+            }),
+        max_open: s
+            .client_files_max_open
+            .map_or(crate::output::client_files::DEFAULT_MAX_OPEN, |n| {
+                n.0 as usize
+            }),
+    }))
+}
+
 impl ServeConfig {
     /// The collector `settings` describe, with the defaults for what they
     /// leave out, the token from [`TOKEN_ENV`] when no setting gives one,
@@ -506,6 +603,7 @@ impl ServeConfig {
         }
         let token = token(&s, token_env)?;
         let tls = tls(&s)?;
+        let client_files = client_files(&s)?;
         let listen = if s.listen.is_empty() {
             DEFAULT_LISTEN
                 .iter()
@@ -576,6 +674,7 @@ impl ServeConfig {
                 state_path: Some(state),
                 fallback: s.fallback_file,
                 sync: s.sync.unwrap_or_default(),
+                client_files,
             },
             server: ServerConfig {
                 token,
@@ -736,6 +835,79 @@ mod tests {
         assert_eq!(
             c("max_memory = \"15MiB\"").unwrap_err().to_string(),
             "max_memory: 15728640 is below 16777216 bytes, the smallest ceiling allowed"
+        );
+    }
+
+    #[test]
+    fn client_files_are_a_directory_with_caps() {
+        let c = |text: &str| ServeConfig::new(Settings::from_toml_str(text).unwrap());
+        assert_eq!(c("").unwrap().output.client_files, None);
+        let cf = c("client_files = \"/srv/logs/./apps\"")
+            .unwrap()
+            .output
+            .client_files
+            .unwrap();
+        assert_eq!(
+            cf,
+            ClientFiles {
+                dir: "/srv/logs/apps".into(),
+                base: "/srv/logs/apps".into(),
+                max_bytes: 1 << 30,
+                max_backups: 100,
+                max_open: 64,
+            }
+        );
+        let cf = c("client_files = \"/\"\nclient_files_base = \"/home/a\"\n\
+                    client_files_max_bytes = \"1MiB\"\nclient_files_max_backups = 3\n\
+                    client_files_max_open = 2")
+        .unwrap()
+        .output
+        .client_files
+        .unwrap();
+        assert_eq!(
+            (
+                cf.dir.to_str(),
+                cf.base.to_str(),
+                cf.max_bytes,
+                cf.max_backups,
+                cf.max_open
+            ),
+            (Some("/"), Some("/home/a"), 1 << 20, 3, 2)
+        );
+        let relative = c("client_files = \"logs\"")
+            .unwrap()
+            .output
+            .client_files
+            .unwrap();
+        assert_eq!(relative.dir, std::env::current_dir().unwrap().join("logs"));
+        for (text, key, why) in [
+            (
+                "client_files_max_open = 3",
+                "client_files_max_open",
+                "needs client_files",
+            ),
+            (
+                "client_files_base = \"/a\"",
+                "client_files_base",
+                "needs client_files",
+            ),
+            (
+                "client_files = \"/a\"\nclient_files_base = \"/b\"",
+                "client_files_base",
+                "/b is not inside client_files (/a)",
+            ),
+        ] {
+            let e = c(text).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{text}");
+            assert!(e.to_string().contains(why), "{text}: {e}");
+        }
+        assert_eq!(
+            err("client_files_max_backups = 0"),
+            "client_files_max_backups: 0 is out of range: expected 1 to 100000"
+        );
+        assert_eq!(
+            err("client_file = \"x\"").split(';').next(),
+            Some("unknown key \"client_file\"")
         );
     }
 

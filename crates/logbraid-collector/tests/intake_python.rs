@@ -28,8 +28,18 @@ from decimal import Decimal, ROUND_HALF_EVEN
 STD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 H = logging.handlers.SocketHandler("localhost", None)
 
-def created_ns(c):
-    return int(Decimal(c).quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN) * 10**9)
+def created_ns(c, msecs=None):
+    """created, rounded to the microsecond, then moved into the
+    millisecond msecs says when within a microsecond of it."""
+    ns = int(Decimal(c).quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN) * 10**9)
+    if not isinstance(msecs, float) or not 0 <= msecs < 1000:
+        return ns
+    start = ns - ns % 10**9
+    for second in (start, start - 10**9, start + 10**9):
+        lo = second + int(msecs) * 10**6
+        if lo - 1000 <= ns <= lo + 999_999 + 1000:
+            return min(max(ns, lo), lo + 999_999)
+    return ns
 
 def typed(v):
     if v is None: return ["none", None]
@@ -43,7 +53,7 @@ def describe(record):
     frame = H.makePickle(record)
     return {
         "frame": frame.hex(),
-        "created_ns": created_ns(record.created),
+        "created_ns": created_ns(record.created, record.__dict__.get("msecs")),
         "message": record.getMessage(),
         "name": record.name, "levelno": record.levelno, "levelname": record.levelname,
         "pathname": record.pathname, "module": record.module, "lineno": record.lineno,
@@ -312,6 +322,7 @@ micros += [0, 1, 999999, 1700000000999999, 4102444799999999]
 frames = []
 for us in micros:
     r = logging.makeLogRecord({"msg": "m", "levelno": 20, "created": us / 10**6})
+    del r.msecs  # the clock's, not this created's
     frames.append([us, H.makePickle(r).hex()])
 print(json.dumps(frames))
 "#,
@@ -323,6 +334,61 @@ print(json.dumps(frames))
         let got = record_from_pickle(&frame, PEER, 0, &Limits::default(), &mut sources).unwrap();
         assert_eq!(got.timestamp_ns, us * 1000, "created = {us} us");
     }
+}
+
+/// The time Python's `logging.Formatter` prints for a record (`asctime`,
+/// `msecs`) is the time the collector's Python layout prints for it, also
+/// where `created` rounded to the microsecond crosses a millisecond or a
+/// second that Python's `msecs` does not.
+#[test]
+fn asctime_and_msecs_print_as_the_sender_prints_them() {
+    let d = script(
+        r#"
+import random, time
+rng = random.Random(11)
+# Whole milliseconds (as floats, often a hair below), their neighbours,
+# ends of seconds, random readings.
+values = [(1700000000000 + k) / 1000 for k in range(0, 3000, 7)]
+values += [1700000000 + k + 0.9999996 for k in range(50)]
+values += [v + d for v in values[:200] for d in (-4e-7, 4e-7)]
+values += [rng.randrange(0, 4102444800 * 10**6) / 10**6 for _ in range(1000)]
+f = logging.Formatter("%(asctime)s|%(msecs)03d|%(asctime)s", "%H:%M:%S")
+g = logging.Formatter("%(asctime)s")
+f.converter = g.converter = time.gmtime
+out = []
+for c in values:
+    r = logging.makeLogRecord({"msg": "m", "levelno": 20})
+    # What LogRecord.__init__ computes from a clock reading of c.
+    r.created = c
+    r.msecs = int((c - int(c)) * 1000) + 0.0
+    out.append([H.makePickle(r).hex(), f.format(r), g.format(r)])
+print(json.dumps(out))
+"#,
+    );
+    use logbraid::layout::{Layout as _, PythonLayout};
+    let mut f = PythonLayout::new("%(asctime)s|%(msecs)03d|%(asctime)s", Some("%H:%M:%S"))
+        .unwrap()
+        .with_utc(true);
+    let mut g = PythonLayout::new("%(asctime)s", None)
+        .unwrap()
+        .with_utc(true);
+    let mut sources = SourceCache::new();
+    let mut moved = 0;
+    for case in d.as_array().unwrap() {
+        let frame = one_frame(&hex_of(&case[0]));
+        let got = record_from_pickle(&frame, PEER, 0, &Limits::default(), &mut sources).unwrap();
+        for (layout, want) in [(&mut f, &case[1]), (&mut g, &case[2])] {
+            let mut line = Vec::new();
+            layout.format(&got.as_record(), &mut line);
+            assert_eq!(
+                String::from_utf8(line).unwrap(),
+                format!("{}\n", want.as_str().unwrap())
+            );
+        }
+        moved += usize::from(got.timestamp_ns % 1_000_000 == 999_999);
+    }
+    // Some roundings did cross a boundary and were undone.
+    assert!(moved > 10, "{moved}");
 }
 
 #[test]

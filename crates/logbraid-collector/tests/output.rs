@@ -56,6 +56,7 @@ fn config(file: FileSpec) -> OutputConfig {
         state_path: None,
         fallback: None,
         sync: logbraid::SyncMode::None,
+        client_files: None,
     }
 }
 

@@ -75,6 +75,7 @@ impl Running {
             state_path: None,
             fallback: None,
             sync: logbraid::SyncMode::None,
+            client_files: None,
         };
         adjust(&mut output_config);
         let (output, handle) = Output::start(output_config, Arc::clone(&dedup)).unwrap();

@@ -4,6 +4,7 @@
 //! | URL | protocol | address |
 //! |---|---|---|
 //! | `unix:PATH` | native (`PROTOCOL.md`) | a Unix stream socket |
+//! | `python-unix:PATH` | Python `SocketHandler(path, None)` pickles | a Unix stream socket |
 //! | `tcp://HOST:PORT` | native | TCP |
 //! | `tls://HOST:PORT` | native | TLS over TCP |
 //! | `python-tcp://HOST:PORT` | Python `SocketHandler` pickles | TCP |
@@ -37,7 +38,9 @@ pub enum Protocol {
     Native,
     /// The native protocol inside TLS.
     NativeTls,
-    /// Python's `logging.handlers.SocketHandler`: pickles over TCP.
+    /// Python's `logging.handlers.SocketHandler`: pickles over a stream,
+    /// TCP (`python-tcp://`) or a Unix socket (`python-unix:`, what
+    /// `SocketHandler(path, None)` connects to).
     PythonTcp,
     /// Python's `logging.handlers.DatagramHandler`: pickles over UDP.
     PythonUdp,
@@ -137,6 +140,14 @@ impl Endpoint {
         }
     }
 
+    /// Python `SocketHandler` pickles on a Unix socket: `python-unix:PATH`.
+    pub fn python_unix(path: impl Into<PathBuf>) -> Endpoint {
+        Endpoint {
+            protocol: Protocol::PythonTcp,
+            addr: Addr::Unix(path.into()),
+        }
+    }
+
     /// Parses one of the URLs of the [module](self) table.
     pub fn parse(url: &str) -> Result<Endpoint, EndpointError> {
         let bad = |reason| EndpointError {
@@ -149,13 +160,19 @@ impl Endpoint {
             }
             return Ok(Endpoint::unix(path));
         }
+        if let Some(path) = url.strip_prefix("python-unix:") {
+            if path.is_empty() {
+                return Err(bad("the python-unix: URL has no path"));
+            }
+            return Ok(Endpoint::python_unix(path));
+        }
         let Some((protocol, host_port)) = INET_SCHEMES
             .iter()
             .find_map(|&(scheme, p)| Some((p, url.strip_prefix(scheme)?)))
         else {
             return Err(bad(
-                "unknown scheme; use unix:PATH, tcp://, tls://, python-tcp://, python-udp://, \
-                 syslog-tcp://, syslog-tls:// or syslog-udp://",
+                "unknown scheme; use unix:PATH, tcp://, tls://, python-tcp://, python-unix:PATH, \
+                 python-udp://, syslog-tcp://, syslog-tls:// or syslog-udp://",
             ));
         };
         let Some((host, port)) = host_port.rsplit_once(':') else {
@@ -194,6 +211,9 @@ impl fmt::Display for Endpoint {
     /// The URL as [`Endpoint::parse`] reads it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.addr {
+            Addr::Unix(p) if self.protocol == Protocol::PythonTcp => {
+                write!(f, "python-unix:{}", p.display())
+            }
             Addr::Unix(p) => write!(f, "unix:{}", p.display()),
             Addr::Inet(hp) => write!(f, "{}{hp}", self.protocol.inet_scheme()),
         }
@@ -208,6 +228,8 @@ mod tests {
     fn every_scheme_parses_and_prints_back() {
         for (url, protocol) in [
             ("unix:/tmp/a.sock", Protocol::Native),
+            ("python-unix:/tmp/p.sock", Protocol::PythonTcp),
+            ("python-unix:rel.sock", Protocol::PythonTcp),
             ("tcp://127.0.0.1:9000", Protocol::Native),
             ("tcp://[::1]:9000", Protocol::Native),
             ("tls://logs.example:9021", Protocol::NativeTls),
@@ -226,6 +248,11 @@ mod tests {
             Endpoint::parse("unix:/tmp/a.sock").unwrap().addr,
             Addr::Unix("/tmp/a.sock".into())
         );
+        assert_eq!(
+            Endpoint::parse("python-unix:/tmp/p.sock").unwrap(),
+            Endpoint::python_unix("/tmp/p.sock")
+        );
+        assert_eq!(Endpoint::python_unix("/p").port(), None);
         assert_eq!(Endpoint::parse("tcp://h:9").unwrap().port(), Some(9));
         assert_eq!(Endpoint::unix("/x").port(), None);
         assert!(Protocol::SyslogTls.is_tls() && !Protocol::SyslogTcp.is_tls());
@@ -244,6 +271,7 @@ mod tests {
             ("tcp://h:x", "port"),
             ("syslog-udp://:9", "no host"),
             ("unix:", "no path"),
+            ("python-unix:", "no path"),
             ("", "unknown scheme"),
         ] {
             let e = Endpoint::parse(bad).unwrap_err();

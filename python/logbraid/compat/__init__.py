@@ -7,6 +7,8 @@ line, keep the rest of the program.
   asynchronous singleton ``Logger(log_file=, max_size=, backup_count=)``)
 - :mod:`logbraid.compat.logconfig`: ``LogConfig(mode=...)`` and
   ``LoggerManager`` (SINGLE_THREAD, MULTI_PROCESS, DISTRIBUTED)
+- :mod:`logbraid.compat.logserv`: ``from logserv import server`` (and
+  ``client``): a log server writing the file each client names
 
 Each is built on logbraid's own pipeline: one writer per file, children
 of any start method forwarding to their parent, every record written once.
@@ -19,7 +21,7 @@ from typing import Any
 
 from .. import _level_number
 
-__all__ = ["async_logger", "logconfig", "logging_mp", "mplog"]
+__all__ = ["async_logger", "logconfig", "logging_mp", "logserv", "mplog"]
 
 
 def level_of(level: Any) -> int:

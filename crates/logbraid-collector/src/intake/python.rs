@@ -26,12 +26,12 @@
 //! | `levelno` | level, by [`Level::from_python`]; also a field `levelno` when it is not one of 5, 10, 20, 30, 40, 50 |
 //! | `levelname` | a field `levelname` only when it is not the usual name of the level (`WARNING` for 30…) |
 //! | `name` | target (`root` when missing) |
-//! | `created` | timestamp, rounded to the microsecond (the precision of Python's clock as `created` carries it); the receive time when missing |
+//! | `created` | timestamp, rounded to the microsecond (the precision of Python's clock as `created` carries it), then, with `msecs`, moved by less than a microsecond into the millisecond (and second) Python prints for it, should the rounding have crossed a boundary; the receive time when missing |
 //! | `process`, `processName` | the source's pid and process name (`None` gives 0 and an empty name) |
 //! | `thread`, `threadName` | thread id and thread name |
 //! | `pathname` (`filename` when it is missing), `lineno`, `module`, `funcName` | file, line, module, function |
 //! | `exc_text`, `stack_info`, `taskName` | fields of the same names, when they are text |
-//! | `args`, `exc_info`, `msecs`, `relativeCreated`, `message`, `asctime` | nothing: formatted into the message, redundant, or meaningless away from the sending process |
+//! | `args`, `exc_info`, `msecs` (beyond the above), `relativeCreated`, `message`, `asctime` | nothing: formatted into the message, redundant, or meaningless away from the sending process |
 //! | anything else (`extra=`) | a field per key, in the dict's order: `str`, `int`, `float`, `bool` and `None` keep their type; other values (lists, dicts, bytes, big integers) become the text of their Python `repr()`, and values of the classes the reader models (`datetime`, `date`, `time`, `timedelta`, `timezone`, `Decimal`, `UUID`, `bytearray`, `set`, `frozenset`, `pathlib` paths) the text of their `str()` (`2026-12-06 07:00:00.123456+01:00`, `1.50`), each cut after 1,024 bytes; an instance of any other class, a function or a class is shown as `<module.Name object>` (or `<class 'module.Name'>`), and only that field is affected |
 //!
 //! The source's host is not in the pickle: the listener passes the peer's
@@ -352,7 +352,8 @@ pub fn record_from_dict(
             "exc_text" => a.exc_text = Some(v),
             "stack_info" => a.stack_info = Some(v),
             "taskName" => a.task_name = Some(v),
-            "exc_info" | "msecs" | "relativeCreated" | "message" | "asctime" => {}
+            "msecs" => a.msecs = Some(v),
+            "exc_info" | "relativeCreated" | "message" | "asctime" => {}
             _ => {
                 a.extras.push((key, v));
                 continue;
@@ -392,13 +393,19 @@ pub fn record_from_dict(
 
     let timestamp_ns = match a.created {
         None | Some(PickleValue::None) => received_ns,
-        Some(PickleValue::Float(f)) => seconds_to_ns(*f).ok_or_else(|| {
-            bad(
-                "created",
-                "seconds since the epoch",
-                a.created.unwrap_or(&PickleValue::None),
-            )
-        })?,
+        Some(PickleValue::Float(f)) => {
+            let ns = seconds_to_ns(*f).ok_or_else(|| {
+                bad(
+                    "created",
+                    "seconds since the epoch",
+                    a.created.unwrap_or(&PickleValue::None),
+                )
+            })?;
+            match a.msecs {
+                Some(PickleValue::Float(m)) => agree_with_msecs(ns, *m),
+                _ => ns,
+            }
+        }
         Some(PickleValue::Int(s)) => s
             .checked_mul(1_000_000_000)
             .ok_or_else(|| bad("created", "seconds since the epoch", &PickleValue::Int(*s)))?,
@@ -542,6 +549,7 @@ struct Attrs<'a> {
     exc_text: Option<&'a PickleValue<'a>>,
     stack_info: Option<&'a PickleValue<'a>>,
     task_name: Option<&'a PickleValue<'a>>,
+    msecs: Option<&'a PickleValue<'a>>,
     extras: Vec<(&'a str, &'a PickleValue<'a>)>,
 }
 
@@ -585,6 +593,33 @@ fn seconds_to_ns(created: f64) -> Option<i64> {
     (secs as i64)
         .checked_mul(1_000_000_000)?
         .checked_add(micros * 1_000)
+}
+
+/// `ns` (from `created`, rounded to the microsecond) moved into the
+/// millisecond `msecs` says, when it lies within a microsecond of it.
+///
+/// Python prints `asctime` from the whole seconds of `created` and its
+/// milliseconds (and `%(msecs)d`) from `msecs`, which the sender computed
+/// from the same clock reading without rounding: a `created` of
+/// `….1229999996` is 122 ms to Python and 123,000 µs rounded. Only such a
+/// rounding is undone (a record whose `msecs` says something else, edited
+/// by hand, keeps its `created`), so the collector's lines show the time
+/// the sender's own formatter would.
+fn agree_with_msecs(ns: i64, msecs: f64) -> i64 {
+    const SEC: i64 = 1_000_000_000;
+    if !(0.0..1000.0).contains(&msecs) {
+        return ns;
+    }
+    let ms = msecs as i64;
+    let start = ns - ns.rem_euclid(SEC);
+    for second in [start, start - SEC, start + SEC] {
+        let lo = second + ms * 1_000_000;
+        let hi = lo + 999_999;
+        if (lo - 1_000..=hi + 1_000).contains(&ns) {
+            return ns.clamp(lo, hi);
+        }
+    }
+    ns
 }
 
 /// Most bytes `msg % args` may produce; past it the message is left

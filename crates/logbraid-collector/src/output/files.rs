@@ -10,6 +10,7 @@ use logbraid::report::RateLimit;
 use logbraid::sink::{RollingFile, Sink};
 use logbraid::{FieldsBuf, Record, SyncMode};
 
+use super::client_files::{self, ClientFiles, Request};
 use super::state::{Checkpoint, Pos};
 use super::{FileSpec, OutputError};
 
@@ -145,24 +146,15 @@ impl Route {
     /// made by the file sink (0750).
     pub(super) fn check_dirs(&self, path: &Path) -> io::Result<()> {
         let parts: Vec<_> = path.components().collect();
-        for depth in self.fixed + 1..parts.len() {
-            let dir: PathBuf = parts[..depth].iter().collect();
-            match fs::symlink_metadata(&dir) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::PermissionDenied,
-                        format!(
-                            "{} is a symbolic link: a routed directory is never followed",
-                            dir.display()
-                        ),
-                    ))
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        let Some((_, dirs)) = parts.split_last() else {
+            return Ok(());
+        };
+        let fixed = self.fixed.min(dirs.len());
+        refuse_links(
+            &dirs[..fixed].iter().collect::<PathBuf>(),
+            dirs[fixed..].iter().copied(),
+            "a routed directory is never followed",
+        )
     }
 
     /// The path for a record. Values from the record are neutralised, so
@@ -204,6 +196,32 @@ impl Route {
         }
         PathBuf::from(out)
     }
+}
+
+/// Refuses the way from `from` down through `steps` when one of them is
+/// a symbolic link (`rule` says which rule that breaks); steps that do not
+/// exist yet are made by the file sink, without links.
+pub(super) fn refuse_links<'a>(
+    from: &Path,
+    steps: impl IntoIterator<Item = std::path::Component<'a>>,
+    rule: &str,
+) -> io::Result<()> {
+    let mut at = from.to_path_buf();
+    for step in steps {
+        at.push(step);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("{} is a symbolic link: {rule}", at.display()),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Cuts `s` to at most `max` bytes at a character boundary, never to
@@ -278,9 +296,21 @@ impl LastSource {
     }
 }
 
+/// What an open file is for, which decides when it may be closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// The one file, or the fallback: open from start to end.
+    Fixed,
+    /// A file a route names: closed beyond [`MAX_OPEN`].
+    Routed,
+    /// A file a client chose: closed beyond [`ClientFiles::max_open`].
+    Client,
+}
+
 #[derive(Debug)]
 struct Open {
     sink: RollingFile,
+    role: Role,
     used: u64,
     /// Written since its last sync (with [`SyncMode::Data`]).
     dirty: bool,
@@ -294,10 +324,11 @@ struct Open {
 pub(super) const WRITE_OUT: usize = 1 << 20;
 
 impl Open {
-    fn new(sink: RollingFile, used: u64) -> Open {
+    fn new(sink: RollingFile, role: Role) -> Open {
         Open {
             sink,
-            used,
+            role,
+            used: 0,
             dirty: false,
             buffered: 0,
         }
@@ -349,6 +380,13 @@ pub(super) struct Files {
     fallback: Option<PathBuf>,
     /// Records written to the fallback.
     diverted: u64,
+    /// Where records that name their own file go.
+    clients: Option<ClientFiles>,
+    /// The last client file name and where it lies: consecutive records
+    /// of one client skip the resolution.
+    last_client: Option<(String, PathBuf)>,
+    /// Records whose file request was refused.
+    refused: u64,
     /// Sync the files written in a round, not only flush them.
     sync: bool,
     /// Files synced so far.
@@ -365,6 +403,7 @@ impl Files {
         fallback: Option<&Path>,
         state: Option<(&Path, u64)>,
         sync: SyncMode,
+        client_files: Option<ClientFiles>,
         clients: impl Iterator<Item = (&'a str, u64, u64)>,
     ) -> Result<Files, OutputError> {
         let sync = sync == SyncMode::Data;
@@ -384,19 +423,24 @@ impl Files {
             }),
             fallback: None,
             diverted: 0,
+            clients: client_files,
+            last_client: None,
+            refused: 0,
             sync,
             syncs: 0,
         };
         if files.route.is_none() {
-            let sink = files.build(&spec.path)?;
-            files.open.insert(spec.path.clone(), Open::new(sink, 0));
+            let sink = files.build(spec, &spec.path)?;
+            files
+                .open
+                .insert(spec.path.clone(), Open::new(sink, Role::Fixed));
         } else if let Some(path) = fallback {
             // Opened now: a fallback that does not open is a setting to fix
             // before anything runs, not a surprise during a fault.
-            let sink = files.build(path)?;
+            let sink = files.build(spec, path)?;
             files
                 .open
-                .insert(path.to_path_buf(), Open::new(sink, u64::MAX));
+                .insert(path.to_path_buf(), Open::new(sink, Role::Fixed));
             files.fallback = Some(path.to_path_buf());
         }
         let positions = files.positions();
@@ -410,8 +454,8 @@ impl Files {
         Ok(files)
     }
 
-    fn build(&self, path: &Path) -> Result<RollingFile, OutputError> {
-        let s = &self.spec;
+    /// A file at `path` with the settings of `s` (its path aside).
+    fn build(&self, s: &FileSpec, path: &Path) -> Result<RollingFile, OutputError> {
         let mut b = RollingFile::builder(path)
             .layout(s.layout.build(false))
             .max_bytes(s.max_bytes)
@@ -451,10 +495,22 @@ impl Files {
                 source,
             })?;
         }
-        if self.open.len() >= MAX_OPEN {
-            self.close_least_used();
+        let spec = self.spec.clone();
+        self.open_file(path, &spec, Role::Routed)
+    }
+
+    /// Opens a file of `role` with the settings of `spec`, closing the
+    /// least recently used of its role beyond its cap, and adds it to the
+    /// checkpoint.
+    fn open_file(&mut self, path: &Path, spec: &FileSpec, role: Role) -> Result<(), OutputError> {
+        let cap = match (role, &self.clients) {
+            (Role::Client, Some(c)) => c.max_open.max(1),
+            _ => MAX_OPEN,
+        };
+        if self.open.values().filter(|o| o.role == role).count() >= cap {
+            self.close_least_used(role);
         }
-        let sink = self.build(path)?;
+        let sink = self.build(spec, path)?;
         if let (Some(cp), Some(pos)) = (&mut self.checkpoint, position(&sink)) {
             if !cp.covers(&pos.path) {
                 if let Err(e) = cp.add_file(pos) {
@@ -462,7 +518,7 @@ impl Files {
                 }
             }
         }
-        self.open.insert(path.to_path_buf(), Open::new(sink, 0));
+        self.open.insert(path.to_path_buf(), Open::new(sink, role));
         Ok(())
     }
 
@@ -471,6 +527,77 @@ impl Files {
     /// opened: the record is not written, and the caller keeps it.
     pub(super) fn write(&mut self, r: &Record<'_>) -> Result<usize, OutputError> {
         self.tick += 1;
+        if self.clients.is_some() {
+            if let Some(req) = Request::find(r.fields) {
+                let fields = client_files::strip(r.fields);
+                let r = r.with_fields(fields.as_fields());
+                match self.client_file(&req) {
+                    Ok(path) => return self.put(&path, &r),
+                    Err(why) => {
+                        self.refused += 1;
+                        report(&format!(
+                            "a client's file {:?} is refused: {why}; its record goes \
+                             where it would without one",
+                            req.file
+                        ));
+                        return self.write_default(&r);
+                    }
+                }
+            }
+        }
+        self.write_default(r)
+    }
+
+    /// The file a client asked for, opened if it is not; the reason when
+    /// the request is refused.
+    fn client_file(&mut self, req: &Request<'_>) -> Result<PathBuf, String> {
+        let Some(clients) = &self.clients else {
+            return Err("the collector takes no client files".into());
+        };
+        let path = match &self.last_client {
+            Some((name, path)) if name == req.file => path.clone(),
+            _ => {
+                let path = clients.resolve(req.file)?;
+                self.last_client = Some((req.file.to_string(), path.clone()));
+                path
+            }
+        };
+        if self.open.contains_key(&path) {
+            return Ok(path);
+        }
+        let grant = clients.grant(req)?;
+        if let Some(state) = self.state_path().and_then(|p| std::path::absolute(p).ok()) {
+            // The checkpoint, its journal, lock and temporary file.
+            let ours = grant.path.parent() == state.parent()
+                && grant.path.file_name().is_some_and(|n| {
+                    let state = state.file_name().unwrap_or_default().as_encoded_bytes();
+                    n.as_encoded_bytes().starts_with(state)
+                });
+            if ours {
+                return Err(format!(
+                    "{} is a file of the collector's checkpoint",
+                    grant.path.display()
+                ));
+            }
+        }
+        let spec = FileSpec {
+            path: grant.path.clone(),
+            layout: grant.layout,
+            max_bytes: grant.max_bytes,
+            backup_count: grant.backup_count,
+            every: None,
+            compression: logbraid::Compression::None,
+            mode: self.spec.mode,
+            follow_links: false,
+        };
+        self.open_file(&grant.path, &spec, Role::Client)
+            .map_err(|e| e.to_string())?;
+        Ok(grant.path)
+    }
+
+    /// Writes `r` where it goes without a file request: the one file, or
+    /// the file its route names.
+    fn write_default(&mut self, r: &Record<'_>) -> Result<usize, OutputError> {
         if let Some(route) = &self.route {
             let logger = route.uses_logger;
             if !self.last.as_ref().is_some_and(|l| l.matches(r, logger)) {
@@ -486,11 +613,19 @@ impl Files {
                 }
             }
         }
-        let Some(f) = self.open.get_mut(&self.current) else {
+        let current = std::mem::take(&mut self.current);
+        let written = self.put(&current, r);
+        self.current = current;
+        written
+    }
+
+    /// Writes `r` to the open file `path`.
+    fn put(&mut self, path: &Path, r: &Record<'_>) -> Result<usize, OutputError> {
+        let Some(f) = self.open.get_mut(path) else {
             // Without a route the one file is opened at start and never
             // closed.
             return Err(OutputError::Open {
-                path: self.current.clone(),
+                path: path.to_path_buf(),
                 source: std::io::Error::other("the file is not open"),
             });
         };
@@ -498,7 +633,7 @@ impl Files {
         f.dirty = true;
         let before = f.sink.stats().rotations;
         let n = f.sink.write(r).map_err(|source| OutputError::Write {
-            path: self.current.clone(),
+            path: path.to_path_buf(),
             source,
         })?;
         if f.sink.stats().rotations != before {
@@ -553,15 +688,21 @@ impl Files {
         self.diverted
     }
 
+    /// Records whose file request was refused so far.
+    pub(super) fn refused(&self) -> u64 {
+        self.refused
+    }
+
     /// Whether a write rotated a file since the last call.
     pub(super) fn take_rotated(&mut self) -> bool {
         std::mem::take(&mut self.rotated)
     }
 
-    fn close_least_used(&mut self) {
+    fn close_least_used(&mut self, role: Role) {
         let Some(p) = self
             .open
             .iter()
+            .filter(|(_, o)| o.role == role)
             .min_by_key(|(_, o)| o.used)
             .map(|(p, _)| p.clone())
         else {
@@ -738,8 +879,16 @@ mod tests {
             mode: crate::output::DEFAULT_FILE_MODE,
             follow_links: false,
         };
-        let mut files =
-            Files::new(&spec, None, None, None, SyncMode::None, std::iter::empty()).unwrap();
+        let mut files = Files::new(
+            &spec,
+            None,
+            None,
+            None,
+            SyncMode::None,
+            None,
+            std::iter::empty(),
+        )
+        .unwrap();
         let source = Source {
             host: "h".into(),
             pid: 1,

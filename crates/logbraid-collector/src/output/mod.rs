@@ -54,6 +54,19 @@
 //! `.` or `..`), and each value is cut to 200 bytes, so a record can only
 //! land below the directory the template starts with.
 //!
+//! # Files chosen by clients
+//!
+//! With [`OutputConfig::client_files`], a Python record that names a file
+//! (see [`client_files`]) goes to that file below the directory given,
+//! opened on first use like a routed file (the least recently written
+//! closed beyond [`ClientFiles::max_open`]), with the rotation and the
+//! `logging.Formatter` format it asks for, within the caps set. A request
+//! refused (a name outside the directory, a `..`, a symbolic link, a format
+//! that does not compile, a file that does not open) is counted in
+//! [`OutputStats::client_files_refused`], said on stderr (rate-limited), and
+//! its record written where it would have gone without one. The keys of the
+//! request are never written.
+//!
 //! # Exactly once across a crash of the collector
 //!
 //! With [`OutputConfig::state_path`], the checkpoint saved before each
@@ -171,6 +184,9 @@ pub struct OutputConfig {
     /// [`SyncMode::None`]: it survives the collector dying, not the
     /// machine.
     pub sync: SyncMode,
+    /// Where records that name their own file go (`None`: the request
+    /// keys are fields like any other, and records go where they would).
+    pub client_files: Option<ClientFiles>,
 }
 
 /// Where to report that a native batch is written.
@@ -303,6 +319,10 @@ pub struct OutputStats {
     pub lost: u64,
     /// Checkpoints saved (with [`OutputConfig::state_path`]).
     pub checkpoints: u64,
+    /// Records whose file request was refused (with
+    /// [`OutputConfig::client_files`]): each was written where it would
+    /// have gone without one.
+    pub client_files_refused: u64,
 }
 
 /// Why the output stage could not start.
@@ -355,6 +375,7 @@ pub enum OutputError {
     Thread(#[source] std::io::Error),
 }
 
+pub mod client_files;
 mod files;
 mod merge;
 mod stage;
@@ -366,6 +387,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::Semaphore;
 
+pub use client_files::ClientFiles;
 use files::{report, Files, Route};
 use stage::Stage;
 
@@ -457,6 +479,7 @@ struct Counters {
     failed_rounds: AtomicU64,
     lost: AtomicU64,
     checkpoints: AtomicU64,
+    client_files_refused: AtomicU64,
 }
 
 /// The running output stage.
@@ -494,6 +517,7 @@ impl Output {
                 config.fallback.as_deref(),
                 state,
                 config.sync,
+                config.client_files.clone(),
                 d.iter(),
             )?
         };
@@ -573,6 +597,7 @@ impl Output {
             failed_rounds: c.failed_rounds.load(Ordering::Relaxed),
             lost: c.lost.load(Ordering::Relaxed),
             checkpoints: c.checkpoints.load(Ordering::Relaxed),
+            client_files_refused: c.client_files_refused.load(Ordering::Relaxed),
         }
     }
 }

@@ -433,6 +433,9 @@ impl Stage {
         self.counters
             .diverted
             .store(self.files.diverted(), Ordering::Relaxed);
+        self.counters
+            .client_files_refused
+            .store(self.files.refused(), Ordering::Relaxed);
         let stalled = !self.stalled.is_empty() || self.stalled_held.is_some();
         if !done {
             self.counters.failed_rounds.fetch_add(1, Ordering::Relaxed);

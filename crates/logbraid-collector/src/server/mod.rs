@@ -57,6 +57,9 @@ use slots::{Full, Limits, Slot, Slots};
 pub enum Listener {
     /// Native protocol on a Unix socket; the file is removed at the end.
     Unix(UnixListener, SocketFile),
+    /// Python `SocketHandler` pickles on a Unix socket (`python-unix:`),
+    /// served as `python-tcp://` is; the file is removed at the end.
+    PythonUnix(UnixListener, SocketFile),
     /// A TCP listener.
     Tcp(TcpListener, Protocol),
     /// A UDP socket.
@@ -105,7 +108,7 @@ pub const DEFAULT_SOCKET_MODE: u32 = 0o600;
 /// socket: a typo in `--listen` must not delete a file.
 pub async fn bind(url: &Endpoint, socket_mode: u32) -> io::Result<(Listener, String)> {
     match (&url.addr, url.protocol) {
-        (Addr::Unix(p), _) => {
+        (Addr::Unix(p), proto) => {
             if let Ok(meta) = std::fs::symlink_metadata(p) {
                 use std::os::unix::fs::FileTypeExt as _;
                 if !meta.file_type().is_socket() {
@@ -144,7 +147,11 @@ pub async fn bind(url: &Endpoint, socket_mode: u32) -> io::Result<(Listener, Str
                 dev: meta.dev(),
                 ino: meta.ino(),
             };
-            Ok((Listener::Unix(l, file), format!("unix:{}", p.display())))
+            let shown = url.to_string();
+            if proto == Protocol::PythonTcp {
+                return Ok((Listener::PythonUnix(l, file), shown));
+            }
+            Ok((Listener::Unix(l, file), shown))
         }
         (Addr::Inet(hp), proto) if proto.is_datagram() => {
             let s = UdpSocket::bind(hp.as_str()).await?;
@@ -161,6 +168,16 @@ pub async fn bind(url: &Endpoint, socket_mode: u32) -> io::Result<(Listener, Str
                 Listener::Tcp(l, proto),
                 format!("{}{a}", proto.inet_scheme()),
             ))
+        }
+    }
+}
+
+impl Listener {
+    /// The socket file of a Unix listener.
+    pub fn socket_file(&self) -> Option<&SocketFile> {
+        match self {
+            Listener::Unix(_, f) | Listener::PythonUnix(_, f) => Some(f),
+            _ => None,
         }
     }
 }
@@ -387,11 +404,11 @@ pub async fn run(
         .count();
     let unix = listeners
         .iter()
-        .filter(|l| matches!(l, Listener::Unix(..)))
+        .filter(|l| l.socket_file().is_some())
         .count();
     let slots = Arc::clone(server.slots(streams, unix));
     for (index, l) in listeners.into_iter().enumerate() {
-        if let Listener::Unix(_, file) = &l {
+        if let Some(file) = l.socket_file() {
             sockets.push((file.path.clone(), file.dev, file.ino));
         }
         loops.push(tokio::spawn(listen(
@@ -448,18 +465,8 @@ pub async fn run(
 async fn listen(server: Arc<Server>, l: Listener, index: usize, mut stop: watch::Receiver<bool>) {
     match l {
         Listener::Udp(s, proto) => datagram::udp(&server, s, proto, stop).await,
-        Listener::Unix(l, _) => loop {
-            tokio::select! {
-                r = l.accept() => {
-                    let Ok((s, _)) = r else {
-                        accept_failed().await;
-                        continue;
-                    };
-                    start(&server, s, (index, None), Protocol::Native, &stop);
-                }
-                _ = stop.changed() => return,
-            }
-        },
+        Listener::Unix(l, _) => unix(&server, l, index, Protocol::Native, stop).await,
+        Listener::PythonUnix(l, _) => unix(&server, l, index, Protocol::PythonTcp, stop).await,
         Listener::Tcp(l, proto) => loop {
             tokio::select! {
                 r = l.accept() => {
@@ -473,6 +480,29 @@ async fn listen(server: Arc<Server>, l: Listener, index: usize, mut stop: watch:
                 _ = stop.changed() => return,
             }
         },
+    }
+}
+
+/// Accepts on a Unix socket until the stop, each connection speaking
+/// `proto`.
+async fn unix(
+    server: &Arc<Server>,
+    l: UnixListener,
+    index: usize,
+    proto: Protocol,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            r = l.accept() => {
+                let Ok((s, _)) = r else {
+                    accept_failed().await;
+                    continue;
+                };
+                start(server, s, (index, None), proto, &stop);
+            }
+            _ = stop.changed() => return,
+        }
     }
 }
 
@@ -531,6 +561,10 @@ fn start<S>(
     tokio::spawn(async move {
         let conn = Conn {
             server: &server,
+            host: match &address {
+                Some(a) => a.clone(),
+                None => Source::current().host.clone(),
+            },
             peer,
             stop,
             slot,
@@ -549,6 +583,10 @@ fn start<S>(
 
 struct Conn<'a> {
     server: &'a Server,
+    /// The host records without one of their own are written under: the
+    /// peer's address, or this host for a Unix socket.
+    host: String,
+    /// Who is connected, as diagnostics name it.
     peer: String,
     stop: watch::Receiver<bool>,
     slot: Slot,

@@ -38,7 +38,7 @@ impl Conn<'_> {
         let mut intake = PythonIntake::default();
         let mut sources = SourceCache::new();
         let source = Arc::new(Source {
-            host: self.peer.clone(),
+            host: self.host.clone(),
             pid: 0,
             process_name: String::new(),
         });
@@ -128,7 +128,7 @@ impl Conn<'_> {
                                 return;
                             }
                             intake.limit_work(work);
-                            match intake.decode(p, &self.peer, now) {
+                            match intake.decode(p, &self.host, now) {
                                 Ok(r) => batch.push(r),
                                 Err(e) => {
                                     close = Some((Kind::BadPickle, e.to_string()));
@@ -182,7 +182,7 @@ impl Conn<'_> {
                     if !self.reserve(&mut res, need).await {
                         return;
                     }
-                    match syslog::parse_with(frame, now, &self.peer, &mut sources) {
+                    match syslog::parse_with(frame, now, &self.host, &mut sources) {
                         Ok(r) => batch.push(r),
                         Err(e) => close = Some((Kind::BadSyslog, e.to_string())),
                     }
