@@ -278,6 +278,14 @@ fn a_nats_node_a_collector_and_the_writer_killed_mid_stream_lose_and_repeat_noth
         )
     };
     let mut collectors: Vec<Proc> = (0..2).map(|i| collector(i).0).collect();
+    for c in &collectors {
+        // The stream survives the loss of a server.
+        let said = c.said();
+        assert!(
+            said.contains("publishing to stream LOGS (3 replicas, duplicate window 300 s)"),
+            "{said}"
+        );
+    }
     let writer_args = [
         "write",
         "--from",

@@ -316,21 +316,47 @@ impl PublishHandle {
                 needed: max_frame + 4 + 4096,
             });
         }
-        let replicas = info.connect_urls.len().clamp(1, 3);
-        let spec = StreamSpec {
+        // Three replicas in a cluster, one on a lone server. While a
+        // cluster is forming, a server may not know all its peers yet and
+        // refuse three for lack of servers: that is tried again for a while
+        // before the stream settles for the servers the cluster lists.
+        let mut spec = StreamSpec {
             name: config.stream.clone(),
             subjects: vec![config.subject.filter()],
-            replicas,
+            replicas: if info.cluster.is_some() { 3 } else { 1 },
             duplicate_window: config.duplicate_window,
         };
-        let deadline = Instant::now() + wait;
+        let started = Instant::now();
+        let deadline = started + wait;
+        let settle = started + wait.min(Duration::from_secs(10));
         loop {
             // Right after a cluster starts, JetStream has no meta leader for
             // a moment: try again until `wait` is over.
             match jetstream::ensure_stream(&client, &spec).await {
-                Ok(_) => break,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
+                Ok(stream) => {
+                    eprintln!(
+                        "logbraid serve: publishing to stream {} ({} replicas, duplicate \
+                         window {} s)",
+                        spec.name,
+                        stream["num_replicas"].as_u64().unwrap_or(1),
+                        stream["duplicate_window"].as_u64().unwrap_or(0) / 1_000_000_000
+                    );
+                    break;
+                }
+                Err(NatsError::Api { err_code, .. })
+                    if err_code == jetstream::NOT_CLUSTERED && spec.replicas > 1 =>
+                {
+                    spec.replicas = 1;
+                }
+                Err(NatsError::Api { err_code, .. })
+                    if err_code == jetstream::INSUFFICIENT_RESOURCES
+                        && spec.replicas > 1
+                        && Instant::now() >= settle =>
+                {
+                    let servers = client.info().connect_urls.len();
+                    spec.replicas = servers.clamp(1, spec.replicas - 1);
+                }
+                Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(e) => return Err(e.into()),

@@ -41,6 +41,8 @@ pub struct ServerInfo {
     pub connect_urls: Vec<String>,
     /// Its name.
     pub name: String,
+    /// The name of its cluster, when it is clustered.
+    pub cluster: Option<String>,
 }
 
 impl ServerInfo {
@@ -58,6 +60,7 @@ impl ServerInfo {
                 })
                 .unwrap_or_default(),
             name: v["server_name"].as_str().unwrap_or_default().to_string(),
+            cluster: v["cluster"].as_str().map(str::to_string),
         })
     }
 }

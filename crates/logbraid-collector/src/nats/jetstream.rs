@@ -51,6 +51,14 @@ pub const STREAM_NOT_FOUND: u64 = 10059;
 /// JetStream's error code for "consumer not found".
 pub const CONSUMER_NOT_FOUND: u64 = 10014;
 
+/// JetStream's error code for "insufficient resources" (a stream asking
+/// for more replicas than the cluster has servers).
+pub const INSUFFICIENT_RESOURCES: u64 = 10023;
+
+/// JetStream's error code for "replicas > 1 not supported in non-clustered
+/// mode".
+pub const NOT_CLUSTERED: u64 = 10074;
+
 /// What a stream is created with when it does not exist.
 #[derive(Clone, Debug)]
 pub struct StreamSpec {
