@@ -222,14 +222,7 @@ async fn serve_publishing(
 ) -> anyhow::Result<u8> {
     use logbraid_collector::publish::PublishHandle;
     let stream = publish.stream.clone();
-    let publisher = match PublishHandle::start(
-        publish,
-        Arc::clone(&dedup),
-        config.server.max_frame,
-        NATS_CONNECT,
-    )
-    .await
-    {
+    let publisher = match PublishHandle::start(publish, Arc::clone(&dedup), NATS_CONNECT).await {
         Ok(p) => p,
         Err(e) => {
             remove_sockets(&listeners);

@@ -5,7 +5,9 @@
 //! clients sending numbered records. Mid-stream a NATS server, a collector
 //! and the writer are killed with SIGKILL; the collector and the writer
 //! are started again (the NATS server is not: the cluster goes on with two
-//! of three). In the end every client's flush has been acknowledged and
+//! of three). The servers take messages of 64 KiB at most, so batches
+//! larger than that are published in parts. In the end every client's
+//! flush has been acknowledged and
 //! the writer's file holds every record of every client exactly once, in
 //! each client's order.
 //!
@@ -75,7 +77,7 @@ impl Cluster {
             fs::write(
                 &conf,
                 format!(
-                    "server_name: n{i}\nlisten: 127.0.0.1:{}\nmax_payload: 8MB\n\
+                    "server_name: n{i}\nlisten: 127.0.0.1:{}\nmax_payload: 64KB\n\
                      jetstream {{ store_dir: {:?}, max_memory_store: 64MB, max_file_store: 1GB }}\n\
                      cluster {{ name: logs, listen: 127.0.0.1:{}, routes: [{}] }}\n",
                     client[i],

@@ -765,6 +765,54 @@ mod tests {
     }
 
     #[test]
+    fn publishing_takes_native_listeners_and_no_file_settings() {
+        let with = |toml: &str| ServeConfig::new(Settings::from_toml_str(toml).unwrap());
+        let c = with(
+            "publish = \"nats://a:4222, nats://b:4222\"\nlisten = \"tcp://127.0.0.1:0\"\n\
+             duplicate_window = \"5m\"",
+        )
+        .unwrap();
+        let p = c.publish.unwrap();
+        assert_eq!(p.servers, ["nats://a:4222", "nats://b:4222"]);
+        assert_eq!(
+            (p.stream.as_str(), p.subject.to_string().as_str()),
+            ("LOGS", "logs.{host}.{program}")
+        );
+        assert_eq!(p.duplicate_window, Duration::from_secs(300));
+        assert_eq!(p.max_pending_bytes, 32 << 20);
+        for (toml, want) in [
+            (
+                "publish = \"nats://a:4222\"\nlisten = \"python-tcp://127.0.0.1:0\"",
+                "publish: takes native listeners only",
+            ),
+            (
+                "publish = \"nats://a:4222\"",
+                "publish: needs listen: the default listeners include python-tcp://",
+            ),
+            (
+                "publish = \"nats://a:4222\"\nlisten = \"tcp://127.0.0.1:0\"\nfile = \"x.log\"",
+                "file: is for files, and publish writes none",
+            ),
+            ("subject = \"logs.{host}\"", "subject: is for publish"),
+        ] {
+            let e = with(toml).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{e}");
+        }
+        for (toml, want) in [
+            (
+                "publish = \"tcp://a:4222\"",
+                "is not a nats://HOST:PORT URL",
+            ),
+            ("publish = \"nats://a\"", "not a NATS server URL"),
+            ("stream = \"a.b\"", "is not a stream name"),
+            ("subject = \"logs.{hst}\"", "a placeholder"),
+        ] {
+            let e = err(toml);
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
     fn flags_win_over_the_file_and_defaults_fill_the_rest() {
         let file =
             Settings::from_toml_str("max_bytes = \"2MiB\"\nbackup_count = 3\nrotate = \"hourly\"")

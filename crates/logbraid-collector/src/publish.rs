@@ -214,6 +214,48 @@ pub fn payload(
     Ok(out)
 }
 
+/// Room left in a message for the `HELLO` and the headers.
+const ENVELOPE: usize = 4096;
+
+/// A batch as the frames it is published in: itself when it fits in
+/// `max_payload` with its envelope, else its records cut into consecutive
+/// batches that do (a server's `max_payload` smaller than a client's
+/// frames: 1 MiB, NATS's default, is exactly the native protocol's frame
+/// limit). The cut depends on the bytes and the limit only, so a resent
+/// batch is cut the same way and each part keeps its message id.
+pub fn pieces(
+    frame: &[u8],
+    source: &logbraid::Source,
+    max_payload: usize,
+) -> Result<Vec<(u64, Vec<u8>)>, wire::WireError> {
+    let wire::Frame::Batch(b) = wire::decode(frame)? else {
+        return Ok(Vec::new());
+    };
+    let room = max_payload.saturating_sub(ENVELOPE);
+    if frame.len() <= room {
+        return Ok(vec![(b.first_seq(), frame.to_vec())]);
+    }
+    let mut enc = wire::BatchEncoder::new(room.saturating_sub(4).max(wire::MIN_BATCH_FRAME));
+    let mut out = Vec::new();
+    let mut first = b.first_seq();
+    for r in b.records(source) {
+        if enc.push(&r) == wire::Push::Full {
+            let mut piece = Vec::new();
+            let n = enc.finish(first, &mut piece)?;
+            out.push((first, piece));
+            first += u64::from(n);
+            // An empty encoder takes any record (cut when over a frame).
+            let _ = enc.push(&r);
+        }
+    }
+    if !enc.is_empty() {
+        let mut piece = Vec::new();
+        enc.finish(first, &mut piece)?;
+        out.push((first, piece));
+    }
+    Ok(out)
+}
+
 /// Counters of a publishing collector, for its metrics: exact, relaxed
 /// atomics.
 #[derive(Debug, Default)]
@@ -277,17 +319,6 @@ pub enum PublishError {
     /// NATS could not be reached or refused.
     #[error(transparent)]
     Nats(#[from] NatsError),
-    /// The servers accept messages smaller than a batch can be.
-    #[error(
-        "the NATS servers accept messages of at most {max_payload} bytes, and a batch may \
-         take {needed}: set max_payload (e.g. 8MB) in their configuration"
-    )]
-    Payload {
-        /// What the servers accept.
-        max_payload: usize,
-        /// What a message may need.
-        needed: usize,
-    },
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -295,27 +326,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl PublishHandle {
-    /// Connects to the cluster (waiting up to `wait` for a first server),
-    /// makes sure the stream exists (file storage, replicas min(3, the
-    /// servers of the cluster), the duplicate window), and checks that a
-    /// batch of `max_frame` bytes fits in a message.
+    /// Connects to the cluster (waiting up to `wait` for a first server)
+    /// and makes sure the stream exists (file storage, replicas min(3, the
+    /// servers of the cluster), the duplicate window).
     pub async fn start(
         config: PublishConfig,
         dedup: Arc<Mutex<Dedup>>,
-        max_frame: usize,
         wait: Duration,
     ) -> Result<PublishHandle, PublishError> {
         let client = Client::start(&config.servers, "logbraid-serve")?;
         client.connected(wait).await?;
         let info = client.info();
-        // A HELLO of the longest names comes before the frame.
-        let needed = max_frame + 4 + 2 * 65_535 + 600;
-        if info.max_payload < needed.min(max_frame + 4 + 4096) {
-            return Err(PublishError::Payload {
-                max_payload: info.max_payload,
-                needed: max_frame + 4 + 4096,
-            });
-        }
         // Three replicas in a cluster, one on a lone server. While a
         // cluster is forming, a server may not know all its peers yet and
         // refuse three for lack of servers: that is tried again for a while
@@ -462,65 +483,22 @@ async fn drain(shared: Arc<Shared>, key: Box<str>) {
     }
 }
 
-/// Publishes one batch until JetStream acknowledges it, then acknowledges
-/// the client.
-async fn publish_one(shared: &Shared, job: Job) {
-    let Job {
-        delivery,
-        permits,
-        since,
-    } = job;
-    let (Body::Native { frame, .. }, Some(ack)) = (&delivery.body, &delivery.ack) else {
-        return;
-    };
+/// Publishes one message until JetStream acknowledges it; `false` when
+/// the connection has ended.
+async fn publish_until_stored(shared: &Shared, subject: &str, id: &str, body: &[u8]) -> bool {
     let stats = &shared.stats;
-    let first = match wire::decode(frame) {
-        Ok(wire::Frame::Batch(b)) => b.first_seq(),
-        _ => {
-            shared.budget.add_permits(permits as usize);
-            stats.pending.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
-    };
-    // The key is `IDENTITY/CLIENT_ID` when the connection proved a
-    // credential (identities hold no `/`).
-    let (identity, client_id) = match ack.client_id.split_once('/') {
-        Some((i, c)) if i.starts_with("cert:") || i.starts_with("token:") => (Some(i), c),
-        _ => (None, &*ack.client_id),
-    };
-    let body = match payload(client_id, identity, ack.epoch, &delivery.source, frame) {
-        Ok(b) => b,
-        Err(_) => {
-            shared.budget.add_permits(permits as usize);
-            stats.pending.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
-    };
-    let subject = shared.config.subject.subject(&delivery.source);
-    let id = msg_id(&ack.client_id, ack.epoch, first);
     let mut backoff = Duration::from_millis(20);
     let mut said = Instant::now() - Duration::from_secs(60);
     loop {
-        match jetstream::publish(
-            &shared.client,
-            &subject,
-            &[(MSG_ID, &id)],
-            &body,
-            PUBLISH_WAIT,
-        )
-        .await
+        match jetstream::publish(&shared.client, subject, &[(MSG_ID, id)], body, PUBLISH_WAIT).await
         {
             Ok(done) => {
                 if done.duplicate {
                     stats.duplicates.fetch_add(1, Ordering::Relaxed);
                 }
-                break;
+                return true;
             }
-            Err(NatsError::Closed) => {
-                shared.budget.add_permits(permits as usize);
-                stats.pending.fetch_sub(1, Ordering::Relaxed);
-                return;
-            }
+            Err(NatsError::Closed) => return false,
             Err(e) => {
                 stats.retries.fetch_add(1, Ordering::Relaxed);
                 if said.elapsed() >= Duration::from_secs(10) {
@@ -533,6 +511,49 @@ async fn publish_one(shared: &Shared, job: Job) {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
+        }
+    }
+}
+
+/// Publishes one batch until JetStream acknowledges it, then acknowledges
+/// the client.
+async fn publish_one(shared: &Shared, job: Job) {
+    let Job {
+        delivery,
+        permits,
+        since,
+    } = job;
+    let (Body::Native { frame, .. }, Some(ack)) = (&delivery.body, &delivery.ack) else {
+        return;
+    };
+    let stats = &shared.stats;
+    // The key is `IDENTITY/CLIENT_ID` when the connection proved a
+    // credential (identities hold no `/`).
+    let (identity, client_id) = match ack.client_id.split_once('/') {
+        Some((i, c)) if i.starts_with("cert:") || i.starts_with("token:") => (Some(i), c),
+        _ => (None, &*ack.client_id),
+    };
+    let max_payload = shared.client.info().max_payload;
+    let messages = pieces(frame, &delivery.source, max_payload).and_then(|ps| {
+        ps.into_iter()
+            .map(|(first, piece)| {
+                let body = payload(client_id, identity, ack.epoch, &delivery.source, &piece)?;
+                Ok((msg_id(&ack.client_id, ack.epoch, first), body))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    });
+    let Ok(messages) = messages else {
+        // Validated by the listener: cannot happen.
+        shared.budget.add_permits(permits as usize);
+        stats.pending.fetch_sub(1, Ordering::Relaxed);
+        return;
+    };
+    let subject = shared.config.subject.subject(&delivery.source);
+    for (id, body) in &messages {
+        if !publish_until_stored(shared, &subject, id, body).await {
+            shared.budget.add_permits(permits as usize);
+            stats.pending.fetch_sub(1, Ordering::Relaxed);
+            return;
         }
     }
     let micros = since.elapsed().as_micros().min(u64::MAX as u128) as u64;
@@ -579,6 +600,51 @@ mod tests {
         for bad in ["logs.{hst}", "logs..x", "logs.>", "logs.a{host}", "", "a b"] {
             assert!(bad.parse::<SubjectTemplate>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_batch_larger_than_a_message_is_cut_into_consecutive_batches() {
+        let source = logbraid::Source {
+            host: "h".into(),
+            pid: 9,
+            process_name: "p".into(),
+        };
+        let mut enc = wire::BatchEncoder::default();
+        let text: Vec<String> = (0..3000)
+            .map(|i| format!("record {i} {}", "x".repeat(i % 50)))
+            .collect();
+        for t in &text {
+            let r = logbraid::Record::new(logbraid::Level::Info, "t", t.as_bytes(), &source);
+            assert_eq!(enc.push(&r), wire::Push::Added);
+        }
+        let mut frame = Vec::new();
+        enc.finish(101, &mut frame).unwrap();
+        assert!(frame.len() > 100_000);
+        // Fits: the frame itself.
+        assert_eq!(
+            pieces(&frame, &source, 1 << 20).unwrap(),
+            vec![(101, frame.clone())]
+        );
+        let cut = pieces(&frame, &source, 16 << 10).unwrap();
+        assert!(cut.len() > 6, "{}", cut.len());
+        let mut next = 101;
+        let mut got = Vec::new();
+        for (first, piece) in &cut {
+            assert!(piece.len() <= (16 << 10) - ENVELOPE, "{}", piece.len());
+            let wire::Frame::Batch(b) = wire::decode(piece).unwrap() else {
+                panic!()
+            };
+            assert_eq!((b.first_seq(), *first), (next, next));
+            next += u64::from(b.len());
+            got.extend(
+                b.records(&source)
+                    .map(|r| String::from_utf8(r.message.to_vec()).unwrap()),
+            );
+        }
+        assert_eq!(next, 101 + 3000);
+        assert_eq!(got, text);
+        // The same bytes are cut the same way: a resend keeps its ids.
+        assert_eq!(pieces(&frame, &source, 16 << 10).unwrap(), cut);
     }
 
     #[test]
