@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 #[path = "../section.rs"]
 mod section;
 
+#[path = "../../../crates/logbraid-cli/tests/harness/cluster.rs"]
+mod cluster;
+
 use anyhow::{bail, Context};
 use clap::Parser;
 
@@ -82,51 +85,14 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Starts a 3-node cluster in `dir`; returns the servers and their URLs.
 fn cluster(dir: &Path) -> anyhow::Result<(Vec<Proc>, String)> {
-    let client = [free_port()?, free_port()?, free_port()?];
-    let route = [free_port()?, free_port()?, free_port()?];
-    let routes: Vec<String> = route
-        .iter()
-        .map(|p| format!("nats-route://127.0.0.1:{p}"))
-        .collect();
-    let mut nodes = Vec::new();
-    for i in 0..3 {
-        let d = dir.join(format!("nats{i}"));
-        std::fs::create_dir_all(&d)?;
-        let conf = d.join("server.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "server_name: n{i}\nlisten: 127.0.0.1:{}\nmax_payload: 8MB\n\
-                 jetstream {{ store_dir: {:?}, max_memory_store: 64MB, max_file_store: 4GB }}\n\
-                 cluster {{ name: bench, listen: 127.0.0.1:{}, routes: [{}] }}\n",
-                client[i],
-                d.join("js").display().to_string(),
-                route[i],
-                routes.join(", ")
-            ),
-        )?;
-        let child = Command::new("nats-server")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("nats-server (2.9 or later) must be on PATH")?;
-        nodes.push(Proc(child));
-    }
-    let urls: Vec<String> = client
-        .iter()
-        .map(|p| format!("nats://127.0.0.1:{p}"))
-        .collect();
-    Ok((nodes, urls.join(",")))
+    let (nodes, urls) =
+        cluster::start(dir, "8MB").context("nats-server (2.9 or later) must be on PATH")?;
+    Ok((
+        nodes.into_iter().map(|(child, _)| Proc(child)).collect(),
+        urls.join(","),
+    ))
 }
 
 /// Runs `logbraid` with `args` in `dir`; waits for its first stdout line.
@@ -309,7 +275,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn nats_version() -> String {
-    Command::new("nats-server")
+    Command::new(cluster::nats_server())
         .arg("--version")
         .output()
         .ok()

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use logbraid::sink::{backup_files, read_decompressed};
 
 mod harness;
+use harness::cluster::{self, free_port};
 use harness::{Numbered, Proc};
 
 /// Only a safety net, so a broken cluster fails the test instead of
@@ -42,19 +43,6 @@ fn until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn nats_server() -> String {
-    std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".to_string())
-}
-
-/// A port free now (the system's choice for port 0, released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A 3-node JetStream cluster.
 struct Cluster {
     nodes: Vec<Option<Proc>>,
@@ -63,46 +51,13 @@ struct Cluster {
 
 impl Cluster {
     fn start(top: &Path) -> Cluster {
-        let client: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let route: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let routes: Vec<String> = route
-            .iter()
-            .map(|p| format!("nats-route://127.0.0.1:{p}"))
-            .collect();
-        let mut nodes = Vec::new();
-        for i in 0..3 {
-            let dir = top.join(format!("nats{i}"));
-            fs::create_dir_all(&dir).unwrap();
-            let conf = dir.join("server.conf");
-            fs::write(
-                &conf,
-                format!(
-                    "server_name: n{i}\nlisten: 127.0.0.1:{}\nmax_payload: 64KB\n\
-                     jetstream {{ store_dir: {:?}, max_memory_store: 64MB, max_file_store: 1GB }}\n\
-                     cluster {{ name: logs, listen: 127.0.0.1:{}, routes: [{}] }}\n",
-                    client[i],
-                    dir.join("js").display().to_string(),
-                    route[i],
-                    routes.join(", ")
-                ),
-            )
-            .unwrap();
-            let stderr = dir.join("server.err");
-            let child = Command::new(nats_server())
-                .arg("-c")
-                .arg(&conf)
-                .stdout(Stdio::null())
-                .stderr(fs::File::create(&stderr).unwrap())
-                .spawn()
-                .expect("nats-server runs");
-            nodes.push(Some(Proc { child, stderr }));
-        }
+        let (nodes, urls) = cluster::start(top, "64KB").expect("nats-server runs");
         Cluster {
-            nodes,
-            urls: client
-                .iter()
-                .map(|p| format!("nats://127.0.0.1:{p}"))
+            nodes: nodes
+                .into_iter()
+                .map(|(child, stderr)| Some(Proc { child, stderr }))
                 .collect(),
+            urls,
         }
     }
 

@@ -3,6 +3,7 @@
 //! what the files hold.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod pki;
 
 use std::io::{BufRead, BufReader};
