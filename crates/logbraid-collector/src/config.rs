@@ -36,6 +36,10 @@
 //! | `max_connections_per_peer` | integer, 1 to 1000000: from one IP address | 256 |
 //! | `max_memory` | size, at least 16 MiB: the ceiling on what the collector holds | 256 MiB |
 //! | `max_clients` | integer, 1 to 10000000: native client ids tracked for exactly-once | 100000 |
+//! | `publish` | `nats://HOST:PORT` URLs, comma-separated: publish native batches to JetStream instead of writing files ([`crate::publish`]; native listeners only, no file settings) | none |
+//! | `stream` | JetStream stream name | `LOGS` |
+//! | `subject` | with `publish`: subject template with `{host}`, `{program}`, `{pid}` | `logs.{host}.{program}` |
+//! | `duplicate_window` | with `publish`: the stream's duplicate window when it is created | `2m` |
 //!
 //! `max_memory` is shared out, so that what peers can make the collector
 //! hold stays under it: an eighth for records waiting for the output stage
