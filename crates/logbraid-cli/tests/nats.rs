@@ -337,3 +337,54 @@ fn a_nats_node_a_collector_and_the_writer_killed_mid_stream_lose_and_repeat_noth
     // exits 1 on SIGTERM).
     drop(cluster);
 }
+
+/// Runs `logbraid` to its end in `dir`: exit code and stderr.
+fn run_to_end(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_logbraid"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_publishing_and_writing_settings_exit_2_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, want) in [
+        (
+            "serve --publish nats://127.0.0.1:1 --listen python-tcp://127.0.0.1:0",
+            "logbraid serve: publish: takes native listeners only",
+        ),
+        (
+            "serve --publish nats://127.0.0.1:1 --listen tcp://127.0.0.1:0 --rotate daily",
+            "logbraid serve: rotate: is for files, and publish writes none",
+        ),
+        (
+            "serve --publish tcp://127.0.0.1:1 --listen tcp://127.0.0.1:0",
+            "is not a nats://HOST:PORT URL",
+        ),
+        (
+            "write --from nats://127.0.0.1:1 --file a.log --listen tcp://127.0.0.1:0",
+            "logbraid write: listen is a setting of logbraid serve, not of write",
+        ),
+        (
+            "write --from nats://127.0.0.1:1 --file a.log --consumer a.b",
+            "logbraid write: consumer: \"a.b\" is not a consumer name",
+        ),
+        (
+            "write --from nats://127.0.0.1:1 --file a.log --stream a.b",
+            "is not a stream name",
+        ),
+    ] {
+        let args: Vec<&str> = args.split(' ').collect();
+        let (code, said) = run_to_end(dir.path(), &args);
+        assert_eq!(code, Some(2), "{args:?}: {said}");
+        assert!(said.contains(want), "{args:?}: {said}");
+    }
+    // Nothing was created: no log, no checkpoint, no socket.
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+}
