@@ -666,7 +666,13 @@ fn main() -> anyhow::Result<()> {
     let _ = writeln!(out, "\nReproduce: `cargo build --release -p logbraid-cli && cargo run --release -p logbraid-bench --bin collector -- --write bench/COLLECTOR.md`");
     match &cli.write {
         Some(p) => {
-            std::fs::write(p, &out)?;
+            // The NATS bench keeps its own section of this file.
+            let old = std::fs::read_to_string(p).unwrap_or_default();
+            let doc = match section::body(&old, "nats") {
+                Some(nats) => section::replace(&out, "nats", nats),
+                None => out.clone(),
+            };
+            std::fs::write(p, doc)?;
             let results = p.with_file_name("RESULTS.md");
             if let Ok(doc) = std::fs::read_to_string(&results) {
                 std::fs::write(

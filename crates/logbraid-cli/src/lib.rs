@@ -3,6 +3,7 @@
 //! the flags of `logbraid serve`.
 
 pub mod serve;
+pub mod write;
 
 use std::ffi::OsString;
 

@@ -8,7 +8,7 @@ mod tally;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use logbraid_cli::serve;
+use logbraid_cli::{serve, write};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -40,6 +40,9 @@ enum Command {
     /// Collect records from other processes and hosts into one rotated
     /// file: native protocol, Python SocketHandler/DatagramHandler, syslog.
     Serve(Box<serve::Args>),
+    /// Write the records that collectors published to a NATS JetStream
+    /// stream (serve --publish) into rotated files, each exactly once.
+    Write(Box<write::Args>),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::DemoThreads(args) => demo_threads::run(&args),
         Command::DemoWorker(args) => demo::worker(&args),
         Command::Serve(args) => serve::run(&args).map(ExitCode::from),
+        Command::Write(args) => write::run(&args).map(ExitCode::from),
     };
     match result {
         Ok(code) => code,

@@ -126,6 +126,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
         }
     }
     let dedup = Arc::new(Mutex::new(config.dedup()));
+    if let Some(publish) = config.publish.clone() {
+        return serve_publishing(config, publish, listeners, dedup).await;
+    }
     let (output, handle) = match Output::start(config.output.clone(), Arc::clone(&dedup)) {
         Ok(started) => started,
         Err(e @ OutputError::Locked { .. }) => {
@@ -140,9 +143,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
     };
     // The handlers are in place before anyone learns where to connect, so a
     // SIGTERM sent right after the `listening on` lines is a clean stop.
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let (stop, hurry) = stop_signals()?;
     let mut hup = signal(SignalKind::hangup())?;
     // SIGHUP: every file is closed and opened again between two rounds
     // (`logrotate` moves the files, then signals).
@@ -154,33 +155,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
             }
         }
     });
-    // The first SIGTERM or SIGINT stops (draining), a second one hurries.
-    let (first, stop) = tokio::sync::oneshot::channel::<()>();
-    let (second, hurry) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        for tx in [first, second] {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            let _ = tx.send(());
-        }
-    });
-    {
-        let mut out = std::io::stdout().lock();
-        for (_, shown) in &listeners {
-            writeln!(out, "listening on {shown}")?;
-        }
-        out.flush()?;
-    }
+    say_listening(&listeners)?;
     let server = Arc::new(Server::new(config.server.clone(), handle, dedup));
-    server::run(
-        Arc::clone(&server),
-        listeners.into_iter().map(|(l, _)| l).collect(),
-        stop,
-        hurry,
-    )
-    .await;
+    run_listeners(&server, listeners, stop, hurry).await;
     let stats = output.shutdown();
     let rejected = server.stats().diagnostics.total();
     let synced = match config.output.sync {
@@ -197,6 +174,91 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
     eprintln!(
         "logbraid serve: stopped; {} records written{synced}, {rejected} inputs rejected{refused}",
         stats.written
+    );
+    Ok(0)
+}
+
+use tokio::signal::unix::{signal, SignalKind};
+
+pub(crate) type Stop = tokio::sync::oneshot::Receiver<()>;
+
+/// The first SIGTERM or SIGINT stops (draining), a second one hurries.
+pub(crate) fn stop_signals() -> std::io::Result<(Stop, Stop)> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (first, stop) = tokio::sync::oneshot::channel::<()>();
+    let (second, hurry) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        for tx in [first, second] {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            let _ = tx.send(());
+        }
+    });
+    Ok((stop, hurry))
+}
+
+/// Serves `listeners` until the first SIGTERM or SIGINT (see
+/// [`server::run`]).
+async fn run_listeners(
+    server: &Arc<Server>,
+    listeners: Vec<(server::Listener, String)>,
+    stop: Stop,
+    hurry: Stop,
+) {
+    let listeners = listeners.into_iter().map(|(l, _)| l).collect();
+    server::run(Arc::clone(server), listeners, stop, hurry).await;
+}
+
+/// Prints `listening on URL` for each listener.
+fn say_listening(listeners: &[(server::Listener, String)]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for (_, shown) in listeners {
+        writeln!(out, "listening on {shown}")?;
+    }
+    out.flush()
+}
+
+/// How long a collector waits for a NATS server at start.
+const NATS_CONNECT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a stopping publisher waits for JetStream to acknowledge what
+/// it holds; what is left is resent by its clients.
+const NATS_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `--publish`: runs the listeners with JetStream in place of the files.
+async fn serve_publishing(
+    config: ServeConfig,
+    publish: logbraid_collector::publish::PublishConfig,
+    listeners: Vec<(server::Listener, String)>,
+    dedup: Arc<Mutex<logbraid::wire::Dedup>>,
+) -> anyhow::Result<u8> {
+    use logbraid_collector::publish::PublishHandle;
+    let stream = publish.stream.clone();
+    let publisher = match PublishHandle::start(publish, Arc::clone(&dedup), NATS_CONNECT).await {
+        Ok(p) => p,
+        Err(e) => {
+            remove_sockets(&listeners);
+            anyhow::bail!("cannot publish to NATS: {e}");
+        }
+    };
+    let (stop, hurry) = stop_signals()?;
+    say_listening(&listeners)?;
+    let server = Arc::new(Server::publishing(
+        config.server.clone(),
+        publisher.clone(),
+        dedup,
+    ));
+    run_listeners(&server, listeners, stop, hurry).await;
+    let left = publisher.shutdown(NATS_DRAIN).await;
+    let stats = publisher.stats();
+    let rejected = server.stats().diagnostics.total();
+    let published = stats.published.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "logbraid serve: stopped; {published} batches published to stream {stream}, \
+         {left} not acknowledged (their clients resend them), {rejected} inputs rejected"
     );
     Ok(0)
 }

@@ -24,14 +24,15 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use logbraid::forward::{Endpoint, ForwardOptions, ForwardSink, ForwardStats};
 use logbraid::sink::{backup_files, read_decompressed};
-use logbraid::{Builder, Callsite, Guard, Level, Logger};
+
+mod harness;
+use harness::{Numbered, Proc};
 
 /// Only a safety net, so a broken collector fails the test instead of
 /// hanging it; no assertion depends on it.
@@ -48,9 +49,8 @@ fn until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// One run of `logbraid serve`; killed if a test ends without stopping it.
 struct Collector {
-    child: Child,
+    proc: Proc,
     url: String,
-    stderr: PathBuf,
 }
 
 /// How to run the collector.
@@ -85,101 +85,38 @@ impl Collector {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
+        let proc = Proc { child, stderr };
         let Some(url) = line.strip_prefix("listening on ") else {
-            panic!("{line:?}: {}", fs::read_to_string(&stderr).unwrap());
+            panic!("{line:?}: {}", proc.said());
         };
         Collector {
-            child,
             url: url.trim_end().to_string(),
-            stderr,
+            proc,
         }
     }
 
     fn said(&self) -> String {
-        fs::read_to_string(&self.stderr).unwrap()
+        self.proc.said()
     }
 
     /// Waits for the collector to die of SIGKILL (sent by a failpoint);
     /// returns what it said.
     fn killed(&mut self) -> String {
-        let status = self.child.wait().unwrap();
-        assert_eq!(status.signal(), Some(libc::SIGKILL), "{}", self.said());
-        self.said()
+        self.proc.killed()
     }
 
     /// SIGTERM; the collector must exit 0. Returns what it said.
     fn stop(&mut self) -> String {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "{status}: {}", self.said());
-        self.said()
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.proc.stop()
     }
 }
 
 /// A forwarding client that numbers its records `rec 0`, `rec 1`, …
-struct Client {
-    logger: Logger,
-    stats: ForwardStats,
-    next: u64,
-    guard: Option<Guard>,
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            // A failed assertion may leave records no collector will
-            // acknowledge; the guard's shutdown would wait for them.
-            std::mem::forget(self.guard.take());
-        }
-    }
-}
+struct Client;
 
 impl Client {
-    fn connect(url: &str) -> Client {
-        let options = ForwardOptions::new(Endpoint::parse(url).unwrap())
-            .client_id("faults")
-            .backoff(Duration::from_millis(5), Duration::from_millis(50));
-        let sink = ForwardSink::new(options).unwrap();
-        let stats = sink.stats();
-        let (logger, guard) = Builder::new()
-            .level("trace")
-            .signals(false)
-            .inherit_collector(false)
-            .sink(sink)
-            .build()
-            .unwrap();
-        Client {
-            logger,
-            stats,
-            next: 0,
-            guard: Some(guard),
-        }
-    }
-
-    /// Logs the next `n` records, without waiting for anything.
-    fn send(&mut self, n: u64) {
-        let site = Callsite::new(Level::Info, "t");
-        for i in self.next..self.next + n {
-            self.logger
-                .log_with(&site, format_args!("rec {i}"), &mut |_| {});
-        }
-        self.next += n;
-    }
-
-    /// Records the collector has acknowledged (cumulative: records
-    /// `0..acked`).
-    fn acked(&self) -> u64 {
-        self.stats.get().acked
+    fn connect(url: &str) -> Numbered {
+        Numbered::connect(url, "faults", "rec", Duration::from_millis(50))
     }
 }
 

@@ -41,6 +41,10 @@
 //! | `max_connections_per_peer` | integer, 1 to 1000000: from one IP address | 256 |
 //! | `max_memory` | size, at least 16 MiB: the ceiling on what the collector holds | 256 MiB |
 //! | `max_clients` | integer, 1 to 10000000: native client ids tracked for exactly-once | 100000 |
+//! | `publish` | `nats://HOST:PORT` URLs, comma-separated: publish native batches to JetStream instead of writing files ([`crate::publish`]; native listeners only, no file settings) | none |
+//! | `stream` | JetStream stream name | `LOGS` |
+//! | `subject` | with `publish`: subject template with `{host}`, `{program}`, `{pid}` | `logs.{host}.{program}` |
+//! | `duplicate_window` | with `publish`: the stream's duplicate window when it is created | `2m` |
 //!
 //! `max_memory` is shared out, so that what peers can make the collector
 //! hold stays under it: an eighth for records waiting for the output stage
@@ -266,6 +270,73 @@ pub struct Settings {
     /// as overloaded until one is.
     #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
     pub max_clients: Option<Bounded<1, 10_000_000>>,
+    /// Publish native batches to NATS JetStream instead of writing files,
+    /// acknowledging clients once JetStream has stored them:
+    /// nats://HOST:PORT of the cluster's servers, comma-separated.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "nats://HOST:PORT,..."))]
+    #[serde(default, deserialize_with = "de::parsed")]
+    pub publish: Option<NatsServers>,
+    /// The JetStream stream (default LOGS): published to, created when
+    /// missing; read by `logbraid write`.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "NAME"))]
+    #[serde(default, deserialize_with = "de::parsed")]
+    pub stream: Option<StreamName>,
+    /// With --publish: the subject of a client's batches (default
+    /// logs.{host}.{program}; placeholders host, program, pid).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "TEMPLATE"))]
+    #[serde(default, deserialize_with = "de::parsed")]
+    pub subject: Option<crate::publish::SubjectTemplate>,
+    /// With --publish: how long the stream remembers a batch's id to drop
+    /// its resends, when this collector creates it (default 2m).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DURATION"))]
+    pub duplicate_window: Option<de::Seconds>,
+}
+
+/// `--publish`: NATS server URLs, `nats://HOST:PORT`, comma-separated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsServers(pub Vec<String>);
+
+impl FromStr for NatsServers {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let urls: Vec<String> = s
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect();
+        if urls.is_empty() {
+            return Err("no NATS server URL".to_string());
+        }
+        for u in &urls {
+            if !u.starts_with("nats://") {
+                return Err(format!("{u:?} is not a nats://HOST:PORT URL"));
+            }
+            crate::nats::client::server_addr(u).map_err(|e| e.to_string())?;
+        }
+        Ok(NatsServers(urls))
+    }
+}
+
+/// A JetStream stream name: letters, digits, `-` and `_`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamName(pub String);
+
+impl FromStr for StreamName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty()
+            || s.len() > 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "{s:?} is not a stream name (1 to 64 letters, digits, - and _)"
+            ));
+        }
+        Ok(StreamName(s.to_string()))
+    }
 }
 
 /// `listen`: one URL or a list of them.
@@ -400,6 +471,10 @@ impl Settings {
                 .or(other.max_connections_per_peer),
             max_memory: self.max_memory.or(other.max_memory),
             max_clients: self.max_clients.or(other.max_clients),
+            publish: self.publish.or(other.publish),
+            stream: self.stream.or(other.stream),
+            subject: self.subject.or(other.subject),
+            duplicate_window: self.duplicate_window.or(other.duplicate_window),
         }
     }
 }
@@ -417,6 +492,10 @@ pub struct ServeConfig {
     pub server: ServerConfig,
     /// Native client ids the deduplication table holds.
     pub max_clients: usize,
+    /// With `publish`: batches go to JetStream, no file is written.
+    pub publish: Option<crate::publish::PublishConfig>,
+    /// The stream `logbraid write` reads (the one published to).
+    pub stream: String,
 }
 
 impl ServeConfig {
@@ -601,6 +680,11 @@ impl ServeConfig {
                 "needs route: without a route there is one file, opened at start",
             ));
         }
+        let publish = publishing(&s)?;
+        let stream = s
+            .stream
+            .clone()
+            .map_or_else(|| crate::publish::DEFAULT_STREAM.to_string(), |n| n.0);
         let token = token(&s, token_env)?;
         let tls = tls(&s)?;
         let client_files = client_files(&s)?;
@@ -695,8 +779,84 @@ impl ServeConfig {
             max_clients: s
                 .max_clients
                 .map_or(Dedup::DEFAULT_CAPACITY, |n| n.0 as usize),
+            publish: publish.map(|mut p| {
+                p.max_pending_bytes = memory / 8;
+                p
+            }),
+            stream,
         })
     }
+}
+
+/// The publisher's settings, when `publish` is given: its listeners must
+/// all speak the native protocol (the only one whose clients number their
+/// records, which JetStream deduplicates by), and it writes no file. The
+/// subject and duplicate window are for it alone.
+fn publishing(s: &Settings) -> Result<Option<crate::publish::PublishConfig>, ConfigError> {
+    let Some(servers) = &s.publish else {
+        if s.subject.is_some() {
+            return Err(key_error("subject", "is for publish, which is not given"));
+        }
+        if s.duplicate_window.is_some() {
+            return Err(key_error(
+                "duplicate_window",
+                "is for publish, which is not given",
+            ));
+        }
+        return Ok(None);
+    };
+    if let Some(l) = s.listen.iter().find(|l| {
+        !matches!(
+            l.protocol,
+            crate::server::Protocol::Native | crate::server::Protocol::NativeTls
+        )
+    }) {
+        return Err(key_error(
+            "publish",
+            format!(
+                "takes native listeners only (unix:, tcp://, tls://): {l} carries no client \
+                 numbering for JetStream to deduplicate by"
+            ),
+        ));
+    }
+    if s.listen.is_empty() {
+        return Err(key_error(
+            "publish",
+            "needs listen: the default listeners include python-tcp://, which it cannot publish",
+        ));
+    }
+    let files = [
+        ("file", s.file.is_some()),
+        ("route", s.route.is_some()),
+        ("fallback_file", s.fallback_file.is_some()),
+        ("max_bytes", s.max_bytes.is_some()),
+        ("rotate", s.rotate.is_some()),
+        ("compress", s.compress.is_some()),
+        ("merge_window", s.merge_window.is_some()),
+        ("sync", s.sync.is_some()),
+    ];
+    if let Some((key, _)) = files.into_iter().find(|(_, on)| *on) {
+        return Err(key_error(
+            key,
+            "is for files, and publish writes none (logbraid write does)",
+        ));
+    }
+    Ok(Some(crate::publish::PublishConfig {
+        servers: servers.0.clone(),
+        stream: s
+            .stream
+            .clone()
+            .map_or_else(|| crate::publish::DEFAULT_STREAM.to_string(), |n| n.0),
+        subject: s.subject.clone().unwrap_or_else(|| {
+            crate::publish::DEFAULT_SUBJECT
+                .parse()
+                .expect("the default subject parses")
+        }),
+        duplicate_window: s
+            .duplicate_window
+            .map_or(crate::publish::DEFAULT_DUPLICATE_WINDOW, |d| d.0),
+        max_pending_bytes: 0,
+    }))
 }
 
 #[cfg(test)]
@@ -705,6 +865,54 @@ mod tests {
 
     fn err(text: &str) -> String {
         Settings::from_toml_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn publishing_takes_native_listeners_and_no_file_settings() {
+        let with = |toml: &str| ServeConfig::new(Settings::from_toml_str(toml).unwrap());
+        let c = with(
+            "publish = \"nats://a:4222, nats://b:4222\"\nlisten = \"tcp://127.0.0.1:0\"\n\
+             duplicate_window = \"5m\"",
+        )
+        .unwrap();
+        let p = c.publish.unwrap();
+        assert_eq!(p.servers, ["nats://a:4222", "nats://b:4222"]);
+        assert_eq!(
+            (p.stream.as_str(), p.subject.to_string().as_str()),
+            ("LOGS", "logs.{host}.{program}")
+        );
+        assert_eq!(p.duplicate_window, Duration::from_secs(300));
+        assert_eq!(p.max_pending_bytes, 32 << 20);
+        for (toml, want) in [
+            (
+                "publish = \"nats://a:4222\"\nlisten = \"python-tcp://127.0.0.1:0\"",
+                "publish: takes native listeners only",
+            ),
+            (
+                "publish = \"nats://a:4222\"",
+                "publish: needs listen: the default listeners include python-tcp://",
+            ),
+            (
+                "publish = \"nats://a:4222\"\nlisten = \"tcp://127.0.0.1:0\"\nfile = \"x.log\"",
+                "file: is for files, and publish writes none",
+            ),
+            ("subject = \"logs.{host}\"", "subject: is for publish"),
+        ] {
+            let e = with(toml).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{e}");
+        }
+        for (toml, want) in [
+            (
+                "publish = \"tcp://a:4222\"",
+                "is not a nats://HOST:PORT URL",
+            ),
+            ("publish = \"nats://a\"", "not a NATS server URL"),
+            ("stream = \"a.b\"", "is not a stream name"),
+            ("subject = \"logs.{hst}\"", "a placeholder"),
+        ] {
+            let e = err(toml);
+            assert!(e.contains(want), "{e}");
+        }
     }
 
     #[test]

@@ -3,7 +3,10 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 pub mod config;
+pub mod consume;
 pub mod diag;
 pub mod intake;
+pub mod nats;
 pub mod output;
+pub mod publish;
 pub mod server;

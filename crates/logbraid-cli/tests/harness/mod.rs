@@ -3,6 +3,7 @@
 //! what the files hold.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod pki;
 
 use std::io::{BufRead, BufReader};
@@ -197,4 +198,115 @@ pub fn hello(client_id: &str, token: &[u8]) -> Vec<u8> {
     )
     .unwrap();
     out
+}
+
+/// A child process of a test, killed (SIGKILL) if the test ends without
+/// stopping it.
+pub struct Proc {
+    pub child: Child,
+    pub stderr: PathBuf,
+}
+
+impl Proc {
+    /// What it said on stderr so far.
+    pub fn said(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits for it to die of SIGKILL (sent by a failpoint, or by
+    /// [`Proc::kill`]); returns what it said.
+    pub fn killed(&mut self) -> String {
+        use std::os::unix::process::ExitStatusExt as _;
+        let status = self.child.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{}", self.said());
+        self.said()
+    }
+
+    /// SIGKILL, mid-stream.
+    pub fn kill(&mut self) -> String {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        self.killed()
+    }
+
+    /// SIGTERM; it must exit 0. Returns what it said.
+    pub fn stop(&mut self) -> String {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status}: {}", self.said());
+        self.said()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A forwarding client in the test's process whose records are
+/// `<prefix> 0`, `<prefix> 1`, …
+pub struct Numbered {
+    pub logger: logbraid::Logger,
+    pub stats: logbraid::forward::ForwardStats,
+    /// The number of the next record.
+    pub next: u64,
+    pub prefix: String,
+    guard: Option<logbraid::Guard>,
+}
+
+impl Drop for Numbered {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A failed assertion may leave records no collector will
+            // acknowledge; the guard's shutdown would wait for them.
+            std::mem::forget(self.guard.take());
+        }
+    }
+}
+
+impl Numbered {
+    /// Forwards to `url` as `client_id`, reconnecting after 5 ms up to
+    /// `max_backoff`.
+    pub fn connect(url: &str, client_id: &str, prefix: &str, max_backoff: Duration) -> Numbered {
+        let options = ForwardOptions::new(Endpoint::parse(url).unwrap())
+            .client_id(client_id)
+            .backoff(Duration::from_millis(5), max_backoff);
+        let sink = logbraid::forward::ForwardSink::new(options).unwrap();
+        let stats = sink.stats();
+        let (logger, guard) = Builder::new()
+            .level("trace")
+            .signals(false)
+            .inherit_collector(false)
+            .sink(sink)
+            .build()
+            .unwrap();
+        Numbered {
+            logger,
+            stats,
+            next: 0,
+            prefix: prefix.to_string(),
+            guard: Some(guard),
+        }
+    }
+
+    /// Logs the next `n` records, without waiting for anything.
+    pub fn send(&mut self, n: u64) {
+        let site = Callsite::new(Level::Info, "t");
+        for i in self.next..self.next + n {
+            self.logger
+                .log_with(&site, format_args!("{} {i}", self.prefix), &mut |_| {});
+        }
+        self.next += n;
+    }
+
+    /// Records the collector has acknowledged (cumulative: records
+    /// `0..acked`).
+    pub fn acked(&self) -> u64 {
+        self.stats.get().acked
+    }
 }

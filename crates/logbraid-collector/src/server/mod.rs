@@ -287,7 +287,7 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
-    output: OutputHandle,
+    output: Sink,
     dedup: Arc<Mutex<Dedup>>,
     /// Which credential holds each client id on a live native connection.
     holders: Arc<Holders>,
@@ -299,6 +299,22 @@ pub struct Server {
     /// Set when a stopping server's drain time is over: connections read
     /// nothing more, but hand over what they have read.
     cut: watch::Sender<bool>,
+}
+
+/// Where accepted records go: the output stage (files), or JetStream.
+#[derive(Debug)]
+enum Sink {
+    Output(OutputHandle),
+    Publish(crate::publish::PublishHandle),
+}
+
+impl Sink {
+    async fn send(&self, delivery: Delivery) -> bool {
+        match self {
+            Sink::Output(o) => o.send(delivery).await,
+            Sink::Publish(p) => p.send(delivery).await,
+        }
+    }
 }
 
 /// After a stop, a connection quiet for this long is done.
@@ -318,6 +334,22 @@ impl Server {
     /// A server handing records to `output`; `dedup` is the table the
     /// output stage commits to.
     pub fn new(config: ServerConfig, output: OutputHandle, dedup: Arc<Mutex<Dedup>>) -> Server {
+        Server::with_sink(config, Sink::Output(output), dedup)
+    }
+
+    /// A server whose native batches are published to JetStream
+    /// ([`crate::publish`]) instead of written; `dedup` is the table the
+    /// publisher commits to. Records of other protocols are refused (their
+    /// connections closed): they carry no numbering to deduplicate by.
+    pub fn publishing(
+        config: ServerConfig,
+        publisher: crate::publish::PublishHandle,
+        dedup: Arc<Mutex<Dedup>>,
+    ) -> Server {
+        Server::with_sink(config, Sink::Publish(publisher), dedup)
+    }
+
+    fn with_sink(config: ServerConfig, output: Sink, dedup: Arc<Mutex<Dedup>>) -> Server {
         let memory = Arc::new(Semaphore::new(config.memory.min(Semaphore::MAX_PERMITS)));
         Server {
             config,
