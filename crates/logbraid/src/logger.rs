@@ -107,6 +107,17 @@ impl Logger {
         self.shared.log(site, fill);
     }
 
+    /// Logs a record of a logbraid macro (see [`crate::macros`]).
+    pub(crate) fn log_deferred(
+        &self,
+        level: Level,
+        site: &'static crate::macros::Site,
+        format: crate::macros::FormatFn,
+        fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf),
+    ) {
+        self.shared.log_deferred(level, site, format, fill);
+    }
+
     /// Logs a message given as text, with fields filled by `fields`; for
     /// bindings that already hold the formatted message.
     pub fn log_str(
@@ -734,6 +745,7 @@ pub(crate) fn hold_for_fork(held: &mut crate::sys::fork::Held) {
 
 #[cfg(any(feature = "log", feature = "tracing"))]
 pub(crate) fn set_global(logger: Logger) {
+    crate::macros::install(&logger);
     // The logger replaced is dropped after the lock is let go.
     let _old = GLOBAL
         .lock()

@@ -8,10 +8,12 @@ use std::thread;
 use std::time::Duration;
 
 use super::caller_thread::{thread_id, thread_name};
-use super::entry::{self, Parts};
+use super::entry::{self, Deferred, Parts};
 use super::ring::{ProducerPos, Ring};
 use super::{lock, tsc, Callsite, Mode, Producer, Shared, LOCAL};
 use crate::clock;
+use crate::level::Level;
+use crate::macros::{FormatFn, Site};
 use crate::options::Overflow;
 use crate::record::{Fields, FieldsBuf, Record, Source};
 
@@ -70,6 +72,36 @@ impl Shared {
         site: &Callsite<'_>,
         fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf),
     ) {
+        self.log_record(site, None, fill)
+    }
+
+    /// Logs one record of a logbraid macro: `fill` writes the encoded
+    /// values of its placeholders, which the writer formats (see
+    /// [`crate::macros`]), and its fields.
+    pub(crate) fn log_deferred(
+        &self,
+        level: Level,
+        site: &'static Site,
+        format: FormatFn,
+        fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf),
+    ) {
+        let callsite = Callsite {
+            level,
+            target: site.target,
+            module: Some(site.module),
+            file: Some(site.file),
+            line: Some(site.line),
+            function: None,
+        };
+        self.log_record(&callsite, Some(Deferred { site, format }), fill)
+    }
+
+    fn log_record(
+        &self,
+        site: &Callsite<'_>,
+        deferred: Option<Deferred>,
+        fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf),
+    ) {
         if self.orphaned() {
             return self.drop_orphaned();
         }
@@ -93,6 +125,7 @@ impl Shared {
                     &local.message,
                     local.fields.as_bytes(),
                 );
+                parts.deferred = deferred;
                 if !self.queued(&mut local.producers, &parts) {
                     if parts.tsc {
                         parts.timestamp_ns = self.now();
@@ -111,6 +144,11 @@ impl Shared {
             let mut message = Vec::new();
             let mut fields = FieldsBuf::new();
             fill(&mut message, &mut fields);
+            if let Some(d) = deferred {
+                let mut text = Vec::new();
+                d.format(&message, &mut text);
+                message = text;
+            }
             let mut parts = Parts::at_site(site, (self.now(), false), &message, fields.as_bytes());
             let source = Source::current();
             parts.foreign = Some((thread_id(), None, &source));
@@ -146,6 +184,7 @@ impl Shared {
             fields: record.fields.encoded(),
             foreign: Some((record.thread_id, record.thread_name, source)),
             tsc: false,
+            deferred: None,
         };
         let handled = LOCAL.try_with(|local| match local.try_borrow_mut() {
             Ok(mut local) if !local.is_writer => {
@@ -285,11 +324,21 @@ impl Shared {
                 (thread_id(), own_name.as_deref(), &*own_source)
             }
         };
+        let text;
+        let message = match parts.deferred {
+            Some(d) => {
+                let mut t = Vec::new();
+                d.format(parts.message, &mut t);
+                text = t;
+                &text[..]
+            }
+            None => parts.message,
+        };
         let record = Record {
             timestamp_ns: parts.timestamp_ns,
             level: parts.level,
             target: parts.target,
-            message: parts.message,
+            message,
             module: parts.module,
             file: parts.file,
             line: parts.line,
