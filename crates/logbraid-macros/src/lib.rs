@@ -603,6 +603,16 @@ impl Call {
             })
         });
         let writer_format = LitStr::new(&plan.format, lit.span());
+        // With fields the record always takes the general path.
+        let size = if self.fields.is_empty() {
+            quote_spanned!(site=> {
+                let __lb_size = ::core::option::Option::Some(0usize);
+                #(let __lb_size = #p::add(__lb_size, #p::Arg::raw_size(&#slot_names));)*
+                __lb_size
+            })
+        } else {
+            quote_spanned!(site=> ::core::option::Option::None)
+        };
 
         quote_spanned! {site=>
             {
@@ -638,7 +648,11 @@ impl Call {
                         __lb_level,
                         &__LB_SITE,
                         __lb_formatter(#(&#slot_names),*),
-                        &mut |__lb_args: &mut ::std::vec::Vec<u8>, __lb_fields: &mut #krate::FieldsBuf| {
+                        #size,
+                        |__lb_out: &mut #p::Out<'_>| {
+                            #(#p::Arg::put_raw(&#slot_names, __lb_out);)*
+                        },
+                        |__lb_args: &mut ::std::vec::Vec<u8>, __lb_fields: &mut #krate::FieldsBuf| {
                             #(#field_pushes)*
                             #(#encodes)*
                         },

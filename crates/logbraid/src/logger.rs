@@ -107,13 +107,30 @@ impl Logger {
         self.shared.log(site, fill);
     }
 
-    /// Logs a record of a logbraid macro (see [`crate::macros`]).
-    pub(crate) fn log_deferred(
+    /// Queues a macro's record whose values, `size` bytes, `write` writes
+    /// straight into this thread's ring; false when it cannot (see
+    /// [`crate::macros::log`]).
+    #[inline(always)]
+    pub(crate) fn try_log_deferred(
         &self,
         level: Level,
         site: &'static crate::macros::Site,
         format: crate::macros::FormatFn,
-        fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf),
+        size: usize,
+        write: &mut impl FnMut(&mut crate::macros::Out<'_>),
+    ) -> bool {
+        self.shared
+            .try_log_deferred(level, site, format, size, write)
+    }
+
+    /// Logs a record of a logbraid macro (see [`crate::macros`]).
+    #[inline]
+    pub(crate) fn log_deferred<F: FnMut(&mut Vec<u8>, &mut FieldsBuf)>(
+        &self,
+        level: Level,
+        site: &'static crate::macros::Site,
+        format: crate::macros::FormatFn,
+        fill: F,
     ) {
         self.shared.log_deferred(level, site, format, fill);
     }

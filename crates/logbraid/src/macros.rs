@@ -160,17 +160,75 @@ pub fn enabled_in<'a>(logger: &'a Logger, level: Level, target: &str) -> Option<
     logger.enabled(target, level).then_some(logger)
 }
 
-/// Queues a deferred record: `fill` writes the encoded values and the
-/// fields.
-#[inline]
-pub fn log(
+/// Queues a deferred record. When every value is copied raw and there
+/// are no fields, `size` is the bytes they take and `write` writes them
+/// straight into the thread's ring; otherwise (or when that ring has no
+/// room or does not exist yet) `fill` writes the values and the fields into
+/// buffers, and the record takes the path of every other record.
+#[inline(always)]
+pub fn log<W: FnMut(&mut Out<'_>), F: FnMut(&mut Vec<u8>, &mut FieldsBuf)>(
     logger: &Logger,
     level: Level,
     site: &'static Site,
     format: FormatFn,
-    fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf),
+    size: Option<usize>,
+    mut write: W,
+    fill: F,
 ) {
+    if let Some(size) = size {
+        if logger.try_log_deferred(level, site, format, size, &mut write) {
+            return;
+        }
+    }
     logger.log_deferred(level, site, format, fill);
+}
+
+/// The sum of the raw sizes, `None` when one is not raw.
+#[inline(always)]
+pub const fn add(total: Option<usize>, size: Option<usize>) -> Option<usize> {
+    match (total, size) {
+        (Some(a), Some(b)) => Some(a + b),
+        _ => None,
+    }
+}
+
+/// Where encoded values go: a buffer, or a reserved entry of a ring.
+pub trait Buf {
+    /// Appends `bytes`.
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Buf for Vec<u8> {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// The values' part of an entry reserved in a ring, written in order.
+pub struct Out<'a> {
+    slot: crate::pipeline::Slot<'a>,
+    at: usize,
+}
+
+impl fmt::Debug for Out<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Out").field("at", &self.at).finish()
+    }
+}
+
+impl<'a> Out<'a> {
+    pub(crate) fn new(slot: crate::pipeline::Slot<'a>, at: usize) -> Self {
+        Out { slot, at }
+    }
+}
+
+impl Buf for Out<'_> {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        self.slot.put(self.at, bytes);
+        self.at += bytes.len();
+    }
 }
 
 /// Never called: the compiler checks the format string and its arguments
@@ -222,10 +280,16 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    let len = s.len().min(u32::MAX as usize);
-    out.extend_from_slice(&(len as u32).to_le_bytes());
-    out.extend_from_slice(&s.as_bytes()[..len]);
+#[inline(always)]
+fn str_len(s: &str) -> usize {
+    s.len().min(u32::MAX as usize)
+}
+
+#[inline(always)]
+fn put_str<B: Buf>(out: &mut B, s: &str) {
+    let len = str_len(s);
+    out.put(&(len as u32).to_le_bytes());
+    out.put(&s.as_bytes()[..len]);
 }
 
 /// How the writer reads one value back and formats it: each formatting
@@ -300,16 +364,22 @@ delegate!(Display => display, Debug => debug, LowerHex => lower_hex, UpperHex =>
 pub trait Raw {
     /// How the writer reads it back.
     type Kind: Decode;
-    /// Appends the encoding.
-    fn put(&self, out: &mut Vec<u8>);
+    /// Bytes of the encoding.
+    fn size(&self) -> usize;
+    /// Appends the encoding, [`Raw::size`] bytes.
+    fn put<B: Buf>(&self, out: &mut B);
     /// Pushes it as a field.
     fn field(&self, fields: &mut FieldsBuf, key: &str);
 }
 
 impl<T: Raw + ?Sized> Raw for &T {
     type Kind = T::Kind;
-    #[inline]
-    fn put(&self, out: &mut Vec<u8>) {
+    #[inline(always)]
+    fn size(&self) -> usize {
+        (**self).size()
+    }
+    #[inline(always)]
+    fn put<B: Buf>(&self, out: &mut B) {
         (**self).put(out)
     }
     fn field(&self, fields: &mut FieldsBuf, key: &str) {
@@ -321,9 +391,13 @@ macro_rules! numbers {
     ($($t:ty => $field:expr, [$($tr:ident => $m:ident),*];)*) => {$(
         impl Raw for $t {
             type Kind = $t;
-            #[inline]
-            fn put(&self, out: &mut Vec<u8>) {
-                out.extend_from_slice(&self.to_le_bytes());
+            #[inline(always)]
+            fn size(&self) -> usize {
+                std::mem::size_of::<$t>()
+            }
+            #[inline(always)]
+            fn put<B: Buf>(&self, out: &mut B) {
+                out.put(&self.to_le_bytes());
             }
             fn field(&self, fields: &mut FieldsBuf, key: &str) {
                 #[allow(clippy::redundant_closure_call)]
@@ -389,9 +463,13 @@ numbers! {
 
 impl Raw for bool {
     type Kind = bool;
-    #[inline]
-    fn put(&self, out: &mut Vec<u8>) {
-        out.push(*self as u8);
+    #[inline(always)]
+    fn size(&self) -> usize {
+        1
+    }
+    #[inline(always)]
+    fn put<B: Buf>(&self, out: &mut B) {
+        out.put(&[*self as u8]);
     }
     fn field(&self, fields: &mut FieldsBuf, key: &str) {
         fields.push(key, FieldValue::Bool(*self));
@@ -413,9 +491,13 @@ impl Decode for bool {
 
 impl Raw for char {
     type Kind = char;
-    #[inline]
-    fn put(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&(*self as u32).to_le_bytes());
+    #[inline(always)]
+    fn size(&self) -> usize {
+        4
+    }
+    #[inline(always)]
+    fn put<B: Buf>(&self, out: &mut B) {
+        out.put(&(*self as u32).to_le_bytes());
     }
     fn field(&self, fields: &mut FieldsBuf, key: &str) {
         fields.push_str(key, self.encode_utf8(&mut [0; 4]));
@@ -456,8 +538,12 @@ macro_rules! texts {
     ($($t:ty),*) => {$(
         impl Raw for $t {
             type Kind = Text;
-            #[inline]
-            fn put(&self, out: &mut Vec<u8>) {
+            #[inline(always)]
+            fn size(&self) -> usize {
+                4 + str_len(self)
+            }
+            #[inline(always)]
+            fn put<B: Buf>(&self, out: &mut B) {
                 put_str(out, self);
             }
             fn field(&self, fields: &mut FieldsBuf, key: &str) {
@@ -512,6 +598,10 @@ impl Decode for Formatted {
 pub trait Arg {
     /// How the writer reads it back.
     type Kind: Decode;
+    /// Bytes of the encoding when the value is copied raw.
+    fn raw_size(&self) -> Option<usize>;
+    /// Writes the raw encoding (only when [`Arg::raw_size`] is `Some`).
+    fn put_raw(&self, out: &mut Out<'_>);
     /// Appends the value's encoding; `eager` formats it with its spec
     /// when it is not copied raw.
     fn encode(&self, out: &mut Vec<u8>, eager: impl FnOnce(&mut Vec<u8>));
@@ -525,6 +615,14 @@ pub struct RawArg<'a, T: ?Sized>(pub &'a T);
 
 impl<T: Raw + ?Sized> Arg for RawArg<'_, T> {
     type Kind = T::Kind;
+    #[inline(always)]
+    fn raw_size(&self) -> Option<usize> {
+        Some(self.0.size())
+    }
+    #[inline(always)]
+    fn put_raw(&self, out: &mut Out<'_>) {
+        self.0.put(out)
+    }
     #[inline]
     fn encode(&self, out: &mut Vec<u8>, _: impl FnOnce(&mut Vec<u8>)) {
         self.0.put(out)
@@ -541,6 +639,10 @@ pub struct EagerArg;
 
 impl Arg for EagerArg {
     type Kind = Formatted;
+    fn raw_size(&self) -> Option<usize> {
+        None
+    }
+    fn put_raw(&self, _: &mut Out<'_>) {}
     fn encode(&self, out: &mut Vec<u8>, eager: impl FnOnce(&mut Vec<u8>)) {
         let at = out.len();
         out.extend_from_slice(&[0; 4]);

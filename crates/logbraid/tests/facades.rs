@@ -189,8 +189,13 @@ fn child_panics_with_records_queued() {
     let Some(dir) = child_dir() else { return };
     let guard = Builder::new().sink(json_file(&dir)).init().unwrap();
     std::mem::forget(guard);
+    // logbraid's own macros and the facade, alternately.
     for i in 0..10_000 {
-        log::info!("record {i}");
+        if i % 2 == 0 {
+            logbraid::info!("record {i}");
+        } else {
+            log::info!("record {i}");
+        }
     }
     panic!("the program gives up");
 }
@@ -214,7 +219,11 @@ fn child_exits_with_records_queued() {
     let Some(dir) = child_dir() else { return };
     let _guard = Builder::new().sink(json_file(&dir)).init().unwrap();
     for i in 0..10_000 {
-        log::info!("record {i}");
+        if i % 2 == 0 {
+            logbraid::info!("record {i}");
+        } else {
+            log::info!("record {i}");
+        }
     }
     std::process::exit(3);
 }
@@ -224,5 +233,9 @@ fn process_exit_flushes_through_atexit() {
     let dir = tempfile::tempdir().unwrap();
     let out = run_child("child_exits_with_records_queued", dir.path(), &[]);
     assert_eq!(out.status.code(), Some(3));
-    assert_eq!(json_lines(&dir.path().join("app.jsonl")).len(), 10_000);
+    let lines = json_lines(&dir.path().join("app.jsonl"));
+    assert_eq!(lines.len(), 10_000);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["msg"], format!("record {i}"));
+    }
 }

@@ -55,7 +55,7 @@ use super::ring::{align, ProducerPos, Ring, HEAD_BYTES};
 use super::tsc::Converter;
 use super::Callsite;
 use crate::level::Level;
-use crate::macros::{FormatFn, Site};
+use crate::macros::{FormatFn, Out, Site};
 use crate::record::{Fields, Record, Source};
 
 pub(crate) const HEADER: usize = 56;
@@ -273,16 +273,14 @@ impl<'a> Parts<'a> {
     fn push_deferred(&self, d: Deferred, ring: &Ring, p: &mut ProducerPos) -> bool {
         let values = &self.message[..self.message.len().min(u32::MAX as usize - 4096)];
         let len = align(DEFERRED_HEADER + values.len() + self.fields.len());
-        let mut h = [0u8; DEFERRED_HEADER];
-        h[0..4].copy_from_slice(&(len as u32).to_le_bytes());
-        h[4] = KIND_DEFERRED;
-        h[5] = self.level as u8;
-        h[6] = if self.tsc { F_TSC } else { 0 };
-        h[8..16].copy_from_slice(&self.timestamp_ns.to_le_bytes());
-        h[16..24].copy_from_slice(&(d.site as *const Site as usize as u64).to_le_bytes());
-        h[24..32].copy_from_slice(&(d.format as usize as u64).to_le_bytes());
-        h[32..36].copy_from_slice(&(values.len() as u32).to_le_bytes());
-        h[36..40].copy_from_slice(&(self.fields.len() as u32).to_le_bytes());
+        let h = deferred_header(
+            len,
+            self.level,
+            (self.timestamp_ns, self.tsc),
+            d,
+            values.len(),
+            self.fields.len(),
+        );
         if len > ring.max_entry() {
             let Some(pos) = ring.try_reserve(p, HEADER) else {
                 return false;
@@ -306,6 +304,59 @@ impl<'a> Parts<'a> {
         ring.publish(p, pos, len);
         true
     }
+}
+
+/// The header of a deferred entry of `len` bytes (see the module
+/// documentation).
+#[inline(always)]
+fn deferred_header(
+    len: usize,
+    level: Level,
+    (timestamp, tsc): (i64, bool),
+    d: Deferred,
+    values: usize,
+    fields: usize,
+) -> [u8; DEFERRED_HEADER] {
+    let mut h = [0u8; DEFERRED_HEADER];
+    h[0..4].copy_from_slice(&(len as u32).to_le_bytes());
+    h[4] = KIND_DEFERRED;
+    h[5] = level as u8;
+    h[6] = if tsc { F_TSC } else { 0 };
+    h[8..16].copy_from_slice(&timestamp.to_le_bytes());
+    h[16..24].copy_from_slice(&(d.site as *const Site as usize as u64).to_le_bytes());
+    h[24..32].copy_from_slice(&(d.format as usize as u64).to_le_bytes());
+    h[32..36].copy_from_slice(&(values as u32).to_le_bytes());
+    h[36..40].copy_from_slice(&(fields as u32).to_le_bytes());
+    h
+}
+
+/// Reserves and writes a deferred entry of `values` bytes without fields,
+/// `write` writing the values, stamped with `stamp()` once reserved.
+/// False when it does not fit inline in the ring or the ring is full:
+/// nothing was written then.
+#[inline(always)]
+pub(crate) fn push_deferred_raw(
+    ring: &Ring,
+    p: &mut ProducerPos,
+    level: Level,
+    d: Deferred,
+    values: usize,
+    stamp: impl FnOnce() -> (i64, bool),
+    write: &mut impl FnMut(&mut Out<'_>),
+) -> bool {
+    let len = align(DEFERRED_HEADER + values);
+    if len > ring.max_entry() {
+        return false;
+    }
+    let Some(pos) = ring.try_reserve(p, len) else {
+        return false;
+    };
+    // SAFETY: reserved just above, published below.
+    let slot = unsafe { ring.slot(pos, len) };
+    slot.put(0, &deferred_header(len, level, stamp(), d, values, 0));
+    write(&mut Out::new(slot, DEFERRED_HEADER));
+    ring.publish(p, pos, len);
+    true
 }
 
 /// A record's parts as they are written (see [`Parts::layout`]).

@@ -33,6 +33,7 @@ use crate::record::{FieldsBuf, Record, Source};
 
 pub use caller_thread::{name_thread, set_thread_id};
 pub(crate) use lifecycle::flush_all;
+pub(crate) use ring::Slot;
 use ring::{ProducerPos, Ring};
 pub use sinks::SinkSet;
 
