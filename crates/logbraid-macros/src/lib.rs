@@ -554,10 +554,14 @@ impl Call {
         let mut picks = Vec::new();
         let mut encodes = Vec::new();
         if whole {
+            // The arguments were evaluated once, into the bindings.
+            let names = self.named.iter().map(|(n, _)| n);
             picks.push(quote_spanned!(site=> let __lb_s0 = #p::EagerArg;));
             encodes.push(quote_spanned!(site=>
                 #p::Arg::encode(&__lb_s0, __lb_args, |__lb_w: &mut ::std::vec::Vec<u8>| {
-                    #p::write_fmt(__lb_w, ::core::format_args!(#lit #check_args))
+                    #p::write_fmt(__lb_w, ::core::format_args!(
+                        #lit #(, *#positional)* #(, #names = *#named)*
+                    ))
                 });
             ));
         }

@@ -54,7 +54,6 @@
 //! as numbers and booleans); others are written with `Display`.
 
 use std::fmt;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 use crate::level::Level;
@@ -235,13 +234,26 @@ impl Buf for Out<'_> {
 /// through it, with `format!`'s own messages.
 pub fn check(_: fmt::Arguments<'_>) {}
 
-/// Appends formatted text.
+/// Appends formatted text: `fmt::write` straight into the vector, without
+/// the `io::Write` adapter's error plumbing (the same bytes).
 #[inline]
 pub fn write_fmt(out: &mut Vec<u8>, args: fmt::Arguments<'_>) {
+    struct Text<'a>(&'a mut Vec<u8>);
+
+    impl fmt::Write for Text<'_> {
+        #[inline]
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.0.extend_from_slice(s.as_bytes());
+            Ok(())
+        }
+    }
+
     match args.as_str() {
         Some(s) => out.extend_from_slice(s.as_bytes()),
         None => {
-            let _ = out.write_fmt(args);
+            // Only a `Display` implementation that fails stops it: what it
+            // wrote so far stays, as on the `log` facade's path.
+            let _ = fmt::write(&mut Text(out), args);
         }
     }
 }

@@ -254,6 +254,8 @@ mod kinds {
         case!("plain text");
         let x = 5;
         case!("pointer {:p}", &x);
+        let café = 'c';
+        case!("unicode capture {café:?} {}", 2);
         check_pairs(target, &want);
     }
 }
@@ -344,6 +346,13 @@ mod disabled {
         let other = lines("text.log", "disabled::elsewhere");
         assert_eq!(other.len(), 1);
         assert!(other[0].ends_with(" disabled::elsewhere: x 1"));
+        // A format string formatted whole at the call (a capture with a
+        // name beyond ASCII) evaluates its arguments once too.
+        let café = "au lait";
+        logbraid::info!("{café} {}", count());
+        assert_eq!(evaluated.get(), 4);
+        let text = lines("text.log", target);
+        assert!(text[4].ends_with(": au lait 4"), "{}", text[4]);
     }
 }
 
