@@ -689,6 +689,55 @@ mod tests {
         }
     }
 
+    /// Each slot's source and the spec it is formatted with at the call.
+    type Slots = Vec<(Source, Option<String>)>;
+
+    fn plan(input: &str) -> (String, Slots, Vec<String>) {
+        let call: Call = syn::parse_str(input).unwrap();
+        let plan = call.plan().unwrap();
+        let slots = plan
+            .slots
+            .iter()
+            .map(|s| (s.source, s.eager.as_ref().map(|e| e.0.clone())))
+            .collect();
+        (plan.format, slots, plan.captures)
+    }
+
+    /// Each placeholder, width and precision becomes a slot of its own,
+    /// named by position in the writer's format string.
+    #[test]
+    fn every_placeholder_and_count_gets_a_slot() {
+        use Source::*;
+        let (format, slots, captures) =
+            plan(r#"[c] [l] "a {:>1$} {x:?} {0} {:.*} {{}} {n:w$}", 5, 3, 2, n = 7"#);
+        assert_eq!(format, "a {1:>0$} {2:?} {3:} {5:.4$} {{}} {7:6$}");
+        assert_eq!(
+            slots,
+            vec![
+                (Positional(1), None),
+                (Positional(0), Some("{0:>1$}".into())),
+                (Capture(0), Some("{0:?}".into())),
+                (Positional(0), Some("{0:}".into())),
+                (Positional(1), None),
+                (Positional(2), Some("{0:.1$}".into())),
+                (Capture(1), None),
+                (Named(0), Some("{0:1$}".into())),
+            ]
+        );
+        assert_eq!(captures, ["x", "w"]);
+        // Fields first, then `;`, then the format string.
+        let call: Call =
+            syn::parse_str(r#"[c] [l] target: "t", a = 1, "b" = x; "m {}", y"#).unwrap();
+        assert_eq!(call.fields.len(), 2);
+        assert_eq!(
+            (call.fields[0].0.as_str(), call.fields[1].0.as_str()),
+            ("a", "b")
+        );
+        assert!(call.target.is_some() && call.logger.is_none());
+        assert!(syn::parse_str::<Call>(r#"[c] [l] a = 1 "m""#).is_err());
+        assert!(syn::parse_str::<Call>(r#"[c] [l] "m", n = 1, 2"#).is_err());
+    }
+
     #[test]
     fn format_strings_split_into_text_and_placeholders() {
         use ArgRef::*;
