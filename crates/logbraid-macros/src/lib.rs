@@ -37,7 +37,9 @@ struct Call {
     target: Option<Expr>,
     logger: Option<Expr>,
     fields: Vec<(String, Expr)>,
-    format: LitStr,
+    /// The format string: a literal, or a macro call that expands to one
+    /// (`concat!`), which is formatted whole at the call.
+    format: Expr,
     positional: Vec<Expr>,
     named: Vec<(Ident, Expr)>,
 }
@@ -78,7 +80,9 @@ impl Parse for Call {
             }
         }
         let mut fields = Vec::new();
-        if !input.peek(LitStr) {
+        // `name!(...)` starts the format string (`concat!`), not a field.
+        let at_format = input.peek(LitStr) || (input.peek(Ident) && input.peek2(Token![!]));
+        if !at_format {
             loop {
                 let key = if input.peek(LitStr) {
                     input.parse::<LitStr>()?.value()
@@ -101,7 +105,13 @@ impl Parse for Call {
                 })?;
             }
         }
-        let format: LitStr = input.parse()?;
+        let format: Expr = input.parse()?;
+        if !matches!(&format, Expr::Lit(_) | Expr::Macro(_)) {
+            return Err(syn::Error::new_spanned(
+                format,
+                "expected a format string (a literal, or a macro such as concat! that gives one)",
+            ));
+        }
         let mut positional = Vec::new();
         let mut named: Vec<(Ident, Expr)> = Vec::new();
         while input.parse::<Option<Token![,]>>()?.is_some() {
@@ -413,7 +423,14 @@ impl Call {
     }
 
     fn plan(&self) -> Option<Plan> {
-        let pieces = parse_format(&self.format.value())?;
+        let syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(lit),
+            ..
+        }) = &self.format
+        else {
+            return None;
+        };
+        let pieces = parse_format(&lit.value())?;
         let mut format = String::new();
         let mut slots = Vec::new();
         let mut captures = Vec::new();
@@ -487,6 +504,7 @@ impl Call {
         let p = quote!(#krate::__private);
         let site = Span::mixed_site();
         let lit = &self.format;
+        let lit_span = syn::spanned::Spanned::span(lit);
         let target = match &self.target {
             Some(t) => quote!(#t),
             None => quote!(::core::module_path!()),
@@ -526,7 +544,7 @@ impl Call {
         let capture_names: Vec<Ident> = (0..plan.captures.len())
             .map(|i| format_ident!("__lb_c{}", i, span = site))
             .collect();
-        let capture_idents = plan.captures.iter().map(|c| Ident::new(c, lit.span()));
+        let capture_idents = plan.captures.iter().map(|c| Ident::new(c, lit_span));
         let binding = |s: Source| match s {
             Source::Positional(i) => positional[i].clone(),
             Source::Named(j) => named[j].clone(),
@@ -576,7 +594,7 @@ impl Call {
                     ));
                 }
                 Some((spec, counts)) => {
-                    let spec = LitStr::new(spec, lit.span());
+                    let spec = LitStr::new(spec, lit_span);
                     let counts = counts.iter().map(|c| binding(*c));
                     if slot.always_eager {
                         picks.push(quote_spanned!(site=> let #s = #p::EagerArg;));
@@ -606,7 +624,7 @@ impl Call {
                 });
             })
         });
-        let writer_format = LitStr::new(&plan.format, lit.span());
+        let writer_format = LitStr::new(&plan.format, lit_span);
         // With fields the record always takes the general path.
         let size = if self.fields.is_empty() {
             quote_spanned!(site=> {

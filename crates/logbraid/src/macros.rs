@@ -45,7 +45,8 @@
 //! `info!([target: "literal",] [logger: expr,] [key = value, ...;] "format", args...)`
 //!
 //! The format string and its arguments are those of `format!`: positional
-//! and named arguments, inline captures (`{name}`), every spec. The
+//! and named arguments, inline captures (`{name}`), every spec. A format
+//! string given by a macro (`concat!`) is formatted whole at the call. The
 //! optional fields come before the format string and end with `;`: after
 //! it, `key = value` already means a named argument of the format string,
 //! so trailing fields would be read as arguments (or the reverse) without

@@ -256,6 +256,7 @@ mod kinds {
         case!("pointer {:p}", &x);
         let café = 'c';
         case!("unicode capture {café:?} {}", 2);
+        case!(concat!("concat ", "{} {:>4}|"), 1, "ab");
         check_pairs(target, &want);
     }
 }
