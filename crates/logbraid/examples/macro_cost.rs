@@ -23,6 +23,55 @@ fn main() {
         println!("{which}: {:.2} M lines/s", 4.0 / t.elapsed().as_secs_f64());
         return;
     }
+    if which == "serial" {
+        use std::arch::x86_64::{__rdtscp, _mm_lfence};
+        let t = || unsafe {
+            _mm_lfence();
+            let t = _rdtsc();
+            _mm_lfence();
+            t
+        };
+        let u = || unsafe {
+            let mut a = 0;
+            let t = __rdtscp(&mut a);
+            _mm_lfence();
+            t
+        };
+        let mut o: Vec<u64> = (0..100000)
+            .map(|_| {
+                let a = t();
+                let b = u();
+                b - a
+            })
+            .collect();
+        o.sort();
+        let over = o[o.len() / 2];
+        for kind in ["macro", "log", "macro", "log"] {
+            let mut v = Vec::new();
+            for round in 0..5000u64 {
+                for i in 0..20u64 {
+                    let id = round * 20 + i;
+                    let a = t();
+                    if kind == "log" {
+                        log::info!("request {} served in {} ms", id, 3);
+                    } else {
+                        logbraid::info!("request {} served in {} ms", id, 3);
+                    }
+                    let b = u();
+                    v.push((b - a).saturating_sub(over));
+                }
+                let until = std::time::Instant::now() + std::time::Duration::from_micros(100);
+                while std::time::Instant::now() < until {}
+            }
+            v.sort();
+            println!(
+                "{kind}: p50 {:.1} ns p90 {:.1} ns",
+                v[v.len() / 2] as f64 / 2.6,
+                v[v.len() * 9 / 10] as f64 / 2.6
+            );
+        }
+        return;
+    }
     let mut per = Vec::new();
     for round in 0..std::env::var("ROUNDS")
         .map(|r| r.parse().unwrap())

@@ -70,6 +70,11 @@ impl Logger {
         (level as u8) >= self.max.load(Ordering::Relaxed) && self.filter.enabled(target, level)
     }
 
+    /// Whether a directive names a target (else the level alone decides).
+    pub(crate) fn filters_by_target(&self) -> bool {
+        self.filter.has_targets()
+    }
+
     /// The most verbose level any directive enables.
     pub fn max_level(&self) -> LevelFilter {
         self.filter.max_level()

@@ -55,7 +55,7 @@
 //! as numbers and booleans); others are written with `Display`.
 
 use std::fmt;
-use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
 
 use crate::level::Level;
 use crate::logger::Logger;
@@ -129,11 +129,17 @@ static MAX: AtomicU8 = AtomicU8::new(u8::MAX);
 /// read from here stays valid whatever is installed later.
 static GLOBAL: AtomicPtr<Logger> = AtomicPtr::new(std::ptr::null_mut());
 
+/// Whether the installed logger's directives name targets: without, a
+/// level past [`MAX`] is enough (no second look through the logger).
+static BY_TARGET: AtomicBool = AtomicBool::new(true);
+
 /// Makes `logger` the one the macros log to when no `logger:` is given.
 pub(crate) fn install(logger: &Logger) {
     let leaked: &'static Logger = Box::leak(Box::new(logger.clone()));
+    BY_TARGET.store(true, Ordering::Release);
     GLOBAL.store(leaked as *const Logger as *mut Logger, Ordering::Release);
     MAX.store(logger.max_level().to_u8(), Ordering::Release);
+    BY_TARGET.store(logger.filters_by_target(), Ordering::Release);
 }
 
 /// The installed logger when it logs `level` for `target`.
@@ -145,12 +151,15 @@ pub fn enabled(level: Level, target: &str) -> Option<&'static Logger> {
     enabled_global(level, target)
 }
 
-#[inline]
+#[inline(always)]
 fn enabled_global(level: Level, target: &str) -> Option<&'static Logger> {
     let p = GLOBAL.load(Ordering::Acquire);
     // SAFETY: non-null pointers stored in GLOBAL come from Box::leak in
     // `install` and are never freed.
     let logger = unsafe { p.as_ref() }?;
+    if !BY_TARGET.load(Ordering::Relaxed) {
+        return Some(logger);
+    }
     logger.enabled(target, level).then_some(logger)
 }
 
