@@ -127,6 +127,7 @@ pub struct ChildReport {
 pub fn main(args: &ChildArgs) -> anyhow::Result<()> {
     let report = match args.lib.as_str() {
         "logbraid" => run::<libs::Logbraid>(args),
+        "logbraid-macros" => run::<libs::LogbraidMacros>(args),
         #[cfg(feature = "peer-tracing")]
         "tracing" => run::<libs::Tracing>(args),
         #[cfg(feature = "peer-spdlog")]

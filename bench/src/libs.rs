@@ -45,6 +45,15 @@ pub const ALL: &[Info] = &[
         feature: None,
     },
     Info {
+        name: "logbraid-macros",
+        krate: "logbraid",
+        api: "`logbraid::info!` (formats on the writer thread)",
+        setup: "as `logbraid`: the same builder, installed with `init`",
+        flush: "drop the `Guard` (drains, flushes, joins the writer)",
+        synchronous: false,
+        feature: None,
+    },
+    Info {
         name: "tracing",
         krate: "tracing-appender",
         api: "`tracing::info!`",
@@ -174,6 +183,33 @@ impl Peer for Logbraid {
             dropped: stats.dropped,
             full_waits: stats.full_waits,
         }))
+    }
+}
+
+/// logbraid through its own macros: the same logger as [`Logbraid`], the
+/// message formatted on the writer thread.
+#[derive(Debug)]
+pub struct LogbraidMacros;
+
+impl Peer for LogbraidMacros {
+    type Guard = logbraid::Guard;
+
+    fn init(dir: &Path) -> anyhow::Result<Self::Guard> {
+        Logbraid::init(dir)
+    }
+
+    #[inline(always)]
+    fn info(index: u64, ms: u64) {
+        logbraid::info!("request {} served in {} ms", index, ms);
+    }
+
+    #[inline(always)]
+    fn debug(index: u64, ms: u64) {
+        logbraid::debug!("request {} served in {} ms", index, ms);
+    }
+
+    fn finish(guard: Self::Guard) -> anyhow::Result<Option<SelfStats>> {
+        Logbraid::finish(guard)
     }
 }
 

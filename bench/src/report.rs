@@ -11,6 +11,12 @@ const TARGET_P50_NS: f64 = 100.0;
 const TARGET_P999_NS: f64 = 2_000.0;
 const TARGET_LINES_PER_S: f64 = 3_000_000.0;
 const TARGET_DISABLED_NS: f64 = 2.0;
+/// The targets of logbraid's own macros (`logbraid-macros`).
+const MACRO: &str = "logbraid-macros";
+const MACRO_P50_NS: f64 = 20.0;
+const MACRO_P999_NS: f64 = 250.0;
+const MACRO_LINES_PER_S: f64 = 10_000_000.0;
+const MACRO_DISABLED_NS: f64 = 1.0;
 const QUEUE_BYTES: u64 = 1 << 20;
 const RSS_MARGIN_KIB: u64 = 32 * 1024;
 
@@ -404,24 +410,24 @@ fn targets(md: &mut String, plan: &Plan, results: &Results) {
     let lb = "logbraid";
     let mut lines: Vec<String> = Vec::new();
     let mut ahead: Vec<String> = Vec::new();
-    let peers: Vec<&&Info> = results.libs.iter().filter(|i| i.name != lb).collect();
+    // logbraid's own macros are logbraid, not a peer: they have targets of
+    // their own below.
+    let peers: Vec<&&Info> = results
+        .libs
+        .iter()
+        .filter(|i| i.name != lb && i.name != MACRO)
+        .collect();
 
     if plan.scenarios.contains(&Scenario::Latency) {
         for &t in &plan.threads {
             match latency(results, lb, t) {
                 Ok(run) => {
                     let l = run.report.latency.as_ref().expect("checked by latency()");
-                    lines.push(format!(
-                        "- {} caller p50 ≤ {} through the `log` facade, {t} thread(s): {}",
-                        mark(l.p50 as f64 <= TARGET_P50_NS),
-                        ns(TARGET_P50_NS),
-                        ns(l.p50 as f64)
-                    ));
-                    lines.push(format!(
-                        "- {} caller p99.9 ≤ {} through the `log` facade, {t} thread(s): {}",
-                        mark(l.p999 as f64 <= TARGET_P999_NS),
-                        ns(TARGET_P999_NS),
-                        ns(l.p999 as f64)
+                    lines.extend(latency_targets(
+                        l,
+                        (TARGET_P50_NS, TARGET_P999_NS),
+                        "through the `log` facade",
+                        t,
                     ));
                     type Pick = fn(&child::Latency) -> u64;
                     let figures: [(&str, Pick); 4] = [
@@ -553,6 +559,9 @@ fn targets(md: &mut String, plan: &Plan, results: &Results) {
             )),
         }
     }
+    if results.libs.iter().any(|i| i.name == MACRO) {
+        macro_targets(&mut lines, plan, results);
+    }
     for l in lines {
         let _ = writeln!(md, "{l}");
     }
@@ -573,6 +582,84 @@ fn ahead_line(figure: &str, better: &[String]) -> String {
         format!("  - ✔ {figure}")
     } else {
         format!("  - ✘ {figure}: behind {}", better.join(", "))
+    }
+}
+
+/// The lines of the p50 and p99.9 targets of calls made `how`.
+fn latency_targets(l: &child::Latency, (p50, p999): (f64, f64), how: &str, t: u64) -> [String; 2] {
+    [
+        format!(
+            "- {} caller p50 ≤ {} {how}, {t} thread(s): {}",
+            mark(l.p50 as f64 <= p50),
+            ns(p50),
+            ns(l.p50 as f64)
+        ),
+        format!(
+            "- {} caller p99.9 ≤ {} {how}, {t} thread(s): {}",
+            mark(l.p999 as f64 <= p999),
+            ns(p999),
+            ns(l.p999 as f64)
+        ),
+    ]
+}
+
+/// The lines of the macros' targets: caller latency against the facade's,
+/// end to end and the disabled call.
+fn macro_targets(lines: &mut Vec<String>, plan: &Plan, results: &Results) {
+    let api = "through `logbraid::info!`";
+    if plan.scenarios.contains(&Scenario::Latency) {
+        for &t in &plan.threads {
+            let Ok(run) = latency(results, MACRO, t) else {
+                lines.push(format!(
+                    "- ✘ caller latency {api}, {t} thread(s): not measured"
+                ));
+                continue;
+            };
+            let l = run.report.latency.as_ref().expect("checked by latency()");
+            lines.extend(latency_targets(l, (MACRO_P50_NS, MACRO_P999_NS), api, t));
+            if let Some(f) = latency(results, "logbraid", t)
+                .ok()
+                .and_then(|r| r.report.latency.as_ref())
+            {
+                lines.push(format!(
+                    "- {} caller p50 {api} ≤ a quarter of the `log` facade's, {t} thread(s): {} against {} ({:.2}×)",
+                    mark(l.p50 * 4 <= f.p50),
+                    ns(l.p50 as f64),
+                    ns(f.p50 as f64),
+                    l.p50 as f64 / f.p50.max(1) as f64
+                ));
+            }
+        }
+    }
+    if plan.scenarios.contains(&Scenario::Throughput) {
+        for &t in &plan.threads {
+            let Ok(tp) = throughput(results, MACRO, t) else {
+                lines.push(format!("- ✘ end-to-end {api}, {t} thread(s): not measured"));
+                continue;
+            };
+            lines.push(format!(
+                "- {} end-to-end ≥ {} {api}, {t} thread(s): {} (median of {}), file check {}",
+                mark(tp.median >= MACRO_LINES_PER_S && tp.complete),
+                rate(MACRO_LINES_PER_S),
+                rate(tp.median),
+                tp.runs.len(),
+                check_cell(&tp.runs)
+            ));
+        }
+    }
+    if plan.scenarios.contains(&Scenario::Disabled) {
+        match disabled(results, MACRO) {
+            Ok(d) => lines.push(format!(
+                "- {} disabled call ≤ {MACRO_DISABLED_NS:.0} ns {api}: {:.2} ns per call (the bare loop alone: {:.2} ns)",
+                mark(d.ns_per_call <= MACRO_DISABLED_NS),
+                d.ns_per_call,
+                d.loop_ns_per_call
+            )),
+            Err(e) => lines.push(format!(
+                "- ✘ disabled call {api}: not measured ({})",
+                one_line(&e)
+            )),
+        }
     }
 }
 

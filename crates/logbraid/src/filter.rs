@@ -165,6 +165,12 @@ impl Directives {
         level >= self.threshold_for(target)
     }
 
+    /// Whether some directive names a target: otherwise the level alone
+    /// decides, whatever the target.
+    pub(crate) fn has_targets(&self) -> bool {
+        !self.targets.is_empty()
+    }
+
     /// The threshold that applies to `target`: the longest matching target
     /// directive, or the default.
     pub fn level_for(&self, target: &str) -> LevelFilter {

@@ -15,6 +15,7 @@ pub mod forward;
 pub mod layout;
 pub mod level;
 mod logger;
+pub mod macros;
 pub mod options;
 pub mod pipeline;
 pub mod read;
@@ -37,3 +38,13 @@ pub use logger::{flush_all, global, Builder, Error, Guard, Logger};
 pub use options::{ColorChoice, Compression, Every, Naming, Overflow, SyncMode, Weekday, When};
 pub use pipeline::{name_thread, set_thread_id, Callsite, Mode, Stats, WaitHook};
 pub use record::{set_process_name, Fields, FieldsBuf, OwnedRecord, Record, Source, Value};
+
+/// What the logging macros expand to; not a stable interface.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::macros::{
+        add, check, enabled, enabled_in, log, write_fmt, Arg, Decode, Decoded, EagerArg, FormatFn,
+        Out, RawArg, Reader, Sel, Site, ViaEager, ViaRaw,
+    };
+    pub use logbraid_macros::deferred;
+}

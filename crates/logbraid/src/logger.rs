@@ -70,6 +70,11 @@ impl Logger {
         (level as u8) >= self.max.load(Ordering::Relaxed) && self.filter.enabled(target, level)
     }
 
+    /// Whether a directive names a target (else the level alone decides).
+    pub(crate) fn filters_by_target(&self) -> bool {
+        self.filter.has_targets()
+    }
+
     /// The most verbose level any directive enables.
     pub fn max_level(&self) -> LevelFilter {
         self.filter.max_level()
@@ -105,6 +110,34 @@ impl Logger {
         fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf),
     ) {
         self.shared.log(site, fill);
+    }
+
+    /// Queues a macro's record whose values, `size` bytes, `write` writes
+    /// straight into this thread's ring; false when it cannot (see
+    /// [`crate::macros::log`]).
+    #[inline(always)]
+    pub(crate) fn try_log_deferred(
+        &self,
+        level: Level,
+        site: &'static crate::macros::Site,
+        format: crate::macros::FormatFn,
+        size: usize,
+        write: &mut impl FnMut(&mut crate::macros::Out<'_>),
+    ) -> bool {
+        self.shared
+            .try_log_deferred(level, site, format, size, write)
+    }
+
+    /// Logs a record of a logbraid macro (see [`crate::macros`]).
+    #[inline]
+    pub(crate) fn log_deferred<F: FnMut(&mut Vec<u8>, &mut FieldsBuf)>(
+        &self,
+        level: Level,
+        site: &'static crate::macros::Site,
+        format: crate::macros::FormatFn,
+        fill: F,
+    ) {
+        self.shared.log_deferred(level, site, format, fill);
     }
 
     /// Logs a message given as text, with fields filled by `fields`; for
@@ -736,6 +769,7 @@ pub(crate) fn hold_for_fork(held: &mut crate::sys::fork::Held) {
 
 #[cfg(any(feature = "log", feature = "tracing"))]
 pub(crate) fn set_global(logger: Logger) {
+    crate::macros::install(&logger);
     // The logger replaced is dropped after the lock is let go.
     let _old = GLOBAL
         .lock()

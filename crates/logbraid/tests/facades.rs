@@ -97,6 +97,19 @@ fn out_pid(lines: &[serde_json::Value]) -> u64 {
     lines[0]["pid"].as_u64().unwrap()
 }
 
+/// What `warn,app::db=trace` lets through of the children's records.
+const WARN_AND_APP_DB_TRACE: [&str; 9] = [
+    "app:warn",
+    "app:error",
+    "app::db:trace",
+    "app::db:debug",
+    "app::db:info",
+    "app::db:warn",
+    "app::db:error",
+    "other:warn",
+    "other:error",
+];
+
 #[test]
 fn logbraid_level_directives_come_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
@@ -114,19 +127,52 @@ fn logbraid_level_directives_come_from_the_environment() {
         String::from_utf8_lossy(&out.stderr)
     );
     let got = seen(dir.path());
+    assert_eq!(got, WARN_AND_APP_DB_TRACE);
+}
+
+/// Child: the same records as `child_logs_through_the_facade`, through
+/// logbraid's own macros.
+#[test]
+fn child_logs_through_the_macros() {
+    let Some(dir) = child_dir() else { return };
+    let _guard = Builder::new().sink(json_file(&dir)).init().unwrap();
+    macro_rules! each_level {
+        ($($target:literal),*) => {$(
+            logbraid::trace!(target: $target, "trace");
+            logbraid::debug!(target: $target, "debug");
+            logbraid::info!(target: $target, "info");
+            logbraid::warn!(target: $target, "warn");
+            logbraid::error!(target: $target, "error");
+        )*};
+    }
+    each_level!("app", "app::db", "other");
+}
+
+#[test]
+fn the_macros_follow_the_level_directives_of_each_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_child(
+        "child_logs_through_the_macros",
+        dir.path(),
+        &[("LOGBRAID_LEVEL", "warn,app::db=trace")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(seen(dir.path()), WARN_AND_APP_DB_TRACE);
+    // Without target directives the level alone decides.
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_child(
+        "child_logs_through_the_macros",
+        dir.path(),
+        &[("LOGBRAID_LEVEL", "error")],
+    );
+    assert!(out.status.success());
     assert_eq!(
-        got,
-        [
-            "app:warn",
-            "app:error",
-            "app::db:trace",
-            "app::db:debug",
-            "app::db:info",
-            "app::db:warn",
-            "app::db:error",
-            "other:warn",
-            "other:error",
-        ]
+        seen(dir.path()),
+        ["app:error", "app::db:error", "other:error"]
     );
 }
 
@@ -189,8 +235,13 @@ fn child_panics_with_records_queued() {
     let Some(dir) = child_dir() else { return };
     let guard = Builder::new().sink(json_file(&dir)).init().unwrap();
     std::mem::forget(guard);
+    // logbraid's own macros and the facade, alternately.
     for i in 0..10_000 {
-        log::info!("record {i}");
+        if i % 2 == 0 {
+            logbraid::info!("record {i}");
+        } else {
+            log::info!("record {i}");
+        }
     }
     panic!("the program gives up");
 }
@@ -214,7 +265,11 @@ fn child_exits_with_records_queued() {
     let Some(dir) = child_dir() else { return };
     let _guard = Builder::new().sink(json_file(&dir)).init().unwrap();
     for i in 0..10_000 {
-        log::info!("record {i}");
+        if i % 2 == 0 {
+            logbraid::info!("record {i}");
+        } else {
+            log::info!("record {i}");
+        }
     }
     std::process::exit(3);
 }
@@ -224,5 +279,9 @@ fn process_exit_flushes_through_atexit() {
     let dir = tempfile::tempdir().unwrap();
     let out = run_child("child_exits_with_records_queued", dir.path(), &[]);
     assert_eq!(out.status.code(), Some(3));
-    assert_eq!(json_lines(&dir.path().join("app.jsonl")).len(), 10_000);
+    let lines = json_lines(&dir.path().join("app.jsonl"));
+    assert_eq!(lines.len(), 10_000);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["msg"], format!("record {i}"));
+    }
 }

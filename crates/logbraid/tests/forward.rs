@@ -91,6 +91,44 @@ fn flush_returns_once_the_collector_has_written_everything() {
     assert_eq!(collector.stats().records, 50_000);
 }
 
+/// A macro's record is formatted on the sender's writer thread and
+/// travels as any other: the collector writes the message, the target,
+/// the line and the fields it was logged with.
+#[test]
+fn macro_records_arrive_formatted_with_their_call_site_and_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.log");
+    let sock = dir.path().join("c.sock");
+    let (clog, _cguard) = file_logger(&out, "json");
+    let collector = Embedded::start_at(&sock, clog, EmbeddedOptions::default()).unwrap();
+    let (logger, guard, stats) = client(options(&sock));
+    let user = "ada";
+    for i in 0..1_000u32 {
+        logbraid::info!(logger: logger, "record {i} of {:>5} for {user}", 1_000);
+    }
+    let line = line!() + 1;
+    logbraid::warn!(logger: logger, n = 7, who = user; "with fields {:.2}", 0.5);
+    logger.flush();
+    let records: Vec<serde_json::Value> = lines(&out)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1_001);
+    for (i, r) in records[..1_000].iter().enumerate() {
+        assert_eq!(r["msg"], format!("record {i} of  1000 for ada"));
+        assert_eq!(r["level"], "INFO");
+    }
+    let last = &records[1_000];
+    assert_eq!(last["msg"], "with fields 0.50");
+    assert_eq!(last["level"], "WARN");
+    assert_eq!(last["target"], module_path!());
+    assert_eq!(last["line"], line);
+    assert_eq!(last["fields"], serde_json::json!({"n": 7, "who": "ada"}));
+    assert_eq!(stats.get().acked, 1_001);
+    drop(guard);
+    assert_eq!(collector.stats().records, 1_001);
+}
+
 /// The collector logs into the pipeline's inlet, below the logger: the
 /// collecting logger's level does not filter what children send.
 #[test]

@@ -123,7 +123,9 @@ fn flush_returns_after_everything_logged_before_it_is_written() {
     }
 }
 
-fn stalled_sink_run(policy: Overflow) -> (Vec<String>, logbraid::Stats) {
+/// Logs 5,000 records from thread `p` through `Logger::log_with`, or
+/// through `logbraid::info!` with `macros`, while the sink is stalled.
+fn stalled_sink_run(policy: Overflow, macros: bool) -> (Vec<String>, logbraid::Stats) {
     const N: usize = 5_000;
     let mem = Memory::default();
     let (logger, guard) = Builder::new()
@@ -140,7 +142,11 @@ fn stalled_sink_run(policy: Overflow) -> (Vec<String>, logbraid::Stats) {
             let logger = logger.clone();
             move || {
                 for i in 0..N {
-                    info(&logger, format_args!("{i}"));
+                    if macros {
+                        logbraid::info!(logger: logger, "{}", i);
+                    } else {
+                        info(&logger, format_args!("{i}"));
+                    }
                 }
             }
         })
@@ -165,8 +171,8 @@ fn stalled_sink_run(policy: Overflow) -> (Vec<String>, logbraid::Stats) {
     (mem.lines(), stats)
 }
 
-fn check_lossy(policy: Overflow) -> Vec<usize> {
-    let (lines, stats) = stalled_sink_run(policy);
+fn check_lossy(policy: Overflow, macros: bool) -> Vec<usize> {
+    let (lines, stats) = stalled_sink_run(policy, macros);
     assert_eq!(stats.logged, 5_000);
     assert!(stats.dropped > 0, "a 4 KiB queue cannot hold 5000 records");
     assert_eq!(stats.written + stats.dropped, stats.logged);
@@ -210,24 +216,31 @@ fn check_lossy(policy: Overflow) -> Vec<usize> {
 
 #[test]
 fn drop_newest_counts_every_drop_and_reports_it() {
-    let kept = check_lossy(Overflow::DropNewest);
-    // The oldest records survive: the first one logged is there.
-    assert_eq!(kept[0], 0);
+    for macros in [false, true] {
+        let kept = check_lossy(Overflow::DropNewest, macros);
+        // The oldest records survive: the first one logged is there.
+        assert_eq!(kept[0], 0);
+    }
 }
 
 #[test]
 fn drop_oldest_counts_every_drop_and_reports_it() {
-    let kept = check_lossy(Overflow::DropOldest);
-    // The newest records survive: the last one logged is there.
-    assert_eq!(*kept.last().unwrap(), 4_999);
+    for macros in [false, true] {
+        let kept = check_lossy(Overflow::DropOldest, macros);
+        // The newest records survive: the last one logged is there.
+        assert_eq!(*kept.last().unwrap(), 4_999);
+    }
 }
 
 #[test]
 fn block_under_a_stalled_sink_loses_nothing() {
-    let (lines, stats) = stalled_sink_run(Overflow::Block);
-    assert_eq!(stats.dropped, 0);
-    assert_eq!(stats.written, 5_000);
-    assert_eq!(lines.len(), 5_000);
+    for macros in [false, true] {
+        let (lines, stats) = stalled_sink_run(Overflow::Block, macros);
+        assert_eq!(stats.dropped, 0);
+        assert_eq!(stats.written, 5_000);
+        let expected: Vec<String> = (0..5_000).map(|i| format!("p|INFO|{i}")).collect();
+        assert_eq!(lines, expected);
+    }
 }
 
 #[test]
@@ -240,10 +253,12 @@ fn sync_mode_writes_on_the_callers_thread() {
         .build()
         .unwrap();
     info(&logger, format_args!("one"));
+    logbraid::warn!(logger: logger, "{} {}", "two", 2);
     // No flush: synchronous mode writes and flushes every record.
+    let name = thread::current().name().unwrap().to_string();
     assert_eq!(
         mem.lines(),
-        vec![format!("{}|INFO|one", thread::current().name().unwrap())]
+        vec![format!("{name}|INFO|one"), format!("{name}|WARN|two 2")]
     );
 }
 
@@ -260,7 +275,9 @@ fn records_logged_after_shutdown_are_still_written() {
     assert_eq!(mem.lines().len(), 1);
     info(&logger, format_args!("after"));
     assert_eq!(mem.lines().len(), 2);
-    assert_eq!(logger.stats().written, 2);
+    logbraid::info!(logger: logger, "macro {}", 3);
+    assert!(mem.lines()[2].ends_with("|INFO|macro 3"));
+    assert_eq!(logger.stats().written, 3);
 }
 
 #[test]
@@ -323,15 +340,17 @@ fn logging_while_formatting_a_message_loses_nothing() {
         .unwrap();
     for _ in 0..100 {
         info(&logger, format_args!("{}", Reentrant(&logger)));
+        // The macro formats a value of another type at the call.
+        logbraid::info!(logger: logger, "{}", Reentrant(&logger));
     }
     logger.flush();
     let lines = mem.lines();
-    assert_eq!(lines.len(), 200);
+    assert_eq!(lines.len(), 400);
     let inner = lines.iter().filter(|l| l.ends_with("|INFO|inner")).count();
     let outer = lines.iter().filter(|l| l.ends_with("|INFO|outer")).count();
-    assert_eq!((inner, outer), (100, 100));
-    assert_eq!(logger.stats().logged, 200);
-    assert_eq!(logger.stats().written, 200);
+    assert_eq!((inner, outer), (200, 200));
+    assert_eq!(logger.stats().logged, 400);
+    assert_eq!(logger.stats().written, 400);
 }
 
 /// A sink that panics on the record `boom`.

@@ -46,8 +46,13 @@ fn child_idle() {
     let Some(dir) = child_dir("idle") else { return };
     let (logger, _guard) = build(&dir);
     let site = Callsite::new(Level::Info, "app");
+    // logbraid's own macros and `log_with`, alternately.
     for i in 0..RECORDS {
-        logger.log_with(&site, format_args!("r {i}"), &mut |_| {});
+        if i % 2 == 0 {
+            logbraid::info!(target: "app", logger: logger, "r {}", i);
+        } else {
+            logger.log_with(&site, format_args!("r {i}"), &mut |_| {});
+        }
     }
     say("logged");
     loop {

@@ -14,6 +14,21 @@
 //! 56  target, module, file, function, thread name, message, fields
 //! ```
 //!
+//! A record of a logbraid macro (kind 2, "deferred") carries the values of
+//! its placeholders instead of a message, formatted by the writer:
+//!
+//! ```text
+//! 0   u32 entry length   4 u8 kind: 2   5 u8 level   6 u8 flags   7 unused
+//! 8   i64 timestamp
+//! 16  u64 address of the call site's `macros::Site` (a static)
+//! 24  u64 address of the call site's `macros::FormatFn`
+//! 32  u32 values length   36 u32 fields length
+//! 40  values, fields
+//! ```
+//!
+//! It owns nothing (the site and the function are static), and like any
+//! record too large for the ring it travels boxed.
+//!
 //! "Foreign" records (those the collector received from other processes)
 //! carry their own source and thread; records of this process take them
 //! from the ring and from [`Source::current`].
@@ -40,6 +55,7 @@ use super::ring::{align, ProducerPos, Ring, HEAD_BYTES};
 use super::tsc::Converter;
 use super::Callsite;
 use crate::level::Level;
+use crate::macros::{FormatFn, Out, Site};
 use crate::record::{Fields, Record, Source};
 
 pub(crate) const HEADER: usize = 56;
@@ -48,6 +64,9 @@ const _: () = assert!(HEADER <= HEAD_BYTES);
 
 const KIND_INLINE: u8 = 0;
 const KIND_BOXED: u8 = 1;
+const KIND_DEFERRED: u8 = 2;
+/// Header of a deferred entry.
+const DEFERRED_HEADER: usize = 40;
 
 const F_MODULE: u8 = 1;
 const F_FILE: u8 = 2;
@@ -74,6 +93,23 @@ pub(crate) struct Parts<'a> {
     pub(crate) foreign: Option<(u64, Option<&'a str>, &'a Arc<Source>)>,
     /// `timestamp_ns` holds TSC ticks (see `tsc`), not nanoseconds.
     pub(crate) tsc: bool,
+    /// Set for a macro's record: `message` holds the encoded values of
+    /// its placeholders, which the writer formats with this.
+    pub(crate) deferred: Option<Deferred>,
+}
+
+/// The static parts of a macro's record (see [`crate::macros`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deferred {
+    pub(crate) site: &'static Site,
+    pub(crate) format: FormatFn,
+}
+
+impl Deferred {
+    /// The message: the values formatted with the call site's format.
+    pub(crate) fn format(&self, values: &[u8], out: &mut Vec<u8>) {
+        (self.format)(values, out)
+    }
 }
 
 fn cut(s: &str) -> &str {
@@ -107,6 +143,7 @@ impl<'a> Parts<'a> {
             fields,
             foreign: None,
             tsc,
+            deferred: None,
         }
     }
 
@@ -185,6 +222,9 @@ impl<'a> Parts<'a> {
     /// Pushes into the ring; false when the ring has no room (nothing was
     /// written, nothing needs releasing).
     pub(crate) fn push(&self, ring: &Ring, p: &mut ProducerPos) -> bool {
+        if let Some(d) = self.deferred {
+            return self.push_deferred(d, ring, p);
+        }
         let l = self.layout();
         if l.len > ring.max_entry() {
             let Some(pos) = ring.try_reserve(p, HEADER) else {
@@ -192,17 +232,7 @@ impl<'a> Parts<'a> {
             };
             let mut boxed = Vec::new();
             self.encode_into(&l, &mut boxed);
-            let ptr = Box::into_raw(boxed.into_boxed_slice());
-            let mut h = [0u8; HEADER];
-            h[0..4].copy_from_slice(&(HEADER as u32).to_le_bytes());
-            h[4] = KIND_BOXED;
-            h[6] = if self.tsc { F_TSC } else { 0 };
-            h[8..16].copy_from_slice(&self.timestamp_ns.to_le_bytes());
-            h[40..48].copy_from_slice(&(ptr as *mut u8 as usize as u64).to_le_bytes());
-            h[48..56].copy_from_slice(&(ptr.len() as u64).to_le_bytes());
-            // SAFETY: reserved just above, published below.
-            unsafe { ring.slot(pos, HEADER) }.put(0, &h);
-            ring.publish(p, pos, HEADER);
+            self.push_boxed(boxed, ring, p, pos);
             return true;
         }
         let Some(pos) = ring.try_reserve(p, l.len) else {
@@ -222,6 +252,111 @@ impl<'a> Parts<'a> {
         ring.publish(p, pos, l.len);
         true
     }
+
+    /// Publishes at `pos` (reserved for a header) an entry pointing to
+    /// `boxed`, a whole encoding.
+    fn push_boxed(&self, boxed: Vec<u8>, ring: &Ring, p: &mut ProducerPos, pos: usize) {
+        let ptr = Box::into_raw(boxed.into_boxed_slice());
+        let mut h = [0u8; HEADER];
+        h[0..4].copy_from_slice(&(HEADER as u32).to_le_bytes());
+        h[4] = KIND_BOXED;
+        h[6] = if self.tsc { F_TSC } else { 0 };
+        h[8..16].copy_from_slice(&self.timestamp_ns.to_le_bytes());
+        h[40..48].copy_from_slice(&(ptr as *mut u8 as usize as u64).to_le_bytes());
+        h[48..56].copy_from_slice(&(ptr.len() as u64).to_le_bytes());
+        // SAFETY: reserved by the caller, published below.
+        unsafe { ring.slot(pos, HEADER) }.put(0, &h);
+        ring.publish(p, pos, HEADER);
+    }
+
+    /// Pushes a macro's record (see the module documentation).
+    fn push_deferred(&self, d: Deferred, ring: &Ring, p: &mut ProducerPos) -> bool {
+        let values = &self.message[..self.message.len().min(u32::MAX as usize - 4096)];
+        let len = align(DEFERRED_HEADER + values.len() + self.fields.len());
+        let h = deferred_header(
+            len,
+            self.level,
+            (self.timestamp_ns, self.tsc),
+            d,
+            values.len(),
+            self.fields.len(),
+        );
+        if len > ring.max_entry() {
+            let Some(pos) = ring.try_reserve(p, HEADER) else {
+                return false;
+            };
+            let mut boxed = Vec::with_capacity(len);
+            boxed.extend_from_slice(&h);
+            boxed.extend_from_slice(values);
+            boxed.extend_from_slice(self.fields);
+            boxed.resize(len, 0);
+            self.push_boxed(boxed, ring, p, pos);
+            return true;
+        }
+        let Some(pos) = ring.try_reserve(p, len) else {
+            return false;
+        };
+        // SAFETY: reserved just above, published below.
+        let slot = unsafe { ring.slot(pos, len) };
+        slot.put(0, &h);
+        slot.put(DEFERRED_HEADER, values);
+        slot.put(DEFERRED_HEADER + values.len(), self.fields);
+        ring.publish(p, pos, len);
+        true
+    }
+}
+
+/// The header of a deferred entry of `len` bytes (see the module
+/// documentation).
+#[inline(always)]
+fn deferred_header(
+    len: usize,
+    level: Level,
+    (timestamp, tsc): (i64, bool),
+    d: Deferred,
+    values: usize,
+    fields: usize,
+) -> [u8; DEFERRED_HEADER] {
+    let mut h = [0u8; DEFERRED_HEADER];
+    h[0..4].copy_from_slice(&(len as u32).to_le_bytes());
+    h[4] = KIND_DEFERRED;
+    h[5] = level as u8;
+    h[6] = if tsc { F_TSC } else { 0 };
+    h[8..16].copy_from_slice(&timestamp.to_le_bytes());
+    h[16..24].copy_from_slice(&(d.site as *const Site as usize as u64).to_le_bytes());
+    h[24..32].copy_from_slice(&(d.format as usize as u64).to_le_bytes());
+    h[32..36].copy_from_slice(&(values as u32).to_le_bytes());
+    h[36..40].copy_from_slice(&(fields as u32).to_le_bytes());
+    h
+}
+
+/// Reserves and writes a deferred entry of `values` bytes without fields,
+/// `write` writing the values, stamped with `stamp()` once reserved.
+/// False when it does not fit inline in the ring or the ring is full:
+/// nothing was written then.
+#[inline(always)]
+pub(crate) fn push_deferred_raw(
+    ring: &Ring,
+    p: &mut ProducerPos,
+    level: Level,
+    d: Deferred,
+    values: usize,
+    stamp: impl FnOnce() -> (i64, bool),
+    write: &mut impl FnMut(&mut Out<'_>),
+) -> bool {
+    let len = align(DEFERRED_HEADER + values);
+    if len > ring.max_entry() {
+        return false;
+    }
+    let Some(pos) = ring.try_reserve(p, len) else {
+        return false;
+    };
+    // SAFETY: reserved just above, published below.
+    let slot = unsafe { ring.slot(pos, len) };
+    slot.put(0, &deferred_header(len, level, stamp(), d, values, 0));
+    write(&mut Out::new(slot, DEFERRED_HEADER));
+    ring.publish(p, pos, len);
+    true
 }
 
 /// A record's parts as they are written (see [`Parts::layout`]).
@@ -372,16 +507,22 @@ impl Drop for Batch {
 impl Claimed<'_> {
     /// The record, with this process's `source` and the ring's thread for
     /// records that are not foreign.
+    ///
+    /// A macro's record has its message formatted into `text`.
     pub(crate) fn record<'s>(
         &'s self,
         ring_thread: (u64, Option<&'s str>),
         source: &'s Source,
         conv: &Converter,
+        text: &'s mut Vec<u8>,
     ) -> Record<'s> {
         let b: &[u8] = match &self.boxed {
             Some(b) => b,
             None => self.bytes,
         };
+        if b[4] == KIND_DEFERRED {
+            return deferred_record(b, ring_thread, source, conv, text);
+        }
         let flags = b[6];
         let lens = [
             u16_at(b, 28),
@@ -432,6 +573,44 @@ impl Claimed<'_> {
     }
 }
 
+/// The record of a deferred entry (see the module documentation).
+fn deferred_record<'s>(
+    b: &'s [u8],
+    (thread_id, thread_name): (u64, Option<&'s str>),
+    source: &'s Source,
+    conv: &Converter,
+    text: &'s mut Vec<u8>,
+) -> Record<'s> {
+    let site = u64_at(b, 16) as usize as *const Site;
+    // SAFETY: `push_deferred` wrote the address of a `&'static Site`, in
+    // this process.
+    let site: &'static Site = unsafe { &*site };
+    let format = u64_at(b, 24) as usize;
+    // SAFETY: `push_deferred` wrote the address of a `FormatFn` of this
+    // process, a function that lives as long as the program.
+    let format = unsafe { std::mem::transmute::<usize, FormatFn>(format) };
+    let values_len = u32_at(b, 32) as usize;
+    let fields_len = u32_at(b, 36) as usize;
+    let values = &b[DEFERRED_HEADER..DEFERRED_HEADER + values_len];
+    let fields = &b[DEFERRED_HEADER + values_len..DEFERRED_HEADER + values_len + fields_len];
+    text.clear();
+    format(values, text);
+    Record {
+        timestamp_ns: timestamp(b, conv),
+        level: Level::from_u8(b[5]).unwrap_or(Level::Info),
+        target: site.target,
+        message: text,
+        module: Some(site.module),
+        file: Some(site.file),
+        line: Some(site.line),
+        function: None,
+        thread_id,
+        thread_name,
+        source,
+        fields: Fields::from_encoded(fields),
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -449,6 +628,7 @@ mod tests {
             fields: &[],
             foreign: Some((9, Some("worker"), source)),
             tsc: false,
+            deferred: None,
         }
     }
 
@@ -482,7 +662,8 @@ mod tests {
         let here = Source::current();
         {
             let first = batch.take_next().unwrap();
-            let rec = first.record((0, None), &here, &conv);
+            let mut text = Vec::new();
+            let rec = first.record((0, None), &here, &conv, &mut text);
             assert_eq!((rec.message, rec.thread_id), (&small[..], 9));
             assert_eq!((rec.thread_name, rec.source), (Some("worker"), &*source));
             assert_eq!(Arc::strong_count(&source), 5);
@@ -490,7 +671,8 @@ mod tests {
         assert_eq!(Arc::strong_count(&source), 4);
         {
             let second = batch.take_next().unwrap();
-            let rec = second.record((0, None), &here, &conv);
+            let mut text = Vec::new();
+            let rec = second.record((0, None), &here, &conv, &mut text);
             assert_eq!((rec.message, rec.line), (&large[..], Some(3)));
         }
         assert_eq!(Arc::strong_count(&source), 3);

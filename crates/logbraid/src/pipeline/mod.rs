@@ -1,8 +1,9 @@
 //! The pipeline: from the logging call to the sinks.
 //!
 //! In non-blocking mode each logging thread owns a [`ring::Ring`] per
-//! pipeline. The caller encodes the record (its message already formatted)
-//! into its ring and returns; the writer thread claims entries from every
+//! pipeline. The caller encodes the record (its message already formatted,
+//! or for logbraid's own macros the raw values the writer formats, see
+//! [`crate::macros`]) into its ring and returns; the writer thread claims entries from every
 //! ring, merges them by timestamp, hands each record to the sinks, and
 //! flushes the sinks once per batch. In synchronous mode, or after the writer
 //! stopped, the caller writes to the sinks itself under a lock.
@@ -33,6 +34,7 @@ use crate::record::{FieldsBuf, Record, Source};
 
 pub use caller_thread::{name_thread, set_thread_id};
 pub(crate) use lifecycle::flush_all;
+pub(crate) use ring::Slot;
 use ring::{ProducerPos, Ring};
 pub use sinks::SinkSet;
 

@@ -8,10 +8,12 @@ use std::thread;
 use std::time::Duration;
 
 use super::caller_thread::{thread_id, thread_name};
-use super::entry::{self, Parts};
+use super::entry::{self, Deferred, Parts};
 use super::ring::{ProducerPos, Ring};
-use super::{lock, tsc, Callsite, Mode, Producer, Shared, LOCAL};
+use super::{lock, tsc, Callsite, Local, Mode, Producer, Shared, LOCAL};
 use crate::clock;
+use crate::level::Level;
+use crate::macros::{FormatFn, Site};
 use crate::options::Overflow;
 use crate::record::{Fields, FieldsBuf, Record, Source};
 
@@ -70,52 +72,163 @@ impl Shared {
         site: &Callsite<'_>,
         fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf),
     ) {
+        self.log_record(site, None, fill)
+    }
+
+    /// Logs one record of a logbraid macro: `fill` writes the encoded
+    /// values of its placeholders, which the writer formats (see
+    /// [`crate::macros`]), and its fields. Generic, so each call site's
+    /// encoding is inlined into its own copy of the caller's path.
+    #[inline]
+    pub(crate) fn log_deferred<F: FnMut(&mut Vec<u8>, &mut FieldsBuf)>(
+        &self,
+        level: Level,
+        site: &'static Site,
+        format: FormatFn,
+        fill: F,
+    ) {
+        let callsite = Callsite {
+            level,
+            target: site.target,
+            module: Some(site.module),
+            file: Some(site.file),
+            line: Some(site.line),
+            function: None,
+        };
+        self.log_record(&callsite, Some(Deferred { site, format }), fill)
+    }
+
+    /// The fast path of a macro's record whose values are all copied raw
+    /// and that has no fields: `write` writes the values, `size` bytes,
+    /// straight into this thread's existing ring. False, with nothing
+    /// logged, whenever anything is out of the ordinary (no ring yet, a
+    /// full ring, a large record, synchronous mode, a stopped writer, a
+    /// fork, a re-entrant call, the writer thread): the caller then takes
+    /// the general path, which handles each of these.
+    #[inline(always)]
+    pub(crate) fn try_log_deferred(
+        &self,
+        level: Level,
+        site: &'static Site,
+        format: FormatFn,
+        size: usize,
+        write: &mut impl FnMut(&mut crate::macros::Out<'_>),
+    ) -> bool {
+        if self.mode == Mode::Sync || self.orphaned() {
+            return false;
+        }
+        LOCAL
+            .try_with(|local| {
+                let Ok(mut local) = local.try_borrow_mut() else {
+                    return false;
+                };
+                let Some(p) = local.producers.iter_mut().find(|p| p.pipeline == self.id) else {
+                    return false;
+                };
+                if self.stopped.load(Ordering::Acquire) {
+                    return false;
+                }
+                let ring = &*p.ring;
+                let d = Deferred { site, format };
+                ring.counters.bump_logged();
+                if !entry::push_deferred_raw(
+                    ring,
+                    &mut p.pos,
+                    level,
+                    d,
+                    size,
+                    || self.stamp(),
+                    write,
+                ) {
+                    ring.counters.unbump_logged();
+                    return false;
+                }
+                self.maybe_wake(ring, &mut p.pos);
+                true
+            })
+            .unwrap_or(false)
+    }
+
+    #[inline]
+    fn log_record<F: FnMut(&mut Vec<u8>, &mut FieldsBuf)>(
+        &self,
+        site: &Callsite<'_>,
+        deferred: Option<Deferred>,
+        mut fill: F,
+    ) {
         if self.orphaned() {
             return self.drop_orphaned();
         }
-        let (stamp, is_tsc) = self.stamp();
+        let stamp = self.stamp();
         let handled = LOCAL.try_with(|local| match local.try_borrow_mut() {
             Ok(mut local) => {
                 let local = &mut *local;
                 local.message.clear();
                 local.fields.clear();
                 fill(&mut local.message, &mut local.fields);
-                if local.is_writer {
-                    // Dropped and counted: logging from inside a sink would
-                    // make the writer wait for itself.
-                    self.retired_logged.fetch_add(1, Ordering::Relaxed);
-                    self.retired_dropped.fetch_add(1, Ordering::Relaxed);
-                    return true;
-                }
-                let mut parts = Parts::at_site(
-                    site,
-                    (stamp, is_tsc),
-                    &local.message,
-                    local.fields.as_bytes(),
-                );
-                if !self.queued(&mut local.producers, &parts) {
-                    if parts.tsc {
-                        parts.timestamp_ns = self.now();
-                        parts.tsc = false;
-                    }
-                    self.write_direct(&parts);
-                }
+                self.queue_filled(local, site, stamp, deferred);
                 true
             }
             Err(_) => false,
         });
         if handled != Ok(true) {
-            // A re-entrant call (a Display impl that logs) or a thread whose
-            // local storage is gone: queue through the shared ring, which
-            // carries the thread with each record.
-            let mut message = Vec::new();
-            let mut fields = FieldsBuf::new();
-            fill(&mut message, &mut fields);
-            let mut parts = Parts::at_site(site, (self.now(), false), &message, fields.as_bytes());
-            let source = Source::current();
-            parts.foreign = Some((thread_id(), None, &source));
-            self.log_shared(&parts);
+            self.log_reentrant(site, deferred, &mut fill);
         }
+    }
+
+    /// Queues the record `fill` wrote into this thread's buffers.
+    fn queue_filled(
+        &self,
+        local: &mut Local,
+        site: &Callsite<'_>,
+        (stamp, is_tsc): (i64, bool),
+        deferred: Option<Deferred>,
+    ) {
+        if local.is_writer {
+            // Dropped and counted: logging from inside a sink would make the
+            // writer wait for itself.
+            self.retired_logged.fetch_add(1, Ordering::Relaxed);
+            self.retired_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut parts = Parts::at_site(
+            site,
+            (stamp, is_tsc),
+            &local.message,
+            local.fields.as_bytes(),
+        );
+        parts.deferred = deferred;
+        if !self.queued(&mut local.producers, &parts) {
+            if parts.tsc {
+                parts.timestamp_ns = self.now();
+                parts.tsc = false;
+            }
+            self.write_direct(&parts);
+        }
+    }
+
+    /// A re-entrant call (a Display impl that logs) or a thread whose local
+    /// storage is gone: queues through the shared ring, which carries the
+    /// thread with each record. A macro's message is formatted here.
+    #[cold]
+    fn log_reentrant(
+        &self,
+        site: &Callsite<'_>,
+        deferred: Option<Deferred>,
+        fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf),
+    ) {
+        let mut message = Vec::new();
+        let mut fields = FieldsBuf::new();
+        fill(&mut message, &mut fields);
+        if let Some(d) = deferred {
+            let mut text = Vec::new();
+            d.format(&message, &mut text);
+            message = text;
+        }
+        let mut parts = Parts::at_site(site, (self.now(), false), &message, fields.as_bytes());
+        let source = Source::current();
+        parts.foreign = Some((thread_id(), None, &source));
+        self.log_shared(&parts);
     }
 
     fn log_shared(&self, parts: &Parts<'_>) {
@@ -146,6 +259,7 @@ impl Shared {
             fields: record.fields.encoded(),
             foreign: Some((record.thread_id, record.thread_name, source)),
             tsc: false,
+            deferred: None,
         };
         let handled = LOCAL.try_with(|local| match local.try_borrow_mut() {
             Ok(mut local) if !local.is_writer => {
@@ -285,11 +399,21 @@ impl Shared {
                 (thread_id(), own_name.as_deref(), &*own_source)
             }
         };
+        let text;
+        let message = match parts.deferred {
+            Some(d) => {
+                let mut t = Vec::new();
+                d.format(parts.message, &mut t);
+                text = t;
+                &text[..]
+            }
+            None => parts.message,
+        };
         let record = Record {
             timestamp_ns: parts.timestamp_ns,
             level: parts.level,
             target: parts.target,
-            message: parts.message,
+            message,
             module: parts.module,
             file: parts.file,
             line: parts.line,

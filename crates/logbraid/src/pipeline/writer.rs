@@ -36,6 +36,8 @@ pub(super) struct Writer {
     reported_drops: u64,
     pending_flush: Option<PendingFlush>,
     tsc: tsc::Converter,
+    /// The message of a macro's record, formatted here.
+    text: Vec<u8>,
 }
 
 impl Writer {
@@ -52,6 +54,7 @@ impl Writer {
             } else {
                 tsc::Converter::identity()
             },
+            text: Vec::new(),
             shared,
         }
     }
@@ -128,6 +131,7 @@ impl Writer {
                 (ring.thread_id, ring.thread_name.as_deref()),
                 &source,
                 &self.tsc,
+                &mut self.text,
             );
             bytes += self.sinks.write(&rec);
             count += 1;
