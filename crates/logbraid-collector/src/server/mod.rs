@@ -14,6 +14,7 @@
 //! | `stream` | `python-tcp://`, `syslog-tcp://`, `syslog-tls://` | the records decoded from one read | no (the protocols have none) |
 //! | `datagram` | `python-udp://`, `syslog-udp://` | the datagrams queued at once, up to 256 | no |
 //! | `tls` | `tls://`, `syslog-tls://` | the handshake, then `native` or `stream` | as inside |
+//! | `otlp` | `otlp-http://`, `otlp-grpc://` (TLS with a certificate) | one request | yes: answered once written |
 //!
 //! Every stream connection takes a slot of [`ServerConfig::max_connections`]
 //! (one semaphore for all stream listeners); one over the cap is counted
@@ -29,6 +30,7 @@
 mod budget;
 mod datagram;
 mod native;
+pub mod otlp;
 pub mod slots;
 mod stream;
 mod tls;
@@ -541,6 +543,9 @@ fn start<S>(
             Protocol::Native => conn.native(&mut s, None).await,
             Protocol::PythonTcp | Protocol::SyslogTcp => conn.records(&mut s, proto).await,
             Protocol::NativeTls | Protocol::SyslogTls => conn.tls(&mut s, proto).await,
+            Protocol::OtlpHttp | Protocol::OtlpGrpc => {
+                conn.otlp(&mut s, proto, Arc::clone(&server)).await
+            }
             Protocol::PythonUdp | Protocol::SyslogUdp => {}
         }
         drop(s);

@@ -1,0 +1,412 @@
+//! OpenTelemetry logs into `logbraid serve`: the OpenTelemetry Python
+//! SDK's own OTLP exporters (HTTP and gRPC) as clients, raw HTTP requests
+//! for what an exporter never sends (JSON, garbage, a wrong token), and
+//! logbraid's own OTLP/HTTP exporter. Real sockets on loopback; every
+//! outcome read back from the file.
+
+mod harness;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+
+use harness::{json, lines, Serve};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use prost::Message as _;
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+/// The Python that has the OpenTelemetry SDK: `$LOGBRAID_TEST_PYTHON`, or
+/// the virtual environment `scripts/test` makes (`target/venv`), or
+/// `python3`. Fails, saying what to install, when the SDK is missing.
+fn otel_python() -> Command {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/venv/bin/python");
+    let python = match std::env::var_os("LOGBRAID_TEST_PYTHON") {
+        Some(p) => p,
+        None if venv.exists() => venv.into_os_string(),
+        None => "python3".into(),
+    };
+    let probe = Command::new(&python)
+        .args([
+            "-c",
+            "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, \
+             opentelemetry.exporter.otlp.proto.grpc",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        probe.status.success(),
+        "{python:?} lacks the OpenTelemetry SDK: run scripts/test (it installs opentelemetry-sdk, \
+         opentelemetry-exporter-otlp-proto-http and -grpc into target/venv) or set \
+         LOGBRAID_TEST_PYTHON: {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let mut c = Command::new(python);
+    c.env_remove("LOGBRAID_COLLECTOR");
+    c
+}
+
+/// Logs `n` records through the SDK's `LoggingHandler` and exporter `kind`
+/// (`http` or `grpc`, `gzip` to compress), then prints what
+/// `force_flush` returned: `True` once the collector has answered every
+/// export with success.
+const SDK_CLIENT: &str = r#"
+import logging, sys
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+
+kind, endpoint, n, tag, gzip = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] == "gzip"
+if kind == "http":
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    exporter = OTLPLogExporter(endpoint=endpoint + "/v1/logs",
+                               compression=Compression.Gzip if gzip else Compression.NoCompression)
+else:
+    import grpc
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    exporter = OTLPLogExporter(endpoint=endpoint, insecure=True,
+                               compression=grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression)
+provider = LoggerProvider(resource=Resource.create({"service.name": "checkout", "host.name": "web-7"}))
+provider.add_log_record_processor(BatchLogRecordProcessor(exporter, max_export_batch_size=64))
+log = logging.getLogger("shop.orders")
+log.propagate = False
+log.setLevel(logging.DEBUG)
+log.addHandler(LoggingHandler(level=logging.DEBUG, logger_provider=provider))
+levels = [log.debug, log.info, log.warning, log.error, log.critical]
+for i in range(n):
+    levels[i % 5]("%s order %d placed", tag, i, extra={"order": i, "tag": tag})
+print(provider.force_flush(30000))
+provider.shutdown()
+"#;
+
+fn run_sdk_client(dir: &Path, kind: &str, endpoint: &str, n: usize, tag: &str, gzip: bool) {
+    let script = dir.join("sdk_client.py");
+    std::fs::write(&script, SDK_CLIENT).unwrap();
+    let out = otel_python()
+        .arg(&script)
+        .args([kind, endpoint, &n.to_string(), tag])
+        .arg(if gzip { "gzip" } else { "plain" })
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stdout == b"True\n",
+        "{tag}: {:?} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_sdk_exporters_over_http_and_grpc_write_every_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            "--listen",
+            "otlp-http://127.0.0.1:0",
+            "--listen",
+            "otlp-grpc://127.0.0.1:0",
+            "--file",
+            "out.jsonl",
+            "--format",
+            "json",
+        ],
+    );
+    let http = format!("http://127.0.0.1:{}", serve.port("otlp-http://"));
+    let grpc = format!("http://127.0.0.1:{}", serve.port("otlp-grpc://"));
+    let n = 300;
+    let runs = [
+        ("http", &http, "h", false),
+        ("http", &http, "hz", true),
+        ("grpc", &grpc, "g", false),
+        ("grpc", &grpc, "gz", true),
+    ];
+    let out = dir.path().join("out.jsonl");
+    let mut total = 0;
+    for (kind, endpoint, tag, gzip) in runs {
+        run_sdk_client(dir.path(), kind, endpoint, n, tag, gzip);
+        // The exporter's flush returned: its records are in the file.
+        total += n;
+        let records = json(&out);
+        assert_eq!(records.len(), total, "{tag}");
+        let mine: Vec<_> = records
+            .iter()
+            .filter(|r| r["fields"]["tag"] == tag)
+            .collect();
+        assert_eq!(mine.len(), n, "{tag}");
+        let levels = ["DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"];
+        let mut seen = vec![0; n];
+        for r in &mine {
+            let i = r["fields"]["order"].as_u64().unwrap() as usize;
+            seen[i] += 1;
+            assert_eq!(r["msg"], format!("{tag} order {i} placed"), "{r}");
+            assert_eq!(r["level"], levels[i % 5], "{r}");
+            assert_eq!(r["target"], "shop.orders", "{r}");
+            assert_eq!(r["process"], "checkout", "{r}");
+            assert_eq!(r["host"], "web-7", "{r}");
+            assert_eq!(r["fields"]["service.name"], "checkout", "{r}");
+            assert!(
+                r["file"].as_str().unwrap().ends_with("sdk_client.py"),
+                "{r}"
+            );
+            assert_eq!(r["line"], 26, "{r}");
+        }
+        assert!(seen.iter().all(|&c| c == 1), "{tag}: each record once");
+    }
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    assert!(
+        err.ends_with("stopped; 1200 records written, 0 inputs rejected\n"),
+        "{err}"
+    );
+}
+
+/// One HTTP/1.1 request on `s`: the status and the body of the answer.
+fn request(
+    s: &mut TcpStream,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<String>, Vec<u8>) {
+    let mut head = format!(
+        "POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head += &format!("{k}: {v}\r\n");
+    }
+    head += "\r\n";
+    s.write_all(head.as_bytes()).unwrap();
+    // A refusal may come, and the connection close, before the body is
+    // all sent.
+    let _ = s.write_all(body);
+    read_answer(s)
+}
+
+fn read_answer(s: &mut TcpStream) -> (u16, Vec<String>, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut byte).unwrap(),
+            1,
+            "closed: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers: Vec<String> = lines
+        .filter(|l| !l.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find_map(|h| h.strip_prefix("content-length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut body = vec![0; len];
+    s.read_exact(&mut body).unwrap();
+    (status, headers, body)
+}
+
+const JSON_REQUEST: &str = r#"{"resourceLogs":[{"resource":{"attributes":[
+  {"key":"service.name","value":{"stringValue":"billing"}},
+  {"key":"host.name","value":{"stringValue":"db-2"}}]},
+ "scopeLogs":[{"scope":{"name":"billing.invoices"},"logRecords":[
+  {"timeUnixNano":"1700000000000000000","severityNumber":17,"severityText":"ERROR",
+   "body":{"stringValue":"invoice 7 failed"},
+   "attributes":[{"key":"invoice","value":{"intValue":"7"}},{"key":"retry","value":{"boolValue":true}}]},
+  {"observedTimeUnixNano":"1700000001000000000","severityText":"warning",
+   "body":{"kvlistValue":{"values":[{"key":"k","value":{"doubleValue":1.5}}]}}}]}]}]}"#;
+
+#[test]
+fn json_protobuf_gzip_and_bad_requests_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        dir.path(),
+        &["--listen", "otlp-http://127.0.0.1:0", "--file", "out.log"],
+    );
+    let addr = ("127.0.0.1", serve.port("otlp-http://"));
+    let mut s = TcpStream::connect(addr).unwrap();
+    let json_ct = [("Content-Type", "application/json")];
+    let (status, headers, body) = request(&mut s, &json_ct, JSON_REQUEST.as_bytes());
+    assert_eq!((status, &body[..]), (200, &b"{}"[..]));
+    assert!(headers.contains(&"content-type: application/json".to_string()));
+    let want = [
+        "2023-11-14T22:13:20.000000Z ERROR [0/0] billing.invoices: invoice 7 failed \
+         service.name=billing invoice=7 retry=true",
+        "2023-11-14T22:13:21.000000Z WARN  [0/0] billing.invoices: {\"k\":1.5} service.name=billing",
+    ];
+    // Answered: written.
+    assert_eq!(lines(&dir.path().join("out.log")), want);
+
+    // The same request as protobuf, then gzip-compressed, on the same
+    // connection.
+    let req: ExportLogsServiceRequest = serde_json::from_str(JSON_REQUEST).unwrap();
+    let pb = [("Content-Type", "application/x-protobuf")];
+    let (status, _, body) = request(&mut s, &pb, &req.encode_to_vec());
+    assert_eq!(status, 200);
+    assert_eq!(
+        ExportLogsServiceResponse::decode(&body[..]).unwrap(),
+        Default::default()
+    );
+    let gz = gzip(&req.encode_to_vec());
+    let pbz = [
+        ("Content-Type", "application/x-protobuf"),
+        ("Content-Encoding", "gzip"),
+    ];
+    assert_eq!(request(&mut s, &pbz, &gz).0, 200);
+    assert_eq!(
+        lines(&dir.path().join("out.log")),
+        [want, want, want].concat()
+    );
+
+    // Garbage: 400 with a google.rpc.Status saying why, and the
+    // connection and the collector go on.
+    let (status, _, body) = request(&mut s, &pb, b"\xff\xff\xff\xff");
+    assert_eq!(status, 400);
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("not an OTLP logs request (protobuf)"),
+        "{text}"
+    );
+    let (status, _, body) = request(&mut s, &json_ct, b"{\"resourceLogs\":");
+    assert_eq!(status, 400);
+    let err: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(err["code"], 3, "INVALID_ARGUMENT");
+    assert!(err["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("not an OTLP logs request (JSON): "));
+    let (status, _, _) = request(&mut s, &pbz, b"not gzip at all");
+    assert_eq!(status, 400);
+    assert_eq!(request(&mut s, &json_ct, JSON_REQUEST.as_bytes()).0, 200);
+    let mut fresh = TcpStream::connect(addr).unwrap();
+    assert_eq!(
+        request(&mut fresh, &json_ct, JSON_REQUEST.as_bytes()).0,
+        200
+    );
+
+    // Other media types, paths and methods; over --max-frame (1 MiB by
+    // default), said before the body is read when its length is known.
+    // Each is refused before its body is read, so its connection closes
+    // after the answer.
+    let conn = || TcpStream::connect(addr).unwrap();
+    let (status, _, _) = request(&mut conn(), &[("Content-Type", "text/plain")], b"x");
+    assert_eq!(status, 415);
+    let mut c = conn();
+    c.write_all(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_answer(&mut c).0, 404);
+    let mut c = conn();
+    c.write_all(b"GET /v1/logs HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (status, headers, _) = read_answer(&mut c);
+    assert_eq!(status, 405);
+    assert!(headers.contains(&"allow: post".to_string()));
+    let big = vec![b' '; (1 << 20) + 1];
+    let (status, _, body) = request(&mut conn(), &json_ct, &big);
+    assert_eq!(status, 413);
+    assert!(String::from_utf8_lossy(&body).contains("over the limit of 1048576 bytes"));
+
+    let out = lines(&dir.path().join("out.log"));
+    assert_eq!(out.len(), 5 * 2);
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("stopped; 10 records written, 4 inputs rejected"),
+        "{err}"
+    );
+}
+
+#[test]
+fn records_over_the_limit_are_a_partial_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        dir.path(),
+        &["--listen", "otlp-http://127.0.0.1:0", "--file", "out.log"],
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", serve.port("otlp-http://"))).unwrap();
+    // Three records, the middle one 1.5 MiB: over the 1 MiB a record may
+    // weigh, inside what a gzip body may inflate to.
+    let huge = "x".repeat(3 << 19);
+    let body = format!(
+        r#"{{"resourceLogs":[{{"scopeLogs":[{{"scope":{{"name":"big"}},"logRecords":[
+        {{"timeUnixNano":"1","body":{{"stringValue":"before"}}}},
+        {{"timeUnixNano":"2","body":{{"stringValue":"{huge}"}}}},
+        {{"timeUnixNano":"3","body":{{"stringValue":"after"}}}}]}}]}}]}}"#
+    );
+    let gz = gzip(body.as_bytes());
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Encoding", "gzip"),
+    ];
+    let (status, _, answer) = request(&mut s, &headers, &gz);
+    assert_eq!(status, 200);
+    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer["partialSuccess"]["rejectedLogRecords"], "1");
+    let why = answer["partialSuccess"]["errorMessage"].as_str().unwrap();
+    assert!(why.ends_with("is over the limit of 1048576 bytes"), "{why}");
+    let out = lines(&dir.path().join("out.log"));
+    assert_eq!(
+        out,
+        [
+            "1970-01-01T00:00:00.000000Z INFO  [0/0] big: before",
+            "1970-01-01T00:00:00.000000Z INFO  [0/0] big: after"
+        ]
+    );
+    let (status, _) = serve.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn a_token_is_required_when_the_collector_has_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            "--listen",
+            "otlp-http://127.0.0.1:0",
+            "--token",
+            "s3cret",
+            "--file",
+            "out.log",
+        ],
+    );
+    let addr = ("127.0.0.1", serve.port("otlp-http://"));
+    let ct = ("Content-Type", "application/json");
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("s3cret"),
+        Some("Basic s3cret"),
+    ] {
+        let mut headers = vec![ct];
+        headers.extend(auth.map(|a| ("Authorization", a)));
+        // Refused before its body is read: the connection closes after
+        // the answer.
+        let mut s = TcpStream::connect(addr).unwrap();
+        let (status, h, _) = request(&mut s, &headers, JSON_REQUEST.as_bytes());
+        assert_eq!(status, 401, "{auth:?}");
+        assert!(h.contains(&"www-authenticate: bearer".to_string()));
+    }
+    assert!(lines(&dir.path().join("out.log")).is_empty());
+    let mut s = TcpStream::connect(addr).unwrap();
+    let headers = [ct, ("Authorization", "Bearer s3cret")];
+    assert_eq!(request(&mut s, &headers, JSON_REQUEST.as_bytes()).0, 200);
+    assert_eq!(lines(&dir.path().join("out.log")).len(), 2);
+    let (status, err) = serve.stop();
+    assert!(status.success());
+    assert!(err.contains("4 inputs rejected"), "{err}");
+}
