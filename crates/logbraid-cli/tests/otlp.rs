@@ -410,3 +410,161 @@ fn a_token_is_required_when_the_collector_has_one() {
     assert!(status.success());
     assert!(err.contains("4 inputs rejected"), "{err}");
 }
+
+/// Records as a program logs them through logbraid's own OTLP/HTTP
+/// exporter, the collector's exact lines for them.
+#[test]
+fn the_exporter_round_trips_through_an_otlp_http_listener() {
+    use logbraid::{FieldsBuf, Level, Record, Source};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        dir.path(),
+        &["--listen", "otlp-http://127.0.0.1:0", "--file", "out.log"],
+    );
+    let (logger, guard) = harness::client(serve.url("otlp-http://"));
+    let source = Arc::new(Source {
+        host: "web-3".into(),
+        pid: 4242,
+        process_name: "billing".into(),
+    });
+    let other = Arc::new(Source {
+        host: "web-4".into(),
+        pid: 7,
+        process_name: "mailer".into(),
+    });
+    let mut fields = FieldsBuf::new();
+    fields.push_str("user", "ada lovelace");
+    fields.push("n", logbraid::Value::I64(-3));
+    fields.push("big", logbraid::Value::U64(u64::MAX));
+    fields.push("ok", logbraid::Value::Bool(true));
+    fields.push("ratio", logbraid::Value::F64(0.25));
+    let levels = Level::ALL;
+    for (i, level) in levels.into_iter().enumerate() {
+        let msg = format!("record {i}\nsecond line");
+        let r = Record::new(level, "app::db", msg.as_bytes(), &source)
+            .with_timestamp(1_700_000_000_000_000_000 + i as i64 * 1_000)
+            .with_thread_id(11)
+            .with_thread_name("worker-1")
+            .with_file("src/db.rs")
+            .with_line(40 + i as u32)
+            .with_fields(fields.as_fields());
+        logger.log_record(&r, &source);
+    }
+    let r =
+        Record::new(Level::Info, "mail", b"sent", &other).with_timestamp(1_700_000_001_000_000_000);
+    logger.log_record(&r, &other);
+    // Returns once the collector has answered 2xx: the lines are there.
+    logger.flush();
+    let mut want: Vec<String> = levels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            format!(
+                "2023-11-14T22:13:20.00000{i}Z {:<5} [4242/worker-1] app::db: record {i}\n  \
+                 second line service.name=billing user=\"ada lovelace\" n=-3 \
+                 big=18446744073709551615 ok=true ratio=0.25",
+                l.as_str()
+            )
+        })
+        .flat_map(|l| l.split('\n').map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    want.push("2023-11-14T22:13:21.000000Z INFO  [7/0] mail: sent service.name=mailer".into());
+    assert_eq!(lines(&dir.path().join("out.log")), want);
+    drop(guard);
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    assert!(
+        err.ends_with("stopped; 7 records written, 0 inputs rejected\n"),
+        "{err}"
+    );
+}
+
+/// A scripted OTLP/HTTP server: answers its requests, in order, with
+/// `script` (a status, or 0 to close the connection without an answer),
+/// then 200; hands back every body it received.
+fn scripted_server(script: Vec<u16>) -> (u16, std::thread::JoinHandle<Vec<Vec<u8>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let mut bodies = Vec::new();
+        let mut script = script.into_iter();
+        for conn in listener.incoming() {
+            let mut s = conn.unwrap();
+            loop {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match s.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                if !head.ends_with(b"\r\n\r\n") {
+                    break;
+                }
+                let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap();
+                let mut body = vec![0; len];
+                s.read_exact(&mut body).unwrap();
+                bodies.push(body);
+                match script.next() {
+                    Some(0) => break,
+                    Some(status) => {
+                        let answer = format!(
+                            "HTTP/1.1 {status} Busy\r\nRetry-After: 0\r\nContent-Length: 0\r\n\r\n"
+                        );
+                        s.write_all(answer.as_bytes()).unwrap();
+                    }
+                    None => {
+                        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                            .unwrap();
+                        return bodies;
+                    }
+                }
+            }
+        }
+        bodies
+    });
+    (port, handle)
+}
+
+#[test]
+fn the_exporter_resends_a_batch_until_it_is_accepted() {
+    // 503, then a connection closed without an answer, then 429, then 200.
+    let (port, server) = scripted_server(vec![503, 0, 429]);
+    let (logger, guard) = harness::client(&format!("otlp-http://127.0.0.1:{port}"));
+    harness::log_range(&logger, "r", 0..50);
+    logger.flush();
+    // flush returned: the 200 came, after three failures.
+    let bodies = server.join().unwrap();
+    assert_eq!(bodies.len(), 4);
+    assert!(
+        bodies.iter().all(|b| *b == bodies[0]),
+        "the same batch each time"
+    );
+    let req = ExportLogsServiceRequest::decode(&bodies[0][..]).unwrap();
+    let logs = &req.resource_logs[0].scope_logs[0].log_records;
+    let messages: Vec<String> = logs
+        .iter()
+        .map(|l| match l.body.as_ref().and_then(|b| b.value.as_ref()) {
+            Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
+                s.clone()
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let want: Vec<String> = (0..50).map(|i| format!("r {i}")).collect();
+    assert_eq!(messages, want);
+    assert!(logs
+        .iter()
+        .all(|l| l.severity_number == 9 && l.severity_text == "INFO"));
+    drop(guard);
+}

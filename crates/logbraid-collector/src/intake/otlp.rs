@@ -13,7 +13,7 @@
 //! | resource `host.name` | the host (else the peer's address) |
 //! | resource `process.pid` | the pid |
 //! | scope name | the target (logger); without one, the service name, else `otlp` |
-//! | `code.file.path`/`code.filepath`, `code.line.number`/`code.lineno`, `code.function.name`/`code.function` | file, line, function |
+//! | `code.file.path`/`code.filepath`, `code.line.number`/`code.lineno`, `code.function.name`/`code.function`, `code.namespace` | file, line, function, module |
 //! | `thread.id`, `thread.name` | thread id and name |
 //! | `event_name`, `trace_id`, `span_id` (hex) | fields of those names, when set |
 //! | every other attribute | a field, in order: strings, integers, doubles and booleans as such, other values as JSON |
@@ -156,6 +156,7 @@ enum Part {
     File,
     Line,
     Function,
+    Module,
     ThreadId,
     ThreadName,
 }
@@ -165,6 +166,7 @@ fn part(key: &str) -> Option<Part> {
         "code.file.path" | "code.filepath" => Part::File,
         "code.line.number" | "code.lineno" => Part::Line,
         "code.function.name" | "code.function" => Part::Function,
+        "code.namespace" => Part::Module,
         "thread.id" => Part::ThreadId,
         "thread.name" => Part::ThreadName,
         _ => return None,
@@ -199,13 +201,14 @@ fn record(
             fields.push_str(key, &hex(id));
         }
     }
-    let (mut file, mut line, mut function) = (None, None, None);
+    let (mut file, mut line, mut function, mut module) = (None, None, None, None);
     let (mut thread_id, mut thread_name) = (0u64, None);
     for kv in &lr.attributes {
         let v = kv.value.as_ref().and_then(|v| v.value.as_ref());
         match (part(&kv.key), v) {
             (Some(Part::File), Some(Any::StringValue(s))) => file = Some(s.as_str()),
             (Some(Part::Function), Some(Any::StringValue(s))) => function = Some(s.as_str()),
+            (Some(Part::Module), Some(Any::StringValue(s))) => module = Some(s.as_str()),
             (Some(Part::ThreadName), Some(Any::StringValue(s))) => thread_name = Some(s.as_str()),
             (Some(Part::Line), Some(Any::IntValue(n))) if u32::try_from(*n).is_ok() => {
                 line = u32::try_from(*n).ok();
@@ -231,6 +234,9 @@ fn record(
     }
     if let Some(f) = function {
         r = r.with_function(f);
+    }
+    if let Some(m) = module {
+        r = r.with_module(m);
     }
     if let Some(t) = thread_name {
         r = r.with_thread_name(t);
