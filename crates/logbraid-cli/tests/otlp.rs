@@ -50,6 +50,9 @@ fn otel_python() -> Command {
     );
     let mut c = Command::new(python);
     c.env_remove("LOGBRAID_COLLECTOR");
+    // requests lets these override the CA the exporter is given.
+    c.env_remove("REQUESTS_CA_BUNDLE")
+        .env_remove("CURL_CA_BUNDLE");
     c
 }
 
@@ -64,15 +67,17 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
 kind, endpoint, n, tag, gzip = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] == "gzip"
+ca = sys.argv[6] if len(sys.argv) > 6 else None
 if kind == "http":
     from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-    exporter = OTLPLogExporter(endpoint=endpoint + "/v1/logs",
+    exporter = OTLPLogExporter(endpoint=endpoint + "/v1/logs", certificate_file=ca,
                                compression=Compression.Gzip if gzip else Compression.NoCompression)
 else:
     import grpc
     from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-    exporter = OTLPLogExporter(endpoint=endpoint, insecure=True,
+    credentials = grpc.ssl_channel_credentials(open(ca, "rb").read()) if ca else None
+    exporter = OTLPLogExporter(endpoint=endpoint, insecure=ca is None, credentials=credentials,
                                compression=grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression)
 provider = LoggerProvider(resource=Resource.create({"service.name": "checkout", "host.name": "web-7"}))
 provider.add_log_record_processor(BatchLogRecordProcessor(exporter, max_export_batch_size=64))
@@ -87,39 +92,53 @@ print(provider.force_flush(30000))
 provider.shutdown()
 "#;
 
-fn run_sdk_client(dir: &Path, kind: &str, endpoint: &str, n: usize, tag: &str, gzip: bool) {
+/// Runs [`SDK_CLIENT`]; with `ca`, over TLS, trusting that authority.
+fn run_sdk_client(
+    dir: &Path,
+    (kind, endpoint): (&str, &str),
+    n: usize,
+    tag: &str,
+    gzip: bool,
+    ca: Option<&Path>,
+) {
     let script = dir.join("sdk_client.py");
     std::fs::write(&script, SDK_CLIENT).unwrap();
     let out = otel_python()
         .arg(&script)
         .args([kind, endpoint, &n.to_string(), tag])
         .arg(if gzip { "gzip" } else { "plain" })
+        .args(ca)
         .output()
         .unwrap();
     assert!(
-        out.status.success() && out.stdout == b"True\n",
+        out.status.success() && out.stdout == b"True\n" && out.stderr.is_empty(),
         "{tag}: {:?} {}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
 }
 
+/// `logbraid serve` with both OTLP listeners, JSON lines into `out.jsonl`,
+/// and `more` flags.
+fn serve_both(dir: &Path, more: &[&str]) -> Serve {
+    let mut args = vec![
+        "--listen",
+        "otlp-http://127.0.0.1:0",
+        "--listen",
+        "otlp-grpc://127.0.0.1:0",
+        "--file",
+        "out.jsonl",
+        "--format",
+        "json",
+    ];
+    args.extend(more);
+    Serve::start(dir, &args)
+}
+
 #[test]
 fn the_sdk_exporters_over_http_and_grpc_write_every_record_once() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(
-        dir.path(),
-        &[
-            "--listen",
-            "otlp-http://127.0.0.1:0",
-            "--listen",
-            "otlp-grpc://127.0.0.1:0",
-            "--file",
-            "out.jsonl",
-            "--format",
-            "json",
-        ],
-    );
+    let serve = serve_both(dir.path(), &[]);
     let http = format!("http://127.0.0.1:{}", serve.port("otlp-http://"));
     let grpc = format!("http://127.0.0.1:{}", serve.port("otlp-grpc://"));
     let n = 300;
@@ -132,7 +151,7 @@ fn the_sdk_exporters_over_http_and_grpc_write_every_record_once() {
     let out = dir.path().join("out.jsonl");
     let mut total = 0;
     for (kind, endpoint, tag, gzip) in runs {
-        run_sdk_client(dir.path(), kind, endpoint, n, tag, gzip);
+        run_sdk_client(dir.path(), (kind, endpoint), n, tag, gzip, None);
         // The exporter's flush returned: its records are in the file.
         total += n;
         let records = json(&out);
@@ -157,7 +176,7 @@ fn the_sdk_exporters_over_http_and_grpc_write_every_record_once() {
                 r["file"].as_str().unwrap().ends_with("sdk_client.py"),
                 "{r}"
             );
-            assert_eq!(r["line"], 26, "{r}");
+            assert_eq!(r["line"], 28, "{r}");
         }
         assert!(seen.iter().all(|&c| c == 1), "{tag}: each record once");
     }
@@ -165,6 +184,45 @@ fn the_sdk_exporters_over_http_and_grpc_write_every_record_once() {
     assert!(status.success(), "{err}");
     assert!(
         err.ends_with("stopped; 1200 records written, 0 inputs rejected\n"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_sdk_exporters_speak_tls_when_the_collector_has_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = harness::pki::Ca::new(dir.path(), "ca");
+    let server = ca.server("server");
+    let serve = serve_both(
+        dir.path(),
+        &[
+            "--tls-cert",
+            server.cert.to_str().unwrap(),
+            "--tls-key",
+            server.key.to_str().unwrap(),
+        ],
+    );
+    let http = format!("https://localhost:{}", serve.port("otlp-http://"));
+    let grpc = format!("localhost:{}", serve.port("otlp-grpc://"));
+    run_sdk_client(dir.path(), ("http", &http), 50, "th", false, Some(&ca.pem));
+    run_sdk_client(dir.path(), ("grpc", &grpc), 50, "tg", true, Some(&ca.pem));
+    let records = json(&dir.path().join("out.jsonl"));
+    for tag in ["th", "tg"] {
+        let n = records.iter().filter(|r| r["fields"]["tag"] == tag).count();
+        assert_eq!(n, 50, "{tag}");
+    }
+    assert_eq!(records.len(), 100);
+    // A plaintext request on the TLS port is turned away, counted.
+    let mut s = TcpStream::connect(("127.0.0.1", serve.port("otlp-http://"))).unwrap();
+    let _ = s.write_all(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(!rest.starts_with(b"HTTP/1.1 200"));
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("plaintext") || err.contains("TLS"), "{err}");
+    assert!(
+        err.ends_with("stopped; 100 records written, 1 inputs rejected\n"),
         "{err}"
     );
 }

@@ -208,7 +208,11 @@ impl Conn<'_> {
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         if server.config.tls.is_some() {
-            let Some((s, _)) = self.handshake(s).await else {
+            let alpn: &[u8] = match proto {
+                Protocol::OtlpGrpc => b"h2",
+                _ => b"http/1.1",
+            };
+            let Some((s, _)) = self.handshake(s, Some(alpn)).await else {
                 return;
             };
             self.serve_otlp(s, proto, server).await;

@@ -40,7 +40,7 @@ impl Conn<'_> {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let Some((mut s, cert)) = self.handshake(s).await else {
+        let Some((mut s, cert)) = self.handshake(s, None).await else {
             return;
         };
         match proto.inner() {
@@ -49,17 +49,27 @@ impl Conn<'_> {
         }
     }
 
-    /// Completes the TLS handshake on `s`: the decrypted stream and the
-    /// identity of the client's certificate, if it showed one. `None`
-    /// (counted and said) when the handshake failed.
+    /// Completes the TLS handshake on `s`, offering the application
+    /// protocol `alpn` if one is given (HTTP/2 for gRPC): the decrypted
+    /// stream and the identity of the client's certificate, if it showed
+    /// one. `None` (counted and said) when the handshake failed.
     pub(super) async fn handshake<S>(
         &self,
         s: S,
+        alpn: Option<&[u8]>,
     ) -> Option<(tokio_rustls::server::TlsStream<S>, Option<Arc<str>>)>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let Some(config) = self.server.config.tls.clone() else {
+        let config = self.server.config.tls.clone().map(|c| match alpn {
+            Some(p) => {
+                let mut c = (*c).clone();
+                c.alpn_protocols = vec![p.to_vec()];
+                Arc::new(c)
+            }
+            None => c,
+        });
+        let Some(config) = config else {
             self.reject(
                 Kind::TlsHandshake,
                 &"this listener has no certificate (--tls-cert, --tls-key)",
