@@ -1,5 +1,6 @@
 //! The listeners: native protocol over Unix sockets and TCP, Python
-//! `SocketHandler`/`DatagramHandler`, syslog over UDP and TCP. Every
+//! `SocketHandler`/`DatagramHandler`, syslog over UDP and TCP,
+//! OpenTelemetry logs over HTTP and gRPC. Every
 //! connection decodes in its own task and hands records to the
 //! [`output`](crate::output) stage, whose byte budget is the backpressure:
 //! a connection waiting for room stops reading its socket, and the others
@@ -172,7 +173,7 @@ pub async fn bind(url: &Endpoint, socket_mode: u32) -> io::Result<(Listener, Str
 /// | setting | default |
 /// |---|---|
 /// | token | none |
-/// | TLS | none: a `tls://` or `syslog-tls://` listener turns every connection away |
+/// | TLS | none: a `tls://` or `syslog-tls://` listener turns every connection away, `otlp-http://` and `otlp-grpc://` speak plaintext |
 /// | max frame | 1 MiB |
 /// | max connections | 1024, fewer when `RLIMIT_NOFILE` leaves room for fewer ([`slots::fit_open_files`]) |
 /// | max connections per listener | all of them less a share kept for each other stream listener ([`slots::Limits::new`]) |
