@@ -227,6 +227,49 @@ fn the_sdk_exporters_speak_tls_when_the_collector_has_a_certificate() {
     );
 }
 
+/// Sends, over one gRPC channel, `LogsService/Export` calls with a body
+/// that is not protobuf, then one empty (valid) request: prints each
+/// call's status code.
+const GRPC_GARBAGE: &str = r#"
+import sys, grpc
+channel = grpc.insecure_channel(sys.argv[1])
+export = channel.unary_unary(
+    "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    request_serializer=lambda b: b, response_deserializer=lambda b: b)
+for body in [b"\xff\xff\xff\xff", b"\x0a\x05ab", b""]:
+    try:
+        export(body, timeout=10)
+        print("OK")
+    except grpc.RpcError as e:
+        print(e.code().name)
+"#;
+
+#[test]
+fn a_malformed_grpc_request_is_invalid_argument_and_the_channel_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_both(dir.path(), &[]);
+    let script = dir.path().join("garbage.py");
+    std::fs::write(&script, GRPC_GARBAGE).unwrap();
+    let out = otel_python()
+        .arg(&script)
+        .arg(format!("127.0.0.1:{}", serve.port("otlp-grpc://")))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "INVALID_ARGUMENT\nINVALID_ARGUMENT\nOK\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("not an OTLP logs request (gRPC)"), "{err}");
+    assert!(
+        err.ends_with("stopped; 0 records written, 2 inputs rejected\n"),
+        "{err}"
+    );
+}
+
 /// One HTTP/1.1 request on `s`: the status and the body of the answer.
 fn request(
     s: &mut TcpStream,

@@ -13,7 +13,7 @@
 //! | path `/v1/logs`, method `POST`, `Content-Type` protobuf or JSON, `Content-Encoding` gzip or none (HTTP only) | 404, 405, 415 |
 //! | `Authorization: Bearer TOKEN` when the collector has a token | 401 / `UNAUTHENTICATED` |
 //! | the body, at most `max_frame` bytes (gzip: [`INFLATE`] times that once inflated), read into memory reserved from the budget first | 413 / `OUT_OF_RANGE`; no memory within [`BUSY_WAIT`]: 429 / `RESOURCE_EXHAUSTED` with `Retry-After` |
-//! | decoded (its working memory reserved too) | 400 / `INVALID_ARGUMENT`: the collector and the connection go on |
+//! | decoded (its working memory reserved too) | 400 / `INVALID_ARGUMENT` (tonic's `INTERNAL` for a message it cannot decode is answered as that): the collector and the connection go on |
 //! | mapped; a record heavier than `max_frame` is refused | partial success: `rejected_log_records` and `error_message` |
 //! | handed to the output stage | no room within [`BUSY_WAIT`], or stopping: 503 / `UNAVAILABLE` with `Retry-After` |
 //! | answered once the output stage has written them | 200 / `OK`, as a native batch's `ACK` |
@@ -455,10 +455,26 @@ impl Handler {
         if ready.await.is_err() {
             return tonic::Status::unavailable("the service is not ready").into_http();
         }
-        match svc.call(req).await {
+        let mut resp = match svc.call(req).await {
             Ok(resp) => resp,
             Err(never) => match never {},
+        };
+        // tonic answers INTERNAL, in the headers, for a message it cannot
+        // inflate or decode, before the request reaches the handler (which
+        // never answers INTERNAL): the client sent something malformed.
+        let h = resp.headers_mut();
+        if h.get("grpc-status").is_some_and(|v| v == "13") {
+            let detail = h
+                .get("grpc-message")
+                .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+                .unwrap_or_default();
+            self.refuse(&Refusal::Malformed(format!(
+                "not an OTLP logs request (gRPC): {detail}"
+            )));
+            let code = tonic::Code::InvalidArgument as i32;
+            h.insert("grpc-status", HeaderValue::from(code));
         }
+        resp
     }
 
     fn check_token(&self, headers: &HeaderMap) -> Result<(), Refusal> {
