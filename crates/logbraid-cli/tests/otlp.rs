@@ -669,3 +669,82 @@ fn the_exporter_resends_a_batch_until_it_is_accepted() {
         .all(|l| l.severity_number == 9 && l.severity_text == "INFO"));
     drop(guard);
 }
+
+/// A request of `n` records of 1000 bytes for the logger `blocked`.
+fn blocked_request(tag: &str, n: usize) -> String {
+    let text = "x".repeat(1000);
+    let logs: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"timeUnixNano":"1","body":{{"stringValue":"{tag} {i} {text}"}}}}"#))
+        .collect();
+    format!(
+        r#"{{"resourceLogs":[{{"scopeLogs":[{{"scope":{{"name":"blocked"}},"logRecords":[{}]}}]}}]}}"#,
+        logs.join(",")
+    )
+}
+
+#[test]
+fn a_request_the_output_stage_has_no_room_for_is_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    // The route's file cannot be opened (a directory is in the way): its
+    // records wait, holding the output stage's budget (an eighth of 16 MiB).
+    std::fs::create_dir_all(dir.path().join("logs/blocked.log")).unwrap();
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            "--listen",
+            "otlp-http://127.0.0.1:0",
+            "--route",
+            "logs/{logger}.log",
+            "--format",
+            "%(message).5s",
+            "--max-memory",
+            "16MiB",
+        ],
+    );
+    let addr = ("127.0.0.1", serve.port("otlp-http://"));
+    let ct = [("Content-Type", "application/json")];
+    // 900 records of 1 KB: held, unanswered, until they are written.
+    let first = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        request(&mut s, &ct, blocked_request("a", 900).as_bytes()).0
+    });
+    let out = dir.path().join("logs/blocked.log");
+    // The first request's records are held once the collector says so.
+    let stderr = serve.stderr.clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&stderr)
+        .unwrap()
+        .contains("cannot open")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the file never failed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut s = TcpStream::connect(addr).unwrap();
+    let (status, headers, _) = request(&mut s, &ct, blocked_request("b", 900).as_bytes());
+    assert_eq!(status, 503);
+    assert!(
+        headers.contains(&"retry-after: 1".to_string()),
+        "{headers:?}"
+    );
+    assert!(
+        !first.is_finished(),
+        "the first request waits for its records"
+    );
+    // The obstacle goes: the held records are written, then answered.
+    std::fs::remove_dir(&out).unwrap();
+    assert_eq!(first.join().unwrap(), 200);
+    let mut s = TcpStream::connect(addr).unwrap();
+    assert_eq!(
+        request(&mut s, &ct, blocked_request("b", 900).as_bytes()).0,
+        200
+    );
+    let written = lines(&out);
+    assert_eq!(written.len(), 1800);
+    assert_eq!(written.iter().filter(|l| l.starts_with("a ")).count(), 900);
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("could not take the records"), "{err}");
+}

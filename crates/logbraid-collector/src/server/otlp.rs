@@ -406,9 +406,7 @@ impl Handler {
             .await?;
         let request = otlp::decode(&body, format).map_err(|e| Refusal::Malformed(e.to_string()))?;
         drop(body);
-        let answer = self.export(request).await?;
-        drop(res);
-        Ok(answer)
+        self.export(request, Some(res)).await
     }
 
     /// One OTLP/gRPC request: its body is read here, within the budget,
@@ -448,7 +446,10 @@ impl Handler {
             self.refuse(&r);
             return r.grpc().into_http();
         }
-        let req = Request::from_parts(parts, Full::new(Bytes::from(body)));
+        let mut req = Request::from_parts(parts, Full::new(Bytes::from(body)));
+        // The handler gives it back once the records are mapped.
+        req.extensions_mut()
+            .insert(Held(Arc::new(Mutex::new(Some(res)))));
         let ready = std::future::poll_fn(|cx| {
             tonic::codegen::Service::<Request<Full<Bytes>>>::poll_ready(&mut svc, cx)
         });
@@ -577,10 +578,20 @@ impl Handler {
 
     /// Maps and writes a request's records: the answer once they are
     /// written (with the count of those refused, if any).
-    async fn export(&self, request: ExportLogsServiceRequest) -> Result<Answer, Refusal> {
+    ///
+    /// `res`, the memory reserved for reading and decoding the request, is
+    /// given back once the records are mapped: from then on they count
+    /// against the output stage's budget, and a request waiting for its
+    /// records to be written holds nothing of the connections' pool.
+    async fn export(
+        &self,
+        request: ExportLogsServiceRequest,
+        res: Option<Reservation>,
+    ) -> Result<Answer, Refusal> {
         let max = self.server.config.max_frame;
         let now = logbraid::clock::now_ns();
         let m = otlp::map(request, &self.peer, now, max, &mut SourceCache::new());
+        drop(res);
         self.deliver(m.records).await?;
         if m.rejected > 0 {
             self.server.stats.diagnostics.emit(
@@ -622,6 +633,11 @@ impl Handler {
         }
     }
 }
+
+/// The memory reserved for a gRPC request, handed to the handler through
+/// the request's extensions.
+#[derive(Clone, Debug)]
+struct Held(Arc<Mutex<Option<Reservation>>>);
 
 /// A successful answer: the `ExportLogsServiceResponse`.
 struct Answer(ExportLogsServiceResponse);
@@ -685,7 +701,11 @@ impl LogsService for Handler {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        match Handler::export(self, request.into_inner()).await {
+        let res = request
+            .extensions()
+            .get::<Held>()
+            .and_then(|h| h.0.lock().unwrap_or_else(|e| e.into_inner()).take());
+        match Handler::export(self, request.into_inner(), res).await {
             Ok(Answer(r)) => Ok(tonic::Response::new(r)),
             Err(r) => {
                 self.refuse(&r);
