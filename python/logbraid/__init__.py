@@ -501,7 +501,15 @@ def basicConfig(
     environment variable ``LOGBRAID_TOKEN``; ``LOGBRAID_TLS_CA``,
     ``LOGBRAID_TLS_CERT``, ``LOGBRAID_TLS_KEY`` likewise). Child processes
     are given all of these in their environment, so they forward to the
-    same collector the same way."""
+    same collector the same way.
+
+    ``forward="otlp-http://host:port"`` sends everything to an
+    OpenTelemetry collector (``logbraid serve --listen otlp-http://``, or
+    any other) as OTLP/HTTP logs, protobuf batches to ``/v1/logs``:
+    ``flush()`` returns True once the collector has accepted (answered
+    2xx to) everything logged before it; a batch is sent again after a
+    connection error, 429 or 503 (with back-off) until it is. ``token``
+    goes as ``Authorization: Bearer``. Plain HTTP only."""
     global _default_handler
     lvl = _level_number(level)
     with _lock:

@@ -44,6 +44,13 @@ certificate that CA issued. A plaintext peer on a TLS port is counted and
 closed. The token native clients must present: --token-file PATH (its first
 line), or $LOGBRAID_TOKEN, or --token, which every user can read with ps.
 
+OpenTelemetry logs: otlp-http://HOST:PORT (POST /v1/logs, protobuf or JSON,
+gzip allowed; 4318 is the usual port) and otlp-grpc://HOST:PORT
+(LogsService/Export; usually 4317). A request is answered once its records are
+written; 400 for a body that does not decode, 413 over --max-frame, 429 or 503
+with Retry-After when the collector is busy. With --tls-cert they speak TLS;
+with a token, requests need `Authorization: Bearer TOKEN`.
+
 A record whose routed file cannot be opened is not acknowledged: it waits,
 with the later records of its source, and is retried every second (stderr
 says so); with --fallback-file it goes there instead, its intended path in

@@ -12,19 +12,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use harness::{
-    assert_sequence, bin, client, hello, lines, log_range, logger_with, serve_once, wait_for_lines,
-    Serve,
+    assert_sequence, bin, client, hello, json, lines, log_range, logger_with, serve_once,
+    wait_for_lines, Serve,
 };
 use logbraid::forward::{Endpoint, ForwardOptions, ForwardSink};
 use logbraid::sink::{read_decompressed, rotated_files};
 use logbraid::Level;
-
-fn json(path: &Path) -> Vec<serde_json::Value> {
-    lines(path)
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
 
 fn python() -> Command {
     let mut c = Command::new("python3");

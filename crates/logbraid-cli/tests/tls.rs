@@ -315,7 +315,8 @@ fn tls_settings_are_checked_before_anything_listens() {
     );
     assert_eq!(
         run(&["--listen", "tcp://127.0.0.1:0", "--tls-cert", cert]).1,
-        "logbraid serve: tls_cert: is for a tls:// or syslog-tls:// listener, and none is given"
+        "logbraid serve: tls_cert: is for a tls://, syslog-tls://, otlp-http:// or otlp-grpc:// \
+         listener, and none is given"
     );
     std::fs::write(dir.path().join("empty"), "\n").unwrap();
     assert_eq!(

@@ -141,7 +141,8 @@ pub const MIN_MAX_MEMORY: usize = 16 << 20;
 pub struct Settings {
     /// Where to listen: unix:PATH, tcp://HOST:PORT, tls://HOST:PORT
     /// (native protocol), python-tcp://, python-unix:PATH, python-udp://, syslog-udp://,
-    /// syslog-tcp://, syslog-tls://. Repeat for several. Default: unix:./logbraid.sock and
+    /// syslog-tcp://, syslog-tls://, otlp-http://, otlp-grpc:// (OpenTelemetry
+    /// logs; TLS when --tls-cert is given). Repeat for several. Default: unix:./logbraid.sock and
     /// python-tcp://127.0.0.1:9020.
     #[cfg_attr(feature = "clap", arg(long = "listen", value_name = "URL"))]
     #[serde(default, deserialize_with = "one_or_many")]
@@ -553,7 +554,13 @@ fn token(s: &Settings, env: Option<std::ffi::OsString>) -> Result<Option<Arc<[u8
 /// settings without a TLS listener are an error too (a mistake, not a
 /// preference).
 fn tls(s: &Settings) -> Result<Option<Arc<logbraid::tls::rustls::ServerConfig>>, ConfigError> {
-    let listener = s.listen.iter().find(|e| e.protocol.is_tls());
+    // OTLP listeners speak TLS when a certificate is given, and plaintext
+    // otherwise.
+    let listener = s.listen.iter().find(|e| e.protocol.is_tls()).or_else(|| {
+        s.listen
+            .iter()
+            .find(|e| e.protocol.is_otlp() && s.tls_cert.is_some())
+    });
     let Some(listener) = listener else {
         let set = [
             ("tls_cert", s.tls_cert.is_some()),
@@ -563,7 +570,8 @@ fn tls(s: &Settings) -> Result<Option<Arc<logbraid::tls::rustls::ServerConfig>>,
         return match set.into_iter().find(|(_, on)| *on) {
             Some((key, _)) => Err(key_error(
                 key,
-                "is for a tls:// or syslog-tls:// listener, and none is given",
+                "is for a tls://, syslog-tls://, otlp-http:// or otlp-grpc:// listener, and none is \
+                 given",
             )),
             None => Ok(None),
         };

@@ -83,6 +83,9 @@ pub enum Action {
     Closed,
     /// A datagram was dropped (there is no connection to close).
     Dropped,
+    /// A request (OTLP over HTTP or gRPC) was answered with an error; its
+    /// connection stays open.
+    Answered,
 }
 
 impl Action {
@@ -90,6 +93,7 @@ impl Action {
         match self {
             Action::Closed => "connection closed",
             Action::Dropped => "datagram dropped",
+            Action::Answered => "request refused",
         }
     }
 }

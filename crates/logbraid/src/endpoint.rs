@@ -12,10 +12,12 @@
 //! | `syslog-tcp://HOST:PORT` | syslog, octet counting or newline framing | TCP |
 //! | `syslog-tls://HOST:PORT` | syslog, octet counting (RFC 5425) | TLS over TCP |
 //! | `syslog-udp://HOST:PORT` | syslog | UDP |
+//! | `otlp-http://HOST:PORT` | OpenTelemetry logs, OTLP/HTTP (`POST /v1/logs`, protobuf or JSON) | TCP (TLS when the collector has a certificate) |
+//! | `otlp-grpc://HOST:PORT` | OpenTelemetry logs, OTLP/gRPC (`LogsService/Export`) | TCP (TLS when the collector has a certificate) |
 //!
-//! A listener may name port 0 (the system picks one); a client may not, and
-//! a client speaks only the native protocol (see
-//! [`ForwardOptions`](crate::forward::ForwardOptions)).
+//! A listener may name port 0 (the system picks one); a client may not. A
+//! client speaks the native protocol, or OTLP/HTTP to any OpenTelemetry
+//! collector (see [`ForwardOptions`](crate::forward::ForwardOptions)).
 //!
 //! ```
 //! use logbraid::endpoint::{Addr, Endpoint, Protocol};
@@ -50,10 +52,14 @@ pub enum Protocol {
     SyslogTls,
     /// Syslog over UDP.
     SyslogUdp,
+    /// OpenTelemetry logs over HTTP/1.1 (`POST /v1/logs`).
+    OtlpHttp,
+    /// OpenTelemetry logs over gRPC (`LogsService/Export`).
+    OtlpGrpc,
 }
 
 /// The schemes of the `HOST:PORT` URLs, with what each speaks.
-const INET_SCHEMES: [(&str, Protocol); 7] = [
+const INET_SCHEMES: [(&str, Protocol); 9] = [
     ("tcp://", Protocol::Native),
     ("tls://", Protocol::NativeTls),
     ("python-tcp://", Protocol::PythonTcp),
@@ -61,12 +67,19 @@ const INET_SCHEMES: [(&str, Protocol); 7] = [
     ("syslog-tcp://", Protocol::SyslogTcp),
     ("syslog-tls://", Protocol::SyslogTls),
     ("syslog-udp://", Protocol::SyslogUdp),
+    ("otlp-http://", Protocol::OtlpHttp),
+    ("otlp-grpc://", Protocol::OtlpGrpc),
 ];
 
 impl Protocol {
     /// Whether it is carried in datagrams (UDP) rather than a stream.
     pub fn is_datagram(self) -> bool {
         matches!(self, Protocol::PythonUdp | Protocol::SyslogUdp)
+    }
+
+    /// Whether it is OpenTelemetry's OTLP (over HTTP or gRPC).
+    pub fn is_otlp(self) -> bool {
+        matches!(self, Protocol::OtlpHttp | Protocol::OtlpGrpc)
     }
 
     /// Whether it is carried inside TLS.
@@ -172,7 +185,7 @@ impl Endpoint {
         else {
             return Err(bad(
                 "unknown scheme; use unix:PATH, tcp://, tls://, python-tcp://, python-unix:PATH, \
-                 python-udp://, syslog-tcp://, syslog-tls:// or syslog-udp://",
+                 python-udp://, syslog-tcp://, syslog-tls://, syslog-udp://, otlp-http:// or otlp-grpc://",
             ));
         };
         let Some((host, port)) = host_port.rsplit_once(':') else {
@@ -238,6 +251,8 @@ mod tests {
             ("python-udp://localhost:0", Protocol::PythonUdp),
             ("syslog-tcp://h:514", Protocol::SyslogTcp),
             ("syslog-udp://h:65535", Protocol::SyslogUdp),
+            ("otlp-http://127.0.0.1:4318", Protocol::OtlpHttp),
+            ("otlp-grpc://[::1]:4317", Protocol::OtlpGrpc),
         ] {
             let e = Endpoint::parse(url).unwrap();
             assert_eq!(e.protocol, protocol, "{url}");
@@ -259,6 +274,8 @@ mod tests {
         assert_eq!(Protocol::SyslogTls.inner(), Protocol::SyslogTcp);
         assert_eq!(Protocol::NativeTls.inner(), Protocol::Native);
         assert_eq!(Protocol::PythonTcp.inner(), Protocol::PythonTcp);
+        assert!(Protocol::OtlpHttp.is_otlp() && Protocol::OtlpGrpc.is_otlp());
+        assert!(!Protocol::OtlpGrpc.is_datagram() && !Protocol::Native.is_otlp());
     }
 
     #[test]

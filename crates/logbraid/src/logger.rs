@@ -10,7 +10,7 @@ use crate::collect::{Bound, Embedded, EmbeddedOptions, COLLECTOR_ENV};
 use crate::config::{Config, ConfigError};
 use crate::endpoint::{Addr, Endpoint};
 use crate::filter::{Directives, FilterError};
-use crate::forward::{check_client, ForwardError, ForwardOptions, ForwardSink};
+use crate::forward::{check_client, ForwardError, ForwardOptions};
 use crate::layout::{Layout, LayoutSpec};
 use crate::level::{Level, LevelFilter};
 use crate::options::Overflow;
@@ -461,11 +461,13 @@ impl Builder {
         self
     }
 
-    /// Adds a sink that forwards every record to a collector (`unix:PATH`
-    /// or `tcp://HOST:PORT`); [`Logger::flush`] then returns once the
-    /// collector has acknowledged everything logged before it.
+    /// Adds a sink that forwards every record to a collector (`unix:PATH`,
+    /// `tcp://HOST:PORT`, `tls://HOST:PORT`, or with the `otlp` feature an
+    /// OpenTelemetry collector at `otlp-http://HOST:PORT`); [`Logger::flush`]
+    /// then returns once the collector has acknowledged (accepted)
+    /// everything logged before it.
     pub fn forward(self, options: ForwardOptions) -> Result<Self, Error> {
-        let sink = ForwardSink::new(options)?;
+        let sink = crate::forward::sink(options)?;
         Ok(self.sink(sink))
     }
 
@@ -620,8 +622,8 @@ impl Builder {
         let mut sinks = SinkSet::new();
         match inherited {
             Some(endpoint) => {
-                let sink = ForwardSink::new(ForwardOptions::new(endpoint).or_env())?;
-                sinks.push(Box::new(sink), LevelFilter::TRACE);
+                let sink = crate::forward::sink(ForwardOptions::new(endpoint).or_env())?;
+                sinks.push(sink, LevelFilter::TRACE);
             }
             None => {
                 for (s, l) in self.sinks {

@@ -106,6 +106,14 @@ pub fn lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The records of a JSON-lines file.
+pub fn json(path: &Path) -> Vec<serde_json::Value> {
+    lines(path)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
 /// Waits until the file at `path` has `n` lines, for 30 s at most (the
 /// caller's assertions then say what is missing).
 pub fn wait_for_lines(path: &Path, n: usize) {

@@ -11,6 +11,7 @@
 //! | Python `DatagramHandler` (UDP) | [`python::datagram`] | [`python::record_from_pickle`] |
 //! | syslog over UDP | one message per datagram | [`syslog::parse`] |
 //! | syslog over TCP (RFC 6587) | [`syslog::SyslogTcpDecoder`] | [`syslog::parse`] |
+//! | OpenTelemetry logs (OTLP/HTTP, OTLP/gRPC) | one request | [`otlp::decode`], [`otlp::map`] |
 //!
 //! The pickle reader underneath never imports or calls code:
 //! [`pickle::decode`] rejects every pickle that names code, and
@@ -25,6 +26,7 @@ use std::sync::Arc;
 
 use logbraid::Source;
 
+pub mod otlp;
 pub mod pickle;
 pub mod python;
 pub mod syslog;

@@ -203,6 +203,28 @@ pub struct AckTo {
     pub tx: tokio::sync::mpsc::UnboundedSender<u64>,
 }
 
+impl AckTo {
+    /// Where to report that a delivery of records without numbering (an
+    /// OTLP request) is written: `tx` receives 0 once the round that wrote
+    /// them is flushed and checkpointed, as a native batch's
+    /// acknowledgement would be. Nothing is committed to the [`Dedup`]
+    /// table for it.
+    pub fn unnumbered(tx: tokio::sync::mpsc::UnboundedSender<u64>) -> AckTo {
+        AckTo {
+            client_id: Box::from(""),
+            epoch: 0,
+            last: 0,
+            tx,
+        }
+    }
+
+    /// Whether it reports a native batch (client id and sequence number),
+    /// rather than being [`unnumbered`](AckTo::unnumbered).
+    pub fn is_numbered(&self) -> bool {
+        !self.client_id.is_empty()
+    }
+}
+
 /// What a listener hands over.
 #[derive(Debug)]
 pub enum Body {

@@ -471,7 +471,11 @@ impl Stage {
                     .commits
                     .iter()
                     .map(|(s, seq)| (&s.client_id, s.epoch, *seq));
-                let acks = self.acks.iter().map(|a| (&a.client_id, a.epoch, a.last));
+                let acks = self
+                    .acks
+                    .iter()
+                    .filter(|a| a.is_numbered())
+                    .map(|a| (&a.client_id, a.epoch, a.last));
                 for (id, epoch, last) in streams.chain(acks) {
                     let Some(w) = table.committed(id, epoch, last) else {
                         continue;
@@ -517,11 +521,10 @@ impl Stage {
         for (s, seq) in &self.commits {
             table.commit(&s.client_id, s.epoch, *seq);
         }
-        highest.extend(
-            self.acks
-                .iter()
-                .map(|a| table.commit(&a.client_id, a.epoch, a.last)),
-        );
+        highest.extend(self.acks.iter().map(|a| match a.is_numbered() {
+            true => table.commit(&a.client_id, a.epoch, a.last),
+            false => Some(0),
+        }));
     }
 
     /// The end: writes what is held, ends the last round, finishes the

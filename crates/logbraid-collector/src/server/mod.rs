@@ -1,5 +1,6 @@
 //! The listeners: native protocol over Unix sockets and TCP, Python
-//! `SocketHandler`/`DatagramHandler`, syslog over UDP and TCP. Every
+//! `SocketHandler`/`DatagramHandler`, syslog over UDP and TCP,
+//! OpenTelemetry logs over HTTP and gRPC. Every
 //! connection decodes in its own task and hands records to the
 //! [`output`](crate::output) stage, whose byte budget is the backpressure:
 //! a connection waiting for room stops reading its socket, and the others
@@ -14,6 +15,7 @@
 //! | `stream` | `python-tcp://`, `syslog-tcp://`, `syslog-tls://` | the records decoded from one read | no (the protocols have none) |
 //! | `datagram` | `python-udp://`, `syslog-udp://` | the datagrams queued at once, up to 256 | no |
 //! | `tls` | `tls://`, `syslog-tls://` | the handshake, then `native` or `stream` | as inside |
+//! | `otlp` | `otlp-http://`, `otlp-grpc://` (TLS with a certificate) | one request | yes: answered once written |
 //!
 //! Every stream connection takes a slot of [`ServerConfig::max_connections`]
 //! (one semaphore for all stream listeners); one over the cap is counted
@@ -29,6 +31,7 @@
 mod budget;
 mod datagram;
 mod native;
+pub mod otlp;
 pub mod slots;
 mod stream;
 mod tls;
@@ -187,7 +190,7 @@ impl Listener {
 /// | setting | default |
 /// |---|---|
 /// | token | none |
-/// | TLS | none: a `tls://` or `syslog-tls://` listener turns every connection away |
+/// | TLS | none: a `tls://` or `syslog-tls://` listener turns every connection away, `otlp-http://` and `otlp-grpc://` speak plaintext |
 /// | max frame | 1 MiB |
 /// | max connections | 1024, fewer when `RLIMIT_NOFILE` leaves room for fewer ([`slots::fit_open_files`]) |
 /// | max connections per listener | all of them less a share kept for each other stream listener ([`slots::Limits::new`]) |
@@ -607,6 +610,9 @@ fn start<S>(
             Protocol::Native => conn.native(&mut s, None).await,
             Protocol::PythonTcp | Protocol::SyslogTcp => conn.records(&mut s, proto).await,
             Protocol::NativeTls | Protocol::SyslogTls => conn.tls(&mut s, proto).await,
+            Protocol::OtlpHttp | Protocol::OtlpGrpc => {
+                conn.otlp(&mut s, proto, Arc::clone(&server)).await
+            }
             Protocol::PythonUdp | Protocol::SyslogUdp => {}
         }
         drop(s);

@@ -1,5 +1,6 @@
 //! The TLS listeners: `tls://` (the native protocol) and `syslog-tls://`
-//! (RFC 5425: octet-counted syslog). A connection's handshake runs in its
+//! (RFC 5425: octet-counted syslog); `otlp-http://` and `otlp-grpc://`
+//! use the same handshake when the collector has a certificate. A connection's handshake runs in its
 //! own task, in its slot, within the `HELLO` timeout; then the connection
 //! is served by the same code as its plaintext twin, on the decrypted
 //! stream.
@@ -39,31 +40,66 @@ impl Conn<'_> {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let Some(config) = self.server.config.tls.clone() else {
-            return self.reject(
+        let Some((mut s, cert)) = self.handshake(s, None).await else {
+            return;
+        };
+        match proto.inner() {
+            Protocol::Native => self.native(&mut s, cert).await,
+            inner => self.records(&mut s, inner).await,
+        }
+    }
+
+    /// Completes the TLS handshake on `s`, offering the application
+    /// protocol `alpn` if one is given (HTTP/2 for gRPC): the decrypted
+    /// stream and the identity of the client's certificate, if it showed
+    /// one. `None` (counted and said) when the handshake failed.
+    pub(super) async fn handshake<S>(
+        &self,
+        s: S,
+        alpn: Option<&[u8]>,
+    ) -> Option<(tokio_rustls::server::TlsStream<S>, Option<Arc<str>>)>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let config = self.server.config.tls.clone().map(|c| match alpn {
+            Some(p) => {
+                let mut c = (*c).clone();
+                c.alpn_protocols = vec![p.to_vec()];
+                Arc::new(c)
+            }
+            None => c,
+        });
+        let Some(config) = config else {
+            self.reject(
                 Kind::TlsHandshake,
                 &"this listener has no certificate (--tls-cert, --tls-key)",
             );
+            return None;
         };
         let timeout = self.server.config.hello_timeout;
         let handshake = tokio::time::timeout(timeout, TlsAcceptor::from(config).accept(s));
         let accepted = tokio::select! {
             r = handshake => r,
             _ = self.slot.evicted() => {
-                return self.reject(
+                self.reject(
                     Kind::Evicted,
                     &"TLS handshake not done, evicted to make room for a new connection",
                 );
+                return None;
             }
         };
-        let mut s = match accepted {
+        let s = match accepted {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return self.reject(kind_of(&e), &format_args!("TLS: {e}")),
+            Ok(Err(e)) => {
+                self.reject(kind_of(&e), &format_args!("TLS: {e}"));
+                return None;
+            }
             Err(_) => {
-                return self.reject(
+                self.reject(
                     Kind::TlsHandshake,
                     &format_args!("no TLS handshake within {timeout:?}"),
-                )
+                );
+                return None;
             }
         };
         let cert = s
@@ -72,9 +108,6 @@ impl Conn<'_> {
             .peer_certificates()
             .and_then(|c| c.first())
             .map(|c| Arc::from(identity(Credential::Certificate(c))));
-        match proto.inner() {
-            Protocol::Native => self.native(&mut s, cert).await,
-            inner => self.records(&mut s, inner).await,
-        }
+        Some((s, cert))
     }
 }

@@ -215,7 +215,8 @@ fn bad_values_name_the_full_key_and_the_reason() {
     assert_eq!(
         err("forward = \"python-tcp://h:9020\""),
         "forward: invalid collector address \"python-tcp://h:9020\": a forwarding client \
-         speaks the native protocol: unix:PATH, tcp://HOST:PORT or tls://HOST:PORT"
+         speaks the native protocol (unix:PATH, tcp://HOST:PORT or tls://HOST:PORT) or \
+         OTLP/HTTP (otlp-http://HOST:PORT)"
     );
     assert_eq!(
         err("forward = \"tcp://h\""),

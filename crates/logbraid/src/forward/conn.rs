@@ -121,16 +121,23 @@ impl TlsOptions {
 }
 
 /// Checks that a client can connect to `endpoint`: the native protocol
-/// and, over TCP, a port other than 0.
+/// or OTLP/HTTP (with the `otlp` feature) and, over TCP, a port other
+/// than 0.
 pub(crate) fn check_client(endpoint: &Endpoint) -> Result<(), ForwardError> {
     let bad = |reason| ForwardError::Address {
         address: endpoint.to_string(),
         reason,
     };
-    if endpoint.protocol.inner() != Protocol::Native {
+    let otlp = endpoint.protocol == Protocol::OtlpHttp;
+    if endpoint.protocol.inner() != Protocol::Native && !otlp {
         return Err(bad(
-            "a forwarding client speaks the native protocol: unix:PATH, tcp://HOST:PORT \
-             or tls://HOST:PORT",
+            "a forwarding client speaks the native protocol (unix:PATH, tcp://HOST:PORT \
+             or tls://HOST:PORT) or OTLP/HTTP (otlp-http://HOST:PORT)",
+        ));
+    }
+    if otlp && cfg!(not(feature = "otlp")) {
+        return Err(bad(
+            "this build of logbraid has no OTLP exporter (the cargo feature \"otlp\")",
         ));
     }
     if endpoint.protocol.is_tls() && cfg!(not(feature = "tls")) {
@@ -161,6 +168,12 @@ impl Target {
     /// TLS files.
     pub(crate) fn new(endpoint: Endpoint, tls: &TlsOptions) -> Result<Target, ForwardError> {
         check_client(&endpoint)?;
+        if endpoint.protocol.is_otlp() {
+            return Err(ForwardError::Address {
+                address: endpoint.to_string(),
+                reason: "an OTLP collector is reached through forward::sink, not a ForwardSink",
+            });
+        }
         tls.check(&endpoint)
             .map_err(|(key, reason)| ForwardError::Tls { key, reason })?;
         if endpoint.protocol.is_tls() && tls.ca.is_none() {
@@ -432,11 +445,15 @@ mod tests {
     fn a_client_needs_the_native_protocol_and_a_port() {
         assert_eq!(check_client(&Endpoint::unix("/tmp/a.sock")), Ok(()));
         assert_eq!(check_client(&Endpoint::tcp("[::1]:9000")), Ok(()));
+        let otlp = check_client(&Endpoint::parse("otlp-http://h:4318").unwrap());
+        assert_eq!(otlp.is_ok(), cfg!(feature = "otlp"), "{otlp:?}");
         for (url, why) in [
             ("python-tcp://h:9", "native protocol"),
             ("syslog-tls://h:9", "native protocol"),
             ("syslog-udp://h:9", "native protocol"),
+            ("otlp-grpc://h:9", "OTLP/HTTP (otlp-http://HOST:PORT)"),
             ("tcp://h:0", "port cannot be 0"),
+            ("otlp-http://h:0", "port cannot be 0"),
         ] {
             let e = check_client(&Endpoint::parse(url).unwrap())
                 .unwrap_err()

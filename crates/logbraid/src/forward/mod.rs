@@ -40,6 +40,8 @@
 //! ```
 
 mod conn;
+#[cfg(feature = "otlp")]
+mod otlp;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -54,13 +56,27 @@ pub use conn::{ForwardError, TlsOptions, CA_ENV, CERT_ENV, KEY_ENV, SERVER_NAME_
 use conn::{Stream, Target};
 
 pub use crate::endpoint::Endpoint;
+#[cfg(feature = "otlp")]
+pub use otlp::{severity_number, OtlpCounters, OtlpSink, OtlpStats};
 
 use crate::record::{Record, Source};
 use crate::report::RateLimit;
 use crate::sink::Sink;
 use crate::wire::{self, BatchEncoder, Frame, FrameReader, Hello, Push};
 
-/// Settings of a [`ForwardSink`].
+/// The sink that forwards to `options`' endpoint: a [`ForwardSink`] for
+/// the native protocol, an [`OtlpSink`](crate::forward) for
+/// `otlp-http://` (with the `otlp` feature).
+pub fn sink(options: ForwardOptions) -> Result<Box<dyn Sink + Send>, ForwardError> {
+    #[cfg(feature = "otlp")]
+    if options.endpoint.protocol == crate::endpoint::Protocol::OtlpHttp {
+        return Ok(Box::new(OtlpSink::new(options)?));
+    }
+    Ok(Box::new(ForwardSink::new(options)?))
+}
+
+/// Settings of a [`ForwardSink`] (and of an `OtlpSink`, which uses the
+/// token, buffer bytes, linger and back-off).
 ///
 /// | option | default |
 /// |---|---|
@@ -247,18 +263,59 @@ struct Shared {
     lost: AtomicU64,
 }
 
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    // Every update of the state is a few assignments; a panic between
-    // them is not possible, so a poisoned lock still holds a valid state.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update of a client's state is a few assignments; a panic
+    // between them is not possible, so a poisoned lock still holds a valid
+    // state.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Waits on `cv` for at most `t`.
+fn wait_on<'a, T>(cv: &Condvar, g: MutexGuard<'a, T>, t: Duration) -> MutexGuard<'a, T> {
+    cv.wait_timeout(g, t)
+        .map(|(g, _)| g)
+        .unwrap_or_else(|e| e.into_inner().0)
+}
+
+/// Waits until `done` holds of the state, or until `deadline`; whether it
+/// does.
+fn wait_until<T>(
+    m: &Mutex<T>,
+    cv: &Condvar,
+    deadline: Option<Instant>,
+    done: impl Fn(&T) -> bool,
+) -> bool {
+    let mut st = lock(m);
+    loop {
+        if done(&st) {
+            return true;
+        }
+        let mut step = Duration::from_millis(50);
+        if let Some(d) = deadline {
+            let now = Instant::now();
+            if now >= d {
+                return false;
+            }
+            step = step.min(d - now);
+        }
+        st = wait_on(cv, st, step);
+    }
+}
+
+/// Says on stderr that `lost` records (if any) were given up on by
+/// shutdown, not `what` (acknowledged, accepted) by `by` within `linger`.
+fn report_lost(lost: u64, what: &str, by: &dyn fmt::Display, linger: Duration) {
+    if lost > 0 {
+        let _ = writeln!(
+            io::stderr(),
+            "logbraid: {lost} records not {what} by {by} after {linger:?}: lost"
+        );
+    }
 }
 
 impl Shared {
     fn wait<'a>(&self, g: MutexGuard<'a, State>, t: Duration) -> MutexGuard<'a, State> {
-        self.cv
-            .wait_timeout(g, t)
-            .map(|(g, _)| g)
-            .unwrap_or_else(|e| e.into_inner().0)
+        wait_on(&self.cv, g, t)
     }
 
     /// Drops the batches covered by `highest`.
@@ -429,24 +486,9 @@ impl ForwardSink {
 
     /// Waits until the outbox is empty, or until `deadline`.
     fn wait_acked(&self, deadline: Option<Instant>) -> bool {
-        let mut st = lock(&self.shared.state);
-        loop {
-            if st.outbox.is_empty() {
-                return true;
-            }
-            let step = Duration::from_millis(50);
-            let step = match deadline {
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return false;
-                    }
-                    step.min(d - now)
-                }
-                None => step,
-            };
-            st = self.shared.wait(st, step);
-        }
+        wait_until(&self.shared.state, &self.shared.cv, deadline, |st| {
+            st.outbox.is_empty()
+        })
     }
 
     fn stop_io(&mut self) {
@@ -501,15 +543,8 @@ impl Sink for ForwardSink {
             st.next_seq = 1;
             drop(st);
             self.shared.cv.notify_all();
-            if lost > 0 {
-                self.shared.lost.fetch_add(lost, Ordering::Relaxed);
-                let _ = writeln!(
-                    io::stderr(),
-                    "logbraid: {lost} records not acknowledged by {} after {:?}: lost",
-                    self.endpoint,
-                    self.linger
-                );
-            }
+            self.shared.lost.fetch_add(lost, Ordering::Relaxed);
+            report_lost(lost, "acknowledged", &self.endpoint, self.linger);
         }
         sealed
     }
@@ -600,14 +635,10 @@ impl Io {
             };
             backoff = (backoff * 2).min(self.options.backoff_max);
             let until = Instant::now() + pause;
-            let mut st = lock(&self.shared.state);
-            while !st.stop {
-                let now = Instant::now();
-                if now >= until {
-                    break;
-                }
-                st = self.shared.wait(st, until - now);
-            }
+            // Until then, or until the sink stops.
+            wait_until(&self.shared.state, &self.shared.cv, Some(until), |st| {
+                st.stop
+            });
         }
     }
 

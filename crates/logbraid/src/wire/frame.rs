@@ -136,16 +136,22 @@ impl Hello<'_> {
     /// Whether the token equals `expected`, compared in time that depends on
     /// the lengths only, so the comparison does not reveal a correct prefix.
     pub fn token_matches(&self, expected: &[u8]) -> bool {
-        if self.token.len() != expected.len() {
-            return false;
-        }
-        let diff = self
-            .token
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        std::hint::black_box(diff) == 0
+        token_matches(self.token, expected)
     }
+}
+
+/// Whether a token given by a client is the `expected` one, compared in
+/// time that does not depend on where they differ (the native `HELLO`, the
+/// `Authorization` header of OTLP).
+pub fn token_matches(given: &[u8], expected: &[u8]) -> bool {
+    if given.len() != expected.len() {
+        return false;
+    }
+    let diff = given
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    std::hint::black_box(diff) == 0
 }
 
 impl fmt::Debug for Hello<'_> {

@@ -74,7 +74,7 @@ mod session;
 pub use dedup::{Admit, Dedup};
 pub use frame::{
     decode, encode_ack, encode_error, encode_hello, encode_ping, encode_pong, encode_welcome,
-    frame_len, Frame, FrameReader, Hello,
+    frame_len, token_matches, Frame, FrameReader, Hello,
 };
 pub use record::{Batch, BatchEncoder, Push, Records};
 pub use session::{encode_refusal, Closed, Holders, Peer, ServerSession, Step, MAX_SOURCE_TEXT};

@@ -24,7 +24,8 @@ pub(super) struct Stalled {
 /// connection's source.
 pub(super) fn delivery_key(d: &Delivery) -> Key {
     match &d.ack {
-        Some(a) => Key::Client(a.client_id.clone()),
+        Some(a) if a.is_numbered() => Key::Client(a.client_id.clone()),
+        Some(_) => source_key(&d.source),
         None => source_key(&d.source),
     }
 }
