@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use logbraid::SyncMode;
 use logbraid_collector::config::{ServeConfig, Settings};
+use logbraid_collector::metrics::{self, Metrics};
 use logbraid_collector::output::{Output, OutputError};
 use logbraid_collector::server::{self, Server};
 
@@ -48,6 +49,13 @@ A record whose routed file cannot be opened is not acknowledged: it waits,
 with the later records of its source, and is retried every second (stderr
 says so); with --fallback-file it goes there instead, its intended path in
 the field `destination`.
+
+Metrics: --metrics HOST:PORT serves /metrics (Prometheus text format),
+/health (503 once records have waited longer than --stall-timeout, 30 s by
+default, with no write completing) and /ready (503 while draining after
+SIGTERM or SIGINT, or while the records waiting for the files fill their
+share of memory); stdout says `metrics on http://HOST:PORT` after the
+`listening on` lines.
 
 Fixed limits: a connection that sends nothing (not even PING) for 60 s is
 closed, a native one that has not sent its HELLO after 10 s too. Memory:
@@ -117,6 +125,16 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
             }
         }
     }
+    let metrics_listener = match &config.metrics {
+        Some(addr) => match tokio::net::TcpListener::bind(addr.as_str()).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                remove_sockets(&listeners);
+                anyhow::bail!("cannot serve metrics on {addr}: {e}");
+            }
+        },
+        None => None,
+    };
     let dedup = Arc::new(Mutex::new(config.dedup()));
     let (output, handle) = match Output::start(config.output.clone(), Arc::clone(&dedup)) {
         Ok(started) => started,
@@ -146,26 +164,34 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
             }
         }
     });
+    let metrics = Arc::new(Metrics::new(config.stall_timeout));
     // The first SIGTERM or SIGINT stops (draining), a second one hurries.
     let (first, stop) = tokio::sync::oneshot::channel::<()>();
     let (second, hurry) = tokio::sync::oneshot::channel::<()>();
+    let draining = Arc::clone(&metrics);
     tokio::spawn(async move {
         for tx in [first, second] {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
+            draining.drain();
             let _ = tx.send(());
         }
     });
+    let server = Arc::new(Server::new(config.server.clone(), handle, dedup));
+    metrics.watch(Arc::clone(&server), output.watch());
     {
         let mut out = std::io::stdout().lock();
         for (_, shown) in &listeners {
             writeln!(out, "listening on {shown}")?;
         }
+        if let Some(l) = metrics_listener {
+            writeln!(out, "metrics on http://{}", l.local_addr()?)?;
+            tokio::spawn(metrics::serve(Arc::clone(&metrics), l));
+        }
         out.flush()?;
     }
-    let server = Arc::new(Server::new(config.server.clone(), handle, dedup));
     server::run(
         Arc::clone(&server),
         listeners.into_iter().map(|(l, _)| l).collect(),

@@ -36,6 +36,8 @@
 //! | `max_connections_per_peer` | integer, 1 to 1000000: from one IP address | 256 |
 //! | `max_memory` | size, at least 16 MiB: the ceiling on what the collector holds | 256 MiB |
 //! | `max_clients` | integer, 1 to 10000000: native client ids tracked for exactly-once | 100000 |
+//! | `metrics` | `HOST:PORT` (port 0: any) where `/metrics`, `/health` and `/ready` are served ([`crate::metrics`]) | none |
+//! | `stall_timeout` | duration (seconds, or `"500ms"`, `"2m"`): `/health` fails once records wait this long with no write completing | 30 s |
 //!
 //! `max_memory` is shared out, so that what peers can make the collector
 //! hold stays under it: an eighth for records waiting for the output stage
@@ -83,6 +85,8 @@
 //! max_connections = 1024
 //! max_memory = "256MiB"
 //! max_clients = 100000
+//! metrics = "127.0.0.1:9090"  # /metrics, /health, /ready
+//! stall_timeout = "30s"
 //! ```
 //!
 //! A client id is tracked from its first batch (a `HELLO` alone costs
@@ -97,7 +101,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use logbraid::config::de::{self, Bounded, FileMode, Size};
+use logbraid::config::de::{self, Bounded, FileMode, Seconds, Size};
 use logbraid::config::ConfigError;
 use logbraid::layout::LayoutSpec;
 use logbraid::wire::Dedup;
@@ -238,6 +242,32 @@ pub struct Settings {
     /// as overloaded until one is.
     #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
     pub max_clients: Option<Bounded<1, 10_000_000>>,
+    /// Serve /metrics (Prometheus), /health and /ready over HTTP on
+    /// HOST:PORT (port 0: any free port; stdout says which).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "HOST:PORT"))]
+    #[serde(default, deserialize_with = "de::parsed")]
+    pub metrics: Option<MetricsAddr>,
+    /// /health answers 503 once records have waited this long with no
+    /// write completing (default 30s; e.g. 500ms, 2m).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DURATION"))]
+    pub stall_timeout: Option<Seconds>,
+}
+
+/// Where the metrics are served: `HOST:PORT`, the port a number (0 for
+/// any free one), the host a name or an address (`[::1]` for IPv6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsAddr(pub String);
+
+impl FromStr for MetricsAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not HOST:PORT");
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad());
+        }
+        Ok(MetricsAddr(s.to_string()))
+    }
 }
 
 /// `listen`: one URL or a list of them.
@@ -365,6 +395,8 @@ impl Settings {
                 .or(other.max_connections_per_peer),
             max_memory: self.max_memory.or(other.max_memory),
             max_clients: self.max_clients.or(other.max_clients),
+            metrics: self.metrics.or(other.metrics),
+            stall_timeout: self.stall_timeout.or(other.stall_timeout),
         }
     }
 }
@@ -382,6 +414,11 @@ pub struct ServeConfig {
     pub server: ServerConfig,
     /// Native client ids the deduplication table holds.
     pub max_clients: usize,
+    /// Where `/metrics`, `/health` and `/ready` are served, if anywhere.
+    pub metrics: Option<String>,
+    /// How long records may wait with no write completing before
+    /// `/health` fails.
+    pub stall_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -596,6 +633,10 @@ impl ServeConfig {
             max_clients: s
                 .max_clients
                 .map_or(Dedup::DEFAULT_CAPACITY, |n| n.0 as usize),
+            metrics: s.metrics.map(|m| m.0),
+            stall_timeout: s
+                .stall_timeout
+                .map_or(crate::metrics::DEFAULT_STALL_TIMEOUT, |t| t.0),
         })
     }
 }

@@ -5,5 +5,6 @@
 pub mod config;
 pub mod diag;
 pub mod intake;
+pub mod metrics;
 pub mod output;
 pub mod server;

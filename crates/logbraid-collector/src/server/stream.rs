@@ -226,7 +226,7 @@ impl Conn<'_> {
     async fn hand_over(&self, batch: &mut Batch, source: &Arc<Source>) -> bool {
         batch.weight = 0;
         let records = std::mem::take(&mut batch.records);
-        self.server.hand_over(records, source).await
+        self.server.hand_over(records, source, &self.received).await
     }
 }
 

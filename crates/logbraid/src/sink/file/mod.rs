@@ -692,6 +692,11 @@ impl RollingFile {
         }
     }
 
+    /// Backups queued for compression, or being compressed, now.
+    pub fn compress_backlog(&self) -> usize {
+        self.compressor.as_ref().map_or(0, Compressor::pending)
+    }
+
     /// Blocks until every backup queued for compression so far is done.
     /// Dropping the sink does the same.
     pub fn wait_compressed(&self) {
