@@ -1041,6 +1041,13 @@ impl Sink for RollingFile {
         self.wait_compressed();
         r
     }
+
+    fn sink_stats(&self) -> crate::sink::SinkStats {
+        crate::sink::SinkStats {
+            rotations: self.shared.counters.rotations.load(Ordering::Relaxed),
+            ..Default::default()
+        }
+    }
 }
 
 impl Drop for RollingFile {
