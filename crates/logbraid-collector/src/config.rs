@@ -735,6 +735,32 @@ mod tests {
     }
 
     #[test]
+    fn metrics_is_host_and_port() {
+        let s =
+            Settings::from_toml_str("metrics = \"[::1]:0\"\nstall_timeout = \"250ms\"").unwrap();
+        let c = ServeConfig::new(s).unwrap();
+        assert_eq!(c.metrics.as_deref(), Some("[::1]:0"));
+        assert_eq!(c.stall_timeout, Duration::from_millis(250));
+        let c = ServeConfig::new(Settings::default()).unwrap();
+        assert_eq!(
+            (c.metrics, c.stall_timeout),
+            (None, crate::metrics::DEFAULT_STALL_TIMEOUT)
+        );
+        assert_eq!(
+            err("metrics = \"9090\""),
+            "metrics: \"9090\" is not HOST:PORT"
+        );
+        assert_eq!(
+            err("metrics = \":9090\""),
+            "metrics: \":9090\" is not HOST:PORT"
+        );
+        assert_eq!(
+            err("metrics = \"host:99999\""),
+            "metrics: \"host:99999\" is not HOST:PORT"
+        );
+    }
+
+    #[test]
     fn one_url_or_a_list() {
         let s = Settings::from_toml_str("listen = \"tcp://127.0.0.1:0\"").unwrap();
         assert_eq!(s.listen, [Endpoint::tcp("127.0.0.1:0")]);

@@ -23,7 +23,7 @@
 //! | `logbraid_acks_total` | counter | native batches acknowledged |
 //! | `logbraid_connections_accepted_total` | counter | stream connections given a slot |
 //! | `logbraid_connections_open` | gauge | stream connections open now |
-//! | `logbraid_connections_refused_total` | counter | connections turned away at a connection limit |
+//! | `logbraid_connections_refused_total` | counter | connections turned away at a connection limit, or closed after waiting their idle timeout for memory ([`Kind::Overloaded`]) |
 //! | `logbraid_connections_evicted_total` | counter | silent connections closed to make room for a new one |
 //! | `logbraid_connection_memory_bytes` | gauge | bytes connections hold to read and decode |
 //! | `logbraid_connection_memory_limit_bytes` | gauge | the most they may hold |
@@ -370,7 +370,7 @@ impl Collector for Collected {
             ),
             (
                 "logbraid_connections_refused",
-                "Connections turned away at a connection limit",
+                "Connections turned away at a connection limit or for lack of memory",
                 rejected(Kind::Overloaded),
             ),
             (
