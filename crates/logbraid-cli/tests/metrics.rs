@@ -153,10 +153,39 @@ fn metrics_count_exactly_the_records_sent_over_native_python_and_syslog() {
     }
     assert_eq!(get(&addr, "/health"), (200, "idle\n".to_string()));
     assert_eq!(get(&addr, "/ready"), (200, "ready\n".to_string()));
+    assert_eq!(readme_metrics_missing_from(&m), Vec::<String>::new());
 
     let (status, err) = serve.stop();
     assert!(status.success(), "{err}");
     assert!(err.contains(&format!("{} records written", 3 * N)), "{err}");
+}
+
+/// The metrics the README's "Metrics and health" table lists that
+/// `metrics` (a scrape) does not describe with a `# TYPE` line.
+fn readme_metrics_missing_from(metrics: &str) -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let section = readme
+        .split("### Metrics and health")
+        .nth(1)
+        .and_then(|s| s.split("\n### ").next())
+        .unwrap();
+    let listed: Vec<&str> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `logbraid_"))
+        .flat_map(|l| l.split(" |").next())
+        .flat_map(|cell| cell.split(", "))
+        .map(|n| n.trim_matches('`').trim_start_matches("logbraid_"))
+        .collect();
+    assert!(listed.len() >= 25, "{listed:?}");
+    listed
+        .into_iter()
+        .map(|n| {
+            let n = n.split('{').next().unwrap();
+            format!("logbraid_{}", n.strip_suffix("_total").unwrap_or(n))
+        })
+        .filter(|name| !metrics.contains(&format!("# TYPE {name} ")))
+        .collect()
 }
 
 #[test]

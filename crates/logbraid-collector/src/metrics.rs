@@ -30,6 +30,7 @@
 //! | `logbraid_pending_bytes` | gauge | bytes of records handed to the output stage and not yet written and acknowledged |
 //! | `logbraid_pending_limit_bytes` | gauge | the most that may be pending (past it, listeners wait) |
 //! | `logbraid_pending_wait_seconds_total` | counter | time listeners spent waiting for room in it |
+//! | `logbraid_connection_memory_wait_seconds_total` | counter | time connections spent waiting for memory to read and decode |
 //! | `logbraid_records_held` | gauge | records waiting for a file that cannot be opened or written |
 //! | `logbraid_records_diverted_total` | counter | records written to the fallback file |
 //! | `logbraid_files_open` | gauge | output files open |
@@ -459,11 +460,18 @@ impl Collector for Collected {
         for (name, help, v) in gauges {
             one(e, name, help, &ConstGauge::new(v))?;
         }
+        let seconds = |ns| ConstCounter::new(Duration::from_nanos(ns).as_secs_f64());
         one(
             e,
             "logbraid_pending_wait_seconds",
             "Time listeners spent waiting for room in the output's budget",
-            &ConstCounter::new(Duration::from_nanos(out.budget_wait_ns).as_secs_f64()),
+            &seconds(out.budget_wait_ns),
+        )?;
+        one(
+            e,
+            "logbraid_connection_memory_wait_seconds",
+            "Time connections spent waiting for memory to read and decode",
+            &seconds(stats.memory_wait_ns.load(Ordering::Relaxed)),
         )?;
         one(
             e,

@@ -542,7 +542,12 @@ impl Files {
         // Bytes past the last checkpoint are cut at recovery, so writing
         // them out early promises nothing; a failure leaves them buffered
         // for the round's flush, which reports it.
-        if f.buffered >= WRITE_OUT && f.sink.flush().is_ok() {
+        if f.buffered >= WRITE_OUT
+            && self
+                .latency
+                .time(&self.latency.write, || f.sink.flush())
+                .is_ok()
+        {
             f.buffered = 0;
         }
         Ok(n)

@@ -76,6 +76,12 @@ impl Reservation {
         self.held
     }
 
+    /// Whether the reservation covers `bytes` already (see
+    /// [`cover`](Self::cover)).
+    pub(super) fn covers(&self, bytes: usize) -> bool {
+        bytes.saturating_sub(FREE).min(self.total) <= self.held
+    }
+
     /// Waits until the reservation covers `bytes` beyond the connection's
     /// own [`FREE`] (or the whole pool, if that is less). `false` when the
     /// pool is closed.

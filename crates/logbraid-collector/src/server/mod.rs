@@ -270,6 +270,9 @@ pub struct Stats {
     /// Native records received again after a reconnect and skipped, being
     /// written already.
     pub duplicates: AtomicU64,
+    /// Nanoseconds connections spent waiting for room in
+    /// [`ServerConfig::memory`] (an instant when there was room).
+    pub memory_wait_ns: AtomicU64,
     /// Rejected input, by kind.
     pub diagnostics: Diagnostics,
 }
@@ -671,6 +674,20 @@ impl Conn<'_> {
     /// memory back; after the idle timeout without room, or once a stopping
     /// server's drain time is over, the connection is done (`false`).
     async fn reserve(&self, res: &mut budget::Reservation, bytes: usize) -> bool {
+        if res.covers(bytes) {
+            return true;
+        }
+        let start = std::time::Instant::now();
+        let got = self.reserve_more(res, bytes).await;
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.server
+            .stats
+            .memory_wait_ns
+            .fetch_add(ns, Ordering::Relaxed);
+        got
+    }
+
+    async fn reserve_more(&self, res: &mut budget::Reservation, bytes: usize) -> bool {
         let idle = self.server.config.idle_timeout;
         let mut cut = self.server.cut.subscribe();
         if *cut.borrow_and_update() {
