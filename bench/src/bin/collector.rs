@@ -31,8 +31,12 @@ struct Cli {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Write the markdown report here (default: stdout).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "only")]
     write: Option<PathBuf>,
+    /// Run one kind of intake only (native, pickle or syslog), the report
+    /// on stdout: for profiling a change before the full run.
+    #[arg(long, value_parser = ["native", "pickle", "syslog"])]
+    only: Option<String>,
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
@@ -558,12 +562,16 @@ fn main() -> anyhow::Result<()> {
         Some(Cmd::Replay { port, frames }) => return replay(*port, frames),
         None => {}
     }
+    let wants = |kind: &str| cli.only.as_deref().is_none_or(|o| o == kind);
     let mut rows = Vec::new();
     for (name, listen, sync) in [
         ("native, Unix socket", "unix:c.sock", "none"),
         ("native, Unix socket, `--sync data`", "unix:c.sock", "data"),
         ("native, TCP", "tcp://127.0.0.1:0", "none"),
-    ] {
+    ]
+    .into_iter()
+    .filter(|_| wants("native"))
+    {
         let runs = (0..cli.runs)
             .map(|_| native(&cli, listen, sync))
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -571,65 +579,71 @@ fn main() -> anyhow::Result<()> {
         rows.push(median(runs, name));
     }
     let cap = tempfile::tempdir()?;
-    let script = cap.path().join("capture.py");
-    std::fs::write(&script, CAPTURE)?;
-    let frames: Vec<PathBuf> = (0..cli.clients)
-        .map(|i| {
-            let f = cap.path().join(format!("frames-{i}.bin"));
-            let st = Command::new("python3")
-                .arg(&script)
-                .args([&i.to_string(), &(cli.records / 10).to_string()])
-                .arg(&f)
-                .status()?;
-            anyhow::ensure!(st.success(), "capturing frames failed");
-            Ok(f)
-        })
-        .collect::<anyhow::Result<_>>()?;
-    // Interleaved, so that both receivers meet the same machine: a run of
-    // one, then a run of the other.
-    let (ours, theirs, pickle_ratios) = alternate(
-        &cli,
-        &frames,
-        cli.records / 10,
-        "py",
-        (
-            Receiver::Serve("python-tcp://127.0.0.1:0", true),
-            "Python pickles, logbraid serve",
-        ),
-        (Receiver::Cookbook, "Python pickles, cookbook receiver"),
-    )?;
-    let pickles = ratio_line(
-        "Pickle intake: logbraid serve against the cookbook receiver",
-        &ours,
-        &theirs,
-        &pickle_ratios,
-    );
-    rows.push(ours);
-    rows.push(theirs);
-    let syslog_per_client = cli.records / 4;
-    let lines = syslog_lines(cap.path(), cli.clients, syslog_per_client)?;
-    let (ours, theirs, syslog_ratios) = alternate(
-        &cli,
-        &lines,
-        syslog_per_client,
-        "sl",
-        (
-            Receiver::Serve("syslog-tcp://127.0.0.1:0", false),
-            "syslog over TCP, logbraid serve",
-        ),
-        (
-            Receiver::Rsyslogd,
-            "syslog over TCP, rsyslogd (imtcp → omfile)",
-        ),
-    )?;
-    let syslog = ratio_line(
-        "Syslog intake: logbraid serve against rsyslogd",
-        &ours,
-        &theirs,
-        &syslog_ratios,
-    );
-    rows.push(ours);
-    rows.push(theirs);
+    let mut pickles = String::new();
+    if wants("pickle") {
+        let script = cap.path().join("capture.py");
+        std::fs::write(&script, CAPTURE)?;
+        let frames: Vec<PathBuf> = (0..cli.clients)
+            .map(|i| {
+                let f = cap.path().join(format!("frames-{i}.bin"));
+                let st = Command::new("python3")
+                    .arg(&script)
+                    .args([&i.to_string(), &(cli.records / 10).to_string()])
+                    .arg(&f)
+                    .status()?;
+                anyhow::ensure!(st.success(), "capturing frames failed");
+                Ok(f)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        // Interleaved, so that both receivers meet the same machine: a run of
+        // one, then a run of the other.
+        let (ours, theirs, pickle_ratios) = alternate(
+            &cli,
+            &frames,
+            cli.records / 10,
+            "py",
+            (
+                Receiver::Serve("python-tcp://127.0.0.1:0", true),
+                "Python pickles, logbraid serve",
+            ),
+            (Receiver::Cookbook, "Python pickles, cookbook receiver"),
+        )?;
+        pickles = ratio_line(
+            "Pickle intake: logbraid serve against the cookbook receiver",
+            &ours,
+            &theirs,
+            &pickle_ratios,
+        );
+        rows.push(ours);
+        rows.push(theirs);
+    }
+    let mut syslog = String::new();
+    if wants("syslog") {
+        let syslog_per_client = cli.records / 4;
+        let lines = syslog_lines(cap.path(), cli.clients, syslog_per_client)?;
+        let (ours, theirs, syslog_ratios) = alternate(
+            &cli,
+            &lines,
+            syslog_per_client,
+            "sl",
+            (
+                Receiver::Serve("syslog-tcp://127.0.0.1:0", false),
+                "syslog over TCP, logbraid serve",
+            ),
+            (
+                Receiver::Rsyslogd,
+                "syslog over TCP, rsyslogd (imtcp → omfile)",
+            ),
+        )?;
+        syslog = ratio_line(
+            "Syslog intake: logbraid serve against rsyslogd",
+            &ours,
+            &theirs,
+            &syslog_ratios,
+        );
+        rows.push(ours);
+        rows.push(theirs);
+    }
 
     let mut out = String::new();
     use std::fmt::Write as _;

@@ -199,11 +199,11 @@ fn check_syslog(data: &[u8]) {
         decoder.push(chunk);
         while let Ok(Some(frame)) = decoder.next_frame() {
             assert!(frame.len() <= 512);
-            let _ = parse_with(&frame, received, "peer", &mut sources);
+            let _ = parse_with(frame, received, "peer", &mut sources);
         }
     }
     if let Ok(Some(frame)) = decoder.finish() {
-        let _ = parse_with(&frame, received, "peer", &mut sources);
+        let _ = parse_with(frame, received, "peer", &mut sources);
     }
 }
 

@@ -360,6 +360,13 @@ pub struct FieldsBuf {
 }
 
 impl FieldsBuf {
+    /// An empty buffer with room for `bytes` of encoded fields.
+    pub fn with_capacity(bytes: usize) -> Self {
+        FieldsBuf {
+            buf: Vec::with_capacity(bytes),
+        }
+    }
+
     /// An empty buffer.
     pub const fn new() -> Self {
         FieldsBuf { buf: Vec::new() }
@@ -373,6 +380,11 @@ impl FieldsBuf {
     /// Whether no field was added.
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
+    }
+
+    /// The encoded length of the fields added so far, in bytes.
+    pub fn len(&self) -> usize {
+        self.buf.len()
     }
 
     /// The fields added so far.

@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         decoder.push(chunk);
         while let Ok(Some(frame)) = decoder.next_frame() {
             assert!(frame.len() <= 512);
-            let _ = parse_with(&frame, received, "peer", &mut sources);
+            let _ = parse_with(frame, received, "peer", &mut sources);
         }
         decoder.shrink();
         let (len, capacity) = decoder.buffer();
@@ -30,6 +30,6 @@ fuzz_target!(|data: &[u8]| {
         assert!(sources.bytes() <= SourceCache::DEFAULT_CAPACITY);
     }
     if let Ok(Some(frame)) = decoder.finish() {
-        let _ = parse_with(&frame, received, "peer", &mut sources);
+        let _ = parse_with(frame, received, "peer", &mut sources);
     }
 });

@@ -721,6 +721,16 @@ fn push_extra(fields: &mut FieldsBuf, key: &str, v: &PickleValue<'_>) {
 /// refuses the pickle: such a value is shown as a placeholder inside an
 /// `extra`, and refused anywhere else.
 fn unmodelled(v: &PickleValue<'_>) -> Result<(), IntakeError> {
+    // Nearly every value of a record is a scalar: no walk, no allocation.
+    if !matches!(
+        v,
+        PickleValue::Object(_)
+            | PickleValue::List(_)
+            | PickleValue::Tuple(_)
+            | PickleValue::Dict(_)
+    ) {
+        return Ok(());
+    }
     let mut todo = vec![v];
     while let Some(v) = todo.pop() {
         match v {

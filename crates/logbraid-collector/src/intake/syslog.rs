@@ -137,7 +137,11 @@ pub fn parse_with(
         5 | 6 => Level::Info,
         _ => Level::Debug,
     };
-    let mut fields = FieldsBuf::new();
+    // Sized once: each field is a 2-byte key length, the key, a tag, a
+    // 4-byte value length and the value.
+    let header = [m.hostname, m.appname, m.procid, m.msgid];
+    let room = header.iter().flatten().map(|v| v.len() + 15).sum::<usize>() + 48 + m.sd.len();
+    let mut fields = FieldsBuf::with_capacity(room);
     fields.push_str("facility", FACILITIES[facility]);
     fields.push_str("severity", SEVERITIES[severity]);
     for (key, v) in [
@@ -715,10 +719,11 @@ impl SyslogTcpDecoder {
     }
 
     /// The next whole message, `Ok(None)` if more bytes are needed, or the
-    /// error that stopped the stream.
-    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, SyslogFrameError> {
+    /// error that stopped the stream. The message is borrowed from the
+    /// decoder's buffer: no copy per message.
+    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, SyslogFrameError> {
         if let Some(r) = self.ready.pop_front() {
-            return Ok(Some(self.buf[r].to_vec()));
+            return Ok(Some(&self.buf[r]));
         }
         match &self.failed {
             Some(e) => Err(e.clone()),
@@ -729,24 +734,24 @@ impl SyslogTcpDecoder {
     /// Call when the stream has ended, after [`SyslogTcpDecoder::next_frame`]
     /// returned `Ok(None)`: a last line that had no terminator is a message; a
     /// partial octet-counted frame is an error.
-    pub fn finish(&mut self) -> Result<Option<Vec<u8>>, SyslogFrameError> {
+    pub fn finish(&mut self) -> Result<Option<&[u8]>, SyslogFrameError> {
         if let Some(r) = self.ready.pop_front() {
-            return Ok(Some(self.buf[r].to_vec()));
+            return Ok(Some(&self.buf[r]));
         }
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let rest = &self.buf[self.scan.min(self.buf.len())..];
-        let out = match rest.first() {
+        let start = self.scan.min(self.buf.len());
+        self.scan = self.buf.len();
+        self.searched = self.scan;
+        let rest = &self.buf[start..];
+        match rest.first() {
             None => Ok(None),
-            Some(b'<') => Ok(Some(rest.to_vec())),
+            Some(b'<') => Ok(Some(rest)),
             Some(_) => Err(SyslogFrameError::Truncated {
                 buffered: rest.len(),
             }),
-        };
-        self.scan = self.buf.len();
-        self.searched = self.scan;
-        out
+        }
     }
 }
 

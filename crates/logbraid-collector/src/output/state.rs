@@ -483,7 +483,7 @@ pub(super) fn lock(path: &Path) -> Result<fs::File, OutputError> {
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .custom_flags(libc_nofollow())
+        .custom_flags(logbraid::sink::O_NOFOLLOW)
         .open(&lock_path)
         .map_err(bad)?;
     use rustix::fs::{flock, FlockOperation};
@@ -592,12 +592,6 @@ pub(super) fn recover(path: &Path, dedup: &mut Dedup) -> Result<u64, OutputError
     Ok(saved.generation)
 }
 
-/// `O_NOFOLLOW`: the collector's own files are never reached through a
-/// symbolic link someone put in their place.
-fn libc_nofollow() -> i32 {
-    rustix::fs::OFlags::NOFOLLOW.bits() as i32
-}
-
 /// Creates `path` anew for the collector's user only (0600, `O_EXCL`,
 /// never through a symbolic link); what was there (a temporary file left by
 /// a crash, the journal being replaced) is removed first.
@@ -610,7 +604,7 @@ fn create_private(path: &Path) -> io::Result<fs::File> {
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .custom_flags(libc_nofollow())
+        .custom_flags(logbraid::sink::O_NOFOLLOW)
         .open(path)
 }
 
@@ -622,7 +616,7 @@ fn same_file(m: &fs::Metadata, p: &Pos) -> bool {
 fn truncate(path: &Path, len: u64) -> io::Result<u64> {
     let f = OpenOptions::new()
         .write(true)
-        .custom_flags(libc_nofollow())
+        .custom_flags(logbraid::sink::O_NOFOLLOW)
         .open(path)?;
     let had = f.metadata()?.len();
     if had <= len {

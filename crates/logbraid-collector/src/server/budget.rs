@@ -76,17 +76,38 @@ impl Reservation {
         self.held
     }
 
-    /// Whether the reservation covers `bytes` already (see
-    /// [`cover`](Self::cover)).
-    pub(super) fn covers(&self, bytes: usize) -> bool {
-        bytes.saturating_sub(FREE).min(self.total) <= self.held
+    /// What covering `bytes` means: the bytes beyond [`FREE`], at most the
+    /// whole pool.
+    fn want(&self, bytes: usize) -> usize {
+        bytes.saturating_sub(FREE).min(self.total)
+    }
+
+    /// Covers `bytes` without waiting, if it can: already held, or taken
+    /// from the pool at once. A connection calls this before each frame,
+    /// so this path must not touch a timer or a waker.
+    pub(super) fn try_cover(&mut self, bytes: usize) -> bool {
+        let want = self.want(bytes);
+        if self.held >= want {
+            return true;
+        }
+        let Ok(step) = u32::try_from(want - self.held) else {
+            return false;
+        };
+        match self.pool.try_acquire_many(step) {
+            Ok(p) => {
+                p.forget();
+                self.held += step as usize;
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Waits until the reservation covers `bytes` beyond the connection's
     /// own [`FREE`] (or the whole pool, if that is less). `false` when the
     /// pool is closed.
     pub(super) async fn cover(&mut self, bytes: usize) -> bool {
-        let want = bytes.saturating_sub(FREE).min(self.total);
+        let want = self.want(bytes);
         while self.held < want {
             // Semaphores count in u32 at a time.
             let step = (want - self.held).min(u32::MAX as usize) as u32;
@@ -128,6 +149,16 @@ mod tests {
         assert!(a.cover(FREE + 60).await);
         assert!(a.cover(FREE + 40).await);
         assert_eq!((a.held(), pool.available_permits()), (60, 40));
+        // Without waiting: what is held, then what the pool has.
+        assert!(a.try_cover(FREE + 60));
+        assert!(a.try_cover(FREE + 90));
+        assert_eq!((a.held(), pool.available_permits()), (90, 10));
+        // More than the pool has left: nothing taken.
+        let mut c = Reservation::new(Arc::clone(&pool), 100);
+        assert!(!c.try_cover(FREE + 11));
+        assert_eq!((c.held(), pool.available_permits()), (0, 10));
+        drop(c);
+        a.shrink_to(FREE + 60);
         let mut b = Reservation::new(Arc::clone(&pool), 100);
         // More than the pool: all of it, once `a` gives its share back.
         let waiting = tokio::spawn(async move {

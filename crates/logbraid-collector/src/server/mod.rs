@@ -674,7 +674,8 @@ impl Conn<'_> {
     /// memory back; after the idle timeout without room, or once a stopping
     /// server's drain time is over, the connection is done (`false`).
     async fn reserve(&self, res: &mut budget::Reservation, bytes: usize) -> bool {
-        if res.covers(bytes) {
+        // The common case, once per frame: no timer, no subscription.
+        if res.try_cover(bytes) {
             return true;
         }
         let start = std::time::Instant::now();
@@ -687,6 +688,8 @@ impl Conn<'_> {
         got
     }
 
+    /// The wait of [`reserve`](Self::reserve) when the pool has no room at
+    /// once.
     async fn reserve_more(&self, res: &mut budget::Reservation, bytes: usize) -> bool {
         let idle = self.server.config.idle_timeout;
         let mut cut = self.server.cut.subscribe();

@@ -51,9 +51,11 @@ impl Conn<'_> {
         // While a record is in progress: the time spent waiting for it and
         // the bytes that came meanwhile, in the current window.
         let mut progress: Option<(Duration, usize)> = None;
+        let mut batch = Batch::default();
         loop {
-            // What the decoders keep between frames.
-            let kept = intake.retained_bytes() + sources.bytes();
+            // What the decoders keep between frames, and the room kept for
+            // the next records.
+            let kept = intake.retained_bytes() + sources.bytes() + batch.spare();
             // The buffer after the next read, and the working memory of the
             // frame it holds, reserved at once.
             let need = match (&py, &sl) {
@@ -112,13 +114,13 @@ impl Conn<'_> {
                 Read::End => (0, true),
             };
             let now = logbraid::clock::now_ns();
-            let mut batch = Batch::default();
+            batch.count = 0;
             let mut close: Option<(Kind, String)> = None;
             if let Some(d) = py.as_mut() {
                 d.push(&chunk[..n]);
                 let cap = d.buffer().1;
                 loop {
-                    let held = cap + intake.retained_bytes() + sources.bytes();
+                    let held = cap + intake.retained_bytes() + sources.bytes() + batch.spare();
                     match d.next_frame() {
                         Ok(Some(p)) => {
                             let work = work_for(p.len(), work_cap);
@@ -174,12 +176,13 @@ impl Conn<'_> {
                             break;
                         }
                     };
-                    // The copy of the frame, and the record made of it.
+                    // The record made of the frame: its message and its
+                    // fields, each at most the frame's length, and a margin.
                     let need = held + batch.weight + 3 * frame.len() + RECORD_OVERHEAD;
                     if !self.reserve(&mut res, need).await {
                         return;
                     }
-                    match syslog::parse_with(&frame, now, &self.peer, &mut sources) {
+                    match syslog::parse_with(frame, now, &self.peer, &mut sources) {
                         Ok(r) => batch.push(r),
                         Err(e) => close = Some((Kind::BadSyslog, e.to_string())),
                     }
@@ -224,8 +227,15 @@ impl Conn<'_> {
     /// Hands the records of `batch` to the output stage (nothing when it
     /// is empty); `false` when the output stage has stopped.
     async fn hand_over(&self, batch: &mut Batch, source: &Arc<Source>) -> bool {
+        if batch.records.is_empty() {
+            return true;
+        }
         batch.weight = 0;
-        let records = std::mem::take(&mut batch.records);
+        // The next batch is likely as long: room for it at once, rather
+        // than growing (and moving every record) while it fills. The room
+        // is counted in the connection's reservation (`Batch::spare`).
+        let room = batch.records.len();
+        let records = std::mem::replace(&mut batch.records, Vec::with_capacity(room));
         self.server.hand_over(records, source, &self.received).await
     }
 }
@@ -240,6 +250,12 @@ struct Batch {
 }
 
 impl Batch {
+    /// The bytes of the room for records not yet used (those in it are in
+    /// `weight`).
+    fn spare(&self) -> usize {
+        (self.records.capacity() - self.records.len()) * std::mem::size_of::<OwnedRecord>()
+    }
+
     fn push(&mut self, r: OwnedRecord) {
         self.weight += record_weight(&r);
         self.count += 1;

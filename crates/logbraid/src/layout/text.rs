@@ -200,12 +200,14 @@ fn needs_quotes(c: char) -> bool {
     c.is_whitespace() || c.is_control() || matches!(c, '=' | '"' | '\\')
 }
 
-/// Whether text can be written without quotes.
-fn is_bare(bytes: &[u8]) -> bool {
+/// Whether text can be written without quotes; `ascii` is whether it is
+/// all ASCII (known to the caller, which then copies it without a UTF-8
+/// check).
+fn is_bare(bytes: &[u8], ascii: bool) -> bool {
     if bytes.is_empty() {
         return false;
     }
-    if bytes.is_ascii() {
+    if ascii {
         // In ASCII, whitespace and control characters are the bytes up to
         // the space, and DEL.
         return bytes
@@ -222,8 +224,13 @@ fn is_bare(bytes: &[u8]) -> bool {
 /// Writes a key or text value bare, or quoted and escaped when it would
 /// otherwise be ambiguous (see [`TextLayout`]).
 fn push_text(out: &mut Vec<u8>, bytes: &[u8]) {
-    if is_bare(bytes) {
-        push_lossy(out, bytes);
+    let ascii = bytes.is_ascii();
+    if is_bare(bytes, ascii) {
+        if ascii {
+            out.extend_from_slice(bytes);
+        } else {
+            push_lossy(out, bytes);
+        }
         return;
     }
     out.push(b'"');

@@ -227,7 +227,7 @@ fn create_like(src: &File, dst: &Path) -> io::Result<File> {
         .write(true)
         .create_new(true)
         .mode(mode)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(super::O_NOFOLLOW)
         .open(dst)
 }
 

@@ -13,7 +13,7 @@ mod file;
 /// them, under the name they had before reading moved to [`crate::read`].
 pub use crate::read::{log_set as rotated_files, read_decompressed};
 pub use console::{color_enabled, Console, ConsoleStream};
-pub use file::{backup_files, FileError, FileStats, RollingFile, RollingFileBuilder};
+pub use file::{backup_files, FileError, FileStats, RollingFile, RollingFileBuilder, O_NOFOLLOW};
 
 pub use crate::pipeline::SinkSet;
 

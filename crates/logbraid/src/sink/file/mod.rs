@@ -33,6 +33,12 @@ use scan::{mtime_ns, scan};
 
 pub(super) const NS_PER_SEC: i64 = 1_000_000_000;
 
+/// `O_NOFOLLOW`, for [`std::fs::OpenOptions::custom_flags`]: the open
+/// fails when the path's last component is a symbolic link. The one
+/// spelling of the flag: the active file under `follow_links(false)`,
+/// compressed backups, and the collector's state files use it.
+pub const O_NOFOLLOW: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
+
 /// Default of [`RollingFileBuilder::max_pending`].
 const MAX_PENDING: usize = 64 << 20;
 
@@ -721,7 +727,7 @@ impl RollingFile {
         let mut options = OpenOptions::new();
         options.append(true).create(true).mode(self.file_mode);
         if !self.follow_links {
-            options.custom_flags(libc::O_NOFOLLOW);
+            options.custom_flags(O_NOFOLLOW);
         }
         let file = match options.open(&self.path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
