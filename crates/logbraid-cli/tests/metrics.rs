@@ -51,7 +51,6 @@ fn sample(metrics: &str, series: &str) -> f64 {
         .unwrap()
 }
 
-#[cfg(feature = "failpoints")]
 /// Polls `path` until its status is `want`, for 30 s at most; the last
 /// answer.
 fn wait_for_status(addr: &str, path: &str, want: u16) -> (u16, String) {
@@ -276,6 +275,59 @@ fn bad_metrics_settings_exit_2_naming_the_key() {
     let (code, err) = serve_once(dir.path(), &["--config", "d.toml"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("stall_timeout:"), "{err}");
+}
+
+/// Records whose routed file cannot be opened (a directory stands in its
+/// place) wait, holding their memory: once they fill the share of
+/// `--max-memory` for records waiting for the files, `/ready` says 503,
+/// and once no write has completed for longer than `--stall-timeout`,
+/// `/health` says 503.
+#[test]
+fn ready_fails_over_the_memory_budget_and_health_when_no_write_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("logs/p.log")).unwrap();
+    let serve = start(
+        dir.path(),
+        &["python-tcp://127.0.0.1:0"],
+        &[
+            "--route",
+            "logs/{program}.log",
+            "--max-memory",
+            "16MiB",
+            "--stall-timeout",
+            "200ms",
+        ],
+        &[],
+    );
+    let addr = serve.metrics.clone().unwrap();
+    assert_eq!(get(&addr, "/ready").0, 200);
+    let port = serve.port("python-tcp://");
+    // The collector stops reading once the budget is full: a thread of
+    // its own sends, and is left blocked when the collector is killed.
+    std::thread::spawn(move || {
+        let mut py = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let message = "m".repeat(1000);
+        for _ in 0..10_000 {
+            if py.write_all(&pickled_record(&message, 1, "p")).is_err() {
+                return;
+            }
+        }
+    });
+    let (status, body) = wait_for_status(&addr, "/ready", 503);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with("over the memory budget: "), "{body}");
+    let (status, body) = wait_for_status(&addr, "/health", 503);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with("output stuck: "), "{body}");
+    let (_, m) = get(&addr, "/metrics");
+    assert_eq!(
+        sample(&m, "logbraid_pending_bytes"),
+        sample(&m, "logbraid_pending_limit_bytes")
+    );
+    assert_eq!(sample(&m, "logbraid_pending_limit_bytes"), (2 << 20) as f64);
+    assert!(sample(&m, "logbraid_records_held") > 0.0);
+    assert_eq!(sample(&m, "logbraid_records_written_total"), 0.0);
+    serve.kill();
 }
 
 /// A write that never returns (the `file::write` failpoint paused): once

@@ -220,7 +220,7 @@ impl Metrics {
             return Check::failed("draining");
         }
         if let Some(out) = self.output.get() {
-            if out.pending_bytes() >= out.limit() {
+            if out.full() {
                 return Check::failed(format!(
                     "over the memory budget: {} bytes pending for the output",
                     out.pending_bytes()

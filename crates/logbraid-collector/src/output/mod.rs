@@ -449,7 +449,9 @@ impl OutputHandle {
             Err(TryAcquireError::Closed) => return false,
             Err(TryAcquireError::NoPermits) => {
                 let waited = Instant::now();
+                let waiting = Waiter::new(&self.counters.budget_waiters);
                 let p = self.budget.acquire_many(n).await;
+                drop(waiting);
                 let ns = u64::try_from(waited.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 self.counters
                     .budget_wait_ns
@@ -497,6 +499,8 @@ struct Counters {
     files_open: AtomicU64,
     compress_backlog: AtomicU64,
     budget_wait_ns: AtomicU64,
+    /// Listeners waiting for room in the budget now.
+    budget_waiters: AtomicU64,
     /// When the stage last made progress (a round written, or work handed
     /// to it while idle), in nanoseconds after `start`.
     progress_ns: AtomicU64,
@@ -506,6 +510,23 @@ struct Counters {
     write_latency: Histogram,
     /// Seconds each fdatasync of a file took (with [`SyncMode::Data`]).
     sync_latency: Histogram,
+}
+
+/// Counts one waiter in its counter for as long as it lives, so a wait
+/// that is cancelled is not counted forever.
+struct Waiter<'a>(&'a AtomicU64);
+
+impl<'a> Waiter<'a> {
+    fn new(count: &'a AtomicU64) -> Waiter<'a> {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiter(count)
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Counters {
@@ -527,6 +548,7 @@ impl Counters {
             files_open: AtomicU64::new(0),
             compress_backlog: AtomicU64::new(0),
             budget_wait_ns: AtomicU64::new(0),
+            budget_waiters: AtomicU64::new(0),
             progress_ns: AtomicU64::new(0),
             start: Instant::now(),
             write_latency: Histogram::new(crate::metrics::latency_buckets()),
@@ -588,6 +610,13 @@ impl OutputWatch {
     /// [`OutputConfig::max_pending_bytes`].
     pub fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// Whether the budget is full: everything of it is pending, or a
+    /// listener waits for room (and reads nothing meanwhile).
+    pub fn full(&self) -> bool {
+        self.pending_bytes() >= self.limit
+            || self.counters.budget_waiters.load(Ordering::Relaxed) > 0
     }
 
     /// How long records have been waiting with no round written, beyond
