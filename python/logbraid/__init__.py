@@ -658,10 +658,19 @@ def shutdown() -> None:
 
 
 def stats() -> Dict[str, int]:
-    """Counters of the default pipeline: logged, written, dropped, bytes."""
+    """Counters of the default pipeline, each an int: records ``logged``
+    (accepted), ``written`` and ``dropped`` (by a lossy ``overflow``
+    policy), ``bytes`` written, ``write_errors``, ``queue_high_water``,
+    ``full_waits``, file ``rotations``, records a collector acknowledged
+    to a forwarding pipeline (``forward_acked``) and batches it sent again
+    (``forward_resent``), and the sinks' writes and syncs: how many
+    (``write_count``, ``sync_count``), their total time and the longest,
+    in nanoseconds (``write_ns``, ``write_ns_max``, ``sync_ns``,
+    ``sync_ns_max``). Exact once ``flush()`` has returned; all 0 before
+    ``basicConfig``."""
     p = _logbraid.get_default()
     if p is None:
-        return {"logged": 0, "written": 0, "dropped": 0, "bytes": 0}
+        return _logbraid.Pipeline.empty_stats()
     return p.stats()
 
 

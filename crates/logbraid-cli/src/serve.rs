@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use logbraid::SyncMode;
 use logbraid_collector::config::{ServeConfig, Settings};
+use logbraid_collector::metrics::{self, Metrics};
 use logbraid_collector::output::{Output, OutputError};
 use logbraid_collector::server::{self, Server};
 
@@ -63,6 +64,13 @@ asks within --client-files-max-bytes (1GiB) and --client-files-max-backups
 (100); relative names start at --client-files-base (DIR). A refused name
 (outside DIR, '..', a control character, a symbolic link on the way) sends the
 record to --file instead; the last line on stderr counts them.
+
+Metrics: --metrics HOST:PORT serves /metrics (Prometheus text format),
+/health (503 once records have waited longer than --stall-timeout, 30 s by
+default, with no write completing) and /ready (503 while draining after
+SIGTERM or SIGINT, or while the records waiting for the files fill their
+share of memory); stdout says `metrics on http://HOST:PORT` after the
+`listening on` lines.
 
 Fixed limits: a connection that sends nothing (not even PING) for 60 s is
 closed, a native one that has not sent its HELLO after 10 s too. Memory:
@@ -132,6 +140,23 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
             }
         }
     }
+    if config.metrics.is_some() && config.publish.is_some() {
+        remove_sockets(&listeners);
+        eprintln!(
+            "logbraid serve: --metrics does not serve a publishing collector yet (--publish)"
+        );
+        return Ok(USAGE);
+    }
+    let metrics_listener = match &config.metrics {
+        Some(addr) => match tokio::net::TcpListener::bind(addr.as_str()).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                remove_sockets(&listeners);
+                anyhow::bail!("cannot serve metrics on {addr}: {e}");
+            }
+        },
+        None => None,
+    };
     let dedup = Arc::new(Mutex::new(config.dedup()));
     if let Some(publish) = config.publish.clone() {
         return serve_publishing(config, publish, listeners, dedup).await;
@@ -150,7 +175,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
     };
     // The handlers are in place before anyone learns where to connect, so a
     // SIGTERM sent right after the `listening on` lines is a clean stop.
-    let (stop, hurry) = stop_signals()?;
+    let metrics = Arc::new(Metrics::new(config.stall_timeout));
+    let (stop, hurry) = stop_signals(Some(Arc::clone(&metrics)))?;
     let mut hup = signal(SignalKind::hangup())?;
     // SIGHUP: every file is closed and opened again between two rounds
     // (`logrotate` moves the files, then signals).
@@ -162,8 +188,15 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
             }
         }
     });
-    say_listening(&listeners)?;
     let server = Arc::new(Server::new(config.server.clone(), handle, dedup));
+    metrics.watch(Arc::clone(&server), output.watch());
+    say_listening(&listeners)?;
+    if let Some(l) = metrics_listener {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "metrics on http://{}", l.local_addr()?)?;
+        out.flush()?;
+        tokio::spawn(metrics::serve(Arc::clone(&metrics), l));
+    }
     run_listeners(&server, listeners, stop, hurry).await;
     let stats = output.shutdown();
     let rejected = server.stats().diagnostics.total();
@@ -189,8 +222,9 @@ use tokio::signal::unix::{signal, SignalKind};
 
 pub(crate) type Stop = tokio::sync::oneshot::Receiver<()>;
 
-/// The first SIGTERM or SIGINT stops (draining), a second one hurries.
-pub(crate) fn stop_signals() -> std::io::Result<(Stop, Stop)> {
+/// The first SIGTERM or SIGINT stops (draining, which `metrics`' /ready
+/// tells from then on), a second one hurries.
+pub(crate) fn stop_signals(metrics: Option<Arc<Metrics>>) -> std::io::Result<(Stop, Stop)> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let (first, stop) = tokio::sync::oneshot::channel::<()>();
@@ -200,6 +234,9 @@ pub(crate) fn stop_signals() -> std::io::Result<(Stop, Stop)> {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
+            }
+            if let Some(m) = &metrics {
+                m.drain();
             }
             let _ = tx.send(());
         }
@@ -251,7 +288,7 @@ async fn serve_publishing(
             anyhow::bail!("cannot publish to NATS: {e}");
         }
     };
-    let (stop, hurry) = stop_signals()?;
+    let (stop, hurry) = stop_signals(None)?;
     say_listening(&listeners)?;
     let server = Arc::new(Server::publishing(
         config.server.clone(),

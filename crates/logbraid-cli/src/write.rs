@@ -146,7 +146,7 @@ async fn write(config: ServeConfig, consume: ConsumeConfig) -> anyhow::Result<u8
         }
         Err(e) => return Err(e.into()),
     };
-    let (stop, _hurry) = crate::serve::stop_signals()?;
+    let (stop, _hurry) = crate::serve::stop_signals(None)?;
     let reopen = handle.clone();
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     tokio::spawn(async move {

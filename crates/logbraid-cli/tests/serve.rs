@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use harness::{
-    assert_sequence, bin, client, hello, json, lines, log_range, logger_with, serve_once,
-    wait_for_lines, Serve,
+    assert_sequence, bin, client, hello, json, lines, log_range, logger_with, pickled_record,
+    serve_once, wait_for_lines, Serve,
 };
 use logbraid::forward::{Endpoint, ForwardOptions, ForwardSink};
 use logbraid::sink::{read_decompressed, rotated_files};
@@ -874,6 +874,7 @@ fn without_flags_it_listens_on_the_default_socket_and_port() {
         child,
         urls: Vec::new(),
         stderr,
+        metrics: None,
     };
     assert_eq!(
         said,
@@ -1040,30 +1041,6 @@ fn peak_rss(pid: u32) -> u64 {
         .map(|v| v.trim().parse().unwrap())
         .unwrap();
     kib << 10
-}
-
-/// A `SocketHandler` frame of a LogRecord dict (protocol 2) holding
-/// `msg`, level 20, name "x", `pid` and `process_name`.
-fn pickled_record(msg: &str, pid: u32, process_name: &str) -> Vec<u8> {
-    let text = |p: &mut Vec<u8>, s: &str| {
-        p.push(b'X');
-        p.extend((s.len() as u32).to_le_bytes());
-        p.extend(s.as_bytes());
-    };
-    let mut p = b"\x80\x02}(".to_vec();
-    for (k, v) in [("msg", msg), ("name", "x"), ("processName", process_name)] {
-        text(&mut p, k);
-        text(&mut p, v);
-    }
-    text(&mut p, "levelno");
-    p.extend(b"K\x14");
-    text(&mut p, "process");
-    p.push(b'J');
-    p.extend(pid.to_le_bytes());
-    p.extend(b"u.");
-    let mut frame = (p.len() as u32).to_be_bytes().to_vec();
-    frame.extend(p);
-    frame
 }
 
 /// Sends `bytes`, then reads until the collector closes the connection.

@@ -45,6 +45,8 @@
 //! | `stream` | JetStream stream name | `LOGS` |
 //! | `subject` | with `publish`: subject template with `{host}`, `{program}`, `{pid}` | `logs.{host}.{program}` |
 //! | `duplicate_window` | with `publish`: the stream's duplicate window when it is created | `2m` |
+//! | `metrics` | `HOST:PORT` (port 0: any) where `/metrics`, `/health` and `/ready` are served ([`crate::metrics`]) | none |
+//! | `stall_timeout` | duration (seconds, or `"500ms"`, `"2m"`): `/health` fails once records wait this long with no write completing | 30 s |
 //!
 //! `max_memory` is shared out, so that what peers can make the collector
 //! hold stays under it: an eighth for records waiting for the output stage
@@ -93,6 +95,8 @@
 //! max_connections = 1024
 //! max_memory = "256MiB"
 //! max_clients = 100000
+//! metrics = "127.0.0.1:9090"  # /metrics, /health, /ready
+//! stall_timeout = "30s"
 //! ```
 //!
 //! A client id is tracked from its first batch (a `HELLO` alone costs
@@ -107,7 +111,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use logbraid::config::de::{self, Bounded, FileMode, Size};
+use logbraid::config::de::{self, Bounded, FileMode, Seconds, Size};
 use logbraid::config::ConfigError;
 use logbraid::layout::LayoutSpec;
 use logbraid::wire::Dedup;
@@ -291,6 +295,15 @@ pub struct Settings {
     /// its resends, when this collector creates it (default 2m).
     #[cfg_attr(feature = "clap", arg(long, value_name = "DURATION"))]
     pub duplicate_window: Option<de::Seconds>,
+    /// Serve /metrics (Prometheus), /health and /ready over HTTP on
+    /// HOST:PORT (port 0: any free port; stdout says which).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "HOST:PORT"))]
+    #[serde(default, deserialize_with = "de::parsed")]
+    pub metrics: Option<MetricsAddr>,
+    /// /health answers 503 once records have waited this long with no
+    /// write completing (default 30s; e.g. 500ms, 2m).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "DURATION"))]
+    pub stall_timeout: Option<Seconds>,
 }
 
 /// `--publish`: NATS server URLs, `nats://HOST:PORT`, comma-separated.
@@ -337,6 +350,23 @@ impl FromStr for StreamName {
             ));
         }
         Ok(StreamName(s.to_string()))
+    }
+}
+
+/// Where the metrics are served: `HOST:PORT`, the port a number (0 for
+/// any free one), the host a name or an address (`[::1]` for IPv6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsAddr(pub String);
+
+impl FromStr for MetricsAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not HOST:PORT");
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad());
+        }
+        Ok(MetricsAddr(s.to_string()))
     }
 }
 
@@ -476,6 +506,8 @@ impl Settings {
             stream: self.stream.or(other.stream),
             subject: self.subject.or(other.subject),
             duplicate_window: self.duplicate_window.or(other.duplicate_window),
+            metrics: self.metrics.or(other.metrics),
+            stall_timeout: self.stall_timeout.or(other.stall_timeout),
         }
     }
 }
@@ -497,6 +529,11 @@ pub struct ServeConfig {
     pub publish: Option<crate::publish::PublishConfig>,
     /// The stream `logbraid write` reads (the one published to).
     pub stream: String,
+    /// Where `/metrics`, `/health` and `/ready` are served, if anywhere.
+    pub metrics: Option<String>,
+    /// How long records may wait with no write completing before
+    /// `/health` fails.
+    pub stall_timeout: Duration,
 }
 
 impl ServeConfig {
@@ -792,6 +829,10 @@ impl ServeConfig {
                 p
             }),
             stream,
+            metrics: s.metrics.map(|m| m.0),
+            stall_timeout: s
+                .stall_timeout
+                .map_or(crate::metrics::DEFAULT_STALL_TIMEOUT, |t| t.0),
         })
     }
 }
@@ -1006,6 +1047,32 @@ mod tests {
         assert_eq!(err("[serve]\nfile = \"x\""), "unknown key \"serve\"");
         let e = Settings::from_toml_str("file = \"a\"\nmax_bytes = = 3").unwrap_err();
         assert_eq!(e.line_column().map(|(l, _)| l), Some(2));
+    }
+
+    #[test]
+    fn metrics_is_host_and_port() {
+        let s =
+            Settings::from_toml_str("metrics = \"[::1]:0\"\nstall_timeout = \"250ms\"").unwrap();
+        let c = ServeConfig::new(s).unwrap();
+        assert_eq!(c.metrics.as_deref(), Some("[::1]:0"));
+        assert_eq!(c.stall_timeout, Duration::from_millis(250));
+        let c = ServeConfig::new(Settings::default()).unwrap();
+        assert_eq!(
+            (c.metrics, c.stall_timeout),
+            (None, crate::metrics::DEFAULT_STALL_TIMEOUT)
+        );
+        assert_eq!(
+            err("metrics = \"9090\""),
+            "metrics: \"9090\" is not HOST:PORT"
+        );
+        assert_eq!(
+            err("metrics = \":9090\""),
+            "metrics: \":9090\" is not HOST:PORT"
+        );
+        assert_eq!(
+            err("metrics = \"host:99999\""),
+            "metrics: \"host:99999\" is not HOST:PORT"
+        );
     }
 
     #[test]

@@ -124,6 +124,30 @@ impl Kind {
         }
     }
 
+    /// Every kind.
+    pub const ALL: [Kind; KINDS] = ALL;
+
+    /// Its name as a metric label: `frame_too_large`, `bad_pickle`…
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::FrameTooLarge => "frame_too_large",
+            Kind::UnsupportedVersion => "unsupported_version",
+            Kind::Truncated => "truncated",
+            Kind::Malformed => "malformed",
+            Kind::BadPickle => "bad_pickle",
+            Kind::BadSyslog => "bad_syslog",
+            Kind::BadToken => "bad_token",
+            Kind::Overloaded => "overloaded",
+            Kind::Idle => "idle",
+            Kind::HelloTimeout => "hello_timeout",
+            Kind::NotTls => "not_tls",
+            Kind::TlsHandshake => "tls_handshake",
+            Kind::ClientIdTaken => "client_id_taken",
+            Kind::Evicted => "evicted",
+            Kind::TooSlow => "too_slow",
+        }
+    }
+
     /// The kind of a native protocol error.
     pub fn of_wire(e: &logbraid::wire::WireError) -> Kind {
         use logbraid::wire::ErrorCode;

@@ -6,6 +6,7 @@ pub mod config;
 pub mod consume;
 pub mod diag;
 pub mod intake;
+pub mod metrics;
 pub mod nats;
 pub mod output;
 pub mod publish;

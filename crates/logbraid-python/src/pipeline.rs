@@ -514,19 +514,16 @@ impl Pipeline {
         });
     }
 
-    /// The pipeline's counters: logged, written, dropped, bytes (and more).
+    /// The pipeline's counters, as [`stats_dict`] gives them.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        if let Some(st) = self.with_logger(|l| l.stats()) {
-            d.set_item("logged", st.logged)?;
-            d.set_item("written", st.written)?;
-            d.set_item("dropped", st.dropped)?;
-            d.set_item("bytes", st.bytes_written)?;
-            d.set_item("write_errors", st.write_errors)?;
-            d.set_item("queue_high_water", st.queue_high_water)?;
-            d.set_item("full_waits", st.full_waits)?;
-        }
-        Ok(d)
+        let st = self.with_logger(|l| l.stats()).unwrap_or_default();
+        stats_dict(py, &st)
+    }
+
+    /// The counters of a pipeline that has logged nothing, every one 0.
+    #[staticmethod]
+    fn empty_stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+        stats_dict(py, &logbraid::Stats::default())
     }
 
     /// In a forked child: forget the parent's pipeline (its threads stayed
@@ -544,6 +541,39 @@ impl Pipeline {
         *live = Some(self.spec.build(upstream.as_deref(), false)?);
         Ok(())
     }
+}
+
+/// A pipeline's counters ([`logbraid::Stats`]) as a dict of ints:
+/// logged, written, dropped, bytes, write_errors, queue_high_water,
+/// full_waits, rotations, forward_acked, forward_resent, and for the
+/// sinks' writes and syncs their count, total and longest time in
+/// nanoseconds (write_count, write_ns, write_ns_max, sync_count, sync_ns,
+/// sync_ns_max).
+fn stats_dict<'py>(py: Python<'py>, st: &logbraid::Stats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let ns = |t: std::time::Duration| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX);
+    let (w, s) = (st.write_latency, st.sync_latency);
+    for (key, value) in [
+        ("logged", st.logged),
+        ("written", st.written),
+        ("dropped", st.dropped),
+        ("bytes", st.bytes_written),
+        ("write_errors", st.write_errors),
+        ("queue_high_water", st.queue_high_water),
+        ("full_waits", st.full_waits),
+        ("rotations", st.rotations),
+        ("forward_acked", st.forward_acked),
+        ("forward_resent", st.forward_resent),
+        ("write_count", w.count),
+        ("write_ns", ns(w.total)),
+        ("write_ns_max", ns(w.max)),
+        ("sync_count", s.count),
+        ("sync_ns", ns(s.total)),
+        ("sync_ns_max", ns(s.max)),
+    ] {
+        d.set_item(key, value)?;
+    }
+    Ok(d)
 }
 
 /// What a Python record carries after its `extra` fields.

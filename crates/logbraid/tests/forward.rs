@@ -87,6 +87,12 @@ fn flush_returns_once_the_collector_has_written_everything() {
     assert_eq!(messages(&out), expected(0..50_000));
     let s = stats.get();
     assert_eq!((s.records, s.acked, s.lost), (50_000, 50_000, 0));
+    // The logger's own counters say the same, as of the flush.
+    let ls = logger.stats();
+    assert_eq!(
+        (ls.forward_acked, ls.forward_resent),
+        (50_000, s.batches_resent)
+    );
     drop(guard);
     assert_eq!(collector.stats().records, 50_000);
 }
@@ -183,6 +189,11 @@ fn a_collector_restarted_at_the_same_address_gets_everything_once() {
     let s = stats.get();
     assert!(s.connects >= 2, "{s:?}");
     assert_eq!(s.acked, 60_000);
+    let ls = logger.stats();
+    assert_eq!(
+        (ls.forward_acked, ls.forward_resent),
+        (60_000, s.batches_resent)
+    );
     drop(guard);
     drop(second);
 }

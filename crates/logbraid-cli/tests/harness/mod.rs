@@ -19,6 +19,8 @@ pub struct Serve {
     pub child: Child,
     pub urls: Vec<String>,
     pub stderr: PathBuf,
+    /// With `--metrics`: `HOST:PORT` of `/metrics`, `/health`, `/ready`.
+    pub metrics: Option<String>,
 }
 
 pub fn bin() -> &'static str {
@@ -36,11 +38,17 @@ impl Serve {
     /// [`Serve::start`] for `listeners` listeners that are not all given
     /// as `--listen` flags (a TOML file names them).
     pub fn start_with(dir: &Path, args: &[&str], listeners: usize) -> Serve {
+        Serve::start_env(dir, args, listeners, &[])
+    }
+
+    /// [`Serve::start_with`] with variables `env` in its environment.
+    pub fn start_env(dir: &Path, args: &[&str], listeners: usize, env: &[(&str, &str)]) -> Serve {
         let n = std::fs::read_dir(dir).unwrap().count();
         let stderr = dir.join(format!("serve-{n}.err"));
         let mut child = Command::new(bin())
             .arg("serve")
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(dir)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
@@ -63,10 +71,19 @@ impl Serve {
                 .to_string();
             urls.push(url);
         }
+        let metrics = args.contains(&"--metrics").then(|| {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            line.strip_prefix("metrics on http://")
+                .unwrap_or_else(|| panic!("unexpected output {line:?}"))
+                .trim_end()
+                .to_string()
+        });
         Serve {
             child,
             urls,
             stderr,
+            metrics,
         }
     }
 
@@ -317,4 +334,28 @@ impl Numbered {
     pub fn acked(&self) -> u64 {
         self.stats.get().acked
     }
+}
+
+/// A `SocketHandler` frame of a LogRecord dict (protocol 2) holding
+/// `msg`, level 20, name "x", `pid` and `process_name`.
+pub fn pickled_record(msg: &str, pid: u32, process_name: &str) -> Vec<u8> {
+    let text = |p: &mut Vec<u8>, s: &str| {
+        p.push(b'X');
+        p.extend((s.len() as u32).to_le_bytes());
+        p.extend(s.as_bytes());
+    };
+    let mut p = b"\x80\x02}(".to_vec();
+    for (k, v) in [("msg", msg), ("name", "x"), ("processName", process_name)] {
+        text(&mut p, k);
+        text(&mut p, v);
+    }
+    text(&mut p, "levelno");
+    p.extend(b"K\x14");
+    text(&mut p, "process");
+    p.push(b'J');
+    p.extend(pid.to_le_bytes());
+    p.extend(b"u.");
+    let mut frame = (p.len() as u32).to_be_bytes().to_vec();
+    frame.extend(p);
+    frame
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use logbraid::report::RateLimit;
 use logbraid::sink::{RollingFile, Sink};
 use logbraid::{FieldsBuf, Record, SyncMode};
+use prometheus_client::metrics::histogram::Histogram;
 
 use super::client_files::{self, ClientFiles, Request};
 use super::state::{Checkpoint, Pos};
@@ -336,17 +337,42 @@ impl Open {
 
     /// Flushes the file, or with `sync` makes what it was written durable
     /// (one fdatasync, skipped when nothing was written since the last,
-    /// counted in `syncs`).
-    fn done(&mut self, sync: bool, syncs: &mut u64) -> std::io::Result<()> {
-        if !sync || !self.dirty {
-            self.sink.flush()?;
+    /// counted in `syncs`); each write and sync timed into `latency`.
+    fn done(&mut self, sync: bool, syncs: &mut u64, latency: &Latency) -> std::io::Result<()> {
+        // Always flushed (a flush also ends a suspended rotation); timed
+        // when there is something to write.
+        let timed = if self.buffered > 0 {
+            &latency.write
         } else {
-            self.sink.sync()?;
+            &None
+        };
+        latency.time(timed, || self.sink.flush())?;
+        if sync && self.dirty {
+            latency.time(&latency.sync, || self.sink.sync())?;
             self.dirty = false;
             *syncs += 1;
         }
         self.buffered = 0;
         Ok(())
+    }
+}
+
+/// Where the output stage's writes and syncs are timed.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Latency {
+    /// Seconds each write of a file's buffer takes.
+    pub(super) write: Option<Histogram>,
+    /// Seconds each fdatasync takes.
+    pub(super) sync: Option<Histogram>,
+}
+
+impl Latency {
+    fn time<T>(&self, into: &Option<Histogram>, f: impl FnOnce() -> T) -> T {
+        let Some(h) = into else { return f() };
+        let start = std::time::Instant::now();
+        let r = f();
+        h.observe(start.elapsed().as_secs_f64());
+        r
     }
 }
 
@@ -391,6 +417,10 @@ pub(super) struct Files {
     sync: bool,
     /// Files synced so far.
     syncs: u64,
+    /// Rotations of every file so far.
+    rotations: u64,
+    /// Where writes and syncs are timed.
+    pub(super) latency: Latency,
 }
 
 impl Files {
@@ -428,6 +458,8 @@ impl Files {
             refused: 0,
             sync,
             syncs: 0,
+            rotations: 0,
+            latency: Latency::default(),
         };
         if files.route.is_none() {
             let sink = files.build(spec, &spec.path)?;
@@ -636,14 +668,21 @@ impl Files {
             path: path.to_path_buf(),
             source,
         })?;
-        if f.sink.stats().rotations != before {
+        let after = f.sink.stats().rotations;
+        if after != before {
             self.rotated = true;
+            self.rotations += after - before;
         }
         f.buffered += n;
         // Bytes past the last checkpoint are cut at recovery, so writing
         // them out early promises nothing; a failure leaves them buffered
         // for the round's flush, which reports it.
-        if f.buffered >= WRITE_OUT && f.sink.flush().is_ok() {
+        if f.buffered >= WRITE_OUT
+            && self
+                .latency
+                .time(&self.latency.write, || f.sink.flush())
+                .is_ok()
+        {
             f.buffered = 0;
         }
         Ok(n)
@@ -683,6 +722,23 @@ impl Files {
         self.syncs
     }
 
+    /// Rotations of every file so far (those of files closed since
+    /// included).
+    pub(super) fn rotations(&self) -> u64 {
+        self.rotations
+    }
+
+    /// Files open now.
+    pub(super) fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Rotated files of the open files queued for compression, or being
+    /// compressed, now.
+    pub(super) fn compress_backlog(&self) -> usize {
+        self.open.values().map(|o| o.sink.compress_backlog()).sum()
+    }
+
     /// Records written to the fallback so far.
     pub(super) fn diverted(&self) -> u64 {
         self.diverted
@@ -712,7 +768,7 @@ impl Files {
             return;
         };
         match o
-            .done(self.sync, &mut self.syncs)
+            .done(self.sync, &mut self.syncs, &self.latency)
             .and_then(|()| o.sink.finish())
         {
             Ok(()) => self.closed.extend(position(&o.sink)),
@@ -731,7 +787,7 @@ impl Files {
     pub(super) fn flush(&mut self) -> bool {
         let mut ok = true;
         for (p, o) in &mut self.open {
-            if let Err(e) = o.done(self.sync, &mut self.syncs) {
+            if let Err(e) = o.done(self.sync, &mut self.syncs, &self.latency) {
                 report(&format!("cannot flush {}: {e}", p.display()));
                 ok = false;
             }

@@ -119,7 +119,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use logbraid::layout::LayoutSpec;
 use logbraid::wire::Dedup;
@@ -345,6 +345,19 @@ pub struct OutputStats {
     /// [`OutputConfig::client_files`]): each was written where it would
     /// have gone without one.
     pub client_files_refused: u64,
+    /// Native batches acknowledged (the acknowledgement handed to the
+    /// batch's connection once the round holding it was written).
+    pub acks: u64,
+    /// Rotations of the output files.
+    pub rotations: u64,
+    /// Files open at the end of the last round.
+    pub files_open: u64,
+    /// Rotated files waiting for (or in) compression at the end of the
+    /// last round.
+    pub compress_backlog: u64,
+    /// Nanoseconds listeners spent waiting for room in
+    /// [`OutputConfig::max_pending_bytes`].
+    pub budget_wait_ns: u64,
 }
 
 /// Why the output stage could not start.
@@ -407,7 +420,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use tokio::sync::Semaphore;
+use prometheus_client::metrics::histogram::Histogram;
+use tokio::sync::{Semaphore, TryAcquireError};
 
 pub use client_files::ClientFiles;
 use files::{report, Files, Route};
@@ -452,6 +466,9 @@ pub struct OutputHandle {
     /// [`merge::Held`] (a native frame's decoded into an [`OwnedRecord`]):
     /// what that costs is counted too.
     merging: bool,
+    /// Where the time spent waiting for the budget is counted, and the
+    /// moment an idle stage was handed work.
+    counters: Arc<Counters>,
 }
 
 impl OutputHandle {
@@ -466,7 +483,27 @@ impl OutputHandle {
             weight += delivery.held_weight();
         }
         let n = (weight.min(self.limit as usize) as u32).max(1);
-        match self.budget.acquire_many(n).await {
+        if self.budget.available_permits() >= self.limit as usize {
+            // An idle stage is handed work: the time it has to make
+            // progress runs from now (see `OutputWatch::stuck_for`).
+            self.counters.stamp();
+        }
+        let permit = match self.budget.try_acquire_many(n) {
+            Ok(p) => Ok(p),
+            Err(TryAcquireError::Closed) => return false,
+            Err(TryAcquireError::NoPermits) => {
+                let waited = Instant::now();
+                let waiting = Waiter::new(&self.counters.budget_waiters);
+                let p = self.budget.acquire_many(n).await;
+                drop(waiting);
+                let ns = u64::try_from(waited.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                self.counters
+                    .budget_wait_ns
+                    .fetch_add(ns, Ordering::Relaxed);
+                p
+            }
+        };
+        match permit {
             // Given back by the output thread once the records are written.
             Ok(p) => p.forget(),
             Err(_) => return false,
@@ -488,7 +525,7 @@ impl OutputHandle {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counters {
     written: AtomicU64,
     deliveries: AtomicU64,
@@ -502,6 +539,161 @@ struct Counters {
     lost: AtomicU64,
     checkpoints: AtomicU64,
     client_files_refused: AtomicU64,
+    acks: AtomicU64,
+    rotations: AtomicU64,
+    files_open: AtomicU64,
+    compress_backlog: AtomicU64,
+    budget_wait_ns: AtomicU64,
+    /// Listeners waiting for room in the budget now.
+    budget_waiters: AtomicU64,
+    /// When the stage last made progress (a round written, or work handed
+    /// to it while idle), in nanoseconds after `start`.
+    progress_ns: AtomicU64,
+    start: Instant,
+    /// Seconds each write of a file's buffer took (the `write` calls of a
+    /// flush).
+    write_latency: Histogram,
+    /// Seconds each fdatasync of a file took (with [`SyncMode::Data`]).
+    sync_latency: Histogram,
+}
+
+/// Counts one waiter in its counter for as long as it lives, so a wait
+/// that is cancelled is not counted forever.
+struct Waiter<'a>(&'a AtomicU64);
+
+impl<'a> Waiter<'a> {
+    fn new(count: &'a AtomicU64) -> Waiter<'a> {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiter(count)
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Counters {
+    fn new() -> Counters {
+        Counters {
+            written: AtomicU64::new(0),
+            deliveries: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            undecodable: AtomicU64::new(0),
+            stalled: AtomicU64::new(0),
+            held: AtomicU64::new(0),
+            diverted: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            failed_rounds: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
+            client_files_refused: AtomicU64::new(0),
+            acks: AtomicU64::new(0),
+            rotations: AtomicU64::new(0),
+            files_open: AtomicU64::new(0),
+            compress_backlog: AtomicU64::new(0),
+            budget_wait_ns: AtomicU64::new(0),
+            budget_waiters: AtomicU64::new(0),
+            progress_ns: AtomicU64::new(0),
+            start: Instant::now(),
+            write_latency: Histogram::new(crate::metrics::latency_buckets()),
+            sync_latency: Histogram::new(crate::metrics::latency_buckets()),
+        }
+    }
+
+    /// Notes that the stage made progress now.
+    fn stamp(&self) {
+        let ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.progress_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+}
+
+/// A view of a running output stage for metrics and health checks: its
+/// counters, what it holds, and whether it is making progress. Cheap to
+/// clone; it stays valid after the stage stops.
+#[derive(Clone, Debug)]
+pub struct OutputWatch {
+    counters: Arc<Counters>,
+    budget: Arc<Semaphore>,
+    /// [`OutputConfig::max_pending_bytes`].
+    limit: usize,
+    /// [`OutputConfig::merge_window`]: records wait this long by design.
+    window: Duration,
+}
+
+impl OutputWatch {
+    /// The counters so far.
+    pub fn stats(&self) -> OutputStats {
+        let c = &self.counters;
+        OutputStats {
+            written: c.written.load(Ordering::Relaxed),
+            deliveries: c.deliveries.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            undecodable: c.undecodable.load(Ordering::Relaxed),
+            stalled: c.stalled.load(Ordering::Relaxed),
+            held: c.held.load(Ordering::Relaxed),
+            diverted: c.diverted.load(Ordering::Relaxed),
+            syncs: c.syncs.load(Ordering::Relaxed),
+            failed_rounds: c.failed_rounds.load(Ordering::Relaxed),
+            lost: c.lost.load(Ordering::Relaxed),
+            checkpoints: c.checkpoints.load(Ordering::Relaxed),
+            client_files_refused: c.client_files_refused.load(Ordering::Relaxed),
+            acks: c.acks.load(Ordering::Relaxed),
+            rotations: c.rotations.load(Ordering::Relaxed),
+            files_open: c.files_open.load(Ordering::Relaxed),
+            compress_backlog: c.compress_backlog.load(Ordering::Relaxed),
+            budget_wait_ns: c.budget_wait_ns.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Bytes of deliveries queued, being written or held (waiting for a
+    /// file, or in the merge window), out of
+    /// [`OutputConfig::max_pending_bytes`].
+    pub fn pending_bytes(&self) -> usize {
+        self.limit.saturating_sub(self.budget.available_permits())
+    }
+
+    /// [`OutputConfig::max_pending_bytes`].
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Whether the budget is full: everything of it is pending, or a
+    /// listener waits for room (and reads nothing meanwhile).
+    pub fn full(&self) -> bool {
+        self.pending_bytes() >= self.limit
+            || self.counters.budget_waiters.load(Ordering::Relaxed) > 0
+    }
+
+    /// How long records have been waiting with no round written, beyond
+    /// the merge window they wait in by design; `None` while nothing
+    /// waits (an idle stage is not a stuck one).
+    pub fn stuck_for(&self) -> Option<Duration> {
+        // What is pending is read before the time of the last progress: a
+        // sender to an idle stage stamps that time before it takes budget.
+        if self.pending_bytes() == 0 {
+            return None;
+        }
+        let c = &self.counters;
+        let since = Duration::from_nanos(c.progress_ns.load(Ordering::Relaxed));
+        Some(
+            c.start
+                .elapsed()
+                .saturating_sub(since)
+                .saturating_sub(self.window),
+        )
+    }
+
+    /// Seconds each write of a file's buffer took.
+    pub fn write_latency(&self) -> &Histogram {
+        &self.counters.write_latency
+    }
+
+    /// Seconds each fdatasync of a file took.
+    pub fn sync_latency(&self) -> &Histogram {
+        &self.counters.sync_latency
+    }
 }
 
 /// The running output stage.
@@ -509,8 +701,7 @@ struct Counters {
 pub struct Output {
     tx: mpsc::Sender<Msg>,
     thread: Option<JoinHandle<()>>,
-    counters: Arc<Counters>,
-    budget: Arc<Semaphore>,
+    watch: OutputWatch,
 }
 
 impl Output {
@@ -527,7 +718,7 @@ impl Output {
         // One collector per state file: recovery cuts files back, which
         // must never happen under a live collector.
         let lock = config.state_path.as_deref().map(state::lock).transpose()?;
-        let files = {
+        let mut files = {
             let mut d = dedup.lock().unwrap_or_else(|e| e.into_inner());
             let state = match &config.state_path {
                 Some(path) => Some((path.as_path(), state::recover(path, &mut d)?)),
@@ -546,10 +737,17 @@ impl Output {
         let limit = config.max_pending_bytes.clamp(1, u32::MAX as usize);
         let budget = Arc::new(Semaphore::new(limit));
         let (tx, rx) = mpsc::channel();
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters::new());
+        files.latency = files::Latency {
+            write: Some(counters.write_latency.clone()),
+            sync: Some(counters.sync_latency.clone()),
+        };
         counters
             .checkpoints
             .store(files.checkpoints(), Ordering::Relaxed);
+        counters
+            .files_open
+            .store(files.open_count() as u64, Ordering::Relaxed);
         let mut stage = Stage::new(
             rx,
             files,
@@ -572,13 +770,19 @@ impl Output {
             budget: Arc::clone(&budget),
             limit: limit as u32,
             merging: config.merge_window.is_some(),
+            counters: Arc::clone(&counters),
+        };
+        let watch = OutputWatch {
+            counters,
+            budget,
+            limit,
+            window: config.merge_window.unwrap_or_default(),
         };
         Ok((
             Output {
                 tx,
                 thread: Some(thread),
-                counters,
-                budget,
+                watch,
             },
             handle,
         ))
@@ -595,7 +799,7 @@ impl Output {
     fn stop(&mut self) {
         // Senders waiting for room, and any later send, get `false`; what
         // was sent before is written.
-        self.budget.close();
+        self.watch.budget.close();
         let _ = self.tx.send(Msg::Stop);
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
@@ -606,21 +810,12 @@ impl Output {
 
     /// The counters so far.
     pub fn stats(&self) -> OutputStats {
-        let c = &self.counters;
-        OutputStats {
-            written: c.written.load(Ordering::Relaxed),
-            deliveries: c.deliveries.load(Ordering::Relaxed),
-            bytes: c.bytes.load(Ordering::Relaxed),
-            undecodable: c.undecodable.load(Ordering::Relaxed),
-            stalled: c.stalled.load(Ordering::Relaxed),
-            held: c.held.load(Ordering::Relaxed),
-            diverted: c.diverted.load(Ordering::Relaxed),
-            syncs: c.syncs.load(Ordering::Relaxed),
-            failed_rounds: c.failed_rounds.load(Ordering::Relaxed),
-            lost: c.lost.load(Ordering::Relaxed),
-            checkpoints: c.checkpoints.load(Ordering::Relaxed),
-            client_files_refused: c.client_files_refused.load(Ordering::Relaxed),
-        }
+        self.watch.stats()
+    }
+
+    /// A view of the stage for metrics and health checks.
+    pub fn watch(&self) -> OutputWatch {
+        self.watch.clone()
     }
 }
 

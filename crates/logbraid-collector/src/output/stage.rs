@@ -65,6 +65,8 @@ pub(super) struct Stage {
     /// The round's commits, as the checkpoint saves them: client id,
     /// epoch, highest written.
     changes: Vec<(Box<str>, u64, u64)>,
+    /// Records written when progress was last noted.
+    progressed_at: u64,
 }
 
 /// The failpoint between a rotation and the checkpoint that records it
@@ -109,6 +111,7 @@ impl Stage {
             stalled_held: None,
             forgotten: Vec::new(),
             changes: Vec::new(),
+            progressed_at: 0,
         }
     }
 
@@ -436,7 +439,20 @@ impl Stage {
         self.counters
             .client_files_refused
             .store(self.files.refused(), Ordering::Relaxed);
+        let c = &self.counters;
+        c.rotations.store(self.files.rotations(), Ordering::Relaxed);
+        c.files_open
+            .store(self.files.open_count() as u64, Ordering::Relaxed);
+        c.compress_backlog
+            .store(self.files.compress_backlog() as u64, Ordering::Relaxed);
         let stalled = !self.stalled.is_empty() || self.stalled_held.is_some();
+        let written = c.written.load(Ordering::Relaxed);
+        if done && (written != self.progressed_at || !stalled) {
+            // Records were written, or nothing waits: the stage is not
+            // stuck (a retry that writes nothing is no progress).
+            c.stamp();
+            self.progressed_at = written;
+        }
         if !done {
             self.counters.failed_rounds.fetch_add(1, Ordering::Relaxed);
             self.retry_at = Some(Instant::now() + RETRY);
@@ -511,7 +527,9 @@ impl Stage {
         for (a, w) in self.acks.drain(..).zip(highest) {
             if let Some(w) = w {
                 // A closed receiver: the connection is gone, nothing to do.
-                let _ = a.tx.send(w);
+                if a.tx.send(w).is_ok() {
+                    self.counters.acks.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         true

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use logbraid::{OwnedRecord, Source};
+use prometheus_client::metrics::counter::Counter;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
@@ -99,6 +100,7 @@ pub(super) async fn udp(
     s: UdpSocket,
     proto: Protocol,
     mut stop: watch::Receiver<bool>,
+    received: &Counter,
 ) {
     let mut d = Datagrams {
         server,
@@ -125,7 +127,7 @@ pub(super) async fn udp(
         }
         // Whatever else is waiting goes into the same delivery.
         d.take_queued(|b| s.try_recv_from(b), &mut records);
-        if !server.hand_over(records, &placeholder).await {
+        if !server.hand_over(records, &placeholder, received).await {
             return;
         }
     }
@@ -137,7 +139,7 @@ pub(super) async fn udp(
     loop {
         let mut records = Vec::new();
         let empty = d.take_queued(|b| s.recv_from(b), &mut records);
-        if !server.hand_over(records, &placeholder).await || empty || *cut.borrow() {
+        if !server.hand_over(records, &placeholder, received).await || empty || *cut.borrow() {
             return;
         }
     }

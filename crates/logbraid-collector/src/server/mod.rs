@@ -46,6 +46,8 @@ use std::time::Duration;
 pub use logbraid::endpoint::{Addr, Endpoint, Protocol};
 use logbraid::tls::rustls;
 use logbraid::wire::{self, Dedup, ErrorCode, Holders};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio::sync::{watch, Semaphore};
@@ -282,8 +284,58 @@ pub struct Stats {
     /// Records handed to the output stage (for native batches, the records
     /// after those skipped as already written).
     pub records: AtomicU64,
+    /// Records received, by listener and what it speaks ([`InputLabels`]),
+    /// native records already written included.
+    pub received: Family<InputLabels, Counter>,
+    /// Native records received again after a reconnect and skipped, being
+    /// written already.
+    pub duplicates: AtomicU64,
+    /// Nanoseconds connections spent waiting for room in
+    /// [`ServerConfig::memory`] (an instant when there was room).
+    pub memory_wait_ns: AtomicU64,
     /// Rejected input, by kind.
     pub diagnostics: Diagnostics,
+}
+
+/// The labels of [`Stats::received`]: `listener`, the listener's URL as
+/// `listening on` shows it, and `input`, what it speaks (`native`,
+/// `python`, `syslog` or `otlp`).
+pub type InputLabels = [(&'static str, String); 2];
+
+/// What a listener speaking `proto` receives, as [`InputLabels`] name it.
+pub fn input_kind(proto: Protocol) -> &'static str {
+    match proto.inner() {
+        Protocol::Native | Protocol::NativeTls => "native",
+        Protocol::PythonTcp | Protocol::PythonUdp => "python",
+        Protocol::SyslogTcp | Protocol::SyslogTls | Protocol::SyslogUdp => "syslog",
+        Protocol::OtlpHttp | Protocol::OtlpGrpc => "otlp",
+    }
+}
+
+impl Listener {
+    /// Its URL, as [`bind`] returned it.
+    pub fn url(&self) -> String {
+        match self {
+            Listener::Unix(_, file) => format!("unix:{}", file.path.display()),
+            Listener::PythonUnix(_, file) => format!("python-unix:{}", file.path.display()),
+            Listener::Tcp(l, proto) => match l.local_addr() {
+                Ok(a) => format!("{}{a}", proto.inet_scheme()),
+                Err(_) => proto.inet_scheme().to_string(),
+            },
+            Listener::Udp(s, proto) => match s.local_addr() {
+                Ok(a) => format!("{}{a}", proto.inet_scheme()),
+                Err(_) => proto.inet_scheme().to_string(),
+            },
+        }
+    }
+
+    fn protocol(&self) -> Protocol {
+        match self {
+            Listener::Unix(..) => Protocol::Native,
+            Listener::PythonUnix(..) => Protocol::PythonTcp,
+            Listener::Tcp(_, p) | Listener::Udp(_, p) => *p,
+        }
+    }
 }
 
 /// A collector's listeners with their shared state.
@@ -296,6 +348,9 @@ pub struct Server {
     holders: Arc<Holders>,
     /// Set by [`run`], which knows the listeners.
     slots: std::sync::OnceLock<Arc<Slots>>,
+    /// Each listener's count in [`Stats::received`], by its index; set by
+    /// [`run`].
+    received: std::sync::OnceLock<Vec<Counter>>,
     /// [`ServerConfig::memory`], in bytes.
     memory: Arc<Semaphore>,
     stats: Arc<Stats>,
@@ -360,6 +415,7 @@ impl Server {
             dedup,
             holders: Arc::new(Holders::new()),
             slots: std::sync::OnceLock::new(),
+            received: std::sync::OnceLock::new(),
             memory,
             stats: Arc::new(Stats::default()),
             cut: watch::Sender::new(false),
@@ -369,6 +425,27 @@ impl Server {
     /// The counters.
     pub fn stats(&self) -> Arc<Stats> {
         Arc::clone(&self.stats)
+    }
+
+    /// Stream connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.slots.get().map_or(0, |s| s.open())
+    }
+
+    /// Bytes connections hold now of [`ServerConfig::memory`], and its
+    /// size.
+    pub fn memory_held(&self) -> (usize, usize) {
+        let total = self.config.memory.min(Semaphore::MAX_PERMITS);
+        (total.saturating_sub(self.memory.available_permits()), total)
+    }
+
+    /// The count in [`Stats::received`] of listener `index`.
+    fn received(&self, index: usize) -> Counter {
+        self.received
+            .get()
+            .and_then(|r| r.get(index))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The connection slots, for `stream_listeners` stream listeners,
@@ -392,10 +469,16 @@ impl Server {
     /// Hands decoded `records` to the output stage, counted, under
     /// `source` (nothing when there are none); `false` when the output
     /// stage has stopped.
-    async fn hand_over(&self, records: Vec<OwnedRecord>, source: &Arc<Source>) -> bool {
+    async fn hand_over(
+        &self,
+        records: Vec<OwnedRecord>,
+        source: &Arc<Source>,
+        received: &Counter,
+    ) -> bool {
         if records.is_empty() {
             return true;
         }
+        received.inc_by(records.len() as u64);
         self.stats
             .records
             .fetch_add(records.len() as u64, Ordering::Relaxed);
@@ -442,6 +525,17 @@ pub async fn run(
         .filter(|l| l.socket_file().is_some())
         .count();
     let slots = Arc::clone(server.slots(streams, unix));
+    let received = listeners
+        .iter()
+        .map(|l| {
+            let labels = [
+                ("listener", l.url()),
+                ("input", input_kind(l.protocol()).to_string()),
+            ];
+            server.stats.received.get_or_create_owned(&labels)
+        })
+        .collect();
+    let _ = server.received.set(received);
     for (index, l) in listeners.into_iter().enumerate() {
         if let Some(file) = l.socket_file() {
             sockets.push((file.path.clone(), file.dev, file.ino));
@@ -499,7 +593,10 @@ pub async fn run(
 
 async fn listen(server: Arc<Server>, l: Listener, index: usize, mut stop: watch::Receiver<bool>) {
     match l {
-        Listener::Udp(s, proto) => datagram::udp(&server, s, proto, stop).await,
+        Listener::Udp(s, proto) => {
+            let received = server.received(index);
+            datagram::udp(&server, s, proto, stop, &received).await
+        }
         Listener::Unix(l, _) => unix(&server, l, index, Protocol::Native, stop).await,
         Listener::PythonUnix(l, _) => unix(&server, l, index, Protocol::PythonTcp, stop).await,
         Listener::Tcp(l, proto) => loop {
@@ -603,6 +700,7 @@ fn start<S>(
             peer,
             stop,
             slot,
+            received: server.received(listener),
         };
         // The connection (and its slot) ends before the socket closes, so a
         // peer that sees the close can connect again at once.
@@ -628,6 +726,8 @@ struct Conn<'a> {
     peer: String,
     stop: watch::Receiver<bool>,
     slot: Slot,
+    /// Its listener's count of records received.
+    received: Counter,
 }
 
 enum Read {
@@ -657,6 +757,19 @@ impl Conn<'_> {
         if res.try_cover(bytes) {
             return true;
         }
+        let start = std::time::Instant::now();
+        let got = self.reserve_more(res, bytes).await;
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.server
+            .stats
+            .memory_wait_ns
+            .fetch_add(ns, Ordering::Relaxed);
+        got
+    }
+
+    /// The wait of [`reserve`](Self::reserve) when the pool has no room at
+    /// once.
+    async fn reserve_more(&self, res: &mut budget::Reservation, bytes: usize) -> bool {
         let idle = self.server.config.idle_timeout;
         let mut cut = self.server.cut.subscribe();
         if *cut.borrow_and_update() {

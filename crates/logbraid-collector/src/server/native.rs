@@ -98,8 +98,12 @@ impl Conn<'_> {
                                 tx: tx.clone(),
                             }),
                         };
-                        self.server
-                            .stats
+                        let stats = &self.server.stats;
+                        self.received.inc_by(u64::from(batch.len()));
+                        stats
+                            .duplicates
+                            .fetch_add(u64::from(skip), Ordering::Relaxed);
+                        stats
                             .records
                             .fetch_add(u64::from(batch.len() - skip), Ordering::Relaxed);
                         if !self.server.output.send(d).await {

@@ -198,6 +198,8 @@ struct Handler {
     server: Arc<Server>,
     peer: Arc<str>,
     activity: Arc<Activity>,
+    /// Its listener's count of records received (the metrics').
+    received: prometheus_client::metrics::counter::Counter,
 }
 
 impl Conn<'_> {
@@ -235,6 +237,7 @@ impl Conn<'_> {
             peer: Arc::from(self.peer.as_str()),
             server: Arc::clone(&server),
             activity: Arc::clone(&activity),
+            received: self.received.clone(),
         };
         let header = server.config.hello_timeout;
         if proto == Protocol::OtlpGrpc {
@@ -627,6 +630,7 @@ impl Handler {
             Ok(false) | Err(_) => return Err(Refusal::Unavailable),
         }
         self.server.stats.records.fetch_add(n, Ordering::Relaxed);
+        self.received.inc_by(n);
         match rx.recv().await {
             Some(_) => Ok(()),
             None => Err(Refusal::Unavailable),

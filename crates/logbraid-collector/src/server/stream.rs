@@ -236,7 +236,7 @@ impl Conn<'_> {
         // is counted in the connection's reservation (`Batch::spare`).
         let room = batch.records.len();
         let records = std::mem::replace(&mut batch.records, Vec::with_capacity(room));
-        self.server.hand_over(records, source).await
+        self.server.hand_over(records, source, &self.received).await
     }
 }
 

@@ -548,6 +548,15 @@ impl Sink for ForwardSink {
         }
         sealed
     }
+
+    fn sink_stats(&self) -> crate::sink::SinkStats {
+        let s = &self.shared;
+        crate::sink::SinkStats {
+            acked: s.acked.load(Ordering::Relaxed),
+            resent: s.batches_resent.load(Ordering::Relaxed),
+            ..Default::default()
+        }
+    }
 }
 
 impl Drop for ForwardSink {

@@ -66,6 +66,7 @@ impl Shared {
             high_water: AtomicUsize::new(0),
             write_errors: AtomicU64::new(0),
             full_waits: AtomicU64::new(0),
+            meter: sinks.meter(),
         });
         match settings.mode {
             Mode::Sync => {
@@ -205,6 +206,11 @@ impl Shared {
             queue_high_water: self.high_water.load(Ordering::Relaxed) as u64,
             write_errors: self.write_errors.load(Ordering::Relaxed),
             full_waits: self.full_waits.load(Ordering::Relaxed),
+            rotations: self.meter.rotations.load(Ordering::Relaxed),
+            forward_acked: self.meter.acked.load(Ordering::Relaxed),
+            forward_resent: self.meter.resent.load(Ordering::Relaxed),
+            write_latency: self.meter.write.summary(),
+            sync_latency: self.meter.sync.summary(),
         }
     }
 

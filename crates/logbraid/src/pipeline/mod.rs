@@ -119,6 +119,30 @@ pub struct Stats {
     pub write_errors: u64,
     /// Times a caller found its queue full and waited (`Block`) or dropped.
     pub full_waits: u64,
+    /// Rotations of the pipeline's files (as of the last flush).
+    pub rotations: u64,
+    /// Records a collector acknowledged to the forwarding sinks (as of
+    /// the last flush).
+    pub forward_acked: u64,
+    /// Batches the forwarding sinks sent again after a reconnect (as of
+    /// the last flush).
+    pub forward_resent: u64,
+    /// The writes of the sinks' buffers (one per sink a flush).
+    pub write_latency: LatencySummary,
+    /// The syncs of the sinks (with `sync`).
+    pub sync_latency: LatencySummary,
+}
+
+/// How long an operation took, over every time it was done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LatencySummary {
+    /// Times it was done.
+    pub count: u64,
+    /// Their durations added up.
+    pub total: Duration,
+    /// The longest.
+    pub max: Duration,
 }
 
 pub(crate) struct Settings {
@@ -197,6 +221,8 @@ pub(crate) struct Shared {
     high_water: AtomicUsize,
     write_errors: AtomicU64,
     full_waits: AtomicU64,
+    /// The sinks' timings and counters.
+    meter: Arc<sinks::Meter>,
 }
 
 impl fmt::Debug for Shared {

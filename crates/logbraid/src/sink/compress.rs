@@ -60,6 +60,10 @@ impl InFlight {
         }
     }
 
+    fn count(&self) -> usize {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn wait_idle(&self) {
         let mut n = self.count.lock().unwrap_or_else(PoisonError::into_inner);
         while *n > 0 {
@@ -132,6 +136,11 @@ impl Compressor {
                 false
             }
         }
+    }
+
+    /// Jobs handed over and not finished yet.
+    pub(crate) fn pending(&self) -> usize {
+        self.in_flight.count()
     }
 
     /// Blocks until every job handed over so far is finished.

@@ -52,6 +52,25 @@ pub trait Sink: Send + fmt::Debug {
     fn finish(&mut self) -> io::Result<()> {
         self.flush()
     }
+
+    /// What the sink counted that a pipeline's
+    /// [`Stats`](crate::pipeline::Stats) reports: nothing, for most sinks.
+    fn sink_stats(&self) -> SinkStats {
+        SinkStats::default()
+    }
+}
+
+/// Counters a sink keeps for its pipeline's
+/// [`Stats`](crate::pipeline::Stats), summed over its sinks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SinkStats {
+    /// Rotations of a file.
+    pub rotations: u64,
+    /// Records a collector acknowledged (a forwarding sink).
+    pub acked: u64,
+    /// Batches sent again after a reconnect (a forwarding sink).
+    pub resent: u64,
 }
 
 impl<S: Sink + ?Sized> Sink for Box<S> {
@@ -69,5 +88,8 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     fn finish(&mut self) -> io::Result<()> {
         (**self).finish()
+    }
+    fn sink_stats(&self) -> SinkStats {
+        (**self).sink_stats()
     }
 }

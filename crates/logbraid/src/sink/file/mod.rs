@@ -698,6 +698,11 @@ impl RollingFile {
         }
     }
 
+    /// Backups queued for compression, or being compressed, now.
+    pub fn compress_backlog(&self) -> usize {
+        self.compressor.as_ref().map_or(0, Compressor::pending)
+    }
+
     /// Blocks until every backup queued for compression so far is done.
     /// Dropping the sink does the same.
     pub fn wait_compressed(&self) {
@@ -1041,6 +1046,13 @@ impl Sink for RollingFile {
         let r = self.flush();
         self.wait_compressed();
         r
+    }
+
+    fn sink_stats(&self) -> crate::sink::SinkStats {
+        crate::sink::SinkStats {
+            rotations: self.shared.counters.rotations.load(Ordering::Relaxed),
+            ..Default::default()
+        }
     }
 }
 
