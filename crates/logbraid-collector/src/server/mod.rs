@@ -478,16 +478,20 @@ impl Server {
         if records.is_empty() {
             return true;
         }
-        received.inc_by(records.len() as u64);
-        self.stats
-            .records
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.count_received(records.len() as u64, received);
         let delivery = Delivery {
             source: Arc::clone(source),
             body: Body::Records(records),
             ack: None,
         };
         self.output.send(delivery).await
+    }
+
+    /// Counts `n` records handed to the output stage: in [`Stats::records`]
+    /// and in their listener's [`Stats::received`] count.
+    fn count_received(&self, n: u64, received: &Counter) {
+        received.inc_by(n);
+        self.stats.records.fetch_add(n, Ordering::Relaxed);
     }
 
     /// A connection's share of [`ServerConfig::memory`], empty for now.

@@ -629,8 +629,7 @@ impl Handler {
             Ok(true) => {}
             Ok(false) | Err(_) => return Err(Refusal::Unavailable),
         }
-        self.server.stats.records.fetch_add(n, Ordering::Relaxed);
-        self.received.inc_by(n);
+        self.server.count_received(n, &self.received);
         match rx.recv().await {
             Some(_) => Ok(()),
             None => Err(Refusal::Unavailable),
