@@ -627,8 +627,12 @@ fn a_full_tmpfs_holds_records_unacknowledged_and_writes_them_once_when_freed() {
         c.said().contains("No space left on device")
     });
     // Part of the new records may be in the file (a write takes what
-    // fits, perhaps ending mid-line), none acknowledged, none twice.
-    assert_eq!(client.acked(), CHUNK);
+    // fits, perhaps ending mid-line), none twice. A batch that fit whole in
+    // the free end of the log's last page before the disk filled is written
+    // and may be acknowledged; every acknowledged record is in the file,
+    // and not all of them are.
+    let acked = client.acked();
+    assert!((CHUNK..6 * CHUNK).contains(&acked), "{acked}");
     let text = fs::read_to_string(log).unwrap();
     let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
     let partial: Vec<u64> = whole
@@ -637,6 +641,11 @@ fn a_full_tmpfs_holds_records_unacknowledged_and_writes_them_once_when_freed() {
         .collect();
     assert!(partial.len() < 6 * CHUNK as usize, "{}", partial.len());
     assert_exactly_once(&partial, partial.len() as u64);
+    assert!(
+        acked <= partial.len() as u64,
+        "{acked} acknowledged, {} in the file",
+        partial.len()
+    );
 
     fs::remove_file(&filler).unwrap();
     client.logger.flush();
