@@ -236,6 +236,7 @@ fn latency<P: Peer>(args: &ChildArgs, cal: Calibration) -> anyhow::Result<Histog
     let handles = spawn_workers(args.threads, move |t| {
         let mut hist = new_histogram();
         let base = bases[t as usize];
+        P::thread_start();
         barrier.wait();
         let mut k = 0;
         while k < total {
@@ -280,6 +281,7 @@ fn throughput<P: Peer>(
         let (ready, go) = (Arc::clone(&ready), Arc::clone(&go));
         spawn_workers(args.threads, move |t| {
             let base = bases[t as usize];
+            P::thread_start();
             for k in 0..warmup {
                 P::info(base + k, (base + k) % 1000);
             }

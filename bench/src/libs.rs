@@ -136,6 +136,11 @@ pub trait Peer {
     /// `dir/`[`FILE_NAME`].
     fn init(dir: &Path) -> anyhow::Result<Self::Guard>;
 
+    /// Called on each logging thread before its first call: the
+    /// library's own preparation of a thread, where it has one (logbraid's
+    /// `preallocate`, as quill's and NanoLog's); nothing by default.
+    fn thread_start() {}
+
     /// The measured call, at INFO.
     fn info(index: u64, ms: u64);
 
@@ -160,6 +165,10 @@ impl Peer for Logbraid {
             .file(logbraid::sink::RollingFile::builder(dir.join(FILE_NAME)))?
             .init()?;
         Ok(guard)
+    }
+
+    fn thread_start() {
+        logbraid::preallocate();
     }
 
     #[inline(always)]
@@ -196,6 +205,10 @@ impl Peer for LogbraidMacros {
 
     fn init(dir: &Path) -> anyhow::Result<Self::Guard> {
         Logbraid::init(dir)
+    }
+
+    fn thread_start() {
+        Logbraid::thread_start();
     }
 
     #[inline(always)]

@@ -668,7 +668,9 @@ fn latency_table(md: &mut String, plan: &Plan, results: &Results, t: u64) {
     let _ = writeln!(
         md,
         "Time spent inside one logging call, {} calls per thread in bursts of {} with a {} µs pause; \
-         {} timer overhead subtracted. Ratios are peer ÷ logbraid: above 1× logbraid is faster, \
+         {} timer overhead subtracted. Each thread first makes the library's per-thread preparation \
+         where it has one: logbraid's rows call `logbraid::preallocate()` (its queue made and mapped in, \
+         as quill's `preallocate`); the peers have none. Ratios are peer ÷ logbraid: above 1× logbraid is faster, \
          **bold** where the peer is faster.\n",
         count(plan.latency_per_thread),
         child::BURST,

@@ -34,7 +34,7 @@ pub mod wire;
 pub use jiff;
 
 pub use level::{Level, LevelFilter};
-pub use logger::{flush_all, global, Builder, Error, Guard, Logger};
+pub use logger::{flush_all, global, preallocate, Builder, Error, Guard, Logger};
 pub use options::{ColorChoice, Compression, Every, Naming, Overflow, SyncMode, Weekday, When};
 pub use pipeline::{name_thread, set_thread_id, Callsite, LatencySummary, Mode, Stats, WaitHook};
 pub use record::{set_process_name, Fields, FieldsBuf, OwnedRecord, Record, Source, Value};

@@ -142,6 +142,12 @@ pub(crate) fn install(logger: &Logger) {
     BY_TARGET.store(logger.filters_by_target(), Ordering::Release);
 }
 
+/// The installed logger, without the lock of [`crate::global`].
+pub(crate) fn installed() -> Option<&'static Logger> {
+    // SAFETY: as in `enabled_global`.
+    unsafe { GLOBAL.load(Ordering::Acquire).as_ref() }
+}
+
 /// The installed logger when it logs `level` for `target`.
 #[inline(always)]
 pub fn enabled(level: Level, target: &str) -> Option<&'static Logger> {

@@ -101,8 +101,9 @@ fn child_tracing_threads() {
     drop(guard);
 }
 
-/// Runs `test` in a child and checks its file and its memory.
-fn check(test: &str, kind: &str) {
+/// Runs `test` in a child; returns the RssAnon it printed before and after
+/// (KiB) and the file it wrote.
+fn run_child(test: &str, kind: &str) -> (i64, i64, String) {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", test, "--nocapture", "--test-threads", "1"])
@@ -125,6 +126,12 @@ fn check(test: &str, kind: &str) {
         .map(|(a, b)| (a.parse::<i64>().unwrap(), b.parse::<i64>().unwrap()))
         .unwrap_or_else(|| panic!("no RSS line in {stdout}"));
     let text = std::fs::read_to_string(dir.path().join("mem.log")).unwrap();
+    (before, after, text)
+}
+
+/// Runs `test` in a child and checks its file and its memory.
+fn check(test: &str, kind: &str) {
+    let (before, after, text) = run_child(test, kind);
     assert_eq!(
         thread_counts(&text, THREADS),
         vec![PER_THREAD as u64; THREADS]
@@ -147,4 +154,71 @@ fn log_facade_threads_keep_memory_flat() {
 #[test]
 fn tracing_threads_keep_memory_flat() {
     check("child_tracing_threads", "tracing");
+}
+
+const QUEUE: usize = 8 << 20;
+
+/// A thread logs one record into a `QUEUE`-byte queue, after
+/// `preallocate()` when `kind` is "preallocate"; prints RssAnon before the
+/// thread starts and after its record is written.
+fn one_thread_queue(kind: &str) {
+    let Some(dir) = child_dir(kind) else { return };
+    let guard = Builder::new()
+        .level("info")
+        .children(false)
+        .queue_bytes(QUEUE)
+        .file(message_file(dir.join("mem.log")))
+        .unwrap()
+        .init()
+        .unwrap();
+    let prefault = kind == "preallocate";
+    // A thread of its own: the main thread's queue may exist already.
+    let (before, after) = std::thread::spawn(move || {
+        let before = rss_anon_kib();
+        if prefault {
+            logbraid::preallocate();
+        }
+        log::info!("t0 0");
+        logbraid::flush_all();
+        (before, rss_anon_kib())
+    })
+    .join()
+    .unwrap();
+    println!("RSS {before} {after}");
+    drop(guard);
+}
+
+#[test]
+fn child_preallocate() {
+    one_thread_queue("preallocate");
+}
+
+#[test]
+fn child_lazy_queue() {
+    one_thread_queue("lazy");
+}
+
+/// Runs `test` in a child; its one record is in the file; returns how
+/// many KiB RssAnon grew while its thread logged.
+fn queue_growth(test: &str, kind: &str) -> i64 {
+    let (before, after, text) = run_child(test, kind);
+    assert_eq!(text, "t0 0\n");
+    after - before
+}
+
+/// `preallocate()` maps the thread's whole queue in at once; without it
+/// the queue's pages are mapped in only as records reach them.
+#[test]
+fn preallocate_maps_the_whole_queue_in_and_the_default_does_not() {
+    let queue_kib = (QUEUE / 1024) as i64;
+    let prefaulted = queue_growth("child_preallocate", "preallocate");
+    assert!(
+        prefaulted >= queue_kib,
+        "RssAnon grew {prefaulted} KiB after preallocate() of a {queue_kib} KiB queue"
+    );
+    let lazy = queue_growth("child_lazy_queue", "lazy");
+    assert!(
+        lazy < queue_kib / 8,
+        "RssAnon grew {lazy} KiB for one record in a {queue_kib} KiB queue"
+    );
 }

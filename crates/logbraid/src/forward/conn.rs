@@ -135,6 +135,10 @@ pub(crate) fn check_client(endpoint: &Endpoint) -> Result<(), ForwardError> {
              or tls://HOST:PORT) or OTLP/HTTP (otlp-http://HOST:PORT)",
         ));
     }
+    // Wrong whatever the build: said before what this build lacks.
+    if endpoint.port() == Some(0) {
+        return Err(bad("a collector's port cannot be 0"));
+    }
     if otlp && cfg!(not(feature = "otlp")) {
         return Err(bad(
             "this build of logbraid has no OTLP exporter (the cargo feature \"otlp\")",
@@ -144,9 +148,6 @@ pub(crate) fn check_client(endpoint: &Endpoint) -> Result<(), ForwardError> {
         return Err(bad(
             "this build of logbraid has no TLS (the cargo feature \"tls\")",
         ));
-    }
-    if endpoint.port() == Some(0) {
-        return Err(bad("a collector's port cannot be 0"));
     }
     Ok(())
 }

@@ -281,29 +281,59 @@ impl Shared {
         if self.mode == Mode::Sync || self.stopped.load(Ordering::Acquire) {
             return false;
         }
-        let idx = match producers.iter().position(|p| p.pipeline == self.id) {
-            Some(i) => i,
-            None => {
-                // Forget rings of pipelines that no longer exist.
-                producers.retain(|p| Arc::strong_count(&p.ring) > 1);
-                let ring = Arc::new(Ring::new(
-                    self.ring_bytes,
-                    thread_id(),
-                    thread_name(),
-                    Box::new(entry::release),
-                ));
-                *lock(&ring.producer_thread) = Some(thread::current());
-                lock(&self.rings).push(Arc::clone(&ring));
-                self.rings_gen.fetch_add(1, Ordering::Release);
-                producers.push(Producer {
-                    pipeline: self.id,
-                    ring,
-                    pos: ProducerPos::default(),
-                });
-                producers.len() - 1
-            }
-        };
+        let idx = self.producer(producers, false);
         self.push(&mut producers[idx], parts)
+    }
+
+    /// Index of this thread's producer for this pipeline, its ring made
+    /// (and, with `prefault`, mapped in) when it has none yet.
+    fn producer(&self, producers: &mut Vec<Producer>, prefault: bool) -> usize {
+        if let Some(i) = producers.iter().position(|p| p.pipeline == self.id) {
+            return i;
+        }
+        // Forget rings of pipelines that no longer exist.
+        producers.retain(|p| Arc::strong_count(&p.ring) > 1);
+        let mut ring = Ring::new(
+            self.ring_bytes,
+            thread_id(),
+            thread_name(),
+            Box::new(entry::release),
+        );
+        if prefault {
+            ring.prefault();
+        }
+        let ring = Arc::new(ring);
+        *lock(&ring.producer_thread) = Some(thread::current());
+        lock(&self.rings).push(Arc::clone(&ring));
+        self.rings_gen.fetch_add(1, Ordering::Release);
+        producers.push(Producer {
+            pipeline: self.id,
+            ring,
+            pos: ProducerPos::default(),
+        });
+        producers.len() - 1
+    }
+
+    /// Makes this thread's queue now and maps its memory in (see
+    /// [`crate::preallocate`]). Nothing in synchronous mode, after a fork
+    /// or once the writer stopped.
+    pub(crate) fn preallocate(&self) {
+        if self.mode == Mode::Sync || self.orphaned() || self.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        let _ = LOCAL.try_with(|local| {
+            let Ok(mut local) = local.try_borrow_mut() else {
+                return;
+            };
+            if local.is_writer {
+                return;
+            }
+            let existed = local.producers.iter().any(|p| p.pipeline == self.id);
+            let idx = self.producer(&mut local.producers, true);
+            if existed {
+                local.producers[idx].ring.populate();
+            }
+        });
     }
 
     /// Pushes into `p`'s ring, applying the overflow policy when it is full.

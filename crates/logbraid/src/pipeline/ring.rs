@@ -145,6 +145,17 @@ impl Ring {
         }
     }
 
+    /// Maps the ring's memory in before its first use (see
+    /// [`crate::preallocate`]).
+    pub(crate) fn prefault(&mut self) {
+        self.bytes.prefault();
+    }
+
+    /// Maps the ring's memory in while it may be in use.
+    pub(crate) fn populate(&self) {
+        self.bytes.populate();
+    }
+
     pub(crate) fn capacity(&self) -> usize {
         self.mask + 1
     }
@@ -194,6 +205,7 @@ impl Ring {
     /// Reserves `len` contiguous bytes (`len` 8-aligned, `len <= max_entry`)
     /// for the producer, returning the position to write at, or `None`
     /// when the ring is full. Producer side only.
+    #[inline]
     pub(crate) fn try_reserve(&self, p: &mut ProducerPos, len: usize) -> Option<usize> {
         let cap = self.capacity();
         let tail = p.tail;
@@ -233,6 +245,7 @@ impl Ring {
     }
 
     /// Makes the entry at `pos` of `len` bytes visible to the reader.
+    #[inline]
     pub(crate) fn publish(&self, p: &mut ProducerPos, pos: usize, len: usize) {
         p.tail = pos.wrapping_add(len);
         self.tail.store(p.tail, Ordering::Release);
@@ -388,6 +401,7 @@ impl Ring {
     }
 
     /// The reader's position.
+    #[inline]
     pub(crate) fn head_now(&self) -> usize {
         self.head.load(Ordering::Acquire)
     }

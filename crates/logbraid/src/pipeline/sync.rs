@@ -59,6 +59,26 @@ impl Bytes {
         Bytes { base, len }
     }
 
+    /// Maps every page in now, content unchanged, so no write to the ring
+    /// takes a page fault later (see [`crate::preallocate`]). Nothing
+    /// where the kernel cannot do it without writing.
+    pub(crate) fn populate(&self) {
+        crate::sys::memory::populate_write(self.base.as_ptr(), self.len);
+    }
+
+    /// As [`Bytes::populate`], and where the kernel cannot, by writing a
+    /// zero into each page: `&mut` says nobody else reads these bytes.
+    pub(crate) fn prefault(&mut self) {
+        if crate::sys::memory::populate_write(self.base.as_ptr(), self.len) {
+            return;
+        }
+        for at in (0..self.len).step_by(4096) {
+            // SAFETY: in bounds, and `&mut self` is the only access; the
+            // byte was zero already (a volatile write, so it is not elided).
+            unsafe { self.base.as_ptr().add(at).write_volatile(0) };
+        }
+    }
+
     /// Copies `src` to `[at, at + src.len())`.
     ///
     /// # Safety
@@ -132,6 +152,10 @@ unsafe impl Sync for Bytes {}
 
 #[cfg(loom)]
 impl Bytes {
+    pub(crate) fn populate(&self) {}
+
+    pub(crate) fn prefault(&mut self) {}
+
     pub(crate) fn zeroed(len: usize) -> Bytes {
         Bytes {
             words: (0..len.div_ceil(8))

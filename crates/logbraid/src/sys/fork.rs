@@ -30,6 +30,7 @@ use std::sync::{Mutex, Once};
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Incremented in the child of every `fork`.
+#[inline]
 pub(crate) fn generation() -> u64 {
     GENERATION.load(Ordering::Relaxed)
 }
