@@ -70,7 +70,15 @@ Metrics: --metrics HOST:PORT serves /metrics (Prometheus text format),
 default, with no write completing) and /ready (503 while draining after
 SIGTERM or SIGINT, or while the records waiting for the files fill their
 share of memory); stdout says `metrics on http://HOST:PORT` after the
-`listening on` lines.
+`listening on` lines. With --publish there are no files: /metrics has the
+listeners' metrics and the publisher's (logbraid_publish_batches_total,
+logbraid_publish_duplicates_total, logbraid_publish_retries_total,
+logbraid_publish_pending: batches waiting for JetStream's acknowledgement,
+logbraid_publish_latency_seconds: a histogram from a batch's arrival to
+that acknowledgement, logbraid_publish_stuck_seconds, logbraid_pending_bytes),
+/health is 503 once batches have waited longer than --stall-timeout with no
+acknowledgement from JetStream, and /ready 503 while draining or while the
+batches waiting for JetStream fill their share of memory.
 
 Fixed limits: a connection that sends nothing (not even PING) for 60 s is
 closed, a native one that has not sent its HELLO after 10 s too. Memory:
@@ -140,26 +148,16 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
             }
         }
     }
-    if config.metrics.is_some() && config.publish.is_some() {
-        remove_sockets(&listeners);
-        eprintln!(
-            "logbraid serve: --metrics does not serve a publishing collector yet (--publish)"
-        );
-        return Ok(USAGE);
-    }
-    let metrics_listener = match &config.metrics {
-        Some(addr) => match tokio::net::TcpListener::bind(addr.as_str()).await {
-            Ok(l) => Some(l),
-            Err(e) => {
-                remove_sockets(&listeners);
-                anyhow::bail!("cannot serve metrics on {addr}: {e}");
-            }
-        },
-        None => None,
+    let metrics_listener = match bind_metrics(config.metrics.as_deref()).await {
+        Ok(l) => l,
+        Err(e) => {
+            remove_sockets(&listeners);
+            return Err(e);
+        }
     };
     let dedup = Arc::new(Mutex::new(config.dedup()));
     if let Some(publish) = config.publish.clone() {
-        return serve_publishing(config, publish, listeners, dedup).await;
+        return serve_publishing(config, publish, listeners, metrics_listener, dedup).await;
     }
     let (output, handle) = match Output::start(config.output.clone(), Arc::clone(&dedup)) {
         Ok(started) => started,
@@ -176,7 +174,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
     // The handlers are in place before anyone learns where to connect, so a
     // SIGTERM sent right after the `listening on` lines is a clean stop.
     let metrics = Arc::new(Metrics::new(config.stall_timeout));
-    let (stop, hurry) = stop_signals(Some(Arc::clone(&metrics)))?;
+    let (stop, hurry) = stop_signals(Arc::clone(&metrics))?;
     let mut hup = signal(SignalKind::hangup())?;
     // SIGHUP: every file is closed and opened again between two rounds
     // (`logrotate` moves the files, then signals).
@@ -189,14 +187,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<u8> {
         }
     });
     let server = Arc::new(Server::new(config.server.clone(), handle, dedup));
-    metrics.watch(Arc::clone(&server), output.watch());
+    metrics.listeners(Arc::clone(&server));
+    metrics.output(output.watch());
     say_listening(&listeners)?;
-    if let Some(l) = metrics_listener {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "metrics on http://{}", l.local_addr()?)?;
-        out.flush()?;
-        tokio::spawn(metrics::serve(Arc::clone(&metrics), l));
-    }
+    serve_metrics(&metrics, metrics_listener)?;
     run_listeners(&server, listeners, stop, hurry).await;
     let stats = output.shutdown();
     let rejected = server.stats().diagnostics.total();
@@ -224,7 +218,7 @@ pub(crate) type Stop = tokio::sync::oneshot::Receiver<()>;
 
 /// The first SIGTERM or SIGINT stops (draining, which `metrics`' /ready
 /// tells from then on), a second one hurries.
-pub(crate) fn stop_signals(metrics: Option<Arc<Metrics>>) -> std::io::Result<(Stop, Stop)> {
+pub(crate) fn stop_signals(metrics: Arc<Metrics>) -> std::io::Result<(Stop, Stop)> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let (first, stop) = tokio::sync::oneshot::channel::<()>();
@@ -235,9 +229,7 @@ pub(crate) fn stop_signals(metrics: Option<Arc<Metrics>>) -> std::io::Result<(St
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
-            if let Some(m) = &metrics {
-                m.drain();
-            }
+            metrics.drain();
             let _ = tx.send(());
         }
     });
@@ -254,6 +246,31 @@ async fn run_listeners(
 ) {
     let listeners = listeners.into_iter().map(|(l, _)| l).collect();
     server::run(Arc::clone(server), listeners, stop, hurry).await;
+}
+
+/// Binds the address of `--metrics`, if given.
+pub(crate) async fn bind_metrics(
+    addr: Option<&str>,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let Some(addr) = addr else { return Ok(None) };
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Ok(Some(l)),
+        Err(e) => anyhow::bail!("cannot serve metrics on {addr}: {e}"),
+    }
+}
+
+/// Prints `metrics on http://ADDR` and serves `metrics` on `listener`,
+/// if there is one.
+pub(crate) fn serve_metrics(
+    metrics: &Arc<Metrics>,
+    listener: Option<tokio::net::TcpListener>,
+) -> std::io::Result<()> {
+    let Some(l) = listener else { return Ok(()) };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "metrics on http://{}", l.local_addr()?)?;
+    out.flush()?;
+    tokio::spawn(metrics::serve(Arc::clone(metrics), l));
+    Ok(())
 }
 
 /// Prints `listening on URL` for each listener.
@@ -277,6 +294,7 @@ async fn serve_publishing(
     config: ServeConfig,
     publish: logbraid_collector::publish::PublishConfig,
     listeners: Vec<(server::Listener, String)>,
+    metrics_listener: Option<tokio::net::TcpListener>,
     dedup: Arc<Mutex<logbraid::wire::Dedup>>,
 ) -> anyhow::Result<u8> {
     use logbraid_collector::publish::PublishHandle;
@@ -288,13 +306,17 @@ async fn serve_publishing(
             anyhow::bail!("cannot publish to NATS: {e}");
         }
     };
-    let (stop, hurry) = stop_signals(None)?;
-    say_listening(&listeners)?;
+    let metrics = Arc::new(Metrics::new(config.stall_timeout));
+    let (stop, hurry) = stop_signals(Arc::clone(&metrics))?;
     let server = Arc::new(Server::publishing(
         config.server.clone(),
         publisher.clone(),
         dedup,
     ));
+    metrics.listeners(Arc::clone(&server));
+    metrics.publisher(&publisher);
+    say_listening(&listeners)?;
+    serve_metrics(&metrics, metrics_listener)?;
     run_listeners(&server, listeners, stop, hurry).await;
     let left = publisher.shutdown(NATS_DRAIN).await;
     let stats = publisher.stats();

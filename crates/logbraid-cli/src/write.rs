@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use logbraid_collector::config::{NatsServers, ServeConfig, Settings};
 use logbraid_collector::consume::{self, ConsumeConfig, ConsumeStats};
+use logbraid_collector::metrics::Metrics;
 use logbraid_collector::output::{Output, OutputError};
 
 /// The flags of `logbraid write`: where to read, and the file settings
@@ -48,6 +49,21 @@ checkpoint `.<file name>.state` keeps each client's numbering with the
 files, and `.<file name>.state.position` the stream sequence below which
 everything is written: a restarted writer resumes there and skips what it
 had written since.
+
+Metrics: --metrics HOST:PORT serves /metrics (Prometheus text format): the
+output stage's metrics as `logbraid serve` has them
+(logbraid_records_written_total, logbraid_write_seconds,
+logbraid_sync_seconds, ...) and the consumer's
+(logbraid_consume_messages_total, logbraid_consume_acked_total,
+logbraid_consume_pending: messages taken and not yet written,
+logbraid_consume_lag: messages left in the stream for the consumer,
+logbraid_consume_position, logbraid_consume_consumers_created_total,
+logbraid_consume_malformed_total, logbraid_consume_gaps_total); /health
+(503 once records have waited longer than --stall-timeout, 30 s by
+default, with no write completing) and /ready (503 from the first SIGTERM
+or SIGINT, and while the records waiting for the files fill their share
+of --max-memory). stdout says `metrics on http://HOST:PORT` after the
+`consuming` line.
 
 SIGTERM or SIGINT: stops taking messages, writes and acknowledges those
 taken, exits 0. SIGHUP reopens the files.";
@@ -137,6 +153,9 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
 }
 
 async fn write(config: ServeConfig, consume: ConsumeConfig) -> anyhow::Result<u8> {
+    // The metrics' address first: one in use must not leave a log file or
+    // a recovered checkpoint behind.
+    let metrics_listener = crate::serve::bind_metrics(config.metrics.as_deref()).await?;
     let dedup = Arc::new(Mutex::new(config.dedup()));
     let (output, handle) = match Output::start(config.output.clone(), Arc::clone(&dedup)) {
         Ok(started) => started,
@@ -146,7 +165,8 @@ async fn write(config: ServeConfig, consume: ConsumeConfig) -> anyhow::Result<u8
         }
         Err(e) => return Err(e.into()),
     };
-    let (stop, _hurry) = crate::serve::stop_signals(None)?;
+    let metrics = Arc::new(Metrics::new(config.stall_timeout));
+    let (stop, _hurry) = crate::serve::stop_signals(Arc::clone(&metrics))?;
     let reopen = handle.clone();
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     tokio::spawn(async move {
@@ -157,8 +177,11 @@ async fn write(config: ServeConfig, consume: ConsumeConfig) -> anyhow::Result<u8
         }
     });
     let stats = Arc::new(ConsumeStats::default());
+    metrics.output(output.watch());
+    metrics.consumer(Arc::clone(&stats));
     let (stream, name) = (consume.stream.clone(), consume.consumer.clone());
     println!("consuming {stream} as {name}");
+    crate::serve::serve_metrics(&metrics, metrics_listener)?;
     let ran = consume::run(
         consume,
         handle,

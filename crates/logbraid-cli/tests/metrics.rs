@@ -7,62 +7,10 @@ mod harness;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use harness::http::{get, missing_from, readme_metrics, request, sample, wait_for_status};
 use harness::{client, lines, log_range, pickled_record, serve_once, wait_for_lines, Serve};
-
-/// `GET path` on `addr`: the status and the body.
-fn get(addr: &str, path: &str) -> (u16, String) {
-    request(
-        addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
-    )
-}
-
-/// Sends `raw` to `addr` and reads the answer to its end: the status and
-/// the body (0 and nothing when the server closed without an answer).
-fn request(addr: &str, raw: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(raw.as_bytes()).unwrap();
-    let mut back = Vec::new();
-    let _ = s.read_to_end(&mut back);
-    let text = String::from_utf8_lossy(&back).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// The value of the sample `series` (name and labels, as exposed) in
-/// `/metrics`; panics when it is not there.
-fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
-        .parse()
-        .unwrap()
-}
-
-/// Polls `path` until its status is `want`, for 30 s at most; the last
-/// answer.
-fn wait_for_status(addr: &str, path: &str, want: u16) -> (u16, String) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = get(addr, path);
-        if got.0 == want || Instant::now() > deadline {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// Starts a collector writing `out.log` in `dir`, with metrics on a free
 /// port, listening on `listen` (each `HOST:PORT` port 0), with `more`
@@ -152,39 +100,13 @@ fn metrics_count_exactly_the_records_sent_over_native_python_and_syslog() {
     }
     assert_eq!(get(&addr, "/health"), (200, "idle\n".to_string()));
     assert_eq!(get(&addr, "/ready"), (200, "ready\n".to_string()));
-    assert_eq!(readme_metrics_missing_from(&m), Vec::<String>::new());
+    let listed = readme_metrics("### Metrics and health");
+    assert!(listed.len() >= 25, "{listed:?}");
+    assert_eq!(missing_from(&listed, &m), Vec::<String>::new());
 
     let (status, err) = serve.stop();
     assert!(status.success(), "{err}");
     assert!(err.contains(&format!("{} records written", 3 * N)), "{err}");
-}
-
-/// The metrics the README's "Metrics and health" table lists that
-/// `metrics` (a scrape) does not describe with a `# TYPE` line.
-fn readme_metrics_missing_from(metrics: &str) -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
-    let section = readme
-        .split("### Metrics and health")
-        .nth(1)
-        .and_then(|s| s.split("\n### ").next())
-        .unwrap();
-    let listed: Vec<&str> = section
-        .lines()
-        .filter_map(|l| l.strip_prefix("| `logbraid_"))
-        .flat_map(|l| l.split(" |").next())
-        .flat_map(|cell| cell.split(", "))
-        .map(|n| n.trim_matches('`').trim_start_matches("logbraid_"))
-        .collect();
-    assert!(listed.len() >= 25, "{listed:?}");
-    listed
-        .into_iter()
-        .map(|n| {
-            let n = n.split('{').next().unwrap();
-            format!("logbraid_{}", n.strip_suffix("_total").unwrap_or(n))
-        })
-        .filter(|name| !metrics.contains(&format!("# TYPE {name} ")))
-        .collect()
 }
 
 #[test]

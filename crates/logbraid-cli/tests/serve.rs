@@ -12,12 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use harness::{
-    assert_sequence, bin, client, hello, json, lines, log_range, logger_with, pickled_record,
-    serve_once, wait_for_lines, Serve,
+    assert_sequence, batch_frame, bin, client, hello, json, lines, log_range, logger_with,
+    pickled_record, read_frame, serve_once, wait_for_lines, Serve,
 };
 use logbraid::forward::{Endpoint, ForwardOptions, ForwardSink};
 use logbraid::sink::{read_decompressed, rotated_files};
-use logbraid::Level;
 
 fn python() -> Command {
     let mut c = Command::new("python3");
@@ -574,31 +573,6 @@ fn rotation_under_load_from_several_sources_loses_splits_and_repeats_nothing() {
         assert_sequence(&all, &format!("src{i}"), 10_000);
     }
     assert_eq!(all.len(), 40_000);
-}
-
-/// Reads one frame the collector sent, `None` once it has closed.
-fn read_frame(s: &mut impl Read) -> Option<Vec<u8>> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).ok()?;
-    let mut frame = len.to_vec();
-    frame.resize(4 + u32::from_le_bytes(len) as usize, 0);
-    s.read_exact(&mut frame[4..]).ok()?;
-    Some(frame)
-}
-
-/// A `BATCH` of `messages` numbered from `first`.
-fn batch_frame(first: u64, messages: &[String]) -> Vec<u8> {
-    let source = logbraid::Source::current();
-    let mut enc = logbraid::wire::BatchEncoder::default();
-    for m in messages {
-        let r = logbraid::Record::new(Level::Info, "raw", m.as_bytes(), &source)
-            .with_timestamp(logbraid::clock::now_ns())
-            .with_thread_id(1);
-        assert_eq!(enc.push(&r), logbraid::wire::Push::Added);
-    }
-    let mut out = Vec::new();
-    enc.finish(first, &mut out).unwrap();
-    out
 }
 
 /// A Python process with a stock `SocketHandler` that logs `n` records,

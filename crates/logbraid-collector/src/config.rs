@@ -46,7 +46,7 @@
 //! | `subject` | with `publish`: subject template with `{host}`, `{program}`, `{pid}` | `logs.{host}.{program}` |
 //! | `duplicate_window` | with `publish`: the stream's duplicate window when it is created | `2m` |
 //! | `metrics` | `HOST:PORT` (port 0: any) where `/metrics`, `/health` and `/ready` are served ([`crate::metrics`]) | none |
-//! | `stall_timeout` | duration (seconds, or `"500ms"`, `"2m"`): `/health` fails once records wait this long with no write completing | 30 s |
+//! | `stall_timeout` | duration (seconds, or `"500ms"`, `"2m"`): `/health` fails once records wait this long with no write completing (with `publish`: no acknowledgement from JetStream) | 30 s |
 //!
 //! `max_memory` is shared out, so that what peers can make the collector
 //! hold stays under it: an eighth for records waiting for the output stage
@@ -301,7 +301,8 @@ pub struct Settings {
     #[serde(default, deserialize_with = "de::parsed")]
     pub metrics: Option<MetricsAddr>,
     /// /health answers 503 once records have waited this long with no
-    /// write completing (default 30s; e.g. 500ms, 2m).
+    /// write completing, or with --publish no acknowledgement from
+    /// JetStream (default 30s; e.g. 500ms, 2m).
     #[cfg_attr(feature = "clap", arg(long, value_name = "DURATION"))]
     pub stall_timeout: Option<Seconds>,
 }

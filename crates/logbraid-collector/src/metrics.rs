@@ -4,33 +4,53 @@
 //!
 //! The counters live where the events happen (the listeners'
 //! [`Stats`](crate::server::Stats), the output stage's
-//! [`OutputStats`](crate::output::OutputStats), [`Diagnostics`]) and are
-//! read when `/metrics` is asked for, so every count is exact and counting
-//! costs the hot path nothing more than it did. A part of the collector
-//! that comes later adds its own with one call: [`Metrics::counter`],
-//! [`Metrics::gauge`], [`Metrics::histogram`] (latency buckets) or
-//! [`Metrics::collect`] register a metric and hand back its handle.
+//! [`OutputStats`](crate::output::OutputStats), [`Diagnostics`], a
+//! publisher's [`PublishStats`], a writer's [`ConsumeStats`]) and are read
+//! when `/metrics` is asked for, so every count is exact and counting
+//! costs the hot path nothing more than it did. A process registers the
+//! parts it runs: [`Metrics::listeners`], and where records go,
+//! [`Metrics::output`] (files) or [`Metrics::publisher`] (JetStream);
+//! `logbraid write` registers [`Metrics::output`] and
+//! [`Metrics::consumer`]. A part of the collector that comes later adds
+//! its own with one call: [`Metrics::counter`], [`Metrics::gauge`],
+//! [`Metrics::histogram`] (latency buckets) or [`Metrics::collect`]
+//! register a metric and hand back its handle.
+//!
+//! [`Diagnostics`]: crate::diag::Diagnostics
 //!
 //! # The metrics
 //!
+//! Of the listeners ([`Metrics::listeners`]):
+//!
 //! | name | type | what |
 //! |---|---|---|
-//! | `logbraid_records_received_total{listener,input}` | counter | records received on each listener (`input`: `native`, `python`, `syslog`), native duplicates included |
+//! | `logbraid_records_received_total{listener,input}` | counter | records received on each listener (`input`: `native`, `python`, `syslog`, `otlp`), native duplicates included |
 //! | `logbraid_records_duplicate_total` | counter | native records received again after a reconnect and skipped, already written |
-//! | `logbraid_records_written_total` | counter | records written to the files |
-//! | `logbraid_bytes_written_total` | counter | bytes of those records in the files |
 //! | `logbraid_inputs_rejected_total{reason}` | counter | rejected inputs by [`Kind::label`] (`malformed`, `bad_pickle`, `bad_syslog`, `frame_too_large`, `overloaded`…) |
-//! | `logbraid_acks_total` | counter | native batches acknowledged |
 //! | `logbraid_connections_accepted_total` | counter | stream connections given a slot |
 //! | `logbraid_connections_open` | gauge | stream connections open now |
 //! | `logbraid_connections_refused_total` | counter | connections turned away at a connection limit, or closed after waiting their idle timeout for memory ([`Kind::Overloaded`]) |
 //! | `logbraid_connections_evicted_total` | counter | silent connections closed to make room for a new one |
 //! | `logbraid_connection_memory_bytes` | gauge | bytes connections hold to read and decode |
 //! | `logbraid_connection_memory_limit_bytes` | gauge | the most they may hold |
-//! | `logbraid_pending_bytes` | gauge | bytes of records handed to the output stage and not yet written and acknowledged |
+//! | `logbraid_connection_memory_wait_seconds_total` | counter | time connections spent waiting for memory to read and decode |
+//!
+//! Of what records are handed to, the output stage or JetStream (its
+//! [`Pending`] budget):
+//!
+//! | name | type | what |
+//! |---|---|---|
+//! | `logbraid_pending_bytes` | gauge | bytes of records handed over and not yet written (or published) and acknowledged |
 //! | `logbraid_pending_limit_bytes` | gauge | the most that may be pending (past it, listeners wait) |
 //! | `logbraid_pending_wait_seconds_total` | counter | time listeners spent waiting for room in it |
-//! | `logbraid_connection_memory_wait_seconds_total` | counter | time connections spent waiting for memory to read and decode |
+//!
+//! Of the output stage ([`Metrics::output`]):
+//!
+//! | name | type | what |
+//! |---|---|---|
+//! | `logbraid_records_written_total` | counter | records written to the files |
+//! | `logbraid_bytes_written_total` | counter | bytes of those records in the files |
+//! | `logbraid_acks_total` | counter | native batches acknowledged (by `logbraid write`: messages written) |
 //! | `logbraid_records_held` | gauge | records waiting for a file that cannot be opened or written |
 //! | `logbraid_records_diverted_total` | counter | records written to the fallback file |
 //! | `logbraid_files_open` | gauge | output files open |
@@ -46,15 +66,41 @@
 //! Gauges the output stage keeps (files open, compression backlog) are as
 //! of the end of its last round.
 //!
+//! Of a publishing collector ([`Metrics::publisher`], `serve --publish`):
+//!
+//! | name | type | what |
+//! |---|---|---|
+//! | `logbraid_publish_batches_total` | counter | batches JetStream acknowledged |
+//! | `logbraid_publish_duplicates_total` | counter | of those, batches it already held (a resend within its duplicate window) |
+//! | `logbraid_publish_retries_total` | counter | publishes tried again after a failure or no answer |
+//! | `logbraid_publish_pending` | gauge | batches waiting for JetStream's acknowledgement (pending acks) |
+//! | `logbraid_publish_latency_seconds` | histogram | from a batch's arrival to JetStream's acknowledgement, one observation per batch published |
+//! | `logbraid_publish_stuck_seconds` | gauge | how long batches have waited with no acknowledgement from JetStream (0 while progressing or idle) |
+//!
+//! Of a writer ([`Metrics::consumer`], `logbraid write`):
+//!
+//! | name | type | what |
+//! |---|---|---|
+//! | `logbraid_consume_messages_total` | counter | messages taken from the stream, redeliveries included |
+//! | `logbraid_consume_acked_total` | counter | messages written and acknowledged to JetStream |
+//! | `logbraid_consume_pending` | gauge | messages taken and not yet written (pending acks) |
+//! | `logbraid_consume_lag` | gauge | messages left in the stream for the consumer after the last one taken |
+//! | `logbraid_consume_position` | gauge | stream sequence below which every message is written (saved beside the checkpoint) |
+//! | `logbraid_consume_consumers_created_total` | counter | times the consumer was created (1 at start, then after a stall, a reconnect or a lost delivery) |
+//! | `logbraid_consume_malformed_total` | counter | messages that were not a logbraid batch, acknowledged and skipped |
+//! | `logbraid_consume_gaps_total` | counter | batches that began past their client's last record (records lost before the stream) |
+//!
 //! # Health
 //!
-//! `/health` answers 200 while the output stage makes progress or is idle,
+//! `/health` answers 200 while records make progress or nothing waits,
 //! and 503 once records have waited longer than the stall timeout
-//! (`--stall-timeout`) with no write completing (a write that hangs, a
-//! disk that fails every flush, a file that cannot be opened). `/ready`
-//! answers 503 while the collector drains after SIGTERM or SIGINT, and
-//! while the records pending for the output stage fill its budget (the
-//! listeners have stopped reading); 200 otherwise.
+//! (`--stall-timeout`) with none done: for the output stage, no write
+//! completing (a write that hangs, a disk that fails every flush, a file
+//! that cannot be opened); for a publisher, no acknowledgement from
+//! JetStream (no server reachable, no stream leader). `/ready` answers
+//! 503 while the process drains after SIGTERM or SIGINT, and while the
+//! records pending fill their budget (the listeners, or the writer, have
+//! stopped reading); 200 otherwise.
 //!
 //! # The server
 //!
@@ -82,8 +128,10 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::consume::ConsumeStats;
 use crate::diag::Kind;
-use crate::output::OutputWatch;
+use crate::output::{OutputWatch, Pending};
+use crate::publish::{PublishHandle, PublishStats};
 use crate::server::Server;
 
 /// HTTP connections served at once; more are closed as they come.
@@ -111,10 +159,35 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     /// Set at the first SIGTERM or SIGINT.
     draining: AtomicBool,
-    output: OnceLock<OutputWatch>,
-    /// How long records may wait with no write completing before `/health`
-    /// fails.
+    /// Where records go, for `/health` and `/ready`.
+    stage: OnceLock<Stage>,
+    /// How long records may wait with none done before `/health` fails.
     stall: Duration,
+}
+
+/// What `/health` and `/ready` watch: where records go.
+#[derive(Debug)]
+enum Stage {
+    /// The output stage, writing files.
+    Output(OutputWatch),
+    /// JetStream (`serve --publish`).
+    Publish(Arc<Pending>),
+}
+
+impl Stage {
+    fn pending(&self) -> &Pending {
+        match self {
+            Stage::Output(o) => o.pending(),
+            Stage::Publish(p) => p,
+        }
+    }
+
+    fn stuck_for(&self) -> Option<Duration> {
+        match self {
+            Stage::Output(o) => o.stuck_for(),
+            Stage::Publish(p) => p.stuck_for(Duration::ZERO),
+        }
+    }
 }
 
 /// An answer of `/health` or `/ready`.
@@ -149,7 +222,7 @@ impl Metrics {
         Metrics {
             registry: Mutex::new(Registry::default()),
             draining: AtomicBool::new(false),
-            output: OnceLock::new(),
+            stage: OnceLock::new(),
             stall,
         }
     }
@@ -186,31 +259,59 @@ impl Metrics {
         self.registry().register_collector(Box::new(collector));
     }
 
-    /// Registers the metrics of the listeners and the output stage, and
-    /// watches the output stage for `/health` and `/ready`.
-    pub fn watch(&self, server: Arc<Server>, output: OutputWatch) {
-        let _ = self.output.set(output.clone());
-        self.collect(Collected { server, output });
+    /// Registers the metrics of the listeners.
+    pub fn listeners(&self, server: Arc<Server>) {
+        self.collect(Listeners(server));
     }
 
-    /// Notes that the collector is draining: `/ready` fails from now on.
+    /// Registers the metrics of the output stage, and watches it for
+    /// `/health` and `/ready`.
+    pub fn output(&self, output: OutputWatch) {
+        let _ = self.stage.set(Stage::Output(output.clone()));
+        self.collect(Output(output));
+    }
+
+    /// Registers the metrics of a publisher (`serve --publish`), and
+    /// watches it for `/health` and `/ready`.
+    pub fn publisher(&self, publisher: &PublishHandle) {
+        let pending = publisher.pending();
+        let _ = self.stage.set(Stage::Publish(Arc::clone(&pending)));
+        self.collect(Publisher {
+            stats: publisher.stats(),
+            pending,
+        });
+    }
+
+    /// Registers the metrics of a writer's consumer (`logbraid write`).
+    pub fn consumer(&self, stats: Arc<ConsumeStats>) {
+        self.collect(Consumer(stats));
+    }
+
+    /// Notes that the process is draining: `/ready` fails from now on.
     pub fn drain(&self) {
         self.draining.store(true, Ordering::Relaxed);
     }
 
     /// What `/health` answers.
     pub fn health(&self) -> Check {
-        let Some(out) = self.output.get() else {
+        let Some(stage) = self.stage.get() else {
             return Check::ok("starting");
         };
-        match out.stuck_for() {
-            Some(t) if t > self.stall => Check::failed(format!(
-                "output stuck: {} bytes of records waiting and no write completed for {:.1} s",
-                out.pending_bytes(),
+        let bytes = stage.pending().bytes();
+        match (stage, stage.stuck_for()) {
+            (Stage::Output(_), Some(t)) if t > self.stall => Check::failed(format!(
+                "output stuck: {bytes} bytes of records waiting and no write completed for \
+                 {:.1} s",
                 t.as_secs_f64()
             )),
-            Some(_) => Check::ok("writing"),
-            None => Check::ok("idle"),
+            (Stage::Publish(_), Some(t)) if t > self.stall => Check::failed(format!(
+                "publishing stuck: {bytes} bytes of batches waiting and no acknowledgement \
+                 from JetStream for {:.1} s",
+                t.as_secs_f64()
+            )),
+            (Stage::Output(_), Some(_)) => Check::ok("writing"),
+            (Stage::Publish(_), Some(_)) => Check::ok("publishing"),
+            (_, None) => Check::ok("idle"),
         }
     }
 
@@ -219,11 +320,16 @@ impl Metrics {
         if self.draining.load(Ordering::Relaxed) {
             return Check::failed("draining");
         }
-        if let Some(out) = self.output.get() {
-            if out.full() {
+        if let Some(stage) = self.stage.get() {
+            let pending = stage.pending();
+            if pending.full() {
+                let to = match stage {
+                    Stage::Output(_) => "the output",
+                    Stage::Publish(_) => "JetStream",
+                };
                 return Check::failed(format!(
-                    "over the memory budget: {} bytes pending for the output",
-                    out.pending_bytes()
+                    "over the memory budget: {} bytes pending for {to}",
+                    pending.bytes()
                 ));
             }
         }
@@ -317,14 +423,6 @@ pub async fn serve(metrics: Arc<Metrics>, listener: TcpListener) {
     }
 }
 
-/// The metrics the listeners and the output stage keep, read at each
-/// scrape.
-#[derive(Debug)]
-struct Collected {
-    server: Arc<Server>,
-    output: OutputWatch,
-}
-
 /// Writes one metric without labels.
 fn one(
     enc: &mut DescriptorEncoder<'_>,
@@ -335,10 +433,66 @@ fn one(
     metric.encode(enc.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-impl Collector for Collected {
+/// Writes counters without labels: name, help, value.
+fn counters(
+    enc: &mut DescriptorEncoder<'_>,
+    all: &[(&str, &str, u64)],
+) -> Result<(), std::fmt::Error> {
+    for &(name, help, v) in all {
+        one(enc, name, help, &ConstCounter::new(v))?;
+    }
+    Ok(())
+}
+
+/// Writes gauges without labels: name, help, value.
+fn gauges(
+    enc: &mut DescriptorEncoder<'_>,
+    all: &[(&str, &str, u64)],
+) -> Result<(), std::fmt::Error> {
+    for &(name, help, v) in all {
+        one(enc, name, help, &ConstGauge::new(v))?;
+    }
+    Ok(())
+}
+
+fn seconds(d: Duration) -> ConstCounter<f64> {
+    ConstCounter::new(d.as_secs_f64())
+}
+
+/// Writes the metrics of the budget of records handed over and not yet
+/// done with (the output stage's, or a publisher's).
+fn pending(enc: &mut DescriptorEncoder<'_>, pending: &Pending) -> Result<(), std::fmt::Error> {
+    gauges(
+        enc,
+        &[
+            (
+                "logbraid_pending_bytes",
+                "Bytes of records handed over and not yet written (or published) and acknowledged",
+                pending.bytes() as u64,
+            ),
+            (
+                "logbraid_pending_limit_bytes",
+                "The most bytes of records that may be pending",
+                pending.limit() as u64,
+            ),
+        ],
+    )?;
+    one(
+        enc,
+        "logbraid_pending_wait_seconds",
+        "Time listeners spent waiting for room in the pending budget",
+        &seconds(pending.waited()),
+    )
+}
+
+/// The metrics the listeners keep, read at each scrape.
+#[derive(Debug)]
+struct Listeners(Arc<Server>);
+
+impl Collector for Listeners {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let stats = self.server.stats();
-        let out = self.output.stats();
+        let server = &self.0;
+        let stats = server.stats();
         let rejected = |k| stats.diagnostics.count(k);
         let e = &mut enc;
         one(
@@ -347,59 +501,31 @@ impl Collector for Collected {
             "Records received, by listener and input",
             &stats.received,
         )?;
-        let counters = [
-            (
-                "logbraid_records_duplicate",
-                "Native records received again and skipped, already written",
-                stats.duplicates.load(Ordering::Relaxed),
-            ),
-            (
-                "logbraid_records_written",
-                "Records written to the files",
-                out.written,
-            ),
-            (
-                "logbraid_bytes_written",
-                "Bytes of records written to the files",
-                out.bytes,
-            ),
-            ("logbraid_acks", "Native batches acknowledged", out.acks),
-            (
-                "logbraid_connections_accepted",
-                "Stream connections accepted",
-                stats.connections.load(Ordering::Relaxed),
-            ),
-            (
-                "logbraid_connections_refused",
-                "Connections turned away at a connection limit or for lack of memory",
-                rejected(Kind::Overloaded),
-            ),
-            (
-                "logbraid_connections_evicted",
-                "Silent connections closed to make room for new ones",
-                rejected(Kind::Evicted),
-            ),
-            (
-                "logbraid_records_diverted",
-                "Records written to the fallback file",
-                out.diverted,
-            ),
-            (
-                "logbraid_rotations",
-                "Rotations of the output files",
-                out.rotations,
-            ),
-            ("logbraid_syncs", "fdatasyncs of log files", out.syncs),
-            (
-                "logbraid_failed_rounds",
-                "Rounds whose flush or checkpoint failed",
-                out.failed_rounds,
-            ),
-            ("logbraid_checkpoints", "Checkpoints saved", out.checkpoints),
-        ];
-        for (name, help, v) in counters {
-            one(e, name, help, &ConstCounter::new(v))?;
-        }
+        counters(
+            e,
+            &[
+                (
+                    "logbraid_records_duplicate",
+                    "Native records received again and skipped, already written",
+                    stats.duplicates.load(Ordering::Relaxed),
+                ),
+                (
+                    "logbraid_connections_accepted",
+                    "Stream connections accepted",
+                    stats.connections.load(Ordering::Relaxed),
+                ),
+                (
+                    "logbraid_connections_refused",
+                    "Connections turned away at a connection limit or for lack of memory",
+                    rejected(Kind::Overloaded),
+                ),
+                (
+                    "logbraid_connections_evicted",
+                    "Silent connections closed to make room for new ones",
+                    rejected(Kind::Evicted),
+                ),
+            ],
+        )?;
         {
             let mut m = e.encode_descriptor(
                 "logbraid_inputs_rejected",
@@ -412,85 +538,233 @@ impl Collector for Collected {
                 ConstCounter::new(rejected(kind)).encode(m.encode_family(&labels)?)?;
             }
         }
-        let (held, limit) = self.server.memory_held();
-        let gauges = [
-            (
-                "logbraid_connections_open",
-                "Stream connections open",
-                self.server.open_connections(),
-            ),
-            (
-                "logbraid_connection_memory_bytes",
-                "Bytes connections hold to read and decode",
-                held,
-            ),
-            (
-                "logbraid_connection_memory_limit_bytes",
-                "The most connections may hold to read and decode",
-                limit,
-            ),
-            (
-                "logbraid_pending_bytes",
-                "Bytes of records handed to the output and not yet written",
-                self.output.pending_bytes(),
-            ),
-            (
-                "logbraid_pending_limit_bytes",
-                "The most bytes of records that may be pending for the output",
-                self.output.limit(),
-            ),
-        ];
-        let output_gauges = [
-            (
-                "logbraid_records_held",
-                "Records waiting for a file that cannot be opened or written",
-                out.held,
-            ),
-            ("logbraid_files_open", "Output files open", out.files_open),
-            (
-                "logbraid_compress_backlog",
-                "Rotated files queued for compression or being compressed",
-                out.compress_backlog,
-            ),
-        ];
-        let gauges = gauges
-            .into_iter()
-            .map(|(n, h, v)| (n, h, v as u64))
-            .chain(output_gauges);
-        for (name, help, v) in gauges {
-            one(e, name, help, &ConstGauge::new(v))?;
-        }
-        let seconds = |ns| ConstCounter::new(Duration::from_nanos(ns).as_secs_f64());
-        one(
+        let (held, limit) = server.memory_held();
+        gauges(
             e,
-            "logbraid_pending_wait_seconds",
-            "Time listeners spent waiting for room in the output's budget",
-            &seconds(out.budget_wait_ns),
+            &[
+                (
+                    "logbraid_connections_open",
+                    "Stream connections open",
+                    server.open_connections() as u64,
+                ),
+                (
+                    "logbraid_connection_memory_bytes",
+                    "Bytes connections hold to read and decode",
+                    held as u64,
+                ),
+                (
+                    "logbraid_connection_memory_limit_bytes",
+                    "The most connections may hold to read and decode",
+                    limit as u64,
+                ),
+            ],
         )?;
         one(
             e,
             "logbraid_connection_memory_wait_seconds",
             "Time connections spent waiting for memory to read and decode",
-            &seconds(stats.memory_wait_ns.load(Ordering::Relaxed)),
+            &seconds(Duration::from_nanos(
+                stats.memory_wait_ns.load(Ordering::Relaxed),
+            )),
+        )
+    }
+}
+
+/// The metrics the output stage keeps, read at each scrape.
+#[derive(Debug)]
+struct Output(OutputWatch);
+
+impl Collector for Output {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let output = &self.0;
+        let out = output.stats();
+        let e = &mut enc;
+        counters(
+            e,
+            &[
+                (
+                    "logbraid_records_written",
+                    "Records written to the files",
+                    out.written,
+                ),
+                (
+                    "logbraid_bytes_written",
+                    "Bytes of records written to the files",
+                    out.bytes,
+                ),
+                ("logbraid_acks", "Native batches acknowledged", out.acks),
+                (
+                    "logbraid_records_diverted",
+                    "Records written to the fallback file",
+                    out.diverted,
+                ),
+                (
+                    "logbraid_rotations",
+                    "Rotations of the output files",
+                    out.rotations,
+                ),
+                ("logbraid_syncs", "fdatasyncs of log files", out.syncs),
+                (
+                    "logbraid_failed_rounds",
+                    "Rounds whose flush or checkpoint failed",
+                    out.failed_rounds,
+                ),
+                ("logbraid_checkpoints", "Checkpoints saved", out.checkpoints),
+            ],
+        )?;
+        pending(e, output.pending())?;
+        gauges(
+            e,
+            &[
+                (
+                    "logbraid_records_held",
+                    "Records waiting for a file that cannot be opened or written",
+                    out.held,
+                ),
+                ("logbraid_files_open", "Output files open", out.files_open),
+                (
+                    "logbraid_compress_backlog",
+                    "Rotated files queued for compression or being compressed",
+                    out.compress_backlog,
+                ),
+            ],
         )?;
         one(
             e,
             "logbraid_write_seconds",
             "Time of each write of a file's buffer",
-            self.output.write_latency(),
+            output.write_latency(),
         )?;
         one(
             e,
             "logbraid_sync_seconds",
             "Time of each fdatasync of a log file",
-            self.output.sync_latency(),
+            output.sync_latency(),
         )?;
-        let stuck = self.output.stuck_for().unwrap_or_default();
+        let stuck = output.stuck_for().unwrap_or_default();
         one(
             e,
             "logbraid_output_stuck_seconds",
             "How long records have waited with no write completing",
             &ConstGauge::new(stuck.as_secs_f64()),
+        )
+    }
+}
+
+/// The metrics a publisher keeps, read at each scrape.
+#[derive(Debug)]
+struct Publisher {
+    stats: Arc<PublishStats>,
+    pending: Arc<Pending>,
+}
+
+impl Collector for Publisher {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = &self.stats;
+        let e = &mut enc;
+        counters(
+            e,
+            &[
+                (
+                    "logbraid_publish_batches",
+                    "Batches JetStream acknowledged",
+                    s.published.load(Ordering::Relaxed),
+                ),
+                (
+                    "logbraid_publish_duplicates",
+                    "Batches JetStream acknowledged that it already held",
+                    s.duplicates.load(Ordering::Relaxed),
+                ),
+                (
+                    "logbraid_publish_retries",
+                    "Publishes tried again after a failure or no answer",
+                    s.retries.load(Ordering::Relaxed),
+                ),
+            ],
+        )?;
+        gauges(
+            e,
+            &[(
+                "logbraid_publish_pending",
+                "Batches waiting for JetStream's acknowledgement",
+                s.pending.load(Ordering::Relaxed),
+            )],
+        )?;
+        pending(e, &self.pending)?;
+        one(
+            e,
+            "logbraid_publish_latency_seconds",
+            "Time from a batch's arrival to JetStream's acknowledgement",
+            &s.latency,
+        )?;
+        let stuck = self.pending.stuck_for(Duration::ZERO).unwrap_or_default();
+        one(
+            e,
+            "logbraid_publish_stuck_seconds",
+            "How long batches have waited with no acknowledgement from JetStream",
+            &ConstGauge::new(stuck.as_secs_f64()),
+        )
+    }
+}
+
+/// The metrics a writer's consumer keeps, read at each scrape.
+#[derive(Debug)]
+struct Consumer(Arc<ConsumeStats>);
+
+impl Collector for Consumer {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        let e = &mut enc;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        counters(
+            e,
+            &[
+                (
+                    "logbraid_consume_messages",
+                    "Messages taken from the stream, redeliveries included",
+                    get(&s.received),
+                ),
+                (
+                    "logbraid_consume_acked",
+                    "Messages written and acknowledged to JetStream",
+                    get(&s.acked),
+                ),
+                (
+                    "logbraid_consume_consumers_created",
+                    "Times the consumer was created",
+                    get(&s.consumers),
+                ),
+                (
+                    "logbraid_consume_malformed",
+                    "Messages that were not a logbraid batch, skipped",
+                    get(&s.malformed),
+                ),
+                (
+                    "logbraid_consume_gaps",
+                    "Batches that began past their client's last record",
+                    get(&s.gaps),
+                ),
+            ],
+        )?;
+        gauges(
+            e,
+            &[
+                (
+                    "logbraid_consume_pending",
+                    "Messages taken and not yet written",
+                    get(&s.pending),
+                ),
+                (
+                    "logbraid_consume_lag",
+                    "Messages left in the stream for the consumer after the last one taken",
+                    get(&s.lag),
+                ),
+                (
+                    "logbraid_consume_position",
+                    "Stream sequence below which every message is written",
+                    get(&s.position),
+                ),
+            ],
         )
     }
 }

@@ -32,11 +32,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use logbraid::wire::{self, Dedup, Hello};
-use tokio::sync::Semaphore;
+use prometheus_client::metrics::histogram::Histogram;
 
 use crate::nats::jetstream::{self, StreamSpec, MSG_ID};
 use crate::nats::{Client, NatsError};
-use crate::output::{Body, Delivery};
+use crate::output::{Body, Delivery, Pending};
 
 /// The subject when none is given.
 pub const DEFAULT_SUBJECT: &str = "logs.{host}.{program}";
@@ -258,7 +258,7 @@ pub fn pieces(
 
 /// Counters of a publishing collector, for its metrics: exact, relaxed
 /// atomics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PublishStats {
     /// Batches JetStream acknowledged.
     pub published: AtomicU64,
@@ -269,11 +269,22 @@ pub struct PublishStats {
     /// Batches waiting for their acknowledgement now (being published, or
     /// queued behind their client's previous batch).
     pub pending: AtomicU64,
-    /// Sum of the time from a batch's arrival to its acknowledgement, in
-    /// microseconds (divide by `published` for the mean latency).
-    pub latency_us_total: AtomicU64,
-    /// The longest such time seen, in microseconds.
-    pub latency_us_max: AtomicU64,
+    /// Seconds from each published batch's arrival to JetStream's
+    /// acknowledgement of it (of its last part, when it was cut): one
+    /// observation per batch in `published`.
+    pub latency: Histogram,
+}
+
+impl Default for PublishStats {
+    fn default() -> PublishStats {
+        PublishStats {
+            published: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            latency: Histogram::new(crate::metrics::latency_buckets()),
+        }
+    }
 }
 
 struct Job {
@@ -292,7 +303,9 @@ struct Shared {
     client: Client,
     config: PublishConfig,
     dedup: Arc<Mutex<Dedup>>,
-    budget: Arc<Semaphore>,
+    /// Bytes of batches waiting for JetStream, within
+    /// [`PublishConfig::max_pending_bytes`].
+    pending: Arc<Pending>,
     lanes: Mutex<HashMap<Box<str>, Lane>>,
     stats: Arc<PublishStats>,
 }
@@ -301,7 +314,6 @@ struct Shared {
 #[derive(Clone)]
 pub struct PublishHandle {
     shared: Arc<Shared>,
-    limit: u32,
 }
 
 impl std::fmt::Debug for PublishHandle {
@@ -383,13 +395,11 @@ impl PublishHandle {
                 Err(e) => return Err(e.into()),
             }
         }
-        let limit = config.max_pending_bytes.clamp(1, u32::MAX as usize);
         Ok(PublishHandle {
-            limit: limit as u32,
             shared: Arc::new(Shared {
                 client,
                 dedup,
-                budget: Arc::new(Semaphore::new(limit)),
+                pending: Arc::new(Pending::new(config.max_pending_bytes)),
                 lanes: Mutex::new(HashMap::new()),
                 stats: Arc::new(PublishStats::default()),
                 config,
@@ -400,6 +410,12 @@ impl PublishHandle {
     /// The counters.
     pub fn stats(&self) -> Arc<PublishStats> {
         Arc::clone(&self.shared.stats)
+    }
+
+    /// The bytes of batches waiting for JetStream: whether listeners wait
+    /// for room, and when JetStream last acknowledged one.
+    pub fn pending(&self) -> Arc<Pending> {
+        Arc::clone(&self.shared.pending)
     }
 
     /// Queues a native batch behind its client's earlier ones, waiting
@@ -415,11 +431,9 @@ impl PublishHandle {
             return false;
         }
         let key = ack.client_id.clone();
-        let n = (delivery.weight().min(self.limit as usize) as u32).max(1);
-        match self.shared.budget.acquire_many(n).await {
-            Ok(p) => p.forget(),
-            Err(_) => return false,
-        }
+        let Some(n) = self.shared.pending.take(delivery.weight()).await else {
+            return false;
+        };
         self.shared.stats.pending.fetch_add(1, Ordering::Relaxed);
         let job = Job {
             delivery,
@@ -450,7 +464,7 @@ impl PublishHandle {
     /// Stops taking batches and waits up to `wait` for those queued to be
     /// published; what is left is not acknowledged (clients resend it).
     pub async fn shutdown(&self, wait: Duration) -> u64 {
-        self.shared.budget.close();
+        self.shared.pending.close();
         let deadline = Instant::now() + wait;
         loop {
             let left = self.shared.stats.pending.load(Ordering::Relaxed);
@@ -493,6 +507,8 @@ async fn publish_until_stored(shared: &Shared, subject: &str, id: &str, body: &[
         match jetstream::publish(&shared.client, subject, &[(MSG_ID, id)], body, PUBLISH_WAIT).await
         {
             Ok(done) => {
+                // JetStream is making progress (`/health`).
+                shared.pending.stamp();
                 if done.duplicate {
                     stats.duplicates.fetch_add(1, Ordering::Relaxed);
                 }
@@ -544,28 +560,28 @@ async fn publish_one(shared: &Shared, job: Job) {
     });
     let Ok(messages) = messages else {
         // Validated by the listener: cannot happen.
-        shared.budget.add_permits(permits as usize);
+        shared.pending.give_back(permits as usize);
         stats.pending.fetch_sub(1, Ordering::Relaxed);
         return;
     };
     let subject = shared.config.subject.subject(&delivery.source);
     for (id, body) in &messages {
         if !publish_until_stored(shared, &subject, id, body).await {
-            shared.budget.add_permits(permits as usize);
+            shared.pending.give_back(permits as usize);
             stats.pending.fetch_sub(1, Ordering::Relaxed);
             return;
         }
     }
-    let micros = since.elapsed().as_micros().min(u64::MAX as u128) as u64;
+    stats.latency.observe(since.elapsed().as_secs_f64());
     stats.published.fetch_add(1, Ordering::Relaxed);
-    stats.latency_us_total.fetch_add(micros, Ordering::Relaxed);
-    stats.latency_us_max.fetch_max(micros, Ordering::Relaxed);
+    // Counted as done before the client hears of it, so a client that has
+    // its acknowledgement finds its batch counted (`/metrics`).
+    shared.pending.give_back(permits as usize);
+    stats.pending.fetch_sub(1, Ordering::Relaxed);
     let written = lock(&shared.dedup).commit(&ack.client_id, ack.epoch, ack.last);
     if let Some(w) = written {
         let _ = ack.tx.send(w);
     }
-    shared.budget.add_permits(permits as usize);
-    stats.pending.fetch_sub(1, Ordering::Relaxed);
 }
 
 #[cfg(test)]

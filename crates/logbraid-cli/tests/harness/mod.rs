@@ -4,9 +4,10 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod http;
 pub mod pki;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -208,6 +209,11 @@ pub fn assert_sequence(lines: &[String], tag: &str, n: u64) {
 
 /// A `HELLO` frame from `client_id` with `token`.
 pub fn hello(client_id: &str, token: &[u8]) -> Vec<u8> {
+    hello_from(client_id, "p", token)
+}
+
+/// A `HELLO` frame from `client_id` of `program` with `token`.
+pub fn hello_from(client_id: &str, program: &str, token: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     logbraid::wire::encode_hello(
         &logbraid::wire::Hello {
@@ -216,12 +222,37 @@ pub fn hello(client_id: &str, token: &[u8]) -> Vec<u8> {
             epoch: 1,
             host: "h",
             pid: 1,
-            program: "p",
+            program,
             token,
         },
         &mut out,
     )
     .unwrap();
+    out
+}
+
+/// Reads one frame the collector sent, `None` once it has closed.
+pub fn read_frame(s: &mut impl Read) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut frame = len.to_vec();
+    frame.resize(4 + u32::from_le_bytes(len) as usize, 0);
+    s.read_exact(&mut frame[4..]).ok()?;
+    Some(frame)
+}
+
+/// A `BATCH` of `messages` numbered from `first`.
+pub fn batch_frame(first: u64, messages: &[String]) -> Vec<u8> {
+    let source = logbraid::Source::current();
+    let mut enc = logbraid::wire::BatchEncoder::default();
+    for m in messages {
+        let r = logbraid::Record::new(Level::Info, "raw", m.as_bytes(), &source)
+            .with_timestamp(logbraid::clock::now_ns())
+            .with_thread_id(1);
+        assert_eq!(enc.push(&r), logbraid::wire::Push::Added);
+    }
+    let mut out = Vec::new();
+    enc.finish(first, &mut out).unwrap();
     out
 }
 

@@ -119,7 +119,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use logbraid::layout::LayoutSpec;
 use logbraid::wire::Dedup;
@@ -413,6 +413,7 @@ pub enum OutputError {
 pub mod client_files;
 mod files;
 mod merge;
+mod pending;
 mod stage;
 mod state;
 
@@ -421,10 +422,10 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use prometheus_client::metrics::histogram::Histogram;
-use tokio::sync::{Semaphore, TryAcquireError};
 
 pub use client_files::ClientFiles;
 use files::{report, Files, Route};
+pub use pending::Pending;
 use stage::Stage;
 
 /// Weight taken into one round before it is written, flushed and
@@ -459,16 +460,13 @@ pub fn check_route(template: &str) -> Result<(), String> {
 #[derive(Clone, Debug)]
 pub struct OutputHandle {
     tx: mpsc::Sender<Msg>,
-    budget: Arc<Semaphore>,
-    /// [`OutputConfig::max_pending_bytes`], the most one delivery takes.
-    limit: u32,
+    /// [`OutputConfig::max_pending_bytes`]: what is queued, being written
+    /// or held.
+    pending: Arc<Pending>,
     /// With a merge window, records are held one by one, each in a
     /// [`merge::Held`] (a native frame's decoded into an [`OwnedRecord`]):
     /// what that costs is counted too.
     merging: bool,
-    /// Where the time spent waiting for the budget is counted, and the
-    /// moment an idle stage was handed work.
-    counters: Arc<Counters>,
 }
 
 impl OutputHandle {
@@ -482,34 +480,11 @@ impl OutputHandle {
         if self.merging {
             weight += delivery.held_weight();
         }
-        let n = (weight.min(self.limit as usize) as u32).max(1);
-        if self.budget.available_permits() >= self.limit as usize {
-            // An idle stage is handed work: the time it has to make
-            // progress runs from now (see `OutputWatch::stuck_for`).
-            self.counters.stamp();
-        }
-        let permit = match self.budget.try_acquire_many(n) {
-            Ok(p) => Ok(p),
-            Err(TryAcquireError::Closed) => return false,
-            Err(TryAcquireError::NoPermits) => {
-                let waited = Instant::now();
-                let waiting = Waiter::new(&self.counters.budget_waiters);
-                let p = self.budget.acquire_many(n).await;
-                drop(waiting);
-                let ns = u64::try_from(waited.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                self.counters
-                    .budget_wait_ns
-                    .fetch_add(ns, Ordering::Relaxed);
-                p
-            }
+        let Some(n) = self.pending.take(weight).await else {
+            return false;
         };
-        match permit {
-            // Given back by the output thread once the records are written.
-            Ok(p) => p.forget(),
-            Err(_) => return false,
-        }
         if self.tx.send(Msg::Deliver(delivery, n)).is_err() {
-            self.budget.add_permits(n as usize);
+            self.pending.give_back(n as usize);
             return false;
         }
         true
@@ -543,35 +518,11 @@ struct Counters {
     rotations: AtomicU64,
     files_open: AtomicU64,
     compress_backlog: AtomicU64,
-    budget_wait_ns: AtomicU64,
-    /// Listeners waiting for room in the budget now.
-    budget_waiters: AtomicU64,
-    /// When the stage last made progress (a round written, or work handed
-    /// to it while idle), in nanoseconds after `start`.
-    progress_ns: AtomicU64,
-    start: Instant,
     /// Seconds each write of a file's buffer took (the `write` calls of a
     /// flush).
     write_latency: Histogram,
     /// Seconds each fdatasync of a file took (with [`SyncMode::Data`]).
     sync_latency: Histogram,
-}
-
-/// Counts one waiter in its counter for as long as it lives, so a wait
-/// that is cancelled is not counted forever.
-struct Waiter<'a>(&'a AtomicU64);
-
-impl<'a> Waiter<'a> {
-    fn new(count: &'a AtomicU64) -> Waiter<'a> {
-        count.fetch_add(1, Ordering::Relaxed);
-        Waiter(count)
-    }
-}
-
-impl Drop for Waiter<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl Counters {
@@ -593,19 +544,9 @@ impl Counters {
             rotations: AtomicU64::new(0),
             files_open: AtomicU64::new(0),
             compress_backlog: AtomicU64::new(0),
-            budget_wait_ns: AtomicU64::new(0),
-            budget_waiters: AtomicU64::new(0),
-            progress_ns: AtomicU64::new(0),
-            start: Instant::now(),
             write_latency: Histogram::new(crate::metrics::latency_buckets()),
             sync_latency: Histogram::new(crate::metrics::latency_buckets()),
         }
-    }
-
-    /// Notes that the stage made progress now.
-    fn stamp(&self) {
-        let ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.progress_ns.fetch_max(ns, Ordering::Relaxed);
     }
 }
 
@@ -615,9 +556,7 @@ impl Counters {
 #[derive(Clone, Debug)]
 pub struct OutputWatch {
     counters: Arc<Counters>,
-    budget: Arc<Semaphore>,
-    /// [`OutputConfig::max_pending_bytes`].
-    limit: usize,
+    pending: Arc<Pending>,
     /// [`OutputConfig::merge_window`]: records wait this long by design.
     window: Duration,
 }
@@ -643,7 +582,7 @@ impl OutputWatch {
             rotations: c.rotations.load(Ordering::Relaxed),
             files_open: c.files_open.load(Ordering::Relaxed),
             compress_backlog: c.compress_backlog.load(Ordering::Relaxed),
-            budget_wait_ns: c.budget_wait_ns.load(Ordering::Relaxed),
+            budget_wait_ns: u64::try_from(self.pending.waited().as_nanos()).unwrap_or(u64::MAX),
         }
     }
 
@@ -651,38 +590,30 @@ impl OutputWatch {
     /// file, or in the merge window), out of
     /// [`OutputConfig::max_pending_bytes`].
     pub fn pending_bytes(&self) -> usize {
-        self.limit.saturating_sub(self.budget.available_permits())
+        self.pending.bytes()
     }
 
     /// [`OutputConfig::max_pending_bytes`].
     pub fn limit(&self) -> usize {
-        self.limit
+        self.pending.limit()
     }
 
     /// Whether the budget is full: everything of it is pending, or a
     /// listener waits for room (and reads nothing meanwhile).
     pub fn full(&self) -> bool {
-        self.pending_bytes() >= self.limit
-            || self.counters.budget_waiters.load(Ordering::Relaxed) > 0
+        self.pending.full()
     }
 
     /// How long records have been waiting with no round written, beyond
     /// the merge window they wait in by design; `None` while nothing
     /// waits (an idle stage is not a stuck one).
     pub fn stuck_for(&self) -> Option<Duration> {
-        // What is pending is read before the time of the last progress: a
-        // sender to an idle stage stamps that time before it takes budget.
-        if self.pending_bytes() == 0 {
-            return None;
-        }
-        let c = &self.counters;
-        let since = Duration::from_nanos(c.progress_ns.load(Ordering::Relaxed));
-        Some(
-            c.start
-                .elapsed()
-                .saturating_sub(since)
-                .saturating_sub(self.window),
-        )
+        self.pending.stuck_for(self.window)
+    }
+
+    /// The budget of what is queued, being written or held.
+    pub fn pending(&self) -> &Arc<Pending> {
+        &self.pending
     }
 
     /// Seconds each write of a file's buffer took.
@@ -734,8 +665,7 @@ impl Output {
                 d.iter(),
             )?
         };
-        let limit = config.max_pending_bytes.clamp(1, u32::MAX as usize);
-        let budget = Arc::new(Semaphore::new(limit));
+        let pending = Arc::new(Pending::new(config.max_pending_bytes));
         let (tx, rx) = mpsc::channel();
         let counters = Arc::new(Counters::new());
         files.latency = files::Latency {
@@ -752,7 +682,7 @@ impl Output {
             rx,
             files,
             dedup,
-            Arc::clone(&budget),
+            Arc::clone(&pending),
             config.merge_window,
             Arc::clone(&counters),
         );
@@ -767,15 +697,12 @@ impl Output {
             .map_err(OutputError::Thread)?;
         let handle = OutputHandle {
             tx: tx.clone(),
-            budget: Arc::clone(&budget),
-            limit: limit as u32,
+            pending: Arc::clone(&pending),
             merging: config.merge_window.is_some(),
-            counters: Arc::clone(&counters),
         };
         let watch = OutputWatch {
             counters,
-            budget,
-            limit,
+            pending,
             window: config.merge_window.unwrap_or_default(),
         };
         Ok((
@@ -799,7 +726,7 @@ impl Output {
     fn stop(&mut self) {
         // Senders waiting for room, and any later send, get `false`; what
         // was sent before is written.
-        self.watch.budget.close();
+        self.watch.pending.close();
         let _ = self.tx.send(Msg::Stop);
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {

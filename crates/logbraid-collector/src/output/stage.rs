@@ -10,11 +10,10 @@ use std::time::Instant;
 
 use logbraid::wire::{Dedup, Frame};
 use logbraid::{OwnedRecord, Source};
-use tokio::sync::Semaphore;
 
 use super::files::{report, Files};
 use super::merge::{Held, Key, Merge, Stream};
-use super::{AckTo, Body, Counters, Delivery, Msg, RETRY, ROUND_BYTES};
+use super::{AckTo, Body, Counters, Delivery, Msg, Pending, RETRY, ROUND_BYTES};
 
 mod stalled;
 
@@ -34,7 +33,7 @@ pub(super) struct Stage {
     rx: mpsc::Receiver<Msg>,
     files: Files,
     dedup: Arc<Mutex<Dedup>>,
-    budget: Arc<Semaphore>,
+    pending: Arc<Pending>,
     merge: Option<Merge>,
     counters: Arc<Counters>,
     /// Deliveries written this round, to commit and acknowledge once it is
@@ -89,7 +88,7 @@ impl Stage {
         rx: mpsc::Receiver<Msg>,
         files: Files,
         dedup: Arc<Mutex<Dedup>>,
-        budget: Arc<Semaphore>,
+        pending: Arc<Pending>,
         merge_window: Option<std::time::Duration>,
         counters: Arc<Counters>,
     ) -> Stage {
@@ -97,7 +96,7 @@ impl Stage {
             rx,
             files,
             dedup,
-            budget,
+            pending,
             merge: merge_window.map(Merge::new),
             counters,
             acks: Vec::new(),
@@ -418,8 +417,8 @@ impl Stage {
         None
     }
 
-    /// Flushes, saves the checkpoint, commits and acknowledges, gives the
-    /// budget back. On a failed flush or checkpoint, nothing is committed
+    /// Flushes, saves the checkpoint, commits, gives the budget back and
+    /// acknowledges. On a failed flush or checkpoint, nothing is committed
     /// or acknowledged and everything is tried again later. Returns whether
     /// the round is done.
     fn end_round(&mut self) -> bool {
@@ -450,7 +449,7 @@ impl Stage {
         if done && (written != self.progressed_at || !stalled) {
             // Records were written, or nothing waits: the stage is not
             // stuck (a retry that writes nothing is no progress).
-            c.stamp();
+            self.pending.stamp();
             self.progressed_at = written;
         }
         if !done {
@@ -459,9 +458,6 @@ impl Stage {
             return false;
         }
         self.retry_at = stalled.then(|| Instant::now() + RETRY);
-        if self.permits > 0 {
-            self.budget.add_permits(std::mem::take(&mut self.permits));
-        }
         true
     }
 
@@ -524,11 +520,18 @@ impl Stage {
             self.commit(&mut table, &mut highest);
         }
         self.commits.clear();
+        // Before the acknowledgements, so that whoever has one finds the
+        // budget given back and the acknowledgement counted (`/metrics`).
+        if self.permits > 0 {
+            self.pending.give_back(std::mem::take(&mut self.permits));
+        }
         for (a, w) in self.acks.drain(..).zip(highest) {
             if let Some(w) = w {
-                // A closed receiver: the connection is gone, nothing to do.
-                if a.tx.send(w).is_ok() {
-                    self.counters.acks.fetch_add(1, Ordering::Relaxed);
+                self.counters.acks.fetch_add(1, Ordering::Relaxed);
+                if a.tx.send(w).is_err() {
+                    // A closed receiver: the connection is gone, nothing
+                    // was acknowledged.
+                    self.counters.acks.fetch_sub(1, Ordering::Relaxed);
                 }
             }
         }
