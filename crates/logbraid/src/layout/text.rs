@@ -141,17 +141,31 @@ fn push_value(out: &mut Vec<u8>, value: Value<'_>) {
     }
 }
 
-/// Whether `bytes` holds a byte below the space, DEL, or 0xC2, which
-/// leads the UTF-8 of the C1 controls (U+0080..U+009F) and of ordinary
-/// characters too (those take the careful path harmlessly). Eight bytes at
-/// a time: this runs for every record.
-fn has_control_byte(bytes: &[u8]) -> bool {
+/// What [`scan`] found in a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scan {
+    /// Printable ASCII only: written as it is.
+    Plain,
+    /// No control byte, and bytes past ASCII: valid UTF-8 or not, to be
+    /// checked.
+    Wide,
+    /// A byte below the space, DEL, or 0xC2, which leads the UTF-8 of the
+    /// C1 controls (U+0080..U+009F) and of ordinary characters too (those
+    /// take the careful path harmlessly).
+    Control,
+}
+
+/// Classifies `bytes` (see [`Scan`]), eight bytes at a time: this runs for
+/// every record, and for a plain message it is the only pass before the
+/// copy.
+fn scan(bytes: &[u8]) -> Scan {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // A byte of `x` is zero: its high bit is set in the result (exact when
     // no byte's high bit is set in `x` alone, which the callers rule out
     // with `& !x`).
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut high = 0u64;
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {
         let x = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
@@ -159,13 +173,21 @@ fn has_control_byte(bytes: &[u8]) -> bool {
         // high bit.
         let low = x.wrapping_sub(0x20 * ONES) & !x & HIGH;
         if low | zero(x ^ (0x7f * ONES)) | zero(x ^ (0xc2 * ONES)) != 0 {
-            return true;
+            return Scan::Control;
         }
+        high |= x & HIGH;
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b < b' ' || b == 0x7f || b == 0xc2)
+    for &b in chunks.remainder() {
+        if b < b' ' || b == 0x7f || b == 0xc2 {
+            return Scan::Control;
+        }
+        high |= u64::from(b & 0x80);
+    }
+    if high == 0 {
+        Scan::Plain
+    } else {
+        Scan::Wide
+    }
 }
 
 /// How a continuation line of a message starts.
@@ -181,9 +203,10 @@ fn push_message(out: &mut Vec<u8>, bytes: &[u8]) {
 /// the start of a continuation line, indented as the caller's layout
 /// indents them.
 pub(super) fn push_escaped(out: &mut Vec<u8>, bytes: &[u8], newline: &[u8]) {
-    if !has_control_byte(bytes) {
-        push_lossy(out, bytes);
-        return;
+    match scan(bytes) {
+        Scan::Plain => return out.extend_from_slice(bytes),
+        Scan::Wide => return push_lossy(out, bytes),
+        Scan::Control => {}
     }
     for chunk in bytes.utf8_chunks() {
         let valid = chunk.valid();
@@ -356,20 +379,29 @@ mod tests {
     }
 
     #[test]
-    fn control_bytes_are_found_at_every_position() {
+    fn control_and_wide_bytes_are_found_at_every_position() {
         for len in 0..40 {
             let clean = vec![b'a'; len];
-            assert!(!has_control_byte(&clean), "{len}");
+            assert_eq!(scan(&clean), Scan::Plain, "{len}");
             for at in 0..len {
-                for b in [0u8, b'\n', 0x1b, 0x1f, 0x7f, 0xc2] {
+                for (b, want) in [
+                    (0u8, Scan::Control),
+                    (b'\n', Scan::Control),
+                    (0x1b, Scan::Control),
+                    (0x1f, Scan::Control),
+                    (0x7f, Scan::Control),
+                    (0xc2, Scan::Control),
+                    (b' ', Scan::Plain),
+                    (b'\t', Scan::Control),
+                    (b'~', Scan::Plain),
+                    (0x80, Scan::Wide),
+                    (0xc3, Scan::Wide),
+                    (0xe2, Scan::Wide),
+                    (0xff, Scan::Wide),
+                ] {
                     let mut v = clean.clone();
                     v[at] = b;
-                    assert!(has_control_byte(&v), "{len} {at} {b:#x}");
-                }
-                for b in [b' ', b'~', 0x80, 0xc3, 0xe2, 0xff] {
-                    let mut v = clean.clone();
-                    v[at] = b;
-                    assert!(!has_control_byte(&v), "{len} {at} {b:#x}");
+                    assert_eq!(scan(&v), want, "{len} {at} {b:#x}");
                 }
             }
         }
