@@ -387,8 +387,17 @@ struct Slot {
 struct Plan {
     /// The format string the writer uses: each placeholder names its slot.
     format: String,
+    /// When every placeholder is a bare `{}`: the literal text and the
+    /// slots in order, which the writer appends without `core::fmt`.
+    bare: Option<Vec<Bare>>,
     slots: Vec<Slot>,
     captures: Vec<String>,
+}
+
+/// A piece of a format string whose placeholders are all bare.
+enum Bare {
+    Lit(String),
+    Slot(usize),
 }
 
 impl Call {
@@ -435,14 +444,22 @@ impl Call {
         let mut slots = Vec::new();
         let mut captures = Vec::new();
         let mut next = 0;
+        let mut bare = Some(Vec::new());
         for piece in &pieces {
             let (arg, spec) = match piece {
                 Piece::Lit(text) => {
                     format.push_str(&text.replace('{', "{{").replace('}', "}}"));
+                    if let Some(b) = &mut bare {
+                        b.push(Bare::Lit(text.clone()));
+                    }
                     continue;
                 }
                 Piece::Hole { arg, spec } => (arg, spec),
             };
+            let is_bare = spec.head.is_empty()
+                && spec.ty.is_empty()
+                && spec.width.is_none()
+                && spec.precision.is_none();
             let count = |c: &Option<Count>,
                          slots: &mut Vec<Slot>,
                          captures: &mut Vec<String>,
@@ -485,6 +502,10 @@ impl Call {
             eager.push_str(&spec.ty);
             eager.push('}');
             format.push_str(&writer);
+            match &mut bare {
+                Some(b) if is_bare => b.push(Bare::Slot(slots.len())),
+                _ => bare = None,
+            }
             slots.push(Slot {
                 source,
                 eager: Some((eager, eager_counts)),
@@ -493,6 +514,7 @@ impl Call {
         }
         Some(Plan {
             format,
+            bare,
             slots,
             captures,
         })
@@ -537,10 +559,12 @@ impl Call {
         // call: the same bytes, only not deferred.
         let plan = self.plan().unwrap_or_else(|| Plan {
             format: "{0}".to_string(),
+            bare: None,
             slots: Vec::new(),
             captures: Vec::new(),
         });
         let whole = plan.slots.is_empty() && plan.format == "{0}";
+        let bare = if whole { None } else { plan.bare.as_ref() };
         let capture_names: Vec<Ident> = (0..plan.captures.len())
             .map(|i| format_ident!("__lb_c{}", i, span = site))
             .collect();
@@ -625,6 +649,26 @@ impl Call {
             })
         });
         let writer_format = LitStr::new(&plan.format, lit_span);
+        // Bare placeholders only: literal bytes and each value's `plain`,
+        // the bytes `format_args!` would write, without `core::fmt`.
+        let write_message = match bare {
+            Some(pieces) => {
+                let steps = pieces.iter().map(|piece| match piece {
+                    Bare::Lit(text) => {
+                        let bytes = syn::LitByteStr::new(text.as_bytes(), lit_span);
+                        quote_spanned!(site=> __lb_out.extend_from_slice(#bytes);)
+                    }
+                    Bare::Slot(i) => {
+                        let v = &values[*i];
+                        quote_spanned!(site=> #v.plain(__lb_out);)
+                    }
+                });
+                quote_spanned!(site=> #(#steps)*)
+            }
+            None => quote_spanned!(site=>
+                #p::write_fmt(__lb_out, ::core::format_args!(#writer_format #(, #values)*));
+            ),
+        };
         // With fields the record always takes the general path.
         let size = if self.fields.is_empty() {
             quote_spanned!(site=> {
@@ -653,8 +697,10 @@ impl Call {
                     ) {
                         let mut __lb_r = #p::Reader::new(__lb_bytes);
                         #(#decodes)*
-                        #p::write_fmt(__lb_out, ::core::format_args!(#writer_format #(, #values)*));
+                        #write_message
                     }
+                    // One parameter per placeholder: as many as the call has.
+                    #[allow(clippy::too_many_arguments)]
                     fn __lb_formatter<#(#kinds: #p::Arg),*>(#(_: &#kinds),*) -> #p::FormatFn {
                         __lb_format::<#(<#kinds as #p::Arg>::Kind),*>
                     }

@@ -360,6 +360,17 @@ pub trait Decode: 'static {
     fn pointer(_: &Self::Out<'_>, _: &mut fmt::Formatter<'_>) -> fmt::Result {
         Ok(())
     }
+    /// `{}` appended to `out`: the bytes of [`Decode::display`] with no
+    /// spec, written without `core::fmt` where a type can (integers,
+    /// strings, `bool`, `char`). The writer's path for a format string
+    /// whose placeholders are all bare.
+    #[inline]
+    fn plain(v: &Self::Out<'_>, out: &mut Vec<u8>)
+    where
+        Self: Sized,
+    {
+        write_fmt(out, format_args!("{}", Decoded::<Self>::by_ref(v)));
+    }
 }
 
 /// A decoded value, formatted through its [`Decode`].
@@ -370,6 +381,27 @@ impl<'a, K: Decode> Decoded<'a, K> {
     #[inline]
     pub fn read(r: &mut Reader<'a>) -> Self {
         Decoded(K::decode(r))
+    }
+
+    /// Appends it as `{}` does (see [`Decode::plain`]).
+    #[inline]
+    pub fn plain(&self, out: &mut Vec<u8>) {
+        K::plain(&self.0, out)
+    }
+}
+
+/// A decoded value borrowed, formatted through its [`Decode`].
+struct ByRef<'v, 'a, K: Decode>(&'v K::Out<'a>);
+
+impl<K: Decode> fmt::Display for ByRef<'_, '_, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        K::display(self.0, f)
+    }
+}
+
+impl<K: Decode> Decoded<'_, K> {
+    fn by_ref<'v, 'a>(v: &'v K::Out<'a>) -> ByRef<'v, 'a, K> {
+        ByRef(v)
     }
 }
 
@@ -416,7 +448,7 @@ impl<T: Raw + ?Sized> Raw for &T {
 }
 
 macro_rules! numbers {
-    ($($t:ty => $field:expr, [$($tr:ident => $m:ident),*];)*) => {$(
+    ($($t:ty => $field:expr, [$($tr:ident => $m:ident),*] $(, plain: $plain:expr)?;)*) => {$(
         impl Raw for $t {
             type Kind = $t;
             #[inline(always)]
@@ -448,6 +480,11 @@ macro_rules! numbers {
             $(fn $m(v: &$t, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 fmt::$tr::fmt(v, f)
             })*
+            $(#[inline]
+            fn plain(v: &$t, out: &mut Vec<u8>) {
+                #[allow(clippy::redundant_closure_call)]
+                ($plain)(v, out)
+            })?
         }
     )*};
 }
@@ -455,9 +492,39 @@ macro_rules! numbers {
 macro_rules! integers {
     ($($t:ty => $field:expr;)*) => {
         numbers!($($t => $field, [LowerHex => lower_hex, UpperHex => upper_hex, Octal => octal,
-            Binary => binary, LowerExp => lower_exp, UpperExp => upper_exp];)*);
+            Binary => binary, LowerExp => lower_exp, UpperExp => upper_exp],
+            plain: |v: &$t, out: &mut Vec<u8>| Plain::push(*v, out);)*);
     };
 }
+
+/// Integers written in decimal without `core::fmt`.
+trait Plain: fmt::Display + Copy {
+    fn push(self, out: &mut Vec<u8>);
+}
+
+macro_rules! plain_ints {
+    (unsigned: $($u:ty),*; signed: $($i:ty),*; wide: $($w:ty),*) => {
+        $(impl Plain for $u {
+            #[inline]
+            fn push(self, out: &mut Vec<u8>) {
+                crate::layout::push_u64(out, self as u64)
+            }
+        })*
+        $(impl Plain for $i {
+            #[inline]
+            fn push(self, out: &mut Vec<u8>) {
+                crate::layout::push_i64(out, self as i64)
+            }
+        })*
+        $(impl Plain for $w {
+            fn push(self, out: &mut Vec<u8>) {
+                write_fmt(out, format_args!("{self}"))
+            }
+        })*
+    };
+}
+
+plain_ints!(unsigned: u8, u16, u32, u64, usize; signed: i8, i16, i32, i64, isize; wide: i128, u128);
 
 fn signed(fields: &mut FieldsBuf, key: &str, v: i64) {
     fields.push(key, FieldValue::I64(v));
@@ -515,6 +582,10 @@ impl Decode for bool {
     fn debug(v: &bool, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(v, f)
     }
+    #[inline]
+    fn plain(v: &bool, out: &mut Vec<u8>) {
+        out.extend_from_slice(if *v { b"true" } else { b"false" });
+    }
 }
 
 impl Raw for char {
@@ -543,6 +614,10 @@ impl Decode for char {
     fn debug(v: &char, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(v, f)
     }
+    #[inline]
+    fn plain(v: &char, out: &mut Vec<u8>) {
+        out.extend_from_slice(v.encode_utf8(&mut [0; 4]).as_bytes());
+    }
 }
 
 /// Text copied at the call; `String` and `Cow<str>` format as `str` does.
@@ -559,6 +634,10 @@ impl Decode for Text {
     }
     fn debug(v: &&str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(*v, f)
+    }
+    #[inline]
+    fn plain(v: &&str, out: &mut Vec<u8>) {
+        out.extend_from_slice(v.as_bytes());
     }
 }
 
@@ -592,6 +671,10 @@ impl Decode for Formatted {
     type Out<'a> = &'a str;
     fn decode<'a>(r: &mut Reader<'a>) -> &'a str {
         r.str()
+    }
+    #[inline]
+    fn plain(v: &&str, out: &mut Vec<u8>) {
+        out.extend_from_slice(v.as_bytes());
     }
     fn display(v: &&str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(v)

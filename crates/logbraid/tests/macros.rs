@@ -252,6 +252,19 @@ mod kinds {
             Some("x")
         );
         case!("plain text");
+        // Bare placeholders only: written without `core::fmt`.
+        case!(
+            "bare {} {} {} {} {} {} {} {}|{}|",
+            true,
+            'é',
+            'z',
+            i64::MIN,
+            -0i32,
+            Padded("p"),
+            1.5f64,
+            "",
+            Box::<str>::from("boxed")
+        );
         let x = 5;
         case!("pointer {:p}", &x);
         let café = 'c';
