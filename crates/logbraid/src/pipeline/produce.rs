@@ -117,6 +117,9 @@ impl Shared {
         if self.mode == Mode::Sync || self.orphaned() {
             return false;
         }
+        // Read first: the clock's read is the longest step of the call,
+        // and what follows does not wait for it.
+        let stamp = self.stamp();
         LOCAL
             .try_with(|local| {
                 let Ok(mut local) = local.try_borrow_mut() else {
@@ -137,7 +140,7 @@ impl Shared {
                     level,
                     d,
                     size,
-                    || self.stamp(),
+                    || stamp,
                     write,
                 ) {
                     ring.counters.unbump_logged();
