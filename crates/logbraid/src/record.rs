@@ -399,6 +399,11 @@ impl FieldsBuf {
         self.buf.len()
     }
 
+    /// Bytes the buffer holds room for, used or not.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// The fields added so far.
     pub fn as_fields(&self) -> Fields<'_> {
         Fields::from_encoded(&self.buf)

@@ -37,7 +37,10 @@
 //! The source's host is not in the pickle: the listener passes the peer's
 //! host name or address.
 
-use logbraid::{FieldsBuf, Level, OwnedRecord, Value};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use logbraid::{FieldsBuf, Level, OwnedRecord, Record, Source, Value};
 
 use logbraid_pyfmt as pyfmt;
 
@@ -320,6 +323,28 @@ pub fn record_from_dict(
     received_ns: i64,
     sources: &mut SourceCache,
 ) -> Result<OwnedRecord, IntakeError> {
+    let mut fields = FieldsBuf::new();
+    dict_then(
+        dict,
+        peer_host,
+        received_ns,
+        sources,
+        &mut fields,
+        OwnedRecord::from_record_with_source,
+    )
+}
+
+/// [`record_from_dict`], handing the record to `then` as a [`Record`]
+/// that borrows its text from `dict` and its fields from `fields` (kept
+/// from one record to the next, emptied first), with its source.
+fn dict_then<T>(
+    dict: &PickleValue<'_>,
+    peer_host: &str,
+    received_ns: i64,
+    sources: &mut SourceCache,
+    fields: &mut FieldsBuf,
+    then: impl FnOnce(&Record<'_>, &Arc<Source>) -> T,
+) -> Result<T, IntakeError> {
     let PickleValue::Dict(pairs) = dict else {
         unmodelled(dict)?;
         return Err(IntakeError::NotADict {
@@ -361,7 +386,7 @@ pub fn record_from_dict(
         }
         unmodelled(v)?;
     }
-    let mut fields = FieldsBuf::new();
+    fields.clear();
 
     let levelno = match a.levelno {
         None | Some(PickleValue::None) => None,
@@ -437,7 +462,7 @@ pub fn record_from_dict(
         None => opt_str("filename", a.filename)?,
     };
 
-    let message = message(a.msg, a.args, &mut fields);
+    let message = message(a.msg, a.args, fields);
 
     for (key, v) in [
         ("exc_text", a.exc_text),
@@ -449,23 +474,29 @@ pub fn record_from_dict(
         }
     }
     for (key, v) in &a.extras {
-        push_extra(&mut fields, key, v);
+        push_extra(fields, key, v);
     }
 
-    Ok(OwnedRecord {
+    let target = opt_str("name", a.name)?.unwrap_or("root");
+    let module = opt_str("module", a.module)?;
+    let function = opt_str("funcName", a.func_name)?;
+    let thread_name = opt_str("threadName", a.thread_name)?;
+    let source = sources.get(peer_host, pid, process_name);
+    let r = Record {
         timestamp_ns,
         level,
-        target: opt_str("name", a.name)?.unwrap_or("root").to_string(),
-        message,
-        module: opt_str("module", a.module)?.map(str::to_string),
-        file: file.map(str::to_string),
+        target,
+        message: &message,
+        module,
+        file,
         line,
-        function: opt_str("funcName", a.func_name)?.map(str::to_string),
+        function,
         thread_id,
-        thread_name: opt_str("threadName", a.thread_name)?.map(str::to_string),
-        source: sources.get(peer_host, pid, process_name),
-        fields,
-    })
+        thread_name,
+        source: &source,
+        fields: fields.as_fields(),
+    };
+    Ok(then(&r, &source))
 }
 
 /// Decodes Python records with fixed limits and one source cache: what a
@@ -475,6 +506,8 @@ pub fn record_from_dict(
 pub struct PythonIntake {
     decoder: pickle::Decoder,
     sources: SourceCache,
+    /// The fields of the record being made, kept from one to the next.
+    fields: FieldsBuf,
     /// The limits given at construction, which
     /// [`limit_work`](Self::limit_work) narrows.
     base: Limits,
@@ -492,6 +525,7 @@ impl PythonIntake {
         PythonIntake {
             decoder: pickle::Decoder::modelling_objects(limits.clone()),
             sources: SourceCache::new(),
+            fields: FieldsBuf::new(),
             base: limits,
         }
     }
@@ -511,9 +545,9 @@ impl PythonIntake {
     }
 
     /// Bytes this intake keeps between pickles: the decoder's recycled
-    /// working memory and the source cache.
+    /// working memory, the source cache and the fields buffer.
     pub fn retained_bytes(&self) -> usize {
-        self.decoder.retained_bytes() + self.sources.bytes()
+        self.decoder.retained_bytes() + self.sources.bytes() + self.fields.capacity()
     }
 
     /// [`record_from_pickle`] with this intake's limits and cache.
@@ -523,10 +557,44 @@ impl PythonIntake {
         peer_host: &str,
         received_ns: i64,
     ) -> Result<OwnedRecord, IntakeError> {
+        self.decode_then(
+            payload,
+            peer_host,
+            received_ns,
+            OwnedRecord::from_record_with_source,
+        )
+    }
+
+    /// [`decode`](Self::decode), handing the record to `then` as a
+    /// [`Record`] borrowed from `payload` and this intake, with its
+    /// source, rather than copied into an [`OwnedRecord`].
+    pub fn decode_then<T>(
+        &mut self,
+        payload: &[u8],
+        peer_host: &str,
+        received_ns: i64,
+        then: impl FnOnce(&Record<'_>, &Arc<Source>) -> T,
+    ) -> Result<T, IntakeError> {
         let value = self.decoder.decode(payload)?;
-        record_from_dict(&value, peer_host, received_ns, &mut self.sources)
+        if self.fields.capacity() > KEEP_FIELDS {
+            // After a record with large fields, not kept for the rest of
+            // the stream.
+            self.fields = FieldsBuf::new();
+        }
+        dict_then(
+            &value,
+            peer_host,
+            received_ns,
+            &mut self.sources,
+            &mut self.fields,
+            then,
+        )
     }
 }
+
+/// Capacity the fields buffer of a [`PythonIntake`] keeps from one record
+/// to the next, at most.
+const KEEP_FIELDS: usize = 4 << 10;
 
 /// The LogRecord attributes that have a place in the record.
 #[derive(Default)]
@@ -633,19 +701,22 @@ const FORMAT_MAX: usize = 1 << 20;
 /// (`TypeError: not enough arguments for format string`) and the
 /// arguments' `repr()` as `args`: the record is kept, where Python's
 /// handler would have reported the error and dropped it.
-fn message(
-    msg: Option<&PickleValue<'_>>,
+fn message<'v>(
+    msg: Option<&'v PickleValue<'_>>,
     args: Option<&PickleValue<'_>>,
     fields: &mut FieldsBuf,
-) -> Vec<u8> {
+) -> Cow<'v, [u8]> {
+    let args = args.filter(|a| truthy(a));
     let mut text = String::new();
     match msg {
         None | Some(PickleValue::None) => {}
+        // What senders send: the formatted message, as it is.
+        Some(PickleValue::Str(s)) if args.is_none() => return Cow::Borrowed(s.as_bytes()),
         Some(PickleValue::Str(s)) => text.push_str(s),
         Some(v) => v.write_repr(&mut text, FORMAT_MAX),
     }
-    let Some(args) = args.filter(|a| truthy(a)) else {
-        return text.into_bytes();
+    let Some(args) = args else {
+        return Cow::Owned(text.into_bytes());
     };
     // A lone non-empty mapping is the mapping, as LogRecord's constructor
     // makes it of `args=({...},)`.
@@ -659,13 +730,13 @@ fn message(
     };
     let mut out = String::new();
     match pyfmt::format(&text, args, &mut out, FORMAT_MAX) {
-        Ok(()) => out.into_bytes(),
+        Ok(()) => Cow::Owned(out.into_bytes()),
         Err(e) => {
             fields.push_str("format_error", &e.to_string());
             let mut repr = String::new();
             args.write_repr(&mut repr, EXTRA_REPR_MAX);
             fields.push_str("args", &repr);
-            text.into_bytes()
+            Cow::Owned(text.into_bytes())
         }
     }
 }
@@ -799,7 +870,8 @@ mod tests {
     /// fields it got.
     fn formatted(msg: &str, args: PickleValue<'_>) -> (String, Vec<(String, String)>) {
         let mut fields = FieldsBuf::new();
-        let m = message(Some(&s(msg)), Some(&args), &mut fields);
+        let msg = s(msg);
+        let m = message(Some(&msg), Some(&args), &mut fields);
         let shown = fields
             .as_fields()
             .into_iter()
@@ -808,7 +880,7 @@ mod tests {
                 other => (k.to_string(), format!("{other:?}")),
             })
             .collect();
-        (String::from_utf8(m).unwrap(), shown)
+        (String::from_utf8(m.into_owned()).unwrap(), shown)
     }
 
     #[test]
