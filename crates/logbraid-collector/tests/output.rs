@@ -19,6 +19,7 @@ use logbraid::wire::{BatchEncoder, Dedup, Push};
 use logbraid::{Compression, Level, OwnedRecord, Record, Source, SyncMode};
 use logbraid_collector::output::{
     check_route, AckTo, Body, Delivery, FileSpec, Output, OutputConfig, OutputError, OutputStats,
+    RecordBatch,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -1027,6 +1028,65 @@ async fn stopping_with_records_held_says_what_is_resent_and_counts_what_is_lost(
     let stats = t.output.shutdown();
     assert_eq!((stats.written, stats.lost), (1, 2));
     assert_eq!(lines(&t.logs.join("ok.log")), ["b1"]);
+}
+
+/// A delivery of a packed batch (what Python and syslog streams hand
+/// over) of `(source, timestamp, message, logger)`, from the connection
+/// of the first source.
+fn packed(records: &[(&Arc<Source>, i64, &str, &str)]) -> Delivery {
+    let mut batch = RecordBatch::new();
+    for &(src, ts, msg, target) in records {
+        batch.push(&record(src, ts, msg, target), src);
+    }
+    Delivery {
+        source: Arc::clone(records[0].0),
+        body: Body::Batch(batch),
+        ack: None,
+    }
+}
+
+#[tokio::test]
+async fn a_packed_batch_waits_for_its_file_from_the_record_that_cannot_be_written() {
+    let t = Blocked::start(|_, _| {});
+    let (b, c) = (source("b", 2, "pb"), source("c", 3, "pc"));
+    let d = packed(&[
+        (&b, 0, "b1", "ok"),
+        (&c, 0, "c1", "ok"),
+        (&b, 0, "b2", "blocked"),
+        (&c, 0, "c2", "ok"),
+    ]);
+    assert!(t.h.send(d).await);
+    until("two records held", || t.output.stats().held == 2).await;
+    let ok = t.logs.join("ok.log");
+    assert_eq!(lines(&ok), ["b1", "c1"]);
+    fs::remove_dir(t.logs.join("blocked.log")).unwrap();
+    until("all written", || t.output.stats().written == 4).await;
+    let stats = t.output.shutdown();
+    assert_eq!((stats.written, stats.held, stats.lost), (4, 0, 0));
+    assert_eq!(lines(&ok), ["b1", "c1", "c2"]);
+    assert_eq!(lines(&t.logs.join("blocked.log")), ["b2"]);
+}
+
+#[tokio::test]
+async fn in_the_merge_window_a_packed_batch_is_ordered_by_time_each_source_in_its_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    let mut cfg = config(spec(&path));
+    cfg.merge_window = Some(Duration::from_secs(3600));
+    cfg.file.layout = LayoutSpec::parse("%(process)d %(message)s", None).unwrap();
+    let (output, h) = start(cfg);
+    let (a, b) = (source("a", 1, "p"), source("b", 2, "p"));
+    let d = packed(&[
+        (&a, 10, "a10", "t"),
+        (&b, 20, "b20", "t"),
+        (&a, 50, "a50", "t"),
+        (&a, 30, "a30", "t"),
+        (&b, 40, "b40", "t"),
+    ]);
+    assert!(h.send(d).await);
+    let stats = output.shutdown();
+    assert_eq!(stats.written, 5);
+    assert_eq!(lines(&path), ["1 a10", "2 b20", "2 b40", "1 a50", "1 a30"]);
 }
 
 #[tokio::test]

@@ -318,6 +318,18 @@ fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     Some(head)
 }
 
+/// `bytes` as text, if they are UTF-8. Keys are nearly always short
+/// ASCII, which one pass over the bytes settles without the general
+/// validator's fixed cost.
+#[inline]
+fn utf8(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: every byte is below 0x80: ASCII, and therefore UTF-8.
+        return Some(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    std::str::from_utf8(bytes).ok()
+}
+
 fn take8(rest: &mut &[u8]) -> Option<[u8; 8]> {
     take(rest, 8).map(|b| b.try_into().expect("8 bytes"))
 }
@@ -325,7 +337,7 @@ fn take8(rest: &mut &[u8]) -> Option<[u8; 8]> {
 impl<'a> FieldsIter<'a> {
     fn parse(rest: &mut &'a [u8]) -> Option<(&'a str, Value<'a>)> {
         let klen = u16::from_le_bytes(take(rest, 2)?.try_into().ok()?) as usize;
-        let key = std::str::from_utf8(take(rest, klen)?).ok()?;
+        let key = utf8(take(rest, klen)?)?;
         let tag = take(rest, 1)?[0];
         let value = match tag {
             TAG_STR => {
@@ -385,6 +397,11 @@ impl FieldsBuf {
     /// The encoded length of the fields added so far, in bytes.
     pub fn len(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Bytes the buffer holds room for, used or not.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// The fields added so far.

@@ -37,11 +37,14 @@
 //! The source's host is not in the pickle: the listener passes the peer's
 //! host name or address.
 
-use logbraid::{FieldsBuf, Level, OwnedRecord, Value};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use logbraid::{FieldsBuf, Level, OwnedRecord, Record, Source, Value};
 
 use logbraid_pyfmt as pyfmt;
 
-use crate::intake::pickle::{self, Limits, PickleError, PickleValue};
+use crate::intake::pickle::{self, bigint_u64, Limits, PickleError, PickleValue, Scalar};
 use crate::intake::SourceCache;
 
 /// Longest `repr()` kept for an extra whose value is not a plain scalar.
@@ -320,6 +323,23 @@ pub fn record_from_dict(
     received_ns: i64,
     sources: &mut SourceCache,
 ) -> Result<OwnedRecord, IntakeError> {
+    let parts = Parts {
+        received_ns,
+        peer_host,
+        sources,
+        fields: &mut FieldsBuf::new(),
+    };
+    dict_then(dict, parts, OwnedRecord::from_record_with_source)
+}
+
+/// [`record_from_dict`], handing the record to `then` as a [`Record`]
+/// that borrows its text from `dict` and its fields from `parts` (kept
+/// from one record to the next, emptied first), with its source.
+fn dict_then<T>(
+    dict: &PickleValue<'_>,
+    parts: Parts<'_, '_>,
+    then: impl FnOnce(&Record<'_>, &Arc<Source>) -> T,
+) -> Result<T, IntakeError> {
     let PickleValue::Dict(pairs) = dict else {
         unmodelled(dict)?;
         return Err(IntakeError::NotADict {
@@ -327,145 +347,88 @@ pub fn record_from_dict(
         });
     };
     let mut a = Attrs::default();
+    let (mut msg, mut args) = (None, None);
+    let mut extras = Vec::new();
     for (k, v) in pairs {
         // A LogRecord's __dict__ only has text keys; others are skipped.
         let Some(key) = k.as_str() else {
             unmodelled(k)?;
             continue;
         };
-        match key {
-            "msg" => a.msg = Some(v),
-            "args" => a.args = Some(v),
-            "levelno" => a.levelno = Some(v),
-            "levelname" => a.levelname = Some(v),
-            "name" => a.name = Some(v),
-            "created" => a.created = Some(v),
-            "process" => a.process = Some(v),
-            "processName" => a.process_name = Some(v),
-            "thread" => a.thread = Some(v),
-            "threadName" => a.thread_name = Some(v),
-            "pathname" => a.pathname = Some(v),
-            "filename" => a.filename = Some(v),
-            "module" => a.module = Some(v),
-            "lineno" => a.lineno = Some(v),
-            "funcName" => a.func_name = Some(v),
-            "exc_text" => a.exc_text = Some(v),
-            "stack_info" => a.stack_info = Some(v),
-            "taskName" => a.task_name = Some(v),
-            "msecs" => a.msecs = Some(v),
-            "exc_info" | "relativeCreated" | "message" | "asctime" => {}
-            _ => {
-                a.extras.push((key, v));
+        match a.place(key) {
+            Place::Msg => msg = Some(v),
+            Place::Args => args = Some(v),
+            Place::Attr(slot) => *slot = Some(Attr::of(v)),
+            Place::Ignored => {}
+            Place::Extra => {
+                extras.push((key, v));
                 continue;
             }
         }
         unmodelled(v)?;
     }
-    let mut fields = FieldsBuf::new();
-
-    let levelno = match a.levelno {
-        None | Some(PickleValue::None) => None,
-        Some(PickleValue::Int(n)) => Some(*n),
-        Some(PickleValue::BigInt(b)) => Some(if b.last().is_some_and(|&x| x & 0x80 != 0) {
-            i64::MIN
-        } else {
-            i64::MAX
-        }),
-        Some(other) => return Err(bad("levelno", "int", other)),
-    };
-    let levelname = opt_str("levelname", a.levelname)?;
-    let level = match levelno {
-        Some(n) => Level::from_python(n),
-        None => levelname
-            .and_then(|n| n.parse::<Level>().ok())
-            .unwrap_or(Level::Info),
-    };
-    if let Some(n) = levelno {
-        if i64::from(level.python_number()) != n {
-            fields.push("levelno", Value::I64(n));
+    let message = |fields: &mut FieldsBuf| message(msg, args, fields);
+    let extras = |fields: &mut FieldsBuf| {
+        for (key, v) in &extras {
+            push_extra(fields, key, v);
         }
-    }
-    if let Some(name) = levelname {
-        if name != level.python_name() {
-            fields.push_str("levelname", name);
-        }
-    }
+    };
+    parts.record(&a, message, extras, then)
+}
 
-    let timestamp_ns = match a.created {
-        None | Some(PickleValue::None) => received_ns,
-        Some(PickleValue::Float(f)) => {
-            let ns = seconds_to_ns(*f).ok_or_else(|| {
-                bad(
-                    "created",
-                    "seconds since the epoch",
-                    a.created.unwrap_or(&PickleValue::None),
-                )
-            })?;
-            match a.msecs {
-                Some(PickleValue::Float(m)) => agree_with_msecs(ns, *m),
-                _ => ns,
+/// What [`dict_then`] reads of the pickle `SocketHandler` sends of a
+/// record without `args` to format and without `extra` values other than
+/// plain ones (a flat dict of text keys and plain values,
+/// [`pickle::Decoder::str_dict`]), read without making a [`PickleValue`]
+/// of it. `None` for any other pickle: [`dict_then`] decides, and from
+/// these it would make the same record.
+struct Plain<'a> {
+    attrs: Attrs<'a>,
+    message: &'a [u8],
+    extras: Vec<(&'a str, Scalar<'a>)>,
+}
+
+impl<'a> Plain<'a> {
+    fn read(decoder: &pickle::Decoder, payload: &'a [u8]) -> Option<Plain<'a>> {
+        let mut attrs = Attrs::default();
+        let (mut msg, mut args) = (Scalar::None, Scalar::None);
+        let mut extras = Vec::new();
+        decoder.str_dict(payload, |key, v| {
+            match attrs.place(key) {
+                Place::Msg => msg = v,
+                Place::Args => args = v,
+                Place::Attr(slot) => *slot = Some(Attr::from(v)),
+                Place::Ignored => {}
+                Place::Extra => extras.push((key, v)),
             }
-        }
-        Some(PickleValue::Int(s)) => s
-            .checked_mul(1_000_000_000)
-            .ok_or_else(|| bad("created", "seconds since the epoch", &PickleValue::Int(*s)))?,
-        Some(other) => return Err(bad("created", "float", other)),
-    };
-
-    let pid = match a.process {
-        None | Some(PickleValue::None) => 0,
-        Some(PickleValue::Int(p)) => {
-            u32::try_from(*p).map_err(|_| bad("process", "a process id", &PickleValue::Int(*p)))?
-        }
-        Some(other) => return Err(bad("process", "int", other)),
-    };
-    let process_name = opt_str("processName", a.process_name)?.unwrap_or("");
-    let thread_id = match a.thread {
-        None | Some(PickleValue::None) => 0,
-        Some(v @ (PickleValue::Int(_) | PickleValue::BigInt(_))) => {
-            v.as_u64().ok_or_else(|| bad("thread", "a thread id", v))?
-        }
-        Some(other) => return Err(bad("thread", "int", other)),
-    };
-    let line = match a.lineno {
-        None | Some(PickleValue::None) => None,
-        Some(PickleValue::Int(n)) => u32::try_from(*n).ok(),
-        Some(other) => return Err(bad("lineno", "int", other)),
-    };
-    let file = match opt_str("pathname", a.pathname)? {
-        Some(p) => Some(p),
-        None => opt_str("filename", a.filename)?,
-    };
-
-    let message = message(a.msg, a.args, &mut fields);
-
-    for (key, v) in [
-        ("exc_text", a.exc_text),
-        ("stack_info", a.stack_info),
-        ("taskName", a.task_name),
-    ] {
-        if let Some(text) = opt_str(key, v)? {
-            fields.push_str(key, text);
-        }
-    }
-    for (key, v) in &a.extras {
-        push_extra(&mut fields, key, v);
+            Some(())
+        })?;
+        // `msg % args`, and the repr of a `msg` that is not text, are the
+        // general path's.
+        let message: &[u8] = match (msg, Attr::from(args).truthy()) {
+            (Scalar::Str(m), false) => m.as_bytes(),
+            (Scalar::None, false) => b"",
+            _ => return None,
+        };
+        Some(Plain {
+            attrs,
+            message,
+            extras,
+        })
     }
 
-    Ok(OwnedRecord {
-        timestamp_ns,
-        level,
-        target: opt_str("name", a.name)?.unwrap_or("root").to_string(),
-        message,
-        module: opt_str("module", a.module)?.map(str::to_string),
-        file: file.map(str::to_string),
-        line,
-        function: opt_str("funcName", a.func_name)?.map(str::to_string),
-        thread_id,
-        thread_name: opt_str("threadName", a.thread_name)?.map(str::to_string),
-        source: sources.get(peer_host, pid, process_name),
-        fields,
-    })
+    fn record<T>(
+        &self,
+        parts: Parts<'_, '_>,
+        then: impl FnOnce(&Record<'_>, &Arc<Source>) -> T,
+    ) -> Result<T, IntakeError> {
+        let extras = |fields: &mut FieldsBuf| {
+            for &(key, v) in &self.extras {
+                push_plain(fields, key, v);
+            }
+        };
+        parts.record(&self.attrs, |_| Cow::Borrowed(self.message), extras, then)
+    }
 }
 
 /// Decodes Python records with fixed limits and one source cache: what a
@@ -475,6 +438,8 @@ pub fn record_from_dict(
 pub struct PythonIntake {
     decoder: pickle::Decoder,
     sources: SourceCache,
+    /// The fields of the record being made, kept from one to the next.
+    fields: FieldsBuf,
     /// The limits given at construction, which
     /// [`limit_work`](Self::limit_work) narrows.
     base: Limits,
@@ -492,6 +457,7 @@ impl PythonIntake {
         PythonIntake {
             decoder: pickle::Decoder::modelling_objects(limits.clone()),
             sources: SourceCache::new(),
+            fields: FieldsBuf::new(),
             base: limits,
         }
     }
@@ -511,9 +477,9 @@ impl PythonIntake {
     }
 
     /// Bytes this intake keeps between pickles: the decoder's recycled
-    /// working memory and the source cache.
+    /// working memory, the source cache and the fields buffer.
     pub fn retained_bytes(&self) -> usize {
-        self.decoder.retained_bytes() + self.sources.bytes()
+        self.decoder.retained_bytes() + self.sources.bytes() + self.fields.capacity()
     }
 
     /// [`record_from_pickle`] with this intake's limits and cache.
@@ -523,37 +489,308 @@ impl PythonIntake {
         peer_host: &str,
         received_ns: i64,
     ) -> Result<OwnedRecord, IntakeError> {
+        self.decode_then(
+            payload,
+            peer_host,
+            received_ns,
+            OwnedRecord::from_record_with_source,
+        )
+    }
+
+    /// [`decode`](Self::decode), handing the record to `then` as a
+    /// [`Record`] borrowed from `payload` and this intake, with its
+    /// source, rather than copied into an [`OwnedRecord`].
+    pub fn decode_then<T>(
+        &mut self,
+        payload: &[u8],
+        peer_host: &str,
+        received_ns: i64,
+        then: impl FnOnce(&Record<'_>, &Arc<Source>) -> T,
+    ) -> Result<T, IntakeError> {
+        if self.fields.capacity() > KEEP_FIELDS {
+            // After a record with large fields, not kept for the rest of
+            // the stream.
+            self.fields = FieldsBuf::new();
+        }
+        let parts = Parts {
+            received_ns,
+            peer_host,
+            sources: &mut self.sources,
+            fields: &mut self.fields,
+        };
+        if let Some(plain) = Plain::read(&self.decoder, payload) {
+            return plain.record(parts, then);
+        }
         let value = self.decoder.decode(payload)?;
-        record_from_dict(&value, peer_host, received_ns, &mut self.sources)
+        dict_then(&value, parts, then)
     }
 }
 
-/// The LogRecord attributes that have a place in the record.
-#[derive(Default)]
-struct Attrs<'a> {
-    msg: Option<&'a PickleValue<'a>>,
-    args: Option<&'a PickleValue<'a>>,
-    levelno: Option<&'a PickleValue<'a>>,
-    levelname: Option<&'a PickleValue<'a>>,
-    name: Option<&'a PickleValue<'a>>,
-    created: Option<&'a PickleValue<'a>>,
-    process: Option<&'a PickleValue<'a>>,
-    process_name: Option<&'a PickleValue<'a>>,
-    thread: Option<&'a PickleValue<'a>>,
-    thread_name: Option<&'a PickleValue<'a>>,
-    pathname: Option<&'a PickleValue<'a>>,
-    filename: Option<&'a PickleValue<'a>>,
-    module: Option<&'a PickleValue<'a>>,
-    lineno: Option<&'a PickleValue<'a>>,
-    func_name: Option<&'a PickleValue<'a>>,
-    exc_text: Option<&'a PickleValue<'a>>,
-    stack_info: Option<&'a PickleValue<'a>>,
-    task_name: Option<&'a PickleValue<'a>>,
-    msecs: Option<&'a PickleValue<'a>>,
-    extras: Vec<(&'a str, &'a PickleValue<'a>)>,
+/// Capacity the fields buffer of a [`PythonIntake`] keeps from one record
+/// to the next, at most.
+const KEEP_FIELDS: usize = 4 << 10;
+
+/// A LogRecord attribute as the mapping reads it: a plain value, or what
+/// kind of other value it is.
+#[derive(Clone, Copy, Debug)]
+enum Attr<'a> {
+    None,
+    Bool(bool),
+    Int(i64),
+    /// An int past 64 bits, as [`PickleValue::BigInt`] holds it.
+    BigInt(&'a [u8]),
+    Float(f64),
+    Str(&'a str),
+    /// Anything else, by its Python type name.
+    Other(&'static str),
 }
 
-fn bad(key: &'static str, expected: &'static str, found: &PickleValue<'_>) -> IntakeError {
+impl<'a> Attr<'a> {
+    fn of(v: &'a PickleValue<'_>) -> Attr<'a> {
+        match v {
+            PickleValue::None => Attr::None,
+            PickleValue::Bool(b) => Attr::Bool(*b),
+            PickleValue::Int(i) => Attr::Int(*i),
+            PickleValue::BigInt(b) => Attr::BigInt(b),
+            PickleValue::Float(f) => Attr::Float(*f),
+            PickleValue::Str(s) => Attr::Str(s),
+            other => Attr::Other(other.type_name()),
+        }
+    }
+
+    /// The Python type name, for messages.
+    fn type_name(self) -> &'static str {
+        match self {
+            Attr::None => "None",
+            Attr::Bool(_) => "bool",
+            Attr::Int(_) | Attr::BigInt(_) => "int",
+            Attr::Float(_) => "float",
+            Attr::Str(_) => "str",
+            Attr::Other(name) => name,
+        }
+    }
+
+    /// Python's truth value of a plain value; `true` for any other.
+    fn truthy(self) -> bool {
+        match self {
+            Attr::None => false,
+            Attr::Bool(b) => b,
+            Attr::Int(i) => i != 0,
+            Attr::Float(f) => f != 0.0,
+            Attr::Str(s) => !s.is_empty(),
+            Attr::BigInt(_) | Attr::Other(_) => true,
+        }
+    }
+}
+
+impl<'a> From<Scalar<'a>> for Attr<'a> {
+    fn from(v: Scalar<'a>) -> Attr<'a> {
+        match v {
+            Scalar::None => Attr::None,
+            Scalar::Bool(b) => Attr::Bool(b),
+            Scalar::Int(i) => Attr::Int(i),
+            Scalar::Float(f) => Attr::Float(f),
+            Scalar::Str(s) => Attr::Str(s),
+        }
+    }
+}
+
+/// The LogRecord attributes that have a place in the record (`msg`,
+/// `args` and `extra` values are kept apart, as they are: they may be
+/// formatted or shown whole).
+#[derive(Default)]
+struct Attrs<'a> {
+    levelno: Option<Attr<'a>>,
+    levelname: Option<Attr<'a>>,
+    name: Option<Attr<'a>>,
+    created: Option<Attr<'a>>,
+    process: Option<Attr<'a>>,
+    process_name: Option<Attr<'a>>,
+    thread: Option<Attr<'a>>,
+    thread_name: Option<Attr<'a>>,
+    pathname: Option<Attr<'a>>,
+    filename: Option<Attr<'a>>,
+    module: Option<Attr<'a>>,
+    lineno: Option<Attr<'a>>,
+    func_name: Option<Attr<'a>>,
+    exc_text: Option<Attr<'a>>,
+    stack_info: Option<Attr<'a>>,
+    task_name: Option<Attr<'a>>,
+    msecs: Option<Attr<'a>>,
+}
+
+/// Where a LogRecord attribute goes.
+enum Place<'s, 'a> {
+    Msg,
+    Args,
+    Attr(&'s mut Option<Attr<'a>>),
+    /// Formatted into the message, redundant, or meaningless away from the
+    /// sending process.
+    Ignored,
+    /// An `extra` value: a field of its own.
+    Extra,
+}
+
+impl<'a> Attrs<'a> {
+    fn place(&mut self, key: &str) -> Place<'_, 'a> {
+        let slot = match key {
+            "msg" => return Place::Msg,
+            "args" => return Place::Args,
+            "exc_info" | "relativeCreated" | "message" | "asctime" => return Place::Ignored,
+            "levelno" => &mut self.levelno,
+            "levelname" => &mut self.levelname,
+            "name" => &mut self.name,
+            "created" => &mut self.created,
+            "process" => &mut self.process,
+            "processName" => &mut self.process_name,
+            "thread" => &mut self.thread,
+            "threadName" => &mut self.thread_name,
+            "pathname" => &mut self.pathname,
+            "filename" => &mut self.filename,
+            "module" => &mut self.module,
+            "lineno" => &mut self.lineno,
+            "funcName" => &mut self.func_name,
+            "exc_text" => &mut self.exc_text,
+            "stack_info" => &mut self.stack_info,
+            "taskName" => &mut self.task_name,
+            "msecs" => &mut self.msecs,
+            _ => return Place::Extra,
+        };
+        Place::Attr(slot)
+    }
+}
+
+/// What a record is made with besides the pickle's attributes.
+struct Parts<'p, 's> {
+    received_ns: i64,
+    peer_host: &'p str,
+    sources: &'s mut SourceCache,
+    /// Emptied, then given the record's fields.
+    fields: &'s mut FieldsBuf,
+}
+
+impl Parts<'_, '_> {
+    /// Maps the attributes onto a record (see the module's table) and hands
+    /// it to `then`: `message` makes the message (and may add fields),
+    /// `extras` adds the `extra` values' fields.
+    fn record<'m, T>(
+        self,
+        a: &Attrs<'_>,
+        message: impl FnOnce(&mut FieldsBuf) -> Cow<'m, [u8]>,
+        extras: impl FnOnce(&mut FieldsBuf),
+        then: impl FnOnce(&Record<'_>, &Arc<Source>) -> T,
+    ) -> Result<T, IntakeError> {
+        let fields = self.fields;
+        fields.clear();
+        let levelno = match a.levelno {
+            None | Some(Attr::None) => None,
+            Some(Attr::Int(n)) => Some(n),
+            Some(Attr::BigInt(b)) => Some(if b.last().is_some_and(|&x| x & 0x80 != 0) {
+                i64::MIN
+            } else {
+                i64::MAX
+            }),
+            Some(other) => return Err(bad("levelno", "int", other)),
+        };
+        let levelname = opt_str("levelname", a.levelname)?;
+        let level = match levelno {
+            Some(n) => Level::from_python(n),
+            None => levelname
+                .and_then(|n| n.parse::<Level>().ok())
+                .unwrap_or(Level::Info),
+        };
+        if let Some(n) = levelno {
+            if i64::from(level.python_number()) != n {
+                fields.push("levelno", Value::I64(n));
+            }
+        }
+        if let Some(name) = levelname {
+            if name != level.python_name() {
+                fields.push_str("levelname", name);
+            }
+        }
+
+        let timestamp_ns = match a.created {
+            None | Some(Attr::None) => self.received_ns,
+            Some(created @ Attr::Float(f)) => {
+                let ns = seconds_to_ns(f)
+                    .ok_or_else(|| bad("created", "seconds since the epoch", created))?;
+                match a.msecs {
+                    Some(Attr::Float(m)) => agree_with_msecs(ns, m),
+                    _ => ns,
+                }
+            }
+            Some(created @ Attr::Int(s)) => s
+                .checked_mul(1_000_000_000)
+                .ok_or_else(|| bad("created", "seconds since the epoch", created))?,
+            Some(other) => return Err(bad("created", "float", other)),
+        };
+
+        let pid = match a.process {
+            None | Some(Attr::None) => 0,
+            Some(process @ Attr::Int(p)) => {
+                u32::try_from(p).map_err(|_| bad("process", "a process id", process))?
+            }
+            Some(other) => return Err(bad("process", "int", other)),
+        };
+        let process_name = opt_str("processName", a.process_name)?.unwrap_or("");
+        let thread_id = match a.thread {
+            None | Some(Attr::None) => 0,
+            Some(thread @ Attr::Int(n)) => {
+                u64::try_from(n).map_err(|_| bad("thread", "a thread id", thread))?
+            }
+            Some(thread @ Attr::BigInt(b)) => {
+                bigint_u64(b).ok_or_else(|| bad("thread", "a thread id", thread))?
+            }
+            Some(other) => return Err(bad("thread", "int", other)),
+        };
+        let line = match a.lineno {
+            None | Some(Attr::None) => None,
+            Some(Attr::Int(n)) => u32::try_from(n).ok(),
+            Some(other) => return Err(bad("lineno", "int", other)),
+        };
+        let file = match opt_str("pathname", a.pathname)? {
+            Some(p) => Some(p),
+            None => opt_str("filename", a.filename)?,
+        };
+
+        let message = message(fields);
+
+        for (key, v) in [
+            ("exc_text", a.exc_text),
+            ("stack_info", a.stack_info),
+            ("taskName", a.task_name),
+        ] {
+            if let Some(text) = opt_str(key, v)? {
+                fields.push_str(key, text);
+            }
+        }
+        extras(fields);
+
+        let target = opt_str("name", a.name)?.unwrap_or("root");
+        let module = opt_str("module", a.module)?;
+        let function = opt_str("funcName", a.func_name)?;
+        let thread_name = opt_str("threadName", a.thread_name)?;
+        let source = self.sources.get(self.peer_host, pid, process_name);
+        let r = Record {
+            timestamp_ns,
+            level,
+            target,
+            message: &message,
+            module,
+            file,
+            line,
+            function,
+            thread_id,
+            thread_name,
+            source: &source,
+            fields: fields.as_fields(),
+        };
+        Ok(then(&r, &source))
+    }
+}
+
+fn bad(key: &'static str, expected: &'static str, found: Attr<'_>) -> IntakeError {
     IntakeError::BadField {
         key,
         expected,
@@ -562,13 +799,10 @@ fn bad(key: &'static str, expected: &'static str, found: &PickleValue<'_>) -> In
 }
 
 /// A text attribute: absent and `None` are both `None`.
-fn opt_str<'a>(
-    key: &'static str,
-    v: Option<&'a PickleValue<'a>>,
-) -> Result<Option<&'a str>, IntakeError> {
+fn opt_str<'a>(key: &'static str, v: Option<Attr<'a>>) -> Result<Option<&'a str>, IntakeError> {
     match v {
-        None | Some(PickleValue::None) => Ok(None),
-        Some(PickleValue::Str(s)) => Ok(Some(s)),
+        None | Some(Attr::None) => Ok(None),
+        Some(Attr::Str(s)) => Ok(Some(s)),
         Some(other) => Err(bad(key, "str", other)),
     }
 }
@@ -633,19 +867,22 @@ const FORMAT_MAX: usize = 1 << 20;
 /// (`TypeError: not enough arguments for format string`) and the
 /// arguments' `repr()` as `args`: the record is kept, where Python's
 /// handler would have reported the error and dropped it.
-fn message(
-    msg: Option<&PickleValue<'_>>,
+fn message<'v>(
+    msg: Option<&'v PickleValue<'_>>,
     args: Option<&PickleValue<'_>>,
     fields: &mut FieldsBuf,
-) -> Vec<u8> {
+) -> Cow<'v, [u8]> {
+    let args = args.filter(|a| truthy(a));
     let mut text = String::new();
     match msg {
         None | Some(PickleValue::None) => {}
+        // What senders send: the formatted message, as it is.
+        Some(PickleValue::Str(s)) if args.is_none() => return Cow::Borrowed(s.as_bytes()),
         Some(PickleValue::Str(s)) => text.push_str(s),
         Some(v) => v.write_repr(&mut text, FORMAT_MAX),
     }
-    let Some(args) = args.filter(|a| truthy(a)) else {
-        return text.into_bytes();
+    let Some(args) = args else {
+        return Cow::Owned(text.into_bytes());
     };
     // A lone non-empty mapping is the mapping, as LogRecord's constructor
     // makes it of `args=({...},)`.
@@ -659,13 +896,13 @@ fn message(
     };
     let mut out = String::new();
     match pyfmt::format(&text, args, &mut out, FORMAT_MAX) {
-        Ok(()) => out.into_bytes(),
+        Ok(()) => Cow::Owned(out.into_bytes()),
         Err(e) => {
             fields.push_str("format_error", &e.to_string());
             let mut repr = String::new();
             args.write_repr(&mut repr, EXTRA_REPR_MAX);
             fields.push_str("args", &repr);
-            text.into_bytes()
+            Cow::Owned(text.into_bytes())
         }
     }
 }
@@ -696,12 +933,6 @@ impl pyfmt::Object for PickleValue<'_> {
 /// Python's truth value, as `if self.args:` tests it.
 fn truthy(v: &PickleValue<'_>) -> bool {
     match v {
-        PickleValue::None => false,
-        PickleValue::Bool(b) => *b,
-        PickleValue::Int(i) => *i != 0,
-        PickleValue::BigInt(_) => true,
-        PickleValue::Float(f) => *f != 0.0,
-        PickleValue::Str(s) => !s.is_empty(),
         PickleValue::Bytes(b) => !b.is_empty(),
         PickleValue::List(l) | PickleValue::Tuple(l) => !l.is_empty(),
         PickleValue::Dict(d) => !d.is_empty(),
@@ -712,16 +943,33 @@ fn truthy(v: &PickleValue<'_>) -> bool {
             o.text(),
             "set()" | "frozenset()" | "bytearray(b'')" | "0" | "0:00:00"
         ),
+        PickleValue::None
+        | PickleValue::Bool(_)
+        | PickleValue::Int(_)
+        | PickleValue::BigInt(_)
+        | PickleValue::Float(_)
+        | PickleValue::Str(_) => Attr::of(v).truthy(),
+    }
+}
+
+/// A plain `extra` value as a field of its type.
+fn push_plain(fields: &mut FieldsBuf, key: &str, v: Scalar<'_>) {
+    match v {
+        Scalar::None => fields.push(key, Value::Null),
+        Scalar::Bool(b) => fields.push(key, Value::Bool(b)),
+        Scalar::Int(i) => fields.push(key, Value::I64(i)),
+        Scalar::Float(f) => fields.push(key, Value::F64(f)),
+        Scalar::Str(s) => fields.push_str(key, s),
     }
 }
 
 fn push_extra(fields: &mut FieldsBuf, key: &str, v: &PickleValue<'_>) {
     match v {
-        PickleValue::None => fields.push(key, Value::Null),
-        PickleValue::Bool(b) => fields.push(key, Value::Bool(*b)),
-        PickleValue::Int(i) => fields.push(key, Value::I64(*i)),
-        PickleValue::Float(f) => fields.push(key, Value::F64(*f)),
-        PickleValue::Str(s) => fields.push_str(key, s),
+        PickleValue::None => push_plain(fields, key, Scalar::None),
+        PickleValue::Bool(b) => push_plain(fields, key, Scalar::Bool(*b)),
+        PickleValue::Int(i) => push_plain(fields, key, Scalar::Int(*i)),
+        PickleValue::Float(f) => push_plain(fields, key, Scalar::Float(*f)),
+        PickleValue::Str(s) => push_plain(fields, key, Scalar::Str(s)),
         PickleValue::BigInt(_) => match v.as_u64() {
             Some(u) => fields.push(key, Value::U64(u)),
             None => {
@@ -795,11 +1043,224 @@ mod tests {
         PickleValue::Str(v.into())
     }
 
+    /// What the plain reading makes of `pickle` (`None`: it declines) and
+    /// what the general one does, as an owned record or the error.
+    #[allow(clippy::type_complexity)]
+    fn both_readings(
+        pickle: &[u8],
+        limits: &Limits,
+    ) -> (
+        Option<Result<OwnedRecord, IntakeError>>,
+        Result<OwnedRecord, IntakeError>,
+    ) {
+        fn parts<'s>(sources: &'s mut SourceCache, fields: &'s mut FieldsBuf) -> Parts<'s, 's> {
+            Parts {
+                received_ns: 7,
+                peer_host: "peer",
+                sources,
+                fields,
+            }
+        }
+        let mut decoder = pickle::Decoder::modelling_objects(limits.clone());
+        let (mut sources, mut fields) = (SourceCache::new(), FieldsBuf::new());
+        let owned = OwnedRecord::from_record_with_source;
+        let plain = Plain::read(&decoder, pickle)
+            .map(|p| p.record(parts(&mut sources, &mut fields), owned));
+        let general = decoder
+            .decode(pickle)
+            .map_err(IntakeError::from)
+            .and_then(|v| dict_then(&v, parts(&mut sources, &mut fields), owned));
+        (plain, general)
+    }
+
+    /// A dict as `SocketHandler` pickles it (protocol 1: `BINUNICODE`
+    /// keys, a `BINPUT` after every key and value), of `(key, the value's
+    /// opcodes)`.
+    fn stock(pairs: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut p = b"}q\x00(".to_vec();
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            p.push(b'X');
+            p.extend((k.len() as u32).to_le_bytes());
+            p.extend(k.as_bytes());
+            p.extend([b'q', (2 * i + 1) as u8]);
+            p.extend(v);
+            p.extend([b'q', (2 * i + 2) as u8]);
+        }
+        p.extend(b"u.");
+        p
+    }
+
+    fn text(t: &[u8]) -> Vec<u8> {
+        let mut v = vec![b'X'];
+        v.extend((t.len() as u32).to_le_bytes());
+        v.extend(t);
+        v
+    }
+
+    /// The attributes of a record as Python 3.11's `makePickle` writes
+    /// them, in its order.
+    fn stock_record() -> Vec<(&'static str, Vec<u8>)> {
+        let float = |f: f64| [&[b'G'][..], &f.to_be_bytes()].concat();
+        vec![
+            ("name", text(b"bench")),
+            ("msg", text(b"py0 0 request served in 3 ms")),
+            ("args", b"N".to_vec()),
+            ("levelname", text(b"INFO")),
+            ("levelno", b"K\x14".to_vec()),
+            ("pathname", text(b"/srv/app.py")),
+            ("filename", text(b"app.py")),
+            ("module", text(b"app")),
+            ("exc_info", b"N".to_vec()),
+            ("exc_text", b"N".to_vec()),
+            ("stack_info", b"N".to_vec()),
+            ("lineno", b"K\x2a".to_vec()),
+            ("funcName", text(b"serve")),
+            ("created", float(1796573063.9502337)),
+            ("msecs", float(950.0)),
+            ("relativeCreated", float(26.34286880493164)),
+            ("thread", b"L140580380302208L\n".to_vec()),
+            ("threadName", text(b"MainThread")),
+            ("processName", text(b"MainProcess")),
+            ("process", b"M\xd3\x28".to_vec()),
+        ]
+    }
+
+    /// Values of every kind the plain reading reads, and some it leaves to
+    /// the general one.
+    fn values() -> Vec<Vec<u8>> {
+        let float = |f: f64| [&[b'G'][..], &f.to_be_bytes()].concat();
+        vec![
+            b"N".to_vec(),
+            b"\x88".to_vec(),
+            b"\x89".to_vec(),
+            b"K\x00".to_vec(),
+            b"K\x1e".to_vec(),
+            b"M\xff\xff".to_vec(),
+            b"J\xff\xff\xff\xff".to_vec(),
+            b"J\x00\x00\x00\x80".to_vec(),
+            b"L-5L\n".to_vec(),
+            b"L9223372036854775807L\n".to_vec(),
+            b"L18446744073709551615L\n".to_vec(),
+            b"L 12L\n".to_vec(),
+            float(0.0),
+            float(-1.5),
+            float(1e300),
+            float(f64::NAN),
+            float(f64::INFINITY),
+            float(1700000000.123456),
+            float(999.9999),
+            text(b""),
+            text(b"WARNING"),
+            text(b"Level 5"),
+            text("caf\u{e9} \u{1f600}".as_bytes()),
+            text(b"bad \xff utf-8"),
+            text(b"lone \xed\xa0\x80 surrogate"),
+            text(b"%s and %d"),
+            [&[0x8c, 3][..], b"abc"].concat(),
+            b"C\x01x".to_vec(),
+            b"\x8a\x01\x05".to_vec(),
+            b"]q\x50.".to_vec(),
+        ]
+    }
+
+    #[test]
+    fn the_plain_reading_makes_the_record_the_general_one_makes() {
+        let limits = Limits::default();
+        let mut plain_taken = 0;
+        let mut check = |pickle: &[u8], limits: &Limits| {
+            let (plain, general) = both_readings(pickle, limits);
+            if let Some(plain) = plain {
+                plain_taken += 1;
+                assert_eq!(plain, general, "{pickle:x?}");
+            }
+        };
+        let base = stock_record();
+        check(&stock(&base), &limits);
+        // Each attribute, and an extra, a duplicate and an unknown one,
+        // with each value in turn.
+        let mut keys: Vec<&str> = base.iter().map(|(k, _)| *k).collect();
+        keys.extend(["taskName", "asctime", "message", "user", "n"]);
+        for key in keys {
+            for v in values() {
+                let mut pairs = base.clone();
+                match pairs.iter_mut().find(|(k, _)| *k == key) {
+                    Some(pair) => pair.1 = v.clone(),
+                    None => pairs.push((key, v.clone())),
+                }
+                check(&stock(&pairs), &limits);
+                // Set twice: the later one counts.
+                pairs.push((key, text(b"again")));
+                check(&stock(&pairs), &limits);
+            }
+        }
+        // Every prefix and every byte changed of the stock pickle, at the
+        // edge of the limits too.
+        let pickle = stock(&base);
+        for limits in [
+            Limits::default(),
+            Limits {
+                max_total_bytes: 180,
+                ..Limits::default()
+            },
+            Limits {
+                max_elements: 40,
+                ..Limits::default()
+            },
+            Limits {
+                max_memo: 40,
+                ..Limits::default()
+            },
+            Limits {
+                max_input: 400,
+                ..Limits::default()
+            },
+        ] {
+            for end in 0..=pickle.len() {
+                check(&pickle[..end], &limits);
+            }
+        }
+        for at in 0..pickle.len() {
+            for b in [0u8, 1, 0x28, 0x2e, 0x4b, 0x58, 0x71, 0x75, 0x7f, 0x80, 0xff] {
+                let mut p = pickle.clone();
+                p[at] = b;
+                check(&p, &limits);
+            }
+        }
+        // The pickles the fuzzer kept.
+        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/pickle");
+        for entry in std::fs::read_dir(corpus).unwrap() {
+            check(&std::fs::read(entry.unwrap().path()).unwrap(), &limits);
+        }
+        assert!(plain_taken > 1000, "{plain_taken}");
+    }
+
+    #[test]
+    fn a_stock_pickle_is_read_plainly() {
+        let (plain, general) = both_readings(&stock(&stock_record()), &Limits::default());
+        let r = general.unwrap();
+        assert_eq!(plain, Some(Ok(r.clone())));
+        assert_eq!(
+            (r.target.as_str(), r.message.as_slice(), r.line, r.thread_id),
+            (
+                "bench",
+                &b"py0 0 request served in 3 ms"[..],
+                Some(42),
+                140580380302208
+            )
+        );
+        assert_eq!(
+            (r.source.pid, r.source.process_name.as_str()),
+            (10451, "MainProcess")
+        );
+        assert!(r.fields.is_empty());
+    }
+
     /// The message of a record whose `msg` and `args` are given, and the
     /// fields it got.
     fn formatted(msg: &str, args: PickleValue<'_>) -> (String, Vec<(String, String)>) {
         let mut fields = FieldsBuf::new();
-        let m = message(Some(&s(msg)), Some(&args), &mut fields);
+        let msg = s(msg);
+        let m = message(Some(&msg), Some(&args), &mut fields);
         let shown = fields
             .as_fields()
             .into_iter()
@@ -808,7 +1269,7 @@ mod tests {
                 other => (k.to_string(), format!("{other:?}")),
             })
             .collect();
-        (String::from_utf8(m).unwrap(), shown)
+        (String::from_utf8(m.into_owned()).unwrap(), shown)
     }
 
     #[test]

@@ -35,9 +35,10 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::sync::Arc;
 
 use logbraid::time::{parse_rfc3339, utc_year};
-use logbraid::{FieldsBuf, Level, OwnedRecord, Value};
+use logbraid::{FieldsBuf, Level, OwnedRecord, Record, Source, Value};
 
 use crate::intake::SourceCache;
 
@@ -114,6 +115,29 @@ pub fn parse_with(
     peer_host: &str,
     sources: &mut SourceCache,
 ) -> Result<OwnedRecord, SyslogError> {
+    let mut fields = FieldsBuf::new();
+    parse_then(
+        bytes,
+        received_ns,
+        peer_host,
+        sources,
+        &mut fields,
+        OwnedRecord::from_record_with_source,
+    )
+}
+
+/// [`parse_with`], handing the record to `then` as a [`Record`] that
+/// borrows its text from `bytes` and its fields from `fields` (a buffer
+/// kept from one message to the next, emptied first), with its source:
+/// nothing is copied or allocated for it here.
+pub fn parse_then<T>(
+    bytes: &[u8],
+    received_ns: i64,
+    peer_host: &str,
+    sources: &mut SourceCache,
+    fields: &mut FieldsBuf,
+    then: impl FnOnce(&Record<'_>, &Arc<Source>) -> T,
+) -> Result<T, SyslogError> {
     let end = bytes
         .iter()
         .rposition(|b| !matches!(b, b'\n' | b'\r' | 0))
@@ -137,11 +161,7 @@ pub fn parse_with(
         5 | 6 => Level::Info,
         _ => Level::Debug,
     };
-    // Sized once: each field is a 2-byte key length, the key, a tag, a
-    // 4-byte value length and the value.
-    let header = [m.hostname, m.appname, m.procid, m.msgid];
-    let room = header.iter().flatten().map(|v| v.len() + 15).sum::<usize>() + 48 + m.sd.len();
-    let mut fields = FieldsBuf::with_capacity(room);
+    fields.clear();
     fields.push_str("facility", FACILITIES[facility]);
     fields.push_str("severity", SEVERITIES[severity]);
     for (key, v) in [
@@ -162,11 +182,10 @@ pub fn parse_with(
         pid,
         m.appname.unwrap_or(""),
     );
-    Ok(
-        OwnedRecord::new(level, m.appname.unwrap_or("syslog"), m.msg, source)
-            .with_timestamp(m.timestamp_ns)
-            .with_fields(fields),
-    )
+    let r = Record::new(level, m.appname.unwrap_or("syslog"), m.msg, &source)
+        .with_timestamp(m.timestamp_ns)
+        .with_fields(fields.as_fields());
+    Ok(then(&r, &source))
 }
 
 /// The parts of a message, borrowed from it.

@@ -580,6 +580,24 @@ impl Files {
         self.write_default(r)
     }
 
+    /// Writes `records` in order until one cannot be written: how many
+    /// were, their size in the files, and the error that stopped them
+    /// (the record it names is not written; see [`write`](Self::write)).
+    pub(super) fn write_all<'r>(
+        &mut self,
+        records: impl Iterator<Item = Record<'r>>,
+    ) -> (u64, u64, Option<OutputError>) {
+        let (mut n, mut bytes) = (0, 0);
+        for r in records {
+            match self.write(&r) {
+                Ok(len) => bytes += len as u64,
+                Err(e) => return (n, bytes, Some(e)),
+            }
+            n += 1;
+        }
+        (n, bytes, None)
+    }
+
     /// The file a client asked for, opened if it is not; the reason when
     /// the request is refused.
     fn client_file(&mut self, req: &Request<'_>) -> Result<PathBuf, String> {

@@ -236,8 +236,12 @@ pub enum Body {
         /// Leading records already written.
         skip: u32,
     },
-    /// Records decoded from another format (Python pickles, syslog).
+    /// Records decoded from another format, one by one (OpenTelemetry,
+    /// datagrams).
     Records(Vec<OwnedRecord>),
+    /// Records decoded from another format, packed (Python pickles and
+    /// syslog over streams).
+    Batch(RecordBatch),
 }
 
 /// One unit of work for the output stage.
@@ -269,6 +273,8 @@ impl Delivery {
                 count.saturating_sub(*skip) as usize * (held + RECORD_OVERHEAD)
             }
             Body::Records(rs) => rs.len() * held,
+            // Each is copied out of the batch into an [`OwnedRecord`].
+            Body::Batch(b) => b.len() * (held + RECORD_OVERHEAD),
         }
     }
 
@@ -278,11 +284,13 @@ impl Delivery {
     /// holds — message, target, module, file, function, thread name,
     /// fields, and its source's host and process name (counted with each
     /// record, shared or not) — plus [`RECORD_OVERHEAD`] for the record
-    /// itself and its allocations.
+    /// itself and its allocations; for a packed batch,
+    /// [`RecordBatch::weight`].
     pub fn weight(&self) -> usize {
         match &self.body {
             Body::Native { frame, .. } => frame.len(),
             Body::Records(rs) => rs.iter().map(record_weight).sum(),
+            Body::Batch(b) => b.weight(),
         }
     }
 }
@@ -410,6 +418,7 @@ pub enum OutputError {
     Thread(#[source] std::io::Error),
 }
 
+mod batch;
 pub mod client_files;
 mod files;
 mod merge;
@@ -423,6 +432,7 @@ use std::thread::JoinHandle;
 
 use prometheus_client::metrics::histogram::Histogram;
 
+pub use batch::RecordBatch;
 pub use client_files::ClientFiles;
 use files::{report, Files, Route};
 pub use pending::Pending;

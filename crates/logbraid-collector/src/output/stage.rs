@@ -220,24 +220,15 @@ impl Stage {
     /// committed and acknowledged with this round (a native client then
     /// resends only the rest, should it reconnect), the rest is neither.
     fn write_delivery(&mut self, mut s: Stalled) -> Option<Stalled> {
-        let (mut n, mut bytes) = (0u64, 0u64);
-        let mut fault = None;
-        match &s.d.body {
+        let (n, bytes, fault) = match &s.d.body {
             Body::Native { frame, skip } => {
                 let Ok(Frame::Batch(b)) = logbraid::wire::decode(frame) else {
                     self.undecodable(s.permits);
                     return None;
                 };
-                for r in b.records(&s.d.source).skip(*skip as usize + s.next) {
-                    match self.files.write(&r) {
-                        Ok(len) => bytes += len as u64,
-                        Err(e) => {
-                            fault = Some(e);
-                            break;
-                        }
-                    }
-                    n += 1;
-                }
+                let (n, bytes, fault) = self
+                    .files
+                    .write_all(b.records(&s.d.source).skip(*skip as usize + s.next));
                 if fault.is_some() && n > 0 {
                     if let Some(a) = &s.d.ack {
                         // Sequence number of the last record written.
@@ -250,20 +241,13 @@ impl Stage {
                         });
                     }
                 }
+                (n, bytes, fault)
             }
-            Body::Records(rs) => {
-                for r in &rs[s.next..] {
-                    match self.files.write(&r.as_record()) {
-                        Ok(len) => bytes += len as u64,
-                        Err(e) => {
-                            fault = Some(e);
-                            break;
-                        }
-                    }
-                    n += 1;
-                }
-            }
-        }
+            Body::Records(rs) => self
+                .files
+                .write_all(rs[s.next..].iter().map(OwnedRecord::as_record)),
+            Body::Batch(b) => self.files.write_all(b.iter().skip(s.next)),
+        };
         self.counters.written.fetch_add(n, Ordering::Relaxed);
         self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
         s.next += n as usize;
@@ -294,7 +278,7 @@ impl Stage {
             return;
         };
         let mut keys: Vec<Key> = Vec::new();
-        match d.body {
+        let records = match d.body {
             Body::Native { frame, skip } => {
                 let Ok(Frame::Batch(b)) = logbraid::wire::decode(&frame) else {
                     self.undecodable(permits);
@@ -323,23 +307,25 @@ impl Stage {
                     );
                 }
                 keys.push(key);
+                Vec::new()
             }
-            Body::Records(rs) => {
-                for r in rs {
-                    if !keys.last().is_some_and(|k| same_source(k, &r.source)) {
-                        let k = source_key(&r.source);
-                        // Keep the found key last, for the next record.
-                        keys.retain(|x| *x != k);
-                        keys.push(k);
-                    }
-                    if let Some(k) = keys.last() {
-                        merge.push(k, Held::new(r, None));
-                    }
-                }
-                if keys.is_empty() {
-                    keys.push(source_key(&d.source));
-                }
+            Body::Records(rs) => rs,
+            // Held one by one: a packed batch is unpacked.
+            Body::Batch(b) => b.to_owned_records(),
+        };
+        for r in records {
+            if !keys.last().is_some_and(|k| same_source(k, &r.source)) {
+                let k = source_key(&r.source);
+                // Keep the found key last, for the next record.
+                keys.retain(|x| *x != k);
+                keys.push(k);
             }
+            if let Some(k) = keys.last() {
+                merge.push(k, Held::new(r, None));
+            }
+        }
+        if keys.is_empty() {
+            keys.push(source_key(&d.source));
         }
         self.next_done += 1;
         let id = self.next_done;

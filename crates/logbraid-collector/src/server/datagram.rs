@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use logbraid::{OwnedRecord, Source};
+use logbraid::{FieldsBuf, Record, Source};
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
@@ -17,7 +17,7 @@ use crate::diag::{Action, Kind};
 use crate::intake::python::{self, PythonIntake};
 use crate::intake::syslog;
 use crate::intake::SourceCache;
-use crate::output::record_weight;
+use crate::output::RecordBatch;
 
 /// Datagrams taken off the socket in one go, at most: they become one
 /// delivery, so a burst costs one hand-over, not one per record.
@@ -30,12 +30,14 @@ struct Datagrams<'a> {
     buf: Vec<u8>,
     intake: PythonIntake,
     sources: SourceCache,
+    /// The fields of the syslog record being made.
+    fields: FieldsBuf,
 }
 
 impl Datagrams<'_> {
     /// Decodes the datagram in `buf[..n]` into `records`; a bad one is
     /// counted and dropped.
-    fn decode(&mut self, n: usize, peer: SocketAddr, records: &mut Vec<OwnedRecord>) {
+    fn decode(&mut self, n: usize, peer: SocketAddr, records: &mut RecordBatch) {
         let host = peer.ip().to_string();
         let now = logbraid::clock::now_ns();
         let bytes = &self.buf[..n];
@@ -48,14 +50,17 @@ impl Datagrams<'_> {
                     let cap = self.server.config.memory / WORK_SHARE;
                     self.intake.limit_work(work_for(p.len(), cap));
                     self.intake
-                        .decode(p, &host, now)
+                        .decode_then(p, &host, now, |r, s| records.push(r, s))
                         .map_err(|e| (Kind::BadPickle, e.to_string()))
                 }),
-            _ => syslog::parse_with(bytes, now, &host, &mut self.sources)
-                .map_err(|e| (Kind::BadSyslog, e.to_string())),
+            _ => {
+                let push = |r: &Record<'_>, s: &Arc<Source>| records.push(r, s);
+                syslog::parse_then(bytes, now, &host, &mut self.sources, &mut self.fields, push)
+                    .map_err(|e| (Kind::BadSyslog, e.to_string()))
+            }
         };
         match got {
-            Ok(r) => records.push(r),
+            Ok(()) => {}
             Err((kind, why)) => {
                 self.server
                     .stats
@@ -70,21 +75,21 @@ impl Datagrams<'_> {
     fn take_queued(
         &mut self,
         mut recv: impl FnMut(&mut [u8]) -> io::Result<(usize, SocketAddr)>,
-        records: &mut Vec<OwnedRecord>,
+        records: &mut RecordBatch,
     ) -> bool {
-        let mut weight: usize = records.iter().map(record_weight).sum();
         for _ in 0..DATAGRAM_BATCH {
             // Records can be much larger than their datagrams: hand them
             // over before they weigh much.
-            if weight >= HAND_OVER {
+            if records.weight() >= HAND_OVER {
                 break;
             }
-            let before = records.len();
             match recv(&mut self.buf) {
                 Ok((n, peer)) => self.decode(n, peer, records),
                 Err(_) => return true,
             }
-            weight += records[before..].iter().map(record_weight).sum::<usize>();
+        }
+        if self.fields.capacity() > crate::intake::python::KEEP_BUFFER {
+            self.fields = FieldsBuf::new();
         }
         false
     }
@@ -108,6 +113,7 @@ pub(super) async fn udp(
         buf: vec![0u8; 65536],
         intake: PythonIntake::default(),
         sources: SourceCache::new(),
+        fields: FieldsBuf::new(),
     };
     // Decoded records carry their own source; this one is not used for them.
     let placeholder = Arc::new(Source {
@@ -116,7 +122,7 @@ pub(super) async fn udp(
         process_name: String::new(),
     });
     loop {
-        let mut records = Vec::new();
+        let mut records = RecordBatch::new();
         tokio::select! {
             r = s.recv_from(&mut d.buf) => {
                 if let Ok((n, peer)) = r {
@@ -137,7 +143,7 @@ pub(super) async fn udp(
     let Ok(s) = s.into_std() else { return };
     let cut = server.cut.subscribe();
     loop {
-        let mut records = Vec::new();
+        let mut records = RecordBatch::new();
         let empty = d.take_queued(|b| s.recv_from(b), &mut records);
         if !server.hand_over(records, &placeholder, received).await || empty || *cut.borrow() {
             return;

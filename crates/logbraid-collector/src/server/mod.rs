@@ -53,8 +53,8 @@ use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio::sync::{watch, Semaphore};
 
 use crate::diag::{Action, Diagnostics, Kind};
-use crate::output::{Body, Delivery, OutputHandle};
-use logbraid::{OwnedRecord, Source};
+use crate::output::{Body, Delivery, OutputHandle, RecordBatch};
+use logbraid::Source;
 use slots::{Full, Limits, Slot, Slots};
 
 /// A bound listener, ready for [`run`].
@@ -471,7 +471,7 @@ impl Server {
     /// stage has stopped.
     async fn hand_over(
         &self,
-        records: Vec<OwnedRecord>,
+        records: RecordBatch,
         source: &Arc<Source>,
         received: &Counter,
     ) -> bool {
@@ -481,7 +481,7 @@ impl Server {
         self.count_received(records.len() as u64, received);
         let delivery = Delivery {
             source: Arc::clone(source),
-            body: Body::Records(records),
+            body: Body::Batch(records),
             ack: None,
         };
         self.output.send(delivery).await

@@ -6,16 +6,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use logbraid::{OwnedRecord, Source};
+use logbraid::{FieldsBuf, Record, Source};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::budget::{grown, work_for};
 use super::{Conn, Protocol, Read, MIN_RATE, RATE_WINDOW, READ_CHUNK};
 use crate::diag::Kind;
+use crate::intake::python::KEEP_BUFFER;
 use crate::intake::python::{self, PythonIntake};
 use crate::intake::syslog::{self, SyslogFrameError, SyslogTcpDecoder};
 use crate::intake::SourceCache;
-use crate::output::{record_weight, RECORD_OVERHEAD};
+use crate::output::{RecordBatch, RECORD_OVERHEAD};
 
 impl Conn<'_> {
     /// Python `SocketHandler` and syslog over TCP: records without acks.
@@ -37,6 +38,8 @@ impl Conn<'_> {
         let mut sl = (proto == Protocol::SyslogTcp).then(|| SyslogTcpDecoder::new(max));
         let mut intake = PythonIntake::default();
         let mut sources = SourceCache::new();
+        // The fields of the syslog record being made.
+        let mut fields = FieldsBuf::new();
         let source = Arc::new(Source {
             host: self.host.clone(),
             pid: 0,
@@ -55,7 +58,8 @@ impl Conn<'_> {
         loop {
             // What the decoders keep between frames, and the room kept for
             // the next records.
-            let kept = intake.retained_bytes() + sources.bytes() + batch.spare();
+            let kept =
+                intake.retained_bytes() + sources.bytes() + fields.capacity() + batch.spare();
             // The buffer after the next read, and the working memory of the
             // frame it holds, reserved at once.
             let need = match (&py, &sl) {
@@ -124,12 +128,12 @@ impl Conn<'_> {
                     match d.next_frame() {
                         Ok(Some(p)) => {
                             let work = work_for(p.len(), work_cap);
-                            if !self.reserve(&mut res, held + batch.weight + work).await {
+                            if !self.reserve(&mut res, held + batch.weight() + work).await {
                                 return;
                             }
                             intake.limit_work(work);
-                            match intake.decode(p, &self.host, now) {
-                                Ok(r) => batch.push(r),
+                            match intake.decode_then(p, &self.host, now, |r, s| batch.push(r, s)) {
+                                Ok(()) => {}
                                 Err(e) => {
                                     close = Some((Kind::BadPickle, e.to_string()));
                                     break;
@@ -142,7 +146,7 @@ impl Conn<'_> {
                             break;
                         }
                     }
-                    if batch.weight >= HAND_OVER && !self.hand_over(&mut batch, &source).await {
+                    if batch.weight() >= HAND_OVER && !self.hand_over(&mut batch, &source).await {
                         return;
                     }
                 }
@@ -176,17 +180,21 @@ impl Conn<'_> {
                             break;
                         }
                     };
-                    // The record made of the frame: its message and its
-                    // fields, each at most the frame's length, and a margin.
-                    let need = held + batch.weight + 3 * frame.len() + RECORD_OVERHEAD;
+                    // The record made of the frame: its message, its name
+                    // and its fields, each at most the frame's length, the
+                    // fields again in the buffer they are made in, and a
+                    // margin.
+                    let need = held + batch.weight() + 4 * frame.len() + RECORD_OVERHEAD;
                     if !self.reserve(&mut res, need).await {
                         return;
                     }
-                    match syslog::parse_with(frame, now, &self.host, &mut sources) {
-                        Ok(r) => batch.push(r),
+                    let host = &self.host;
+                    let push = |r: &Record<'_>, s: &Arc<Source>| batch.push(r, s);
+                    match syslog::parse_then(frame, now, host, &mut sources, &mut fields, push) {
+                        Ok(()) => {}
                         Err(e) => close = Some((Kind::BadSyslog, e.to_string())),
                     }
-                    if batch.weight >= HAND_OVER && !self.hand_over(&mut batch, &source).await {
+                    if batch.weight() >= HAND_OVER && !self.hand_over(&mut batch, &source).await {
                         return;
                     }
                 }
@@ -221,6 +229,9 @@ impl Conn<'_> {
                 (_, Some(d)) => d.shrink(),
                 _ => {}
             }
+            if fields.capacity() > KEEP_BUFFER {
+                fields = FieldsBuf::new();
+            }
         }
     }
 
@@ -230,36 +241,37 @@ impl Conn<'_> {
         if batch.records.is_empty() {
             return true;
         }
-        batch.weight = 0;
         // The next batch is likely as long: room for it at once, rather
         // than growing (and moving every record) while it fills. The room
         // is counted in the connection's reservation (`Batch::spare`).
-        let room = batch.records.len();
-        let records = std::mem::replace(&mut batch.records, Vec::with_capacity(room));
+        let next = RecordBatch::with_room_of(&batch.records);
+        let records = std::mem::replace(&mut batch.records, next);
         self.server.hand_over(records, source, &self.received).await
     }
 }
 
-/// Records decoded and not yet handed over, their weight
-/// ([`record_weight`]), and how many were decoded in this read.
+/// Records decoded and not yet handed over, and how many were decoded in
+/// this read.
 #[derive(Default)]
 struct Batch {
-    records: Vec<OwnedRecord>,
-    weight: usize,
+    records: RecordBatch,
     count: usize,
 }
 
 impl Batch {
-    /// The bytes of the room for records not yet used (those in it are in
-    /// `weight`).
-    fn spare(&self) -> usize {
-        (self.records.capacity() - self.records.len()) * std::mem::size_of::<OwnedRecord>()
+    /// The bytes the records hold ([`RecordBatch::weight`]).
+    fn weight(&self) -> usize {
+        self.records.weight()
     }
 
-    fn push(&mut self, r: OwnedRecord) {
-        self.weight += record_weight(&r);
+    /// The bytes of the room for records not yet used.
+    fn spare(&self) -> usize {
+        self.records.spare()
+    }
+
+    fn push(&mut self, r: &Record<'_>, source: &Arc<Source>) {
         self.count += 1;
-        self.records.push(r);
+        self.records.push(r, source);
     }
 }
 

@@ -87,11 +87,11 @@ impl Layout for TextLayout {
         push_u64(out, u64::from(record.source.pid));
         out.push(b'/');
         match record.thread_name {
-            Some(name) if !name.is_empty() => push_message(out, name.as_bytes()),
+            Some(name) if !name.is_empty() => push_message_str(out, name),
             _ => push_u64(out, record.thread_id),
         }
         out.extend_from_slice(b"] ");
-        push_message(out, record.target.as_bytes());
+        push_message_str(out, record.target);
         out.extend_from_slice(b": ");
         push_message(out, record.message);
 
@@ -199,6 +199,16 @@ fn push_message(out: &mut Vec<u8>, bytes: &[u8]) {
     push_escaped(out, bytes, CONTINUATION)
 }
 
+/// [`push_message`] for text already known to be UTF-8 (a name): the
+/// same bytes, without checking the UTF-8 again.
+fn push_message_str(out: &mut Vec<u8>, text: &str) {
+    if !has_control_byte(text.as_bytes()) {
+        out.extend_from_slice(text.as_bytes());
+        return;
+    }
+    push_escaped(out, text.as_bytes(), CONTINUATION)
+}
+
 /// [`push_message`] with `newline` written for each newline of `bytes`:
 /// the start of a continuation line, indented as the caller's layout
 /// indents them.
@@ -258,9 +268,27 @@ fn is_bare(bytes: &[u8], ascii: bool) -> bool {
         .all(|chunk| !chunk.valid().chars().any(needs_quotes))
 }
 
+/// The ASCII bytes a key or value is written bare with (see [`is_bare`]):
+/// printable, and neither a space, `=`, `"` nor `\`.
+const BARE_ASCII: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = b'!';
+    while b < 0x7f {
+        t[b as usize] = !matches!(b, b'=' | b'"' | b'\\');
+        b += 1;
+    }
+    t
+};
+
 /// Writes a key or text value bare, or quoted and escaped when it would
 /// otherwise be ambiguous (see [`TextLayout`]).
 fn push_text(out: &mut Vec<u8>, bytes: &[u8]) {
+    // Nearly every key and value is a short bare ASCII word: one pass
+    // over a table decides, and the bytes are copied as they are.
+    if !bytes.is_empty() && bytes.iter().all(|&b| BARE_ASCII[usize::from(b)]) {
+        out.extend_from_slice(bytes);
+        return;
+    }
     let ascii = bytes.is_ascii();
     if is_bare(bytes, ascii) {
         if ascii {
@@ -435,6 +463,15 @@ mod tests {
             assert_eq!(got, format!("{head}{shown}\n"), "{message:?}");
             // Every line after the first is a continuation.
             assert!(got.lines().skip(1).all(|l| l.starts_with("  ")), "{got:?}");
+        }
+    }
+
+    #[test]
+    fn the_bare_table_agrees_with_the_rule() {
+        for b in 0..=255u8 {
+            let ascii = b.is_ascii();
+            let rule = ascii && is_bare(&[b], true);
+            assert_eq!(BARE_ASCII[usize::from(b)], rule, "{b:#x}");
         }
     }
 

@@ -71,21 +71,26 @@ pub(super) fn decimal_to_le(negative: bool, digits: &[u8]) -> Vec<u8> {
     }
 }
 
+/// The bytes as text, when they are UTF-8. Most strings in a LogRecord
+/// are short ASCII (keys, names, levels), which one pass over the bytes
+/// settles in a fraction of the general validator's fixed cost.
+#[inline]
+pub(super) fn utf8(b: &[u8]) -> Option<&str> {
+    if b.is_ascii() {
+        // SAFETY: every byte is below 0x80, so the bytes are ASCII and
+        // therefore valid UTF-8.
+        return Some(unsafe { std::str::from_utf8_unchecked(b) });
+    }
+    std::str::from_utf8(b).ok()
+}
+
 /// Decodes UTF-8 as Python writes it with `surrogatepass`: a lone surrogate
 /// (three bytes `ED A0..BF xx`) becomes one U+FFFD, as does any other
 /// invalid sequence.
 pub(super) fn utf8_surrogatepass_lossy(b: &[u8]) -> Cow<'_, str> {
-    // Most strings in a LogRecord are short ASCII (keys, names, levels),
-    // which a plain byte loop checks in a fraction of the general
-    // validator's fixed cost.
-    if b.len() <= 64 && b.is_ascii() {
-        // SAFETY: every byte is below 0x80, so the bytes are ASCII and
-        // therefore valid UTF-8.
-        return Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(b) });
-    }
-    match std::str::from_utf8(b) {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => {
+    match utf8(b) {
+        Some(s) => Cow::Borrowed(s),
+        None => {
             let mut out = String::with_capacity(b.len());
             let mut rest = b;
             while !rest.is_empty() {

@@ -52,6 +52,7 @@
 
 mod build;
 mod codecs;
+mod flat;
 mod limits;
 mod machine;
 mod objects;
@@ -59,13 +60,15 @@ mod objects;
 mod tests;
 mod value;
 
+pub(crate) use flat::Scalar;
 pub use limits::{LimitKind, Limits, PickleError, MAX_DEPTH_CAP};
 pub use objects::{Object, OBJECT_TEXT_MAX};
+pub(crate) use value::bigint_u64;
 pub use value::PickleValue;
 
 use build::Builder;
 use build::Task;
-use machine::{slot, Machine, Memo, MemoWrites, Node, SCALAR_OPS};
+use machine::{Machine, Memo, Node};
 
 /// Decodes one pickle into a [`PickleValue`], never running code, within
 /// `limits`.
@@ -135,93 +138,6 @@ impl Decoder {
     /// The limits applied to each pickle.
     pub fn limits(&self) -> &Limits {
         &self.limits
-    }
-
-    /// The shape nearly every LogRecord pickle has, read in one pass
-    /// without the arena: a dict filled by one `SETITEMS` with scalar keys
-    /// and values, memo writes (which only matter to a later `GET`, which
-    /// this shape has none of) skipped. `None` for anything else, or for
-    /// anything the general path would refuse (a limit, a bad opcode), so
-    /// the general path decides, with the same result as for every other
-    /// pickle.
-    fn flat_dict<'a>(&self, bytes: &'a [u8]) -> Option<Vec<(PickleValue<'a>, PickleValue<'a>)>> {
-        let limits = &self.limits;
-        if limits.max_depth == 0 {
-            return None;
-        }
-        let mut m = Machine {
-            input: bytes,
-            pos: 0,
-            op_at: 0,
-            limits,
-            arena: Vec::new(),
-            stack: Vec::new(),
-            marks: Vec::new(),
-            memo: Memo::default(),
-            objects: false,
-            work: 0,
-        };
-        let mut op = m.byte().ok()?;
-        if op == 0x80 {
-            if m.byte().ok()? > 5 {
-                return None;
-            }
-            op = m.byte().ok()?;
-        }
-        if op == 0x95 {
-            let len = m.u64_le().ok()?;
-            if len > (bytes.len() - m.pos) as u64 {
-                return None;
-            }
-            op = m.byte().ok()?;
-        }
-        let mut memo = MemoWrites::default();
-        if op != b'}' || m.skip_memo(&mut memo)? != b'(' {
-            return None;
-        }
-        let objects = self.objects;
-        let mut pairs = Vec::with_capacity(32);
-        let mut total = 0usize;
-        let mut scalar = |m: &mut Machine<'a, '_>, op: u8| -> Option<PickleValue<'a>> {
-            // A bytearray is an object when modelling them: the arena
-            // makes it.
-            if !SCALAR_OPS[usize::from(op)] || (objects && op == 0x96) {
-                return None;
-            }
-            m.op_at = m.pos - 1;
-            let v = m.scalar(op).ok()?;
-            total = total.saturating_add(v.scalar_size());
-            Some(v)
-        };
-        op = m.byte().ok()?;
-        while op != b'u' {
-            let k = scalar(&mut m, op)?;
-            op = m.skip_memo(&mut memo)?;
-            let v = scalar(&mut m, op)?;
-            pairs.push((k, v));
-            op = m.skip_memo(&mut memo)?;
-        }
-        // At least what the general path charges for this shape: a node,
-        // a stack slot and a container item for the dict and each scalar,
-        // its text twice (read, then put in the result), the memo, the
-        // builder's marks and values.
-        let scalars = 2 * pairs.len();
-        let work = (scalars + 1)
-            * (slot::<Node<'a>>()
-                + slot::<usize>()
-                + 3 * std::mem::size_of::<usize>()
-                + slot::<(usize, usize)>()
-                + slot::<PickleValue<'a>>())
-            + 2 * total
-            + memo.dense_len * slot::<usize>()
-            + memo.sparse * 2 * (std::mem::size_of::<(u64, usize)>() + 1)
-            + slot::<usize>();
-        let fits = m.byte().ok()? == b'.'
-            && memo.count <= limits.max_memo
-            && total <= limits.max_total_bytes
-            && work <= limits.max_work_bytes
-            && 2 * pairs.len() < limits.max_elements;
-        fits.then_some(pairs)
     }
 
     /// Decodes one pickle, as [`decode`] does.

@@ -5,8 +5,9 @@ use super::codecs::{
 use super::*;
 
 /// A LogRecord dict as `SocketHandler` pickles it (protocol 1), or in
-/// protocol 4 with `MEMOIZE`; `extra` adds one more pair.
-fn record_pickle(proto4: bool, extra: &[u8]) -> Vec<u8> {
+/// protocol 4 with `MEMOIZE`; `extra` adds one more pair. With `bytes`,
+/// it also holds a big int and bytes.
+fn record_pickle(proto4: bool, bytes: bool, extra: &[u8]) -> Vec<u8> {
     let mut p = Vec::new();
     let memo = |p: &mut Vec<u8>, n: u8| {
         if proto4 {
@@ -43,28 +44,37 @@ fn record_pickle(proto4: bool, extra: &[u8]) -> Vec<u8> {
     pair(&mut p, "created", b"G\x41\xda\xc4\x1e\x2a\x06\x81\x06");
     pair(&mut p, "thread", b"L140675377642368L\n");
     pair(&mut p, "flag", b"\x88");
-    pair(
-        &mut p,
-        "big",
-        b"\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x80\x00",
-    );
-    pair(&mut p, "blob", b"C\x02\xff\x00");
+    if bytes {
+        pair(
+            &mut p,
+            "big",
+            b"\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x80\x00",
+        );
+        pair(&mut p, "blob", b"C\x02\xff\x00");
+    }
     p.extend(extra);
     p.extend(b"u.");
     p
 }
 
-/// The one-pass reading of a flat LogRecord dict gives exactly what
+/// The one-pass readings of a flat LogRecord dict give exactly what
 /// the arena gives, for every prefix of the pickle and at the edge of
-/// every limit; where it declines, the arena decides.
+/// every limit; where they decline, the arena decides.
 #[test]
 fn the_flat_path_agrees_with_the_arena() {
     let mut shared = Vec::new();
     shared.extend(b"X\x01\x00\x00\x00k");
     shared.extend(b"h\x01"); // GET: not flat
-    for (proto4, extra) in [(false, &b""[..]), (true, &b""[..]), (false, &shared[..])] {
-        let full = record_pickle(proto4, extra);
+    for (proto4, bytes, extra) in [
+        (false, true, &b""[..]),
+        (true, true, &b""[..]),
+        (false, true, &shared[..]),
+        (false, false, &b""[..]),
+        (true, false, &b""[..]),
+    ] {
+        let full = record_pickle(proto4, bytes, extra);
         let mut flat_taken = 0;
+        let mut plain_taken = 0;
         let base = Limits::default();
         let mut limit_sets = vec![base.clone()];
         for n in [21, 22, 23, 24] {
@@ -104,11 +114,22 @@ fn the_flat_path_agrees_with_the_arena() {
                     flat_taken += 1;
                     assert_eq!(Ok(PickleValue::Dict(pairs)), general, "{limits:?} {end}");
                 }
+                let mut pairs = Vec::new();
+                let plain = d.str_dict(b, |k, v| {
+                    pairs.push((PickleValue::Str(k.into()), PickleValue::from(v)));
+                    Some(())
+                });
+                if plain.is_some() {
+                    plain_taken += 1;
+                    assert_eq!(Ok(PickleValue::Dict(pairs)), general, "{limits:?} {end}");
+                }
                 assert_eq!(d.decode(b), general, "{limits:?} {end}");
             }
         }
-        // The whole pickle takes the flat path unless it has a GET.
+        // The whole pickle takes the flat path unless it has a GET, the
+        // plain one unless it has bytes or a big int too.
         assert_eq!(flat_taken > 0, extra.is_empty());
+        assert_eq!(plain_taken > 0, extra.is_empty() && !bytes);
     }
 }
 

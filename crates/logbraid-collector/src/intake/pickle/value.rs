@@ -94,17 +94,7 @@ impl<'a> PickleValue<'a> {
     pub fn as_u64(&self) -> Option<u64> {
         match self {
             PickleValue::Int(v) => u64::try_from(*v).ok(),
-            PickleValue::BigInt(b) => {
-                // Minimal two's complement: a u64 above i64::MAX needs nine
-                // bytes, the ninth being the zero sign byte.
-                if b.len() == 9 && b[8] == 0 {
-                    let mut le = [0u8; 8];
-                    le.copy_from_slice(&b[..8]);
-                    Some(u64::from_le_bytes(le))
-                } else {
-                    None
-                }
-            }
+            PickleValue::BigInt(b) => bigint_u64(b),
             _ => None,
         }
     }
@@ -114,6 +104,20 @@ impl<'a> PickleValue<'a> {
     /// ([`logbraid_pyfmt::write_repr_lossy`]).
     pub fn write_repr(&self, out: &mut String, budget: usize) {
         logbraid_pyfmt::write_repr_lossy(out, self, budget);
+    }
+}
+
+/// A [`PickleValue::BigInt`]'s bytes as an unsigned 64-bit integer, when
+/// it is one.
+pub(crate) fn bigint_u64(b: &[u8]) -> Option<u64> {
+    // Minimal two's complement: a u64 above i64::MAX needs nine bytes,
+    // the ninth being the zero sign byte.
+    if b.len() == 9 && b[8] == 0 {
+        let mut le = [0u8; 8];
+        le.copy_from_slice(&b[..8]);
+        Some(u64::from_le_bytes(le))
+    } else {
+        None
     }
 }
 

@@ -76,6 +76,7 @@ impl Stage {
                 _ => 0,
             },
             Body::Records(rs) => rs.len(),
+            Body::Batch(b) => b.len(),
         };
         total.saturating_sub(s.next) as u64
     }
