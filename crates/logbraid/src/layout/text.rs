@@ -202,11 +202,10 @@ fn push_message(out: &mut Vec<u8>, bytes: &[u8]) {
 /// [`push_message`] for text already known to be UTF-8 (a name): the
 /// same bytes, without checking the UTF-8 again.
 fn push_message_str(out: &mut Vec<u8>, text: &str) {
-    if !has_control_byte(text.as_bytes()) {
-        out.extend_from_slice(text.as_bytes());
-        return;
+    match scan(text.as_bytes()) {
+        Scan::Plain | Scan::Wide => out.extend_from_slice(text.as_bytes()),
+        Scan::Control => push_escaped(out, text.as_bytes(), CONTINUATION),
     }
-    push_escaped(out, text.as_bytes(), CONTINUATION)
 }
 
 /// [`push_message`] with `newline` written for each newline of `bytes`:
