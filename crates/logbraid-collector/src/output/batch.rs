@@ -60,14 +60,16 @@ impl RecordBatch {
         RecordBatch::default()
     }
 
-    /// An empty batch with room for records like those of `other`, and as
-    /// many: the next batch of a stream is likely as long.
+    /// An empty batch with room for records like those of `other`, and a
+    /// few more than it has: the next batch of a stream is likely about as
+    /// long, and a buffer that must grow doubles.
     pub fn with_room_of(other: &RecordBatch) -> Self {
+        let room = |len: usize| len + len / 8;
         RecordBatch {
-            names: String::with_capacity(other.names.len()),
-            bytes: Vec::with_capacity(other.bytes.len()),
+            names: String::with_capacity(room(other.names.len())),
+            bytes: Vec::with_capacity(room(other.bytes.len())),
             sources: Vec::with_capacity(other.sources.len()),
-            slots: Vec::with_capacity(other.slots.len()),
+            slots: Vec::with_capacity(room(other.slots.len())),
             weight: 0,
         }
     }

@@ -285,12 +285,13 @@ impl Delivery {
     /// fields, and its source's host and process name (counted with each
     /// record, shared or not) — plus [`RECORD_OVERHEAD`] for the record
     /// itself and its allocations; for a packed batch,
-    /// [`RecordBatch::weight`].
+    /// [`RecordBatch::weight`] and [`RecordBatch::spare`].
     pub fn weight(&self) -> usize {
         match &self.body {
             Body::Native { frame, .. } => frame.len(),
             Body::Records(rs) => rs.iter().map(record_weight).sum(),
-            Body::Batch(b) => b.weight(),
+            // Its room not yet used is memory held all the same.
+            Body::Batch(b) => b.weight() + b.spare(),
         }
     }
 }
@@ -801,6 +802,34 @@ mod tests {
         assert_eq!(d.weight(), bare + 100);
         let held = std::mem::size_of::<merge::Held>();
         assert_eq!(d.held_weight(), held);
+    }
+
+    #[test]
+    fn a_packed_batch_weighs_its_records_and_the_room_it_holds() {
+        let source = Arc::new(Source {
+            host: "h".into(),
+            pid: 1,
+            process_name: "p".into(),
+        });
+        let mut first = RecordBatch::new();
+        let r = logbraid::Record::new(Level::Info, "target", b"message", &source);
+        for _ in 0..8 {
+            first.push(&r, &source);
+        }
+        let mut b = RecordBatch::with_room_of(&first);
+        b.push(&r, &source);
+        assert!(b.spare() > 0);
+        let d = Delivery {
+            source,
+            body: Body::Batch(b),
+            ack: None,
+        };
+        let Body::Batch(b) = &d.body else {
+            unreachable!()
+        };
+        assert_eq!(d.weight(), b.weight() + b.spare());
+        let held = std::mem::size_of::<merge::Held>();
+        assert_eq!(d.held_weight(), held + RECORD_OVERHEAD);
     }
 
     #[test]
