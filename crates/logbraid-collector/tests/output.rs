@@ -16,10 +16,10 @@ use std::time::Duration;
 use logbraid::layout::LayoutSpec;
 use logbraid::sink::{read_decompressed, rotated_files};
 use logbraid::wire::{BatchEncoder, Dedup, Push};
-use logbraid::{Compression, Level, OwnedRecord, Record, Source, SyncMode};
+use logbraid::{Compression, FieldsBuf, Level, OwnedRecord, Record, Source, SyncMode};
 use logbraid_collector::output::{
-    check_route, AckTo, Body, Delivery, FileSpec, Output, OutputConfig, OutputError, OutputStats,
-    RecordBatch,
+    check_route, AckTo, Body, ClientFiles, Delivery, FileSpec, Output, OutputConfig, OutputError,
+    OutputStats, RecordBatch,
 };
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -518,6 +518,84 @@ async fn routes_by_logger_and_pid_and_rejects_bad_templates() {
         assert!(check_route(bad).unwrap_err().contains(named));
     }
     assert_eq!(check_route("logs/{host}/{program}.log"), Ok(()));
+}
+
+#[tokio::test]
+async fn more_routed_files_than_stay_open_get_every_record_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(spec(&dir.path().join("unused.log")));
+    cfg.route = Some(format!("{}/{{logger}}.log", dir.path().display()));
+    let (output, h) = start(cfg);
+    let src = source("h", 1, "p");
+    // 300 files, 256 open at most: the least recently used are closed
+    // and opened again as records keep coming to them.
+    let names: Vec<String> = (0..300).map(|i| format!("l{i}")).collect();
+    for round in 0..3 {
+        let mut records = Vec::new();
+        for name in &names {
+            for k in 0..2 {
+                records.push(format!("{name} {round} {k}"));
+            }
+        }
+        let rs: Vec<(&Arc<Source>, i64, &str, &str)> = records
+            .iter()
+            .map(|m| (&src, 0, m.as_str(), m.split(' ').next().unwrap()))
+            .collect();
+        assert!(h.send(packed(&rs)).await);
+    }
+    let stats = output.shutdown();
+    assert_eq!(stats.written, 300 * 3 * 2);
+    for name in &names {
+        let want: Vec<String> = (0..3)
+            .flat_map(|round| (0..2).map(move |k| format!("{name} {round} {k}")))
+            .collect();
+        assert_eq!(lines(&dir.path().join(format!("{name}.log"))), want);
+    }
+}
+
+#[tokio::test]
+async fn a_client_file_closed_to_make_room_does_not_misroute_the_next_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (routed, clients) = (dir.path().join("routed"), dir.path().join("clients"));
+    fs::create_dir_all(&clients).unwrap();
+    let mut cfg = config(spec(&dir.path().join("unused.log")));
+    cfg.route = Some(format!("{}/{{logger}}.log", routed.display()));
+    cfg.client_files = Some(ClientFiles {
+        dir: clients.clone(),
+        base: clients.clone(),
+        max_bytes: 0,
+        max_backups: 0,
+        max_open: 1,
+    });
+    let (output, h) = start(cfg);
+    let src = source("h", 1, "p");
+    let asking = |file: &str, msg: &str| {
+        let mut fields = FieldsBuf::new();
+        fields.push_str("logbraid_file", file);
+        OwnedRecord::from_record_with_source(
+            &record(&src, 0, msg, "x").with_fields(fields.as_fields()),
+            &src,
+        )
+    };
+    // Client file a, then x's routed file; then client file b closes a,
+    // and x's file takes a's place among the open ones.
+    let rs = vec![
+        asking("a.log", "a0"),
+        owned(&src, 0, "x0", "x"),
+        asking("b.log", "b0"),
+        owned(&src, 0, "x1", "x"),
+        owned(&src, 0, "x2", "x"),
+    ];
+    let d = Delivery {
+        source: Arc::clone(&src),
+        body: Body::Records(rs),
+        ack: None,
+    };
+    assert!(h.send(d).await);
+    assert_eq!(output.shutdown().written, 5);
+    assert_eq!(lines(&routed.join("x.log")), ["x0", "x1", "x2"]);
+    assert_eq!(lines(&clients.join("a.log")), ["a0"]);
+    assert_eq!(lines(&clients.join("b.log")), ["b0"]);
 }
 
 fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {

@@ -633,27 +633,32 @@ enum Place<'s, 'a> {
 
 impl<'a> Attrs<'a> {
     fn place(&mut self, key: &str) -> Place<'_, 'a> {
-        let slot = match key {
-            "msg" => return Place::Msg,
-            "args" => return Place::Args,
-            "exc_info" | "relativeCreated" | "message" | "asctime" => return Place::Ignored,
-            "levelno" => &mut self.levelno,
-            "levelname" => &mut self.levelname,
-            "name" => &mut self.name,
-            "created" => &mut self.created,
-            "process" => &mut self.process,
-            "processName" => &mut self.process_name,
-            "thread" => &mut self.thread,
-            "threadName" => &mut self.thread_name,
-            "pathname" => &mut self.pathname,
-            "filename" => &mut self.filename,
-            "module" => &mut self.module,
-            "lineno" => &mut self.lineno,
-            "funcName" => &mut self.func_name,
-            "exc_text" => &mut self.exc_text,
-            "stack_info" => &mut self.stack_info,
-            "taskName" => &mut self.task_name,
-            "msecs" => &mut self.msecs,
+        // By length first, then by the bytes: every key of every record
+        // comes through here.
+        let k = key.as_bytes();
+        let slot = match k.len() {
+            3 if k == b"msg" => return Place::Msg,
+            4 if k == b"args" => return Place::Args,
+            4 if k == b"name" => &mut self.name,
+            5 if k == b"msecs" => &mut self.msecs,
+            6 if k == b"module" => &mut self.module,
+            6 if k == b"lineno" => &mut self.lineno,
+            6 if k == b"thread" => &mut self.thread,
+            7 if k == b"levelno" => &mut self.levelno,
+            7 if k == b"created" => &mut self.created,
+            7 if k == b"process" => &mut self.process,
+            7 if k == b"message" || k == b"asctime" => return Place::Ignored,
+            8 if k == b"pathname" => &mut self.pathname,
+            8 if k == b"filename" => &mut self.filename,
+            8 if k == b"funcName" => &mut self.func_name,
+            8 if k == b"exc_text" => &mut self.exc_text,
+            8 if k == b"taskName" => &mut self.task_name,
+            8 if k == b"exc_info" => return Place::Ignored,
+            9 if k == b"levelname" => &mut self.levelname,
+            10 if k == b"threadName" => &mut self.thread_name,
+            10 if k == b"stack_info" => &mut self.stack_info,
+            11 if k == b"processName" => &mut self.process_name,
+            15 if k == b"relativeCreated" => return Place::Ignored,
             _ => return Place::Extra,
         };
         Place::Attr(slot)

@@ -218,13 +218,17 @@ fn parse_pri(bytes: &[u8]) -> Result<(u32, &[u8]), SyslogError> {
 /// Splits off one space-terminated header field of printable US-ASCII;
 /// `-` gives `None`.
 fn header_field<'a>(rest: &mut &'a [u8]) -> Option<Option<&'a str>> {
-    let n = rest.iter().position(|&b| b == b' ')?;
-    let token = &rest[..n];
-    if token.is_empty() || !token.iter().all(|b| (33..=126).contains(b)) {
+    // One pass: the first byte that is not printable must be the space
+    // that ends a field of at least one byte.
+    let n = rest.iter().position(|b| !(33..=126).contains(b))?;
+    if n == 0 || rest[n] != b' ' {
         return None;
     }
+    let token = &rest[..n];
     *rest = &rest[n + 1..];
-    let token = std::str::from_utf8(token).ok()?;
+    // SAFETY: every byte of `token` is printable US-ASCII (33 to 126),
+    // and therefore UTF-8.
+    let token = unsafe { std::str::from_utf8_unchecked(token) };
     Some((token != "-").then_some(token))
 }
 
@@ -703,10 +707,7 @@ impl SyslogTcpDecoder {
             self.searched = end;
             Some(Ok(true))
         } else if first == b'<' {
-            match self.buf[self.searched..]
-                .iter()
-                .position(|&b| b == b'\n' || b == 0)
-            {
+            match line_end(&self.buf[self.searched..]) {
                 Some(i) => {
                     let end = self.searched + i;
                     if end - self.scan > self.max_frame {
@@ -774,9 +775,52 @@ impl SyslogTcpDecoder {
     }
 }
 
+/// Where the first LF or NUL of `bytes` is: eight bytes at a time, as
+/// this runs over every byte of a newline-framed stream.
+fn line_end(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Whether a byte of `x` is zero (exact, as a whole).
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let x = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+        if zero(x) || zero(x ^ (u64::from(b'\n') * ONES)) {
+            break;
+        }
+        at += 8;
+    }
+    let found = bytes[at..].iter().position(|&b| b == b'\n' || b == 0)?;
+    Some(at + found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_ends_are_found_at_every_position() {
+        assert_eq!(line_end(b""), None);
+        for len in 0..40 {
+            let clean = vec![b'a'; len];
+            assert_eq!(line_end(&clean), None, "{len}");
+            for at in 0..len {
+                for b in [b'\n', 0] {
+                    let mut v = clean.clone();
+                    v[at] = b;
+                    // A later one does not hide the first.
+                    v.push(b'\n');
+                    assert_eq!(line_end(&v), Some(at), "{len} {at} {b}");
+                }
+                for b in [b'\r', 0x0b, 0x8a, 0x80, 0xff, 0x01] {
+                    let mut v = clean.clone();
+                    v[at] = b;
+                    assert_eq!(line_end(&v), None, "{len} {at} {b}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn tags_with_and_without_pids() {

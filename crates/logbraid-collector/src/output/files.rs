@@ -319,6 +319,68 @@ struct Open {
     buffered: usize,
 }
 
+/// The open files, by path. Kept in a vector, so that the file the
+/// records are going to is found again by its place, without hashing its
+/// path for each record.
+#[derive(Debug, Default)]
+struct OpenFiles {
+    files: Vec<(PathBuf, Open)>,
+    /// Each file's place in `files`.
+    places: HashMap<PathBuf, usize>,
+}
+
+impl OpenFiles {
+    /// Adds the file at `path`, or replaces the one open there.
+    fn insert(&mut self, path: PathBuf, o: Open) {
+        match self.places.get(&path) {
+            Some(&i) => self.files[i].1 = o,
+            None => {
+                self.places.insert(path.clone(), self.files.len());
+                self.files.push((path, o));
+            }
+        }
+    }
+
+    /// Closes the file at `path`: another takes its place.
+    fn remove(&mut self, path: &Path) -> Option<Open> {
+        let i = self.places.remove(path)?;
+        let (_, o) = self.files.swap_remove(i);
+        if let Some((moved, _)) = self.files.get(i) {
+            self.places.insert(moved.clone(), i);
+        }
+        Some(o)
+    }
+
+    fn place(&self, path: &Path) -> Option<usize> {
+        self.places.get(path).copied()
+    }
+
+    fn contains_key(&self, path: &Path) -> bool {
+        self.places.contains_key(path)
+    }
+
+    fn get_mut(&mut self, path: &Path) -> Option<&mut Open> {
+        let i = self.place(path)?;
+        Some(&mut self.files[i].1)
+    }
+
+    fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&PathBuf, &Open)> {
+        self.files.iter().map(|(p, o)| (p, o))
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (&PathBuf, &mut Open)> {
+        self.files.iter_mut().map(|(p, o)| (&*p, o))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Open> {
+        self.files.iter().map(|(_, o)| o)
+    }
+}
+
 /// A file's buffer is written out (not synced, not checkpointed: that is
 /// for the end of the round) once it holds this much, so that a round of
 /// records that lay out larger than they weigh does not grow it.
@@ -385,14 +447,26 @@ fn position(sink: &RollingFile) -> Option<Pos> {
     })
 }
 
+/// The error for a record whose file is not open: without a route the one
+/// file is opened at start and never closed, so this is not expected.
+fn not_open(path: &Path) -> OutputError {
+    OutputError::Open {
+        path: path.to_path_buf(),
+        source: std::io::Error::other("the file is not open"),
+    }
+}
+
 /// Every output file of the stage, and the checkpoint of their positions.
 #[derive(Debug)]
 pub(super) struct Files {
     spec: FileSpec,
     route: Option<Route>,
-    open: HashMap<PathBuf, Open>,
+    open: OpenFiles,
     /// Where the last record went (without a route: the one file).
     current: PathBuf,
+    /// The place of `current` in `open`, once found (until it changes, or
+    /// a file is closed).
+    current_at: Option<usize>,
     /// `None` until a routed record was seen.
     last: Option<LastSource>,
     tick: u64,
@@ -440,8 +514,9 @@ impl Files {
         let mut files = Files {
             spec: spec.clone(),
             route,
-            open: HashMap::new(),
+            open: OpenFiles::default(),
             current: spec.path.clone(),
+            current_at: None,
             last: None,
             tick: 0,
             rotated: false,
@@ -652,32 +727,42 @@ impl Files {
             let logger = route.uses_logger;
             if !self.last.as_ref().is_some_and(|l| l.matches(r, logger)) {
                 self.current = route.expand(r);
+                self.current_at = None;
                 self.last
                     .get_or_insert_with(LastSource::default)
                     .set(r, logger);
             }
-            if !self.open.contains_key(&self.current) {
+            if self.current_at.is_none() && !self.open.contains_key(&self.current) {
                 let path = self.current.clone();
                 if let Err(e) = self.open_routed(&path) {
                     return self.divert(r, e);
                 }
             }
         }
-        let current = std::mem::take(&mut self.current);
-        let written = self.put(&current, r);
-        self.current = current;
-        written
+        let at = match self.current_at {
+            Some(at) => at,
+            None => {
+                let at = self
+                    .open
+                    .place(&self.current)
+                    .ok_or_else(|| not_open(&self.current))?;
+                self.current_at = Some(at);
+                at
+            }
+        };
+        self.put_at(at, r)
     }
 
     /// Writes `r` to the open file `path`.
     fn put(&mut self, path: &Path, r: &Record<'_>) -> Result<usize, OutputError> {
-        let Some(f) = self.open.get_mut(path) else {
-            // Without a route the one file is opened at start and never
-            // closed.
-            return Err(OutputError::Open {
-                path: path.to_path_buf(),
-                source: std::io::Error::other("the file is not open"),
-            });
+        let at = self.open.place(path).ok_or_else(|| not_open(path))?;
+        self.put_at(at, r)
+    }
+
+    /// Writes `r` to the open file at place `at`.
+    fn put_at(&mut self, at: usize, r: &Record<'_>) -> Result<usize, OutputError> {
+        let Some((path, f)) = self.open.files.get_mut(at) else {
+            return Err(not_open(&self.current));
         };
         f.used = self.tick;
         f.dirty = true;
@@ -785,6 +870,8 @@ impl Files {
         let Some(mut o) = self.open.remove(&p) else {
             return;
         };
+        // Another file took its place.
+        self.current_at = None;
         match o
             .done(self.sync, &mut self.syncs, &self.latency)
             .and_then(|()| o.sink.finish())
@@ -804,7 +891,7 @@ impl Files {
     /// records stay buffered for the next flush).
     pub(super) fn flush(&mut self) -> bool {
         let mut ok = true;
-        for (p, o) in &mut self.open {
+        for (p, o) in self.open.iter_mut() {
             if let Err(e) = o.done(self.sync, &mut self.syncs, &self.latency) {
                 report(&format!("cannot flush {}: {e}", p.display()));
                 ok = false;
@@ -817,7 +904,7 @@ impl Files {
     /// moved them away). A file that does not reopen keeps its records
     /// buffered, and its next flush tries again.
     pub(super) fn reopen(&mut self) {
-        for (p, o) in &mut self.open {
+        for (p, o) in self.open.iter_mut() {
             if let Err(e) = o.sink.reopen() {
                 report(&format!("cannot reopen {}: {e}", p.display()));
             }
@@ -826,7 +913,7 @@ impl Files {
 
     /// Flushes every file and waits for their compressions.
     pub(super) fn finish(&mut self) {
-        for (p, o) in &mut self.open {
+        for (p, o) in self.open.iter_mut() {
             if let Err(e) = o.sink.finish() {
                 report(&format!("cannot finish {}: {e}", p.display()));
             }

@@ -150,6 +150,7 @@ impl<'a> Machine<'a, '_> {
         })
     }
 
+    #[inline]
     pub(super) fn take(&mut self, n: usize) -> R<&'a [u8]> {
         let rest = &self.input[self.pos..];
         if rest.len() < n {
@@ -159,24 +160,29 @@ impl<'a> Machine<'a, '_> {
         Ok(&rest[..n])
     }
 
+    #[inline]
     pub(super) fn byte(&mut self) -> R<u8> {
         Ok(self.take(1)?[0])
     }
 
+    #[inline]
     pub(super) fn u16_le(&mut self) -> R<u16> {
         let b = self.take(2)?;
         Ok(u16::from_le_bytes([b[0], b[1]]))
     }
 
+    #[inline]
     pub(super) fn u32_le(&mut self) -> R<u32> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    #[inline]
     pub(super) fn i32_le(&mut self) -> R<i32> {
         Ok(self.u32_le()? as i32)
     }
 
+    #[inline]
     pub(super) fn u64_le(&mut self) -> R<u64> {
         let b = self.take(8)?;
         let mut a = [0u8; 8];
@@ -186,6 +192,7 @@ impl<'a> Machine<'a, '_> {
 
     /// Takes `len` bytes announced by a length prefix, refusing a length
     /// larger than what is left before anything is allocated.
+    #[inline]
     pub(super) fn take_len(&mut self, len: u64) -> R<&'a [u8]> {
         let remaining = self.input.len() - self.pos;
         match usize::try_from(len) {
@@ -343,46 +350,7 @@ impl<'a> Machine<'a, '_> {
     }
 
     pub(super) fn int_node(&self, text: &[u8]) -> R<PickleValue<'static>> {
-        let t = text.trim_ascii();
-        let (neg, digits) = match t.first() {
-            Some(b'-') => (true, &t[1..]),
-            Some(b'+') => (false, &t[1..]),
-            _ => (false, t),
-        };
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-            return self.malformed("invalid decimal integer");
-        }
-        if digits.len() > MAX_DECIMAL_DIGITS {
-            return Err(PickleError::Limit {
-                kind: LimitKind::Digits,
-                max: MAX_DECIMAL_DIGITS,
-                offset: self.op_at,
-            });
-        }
-        // Accumulate negatively so that i64::MIN fits.
-        let mut acc: i64 = 0;
-        let mut fits = true;
-        for &d in digits {
-            match acc
-                .checked_mul(10)
-                .and_then(|a| a.checked_sub(i64::from(d - b'0')))
-            {
-                Some(a) => acc = a,
-                None => {
-                    fits = false;
-                    break;
-                }
-            }
-        }
-        if fits {
-            if neg {
-                return Ok(PickleValue::Int(acc));
-            }
-            if let Some(v) = acc.checked_neg() {
-                return Ok(PickleValue::Int(v));
-            }
-        }
-        Ok(PickleValue::BigInt(decimal_to_le(neg, digits)))
+        int_value(text, self.op_at)
     }
 
     pub(super) fn float_node(&self, text: &[u8]) -> R<PickleValue<'static>> {
@@ -526,36 +494,10 @@ impl<'a> Machine<'a, '_> {
         })
     }
 
-    /// Skips memo writes (`BINPUT`, `LONG_BINPUT`, `MEMOIZE`), counting
-    /// them, and returns the next opcode; `None` at the end of the input.
+    /// [`skip_memo`] at the machine's position.
+    #[inline]
     pub(super) fn skip_memo(&mut self, w: &mut MemoWrites) -> Option<u8> {
-        loop {
-            let op = *self.input.get(self.pos)?;
-            let index = match op {
-                b'q' => u64::from(*self.input.get(self.pos + 1)?),
-                b'r' => {
-                    let b = self.input.get(self.pos + 1..self.pos + 5)?;
-                    u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                }
-                // At most the number of writes before it.
-                0x94 => w.count as u64,
-                _ => {
-                    self.pos += 1;
-                    return Some(op);
-                }
-            };
-            self.pos += match op {
-                b'q' => 2,
-                b'r' => 5,
-                _ => 1,
-            };
-            w.count += 1;
-            if index < DENSE_MEMO {
-                w.dense_len = w.dense_len.max(index as usize + 1);
-            } else {
-                w.sparse += 1;
-            }
-        }
+        skip_memo(self.input, &mut self.pos, w)
     }
 
     /// Runs opcodes up to `STOP`, returning the arena index of the result.
@@ -861,6 +803,88 @@ impl<'a> Machine<'a, '_> {
         match std::str::from_utf8(line) {
             Ok(s) => Ok(Cow::Borrowed(s)),
             Err(_) => self.malformed("a global's name is not UTF-8"),
+        }
+    }
+}
+
+/// A decimal integer's text (`INT`, `LONG`) as a value, for the opcode at
+/// `offset`.
+pub(super) fn int_value(text: &[u8], offset: usize) -> R<PickleValue<'static>> {
+    let t = text.trim_ascii();
+    let (neg, digits) = match t.first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(PickleError::Malformed {
+            offset,
+            reason: "invalid decimal integer",
+        });
+    }
+    if digits.len() > MAX_DECIMAL_DIGITS {
+        return Err(PickleError::Limit {
+            kind: LimitKind::Digits,
+            max: MAX_DECIMAL_DIGITS,
+            offset,
+        });
+    }
+    // Accumulate negatively so that i64::MIN fits.
+    let mut acc: i64 = 0;
+    let mut fits = true;
+    for &d in digits {
+        match acc
+            .checked_mul(10)
+            .and_then(|a| a.checked_sub(i64::from(d - b'0')))
+        {
+            Some(a) => acc = a,
+            None => {
+                fits = false;
+                break;
+            }
+        }
+    }
+    if fits {
+        if neg {
+            return Ok(PickleValue::Int(acc));
+        }
+        if let Some(v) = acc.checked_neg() {
+            return Ok(PickleValue::Int(v));
+        }
+    }
+    Ok(PickleValue::BigInt(decimal_to_le(neg, digits)))
+}
+
+/// Skips memo writes (`BINPUT`, `LONG_BINPUT`, `MEMOIZE`) from `*pos`,
+/// counting them, and returns the next opcode (`*pos` then after it);
+/// `None` at the end of the input.
+#[inline]
+pub(super) fn skip_memo(input: &[u8], pos: &mut usize, w: &mut MemoWrites) -> Option<u8> {
+    loop {
+        let op = *input.get(*pos)?;
+        let index = match op {
+            b'q' => u64::from(*input.get(*pos + 1)?),
+            b'r' => {
+                let b = input.get(*pos + 1..*pos + 5)?;
+                u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            }
+            // At most the number of writes before it.
+            0x94 => w.count as u64,
+            _ => {
+                *pos += 1;
+                return Some(op);
+            }
+        };
+        *pos += match op {
+            b'q' => 2,
+            b'r' => 5,
+            _ => 1,
+        };
+        w.count += 1;
+        if index < DENSE_MEMO {
+            w.dense_len = w.dense_len.max(index as usize + 1);
+        } else {
+            w.sparse += 1;
         }
     }
 }
