@@ -18,6 +18,13 @@
 //! with [`PickleError::Forbidden`] naming the opcode that named the code,
 //! as a pickle with a global always was.
 //!
+//! [`PythonIntake`], what the listeners use, first tries the pickle as
+//! `makePickle` writes it (a flat dict of text keys and plain values, no
+//! `args` left to apply): read in one pass straight into the record's
+//! attributes, without making a value of each; anything else, and anything
+//! that pass would have to refuse, takes the way above, which makes the
+//! same record.
+//!
 //! # How a LogRecord's attributes map onto a record
 //!
 //! | attribute | becomes |

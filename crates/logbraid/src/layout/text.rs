@@ -42,6 +42,62 @@ use crate::record::{Fields, Record, Value};
 pub struct TextLayout {
     color: bool,
     timestamp: Rfc3339Cache,
+    fields: FieldsMemo,
+}
+
+/// The fields of a record as encoded and as written, so that the records
+/// after it with the same fields (a syslog sender's facility, host and
+/// program; a service's constant context) copy them rather than writing
+/// them again. A memo that the next record did not use is not kept again
+/// for the next [`FieldsMemo::REST`] records, so records whose fields
+/// differ each time pay next to nothing for it.
+#[derive(Clone, Debug, Default)]
+struct FieldsMemo {
+    encoded: Vec<u8>,
+    written: Vec<u8>,
+    /// What [`push_fields`] said of them.
+    trailer: bool,
+    /// Whether a record used it since it was kept.
+    used: bool,
+    /// Records to go before a memo is kept again.
+    rest: u8,
+}
+
+impl FieldsMemo {
+    /// Encoded fields longer than this are not kept.
+    const MAX: usize = 512;
+    /// How many records go without a memo after one went unused.
+    const REST: u8 = 32;
+
+    /// [`push_fields`], or a copy of what it wrote for the same fields.
+    fn push(&mut self, out: &mut Vec<u8>, fields: Fields<'_>) -> bool {
+        let encoded = fields.encoded();
+        if encoded.is_empty() {
+            return false;
+        }
+        if encoded == self.encoded.as_slice() {
+            self.used = true;
+            out.extend_from_slice(&self.written);
+            return self.trailer;
+        }
+        let start = out.len();
+        let trailer = push_fields(out, fields);
+        if self.rest > 0 {
+            self.rest -= 1;
+        } else if !self.used && !self.encoded.is_empty() {
+            // Kept for nothing: rest before keeping the next.
+            self.encoded.clear();
+            self.rest = FieldsMemo::REST;
+        } else if encoded.len() <= FieldsMemo::MAX {
+            self.encoded.clear();
+            self.encoded.extend_from_slice(encoded);
+            self.written.clear();
+            self.written.extend_from_slice(&out[start..]);
+            self.trailer = trailer;
+            self.used = false;
+        }
+        trailer
+    }
 }
 
 impl TextLayout {
@@ -95,7 +151,7 @@ impl Layout for TextLayout {
         out.extend_from_slice(b": ");
         push_message(out, record.message);
 
-        if push_fields(out, record.fields) {
+        if self.fields.push(out, record.fields) {
             // On continuation lines, escaped like the message: a traceback
             // cannot forge a record's line either.
             for text in trailers(record.fields) {
@@ -462,6 +518,47 @@ mod tests {
             assert_eq!(got, format!("{head}{shown}\n"), "{message:?}");
             // Every line after the first is a continuation.
             assert!(got.lines().skip(1).all(|l| l.starts_with("  ")), "{got:?}");
+        }
+    }
+
+    #[test]
+    fn fields_copied_from_the_memo_are_the_fields_written_anew() {
+        let src = source();
+        let field_sets: Vec<FieldsBuf> = [
+            &[("user", &b"ada"[..])][..],
+            &[("user", b"bob"), ("note", b"two words")],
+            &[("exc_text", b"Traceback:\n  x"), ("user", b"ada")],
+            &[],
+        ]
+        .iter()
+        .map(|pairs| {
+            let mut f = FieldsBuf::new();
+            for (k, v) in *pairs {
+                f.push_bytes(k, v);
+            }
+            f
+        })
+        .chain(hostile_strings(40).into_iter().map(|v| {
+            let mut f = FieldsBuf::new();
+            f.push_bytes("k", &v);
+            f
+        }))
+        .collect();
+        // Runs of the same fields, changes, returns to earlier ones, and
+        // fields that differ every time (long enough to rest the memo).
+        let mut order: Vec<usize> = vec![0, 0, 0, 1, 1, 0, 2, 2, 2, 3, 3, 0, 1, 0, 1];
+        order.extend(4..field_sets.len());
+        order.extend([0, 0, 2, 2, 1]);
+        order.extend((4..field_sets.len()).rev());
+        order.extend([1, 1, 1]);
+        let mut memo = TextLayout::new();
+        for &i in &order {
+            let rec = record(&src, &field_sets[i]);
+            assert_eq!(
+                line(&mut memo, &rec),
+                line(&mut TextLayout::new(), &rec),
+                "{i}"
+            );
         }
     }
 
