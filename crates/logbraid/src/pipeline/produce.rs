@@ -134,15 +134,7 @@ impl Shared {
                 let ring = &*p.ring;
                 let d = Deferred { site, format };
                 ring.counters.bump_logged();
-                if !entry::push_deferred_raw(
-                    ring,
-                    &mut p.pos,
-                    level,
-                    d,
-                    size,
-                    || stamp,
-                    write,
-                ) {
+                if !entry::push_deferred_raw(ring, &mut p.pos, level, d, size, || stamp, write) {
                     ring.counters.unbump_logged();
                     return false;
                 }
