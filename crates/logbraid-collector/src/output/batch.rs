@@ -1,6 +1,6 @@
-//! Decoded records packed into a few buffers: what a stream listener
-//! (Python pickles, syslog) hands over, in place of one [`OwnedRecord`]
-//! per record with an allocation for each of its parts.
+//! Decoded records packed into a few buffers: what the Python and syslog
+//! listeners (streams and datagrams) hand over, in place of one
+//! [`OwnedRecord`] per record with an allocation for each of its parts.
 //!
 //! A record's names (target, module, file, function, thread name) go to one
 //! string, its message and fields to one byte buffer, back to back with

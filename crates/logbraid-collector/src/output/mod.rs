@@ -236,11 +236,10 @@ pub enum Body {
         /// Leading records already written.
         skip: u32,
     },
-    /// Records decoded from another format, one by one (OpenTelemetry,
-    /// datagrams).
+    /// Records decoded from another format, one by one (OpenTelemetry).
     Records(Vec<OwnedRecord>),
     /// Records decoded from another format, packed (Python pickles and
-    /// syslog over streams).
+    /// syslog, over streams and datagrams).
     Batch(RecordBatch),
 }
 

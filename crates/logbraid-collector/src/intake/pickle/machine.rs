@@ -829,6 +829,14 @@ pub(super) fn int_value(text: &[u8], offset: usize) -> R<PickleValue<'static>> {
             offset,
         });
     }
+    if digits.len() <= 18 {
+        // Below 10^18: no overflow to watch for (a thread id in protocol 1
+        // is such a number, in every record).
+        let v = digits
+            .iter()
+            .fold(0i64, |a, &d| a * 10 + i64::from(d - b'0'));
+        return Ok(PickleValue::Int(if neg { -v } else { v }));
+    }
     // Accumulate negatively so that i64::MIN fits.
     let mut acc: i64 = 0;
     let mut fits = true;

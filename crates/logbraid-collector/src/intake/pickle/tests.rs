@@ -235,6 +235,18 @@ fn int_text_handles_the_extremes() {
     assert_eq!(d(b"I01\n."), Ok(PickleValue::Bool(true)));
     assert_eq!(d(b"I00\n."), Ok(PickleValue::Bool(false)));
     assert_eq!(d(b"I0\n."), Ok(PickleValue::Int(0)));
+    // Up to 18 digits, and from 19 on, either side of the sign.
+    for (text, v) in [
+        (&b"L999999999999999999L\n."[..], 999_999_999_999_999_999),
+        (b"L-999999999999999999L\n.", -999_999_999_999_999_999),
+        (b"L1000000000000000000L\n.", 1_000_000_000_000_000_000),
+        (b"L-1000000000000000000L\n.", -1_000_000_000_000_000_000),
+        (b"I-0\n.", 0),
+        (b"I+007\n.", 7),
+        (b"L 140580380302208L\n.", 140_580_380_302_208),
+    ] {
+        assert_eq!(d(text), Ok(PickleValue::Int(v)), "{text:?}");
+    }
 }
 
 #[test]
