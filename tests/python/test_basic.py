@@ -323,6 +323,13 @@ PERCENT_CASES = [
     ("%s and %r", ([1, "a", None, 2**70], {"k": (1, 2.5), 2: b"it's"})),
     ("%s|%.5s|%a", ((1, 2), ["é"], {"é": [True]})),
     ("%s", ([[[[[[[[[["deep"]]]]]]]]]],)),
+    # Left to the writer thread: plain directives over scalars.
+    ("%d %i %u %s %r", (-(2**63), 2**63 - 1, 2**63, -(2**64), 2**64)),
+    ("%s %r %a %s %s", ("é'\"", "é'\"", "é\n", -0.0, 1e300)),
+    ("%s " * 12, tuple(range(12))),
+    ("long %s", ("x" * 100_000,)),
+    ("%s%%%r", (None, True)),
+    ("lone %s", ("\udc80",)),
 ]
 
 
@@ -354,6 +361,9 @@ logbraid.shutdown()
             text = fmt % args if args else fmt
         except (TypeError, ValueError, KeyError, OverflowError):
             text = fmt
+        # A lone surrogate cannot be written as UTF-8: each of its bytes
+        # in Python's surrogatepass encoding is written as U+FFFD.
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
         expected += [text, text]
     assert (tmp_path / "p.log").read_text(encoding="utf-8").splitlines() == expected
 

@@ -97,6 +97,47 @@ fn next_percent(b: &[u8], from: usize) -> Option<usize> {
     b.get(i..)?.iter().position(|&c| c == b'%').map(|p| i + p)
 }
 
+/// Whether `fmt % tuple(args)` certainly succeeds, decided without
+/// formatting: `fmt` has only `%%` and bare `%s`, `%r`, `%a`, `%d`, `%i`
+/// and `%u` directives (no key, flag, width or precision), exactly one per
+/// argument, and each argument is a scalar its directive takes (any of
+/// `None`, `bool`, an `int` within 128 bits, `float` and `str` for `s r a`;
+/// `bool` and such an `int` for `d i u`). A caller may then leave the
+/// formatting to later, and to another thread, knowing that no error will
+/// need reporting; `false` says nothing either way.
+pub fn certain(fmt: &str, args: &[crate::Value<'_>]) -> bool {
+    use crate::Value;
+    let b = fmt.as_bytes();
+    let mut next = args.iter();
+    let mut i = 0;
+    while let Some(at) = next_percent(b, i) {
+        let takes = match b.get(at + 1) {
+            Some(b'%') => {
+                i = at + 2;
+                continue;
+            }
+            Some(b's' | b'r' | b'a') => |v: &Value<'_>| {
+                matches!(
+                    v,
+                    Value::None
+                        | Value::Bool(_)
+                        | Value::Int(_)
+                        | Value::Float(_)
+                        | Value::Str(_)
+                        | Value::Text(_)
+                )
+            },
+            Some(b'd' | b'i' | b'u') => |v: &Value<'_>| matches!(v, Value::Bool(_) | Value::Int(_)),
+            _ => return false,
+        };
+        match next.next() {
+            Some(v) if takes(v) => i = at + 2,
+            _ => return false,
+        }
+    }
+    next.next().is_none()
+}
+
 /// Where the next argument comes from: CPython's `args`, `arglen` and
 /// `argidx`. A `%(key)` directive replaces the arguments by the key's
 /// value for the rest of that directive.

@@ -2,7 +2,7 @@
 //! `scripts/pyfmt-fixture`) must come out the same here: the text, or the
 //! exception with its message.
 
-use logbraid_pyfmt::{format, OwnedValue as Py};
+use logbraid_pyfmt::{certain, format, OwnedValue as Py, Value};
 use serde_json::Value as Json;
 
 fn hex(s: &str) -> Vec<u8> {
@@ -142,6 +142,84 @@ fn check_every_case(bytes: bool) {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// The borrowed form of a scalar, for [`certain`]; `None` for containers
+/// and big ints, which it never takes.
+fn scalar(v: &Py) -> Option<Value<'_>> {
+    Some(match v {
+        Py::None => Value::None,
+        Py::Bool(b) => Value::Bool(*b),
+        Py::Int(i) => Value::Int(*i),
+        Py::Float(f) => Value::Float(*f),
+        Py::Str(s) => Value::Str(s),
+        Py::Text(t) => Value::Text(t),
+        _ => return None,
+    })
+}
+
+/// Every case `certain` vouches for is one CPython formatted without an
+/// error; and it vouches for the plain cases among them, so that the
+/// binding's deferred path is taken where it should be.
+#[test]
+fn what_certain_vouches_for_cpython_formats_without_error() {
+    let text = include_str!("fixtures/pyfmt.jsonl");
+    let (mut vouched, mut plain_ok) = (0, 0);
+    for (n, line) in text.lines().enumerate() {
+        let case: Json = serde_json::from_str(line).unwrap();
+        let fmt = case["f"].as_str().unwrap();
+        let Py::Tuple(items) = value(&case["a"], false) else {
+            continue;
+        };
+        let Some(args) = items.iter().map(scalar).collect::<Option<Vec<_>>>() else {
+            continue;
+        };
+        let ok = case.get("out").is_some();
+        if certain(fmt, &args) {
+            vouched += 1;
+            assert!(
+                ok,
+                "line {}: certain({fmt:?}, {args:?}) but CPython raised",
+                n + 1
+            );
+        }
+        let bare = fmt.replace("%%", "");
+        let plain = ["%s", "%r", "%a", "%d", "%i", "%u"]
+            .iter()
+            .map(|d| bare.matches(d).count())
+            .sum::<usize>()
+            == bare.matches('%').count();
+        if ok && plain {
+            plain_ok += 1;
+        }
+    }
+    assert!(vouched > 100, "certain vouched for only {vouched} cases");
+    assert!(vouched <= plain_ok, "{vouched} vouched, {plain_ok} plain");
+}
+
+#[test]
+fn certain_refuses_what_could_fail_or_is_not_plain() {
+    let i = Value::Int(1);
+    let t = Value::Text("x");
+    assert!(certain("a %s b %d c %r %%", &[t, i, t]));
+    assert!(certain(
+        "%a%i%u",
+        &[Value::Float(0.5), Value::Bool(true), i]
+    ));
+    assert!(!certain("%d", &[t]), "%d of a str raises");
+    assert!(
+        !certain("%d", &[Value::Float(1.5)]),
+        "%d of nan or inf raises"
+    );
+    assert!(!certain("%d", &[Value::None]));
+    assert!(!certain("%s %s", &[t]), "too few arguments");
+    assert!(!certain("%s", &[t, t]), "too many arguments");
+    assert!(!certain("no directive", &[t]));
+    assert!(!certain("%5d", &[i]), "a width is not plain");
+    assert!(!certain("%(k)s", &[t]), "a key needs a mapping");
+    assert!(!certain("%x %f %c", &[i, i, i]));
+    assert!(!certain("%s", &[Value::Bytes(b"b")]), "only scalars");
+    assert!(!certain("100%", &[]), "an incomplete format raises");
 }
 
 fn truncate(s: &str) -> String {

@@ -106,14 +106,14 @@ const FORMAT_MAX: usize = 1 << 20;
 
 /// Arguments seen as [`pyfmt::Value`]s. Room for a few on the stack, so
 /// that the usual call allocates nothing.
-struct Values<'a> {
+pub(crate) struct Values<'a> {
     few: [pyfmt::Value<'a>; 8],
     len: usize,
     more: Vec<pyfmt::Value<'a>>,
 }
 
 impl<'a> Values<'a> {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Values {
             few: [pyfmt::Value::None; 8],
             len: 0,
@@ -133,7 +133,7 @@ impl<'a> Values<'a> {
         self.len += 1;
     }
 
-    fn as_slice(&self) -> &[pyfmt::Value<'a>] {
+    pub(crate) fn as_slice(&self) -> &[pyfmt::Value<'a>] {
         if self.len <= self.few.len() {
             &self.few[..self.len]
         } else {
@@ -266,6 +266,25 @@ pub(crate) fn format_percent(
     }
     let tuple = pyfmt::Value::Tuple(values.as_slice());
     pyfmt::format(fmt, &tuple, out, FORMAT_MAX).is_ok()
+}
+
+/// The format and the arguments of `fmt % args`, borrowed, when the
+/// writer may make the message (see [`crate::deferred`]): `fmt` an exact
+/// `str`, every argument a scalar [`value`] reads, and the format certain
+/// to succeed with them. `values` receives the arguments.
+pub(crate) fn percent_values<'a>(
+    fmt: &'a Bound<'_, PyAny>,
+    args: &'a [Borrowed<'_, '_, PyAny>],
+    values: &mut Values<'a>,
+) -> Option<&'a str> {
+    if args.is_empty() || !fmt.is_exact_instance_of::<PyString>() {
+        return None;
+    }
+    let fmt = utf8(fmt)?;
+    for a in args {
+        values.push(value(a)?);
+    }
+    crate::deferred::deferrable(fmt, values.as_slice()).then_some(fmt)
 }
 
 /// Up to this many arguments [`lend`] keeps on the stack.

@@ -9,12 +9,14 @@
 //!   and the rebuild in a forked child;
 //! - [`record`]: a standard `LogRecord` to a record (`Handler.handle`);
 //! - [`logger`]: the Rust `Logger` and its registry of names and levels;
+//! - [`deferred`]: `msg % args` left to the writer's thread;
 //! - [`cpython`] and [`fastcall`]: the direct calls into CPython.
 
 // The methods mirror `logging.Logger`'s signatures, keyword for keyword.
 #![allow(clippy::too_many_arguments)]
 
 mod cpython;
+mod deferred;
 mod fastcall;
 mod logger;
 mod pipeline;

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::Borrowed;
 
-use crate::pipeline::{Pipeline, Trailers};
+use crate::pipeline::{Message, Pipeline, Trailers};
 use crate::record::{format_exc_info, level_of, push_value};
 use crate::{bad, cpython, lock};
 
@@ -133,12 +133,18 @@ impl Logger {
             std.call_method("log", PyTuple::new(py, all)?, Some(&kwargs))?;
             return Ok(());
         };
-        // The message, formatted now as logging does when it handles the
-        // record: `msg % args`, a lone non-empty mapping as the mapping.
+        // The message: left to the writer when `msg % args` is certain to
+        // succeed with arguments copied raw; else formatted now as logging
+        // does when it handles the record (`msg % args`, a lone non-empty
+        // mapping as the mapping).
         let mut format_error = None;
         let mut buf = cpython::MessageBuf::take();
         let formatted;
-        let text: std::borrow::Cow<'_, str> = if args.is_empty() {
+        let mut values = cpython::Values::new();
+        let percent = cpython::percent_values(msg, args, &mut values);
+        let text: std::borrow::Cow<'_, str> = if percent.is_some() {
+            std::borrow::Cow::Borrowed("")
+        } else if args.is_empty() {
             cpython::text(msg)
         } else if cpython::format_percent(msg, args, &mut buf) {
             std::borrow::Cow::Borrowed(buf.as_str())
@@ -198,9 +204,13 @@ impl Logger {
             exc_text: exc_text.as_deref(),
             stack: stack.as_deref(),
         };
+        let message = match percent {
+            Some(fmt) => Message::Percent(fmt, values.as_slice()),
+            None => Message::Text(&text),
+        };
         pipeline
             .get()
-            .write_record(py, &site, &text, trailers, &mut |f| {
+            .write_record(py, &site, message, trailers, &mut |f| {
                 if let Some(d) = extra {
                     for (k, v) in d.iter() {
                         push_value(f, &cpython::text(&k), &v);

@@ -18,7 +18,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::record::report_format_error;
-use crate::{bad, cpython, lock};
+use crate::{bad, cpython, deferred, lock};
 
 /// What a pipeline was built from, kept so that a forked child can build
 /// its own (forwarding to the parent) and `shutdown` can be undone by
@@ -267,12 +267,12 @@ impl Pipeline {
         &self,
         py: Python<'_>,
         site: &Callsite<'_>,
-        message: &str,
+        message: Message<'_>,
         trailers: Trailers<'_>,
         extras: &mut dyn FnMut(&mut FieldsBuf),
     ) {
         let fe = trailers.format_error.as_ref().map(|e| e.to_string());
-        self.write(py, site, message, &mut |f| {
+        let mut fields = |f: &mut FieldsBuf| {
             extras(f);
             if let Some(e) = &fe {
                 f.push_str("format_error", e);
@@ -283,7 +283,20 @@ impl Pipeline {
             if let Some(s) = trailers.stack {
                 f.push_str("stack_info", s);
             }
-        });
+        };
+        match message {
+            Message::Text(text) => self.write(py, site, text, &mut fields),
+            Message::Percent(fmt, values) => {
+                if let Some(logger) = self.current() {
+                    cpython::holding_gil(py, || {
+                        logger.log_values(site, deferred::format, &mut |buf, f| {
+                            deferred::encode(fmt, values, buf);
+                            fields(f)
+                        })
+                    });
+                }
+            }
+        }
         if let Some(e) = trailers.format_error {
             report_format_error(py, e);
         }
@@ -574,6 +587,14 @@ fn stats_dict<'py>(py: Python<'py>, st: &logbraid::Stats) -> PyResult<Bound<'py,
         d.set_item(key, value)?;
     }
     Ok(d)
+}
+
+/// A Python record's message.
+pub(crate) enum Message<'a> {
+    /// Formatted already.
+    Text(&'a str),
+    /// `fmt % tuple(values)`, left to the writer (see [`deferred`]).
+    Percent(&'a str, &'a [logbraid_pyfmt::Value<'a>]),
 }
 
 /// What a Python record carries after its `extra` fields.

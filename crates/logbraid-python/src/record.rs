@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
 use crate::cpython;
-use crate::pipeline::{Pipeline, Trailers};
+use crate::pipeline::{self, Pipeline, Trailers};
 
 /// Python's level numbers to ours.
 pub(crate) fn level_of(levelno: i64) -> Level {
@@ -193,11 +193,17 @@ impl Pipeline {
             exc_text: exc_text.as_deref(),
             stack: stack.as_deref(),
         };
-        self.write_record(py, &site, &message, trailers, &mut |f| {
-            for (k, v) in &extras {
-                push_value(f, &cpython::text(k), v);
-            }
-        });
+        self.write_record(
+            py,
+            &site,
+            pipeline::Message::Text(&message),
+            trailers,
+            &mut |f| {
+                for (k, v) in &extras {
+                    push_value(f, &cpython::text(k), v);
+                }
+            },
+        );
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ use crate::filter::{Directives, FilterError};
 use crate::forward::{check_client, ForwardError, ForwardOptions};
 use crate::layout::{Layout, LayoutSpec};
 use crate::level::{Level, LevelFilter};
+use crate::macros::FormatFn;
 use crate::options::Overflow;
 use crate::pipeline::{self, Callsite, Inlet, Mode, Settings, Shared, SinkSet, Stats, WaitHook};
 use crate::record::{FieldsBuf, Record, Source};
@@ -152,6 +153,22 @@ impl Logger {
             buf.extend_from_slice(message.as_bytes());
             fields(fb)
         });
+    }
+
+    /// Logs a record whose message is made later, on the writer's thread
+    /// (or on the caller's, where the record is written directly): `fill`
+    /// writes the message's values, in an encoding of the binding's own,
+    /// and its fields; `format` turns the values into the message text.
+    /// For bindings whose call sites are not static (the macros use a
+    /// static site instead). `format` must not fail or log: whatever can
+    /// fail is decided by the caller before choosing this way.
+    pub fn log_values(
+        &self,
+        site: &Callsite<'_>,
+        format: FormatFn,
+        fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf),
+    ) {
+        self.shared.log_values(site, format, fill);
     }
 
     /// Logs a message given as bytes with encoded fields (see

@@ -484,3 +484,68 @@ fn a_thread_named_and_numbered_by_its_caller_carries_both() {
     );
     drop(guard);
 }
+
+/// A binding's encoding for `log_values`: numbers as little-endian `u32`s,
+/// written as `n=1,2,3`.
+fn numbers(values: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(b"n=");
+    for (i, n) in values.chunks_exact(4).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let n = u32::from_le_bytes(n.try_into().unwrap());
+        out.extend_from_slice(n.to_string().as_bytes());
+    }
+}
+
+fn log_numbers(logger: &logbraid::Logger, ns: impl Iterator<Item = u32> + Clone) {
+    logger.log_values(
+        &Callsite::new(Level::Info, "test"),
+        numbers,
+        &mut |buf, _| {
+            for n in ns.clone() {
+                buf.extend_from_slice(&n.to_le_bytes());
+            }
+        },
+    );
+}
+
+/// Records whose message the writer makes from values (what the Python
+/// binding's calls use): formatted once each, in order with text records,
+/// whether queued inline, too large for the queue, or written on the
+/// caller's thread (synchronous mode, after shutdown).
+#[test]
+fn values_are_formatted_by_the_writer_in_every_way_a_record_travels() {
+    let big: Vec<u32> = (0..5_000).collect();
+    let big_text = format!(
+        "n={}",
+        big.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+    );
+    for mode in [Mode::NonBlocking, Mode::Sync] {
+        let mem = Memory::default();
+        let (logger, guard) = Builder::new()
+            .level("trace")
+            .mode(mode)
+            .queue_bytes(4096)
+            .sink(mem.clone())
+            .build()
+            .unwrap();
+        log_numbers(&logger, [1, 2, 3].into_iter());
+        info(&logger, format_args!("text"));
+        log_numbers(&logger, big.iter().copied());
+        log_numbers(&logger, std::iter::empty());
+        drop(guard);
+        log_numbers(&logger, [7].into_iter());
+        let messages: Vec<String> = mem
+            .lines()
+            .iter()
+            .map(|l| l.split_once("|INFO|").unwrap().1.to_string())
+            .collect();
+        assert_eq!(
+            messages,
+            ["n=1,2,3", "text", &big_text, "n=", "n=7"],
+            "{mode:?}"
+        );
+        assert_eq!(logger.stats().written, 5);
+    }
+}

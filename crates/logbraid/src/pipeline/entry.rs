@@ -9,10 +9,17 @@
 //! 16  u32 line    20 u32 message length   24 u32 fields length
 //! 28  u16 target  30 u16 module  32 u16 file  34 u16 function
 //! 36  u16 thread name                38 u16 unused
-//! 40  u64 thread id (foreign records only)
+//! 40  u64 thread id (foreign records only), or the address of a
+//!         `macros::FormatFn` (flag 128: the message holds values that
+//!         function formats; never on foreign records)
 //! 48  u64 pointer from Arc::<Source>::into_raw (foreign records only)
 //! 56  target, module, file, function, thread name, message, fields
 //! ```
+//!
+//! The second form of deferred formatting is for bindings whose call
+//! sites are not static (a Python call's logger, frame and message):
+//! the strings are copied as for any record, and the message's values
+//! are formatted by the writer with the function the header names.
 //!
 //! A record of a logbraid macro (kind 2, "deferred") carries the values of
 //! its placeholders instead of a message, formatted by the writer:
@@ -76,6 +83,8 @@ const F_THREAD_NAME: u8 = 16;
 const F_FOREIGN: u8 = 32;
 /// The timestamp is raw TSC ticks, converted by the writer.
 const F_TSC: u8 = 64;
+/// The message holds values, formatted by the function at byte 40.
+const F_FORMAT: u8 = 128;
 
 /// What the caller hands to the queue, all borrowed.
 #[derive(Debug, Clone, Copy)]
@@ -93,15 +102,19 @@ pub(crate) struct Parts<'a> {
     pub(crate) foreign: Option<(u64, Option<&'a str>, &'a Arc<Source>)>,
     /// `timestamp_ns` holds TSC ticks (see `tsc`), not nanoseconds.
     pub(crate) tsc: bool,
-    /// Set for a macro's record: `message` holds the encoded values of
-    /// its placeholders, which the writer formats with this.
+    /// Set for a record whose `message` holds encoded values, which the
+    /// writer formats with this: a macro's (see [`crate::macros`]), or a
+    /// binding's (see [`crate::Logger::log_values`]).
     pub(crate) deferred: Option<Deferred>,
 }
 
-/// The static parts of a macro's record (see [`crate::macros`]).
+/// How the writer makes a deferred record's message.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deferred {
-    pub(crate) site: &'static Site,
+    /// A macro's static call site, which then stands for the record's
+    /// target, module, file and line; `None` for a binding's record,
+    /// whose strings are copied.
+    pub(crate) site: Option<&'static Site>,
     pub(crate) format: FormatFn,
 }
 
@@ -184,6 +197,11 @@ impl<'a> Parts<'a> {
             flags |= F_TSC;
         }
         let mut h = [0u8; HEADER];
+        if let Some(d) = self.deferred {
+            debug_assert!(self.foreign.is_none() && d.site.is_none());
+            flags |= F_FORMAT;
+            h[40..48].copy_from_slice(&(d.format as usize as u64).to_le_bytes());
+        }
         h[0..4].copy_from_slice(&(len as u32).to_le_bytes());
         h[4] = kind;
         h[5] = self.level as u8;
@@ -222,8 +240,12 @@ impl<'a> Parts<'a> {
     /// Pushes into the ring; false when the ring has no room (nothing was
     /// written, nothing needs releasing).
     pub(crate) fn push(&self, ring: &Ring, p: &mut ProducerPos) -> bool {
-        if let Some(d) = self.deferred {
-            return self.push_deferred(d, ring, p);
+        if let Some(Deferred {
+            site: Some(site),
+            format,
+        }) = self.deferred
+        {
+            return self.push_deferred(site, format, ring, p);
         }
         let l = self.layout();
         if l.len > ring.max_entry() {
@@ -270,14 +292,20 @@ impl<'a> Parts<'a> {
     }
 
     /// Pushes a macro's record (see the module documentation).
-    fn push_deferred(&self, d: Deferred, ring: &Ring, p: &mut ProducerPos) -> bool {
+    fn push_deferred(
+        &self,
+        site: &'static Site,
+        format: FormatFn,
+        ring: &Ring,
+        p: &mut ProducerPos,
+    ) -> bool {
         let values = &self.message[..self.message.len().min(u32::MAX as usize - 4096)];
         let len = align(DEFERRED_HEADER + values.len() + self.fields.len());
         let h = deferred_header(
             len,
             self.level,
             (self.timestamp_ns, self.tsc),
-            d,
+            (site, format),
             values.len(),
             self.fields.len(),
         );
@@ -313,7 +341,7 @@ fn deferred_header(
     len: usize,
     level: Level,
     (timestamp, tsc): (i64, bool),
-    d: Deferred,
+    (site, format): (&'static Site, FormatFn),
     values: usize,
     fields: usize,
 ) -> [u8; DEFERRED_HEADER] {
@@ -323,8 +351,8 @@ fn deferred_header(
     h[5] = level as u8;
     h[6] = if tsc { F_TSC } else { 0 };
     h[8..16].copy_from_slice(&timestamp.to_le_bytes());
-    h[16..24].copy_from_slice(&(d.site as *const Site as usize as u64).to_le_bytes());
-    h[24..32].copy_from_slice(&(d.format as usize as u64).to_le_bytes());
+    h[16..24].copy_from_slice(&(site as *const Site as usize as u64).to_le_bytes());
+    h[24..32].copy_from_slice(&(format as usize as u64).to_le_bytes());
     h[32..36].copy_from_slice(&(values as u32).to_le_bytes());
     h[36..40].copy_from_slice(&(fields as u32).to_le_bytes());
     h
@@ -339,7 +367,7 @@ pub(crate) fn push_deferred_raw(
     ring: &Ring,
     p: &mut ProducerPos,
     level: Level,
-    d: Deferred,
+    d: (&'static Site, FormatFn),
     values: usize,
     stamp: impl FnOnce() -> (i64, bool),
     write: &mut impl FnMut(&mut Out<'_>),
@@ -545,7 +573,12 @@ impl Claimed<'_> {
         }
         let msg_len = u32_at(b, 20) as usize;
         let fields_len = u32_at(b, 24) as usize;
-        let message = &b[at..at + msg_len];
+        let mut message = &b[at..at + msg_len];
+        if flags & F_FORMAT != 0 {
+            text.clear();
+            format_fn(b)(message, text);
+            message = text;
+        }
         at += msg_len;
         let fields = Fields::from_encoded(&b[at..at + fields_len]);
         let (thread_id, thread_name, source) = match &self.source {
@@ -573,6 +606,20 @@ impl Claimed<'_> {
     }
 }
 
+/// The function a deferred entry's header names at `at`.
+fn format_fn_at(b: &[u8], at: usize) -> FormatFn {
+    let format = u64_at(b, at) as usize;
+    // SAFETY: only this module writes entries, and it writes there the
+    // address of a `FormatFn` of this process, a function that lives as
+    // long as the program.
+    unsafe { std::mem::transmute::<usize, FormatFn>(format) }
+}
+
+/// The function an inline entry with [`F_FORMAT`] names.
+fn format_fn(b: &[u8]) -> FormatFn {
+    format_fn_at(b, 40)
+}
+
 /// The record of a deferred entry (see the module documentation).
 fn deferred_record<'s>(
     b: &'s [u8],
@@ -585,10 +632,7 @@ fn deferred_record<'s>(
     // SAFETY: `push_deferred` wrote the address of a `&'static Site`, in
     // this process.
     let site: &'static Site = unsafe { &*site };
-    let format = u64_at(b, 24) as usize;
-    // SAFETY: `push_deferred` wrote the address of a `FormatFn` of this
-    // process, a function that lives as long as the program.
-    let format = unsafe { std::mem::transmute::<usize, FormatFn>(format) };
+    let format = format_fn_at(b, 24);
     let values_len = u32_at(b, 32) as usize;
     let fields_len = u32_at(b, 36) as usize;
     let values = &b[DEFERRED_HEADER..DEFERRED_HEADER + values_len];

@@ -75,6 +75,18 @@ impl Shared {
         self.log_record(site, None, fill)
     }
 
+    /// Logs one record whose message `format` makes, on the writer's
+    /// thread, from the values `fill` writes (see
+    /// [`crate::Logger::log_values`]).
+    pub(crate) fn log_values(
+        &self,
+        site: &Callsite<'_>,
+        format: FormatFn,
+        fill: &mut dyn FnMut(&mut Vec<u8>, &mut FieldsBuf),
+    ) {
+        self.log_record(site, Some(Deferred { site: None, format }), fill)
+    }
+
     /// Logs one record of a logbraid macro: `fill` writes the encoded
     /// values of its placeholders, which the writer formats (see
     /// [`crate::macros`]), and its fields. Generic, so each call site's
@@ -95,7 +107,14 @@ impl Shared {
             line: Some(site.line),
             function: None,
         };
-        self.log_record(&callsite, Some(Deferred { site, format }), fill)
+        self.log_record(
+            &callsite,
+            Some(Deferred {
+                site: Some(site),
+                format,
+            }),
+            fill,
+        )
     }
 
     /// The fast path of a macro's record whose values are all copied raw
@@ -132,8 +151,8 @@ impl Shared {
                     return false;
                 }
                 let ring = &*p.ring;
-                let d = Deferred { site, format };
                 ring.counters.bump_logged();
+                let d = (site, format);
                 if !entry::push_deferred_raw(ring, &mut p.pos, level, d, size, || stamp, write) {
                     ring.counters.unbump_logged();
                     return false;
