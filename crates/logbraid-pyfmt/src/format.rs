@@ -97,43 +97,64 @@ fn next_percent(b: &[u8], from: usize) -> Option<usize> {
     b.get(i..)?.iter().position(|&c| c == b'%').map(|p| i + p)
 }
 
-/// Whether `fmt % tuple(args)` certainly succeeds, decided without
-/// formatting: `fmt` has only `%%` and bare `%s`, `%r`, `%a`, `%d`, `%i`
-/// and `%u` directives (no key, flag, width or precision), exactly one per
-/// argument, and each argument is a scalar its directive takes (any of
-/// `None`, `bool`, an `int` within 128 bits, `float` and `str` for `s r a`;
-/// `bool` and such an `int` for `d i u`). A caller may then leave the
-/// formatting to later, and to another thread, knowing that no error will
-/// need reporting; `false` says nothing either way.
-pub fn certain(fmt: &str, args: &[crate::Value<'_>]) -> bool {
-    use crate::Value;
+/// The kind of a scalar argument, all [`certain`] needs to know of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `None`.
+    None,
+    /// `True` or `False`.
+    Bool,
+    /// An `int` within 128 bits.
+    Int,
+    /// A `float`.
+    Float,
+    /// A `str`.
+    Str,
+}
+
+impl Kind {
+    /// The kind of `v`; `None` for containers, big ints and `bytes`.
+    pub fn of(v: &crate::Value<'_>) -> Option<Kind> {
+        use crate::Value;
+        Some(match v {
+            Value::None => Kind::None,
+            Value::Bool(_) => Kind::Bool,
+            Value::Int(_) => Kind::Int,
+            Value::Float(_) => Kind::Float,
+            Value::Str(_) | Value::Text(_) => Kind::Str,
+            _ => return None,
+        })
+    }
+}
+
+/// Whether `fmt % tuple(args)` certainly succeeds for arguments of these
+/// kinds, decided without formatting: `fmt` has only `%%` and bare `%s`,
+/// `%r`, `%a`, `%d`, `%i` and `%u` directives (no key, flag, width or
+/// precision), exactly one per argument, and each argument is of a kind
+/// its directive takes (any for `s r a`; `bool` and `int` for `d i u`).
+/// A caller may then leave the formatting to later, and to another
+/// thread, knowing that no error will need reporting; `false` says
+/// nothing either way.
+pub fn certain(fmt: &str, args: &[Kind]) -> bool {
     let b = fmt.as_bytes();
     let mut next = args.iter();
     let mut i = 0;
     while let Some(at) = next_percent(b, i) {
-        let takes = match b.get(at + 1) {
+        let numeric = match b.get(at + 1) {
             Some(b'%') => {
                 i = at + 2;
                 continue;
             }
-            Some(b's' | b'r' | b'a') => |v: &Value<'_>| {
-                matches!(
-                    v,
-                    Value::None
-                        | Value::Bool(_)
-                        | Value::Int(_)
-                        | Value::Float(_)
-                        | Value::Str(_)
-                        | Value::Text(_)
-                )
-            },
-            Some(b'd' | b'i' | b'u') => |v: &Value<'_>| matches!(v, Value::Bool(_) | Value::Int(_)),
+            Some(b's' | b'r' | b'a') => false,
+            Some(b'd' | b'i' | b'u') => true,
             _ => return false,
         };
         match next.next() {
-            Some(v) if takes(v) => i = at + 2,
+            Some(Kind::Bool | Kind::Int) => {}
+            Some(_) if !numeric => {}
             _ => return false,
         }
+        i = at + 2;
     }
     next.next().is_none()
 }

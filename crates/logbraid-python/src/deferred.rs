@@ -19,7 +19,7 @@
 //! 7  int         i128, little-endian (outside the i64 range)
 //! ```
 
-use logbraid_pyfmt::{self as pyfmt, Value};
+use logbraid_pyfmt::{self as pyfmt, Kind, Value};
 
 const NONE: u8 = 0;
 const FALSE: u8 = 1;
@@ -30,9 +30,23 @@ const TEXT: u8 = 5;
 const BYTES: u8 = 6;
 const WIDE: u8 = 7;
 
+/// Most arguments a deferred call carries (more are formatted by the
+/// caller).
+const MAX_ARGS: usize = 16;
+
 /// Whether `fmt % tuple(values)` may be left to the writer.
 pub(crate) fn deferrable(fmt: &str, values: &[Value<'_>]) -> bool {
-    pyfmt::certain(fmt, values) && fmt.len() <= u32::MAX as usize
+    if values.len() > MAX_ARGS || fmt.len() > u32::MAX as usize {
+        return false;
+    }
+    let mut kinds = [Kind::None; MAX_ARGS];
+    for (k, v) in kinds.iter_mut().zip(values) {
+        let Some(kind) = Kind::of(v) else {
+            return false;
+        };
+        *k = kind;
+    }
+    pyfmt::certain(fmt, &kinds[..values.len()])
 }
 
 fn put_bytes(out: &mut Vec<u8>, tag: Option<u8>, b: &[u8]) {
@@ -162,8 +176,8 @@ mod tests {
     /// is what formatting on the caller's thread gives.
     #[test]
     fn the_writer_formats_what_the_caller_would_have() {
-        let long: Vec<Value<'_>> = (0..20).map(|i| Value::Int(i128::from(i))).collect();
-        let long_fmt = "%d ".repeat(20);
+        let long: Vec<Value<'_>> = (0..16).map(|i| Value::Int(i128::from(i))).collect();
+        let long_fmt = "%d ".repeat(16);
         let cases: Vec<(&str, Vec<Value<'_>>)> = vec![
             (
                 "w%d request %s served in %d ms",
@@ -187,6 +201,8 @@ mod tests {
             ),
             (&long_fmt, long),
         ];
+        let too_many: Vec<Value<'_>> = vec![Value::Int(1); MAX_ARGS + 1];
+        assert!(!deferrable(&"%d".repeat(MAX_ARGS + 1), &too_many));
         for (fmt, values) in cases {
             assert!(deferrable(fmt, &values), "{fmt}");
             let mut want = String::new();
