@@ -411,3 +411,34 @@ def test_weekday_out_of_range_is_refused(run):
         'ValueError: when: "W7" is not one of: M, H, D, midnight, W0 (Monday) to W6 (Sunday),'
         in p.stderr
     ), p.stderr
+
+
+def test_a_new_configuration_reaches_threads_that_logged_before(run, tmp_path):
+    """Each thread keeps its own copy of the default pipeline's logger;
+    basicConfig(force=True) makes every thread take the new one, also a
+    thread that logged before and only logs again afterwards."""
+    run(
+        """
+        import threading, logbraid
+        fmt = "%(threadName)s %(message)s"
+        logbraid.basicConfig(level="INFO", file="a.log", console=False, format=fmt)
+        log = logbraid.getLogger("x")
+        logged, go = threading.Event(), threading.Event()
+        def worker():
+            log.info("before %d", 1)
+            logged.set()
+            go.wait()
+            log.info("after %d", 2)
+        t = threading.Thread(target=worker, name="w")
+        t.start()
+        logged.wait()
+        log.info("before %d", 3)
+        logbraid.basicConfig(level="INFO", file="b.log", console=False, format=fmt, force=True)
+        go.set()
+        t.join()
+        log.info("after %d", 4)
+        logbraid.shutdown()
+        """
+    )
+    assert (tmp_path / "a.log").read_text().splitlines() == ["w before 1", "MainThread before 3"]
+    assert (tmp_path / "b.log").read_text().splitlines() == ["w after 2", "MainThread after 4"]
