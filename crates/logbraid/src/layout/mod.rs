@@ -347,6 +347,27 @@ mod tests {
     use super::*;
     use crate::record::FieldsBuf;
 
+    /// Every digit count and the numbers either side of each power of
+    /// ten, appended after text already in the buffer and at the edge of
+    /// its capacity.
+    #[test]
+    fn decimals_are_appended_exactly() {
+        let mut numbers = vec![0, 1, 9, u64::MAX, u64::MAX - 1];
+        for p in 1..20 {
+            let ten = 10u64.pow(p);
+            numbers.extend([ten - 1, ten, ten + 1]);
+        }
+        for n in numbers {
+            let mut out = b"x=".to_vec();
+            out.shrink_to_fit();
+            push_u64(&mut out, n);
+            assert_eq!(out, format!("x={n}").into_bytes());
+            let mut out = Vec::new();
+            push_i64(&mut out, -(n as i64));
+            assert_eq!(out, (-(n as i64)).to_string().into_bytes());
+        }
+    }
+
     #[test]
     fn spec_parses_names_and_formats() {
         assert_eq!(LayoutSpec::parse("text", None), Ok(LayoutSpec::Text));
