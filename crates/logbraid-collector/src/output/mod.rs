@@ -87,7 +87,8 @@
 //! limit: if the collector dies after a rotation and before the next
 //! checkpoint, and in that moment the rotated file was already compressed
 //! (or deleted by retention), it cannot be cut, and the records written to
-//! it after the checkpoint may appear twice; start-up says so on stderr.
+//! it after the checkpoint may appear twice (once more for each such
+//! death they outlive unacknowledged); start-up says so on stderr.
 //! To keep that window to one delivery, a write that rotates a file ends
 //! the round at once (flush, checkpoint, acknowledgements).
 //!
