@@ -121,7 +121,7 @@ impl<'a> Values<'a> {
         }
     }
 
-    fn push(&mut self, v: pyfmt::Value<'a>) {
+    pub(crate) fn push(&mut self, v: pyfmt::Value<'a>) {
         if self.len < self.few.len() {
             self.few[self.len] = v;
         } else {

@@ -21,6 +21,8 @@
 
 use logbraid_pyfmt::{self as pyfmt, Kind, Value};
 
+use crate::cpython::Values;
+
 const NONE: u8 = 0;
 const FALSE: u8 = 1;
 const TRUE: u8 = 2;
@@ -119,9 +121,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Up to this many values are read onto the stack.
-const FEW: usize = 8;
-
 /// The writer's half ([`logbraid::Logger::log_values`]'s `format`): the
 /// message of an encoding [`encode`] wrote, appended to `out`.
 pub(crate) fn format(bytes: &[u8], out: &mut Vec<u8>) {
@@ -131,24 +130,14 @@ pub(crate) fn format(bytes: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(b"<message cut short>");
         return;
     };
-    let mut few = [Value::None; FEW];
-    let mut more = Vec::new();
-    let mut n = 0;
+    let mut values = Values::new();
     while !r.0.is_empty() {
         let Some(v) = r.value() else {
             break;
         };
-        if n < FEW {
-            few[n] = v;
-        } else {
-            if more.is_empty() {
-                more.extend_from_slice(&few);
-            }
-            more.push(v);
-        }
-        n += 1;
+        values.push(v);
     }
-    let values = if n <= FEW { &few[..n] } else { &more[..] };
+    let values = values.as_slice();
     // Formatted straight into `out` when it holds text (it is empty: the
     // writer hands over a cleared buffer).
     let mut text = String::from_utf8(std::mem::take(out)).unwrap_or_else(|e| {
