@@ -442,3 +442,53 @@ def test_a_new_configuration_reaches_threads_that_logged_before(run, tmp_path):
     )
     assert (tmp_path / "a.log").read_text().splitlines() == ["w before 1", "MainThread before 3"]
     assert (tmp_path / "b.log").read_text().splitlines() == ["w after 2", "MainThread after 4"]
+
+
+def test_one_line_of_code_shared_by_loggers_threads_and_fields(run, tmp_path):
+    """A call site is kept once per logger, file, function and line (its
+    strings are not copied per record): one line of code logging through
+    two loggers from two threads, with and without fields, a traceback and
+    a format left to the caller, writes each record's own name, function,
+    module and line."""
+    run(
+        """
+        import threading, logbraid
+        logbraid.basicConfig(level="INFO", file="app.log", console=False,
+                             format="%(name)s|%(funcName)s|%(module)s|%(lineno)d|%(threadName)s|%(message)s")
+        def emit(log, i, **kw):
+            log.info("n=%d %s", i, "x", **kw)
+        def other(log, i):
+            log.info("n=%d %s", i, "y")
+        def work():
+            a, b = logbraid.getLogger("a"), logbraid.getLogger("b.c")
+            for i in range(3):
+                emit(a, i)
+                emit(b, i)
+                other(a, i)
+            emit(a, 9, extra={"k": 1})
+            try:
+                1 / 0
+            except ZeroDivisionError:
+                emit(b, 10, exc_info=True)
+            a.info("n=%5d %s", 11, "w")
+        t = threading.Thread(target=work, name="T2")
+        t.start(); t.join()
+        work()
+        logbraid.shutdown()
+        """
+    )
+    lines = (tmp_path / "app.log").read_text().splitlines()
+    # The script's lines: `emit`'s call is line 6, `other`'s line 8, the
+    # width format line 20 (the script starts after its first newline).
+    want = []
+    for thread in ["T2", "MainThread"]:
+        for i in range(3):
+            want.append(f"a|emit|prog|6|{thread}|n={i} x")
+            want.append(f"b.c|emit|prog|6|{thread}|n={i} x")
+            want.append(f"a|other|prog|8|{thread}|n={i} y")
+        want.append(f"a|emit|prog|6|{thread}|n=9 x")
+        want.append(f"b.c|emit|prog|6|{thread}|n=10 x")
+        want.append(f"a|work|prog|20|{thread}|n=   11 w")
+    got = [l for l in lines if not l.startswith(("  ", "Traceback", "ZeroDivision"))]
+    assert got == want, "\n".join(lines)
+    assert sum("ZeroDivisionError: division by zero" in l for l in lines) == 2

@@ -710,6 +710,7 @@ impl Call {
                         file: ::core::file!(),
                         line: ::core::line!(),
                         format: #lit,
+                        function: ::core::option::Option::None,
                     };
                     #p::log(
                         __lb_logger,

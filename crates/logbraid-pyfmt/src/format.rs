@@ -136,27 +136,56 @@ impl Kind {
 /// thread, knowing that no error will need reporting; `false` says
 /// nothing either way.
 pub fn certain(fmt: &str, args: &[Kind]) -> bool {
-    let b = fmt.as_bytes();
-    let mut next = args.iter();
-    let mut i = 0;
-    while let Some(at) = next_percent(b, i) {
-        let numeric = match b.get(at + 1) {
-            Some(b'%') => {
-                i = at + 2;
-                continue;
-            }
-            Some(b's' | b'r' | b'a') => false,
-            Some(b'd' | b'i' | b'u') => true,
-            _ => return false,
+    Plain::of(fmt).is_some_and(|p| p.takes(args))
+}
+
+/// The directives of a format [`certain`] can vouch for, read once: a
+/// caller that sees the same format again (a constant of its code) keeps
+/// this and asks [`Plain::takes`] each time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plain {
+    /// Directives, `%%` aside.
+    count: usize,
+    /// Bit `i` set: directive `i` is `d`, `i` or `u`.
+    numeric: u64,
+}
+
+impl Plain {
+    /// `fmt`'s directives, when all are of the kinds [`certain`] takes and
+    /// there are at most 64; `None` otherwise.
+    pub fn of(fmt: &str) -> Option<Plain> {
+        let b = fmt.as_bytes();
+        let mut plain = Plain {
+            count: 0,
+            numeric: 0,
         };
-        match next.next() {
-            Some(Kind::Bool | Kind::Int) => {}
-            Some(_) if !numeric => {}
-            _ => return false,
+        let mut i = 0;
+        while let Some(at) = next_percent(b, i) {
+            i = at + 2;
+            let numeric = match b.get(at + 1) {
+                Some(b'%') => continue,
+                Some(b's' | b'r' | b'a') => false,
+                Some(b'd' | b'i' | b'u') => true,
+                _ => return None,
+            };
+            if plain.count == 64 {
+                return None;
+            }
+            plain.numeric |= u64::from(numeric) << plain.count;
+            plain.count += 1;
         }
-        i = at + 2;
+        Some(plain)
     }
-    next.next().is_none()
+
+    /// Whether the format certainly succeeds with arguments of these kinds
+    /// (see [`certain`]).
+    pub fn takes(&self, args: &[Kind]) -> bool {
+        args.len() == self.count
+            && args
+                .iter()
+                .enumerate()
+                .all(|(i, k)| self.numeric & (1 << i) == 0 || matches!(k, Kind::Bool | Kind::Int))
+    }
 }
 
 /// Where the next argument comes from: CPython's `args`, `arglen` and

@@ -39,7 +39,7 @@ pub mod record;
 mod repr;
 mod unprintable;
 
-pub use format::{certain, format, render, Flags, Kind, Spec};
+pub use format::{certain, format, render, Flags, Kind, Plain, Spec};
 pub use number::write_float_repr;
 pub use parse::{char_index, Count, Directive, Key, Piece, Pieces};
 pub use repr::{write_ascii, write_repr, write_repr_lossy, write_str, write_str_repr};

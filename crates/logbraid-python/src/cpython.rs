@@ -280,11 +280,47 @@ pub(crate) fn percent_values<'a>(
     if args.is_empty() || !fmt.is_exact_instance_of::<PyString>() {
         return None;
     }
-    let fmt = utf8(fmt)?;
+    let text = utf8(fmt)?;
     for a in args {
         values.push(value(a)?);
     }
-    crate::deferred::deferrable(fmt, values.as_slice()).then_some(fmt)
+    crate::deferred::deferrable(text, plain_of(fmt, text), values.as_slice()).then_some(text)
+}
+
+thread_local! {
+    /// Per thread: the formats seen, each held (so that its address is
+    /// not another's while cached), and what `Plain::of` said of it.
+    static FORMATS: RefCell<Fast<usize, (Py<PyAny>, Option<pyfmt::Plain>)>> =
+        RefCell::new(Fast::default());
+}
+
+/// Formats longer than this are not kept: at most [`FORMATS_KEPT`] of
+/// them per thread, so a thread holds at most 256 KiB of formats made at
+/// run time.
+const FORMAT_KEPT_LEN: usize = 256;
+const FORMATS_KEPT: usize = 1024;
+
+/// `Plain::of(text)` for `fmt` (whose text is `text`), from this thread's
+/// cache: a log call's format is most often a constant of its code.
+fn plain_of(fmt: &Bound<'_, PyAny>, text: &str) -> Option<pyfmt::Plain> {
+    if text.len() > FORMAT_KEPT_LEN {
+        return pyfmt::Plain::of(text);
+    }
+    let key = fmt.as_ptr() as usize;
+    let cached = FORMATS.try_with(|f| f.try_borrow().ok()?.get(&key).map(|(_, p)| *p));
+    if let Ok(Some(plain)) = cached {
+        return plain;
+    }
+    let plain = pyfmt::Plain::of(text);
+    let _ = FORMATS.try_with(|f| {
+        if let Ok(mut f) = f.try_borrow_mut() {
+            if f.len() >= FORMATS_KEPT {
+                f.clear();
+            }
+            f.insert(key, (fmt.clone().unbind(), plain));
+        }
+    });
+    plain
 }
 
 /// Up to this many arguments [`lend`] keeps on the stack.
@@ -395,6 +431,8 @@ pub(crate) struct CodeNames {
 pub(crate) struct Caller {
     pub(crate) names: Rc<CodeNames>,
     pub(crate) line: u32,
+    /// The site made static (see [`crate::site`]), when it could be.
+    pub(crate) site: Option<&'static logbraid::macros::Site>,
 }
 
 /// A multiplicative hash for pointer-and-offset keys: the std hasher costs
@@ -425,12 +463,13 @@ impl Hasher for PtrHasher {
 type Fast<K, V> = HashMap<K, V, BuildHasherDefault<PtrHasher>>;
 
 /// Per thread: the names of code objects seen, and the line of each
-/// (code, instruction offset) seen. A code object is held while cached, so
-/// its address cannot be reused by another one.
+/// (code, instruction offset) seen with the static site last logged there.
+/// A code object is held while cached, so its address cannot be reused by
+/// another one.
 #[derive(Default)]
 struct SiteCache {
     codes: Fast<usize, (Py<PyAny>, Rc<CodeNames>)>,
-    lines: Fast<(usize, i32), u32>,
+    lines: Fast<(usize, i32), (u32, Option<&'static logbraid::macros::Site>)>,
 }
 
 /// Past this many code objects or call sites a thread's cache starts over.
@@ -462,8 +501,8 @@ fn get_lasti_fn() -> Option<GetLasti> {
 /// counting only frames outside the `logging` module itself (so that a
 /// `LoggerAdapter` around a logbraid Logger names the adapter's caller);
 /// the outermost frame when the stack is not that deep. `None` when no
-/// Python code is running.
-pub(crate) fn caller(py: Python<'_>, stacklevel: i32) -> Option<Caller> {
+/// Python code is running. `target` is the logger's name, for the site.
+pub(crate) fn caller(py: Python<'_>, stacklevel: i32, target: &str) -> Option<Caller> {
     // SAFETY: the GIL is held; PyEval_GetFrame returns a borrowed frame,
     // made owned here; PyFrame_GetBack returns a new reference.
     let mut frame: Bound<'_, PyAny> = unsafe {
@@ -483,20 +522,12 @@ pub(crate) fn caller(py: Python<'_>, stacklevel: i32) -> Option<Caller> {
             remaining -= 1;
         }
         if remaining == 0 {
-            return Some(Caller {
-                line: line_at(&frame, &code),
-                names,
-            });
+            return Some(line_at(&frame, &code, names, target));
         }
         // SAFETY: a new reference, or NULL at the outermost frame.
         match unsafe { Bound::from_owned_ptr_or_opt(py, PyFrame_GetBack(fptr).cast()) } {
             Some(back) => frame = back,
-            None => {
-                return Some(Caller {
-                    line: line_at(&frame, &code),
-                    names,
-                })
-            }
+            None => return Some(line_at(&frame, &code, names, target)),
         }
     }
 }
@@ -519,9 +550,15 @@ fn names_of(code: &Bound<'_, PyAny>) -> Rc<CodeNames> {
     names
 }
 
-/// The line `frame` (running `code`) is at: cached by instruction offset,
-/// since working it out walks the code's line table.
-fn line_at(frame: &Bound<'_, PyAny>, code: &Bound<'_, PyAny>) -> u32 {
+/// The caller at `frame` (running `code`, named `names`): its line, cached
+/// by instruction offset since working it out walks the code's line table,
+/// and its static site for logger `target`, cached with the line.
+fn line_at(
+    frame: &Bound<'_, PyAny>,
+    code: &Bound<'_, PyAny>,
+    names: Rc<CodeNames>,
+    target: &str,
+) -> Caller {
     let py = frame.py();
     let fptr = frame.as_ptr().cast::<PyFrameObject>();
     let lasti = match get_lasti_fn() {
@@ -533,25 +570,36 @@ fn line_at(frame: &Bound<'_, PyAny>, code: &Bound<'_, PyAny>) -> u32 {
             .unwrap_or(-1),
     };
     if lasti < 0 {
-        return line_of(frame);
+        let line = line_of(frame);
+        let site = crate::site::of(target, &names, line);
+        return Caller { names, line, site };
     }
     // The key's code object is held by `codes` (`names_of` put it there
     // just before), so its address is not reused while the line is kept.
     let key = (code.as_ptr() as usize, lasti);
-    if let Some(line) = SITES.with(|s| s.borrow().lines.get(&key).copied()) {
-        return line;
-    }
-    let line = line_of(frame);
+    let cached = SITES.with(|s| s.borrow().lines.get(&key).copied());
+    let line = match cached {
+        Some((line, Some(site))) if site.target == target => {
+            return Caller {
+                names,
+                line,
+                site: Some(site),
+            }
+        }
+        Some((line, _)) => line,
+        None => line_of(frame),
+    };
+    let site = crate::site::of(target, &names, line);
     SITES.with(|s| {
         let mut s = s.borrow_mut();
         if s.lines.len() >= CACHE_LIMIT {
             s.lines.clear();
         }
         if s.codes.contains_key(&key.0) {
-            s.lines.insert(key, line);
+            s.lines.insert(key, (line, site));
         }
     });
-    line
+    Caller { names, line, site }
 }
 
 fn line_of(frame: &Bound<'_, PyAny>) -> u32 {

@@ -19,7 +19,8 @@
 //! 7  int         i128, little-endian (outside the i64 range)
 //! ```
 
-use logbraid_pyfmt::{self as pyfmt, Kind, Value};
+use logbraid::macros::Buf;
+use logbraid_pyfmt::{self as pyfmt, Kind, Plain, Value};
 
 use crate::cpython::Values;
 
@@ -36,8 +37,12 @@ const WIDE: u8 = 7;
 /// caller).
 const MAX_ARGS: usize = 16;
 
-/// Whether `fmt % tuple(values)` may be left to the writer.
-pub(crate) fn deferrable(fmt: &str, values: &[Value<'_>]) -> bool {
+/// Whether `fmt % tuple(values)` may be left to the writer, `plain` being
+/// `Plain::of(fmt)` (kept by the caller for formats it sees again).
+pub(crate) fn deferrable(fmt: &str, plain: Option<Plain>, values: &[Value<'_>]) -> bool {
+    let Some(plain) = plain else {
+        return false;
+    };
     if values.len() > MAX_ARGS || fmt.len() > u32::MAX as usize {
         return false;
     }
@@ -48,43 +53,65 @@ pub(crate) fn deferrable(fmt: &str, values: &[Value<'_>]) -> bool {
         };
         *k = kind;
     }
-    pyfmt::certain(fmt, &kinds[..values.len()])
+    plain.takes(&kinds[..values.len()])
 }
 
-fn put_bytes(out: &mut Vec<u8>, tag: Option<u8>, b: &[u8]) {
-    out.extend(tag);
-    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-    out.extend_from_slice(b);
+fn put_bytes(out: &mut impl Buf, tag: Option<u8>, b: &[u8]) {
+    if let Some(tag) = tag {
+        out.put(&[tag]);
+    }
+    out.put(&(b.len() as u32).to_le_bytes());
+    out.put(b);
 }
 
 /// Appends the encoding of `fmt` and `values` (which [`deferrable`]
-/// accepted) to `out`.
-pub(crate) fn encode(fmt: &str, values: &[Value<'_>], out: &mut Vec<u8>) {
+/// accepted) to `out`: a vector, or a record's room in its queue.
+pub(crate) fn encode(fmt: &str, values: &[Value<'_>], out: &mut impl Buf) {
     put_bytes(out, None, fmt.as_bytes());
     for v in values {
         match *v {
-            Value::None => out.push(NONE),
-            Value::Bool(b) => out.push(if b { TRUE } else { FALSE }),
+            Value::None => out.put(&[NONE]),
+            Value::Bool(b) => out.put(&[if b { TRUE } else { FALSE }]),
             Value::Int(i) => match i64::try_from(i) {
                 Ok(i) => {
-                    out.push(INT);
-                    out.extend_from_slice(&i.to_le_bytes());
+                    out.put(&[INT]);
+                    out.put(&i.to_le_bytes());
                 }
                 Err(_) => {
-                    out.push(WIDE);
-                    out.extend_from_slice(&i.to_le_bytes());
+                    out.put(&[WIDE]);
+                    out.put(&i.to_le_bytes());
                 }
             },
             Value::Float(f) => {
-                out.push(FLOAT);
-                out.extend_from_slice(&f.to_bits().to_le_bytes());
+                out.put(&[FLOAT]);
+                out.put(&f.to_bits().to_le_bytes());
             }
             Value::Text(t) => put_bytes(out, Some(TEXT), t.as_bytes()),
             Value::Str(s) => put_bytes(out, Some(BYTES), s),
             // `certain` takes no other kind.
-            _ => out.push(NONE),
+            _ => out.put(&[NONE]),
         }
     }
+}
+
+/// The number of bytes [`encode`] writes.
+pub(crate) fn encoded_len(fmt: &str, values: &[Value<'_>]) -> usize {
+    4 + fmt.len()
+        + values
+            .iter()
+            .map(|v| match *v {
+                Value::Int(i) if i64::try_from(i).is_err() => 17,
+                Value::Int(_) | Value::Float(_) => 9,
+                Value::Text(t) => 5 + t.len(),
+                Value::Str(s) => 5 + s.len(),
+                _ => 1,
+            })
+            .sum::<usize>()
+}
+
+/// The writer's half for a message formatted already: its text, as given.
+pub(crate) fn verbatim(bytes: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(bytes);
 }
 
 /// Reads an encoding back.
@@ -191,13 +218,15 @@ mod tests {
             (&long_fmt, long),
         ];
         let too_many: Vec<Value<'_>> = vec![Value::Int(1); MAX_ARGS + 1];
-        assert!(!deferrable(&"%d".repeat(MAX_ARGS + 1), &too_many));
+        let many = "%d".repeat(MAX_ARGS + 1);
+        assert!(!deferrable(&many, Plain::of(&many), &too_many));
         for (fmt, values) in cases {
-            assert!(deferrable(fmt, &values), "{fmt}");
+            assert!(deferrable(fmt, Plain::of(fmt), &values), "{fmt}");
             let mut want = String::new();
             pyfmt::format(fmt, &Value::Tuple(&values), &mut want, usize::MAX).unwrap();
             let mut encoded = Vec::new();
             encode(fmt, &values, &mut encoded);
+            assert_eq!(encoded.len(), encoded_len(fmt, &values), "{fmt}");
             let mut got = Vec::new();
             format(&encoded, &mut got);
             assert_eq!(String::from_utf8(got).unwrap(), want);

@@ -21,6 +21,7 @@ mod fastcall;
 mod logger;
 mod pipeline;
 mod record;
+mod site;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard};

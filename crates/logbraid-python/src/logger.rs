@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use logbraid::Callsite;
+use logbraid::{Callsite, FieldsBuf};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
@@ -168,7 +168,7 @@ impl Logger {
         };
         // The caller: the Python frame that called this method, or one
         // further up per `stacklevel`.
-        let caller = cpython::caller(py, stacklevel);
+        let caller = cpython::caller(py, stacklevel, &self.name);
         let exc_text = match exc_info {
             Some(e) if e.is_truthy()? => Some(exc_info_text(py, e)?),
             _ => None,
@@ -208,15 +208,23 @@ impl Logger {
             Some(fmt) => Message::Percent(fmt, values.as_slice()),
             None => Message::Text(&text),
         };
-        pipeline
-            .get()
-            .write_record(py, &site, message, trailers, &mut |f| {
-                if let Some(d) = extra {
-                    for (k, v) in d.iter() {
-                        push_value(f, &cpython::text(&k), &v);
-                    }
+        let mut extra_fields = |f: &mut FieldsBuf| {
+            if let Some(d) = extra {
+                for (k, v) in d.iter() {
+                    push_value(f, &cpython::text(&k), &v);
                 }
-            });
+            }
+        };
+        pipeline.get().write_record(
+            py,
+            &site,
+            caller.as_ref().and_then(|c| c.site),
+            message,
+            trailers,
+            extra
+                .is_some()
+                .then_some(&mut extra_fields as &mut dyn FnMut(&mut FieldsBuf)),
+        );
         Ok(())
     }
 }

@@ -12,6 +12,7 @@ use logbraid::config::{self, Config, ConfigError, ConsoleConfig, FileConfig};
 use logbraid::endpoint::Endpoint;
 use logbraid::forward::TlsOptions;
 use logbraid::layout::{Layout, LayoutSpec, PrettyLayout, TextLayout};
+use logbraid::macros::Buf as _;
 use logbraid::{Builder, Callsite, Compression, FieldsBuf, Guard, Mode, Weekday, When};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -262,18 +263,29 @@ impl Pipeline {
 
     /// Writes a record from Python: its `extra` fields (filled by
     /// `extras`), then what `trailers` holds; a formatting error is
-    /// reported once the record is written.
+    /// reported once the record is written. With `fixed`, the static form
+    /// of `site` (see [`crate::site`]), the record carries its address
+    /// instead of copies of its strings.
     pub(crate) fn write_record(
         &self,
         py: Python<'_>,
         site: &Callsite<'_>,
+        fixed: Option<&'static logbraid::macros::Site>,
         message: Message<'_>,
         trailers: Trailers<'_>,
-        extras: &mut dyn FnMut(&mut FieldsBuf),
+        extras: Option<&mut dyn FnMut(&mut FieldsBuf)>,
     ) {
         let fe = trailers.format_error.as_ref().map(|e| e.to_string());
+        // Without fields the values go straight into the queue.
+        let plain = extras.is_none()
+            && fe.is_none()
+            && trailers.exc_text.is_none()
+            && trailers.stack.is_none();
+        let mut extras = extras;
         let mut fields = |f: &mut FieldsBuf| {
-            extras(f);
+            if let Some(extras) = extras.as_mut() {
+                extras(f);
+            }
             if let Some(e) = &fe {
                 f.push_str("format_error", e);
             }
@@ -284,18 +296,40 @@ impl Pipeline {
                 f.push_str("stack_info", s);
             }
         };
-        match message {
-            Message::Text(text) => self.write(py, site, text, &mut fields),
-            Message::Percent(fmt, values) => {
-                if let Some(logger) = self.current() {
-                    cpython::holding_gil(py, || {
-                        logger.log_values(site, deferred::format, &mut |buf, f| {
-                            deferred::encode(fmt, values, buf);
-                            fields(f)
-                        })
-                    });
+        if let Some(logger) = self.current() {
+            cpython::holding_gil(py, || match (fixed, message) {
+                (Some(fixed), Message::Percent(fmt, values)) => logbraid::macros::log(
+                    &logger,
+                    site.level,
+                    fixed,
+                    deferred::format,
+                    plain.then(|| deferred::encoded_len(fmt, values)),
+                    |out| deferred::encode(fmt, values, out),
+                    |buf, f| {
+                        deferred::encode(fmt, values, buf);
+                        fields(f)
+                    },
+                ),
+                (Some(fixed), Message::Text(text)) => logbraid::macros::log(
+                    &logger,
+                    site.level,
+                    fixed,
+                    deferred::verbatim,
+                    plain.then_some(text.len()),
+                    |out| out.put(text.as_bytes()),
+                    |buf, f| {
+                        buf.extend_from_slice(text.as_bytes());
+                        fields(f)
+                    },
+                ),
+                (None, Message::Percent(fmt, values)) => {
+                    logger.log_values(site, deferred::format, &mut |buf, f| {
+                        deferred::encode(fmt, values, buf);
+                        fields(f)
+                    })
                 }
-            }
+                (None, Message::Text(text)) => logger.log_str(site, text, &mut fields),
+            });
         }
         if let Some(e) = trailers.format_error {
             report_format_error(py, e);

@@ -193,16 +193,18 @@ impl Pipeline {
             exc_text: exc_text.as_deref(),
             stack: stack.as_deref(),
         };
+        let mut extra_fields = |f: &mut FieldsBuf| {
+            for (k, v) in &extras {
+                push_value(f, &cpython::text(k), v);
+            }
+        };
         self.write_record(
             py,
             &site,
+            None,
             pipeline::Message::Text(&message),
             trailers,
-            &mut |f| {
-                for (k, v) in &extras {
-                    push_value(f, &cpython::text(k), v);
-                }
-            },
+            (!extras.is_empty()).then_some(&mut extra_fields as &mut dyn FnMut(&mut FieldsBuf)),
         );
         Ok(())
     }

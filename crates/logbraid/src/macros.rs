@@ -117,6 +117,9 @@ pub struct Site {
     pub line: u32,
     /// The format string as written.
     pub format: &'static str,
+    /// The function, for bindings that know it (Python's callers); the
+    /// macros leave it `None`.
+    pub function: Option<&'static str>,
 }
 
 /// Formats a message from the encoded values of a call site.

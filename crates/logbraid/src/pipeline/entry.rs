@@ -647,7 +647,7 @@ fn deferred_record<'s>(
         module: Some(site.module),
         file: Some(site.file),
         line: Some(site.line),
-        function: None,
+        function: site.function,
         thread_id,
         thread_name,
         source,

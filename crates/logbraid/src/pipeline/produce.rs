@@ -105,7 +105,7 @@ impl Shared {
             module: Some(site.module),
             file: Some(site.file),
             line: Some(site.line),
-            function: None,
+            function: site.function,
         };
         self.log_record(
             &callsite,
