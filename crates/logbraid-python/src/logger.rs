@@ -2,9 +2,10 @@
 //! name in a registry, writing to the default pipeline without building a
 //! Python `LogRecord`.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 
 use logbraid::{Callsite, FieldsBuf};
 use pyo3::exceptions::PyTypeError;
@@ -32,6 +33,65 @@ static DEFAULT: Mutex<Option<Py<Pipeline>>> = Mutex::new(None);
 /// Whether `DEFAULT` is set, readable without its lock: before that,
 /// loggers answer level questions as the standard logger of their name.
 static CONFIGURED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Moves whenever the logger `DEFAULT` leads to may change (a new default
+/// pipeline, a fork's new logger): each thread's copy is read again.
+static DEFAULT_GEN: AtomicU64 = AtomicU64::new(1);
+
+/// Where a thread's `Logger` calls go, as last read from `DEFAULT`.
+#[derive(Clone)]
+enum Destination {
+    /// No default pipeline: the standard logger of the name.
+    Stdlib,
+    /// The default pipeline's logger; weak, so that a thread that stops
+    /// logging does not keep a replaced pipeline's queues alive. `None`:
+    /// the pipeline has none.
+    Pipeline(Option<Weak<logbraid::Logger>>),
+}
+
+thread_local! {
+    static DESTINATION: RefCell<(u64, Destination)> =
+        const { RefCell::new((0, Destination::Stdlib)) };
+}
+
+/// Where a call goes: `None` for the standard logger, else the default
+/// pipeline's logger (if it has one). From this thread's copy while
+/// [`DEFAULT_GEN`] has not moved: no lock and no reference count of the
+/// pipeline on the way of a record.
+fn destination(py: Python<'_>) -> Option<Option<Arc<logbraid::Logger>>> {
+    let gen = DEFAULT_GEN.load(Ordering::Acquire);
+    let cached = DESTINATION.try_with(|d| {
+        let d = d.try_borrow().ok()?;
+        if d.0 != gen {
+            return None;
+        }
+        match &d.1 {
+            Destination::Stdlib => Some(None),
+            Destination::Pipeline(None) => Some(Some(None)),
+            // A logger gone meanwhile is read again below.
+            Destination::Pipeline(Some(w)) => w.upgrade().map(|l| Some(Some(l))),
+        }
+    });
+    if let Ok(Some(found)) = cached {
+        return found;
+    }
+    let found = lock(&DEFAULT).as_ref().map(|p| p.bind(py).get().current());
+    let copy = match &found {
+        None => Destination::Stdlib,
+        Some(l) => Destination::Pipeline(l.as_ref().map(Arc::downgrade)),
+    };
+    let _ = DESTINATION.try_with(|d| {
+        if let Ok(mut d) = d.try_borrow_mut() {
+            *d = (gen, copy);
+        }
+    });
+    found
+}
+
+/// Tells every thread to read `DEFAULT` again before its next call.
+pub(crate) fn default_changed() {
+    DEFAULT_GEN.fetch_add(1, Ordering::AcqRel);
+}
 
 /// A logger implemented in Rust with the calls of `logging.Logger`.
 #[pyclass(module = "logbraid", frozen)]
@@ -112,9 +172,7 @@ impl Logger {
         if CONFIGURED.load(Ordering::Acquire) && levelno < self.effective_level() {
             return Ok(());
         }
-        // A `Bound`, released on drop at once (the GIL is held).
-        let pipeline = lock(&DEFAULT).as_ref().map(|p| p.bind(py).clone());
-        let Some(pipeline) = pipeline else {
+        let Some(logger) = destination(py) else {
             // Not configured: behave as the standard logger of that name,
             // levels included. Called from Rust, it sees no frame of ours:
             // the caller is `stacklevel` frames up, as given.
@@ -215,7 +273,8 @@ impl Logger {
                 }
             }
         };
-        pipeline.get().write_record(
+        crate::pipeline::write_to(
+            logger.as_deref(),
             py,
             &site,
             caller.as_ref().and_then(|c| c.site),
@@ -382,8 +441,10 @@ pub(crate) fn get_logger(py: Python<'_>, name: Option<&str>) -> PyResult<Py<Logg
 #[pyfunction]
 pub(crate) fn set_default(pipeline: Option<Py<Pipeline>>) {
     let configured = pipeline.is_some();
-    *lock(&DEFAULT) = pipeline;
+    let old = std::mem::replace(&mut *lock(&DEFAULT), pipeline);
     CONFIGURED.store(configured, Ordering::Release);
+    default_changed();
+    drop(old);
 }
 
 /// The one `getLogger` loggers write to.

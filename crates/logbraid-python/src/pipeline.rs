@@ -255,85 +255,10 @@ impl Pipeline {
         live.as_ref().map(|l| f(&l.logger))
     }
 
-    fn current(&self) -> Option<std::sync::Arc<logbraid::Logger>> {
+    pub(crate) fn current(&self) -> Option<std::sync::Arc<logbraid::Logger>> {
         lock(&self.live)
             .as_ref()
             .map(|l| std::sync::Arc::clone(&l.logger))
-    }
-
-    /// Writes a record from Python: its `extra` fields (filled by
-    /// `extras`), then what `trailers` holds; a formatting error is
-    /// reported once the record is written. With `fixed`, the static form
-    /// of `site` (see [`crate::site`]), the record carries its address
-    /// instead of copies of its strings.
-    pub(crate) fn write_record(
-        &self,
-        py: Python<'_>,
-        site: &Callsite<'_>,
-        fixed: Option<&'static logbraid::macros::Site>,
-        message: Message<'_>,
-        trailers: Trailers<'_>,
-        extras: Option<&mut dyn FnMut(&mut FieldsBuf)>,
-    ) {
-        let fe = trailers.format_error.as_ref().map(|e| e.to_string());
-        // Without fields the values go straight into the queue.
-        let plain = extras.is_none()
-            && fe.is_none()
-            && trailers.exc_text.is_none()
-            && trailers.stack.is_none();
-        let mut extras = extras;
-        let mut fields = |f: &mut FieldsBuf| {
-            if let Some(extras) = extras.as_mut() {
-                extras(f);
-            }
-            if let Some(e) = &fe {
-                f.push_str("format_error", e);
-            }
-            if let Some(t) = trailers.exc_text {
-                f.push_str("exc_text", t);
-            }
-            if let Some(s) = trailers.stack {
-                f.push_str("stack_info", s);
-            }
-        };
-        if let Some(logger) = self.current() {
-            cpython::holding_gil(py, || match (fixed, message) {
-                (Some(fixed), Message::Percent(fmt, values)) => logbraid::macros::log(
-                    &logger,
-                    site.level,
-                    fixed,
-                    deferred::format,
-                    plain.then(|| deferred::encoded_len(fmt, values)),
-                    |out| deferred::encode(fmt, values, out),
-                    |buf, f| {
-                        deferred::encode(fmt, values, buf);
-                        fields(f)
-                    },
-                ),
-                (Some(fixed), Message::Text(text)) => logbraid::macros::log(
-                    &logger,
-                    site.level,
-                    fixed,
-                    deferred::verbatim,
-                    plain.then_some(text.len()),
-                    |out| out.put(text.as_bytes()),
-                    |buf, f| {
-                        buf.extend_from_slice(text.as_bytes());
-                        fields(f)
-                    },
-                ),
-                (None, Message::Percent(fmt, values)) => {
-                    logger.log_values(site, deferred::format, &mut |buf, f| {
-                        deferred::encode(fmt, values, buf);
-                        fields(f)
-                    })
-                }
-                (None, Message::Text(text)) => logger.log_str(site, text, &mut fields),
-            });
-        }
-        if let Some(e) = trailers.format_error {
-            report_format_error(py, e);
-        }
     }
 
     /// Writes one record: message and caller given, fields filled by
@@ -348,6 +273,79 @@ impl Pipeline {
         if let Some(logger) = self.current() {
             cpython::holding_gil(py, || logger.log_str(site, message, fields));
         }
+    }
+}
+
+/// Writes a record from Python to `logger` (a pipeline's; none: the record
+/// is not written): its `extra` fields (filled by `extras`), then what
+/// `trailers` holds; a formatting error is reported once the record is
+/// written. With `fixed`, the static form of `site` (see [`crate::site`]),
+/// the record carries its address instead of copies of its strings.
+pub(crate) fn write_to(
+    logger: Option<&logbraid::Logger>,
+    py: Python<'_>,
+    site: &Callsite<'_>,
+    fixed: Option<&'static logbraid::macros::Site>,
+    message: Message<'_>,
+    trailers: Trailers<'_>,
+    extras: Option<&mut dyn FnMut(&mut FieldsBuf)>,
+) {
+    let fe = trailers.format_error.as_ref().map(|e| e.to_string());
+    // Without fields the values go straight into the queue.
+    let plain =
+        extras.is_none() && fe.is_none() && trailers.exc_text.is_none() && trailers.stack.is_none();
+    let mut extras = extras;
+    let mut fields = |f: &mut FieldsBuf| {
+        if let Some(extras) = extras.as_mut() {
+            extras(f);
+        }
+        if let Some(e) = &fe {
+            f.push_str("format_error", e);
+        }
+        if let Some(t) = trailers.exc_text {
+            f.push_str("exc_text", t);
+        }
+        if let Some(s) = trailers.stack {
+            f.push_str("stack_info", s);
+        }
+    };
+    if let Some(logger) = logger {
+        cpython::holding_gil(py, || match (fixed, message) {
+            (Some(fixed), Message::Percent(fmt, values)) => logbraid::macros::log(
+                &logger,
+                site.level,
+                fixed,
+                deferred::format,
+                plain.then(|| deferred::encoded_len(fmt, values)),
+                |out| deferred::encode(fmt, values, out),
+                |buf, f| {
+                    deferred::encode(fmt, values, buf);
+                    fields(f)
+                },
+            ),
+            (Some(fixed), Message::Text(text)) => logbraid::macros::log(
+                &logger,
+                site.level,
+                fixed,
+                deferred::verbatim,
+                plain.then_some(text.len()),
+                |out| out.put(text.as_bytes()),
+                |buf, f| {
+                    buf.extend_from_slice(text.as_bytes());
+                    fields(f)
+                },
+            ),
+            (None, Message::Percent(fmt, values)) => {
+                logger.log_values(site, deferred::format, &mut |buf, f| {
+                    deferred::encode(fmt, values, buf);
+                    fields(f)
+                })
+            }
+            (None, Message::Text(text)) => logger.log_str(site, text, &mut fields),
+        });
+    }
+    if let Some(e) = trailers.format_error {
+        report_format_error(py, e);
     }
 }
 
@@ -582,6 +580,8 @@ impl Pipeline {
             // Its threads are gone: dropping would wait for them.
             std::mem::forget(old);
         }
+        // Threads' copies of the default logger name the parent's.
+        crate::logger::default_changed();
         if self.shut.load(Ordering::Acquire) {
             return Ok(());
         }

@@ -198,7 +198,8 @@ impl Pipeline {
                 push_value(f, &cpython::text(k), v);
             }
         };
-        self.write_record(
+        pipeline::write_to(
+            self.current().as_deref(),
             py,
             &site,
             None,
