@@ -150,10 +150,20 @@ fn value<'a>(v: &'a Bound<'_, PyAny>) -> Option<pyfmt::Value<'a>> {
         return utf8(v).map(pyfmt::Value::Text);
     }
     if v.is_exact_instance_of::<PyInt>() {
-        return v
-            .extract::<i64>()
-            .ok()
-            .map(|i| pyfmt::Value::Int(i128::from(i)));
+        let mut overflow: c_int = 0;
+        // SAFETY: `v` is a live int and the GIL is held. An int outside
+        // 64 bits sets `overflow`, not an error; -1 with an error set is
+        // only for what is not an int.
+        let i = unsafe { ffi::PyLong_AsLongLongAndOverflow(v.as_ptr(), &mut overflow) };
+        if overflow != 0 {
+            return None;
+        }
+        if i == -1 && unsafe { !ffi::PyErr_Occurred().is_null() } {
+            // SAFETY: as above.
+            unsafe { ffi::PyErr_Clear() };
+            return None;
+        }
+        return Some(pyfmt::Value::Int(i128::from(i)));
     }
     if v.is_none() {
         return Some(pyfmt::Value::None);
@@ -463,13 +473,14 @@ impl Hasher for PtrHasher {
 type Fast<K, V> = HashMap<K, V, BuildHasherDefault<PtrHasher>>;
 
 /// Per thread: the names of code objects seen, and the line of each
-/// (code, instruction offset) seen with the static site last logged there.
-/// A code object is held while cached, so its address cannot be reused by
+/// (code, instruction offset) seen with the static site last logged there
+/// and the code's names again (one look for a place seen before). A code
+/// object is held while cached, so its address cannot be reused by
 /// another one.
 #[derive(Default)]
 struct SiteCache {
     codes: Fast<usize, (Py<PyAny>, Rc<CodeNames>)>,
-    lines: Fast<(usize, i32), (u32, Option<&'static logbraid::macros::Site>)>,
+    lines: Fast<(usize, i32), (u32, Option<&'static logbraid::macros::Site>, Rc<CodeNames>)>,
 }
 
 /// Past this many code objects or call sites a thread's cache starts over.
@@ -517,17 +528,17 @@ pub(crate) fn caller(py: Python<'_>, stacklevel: i32, target: &str) -> Option<Ca
         let fptr = frame.as_ptr().cast::<PyFrameObject>();
         // SAFETY: `frame` is a live frame; the code is a new reference.
         let code: Bound<'_, PyAny> = unsafe { Bound::from_owned_ptr(py, PyFrame_GetCode(fptr)) };
-        let names = names_of(&code);
-        if !names.internal {
+        let spot = spot(&frame, &code);
+        if !spot.names.internal {
             remaining -= 1;
         }
         if remaining == 0 {
-            return Some(line_at(&frame, &code, names, target));
+            return Some(spot.caller(&frame, target));
         }
         // SAFETY: a new reference, or NULL at the outermost frame.
         match unsafe { Bound::from_owned_ptr_or_opt(py, PyFrame_GetBack(fptr).cast()) } {
             Some(back) => frame = back,
-            None => return Some(line_at(&frame, &code, names, target)),
+            None => return Some(spot.caller(&frame, target)),
         }
     }
 }
@@ -550,15 +561,19 @@ fn names_of(code: &Bound<'_, PyAny>) -> Rc<CodeNames> {
     names
 }
 
-/// The caller at `frame` (running `code`, named `names`): its line, cached
-/// by instruction offset since working it out walks the code's line table,
-/// and its static site for logger `target`, cached with the line.
-fn line_at(
-    frame: &Bound<'_, PyAny>,
-    code: &Bound<'_, PyAny>,
+/// Where a frame is: its code's names, and, when this thread has been
+/// there before, its line and the static site last logged from there.
+struct Spot {
     names: Rc<CodeNames>,
-    target: &str,
-) -> Caller {
+    seen: Option<(u32, Option<&'static logbraid::macros::Site>)>,
+    /// The cache's key: the code and the instruction offset (none when
+    /// the frame does not tell its offset).
+    key: Option<(usize, i32)>,
+}
+
+/// The [`Spot`] of `frame`, running `code`: one look in this thread's
+/// cache for a place seen before.
+fn spot(frame: &Bound<'_, PyAny>, code: &Bound<'_, PyAny>) -> Spot {
     let py = frame.py();
     let fptr = frame.as_ptr().cast::<PyFrameObject>();
     let lasti = match get_lasti_fn() {
@@ -569,37 +584,65 @@ fn line_at(
             .and_then(|v| v.extract::<i32>())
             .unwrap_or(-1),
     };
-    if lasti < 0 {
-        let line = line_of(frame);
-        let site = crate::site::of(target, &names, line);
-        return Caller { names, line, site };
-    }
-    // The key's code object is held by `codes` (`names_of` put it there
-    // just before), so its address is not reused while the line is kept.
-    let key = (code.as_ptr() as usize, lasti);
-    let cached = SITES.with(|s| s.borrow().lines.get(&key).copied());
-    let line = match cached {
-        Some((line, Some(site))) if site.target == target => {
-            return Caller {
+    let key = (lasti >= 0).then_some((code.as_ptr() as usize, lasti));
+    if let Some(key) = key {
+        let found = SITES.with(|s| {
+            s.borrow()
+                .lines
+                .get(&key)
+                .map(|(line, site, names)| (*line, *site, Rc::clone(names)))
+        });
+        if let Some((line, site, names)) = found {
+            return Spot {
                 names,
-                line,
-                site: Some(site),
+                seen: Some((line, site)),
+                key: Some(key),
+            };
+        }
+    }
+    Spot {
+        names: names_of(code),
+        seen: None,
+        key,
+    }
+}
+
+impl Spot {
+    /// The caller at this spot (`frame`'s), its line worked out where not
+    /// seen before (it walks the code's line table), its site made static
+    /// for logger `target`; both kept for the next call from here.
+    fn caller(self, frame: &Bound<'_, PyAny>, target: &str) -> Caller {
+        let line = match self.seen {
+            Some((line, Some(site))) if site.target == target => {
+                return Caller {
+                    names: self.names,
+                    line,
+                    site: Some(site),
+                }
             }
+            Some((line, _)) => line,
+            None => line_of(frame),
+        };
+        let site = crate::site::of(target, &self.names, line);
+        if let Some(key) = self.key {
+            SITES.with(|s| {
+                let mut s = s.borrow_mut();
+                if s.lines.len() >= CACHE_LIMIT {
+                    s.lines.clear();
+                }
+                // The key's code object is held by `codes` (`names_of` put
+                // it there), so its address is not reused while kept.
+                if s.codes.contains_key(&key.0) {
+                    s.lines.insert(key, (line, site, Rc::clone(&self.names)));
+                }
+            });
         }
-        Some((line, _)) => line,
-        None => line_of(frame),
-    };
-    let site = crate::site::of(target, &names, line);
-    SITES.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.lines.len() >= CACHE_LIMIT {
-            s.lines.clear();
+        Caller {
+            names: self.names,
+            line,
+            site,
         }
-        if s.codes.contains_key(&key.0) {
-            s.lines.insert(key, (line, site));
-        }
-    });
-    Caller { names, line, site }
+    }
 }
 
 fn line_of(frame: &Bound<'_, PyAny>) -> u32 {

@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ops::DerefMut as _;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -196,7 +197,8 @@ impl Logger {
         // does when it handles the record (`msg % args`, a lone non-empty
         // mapping as the mapping).
         let mut format_error = None;
-        let mut buf = cpython::MessageBuf::take();
+        // Taken only where formatting here needs it.
+        let mut buf: Option<cpython::MessageBuf> = None;
         let formatted;
         let mut values = cpython::Values::new();
         let percent = cpython::percent_values(msg, args, &mut values);
@@ -204,8 +206,12 @@ impl Logger {
             std::borrow::Cow::Borrowed("")
         } else if args.is_empty() {
             cpython::text(msg)
-        } else if cpython::format_percent(msg, args, &mut buf) {
-            std::borrow::Cow::Borrowed(buf.as_str())
+        } else if cpython::format_percent(
+            msg,
+            args,
+            buf.insert(cpython::MessageBuf::take()).deref_mut(),
+        ) {
+            std::borrow::Cow::Borrowed(buf.as_ref().map_or("", |b| b.as_str()))
         } else {
             let a = match args {
                 [first] if first.is_instance_of::<PyDict>() && first.is_truthy()? => {
