@@ -225,20 +225,42 @@ pub(crate) fn push_lossy(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-/// Appends `v` in decimal.
+/// The decimal digits of 0 to 99, two by two.
+const PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Appends `v` in decimal: written in place, two digits at a time, from
+/// the last (this runs for several numbers of every line; a copy of the
+/// digits from a buffer was a `memcpy` call each).
 #[inline]
 pub(crate) fn push_u64(out: &mut Vec<u8>, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+    let n = v.checked_ilog10().map_or(1, |l| l as usize + 1);
+    out.reserve(n);
+    let start = out.len();
+    let digits = &mut out.spare_capacity_mut()[..n];
+    let mut i = n;
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        digits[i].write(PAIRS[pair]);
+        digits[i + 1].write(PAIRS[pair + 1]);
     }
-    out.extend_from_slice(&buf[i..]);
+    if v >= 10 {
+        let pair = v as usize * 2;
+        digits[0].write(PAIRS[pair]);
+        digits[1].write(PAIRS[pair + 1]);
+    } else {
+        digits[0].write(b'0' + v as u8);
+    }
+    // SAFETY: the `n` bytes past the length were reserved and all written
+    // above (`n` is the count of digits, so the loop ends with one or two
+    // left, at indices 0 and 1).
+    unsafe { out.set_len(start + n) };
 }
 
 /// Appends `v` in decimal.

@@ -24,15 +24,25 @@ fn push_3(out: &mut Vec<u8>, v: u32) {
     push_2(out, v % 100);
 }
 
+/// Writes the three digits of `v` (below 1000) into `dst`.
+#[inline]
+fn put_3(dst: &mut [u8], v: u32) {
+    dst[0] = b'0' + (v / 100 % 10) as u8;
+    dst[1] = b'0' + (v / 10 % 10) as u8;
+    dst[2] = b'0' + (v % 10) as u8;
+}
+
 /// Formats RFC 3339 UTC timestamps with microseconds
 /// (`2026-11-22T10:04:05.123456Z`), converting the second to a date only
 /// when it changes.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Rfc3339Cache {
-    /// The second whose text is in `prefix`.
+    /// The second whose text is in `text`.
     second: Option<i64>,
-    /// `YYYY-MM-DDTHH:MM:SS.` of that second.
-    prefix: Vec<u8>,
+    /// `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`: the date and time of that second,
+    /// the microseconds of the last record. Of fixed size, so a record's
+    /// timestamp is one copy of a constant length (no `memcpy` call).
+    text: [u8; 27],
 }
 
 impl Rfc3339Cache {
@@ -42,12 +52,13 @@ impl Rfc3339Cache {
     pub(crate) fn write(&mut self, ns: i64, out: &mut Vec<u8>) {
         let (secs, nanos) = split_ns(ns);
         if self.second != Some(secs) {
-            self.prefix.clear();
+            let mut prefix = Vec::with_capacity(20);
             let dt = Offset::UTC.to_datetime(timestamp(secs));
-            // Years of i64 nanoseconds (1677..=2262) have four digits.
+            // Years of i64 nanoseconds (1677..=2262) have four digits, and
+            // jiff's (-9999..=9999) at most four: the prefix is 20 bytes.
             let year = dt.year().unsigned_abs();
-            push_2(&mut self.prefix, u32::from(year / 100));
-            push_2(&mut self.prefix, u32::from(year % 100));
+            push_2(&mut prefix, u32::from(year / 100));
+            push_2(&mut prefix, u32::from(year % 100));
             for (sep, v) in [
                 (b'-', dt.month()),
                 (b'-', dt.day()),
@@ -55,17 +66,18 @@ impl Rfc3339Cache {
                 (b':', dt.minute()),
                 (b':', dt.second()),
             ] {
-                self.prefix.push(sep);
-                push_2(&mut self.prefix, v.unsigned_abs().into());
+                prefix.push(sep);
+                push_2(&mut prefix, v.unsigned_abs().into());
             }
-            self.prefix.push(b'.');
+            prefix.push(b'.');
+            self.text[..20].copy_from_slice(&prefix);
+            self.text[26] = b'Z';
             self.second = Some(secs);
         }
-        out.extend_from_slice(&self.prefix);
         let micros = nanos / 1000;
-        push_3(out, micros / 1000);
-        push_3(out, micros % 1000);
-        out.push(b'Z');
+        put_3(&mut self.text[20..23], micros / 1000);
+        put_3(&mut self.text[23..26], micros % 1000);
+        out.extend_from_slice(&self.text);
     }
 }
 
