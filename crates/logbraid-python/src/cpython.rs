@@ -297,13 +297,6 @@ pub(crate) fn percent_values<'a>(
     crate::deferred::deferrable(text, plain_of(fmt, text), values.as_slice()).then_some(text)
 }
 
-thread_local! {
-    /// Per thread: the formats seen, each held (so that its address is
-    /// not another's while cached), and what `Plain::of` said of it.
-    static FORMATS: RefCell<Fast<usize, (Py<PyAny>, Option<pyfmt::Plain>)>> =
-        RefCell::new(Fast::default());
-}
-
 /// Formats longer than this are not kept: at most [`FORMATS_KEPT`] of
 /// them per thread, so a thread holds at most 256 KiB of formats made at
 /// run time.
@@ -317,17 +310,17 @@ fn plain_of(fmt: &Bound<'_, PyAny>, text: &str) -> Option<pyfmt::Plain> {
         return pyfmt::Plain::of(text);
     }
     let key = fmt.as_ptr() as usize;
-    let cached = FORMATS.try_with(|f| f.try_borrow().ok()?.get(&key).map(|(_, p)| *p));
+    let cached = SITES.try_with(|s| s.try_borrow().ok()?.formats.get(&key).map(|(_, p)| *p));
     if let Ok(Some(plain)) = cached {
         return plain;
     }
     let plain = pyfmt::Plain::of(text);
-    let _ = FORMATS.try_with(|f| {
-        if let Ok(mut f) = f.try_borrow_mut() {
-            if f.len() >= FORMATS_KEPT {
-                f.clear();
+    let _ = SITES.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            if s.formats.len() >= FORMATS_KEPT {
+                s.formats.clear();
             }
-            f.insert(key, (fmt.clone().unbind(), plain));
+            s.formats.insert(key, (fmt.clone().unbind(), plain));
         }
     });
     plain
@@ -472,14 +465,15 @@ impl Hasher for PtrHasher {
 
 type Fast<K, V> = HashMap<K, V, BuildHasherDefault<PtrHasher>>;
 
-/// Per thread: the names of code objects seen, and the line of each
+/// Per thread: the names of code objects seen, the line of each
 /// (code, instruction offset) seen with the static site last logged there
-/// and the code's names again (one look for a place seen before). A code
-/// object is held while cached, so its address cannot be reused by
-/// another one.
+/// and the code's names again (one look for a place seen before), and the
+/// formats seen with what `Plain::of` said of each. A code object or
+/// format is held while cached, so its address cannot be another's.
 #[derive(Default)]
 struct SiteCache {
     codes: Fast<usize, (Py<PyAny>, Rc<CodeNames>)>,
+    formats: Fast<usize, (Py<PyAny>, Option<pyfmt::Plain>)>,
     lines: Fast<(usize, i32), (u32, Option<&'static logbraid::macros::Site>, Rc<CodeNames>)>,
 }
 

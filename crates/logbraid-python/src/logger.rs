@@ -4,7 +4,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ops::DerefMut as _;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -40,7 +39,6 @@ static CONFIGURED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool
 static DEFAULT_GEN: AtomicU64 = AtomicU64::new(1);
 
 /// Where a thread's `Logger` calls go, as last read from `DEFAULT`.
-#[derive(Clone)]
 enum Destination {
     /// No default pipeline: the standard logger of the name.
     Stdlib,
@@ -206,11 +204,7 @@ impl Logger {
             std::borrow::Cow::Borrowed("")
         } else if args.is_empty() {
             cpython::text(msg)
-        } else if cpython::format_percent(
-            msg,
-            args,
-            buf.insert(cpython::MessageBuf::take()).deref_mut(),
-        ) {
+        } else if cpython::format_percent(msg, args, buf.insert(cpython::MessageBuf::take())) {
             std::borrow::Cow::Borrowed(buf.as_ref().map_or("", |b| b.as_str()))
         } else {
             let a = match args {
