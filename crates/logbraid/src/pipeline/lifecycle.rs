@@ -1,10 +1,12 @@
 //! Starting a pipeline, flushing it, shutting it down, and its counters.
 
 use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread;
 use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
 
 use super::entry;
 use super::ring::{ProducerPos, Ring};
@@ -50,22 +52,16 @@ impl Shared {
             }),
             writer: Mutex::new(None),
             writer_thread: OnceLock::new(),
-            writer_sleeping: AtomicBool::new(false),
             direct: Mutex::new(None),
             stopping: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             writer_dead: AtomicBool::new(false),
             flush_requested: AtomicU64::new(0),
-            flush_done: Mutex::new(0),
-            flush_cv: Condvar::new(),
             retired_logged: AtomicU64::new(0),
             retired_dropped: AtomicU64::new(0),
             direct_logged: AtomicU64::new(0),
-            written: AtomicU64::new(0),
-            bytes_written: AtomicU64::new(0),
-            high_water: AtomicUsize::new(0),
-            write_errors: AtomicU64::new(0),
             full_waits: AtomicU64::new(0),
+            progress: CachePadded::default(),
             meter: sinks.meter(),
         });
         match settings.mode {
@@ -111,16 +107,16 @@ impl Shared {
         }
         if self.stopped.load(Ordering::Acquire) || self.mode == Mode::Sync {
             if let Some(s) = lock(&self.direct).as_mut() {
-                self.write_errors
-                    .fetch_add(s.flush_confirmed(self.flush_sync), Ordering::Relaxed);
+                self.progress.add_errors(s.flush_confirmed(self.flush_sync));
             }
             return;
         }
         let target = self.flush_requested.fetch_add(1, Ordering::AcqRel) + 1;
         self.wake_writer();
-        let mut done = lock(&self.flush_done);
+        let mut done = lock(&self.progress.flush_done);
         while *done < target && !self.stopped.load(Ordering::Acquire) {
             done = self
+                .progress
                 .flush_cv
                 .wait_timeout(done, Duration::from_millis(50))
                 .map(|(g, _)| g)
@@ -144,8 +140,7 @@ impl Shared {
             "logbraid: a sink panicked on the writer thread; {} queued records are lost and later records are counted as dropped",
             st.logged - st.written
         );
-        *lock(&self.flush_done) = u64::MAX;
-        self.flush_cv.notify_all();
+        self.progress.served(u64::MAX);
         for r in lock(&self.rings).iter() {
             if let Some(t) = lock(&r.producer_thread).as_ref() {
                 t.unpark();
@@ -163,7 +158,7 @@ impl Shared {
         let Some(handle) = handle else {
             self.flush();
             if let Some(s) = lock(&self.direct).as_mut() {
-                self.write_errors.fetch_add(s.finish(), Ordering::Relaxed);
+                self.progress.add_errors(s.finish());
             }
             return;
         };
@@ -177,7 +172,7 @@ impl Shared {
             *lock(&self.direct) = Some(sinks);
         }
         self.stopped.store(true, Ordering::Release);
-        self.flush_cv.notify_all();
+        self.progress.flush_cv.notify_all();
         // Producers blocked on a full ring see `stopped` and write directly.
         for r in lock(&self.rings).iter() {
             if let Some(t) = lock(&r.producer_thread).as_ref() {
@@ -194,7 +189,7 @@ impl Shared {
             dropped += r.counters.dropped.load(Ordering::Relaxed);
         }
         let logged = logged + self.direct_logged.load(Ordering::Relaxed);
-        let written = self.written.load(Ordering::Relaxed);
+        let written = self.progress.written.load(Ordering::Relaxed);
         if self.writer_dead.load(Ordering::Acquire) {
             dropped = logged.saturating_sub(written);
         }
@@ -202,9 +197,9 @@ impl Shared {
             logged,
             written,
             dropped,
-            bytes_written: self.bytes_written.load(Ordering::Relaxed),
-            queue_high_water: self.high_water.load(Ordering::Relaxed) as u64,
-            write_errors: self.write_errors.load(Ordering::Relaxed),
+            bytes_written: self.progress.bytes_written.load(Ordering::Relaxed),
+            queue_high_water: self.progress.high_water.load(Ordering::Relaxed) as u64,
+            write_errors: self.progress.write_errors.load(Ordering::Relaxed),
             full_waits: self.full_waits.load(Ordering::Relaxed),
             rotations: self.meter.rotations.load(Ordering::Relaxed),
             forward_acked: self.meter.acked.load(Ordering::Relaxed),

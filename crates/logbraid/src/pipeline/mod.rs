@@ -27,6 +27,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
+use crossbeam_utils::CachePadded;
+
 use crate::clock::Clock;
 use crate::level::Level;
 use crate::options::Overflow;
@@ -200,7 +202,6 @@ pub(crate) struct Shared {
 
     writer: Mutex<Option<JoinHandle<Option<SinkSet>>>>,
     writer_thread: OnceLock<Thread>,
-    writer_sleeping: AtomicBool,
     /// Sinks used by the caller directly: in synchronous mode, and after the
     /// writer thread has stopped (records logged after shutdown still land).
     direct: Mutex<Option<SinkSet>>,
@@ -210,19 +211,49 @@ pub(crate) struct Shared {
     writer_dead: AtomicBool,
 
     flush_requested: AtomicU64,
-    flush_done: Mutex<u64>,
-    flush_cv: Condvar,
 
     retired_logged: AtomicU64,
     retired_dropped: AtomicU64,
     direct_logged: AtomicU64,
+    full_waits: AtomicU64,
+    /// What the writer updates as it runs, on cache lines of its own.
+    progress: CachePadded<Progress>,
+    /// The sinks' timings and counters.
+    meter: Arc<sinks::Meter>,
+}
+
+/// What the writer thread writes as it runs: its nap flag, its counters,
+/// the flushes it has served. Kept apart from the settings every call
+/// reads (`mode`, `id`, `stopped`...): on one cache line with them, each
+/// write here (the writer makes several a pass, busy or idle) would take
+/// the line from the callers, and a call would wait for it to come back
+/// from the writer's core (measured: a burst's first call 291 ns at p90
+/// instead of 70 ns).
+#[derive(Default)]
+struct Progress {
+    sleeping: AtomicBool,
     written: AtomicU64,
     bytes_written: AtomicU64,
     high_water: AtomicUsize,
     write_errors: AtomicU64,
-    full_waits: AtomicU64,
-    /// The sinks' timings and counters.
-    meter: Arc<sinks::Meter>,
+    flush_done: Mutex<u64>,
+    flush_cv: Condvar,
+}
+
+impl Progress {
+    /// Counts write errors; none is no write, so an idle writer leaves
+    /// the line alone.
+    fn add_errors(&self, n: u64) {
+        if n > 0 {
+            self.write_errors.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Says every flush up to `target` is served, and wakes the flushers.
+    fn served(&self, target: u64) {
+        *lock(&self.flush_done) = target;
+        self.flush_cv.notify_all();
+    }
 }
 
 impl fmt::Debug for Shared {

@@ -395,7 +395,7 @@ impl Shared {
         if pos.tail.wrapping_sub(pos.cached_head) > half {
             pos.cached_head = ring.head_now();
             if pos.tail.wrapping_sub(pos.cached_head) > half
-                && self.writer_sleeping.load(Ordering::Relaxed)
+                && self.progress.sleeping.load(Ordering::Relaxed)
             {
                 self.wake_writer();
             }
@@ -471,10 +471,11 @@ impl Shared {
         // it: `stats` then counts every unwritten record as dropped.
         if let Some(sinks) = lock(&self.direct).as_mut() {
             let n = sinks.write(&record);
-            self.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
-            self.written.fetch_add(1, Ordering::Relaxed);
-            self.write_errors
-                .fetch_add(sinks.flush(self.flush_sync), Ordering::Relaxed);
+            self.progress
+                .bytes_written
+                .fetch_add(n as u64, Ordering::Relaxed);
+            self.progress.written.fetch_add(1, Ordering::Relaxed);
+            self.progress.add_errors(sinks.flush(self.flush_sync));
         }
     }
 }

@@ -35,6 +35,11 @@ pub(super) struct Writer {
     gen: u64,
     reported_drops: u64,
     pending_flush: Option<PendingFlush>,
+    /// The last flush served: the writer is the only one to move
+    /// `flush_done` while it runs, so it need not lock it to read it.
+    flush_served: u64,
+    /// The highest queue use published to `high_water`.
+    high_seen: usize,
     tsc: tsc::Converter,
     /// The message of a macro's record, formatted here.
     text: Vec<u8>,
@@ -49,6 +54,8 @@ impl Writer {
             gen: u64::MAX,
             reported_drops: 0,
             pending_flush: None,
+            flush_served: 0,
+            high_seen: 0,
             tsc: if shared.use_tsc {
                 tsc::Converter::new()
             } else {
@@ -107,7 +114,15 @@ impl Writer {
                 }
             }
         }
-        self.shared.high_water.fetch_max(high, Ordering::Relaxed);
+        // The callers' settings sit next to nothing written here, but the
+        // counters below are read by `stats`: written only when changed.
+        if high > self.high_seen {
+            self.high_seen = high;
+            self.shared
+                .progress
+                .high_water
+                .store(high, Ordering::Relaxed);
+        }
         // Read per pass: the process may name itself (set_process_name).
         let source = Source::current();
         let mut count = 0;
@@ -136,12 +151,13 @@ impl Writer {
             bytes += self.sinks.write(&rec);
             count += 1;
         }
-        self.shared
-            .written
-            .fetch_add(count as u64, Ordering::Relaxed);
-        self.shared
-            .bytes_written
-            .fetch_add(bytes as u64, Ordering::Relaxed);
+        if count > 0 {
+            let progress = &self.shared.progress;
+            progress.written.fetch_add(count as u64, Ordering::Relaxed);
+            progress
+                .bytes_written
+                .fetch_add(bytes as u64, Ordering::Relaxed);
+        }
         count
     }
 
@@ -170,9 +186,7 @@ impl Writer {
 
     fn flush_sinks(&mut self, sync: bool) {
         let errors = self.sinks.flush(sync);
-        self.shared
-            .write_errors
-            .fetch_add(errors, Ordering::Relaxed);
+        self.shared.progress.add_errors(errors);
     }
 
     pub(super) fn run(mut self) -> SinkSet {
@@ -186,7 +200,7 @@ impl Writer {
             let requested = self.shared.flush_requested.load(Ordering::Acquire);
             let stopping = self.shared.stopping.load(Ordering::Acquire);
             self.refresh_rings();
-            if self.pending_flush.is_none() && requested > *lock(&self.shared.flush_done) {
+            if self.pending_flush.is_none() && requested > self.flush_served {
                 let marks = self
                     .rings
                     .iter()
@@ -204,11 +218,9 @@ impl Writer {
                     let target = *target;
                     self.pending_flush = None;
                     let errors = self.sinks.flush_confirmed(self.shared.flush_sync);
-                    self.shared
-                        .write_errors
-                        .fetch_add(errors, Ordering::Relaxed);
-                    *lock(&self.shared.flush_done) = target;
-                    self.shared.flush_cv.notify_all();
+                    self.shared.progress.add_errors(errors);
+                    self.flush_served = target;
+                    self.shared.progress.served(target);
                     continue;
                 }
             }
@@ -227,11 +239,8 @@ impl Writer {
                 self.report_drops();
                 self.flush_sinks(self.shared.flush_sync);
                 let errors = self.sinks.finish();
-                self.shared
-                    .write_errors
-                    .fetch_add(errors, Ordering::Relaxed);
-                *lock(&self.shared.flush_done) = u64::MAX;
-                self.shared.flush_cv.notify_all();
+                self.shared.progress.add_errors(errors);
+                self.shared.progress.served(u64::MAX);
                 return self.sinks;
             }
             self.retire_rings();
@@ -251,13 +260,16 @@ impl Writer {
     /// Producers wake a napping writer when a ring is half full, and
     /// `flush`/`shutdown` wake it at once.
     fn nap(&self, wait: Duration, requested: u64, for_records: bool) {
-        self.shared.writer_sleeping.store(true, Ordering::SeqCst);
+        self.shared.progress.sleeping.store(true, Ordering::SeqCst);
         let work = self.shared.stopping.load(Ordering::SeqCst)
             || self.shared.flush_requested.load(Ordering::SeqCst) != requested
             || (for_records && self.rings.iter().any(|r| !r.is_empty()));
         if !work {
             thread::park_timeout(wait);
         }
-        self.shared.writer_sleeping.store(false, Ordering::Relaxed);
+        self.shared
+            .progress
+            .sleeping
+            .store(false, Ordering::Relaxed);
     }
 }
