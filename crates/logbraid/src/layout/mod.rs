@@ -233,34 +233,41 @@ const PAIRS: &[u8; 200] = b"\
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
 
-/// Appends `v` in decimal: written in place, two digits at a time, from
-/// the last (this runs for several numbers of every line; a copy of the
-/// digits from a buffer was a `memcpy` call each).
+/// Appends `v` in decimal (this runs for several numbers of every line).
+/// The digits are made two at a time, from the last, at the end of the
+/// first 20 bytes of a buffer; then the 20 bytes from the first digit on
+/// are copied whole and only the digits kept: a copy of constant length
+/// (two moves, no `memcpy` call) and no count of the digits beforehand
+/// (which cost as much as making them).
 #[inline]
 pub(crate) fn push_u64(out: &mut Vec<u8>, mut v: u64) {
-    let n = v.checked_ilog10().map_or(1, |l| l as usize + 1);
-    out.reserve(n);
-    let start = out.len();
-    let digits = &mut out.spare_capacity_mut()[..n];
-    let mut i = n;
+    /// The most digits of a `u64`.
+    const MAX: usize = 20;
+    let mut buf = [0u8; 2 * MAX];
+    let mut i = MAX;
     while v >= 100 {
         let pair = (v % 100) as usize * 2;
         v /= 100;
         i -= 2;
-        digits[i].write(PAIRS[pair]);
-        digits[i + 1].write(PAIRS[pair + 1]);
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
     }
     if v >= 10 {
         let pair = v as usize * 2;
-        digits[0].write(PAIRS[pair]);
-        digits[1].write(PAIRS[pair + 1]);
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
     } else {
-        digits[0].write(b'0' + v as u8);
+        i -= 1;
+        buf[i] = b'0' + v as u8;
     }
-    // SAFETY: the `n` bytes past the length were reserved and all written
-    // above (`n` is the count of digits, so the loop ends with one or two
-    // left, at indices 0 and 1).
-    unsafe { out.set_len(start + n) };
+    out.reserve(MAX);
+    let len = out.len();
+    let spare = &mut out.spare_capacity_mut()[..MAX];
+    for (dst, src) in spare.iter_mut().zip(&buf[i..i + MAX]) {
+        dst.write(*src);
+    }
+    // SAFETY: the first `MAX - i` bytes past the length, reserved, were
+    // written just above (all `MAX` were).
+    unsafe { out.set_len(len + (MAX - i)) };
 }
 
 /// Appends `v` in decimal.
