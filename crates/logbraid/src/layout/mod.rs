@@ -226,7 +226,7 @@ pub(crate) fn push_lossy(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// The decimal digits of 0 to 99, two by two.
-const PAIRS: &[u8; 200] = b"\
+pub(crate) const PAIRS: &[u8; 200] = b"\
 0001020304050607080910111213141516171819\
 2021222324252627282930313233343536373839\
 4041424344454647484950515253545556575859\

@@ -10,7 +10,8 @@ use jiff::civil::DateTime;
 use jiff::fmt::strtime::{BrokenDownTime, Config, PosixCustom};
 use jiff::tz::{Offset, TimeZone};
 
-use super::{split_ns, timestamp};
+use super::{split_ns, timestamp, NANOS_PER_SEC};
+use crate::layout::PAIRS;
 
 #[inline]
 pub(crate) fn push_2(out: &mut Vec<u8>, v: u32) {
@@ -24,21 +25,13 @@ fn push_3(out: &mut Vec<u8>, v: u32) {
     push_2(out, v % 100);
 }
 
-/// Writes the three digits of `v` (below 1000) into `dst`.
-#[inline]
-fn put_3(dst: &mut [u8], v: u32) {
-    dst[0] = b'0' + (v / 100 % 10) as u8;
-    dst[1] = b'0' + (v / 10 % 10) as u8;
-    dst[2] = b'0' + (v % 10) as u8;
-}
-
 /// Formats RFC 3339 UTC timestamps with microseconds
 /// (`2026-11-22T10:04:05.123456Z`), converting the second to a date only
 /// when it changes.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Rfc3339Cache {
-    /// The second whose text is in `text`.
-    second: Option<i64>,
+    /// The first nanosecond of the second whose text is in `text`.
+    start: Option<i64>,
     /// `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`: the date and time of that second,
     /// the microseconds of the last record. Of fixed size, so a record's
     /// timestamp is one copy of a constant length (no `memcpy` call).
@@ -49,35 +42,56 @@ impl Rfc3339Cache {
     /// Appends the timestamp `ns` (nanoseconds since the epoch). Sub-second
     /// digits are truncated, never rounded, so a record never appears to be
     /// in the next second.
+    #[inline]
     pub(crate) fn write(&mut self, ns: i64, out: &mut Vec<u8>) {
-        let (secs, nanos) = split_ns(ns);
-        if self.second != Some(secs) {
-            let mut prefix = Vec::with_capacity(20);
-            let dt = Offset::UTC.to_datetime(timestamp(secs));
-            // Years of i64 nanoseconds (1677..=2262) have four digits, and
-            // jiff's (-9999..=9999) at most four: the prefix is 20 bytes.
-            let year = dt.year().unsigned_abs();
-            push_2(&mut prefix, u32::from(year / 100));
-            push_2(&mut prefix, u32::from(year % 100));
-            for (sep, v) in [
-                (b'-', dt.month()),
-                (b'-', dt.day()),
-                (b'T', dt.hour()),
-                (b':', dt.minute()),
-                (b':', dt.second()),
-            ] {
-                prefix.push(sep);
-                push_2(&mut prefix, v.unsigned_abs().into());
+        // Inside the cached second: one subtraction and compare (a time
+        // before it makes a large unsigned difference, as one long after).
+        let nanos = match self.start {
+            Some(start) if (ns.wrapping_sub(start) as u64) < NANOS_PER_SEC as u64 => {
+                ns.wrapping_sub(start) as u32
             }
-            prefix.push(b'.');
-            self.text[..20].copy_from_slice(&prefix);
-            self.text[26] = b'Z';
-            self.second = Some(secs);
+            _ => self.renew(ns),
+        };
+        let micros = (nanos / 1000) as usize;
+        let (high, rest) = (micros / 10_000, micros % 10_000);
+        for (at, pair) in [(20, high), (22, rest / 100), (24, rest % 100)] {
+            self.text[at..at + 2].copy_from_slice(&PAIRS[2 * pair..2 * pair + 2]);
         }
-        let micros = nanos / 1000;
-        put_3(&mut self.text[20..23], micros / 1000);
-        put_3(&mut self.text[23..26], micros % 1000);
         out.extend_from_slice(&self.text);
+    }
+
+    /// Renders the date and time of the second of `ns` into `text`;
+    /// returns the nanoseconds of `ns` within it.
+    #[cold]
+    fn renew(&mut self, ns: i64) -> u32 {
+        let (secs, nanos) = split_ns(ns);
+        let mut prefix = Vec::with_capacity(20);
+        let dt = Offset::UTC.to_datetime(timestamp(secs));
+        // Years of i64 nanoseconds (1677..=2262) have four digits, and
+        // jiff's (-9999..=9999) at most four: the prefix is 20 bytes.
+        let year = dt.year().unsigned_abs();
+        push_2(&mut prefix, u32::from(year / 100));
+        push_2(&mut prefix, u32::from(year % 100));
+        for (sep, v) in [
+            (b'-', dt.month()),
+            (b'-', dt.day()),
+            (b'T', dt.hour()),
+            (b':', dt.minute()),
+            (b':', dt.second()),
+        ] {
+            prefix.push(sep);
+            push_2(&mut prefix, v.unsigned_abs().into());
+        }
+        prefix.push(b'.');
+        self.text[..20].copy_from_slice(&prefix);
+        self.text[26] = b'Z';
+        // Not kept for the first and last seconds of the `i64` range (one
+        // starts before it, one ends after it): `write`'s test is exact only
+        // for a second wholly inside.
+        self.start = ns
+            .checked_sub(i64::from(nanos))
+            .filter(|start| start.checked_add(NANOS_PER_SEC).is_some());
+        nanos
     }
 }
 
@@ -372,6 +386,17 @@ mod tests {
         }
         // Going back and forth in time must not confuse the cache either.
         stamps.extend([5, -5, 5, 86_400 * NANOS_PER_SEC - 1, 86_400 * NANOS_PER_SEC]);
+        // The ends of the range: the earliest second starts before
+        // `i64::MIN`, and the cache's arithmetic wraps there.
+        stamps.extend([
+            i64::MIN,
+            i64::MIN + 1,
+            i64::MIN + 854_775_807,
+            i64::MIN + 854_775_808,
+            i64::MAX,
+            i64::MIN,
+            i64::MAX - 1,
+        ]);
         for ns in stamps {
             let mut cached = Vec::new();
             cache.write(ns, &mut cached);
