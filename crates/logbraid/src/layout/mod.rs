@@ -234,13 +234,36 @@ pub(crate) const PAIRS: &[u8; 200] = b"\
 8081828384858687888990919293949596979899";
 
 /// Appends `v` in decimal (this runs for several numbers of every line).
-/// The digits are made two at a time, from the last, at the end of the
-/// first 20 bytes of a buffer; then the 20 bytes from the first digit on
-/// are copied whole and only the digits kept: a copy of constant length
-/// (two moves, no `memcpy` call) and no count of the digits beforehand
-/// (which cost as much as making them).
+///
+/// Below 10⁸ (pids, thread ids, most values), the eight digits are made
+/// at once from two halves, four pairs that do not wait on each other, and
+/// the leading zeros are counted in the word they make and shifted out;
+/// then the word is stored whole and only the digits kept. A
+/// copy of constant length, no `memcpy` call, no count of the digits
+/// beforehand, no chain of divisions each waiting on the last.
 #[inline]
-pub(crate) fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn push_u64(out: &mut Vec<u8>, v: u64) {
+    if v >= 100_000_000 {
+        return push_u64_long(out, v);
+    }
+    let v = v as u32;
+    let (high, low) = ((v / 10_000) as usize, (v % 10_000) as usize);
+    let pair = |p: usize| u64::from(u16::from_le_bytes([PAIRS[2 * p], PAIRS[2 * p + 1]]));
+    // Little-endian: the first digit is the lowest byte. Made in a
+    // register, not in memory: eight bytes read back over four two-byte
+    // stores would wait for the stores (no store forwarding), which cost
+    // more than the divisions saved.
+    let digits =
+        pair(high / 100) | pair(high % 100) << 16 | pair(low / 100) << 32 | pair(low % 100) << 48;
+    // Leading zeros are the low bytes that are b'0'; the last digit stays.
+    let zeros = ((digits ^ 0x3030_3030_3030_3030).trailing_zeros() / 8).min(7) as usize;
+    put_digits(out, &(digits >> (8 * zeros)).to_le_bytes(), 8 - zeros);
+}
+
+/// [`push_u64`] from 10⁸ on: two digits at a time, from the last, at the
+/// end of the first 20 bytes of a buffer.
+#[cold]
+fn push_u64_long(out: &mut Vec<u8>, mut v: u64) {
     /// The most digits of a `u64`.
     const MAX: usize = 20;
     let mut buf = [0u8; 2 * MAX];
@@ -259,15 +282,24 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, mut v: u64) {
         i -= 1;
         buf[i] = b'0' + v as u8;
     }
-    out.reserve(MAX);
+    put_digits(out, &buf[i..i + MAX], MAX - i);
+}
+
+/// Appends the first `n` bytes of `window`: the whole window is copied
+/// (its length is a constant where this is inlined), the rest left past
+/// the end of `out`.
+#[inline(always)]
+fn put_digits(out: &mut Vec<u8>, window: &[u8], n: usize) {
+    out.reserve(window.len());
     let len = out.len();
-    let spare = &mut out.spare_capacity_mut()[..MAX];
-    for (dst, src) in spare.iter_mut().zip(&buf[i..i + MAX]) {
+    let spare = &mut out.spare_capacity_mut()[..window.len()];
+    for (dst, src) in spare.iter_mut().zip(window) {
         dst.write(*src);
     }
-    // SAFETY: the first `MAX - i` bytes past the length, reserved, were
-    // written just above (all `MAX` were).
-    unsafe { out.set_len(len + (MAX - i)) };
+    assert!(n <= window.len());
+    // SAFETY: the first `n` bytes past the length, reserved, were written
+    // just above (all of the window was).
+    unsafe { out.set_len(len + n) };
 }
 
 /// Appends `v` in decimal.
