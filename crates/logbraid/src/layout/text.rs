@@ -4,6 +4,7 @@ use super::time::Rfc3339Cache;
 use super::{
     level_color, push_i64, push_lossy, push_u64, trailers, Layout, DIM, RESET, TRAILER_FIELDS,
 };
+use crate::level::Level;
 use crate::record::{Fields, Record, Value};
 
 /// The default layout: one line per record, fields as `key=value`.
@@ -42,7 +43,81 @@ use crate::record::{Fields, Record, Value};
 pub struct TextLayout {
     color: bool,
     timestamp: Rfc3339Cache,
+    head: HeadMemo,
     fields: FieldsMemo,
+}
+
+/// What a line holds between its timestamp and its message
+/// (`INFO  [4242/main] app::db: `) as written for the last record, and
+/// what it was written from: the records after it of the same level,
+/// process, thread and target (a loop's, a busy thread's) copy it rather
+/// than writing the level, the pid and the thread again and scanning the
+/// thread's name and the target. The memo is compared by value, not by
+/// address: a name's memory may hold another name later.
+#[derive(Clone, Debug, Default)]
+struct HeadMemo {
+    level: Option<Level>,
+    pid: u32,
+    thread_id: u64,
+    thread_name: Vec<u8>,
+    target: Vec<u8>,
+    written: Vec<u8>,
+}
+
+impl HeadMemo {
+    /// Targets and thread names longer than this are written, not kept.
+    const MAX: usize = 256;
+
+    fn push(&mut self, out: &mut Vec<u8>, record: &Record<'_>, color: bool) {
+        let name = match record.thread_name {
+            Some(name) if !name.is_empty() => name.as_bytes(),
+            _ => b"",
+        };
+        let target = record.target.as_bytes();
+        if self.level == Some(record.level)
+            && self.pid == record.source.pid
+            && self.thread_id == record.thread_id
+            && self.thread_name == name
+            && self.target == target
+        {
+            return out.extend_from_slice(&self.written);
+        }
+        let start = out.len();
+        let level = record.level.as_str();
+        if color {
+            out.extend_from_slice(level_color(record.level));
+            out.extend_from_slice(level.as_bytes());
+            out.extend_from_slice(RESET);
+        } else {
+            out.extend_from_slice(level.as_bytes());
+        }
+        for _ in level.len()..5 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(b" [");
+        push_u64(out, u64::from(record.source.pid));
+        out.push(b'/');
+        match record.thread_name {
+            Some(name) if !name.is_empty() => push_message_str(out, name),
+            _ => push_u64(out, record.thread_id),
+        }
+        out.extend_from_slice(b"] ");
+        push_message_str(out, record.target);
+        out.extend_from_slice(b": ");
+        if name.len() <= HeadMemo::MAX && target.len() <= HeadMemo::MAX {
+            self.level = Some(record.level);
+            self.pid = record.source.pid;
+            self.thread_id = record.thread_id;
+            self.thread_name.clear();
+            self.thread_name.extend_from_slice(name);
+            self.target.clear();
+            self.target.extend_from_slice(target);
+            self.written.clear();
+            self.written.extend_from_slice(&out[start..]);
+        } else {
+            self.level = None;
+        }
+    }
 }
 
 /// The fields of a record as encoded and as written, so that the records
@@ -126,29 +201,7 @@ impl Layout for TextLayout {
             self.timestamp.write(record.timestamp_ns, out);
         }
         out.push(b' ');
-
-        let level = record.level.as_str();
-        if self.color {
-            out.extend_from_slice(level_color(record.level));
-            out.extend_from_slice(level.as_bytes());
-            out.extend_from_slice(RESET);
-        } else {
-            out.extend_from_slice(level.as_bytes());
-        }
-        for _ in level.len()..5 {
-            out.push(b' ');
-        }
-
-        out.extend_from_slice(b" [");
-        push_u64(out, u64::from(record.source.pid));
-        out.push(b'/');
-        match record.thread_name {
-            Some(name) if !name.is_empty() => push_message_str(out, name),
-            _ => push_u64(out, record.thread_id),
-        }
-        out.extend_from_slice(b"] ");
-        push_message_str(out, record.target);
-        out.extend_from_slice(b": ");
+        self.head.push(out, record, self.color);
         push_message(out, record.message);
 
         if self.fields.push(out, record.fields) {
@@ -521,6 +574,67 @@ mod tests {
         let mut out = Vec::new();
         push_text(&mut out, bytes);
         String::from_utf8(out).unwrap()
+    }
+
+    /// A layout that has written other records writes each record as a
+    /// fresh one does: whichever part of what the head is made of changes,
+    /// back and forth, in colour or not, with names to escape or too long
+    /// to keep.
+    #[test]
+    fn a_record_after_others_is_written_as_alone() {
+        let (src, f) = (source(), FieldsBuf::new());
+        let other = crate::record::Source {
+            pid: 99,
+            ..source()
+        };
+        let long = "t".repeat(HeadMemo::MAX + 1);
+        let base = bare(&src, &f);
+        let records = [
+            base,
+            base,
+            Record {
+                level: Level::Warn,
+                ..base
+            },
+            base,
+            Record {
+                source: &other,
+                ..base
+            },
+            base.with_thread_id(8),
+            base.with_thread_name("main"),
+            base.with_thread_name("main").with_thread_id(8),
+            base.with_thread_name(""),
+            base.with_thread_name("ma\nin\u{1b}"),
+            base.with_thread_name("main"),
+            Record {
+                target: "app::db\r",
+                ..base
+            },
+            Record {
+                target: "app::dc",
+                ..base
+            },
+            Record {
+                target: &long,
+                ..base
+            },
+            Record {
+                target: &long,
+                ..base
+            },
+            base,
+        ];
+        for color in [false, true] {
+            let mut layout = TextLayout::new().with_color(color);
+            for (i, rec) in records.iter().enumerate() {
+                assert_eq!(
+                    line(&mut layout, rec),
+                    line(&mut TextLayout::new().with_color(color), rec),
+                    "record {i}, colour {color}"
+                );
+            }
+        }
     }
 
     #[test]
