@@ -130,26 +130,33 @@ impl Writer {
         loop {
             // The ring with the oldest next entry; few rings, so a scan.
             let mut best: Option<(usize, i64)> = None;
+            let mut live = 0;
             for (i, batch) in self.scratch.iter().enumerate() {
                 if let Some(ts) = batch.next_timestamp(&self.tsc) {
+                    live += 1;
                     if best.is_none_or(|(_, b)| ts < b) {
                         best = Some((i, ts));
                     }
                 }
             }
             let Some((i, _)) = best else { break };
-            let Some(claimed) = self.scratch[i].take_next() else {
-                break;
-            };
-            let ring = &self.rings[i];
-            let rec = claimed.record(
-                (ring.thread_id, ring.thread_name.as_deref()),
-                &source,
-                &self.tsc,
-                &mut self.text,
-            );
-            bytes += self.sinks.write(&rec);
-            count += 1;
+            // One entry, or when no other ring has any left, all of them
+            // in their order: nothing to merge with.
+            let take = if live == 1 { usize::MAX } else { 1 };
+            for _ in 0..take {
+                let Some(claimed) = self.scratch[i].take_next() else {
+                    break;
+                };
+                let ring = &self.rings[i];
+                let rec = claimed.record(
+                    (ring.thread_id, ring.thread_name.as_deref()),
+                    &source,
+                    &self.tsc,
+                    &mut self.text,
+                );
+                bytes += self.sinks.write(&rec);
+                count += 1;
+            }
         }
         if count > 0 {
             let progress = &self.shared.progress;
