@@ -77,8 +77,8 @@ impl HeadMemo {
         if self.level == Some(record.level)
             && self.pid == record.source.pid
             && self.thread_id == record.thread_id
-            && self.thread_name == name
-            && self.target == target
+            && same(&self.thread_name, name)
+            && same(&self.target, target)
         {
             return out.extend_from_slice(&self.written);
         }
@@ -278,6 +278,33 @@ fn scan(bytes: &[u8]) -> Scan {
     {
         scan_words(bytes)
     }
+}
+
+/// Whether `a` and `b` hold the same bytes: for the short names of a
+/// line's head, word by word in registers (the bytes past the last whole
+/// word as the last word) rather than a call to `memcmp`.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    if n < 8 {
+        return short_word(a) == short_word(b);
+    }
+    let mut at = 0;
+    while at + 8 <= n {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
 }
 
 /// Eight spaces: plain, so they fill out a word of text shorter than one
@@ -693,6 +720,22 @@ mod tests {
             line(&mut TextLayout::new(), &rec),
             "2023-11-14T22:13:20.123456Z INFO  [4242/7] app::db: two\n  lines\tand \u{FFFD}\u{FFFD}( bad \"bytes\"\n"
         );
+    }
+
+    #[test]
+    fn same_compares_every_byte_of_every_length() {
+        for len in 0usize..40 {
+            let a: Vec<u8> = (0..len as u8).map(|i| b'a' + i % 26).collect();
+            assert!(same(&a, &a.clone()), "{len}");
+            if len > 0 {
+                assert!(!same(&a, &a[..len - 1]), "{len}");
+            }
+            for at in 0..len {
+                let mut b = a.clone();
+                b[at] ^= 0x01;
+                assert!(!same(&a, &b), "{len} {at}");
+            }
+        }
     }
 
     #[test]
