@@ -485,6 +485,10 @@ pub(crate) struct Batch {
     bytes: Vec<u8>,
     /// Where the next entry to take starts; the ones before are taken.
     at: usize,
+    /// The next entry's timestamp in nanoseconds, once asked: the merge
+    /// asks every ring's batch for each record it writes, and with several
+    /// threads the conversion from ticks was most of the merge.
+    next_ns: Option<i64>,
 }
 
 impl Batch {
@@ -495,6 +499,7 @@ impl Batch {
         self.release_rest();
         self.bytes.clear();
         self.at = 0;
+        self.next_ns = None;
         ring.claim(&mut self.bytes, limit)
     }
 
@@ -504,8 +509,11 @@ impl Batch {
     }
 
     /// Timestamp of the next entry, in nanoseconds (for merging).
-    pub(crate) fn next_timestamp(&self, conv: &Converter) -> Option<i64> {
-        (self.at < self.bytes.len()).then(|| timestamp(&self.bytes[self.at..], conv))
+    pub(crate) fn next_timestamp(&mut self, conv: &Converter) -> Option<i64> {
+        if self.next_ns.is_none() && self.at < self.bytes.len() {
+            self.next_ns = Some(timestamp(&self.bytes[self.at..], conv));
+        }
+        self.next_ns
     }
 
     /// The next entry, now the caller's.
@@ -516,6 +524,7 @@ impl Batch {
         }
         let len = entry_len(&self.bytes[at..]);
         self.at = at + len;
+        self.next_ns = None;
         // SAFETY: the ring's claim gave this batch the entry, and `at` has
         // moved past it, so it is taken once.
         Some(unsafe { take(&self.bytes[at..at + len]) })

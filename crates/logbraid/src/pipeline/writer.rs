@@ -131,7 +131,7 @@ impl Writer {
             // The ring with the oldest next entry; few rings, so a scan.
             let mut best: Option<(usize, i64)> = None;
             let mut live = 0;
-            for (i, batch) in self.scratch.iter().enumerate() {
+            for (i, batch) in self.scratch.iter_mut().enumerate() {
                 if let Some(ts) = batch.next_timestamp(&self.tsc) {
                     live += 1;
                     if best.is_none_or(|(_, b)| ts < b) {
