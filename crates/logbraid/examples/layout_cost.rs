@@ -9,8 +9,9 @@
 //!
 //! Arguments: the layout (`text`, `json`, `asctime` for Python's default
 //! `%(asctime)s`, `datefmt` for a `datefmt` with names and a zone), the
-//! number of records, and the nanoseconds between two records' timestamps
-//! (100 000: ten thousand records share each second).
+//! number of records, the nanoseconds between two records' timestamps
+//! (100 000: ten thousand records share each second), and the number of
+//! threads whose records take turns (1: all from one thread).
 
 use std::hint::black_box;
 
@@ -27,6 +28,9 @@ fn main() {
     let step: i64 = args
         .next()
         .map_or(100_000, |a| a.parse().expect("a step in ns"));
+    let threads: u64 = args
+        .next()
+        .map_or(1, |a| a.parse().expect("a count of threads"));
     let mut layout: Box<dyn Layout> = match kind.as_str() {
         "text" => Box::new(TextLayout::new()),
         "json" => Box::new(JsonLayout::new()),
@@ -55,7 +59,7 @@ fn main() {
     for i in 0..count {
         let r = Record::new(Level::Info, "app::db", b"query finished", &source)
             .with_timestamp(start + i * step)
-            .with_thread_id(7);
+            .with_thread_id(7 + i as u64 % threads.max(1));
         layout.format(black_box(&r), &mut out);
         if out.len() > 60_000 {
             bytes += out.len();

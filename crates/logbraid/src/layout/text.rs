@@ -43,7 +43,7 @@ use crate::record::{Fields, Record, Value};
 pub struct TextLayout {
     color: bool,
     timestamp: Rfc3339Cache,
-    head: HeadMemo,
+    heads: [HeadMemo; HEADS],
     fields: FieldsMemo,
 }
 
@@ -54,6 +54,15 @@ pub struct TextLayout {
 /// than writing the level, the pid and the thread again and scanning the
 /// thread's name and the target. The memo is compared by value, not by
 /// address: a name's memory may hold another name later.
+///
+/// A layout keeps [`HEADS`] of them, one for each thread id and pid modulo
+/// that count: the writer merges the records of several threads into one
+/// stream, and a collector those of several senders, where they take
+/// turns. As with [`FieldsMemo`], a memo the next
+/// record of its slot did not use is not kept again for the next
+/// [`HeadMemo::REST`] records of that slot, so records that take turns
+/// more than the slots can hold (many senders into a collector) pay next
+/// to nothing for it.
 #[derive(Clone, Debug, Default)]
 struct HeadMemo {
     level: Option<Level>,
@@ -62,11 +71,20 @@ struct HeadMemo {
     thread_name: Vec<u8>,
     target: Vec<u8>,
     written: Vec<u8>,
+    /// Whether a record used it since it was kept.
+    used: bool,
+    /// Records to go before a memo is kept again.
+    rest: u8,
 }
+
+/// How many [`HeadMemo`]s a text layout keeps.
+const HEADS: usize = 8;
 
 impl HeadMemo {
     /// Targets and thread names longer than this are written, not kept.
     const MAX: usize = 256;
+    /// How many records go without a memo after one went unused.
+    const REST: u8 = 32;
 
     fn push(&mut self, out: &mut Vec<u8>, record: &Record<'_>, color: bool) {
         let name = match record.thread_name {
@@ -80,6 +98,7 @@ impl HeadMemo {
             && same(&self.thread_name, name)
             && same(&self.target, target)
         {
+            self.used = true;
             return out.extend_from_slice(&self.written);
         }
         let start = out.len();
@@ -104,7 +123,14 @@ impl HeadMemo {
         out.extend_from_slice(b"] ");
         push_message_str(out, record.target);
         out.extend_from_slice(b": ");
-        if name.len() <= HeadMemo::MAX && target.len() <= HeadMemo::MAX {
+        if self.rest > 0 {
+            self.rest -= 1;
+        } else if !self.used && self.level.is_some() {
+            // Kept for nothing: rest before keeping the next.
+            self.level = None;
+            self.rest = HeadMemo::REST;
+        } else if name.len() <= HeadMemo::MAX && target.len() <= HeadMemo::MAX {
+            self.used = false;
             self.level = Some(record.level);
             self.pid = record.source.pid;
             self.thread_id = record.thread_id;
@@ -201,7 +227,8 @@ impl Layout for TextLayout {
             self.timestamp.write(record.timestamp_ns, out);
         }
         out.push(b' ');
-        self.head.push(out, record, self.color);
+        let slot = (record.thread_id ^ u64::from(record.source.pid)) % HEADS as u64;
+        self.heads[slot as usize].push(out, record, self.color);
         push_message(out, record.message);
 
         if self.fields.push(out, record.fields) {
@@ -652,6 +679,9 @@ mod tests {
             },
             base,
         ];
+        // Then records taking turns, and one repeated.
+        let turns = (0..96).map(|i| records[i % 3 + 4]).chain([base; 8]);
+        let records: Vec<Record<'_>> = records.into_iter().chain(turns).collect();
         for color in [false, true] {
             let mut layout = TextLayout::new().with_color(color);
             for (i, rec) in records.iter().enumerate() {
