@@ -38,8 +38,6 @@ pub(super) struct Writer {
     /// The last flush served: the writer is the only one to move
     /// `flush_done` while it runs, so it need not lock it to read it.
     flush_served: u64,
-    /// The highest queue use published to `high_water`.
-    high_seen: usize,
     tsc: tsc::Converter,
     /// The message of a macro's record, formatted here.
     text: Vec<u8>,
@@ -55,7 +53,6 @@ impl Writer {
             reported_drops: 0,
             pending_flush: None,
             flush_served: 0,
-            high_seen: 0,
             tsc: if shared.use_tsc {
                 tsc::Converter::new()
             } else {
@@ -116,12 +113,9 @@ impl Writer {
         }
         // The callers' settings sit next to nothing written here, but the
         // counters below are read by `stats`: written only when changed.
-        if high > self.high_seen {
-            self.high_seen = high;
-            self.shared
-                .progress
-                .high_water
-                .store(high, Ordering::Relaxed);
+        let high_water = &self.shared.progress.high_water;
+        if high > high_water.load(Ordering::Relaxed) {
+            high_water.store(high, Ordering::Relaxed);
         }
         // Read per pass: the process may name itself (set_process_name).
         let source = Source::current();
