@@ -58,11 +58,9 @@ pub struct TextLayout {
 /// A layout keeps [`HEADS`] of them, one for each thread id and pid modulo
 /// that count: the writer merges the records of several threads into one
 /// stream, and a collector those of several senders, where they take
-/// turns. As with [`FieldsMemo`], a memo the next
-/// record of its slot did not use is not kept again for the next
-/// [`HeadMemo::REST`] records of that slot, so records that take turns
-/// more than the slots can hold (many senders into a collector) pay next
-/// to nothing for it.
+/// turns. Each rests as [`Reuse`] says, so records that take turns more
+/// than the slots can hold (many senders into a collector) pay next to
+/// nothing for it.
 #[derive(Clone, Debug, Default)]
 struct HeadMemo {
     level: Option<Level>,
@@ -71,10 +69,7 @@ struct HeadMemo {
     thread_name: Vec<u8>,
     target: Vec<u8>,
     written: Vec<u8>,
-    /// Whether a record used it since it was kept.
-    used: bool,
-    /// Records to go before a memo is kept again.
-    rest: u8,
+    reuse: Reuse,
 }
 
 /// How many [`HeadMemo`]s a text layout keeps.
@@ -83,8 +78,6 @@ const HEADS: usize = 8;
 impl HeadMemo {
     /// Targets and thread names longer than this are written, not kept.
     const MAX: usize = 256;
-    /// How many records go without a memo after one went unused.
-    const REST: u8 = 32;
 
     fn push(&mut self, out: &mut Vec<u8>, record: &Record<'_>, color: bool) {
         let name = match record.thread_name {
@@ -98,7 +91,7 @@ impl HeadMemo {
             && same(&self.thread_name, name)
             && same(&self.target, target)
         {
-            self.used = true;
+            self.reuse.used();
             return out.extend_from_slice(&self.written);
         }
         let start = out.len();
@@ -123,52 +116,92 @@ impl HeadMemo {
         out.extend_from_slice(b"] ");
         push_message_str(out, record.target);
         out.extend_from_slice(b": ");
+        match self.reuse.missed(self.level.is_some()) {
+            Miss::Wait => {}
+            Miss::Keep if name.len() <= HeadMemo::MAX && target.len() <= HeadMemo::MAX => {
+                self.reuse.kept();
+                self.level = Some(record.level);
+                self.pid = record.source.pid;
+                self.thread_id = record.thread_id;
+                self.thread_name.clear();
+                self.thread_name.extend_from_slice(name);
+                self.target.clear();
+                self.target.extend_from_slice(target);
+                self.written.clear();
+                self.written.extend_from_slice(&out[start..]);
+            }
+            Miss::Keep | Miss::Forget => self.level = None,
+        }
+    }
+}
+
+/// When a memo of what a record wrote is kept for the records after it:
+/// one that the next record did not use is not kept again for the next
+/// [`Reuse::REST`] records, so records that differ each time pay next to
+/// nothing for the memo.
+#[derive(Clone, Copy, Debug, Default)]
+struct Reuse {
+    /// Whether a record used the memo since it was kept.
+    used: bool,
+    /// Records to go before a memo is kept again.
+    rest: u8,
+}
+
+/// What to do after a record the memo did not serve.
+enum Miss {
+    /// Keep this record's writing (if it is small enough).
+    Keep,
+    /// Drop the memo held: nobody used it.
+    Forget,
+    /// Resting: keep nothing.
+    Wait,
+}
+
+impl Reuse {
+    /// How many records go without a memo after one went unused.
+    const REST: u8 = 32;
+
+    /// A record was served from the memo.
+    fn used(&mut self) {
+        self.used = true;
+    }
+
+    /// After a record the memo did not serve; `held`: whether one is held.
+    fn missed(&mut self, held: bool) -> Miss {
         if self.rest > 0 {
             self.rest -= 1;
-        } else if !self.used && self.level.is_some() {
-            // Kept for nothing: rest before keeping the next.
-            self.level = None;
-            self.rest = HeadMemo::REST;
-        } else if name.len() <= HeadMemo::MAX && target.len() <= HeadMemo::MAX {
-            self.used = false;
-            self.level = Some(record.level);
-            self.pid = record.source.pid;
-            self.thread_id = record.thread_id;
-            self.thread_name.clear();
-            self.thread_name.extend_from_slice(name);
-            self.target.clear();
-            self.target.extend_from_slice(target);
-            self.written.clear();
-            self.written.extend_from_slice(&out[start..]);
+            Miss::Wait
+        } else if !self.used && held {
+            self.rest = Reuse::REST;
+            Miss::Forget
         } else {
-            self.level = None;
+            Miss::Keep
         }
+    }
+
+    /// A new memo is kept.
+    fn kept(&mut self) {
+        self.used = false;
     }
 }
 
 /// The fields of a record as encoded and as written, so that the records
 /// after it with the same fields (a syslog sender's facility, host and
 /// program; a service's constant context) copy them rather than writing
-/// them again. A memo that the next record did not use is not kept again
-/// for the next [`FieldsMemo::REST`] records, so records whose fields
-/// differ each time pay next to nothing for it.
+/// them again. It rests as [`Reuse`] says, so records whose fields differ
+/// each time pay next to nothing for it.
 #[derive(Clone, Debug, Default)]
 struct FieldsMemo {
     encoded: Vec<u8>,
     written: Vec<u8>,
     /// What [`push_fields`] said of them.
     trailer: bool,
-    /// Whether a record used it since it was kept.
-    used: bool,
-    /// Records to go before a memo is kept again.
-    rest: u8,
+    reuse: Reuse,
 }
 
 impl FieldsMemo {
     /// Encoded fields longer than this are not kept.
     const MAX: usize = 512;
-    /// How many records go without a memo after one went unused.
-    const REST: u8 = 32;
 
     /// [`push_fields`], or a copy of what it wrote for the same fields.
     fn push(&mut self, out: &mut Vec<u8>, fields: Fields<'_>) -> bool {
@@ -177,25 +210,23 @@ impl FieldsMemo {
             return false;
         }
         if encoded == self.encoded.as_slice() {
-            self.used = true;
+            self.reuse.used();
             out.extend_from_slice(&self.written);
             return self.trailer;
         }
         let start = out.len();
         let trailer = push_fields(out, fields);
-        if self.rest > 0 {
-            self.rest -= 1;
-        } else if !self.used && !self.encoded.is_empty() {
-            // Kept for nothing: rest before keeping the next.
-            self.encoded.clear();
-            self.rest = FieldsMemo::REST;
-        } else if encoded.len() <= FieldsMemo::MAX {
-            self.encoded.clear();
-            self.encoded.extend_from_slice(encoded);
-            self.written.clear();
-            self.written.extend_from_slice(&out[start..]);
-            self.trailer = trailer;
-            self.used = false;
+        match self.reuse.missed(!self.encoded.is_empty()) {
+            Miss::Forget => self.encoded.clear(),
+            Miss::Keep if encoded.len() <= FieldsMemo::MAX => {
+                self.reuse.kept();
+                self.encoded.clear();
+                self.encoded.extend_from_slice(encoded);
+                self.written.clear();
+                self.written.extend_from_slice(&out[start..]);
+                self.trailer = trailer;
+            }
+            Miss::Keep | Miss::Wait => {}
         }
         trailer
     }
@@ -316,22 +347,17 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     if n != b.len() {
         return false;
     }
-    let word = |s: &[u8], at: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&s[at..at + 8]);
-        u64::from_le_bytes(w)
-    };
     if n < 8 {
         return short_word(a) == short_word(b);
     }
     let mut at = 0;
     while at + 8 <= n {
-        if word(a, at) != word(b, at) {
+        if word_at(a, at) != word_at(b, at) {
             return false;
         }
         at += 8;
     }
-    word(a, n - 8) == word(b, n - 8)
+    word_at(a, n - 8) == word_at(b, n - 8)
 }
 
 /// Eight spaces: plain, so they fill out a word of text shorter than one
@@ -403,6 +429,14 @@ fn scan_sse2(bytes: &[u8]) -> Scan {
     }
 }
 
+/// The eight bytes of `bytes` from `at` as a little-endian word.
+#[inline]
+fn word_at(bytes: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
 /// Text under eight bytes as a word, filled out with spaces: two
 /// overlapping halves from four bytes on.
 #[inline]
@@ -440,22 +474,17 @@ fn scan_words(bytes: &[u8]) -> Scan {
         x.wrapping_sub(0x20 * ONES) & !x & HIGH | zero(x ^ (0x7f * ONES)) | zero(x ^ (0xc2 * ONES))
     };
     let n = bytes.len();
-    let word = |at: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&bytes[at..at + 8]);
-        u64::from_le_bytes(w)
-    };
     let (mut bad, mut high) = (0u64, 0u64);
     if n >= 8 {
         let mut at = 0;
         while at + 8 <= n {
-            let x = word(at);
+            let x = word_at(bytes, at);
             bad |= control(x);
             high |= x;
             at += 8;
         }
         if at < n {
-            let x = word(n - 8);
+            let x = word_at(bytes, n - 8);
             bad |= control(x);
             high |= x;
         }
