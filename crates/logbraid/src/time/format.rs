@@ -15,8 +15,8 @@ use crate::layout::PAIRS;
 
 #[inline]
 pub(crate) fn push_2(out: &mut Vec<u8>, v: u32) {
-    out.push(b'0' + (v / 10 % 10) as u8);
-    out.push(b'0' + (v % 10) as u8);
+    let pair = (v % 100) as usize * 2;
+    out.extend_from_slice(&PAIRS[pair..pair + 2]);
 }
 
 #[inline]
