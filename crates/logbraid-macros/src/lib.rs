@@ -651,6 +651,31 @@ impl Call {
         let writer_format = LitStr::new(&plan.format, lit_span);
         // Bare placeholders only: literal bytes and each value's `plain`,
         // the bytes `format_args!` would write, without `core::fmt`.
+        // Whether the message is plain (`Record::plain_message`): bare
+        // placeholders only, the literal text plain, and each value of a
+        // type whose `plain` always is. Constants all: the check costs the
+        // writer nothing.
+        let plain = match bare {
+            Some(pieces) => {
+                let text: String = pieces
+                    .iter()
+                    .filter_map(|piece| match piece {
+                        Bare::Lit(text) => Some(text.as_str()),
+                        Bare::Slot(_) => None,
+                    })
+                    .collect();
+                let text = LitStr::new(&text, lit_span);
+                let slots = pieces.iter().filter_map(|piece| match piece {
+                    Bare::Slot(i) => Some(&kinds[*i]),
+                    Bare::Lit(_) => None,
+                });
+                quote_spanned!(site=> {
+                    const __LB_PLAIN_TEXT: bool = #p::is_plain(#text);
+                    __LB_PLAIN_TEXT #(&& <#slots as #p::Decode>::PLAIN)*
+                })
+            }
+            None => quote_spanned!(site=> false),
+        };
         let write_message = match bare {
             Some(pieces) => {
                 let steps = pieces.iter().map(|piece| match piece {
@@ -694,10 +719,11 @@ impl Call {
                     fn __lb_format<#(#kinds: #p::Decode),*>(
                         __lb_bytes: &[u8],
                         __lb_out: &mut ::std::vec::Vec<u8>,
-                    ) {
+                    ) -> bool {
                         let mut __lb_r = #p::Reader::new(__lb_bytes);
                         #(#decodes)*
                         #write_message
+                        #plain
                     }
                     // One parameter per placeholder: as many as the call has.
                     #[allow(clippy::too_many_arguments)]

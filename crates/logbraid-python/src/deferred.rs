@@ -108,9 +108,11 @@ pub(crate) fn encoded_len(fmt: &str, values: &[Value<'_>]) -> usize {
     n.0
 }
 
-/// The writer's half for a message formatted already: its text, as given.
-pub(crate) fn verbatim(bytes: &[u8], out: &mut Vec<u8>) {
+/// The writer's half for a message formatted already: its text, as given
+/// (not known to be plain: the layouts look).
+pub(crate) fn verbatim(bytes: &[u8], out: &mut Vec<u8>) -> bool {
     out.extend_from_slice(bytes);
+    false
 }
 
 /// Reads an encoding back.
@@ -148,13 +150,14 @@ impl<'a> Reader<'a> {
 }
 
 /// The writer's half ([`logbraid::Logger::log_values`]'s `format`): the
-/// message of an encoding [`encode`] wrote, appended to `out`.
-pub(crate) fn format(bytes: &[u8], out: &mut Vec<u8>) {
+/// message of an encoding [`encode`] wrote, appended to `out` (not known
+/// to be plain: the layouts look).
+pub(crate) fn format(bytes: &[u8], out: &mut Vec<u8>) -> bool {
     let mut r = Reader(bytes);
     let Some(fmt) = r.bytes().and_then(|f| std::str::from_utf8(f).ok()) else {
         // Only a record cut short (over 4 GiB) reads wrong.
         out.extend_from_slice(b"<message cut short>");
-        return;
+        return false;
     };
     let mut values = Values::new();
     while !r.0.is_empty() {
@@ -181,6 +184,7 @@ pub(crate) fn format(bytes: &[u8], out: &mut Vec<u8>) {
     } else {
         out.extend_from_slice(text.as_bytes());
     }
+    false
 }
 
 #[cfg(test)]

@@ -43,8 +43,8 @@ pub use record::{set_process_name, Fields, FieldsBuf, OwnedRecord, Record, Sourc
 #[doc(hidden)]
 pub mod __private {
     pub use crate::macros::{
-        add, check, enabled, enabled_in, log, write_fmt, Arg, Decode, Decoded, EagerArg, FormatFn,
-        Out, RawArg, Reader, Sel, Site, ViaEager, ViaRaw,
+        add, check, enabled, enabled_in, is_plain, log, write_fmt, Arg, Decode, Decoded, EagerArg,
+        FormatFn, Out, RawArg, Reader, Sel, Site, ViaEager, ViaRaw,
     };
     pub use logbraid_macros::deferred;
 }

@@ -158,7 +158,9 @@ impl Logger {
     /// Logs a record whose message is made later, on the writer's thread
     /// (or on the caller's, where the record is written directly): `fill`
     /// writes the message's values, in an encoding of the binding's own,
-    /// and its fields; `format` turns the values into the message text.
+    /// and its fields; `format` turns the values into the message text
+    /// and returns whether that text is plain ([`Record::plain_message`]:
+    /// `false` is always right, `true` a promise the layouts rely on).
     /// For bindings whose call sites are not static (the macros use a
     /// static site instead). `format` must not fail or log: whatever can
     /// fail is decided by the caller before choosing this way.

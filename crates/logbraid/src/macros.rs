@@ -122,8 +122,27 @@ pub struct Site {
     pub function: Option<&'static str>,
 }
 
-/// Formats a message from the encoded values of a call site.
-pub type FormatFn = fn(&[u8], &mut Vec<u8>);
+/// Formats a message from the encoded values of a call site, and says
+/// whether what it wrote is plain ([`Record::plain_message`]).
+///
+/// [`Record::plain_message`]: crate::Record::plain_message
+pub type FormatFn = fn(&[u8], &mut Vec<u8>) -> bool;
+
+/// Whether `text` is plain: printable ASCII other than `"` and `\`, the
+/// bytes no layout escapes (see [`Record::plain_message`]).
+///
+/// [`Record::plain_message`]: crate::Record::plain_message
+pub const fn is_plain(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] < 0x20 || b[i] > 0x7e || b[i] == b'"' || b[i] == b'\\' {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 /// The level below which the installed logger logs nothing for any target
 /// (`u8::MAX`: no logger installed): the macros' first check.
@@ -286,10 +305,12 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     /// A reader at the start of `bytes`.
+    #[inline]
     pub fn new(bytes: &'a [u8]) -> Self {
         Reader { bytes }
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> &'a [u8] {
         let n = n.min(self.bytes.len());
         let (head, rest) = self.bytes.split_at(n);
@@ -297,13 +318,27 @@ impl<'a> Reader<'a> {
         head
     }
 
+    /// The next `N` bytes: one comparison and a load of constant size
+    /// where they are all there (every value the call wrote), the bytes
+    /// left and zeros past them otherwise.
+    #[inline]
     fn array<const N: usize>(&mut self) -> [u8; N] {
+        if let Some((head, rest)) = self.bytes.split_first_chunk::<N>() {
+            self.bytes = rest;
+            return *head;
+        }
+        self.short()
+    }
+
+    #[cold]
+    fn short<const N: usize>(&mut self) -> [u8; N] {
         let mut a = [0u8; N];
         let b = self.take(N);
         a[..b.len()].copy_from_slice(b);
         a
     }
 
+    #[inline]
     fn str(&mut self) -> &'a str {
         let len = u32::from_le_bytes(self.array());
         // Written from a `&str` by `put_str`, so valid unless cut short.
@@ -327,6 +362,9 @@ fn put_str<B: Buf>(out: &mut B, s: &str) {
 /// trait the type has delegates to it (the others are never reached:
 /// the compiler rejected the format string).
 pub trait Decode: 'static {
+    /// Whether [`Decode::plain`] writes plain text ([`is_plain`]) for
+    /// every value: digits, signs, points, `inf`, `NaN`, `true`, `false`.
+    const PLAIN: bool = false;
     /// The value read back.
     type Out<'a>;
     /// Reads the next value.
@@ -469,6 +507,7 @@ macro_rules! numbers {
         }
 
         impl Decode for $t {
+            const PLAIN: bool = true;
             type Out<'a> = $t;
             #[inline]
             fn decode<'a>(r: &mut Reader<'a>) -> $t {
@@ -575,7 +614,9 @@ impl Raw for bool {
 }
 
 impl Decode for bool {
+    const PLAIN: bool = true;
     type Out<'a> = bool;
+    #[inline]
     fn decode<'a>(r: &mut Reader<'a>) -> bool {
         r.array::<1>()[0] != 0
     }
@@ -608,6 +649,7 @@ impl Raw for char {
 
 impl Decode for char {
     type Out<'a> = char;
+    #[inline]
     fn decode<'a>(r: &mut Reader<'a>) -> char {
         char::from_u32(u32::from_le_bytes(r.array())).unwrap_or(char::REPLACEMENT_CHARACTER)
     }
@@ -629,6 +671,7 @@ pub enum Text {}
 
 impl Decode for Text {
     type Out<'a> = &'a str;
+    #[inline]
     fn decode<'a>(r: &mut Reader<'a>) -> &'a str {
         r.str()
     }
@@ -672,6 +715,7 @@ pub enum Formatted {}
 
 impl Decode for Formatted {
     type Out<'a> = &'a str;
+    #[inline]
     fn decode<'a>(r: &mut Reader<'a>) -> &'a str {
         r.str()
     }

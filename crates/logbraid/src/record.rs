@@ -115,6 +115,12 @@ pub struct Record<'a> {
     /// The formatted message. Bytes, because records that arrive from other
     /// programs may hold invalid UTF-8; layouts escape or replace it.
     pub message: &'a [u8],
+    /// Whether `message` is known to hold only printable ASCII other than
+    /// `"` and `\` (bytes 0x20 to 0x7E less those two), which no layout
+    /// escapes: layouts then copy it as it is. `false` says nothing, and
+    /// is what every record starts with; the macros set it where the format
+    /// string and the types of the values promise it.
+    pub plain_message: bool,
     /// Rust module path or Python module name.
     pub module: Option<&'a str>,
     /// Source file path.
@@ -172,6 +178,7 @@ impl<'a> Record<'a> {
             level,
             target,
             message,
+            plain_message: false,
             module: None,
             file: None,
             line: None,
@@ -582,6 +589,7 @@ impl OwnedRecord {
             level: self.level,
             target: &self.target,
             message: &self.message,
+            plain_message: false,
             module: self.module.as_deref(),
             file: self.file.as_deref(),
             line: self.line,

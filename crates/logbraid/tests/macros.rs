@@ -453,3 +453,81 @@ mod side_by_side {
         }
     }
 }
+
+mod plain {
+    use super::*;
+    use logbraid::layout::Layout;
+    use logbraid::Record;
+
+    /// Writes whether the record's message was marked plain, then the
+    /// message as it is.
+    #[derive(Debug)]
+    struct ShowPlain;
+
+    impl Layout for ShowPlain {
+        fn format(&mut self, record: &Record<'_>, out: &mut Vec<u8>) {
+            out.extend_from_slice(if record.plain_message {
+                b"plain "
+            } else {
+                b"look  "
+            });
+            out.extend_from_slice(record.message);
+            out.push(b'\n');
+        }
+    }
+
+    /// A message is marked plain (copied by the layouts without looking)
+    /// only when its literal text and every value's type promise bytes no
+    /// layout escapes; the facade's records never are.
+    #[test]
+    fn only_messages_that_cannot_need_escapes_are_marked_plain() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("plain.log");
+        let (logger, guard) = Builder::new()
+            .level("info")
+            .children(false)
+            .inherit_collector(false)
+            .signals(false)
+            .file(RollingFile::builder(&path).layout(Box::new(ShowPlain)))
+            .unwrap()
+            .build()
+            .unwrap();
+        let (id, small, ratio, name, c) = (7u64, 200u8, -1.5f64, "ada", 'c');
+        let bare = 5i32;
+        logbraid::info!(logger: logger, "request {} served in {} ms", id, -3i32);
+        logbraid::info!(logger: logger, "{} {small} {ratio} {}", true, f32::NAN);
+        logbraid::info!(logger: logger, "no values at all");
+        logbraid::info!(logger: logger, "inline {bare}");
+        logbraid::info!(logger: logger, "name {}", name);
+        logbraid::info!(logger: logger, "char {}", c);
+        logbraid::info!(logger: logger, "padded {:>4}", id);
+        logbraid::info!(logger: logger, "quote \" {}", id);
+        logbraid::info!(logger: logger, "back\\slash {}", id);
+        logbraid::info!(logger: logger, "tab\t{}", id);
+        logbraid::info!(logger: logger, "caf\u{e9} {}", id);
+        logbraid::info!(logger: logger, "del \u{7f}{}", id);
+        logbraid::info!(logger: logger, "debug {:?}", id);
+        logbraid::info!(logger: logger, user = name; "with a field {}", id);
+        drop(guard);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let want = [
+            "plain request 7 served in -3 ms",
+            "plain true 200 -1.5 NaN",
+            "plain no values at all",
+            "plain inline 5",
+            "look  name ada",
+            "look  char c",
+            "look  padded    7",
+            "look  quote \" 7",
+            "look  back\\slash 7",
+            "look  tab\t7",
+            "look  caf\u{e9} 7",
+            "look  del \u{7f}7",
+            "look  debug 7",
+        ];
+        let got: Vec<&str> = text.lines().collect();
+        assert_eq!(got[..want.len()], want);
+        // Fields take the general path; the flag is about the message only.
+        assert_eq!(got[want.len()..], ["plain with a field 7"]);
+    }
+}

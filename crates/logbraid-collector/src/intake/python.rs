@@ -789,6 +789,7 @@ impl Parts<'_, '_> {
             level,
             target,
             message: &message,
+            plain_message: false,
             module,
             file,
             line,

@@ -200,6 +200,7 @@ impl<'a> Iterator for Iter<'a> {
             level: slot.level,
             target: names[0],
             message,
+            plain_message: false,
             module: part(0),
             file: part(1),
             line: slot.line,

@@ -67,7 +67,14 @@ impl Layout for JsonLayout {
         out.extend_from_slice(b"\",\"target\":");
         push_string(out, r.target.as_bytes());
         out.extend_from_slice(b",\"msg\":");
-        push_string(out, r.message);
+        if r.plain_message {
+            // Nothing in it to escape: no need to look.
+            out.push(b'"');
+            out.extend_from_slice(r.message);
+            out.push(b'"');
+        } else {
+            push_string(out, r.message);
+        }
         if let Some(module) = r.module {
             out.extend_from_slice(b",\"module\":");
             push_string(out, module.as_bytes());

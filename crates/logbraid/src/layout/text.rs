@@ -260,7 +260,12 @@ impl Layout for TextLayout {
         out.push(b' ');
         let slot = (record.thread_id ^ u64::from(record.source.pid)) % HEADS as u64;
         self.heads[slot as usize].push(out, record, self.color);
-        push_message(out, record.message);
+        if record.plain_message {
+            // Nothing in it to escape: no need to look.
+            out.extend_from_slice(record.message);
+        } else {
+            push_message(out, record.message);
+        }
 
         if self.fields.push(out, record.fields) {
             // On continuation lines, escaped like the message: a traceback

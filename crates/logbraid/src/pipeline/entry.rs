@@ -120,7 +120,8 @@ pub(crate) struct Deferred {
 
 impl Deferred {
     /// The message: the values formatted with the call site's format.
-    pub(crate) fn format(&self, values: &[u8], out: &mut Vec<u8>) {
+    /// Returns whether it is plain ([`Record::plain_message`]).
+    pub(crate) fn format(&self, values: &[u8], out: &mut Vec<u8>) -> bool {
         (self.format)(values, out)
     }
 }
@@ -583,9 +584,10 @@ impl Claimed<'_> {
         let msg_len = u32_at(b, 20) as usize;
         let fields_len = u32_at(b, 24) as usize;
         let mut message = &b[at..at + msg_len];
+        let mut plain_message = false;
         if flags & F_FORMAT != 0 {
             text.clear();
-            format_fn(b)(message, text);
+            plain_message = format_fn(b)(message, text);
             message = text;
         }
         at += msg_len;
@@ -603,6 +605,7 @@ impl Claimed<'_> {
             level: Level::from_u8(b[5]).unwrap_or(Level::Info),
             target: strs[0],
             message,
+            plain_message,
             module: (flags & F_MODULE != 0).then_some(strs[1]),
             file: (flags & F_FILE != 0).then_some(strs[2]),
             line: (flags & F_LINE != 0).then_some(u32_at(b, 16)),
@@ -647,12 +650,13 @@ fn deferred_record<'s>(
     let values = &b[DEFERRED_HEADER..DEFERRED_HEADER + values_len];
     let fields = &b[DEFERRED_HEADER + values_len..DEFERRED_HEADER + values_len + fields_len];
     text.clear();
-    format(values, text);
+    let plain_message = format(values, text);
     Record {
         timestamp_ns: timestamp(b, conv),
         level: Level::from_u8(b[5]).unwrap_or(Level::Info),
         target: site.target,
         message: text,
+        plain_message,
         module: Some(site.module),
         file: Some(site.file),
         line: Some(site.line),

@@ -444,20 +444,21 @@ impl Shared {
             }
         };
         let text;
-        let message = match parts.deferred {
+        let (message, plain_message) = match parts.deferred {
             Some(d) => {
                 let mut t = Vec::new();
-                d.format(parts.message, &mut t);
+                let plain = d.format(parts.message, &mut t);
                 text = t;
-                &text[..]
+                (&text[..], plain)
             }
-            None => parts.message,
+            None => (parts.message, false),
         };
         let record = Record {
             timestamp_ns: parts.timestamp_ns,
             level: parts.level,
             target: parts.target,
             message,
+            plain_message,
             module: parts.module,
             file: parts.file,
             line: parts.line,

@@ -347,16 +347,27 @@ impl Ring {
                 continue;
             }
             let mut pos = h;
-            while pos != t && out.len() - start < limit {
+            // Entries side by side in the buffer are copied together: a
+            // run ends where the next entry is not right after it (a wrap).
+            let (mut run_at, mut run_len) = (h & self.mask, 0);
+            while pos != t && out.len() - start + run_len < limit {
                 // SAFETY: [h, t) is published; a producer that takes some of
                 // it waits for `reading` before it writes there.
                 let (next, len) = unsafe { self.step(pos) };
                 if len > 0 {
-                    // SAFETY: as above; `step` checked the bounds.
-                    unsafe { self.bytes.append(pos & self.mask, len, out) };
+                    let at = pos & self.mask;
+                    if at != run_at + run_len {
+                        // SAFETY: as above; `step` checked the bounds of
+                        // each entry of the run, and they are contiguous.
+                        unsafe { self.bytes.append(run_at, run_len, out) };
+                        (run_at, run_len) = (at, 0);
+                    }
+                    run_len += len;
                 }
                 pos = next;
             }
+            // SAFETY: as for the runs above.
+            unsafe { self.bytes.append(run_at, run_len, out) };
             let mut from = h;
             loop {
                 match self

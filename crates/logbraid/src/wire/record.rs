@@ -171,6 +171,7 @@ impl<'s> Iterator for Records<'s> {
             level: r.level,
             target: r.names[0],
             message: r.message,
+            plain_message: false,
             module: r.optional(0),
             file: r.optional(1),
             line: r.line,
