@@ -425,7 +425,7 @@ impl<'a, K: Decode> Decoded<'a, K> {
     }
 
     /// Appends it as `{}` does (see [`Decode::plain`]).
-    #[inline]
+    #[inline(always)]
     pub fn plain(&self, out: &mut Vec<u8>) {
         K::plain(&self.0, out)
     }
@@ -522,7 +522,7 @@ macro_rules! numbers {
             $(fn $m(v: &$t, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 fmt::$tr::fmt(v, f)
             })*
-            $(#[inline]
+            $(#[inline(always)]
             fn plain(v: &$t, out: &mut Vec<u8>) {
                 #[allow(clippy::redundant_closure_call)]
                 ($plain)(v, out)
@@ -547,13 +547,13 @@ trait Plain: fmt::Display + Copy {
 macro_rules! plain_ints {
     (unsigned: $($u:ty),*; signed: $($i:ty),*; wide: $($w:ty),*) => {
         $(impl Plain for $u {
-            #[inline]
+            #[inline(always)]
             fn push(self, out: &mut Vec<u8>) {
                 crate::layout::push_u64(out, self as u64)
             }
         })*
         $(impl Plain for $i {
-            #[inline]
+            #[inline(always)]
             fn push(self, out: &mut Vec<u8>) {
                 crate::layout::push_i64(out, self as i64)
             }

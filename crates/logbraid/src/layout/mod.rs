@@ -241,7 +241,7 @@ pub(crate) const PAIRS: &[u8; 200] = b"\
 /// then the word is stored whole and only the digits kept. A
 /// copy of constant length, no `memcpy` call, no count of the digits
 /// beforehand, no chain of divisions each waiting on the last.
-#[inline]
+#[inline(always)]
 pub(crate) fn push_u64(out: &mut Vec<u8>, v: u64) {
     if v >= 100_000_000 {
         return push_u64_long(out, v);

@@ -403,18 +403,25 @@ pub(crate) struct Claimed<'a> {
     source: Option<Arc<Source>>,
 }
 
+/// The `N` bytes at `at`: one bounds check and one load.
+#[inline(always)]
+fn bytes_at<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    match b[at..].first_chunk::<N>() {
+        Some(a) => *a,
+        None => panic!("ring entry cut short at {at} (+{N} of {})", b.len()),
+    }
+}
+
 fn u16_at(b: &[u8], at: usize) -> usize {
-    u16::from_le_bytes([b[at], b[at + 1]]) as usize
+    u16::from_le_bytes(bytes_at(b, at)) as usize
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    u32::from_le_bytes(bytes_at(b, at))
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
+    u64::from_le_bytes(bytes_at(b, at))
 }
 
 /// Timestamp of an entry in nanoseconds.
