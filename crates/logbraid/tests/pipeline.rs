@@ -551,3 +551,124 @@ fn values_are_formatted_by_the_writer_in_every_way_a_record_travels() {
         assert_eq!(logger.stats().written, 5);
     }
 }
+
+/// A sink that keeps each record's timestamp, thread and message, and
+/// holds the writer inside its first `write` until opened.
+#[derive(Clone, Debug, Default)]
+struct Stamps {
+    seen: Arc<Mutex<Vec<(i64, String, String)>>>,
+    /// (entered its first write, opened)
+    gate: Arc<(Mutex<(bool, bool)>, Condvar)>,
+}
+
+impl Sink for Stamps {
+    fn write(&mut self, r: &Record<'_>) -> std::io::Result<usize> {
+        let (lock, cv) = &*self.gate;
+        let mut g = lock.lock().unwrap();
+        g.0 = true;
+        cv.notify_all();
+        while !g.1 {
+            g = cv.wait(g).unwrap();
+        }
+        drop(g);
+        self.seen.lock().unwrap().push((
+            r.timestamp_ns,
+            r.thread_name.unwrap_or("?").to_string(),
+            String::from_utf8_lossy(r.message).into_owned(),
+        ));
+        Ok(1)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Four threads take turns logging runs of one to three records (through
+/// the macros and the facade's path alike) while the writer is held: once
+/// let go, it writes them all in one pass, merged by time, each thread's in
+/// its order and every record once.
+#[test]
+fn records_of_threads_taking_turns_are_merged_by_time() {
+    const THREADS: usize = 4;
+    const TURNS: usize = 400;
+    let sink = Stamps::default();
+    let (logger, guard) = Builder::new()
+        .level("trace")
+        .sink(sink.clone())
+        .build()
+        .unwrap();
+    info(&logger, format_args!("gate"));
+    {
+        let (lock, cv) = &*sink.gate;
+        let mut g = lock.lock().unwrap();
+        while !g.0 {
+            g = cv.wait(g).unwrap();
+        }
+    }
+    let turn = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut expected = 0;
+    for t in 0..TURNS {
+        expected += 1 + t % 3;
+    }
+    let handles: Vec<_> = (0..THREADS)
+        .map(|id| {
+            let (logger, turn) = (logger.clone(), Arc::clone(&turn));
+            thread::Builder::new()
+                .name(format!("t{id}"))
+                .spawn(move || {
+                    let mut n = 0;
+                    loop {
+                        let t = turn.load(std::sync::atomic::Ordering::Acquire);
+                        if t >= TURNS {
+                            break;
+                        }
+                        if t % THREADS != id {
+                            thread::yield_now();
+                            continue;
+                        }
+                        for _ in 0..1 + t % 3 {
+                            if n % 2 == 0 {
+                                logbraid::info!(logger: logger, "{} {}", id, n);
+                            } else {
+                                info(&logger, format_args!("{id} {n}"));
+                            }
+                            n += 1;
+                        }
+                        turn.store(t + 1, std::sync::atomic::Ordering::Release);
+                    }
+                })
+                .unwrap()
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    {
+        let (lock, cv) = &*sink.gate;
+        lock.lock().unwrap().1 = true;
+        cv.notify_all();
+    }
+    logger.flush();
+    drop(guard);
+    let seen = sink.seen.lock().unwrap().clone();
+    assert_eq!(seen[0].2, "gate");
+    let rest = &seen[1..];
+    assert_eq!(rest.len(), expected);
+    for w in rest.windows(2) {
+        assert!(
+            w[0].0 <= w[1].0,
+            "out of time order: {:?} then {:?}",
+            w[0],
+            w[1]
+        );
+    }
+    let mut next = [0usize; THREADS];
+    for (_, thread, message) in rest {
+        let (id, n) = message.split_once(' ').unwrap();
+        let (id, n): (usize, usize) = (id.parse().unwrap(), n.parse().unwrap());
+        assert_eq!(thread, &format!("t{id}"));
+        assert_eq!(n, next[id], "thread {id} out of order");
+        next[id] += 1;
+    }
+    assert_eq!(next.iter().sum::<usize>(), expected);
+}

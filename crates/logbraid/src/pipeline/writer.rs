@@ -122,25 +122,27 @@ impl Writer {
         let mut count = 0;
         let mut bytes = 0;
         loop {
-            // The ring with the oldest next entry; few rings, so a scan.
+            // The ring with the oldest next entry, and the oldest next entry
+            // of the others (ties to the ring listed first); few rings, so
+            // a scan.
             let mut best: Option<(usize, i64)> = None;
-            let mut live = 0;
+            let mut others: Option<(usize, i64)> = None;
             for (i, batch) in self.scratch.iter_mut().enumerate() {
-                if let Some(ts) = batch.next_timestamp(&self.tsc) {
-                    live += 1;
-                    if best.is_none_or(|(_, b)| ts < b) {
-                        best = Some((i, ts));
-                    }
+                let Some(ts) = batch.next_timestamp(&self.tsc) else {
+                    continue;
+                };
+                if best.is_none_or(|(_, b)| ts < b) {
+                    others = best;
+                    best = Some((i, ts));
+                } else if others.is_none_or(|(_, o)| ts < o) {
+                    others = Some((i, ts));
                 }
             }
             let Some((i, _)) = best else { break };
-            // One entry, or when no other ring has any left, all of them
-            // in their order: nothing to merge with.
-            let take = if live == 1 { usize::MAX } else { 1 };
-            for _ in 0..take {
-                let Some(claimed) = self.scratch[i].take_next() else {
-                    break;
-                };
+            // Its entries in order for as long as they stay ahead of the
+            // others' (all of them when no other ring has any left): the
+            // order a scan per entry would give, without the scans.
+            while let Some(claimed) = self.scratch[i].take_next() {
                 let ring = &self.rings[i];
                 let rec = claimed.record(
                     (ring.thread_id, ring.thread_name.as_deref()),
@@ -150,6 +152,13 @@ impl Writer {
                 );
                 bytes += self.sinks.write(&rec);
                 count += 1;
+                drop(claimed);
+                if let Some((j, o)) = others {
+                    match self.scratch[i].next_timestamp(&self.tsc) {
+                        Some(ts) if ts < o || (ts == o && i < j) => {}
+                        _ => break,
+                    }
+                }
             }
         }
         if count > 0 {
