@@ -140,9 +140,18 @@ pub fn main(args: &ChildArgs) -> anyhow::Result<()> {
         "log4rs" => run::<libs::Log4rs>(args),
         #[cfg(feature = "peer-flexi")]
         "flexi_logger" => run::<libs::Flexi>(args),
-        other => match libs::info(other).and_then(|i| i.feature) {
-            Some(f) => anyhow::bail!("{other} is not compiled in (cargo feature `{f}`)"),
-            None => anyhow::bail!("unknown library {other}"),
+        other => match libs::info(other) {
+            Some(libs::Info {
+                external: Some(e), ..
+            }) => anyhow::bail!(
+                "{other} runs as a program of its own (`{}` under the target directory, built by `{}`)",
+                e.program,
+                e.build
+            ),
+            Some(libs::Info {
+                feature: Some(f), ..
+            }) => anyhow::bail!("{other} is not compiled in (cargo feature `{f}`)"),
+            _ => anyhow::bail!("unknown library {other}"),
         },
     }?;
     println!("{MARKER}{}", serde_json::to_string(&report)?);

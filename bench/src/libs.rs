@@ -6,7 +6,7 @@
 //! type so the logging macro is inlined into the measuring loop, exactly as
 //! it would be in an application.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
@@ -29,8 +29,60 @@ pub struct Info {
     pub flush: &'static str,
     /// Whether the caller does the file I/O itself.
     pub synchronous: bool,
-    /// The cargo feature that compiles it in (`None`: always built).
+    /// The cargo feature that compiles it in (`None`: always built, or
+    /// built outside cargo, see `external`).
     pub feature: Option<&'static str>,
+    /// A peer built outside cargo, run as a program of its own.
+    pub external: Option<External>,
+}
+
+/// A peer that is not a Rust crate: a program of its own, built by a script
+/// of this crate, that takes the arguments of `logbraid-bench child`, does
+/// the same work and prints the same report line.
+#[derive(Clone, Copy, Debug)]
+pub struct External {
+    /// Its path under the cargo target directory.
+    pub program: &'static str,
+    /// The command that builds it, from the repository root.
+    pub build: &'static str,
+}
+
+impl External {
+    /// Where the program is: under the target directory of the running
+    /// binary (`<target>/release/logbraid-bench` → `<target>/<program>`),
+    /// which is where `build` puts it.
+    pub fn path(&self) -> Option<PathBuf> {
+        let exe = std::env::current_exe().ok()?;
+        Some(exe.parent()?.parent()?.join(self.program))
+    }
+
+    /// What its build recorded next to it (`<program>.version`): one
+    /// `key value` pair a line (`version`, `commit`, `describe`, `include`,
+    /// `compiler`, `flags`).
+    pub fn build_facts(&self) -> Vec<(String, String)> {
+        let Some(path) = self.path() else {
+            return Vec::new();
+        };
+        let mut name = path.into_os_string();
+        name.push(".version");
+        std::fs::read_to_string(name)
+            .map(|s| parse_facts(&s))
+            .unwrap_or_default()
+    }
+
+    /// One fact its build recorded.
+    pub fn fact(&self, key: &str) -> Option<String> {
+        self.build_facts()
+            .into_iter()
+            .find_map(|(k, v)| (k == key).then_some(v))
+    }
+}
+
+fn parse_facts(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.trim().split_once(' '))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
 }
 
 /// Every library, logbraid first.
@@ -43,6 +95,7 @@ pub const ALL: &[Info] = &[
         flush: "drop the `Guard` (drains, flushes, joins the writer)",
         synchronous: false,
         feature: None,
+        external: None,
     },
     Info {
         name: "logbraid-macros",
@@ -52,6 +105,7 @@ pub const ALL: &[Info] = &[
         flush: "drop the `Guard` (drains, flushes, joins the writer)",
         synchronous: false,
         feature: None,
+        external: None,
     },
     Info {
         name: "tracing",
@@ -61,6 +115,7 @@ pub const ALL: &[Info] = &[
         flush: "drop the `WorkerGuard`; its wait is bounded (100 ms + 1 s), so the file is then polled until every line is there",
         synchronous: false,
         feature: Some("peer-tracing"),
+        external: None,
     },
     Info {
         name: "spdlog-rs",
@@ -70,6 +125,7 @@ pub const ALL: &[Info] = &[
         flush: "`logger.flush()`, then drop the logger and the thread pool (joins its thread after the queued tasks)",
         synchronous: false,
         feature: Some("peer-spdlog"),
+        external: None,
     },
     Info {
         name: "ftlog",
@@ -79,6 +135,7 @@ pub const ALL: &[Info] = &[
         flush: "drop the `LoggerGuard` (sends a flush and waits for the logger thread's answer)",
         synchronous: false,
         feature: Some("peer-ftlog"),
+        external: None,
     },
     Info {
         name: "fast_log",
@@ -88,6 +145,7 @@ pub const ALL: &[Info] = &[
         flush: "`log::logger().flush()` (waits on a wait group the writer releases)",
         synchronous: false,
         feature: Some("peer-fast-log"),
+        external: None,
     },
     Info {
         name: "log4rs",
@@ -97,6 +155,7 @@ pub const ALL: &[Info] = &[
         flush: "nothing to wait for (every call has written its line); `log::logger().flush()`",
         synchronous: true,
         feature: Some("peer-log4rs"),
+        external: None,
     },
     Info {
         name: "flexi_logger",
@@ -106,6 +165,20 @@ pub const ALL: &[Info] = &[
         flush: "`handle.flush()` then `handle.shutdown()` (joins the output thread)",
         synchronous: false,
         feature: Some("peer-flexi"),
+        external: None,
+    },
+    Info {
+        name: "quill",
+        krate: "quill (C++)",
+        api: "`LOG_INFO(logger, ...)` (formats on the backend thread)",
+        setup: "`Backend::start()` with default `BackendOptions` (the backend thread sleeps 100 µs when idle); `FileSink` (open mode `w`, default 64 KiB write buffer, no fsync); `Frontend::create_or_get_logger` with the pattern `%(time) %(log_level) [%(thread_id)/%(thread_name)] %(logger): %(message)` (UTC, µs) and the default TSC clock, its calibration done by a first `flush_log()` before anything is timed; default `FrontendOptions`: an `UnboundedBlocking` queue per thread (128 KiB, doubling up to 2 GiB, then blocking; nothing is dropped); `Frontend::preallocate()` on each logging thread. A C++ program of its own (`bench/cpp/quill_peer.cpp`, g++ `-O3 -march=x86-64`)",
+        flush: "`logger->flush_log()`, then `Backend::stop()` (drains every queue, flushes the sink, joins the backend thread)",
+        synchronous: false,
+        feature: None,
+        external: Some(External {
+            program: "cpp/quill-peer",
+            build: "bench/cpp/build",
+        }),
     },
 ];
 
@@ -500,3 +573,37 @@ mod flexi_peer {
 }
 #[cfg(feature = "peer-flexi")]
 pub use flexi_peer::Flexi;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_externals_have_no_feature() {
+        for (i, a) in ALL.iter().enumerate() {
+            assert!(ALL[i + 1..].iter().all(|b| b.name != a.name), "{}", a.name);
+            if a.external.is_some() {
+                assert!(a.feature.is_none(), "{}", a.name);
+            }
+        }
+        assert!(info("quill").and_then(|i| i.external).is_some());
+    }
+
+    #[test]
+    fn reads_the_facts_a_build_recorded() {
+        let facts = parse_facts(
+            "version 12.1.0\ndescribe v12.1.0-2-gc4f3fa4e\ncompiler g++ (Debian 12.2.0-14) 12.2.0\n\nodd\n",
+        );
+        assert_eq!(
+            facts,
+            [
+                ("version".to_string(), "12.1.0".to_string()),
+                ("describe".to_string(), "v12.1.0-2-gc4f3fa4e".to_string()),
+                (
+                    "compiler".to_string(),
+                    "g++ (Debian 12.2.0-14) 12.2.0".to_string()
+                ),
+            ]
+        );
+    }
+}

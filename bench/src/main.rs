@@ -279,7 +279,15 @@ fn run_child(plan: &Plan, lib: &str, scenario: Scenario, threads: u64) -> Outcom
         Scenario::Throughput => (plan.throughput_total / threads, plan.throughput_warmup),
         Scenario::Disabled => (plan.disabled_calls, plan.disabled_warmup),
     };
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // A peer built outside cargo is a program of its own taking the same
+    // arguments; without it the row says how to build it.
+    let exe = match libs::info(lib).and_then(|i| i.external) {
+        Some(ext) => match ext.path() {
+            Some(path) if path.is_file() => path,
+            _ => return Err(format!("not built: run {}", ext.build)),
+        },
+        None => std::env::current_exe().map_err(|e| e.to_string())?,
+    };
     let cpu_before = sys::CpuSnapshot::take();
     let child_start = Instant::now();
     let scenario_arg = match scenario {

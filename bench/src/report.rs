@@ -265,7 +265,7 @@ pub fn render(plan: &Plan, results: &Results) -> String {
         disabled_table(&mut md, plan, results);
     }
     formats(&mut md, plan, results);
-    method(&mut md, plan);
+    method(&mut md, plan, results);
     md
 }
 
@@ -293,6 +293,19 @@ fn header(md: &mut String, plan: &Plan, results: &Results) {
         std::env::consts::ARCH
     );
     let _ = writeln!(md, "| compiler | {} |", sys::RUSTC);
+    for info in &results.libs {
+        let Some(ext) = info.external else { continue };
+        if let Some(cxx) = ext.fact("compiler") {
+            let flags = ext.fact("flags").unwrap_or_default();
+            let _ = writeln!(
+                md,
+                "| C++ compiler ({}) | {} `{}` |",
+                info.name,
+                one_line(&cxx),
+                flags
+            );
+        }
+    }
     let _ = writeln!(
         md,
         "| profile | release (`opt-level = 3`, `codegen-units = 4`, `debug = 1`) |"
@@ -344,7 +357,7 @@ fn header(md: &mut String, plan: &Plan, results: &Results) {
             "| {} | `{}` | {} | {} | {} |",
             info.name,
             info.krate,
-            sys::locked_version(info.krate),
+            version(info),
             mode(info),
             info.api
         );
@@ -391,6 +404,36 @@ fn header(md: &mut String, plan: &Plan, results: &Results) {
         }
         let _ = writeln!(md);
     }
+}
+
+/// The version of a library: from the lock file for a crate, from what its
+/// build recorded for a program of its own.
+fn version(info: &Info) -> String {
+    let Some(ext) = info.external else {
+        return sys::locked_version(info.krate);
+    };
+    match (ext.fact("version"), ext.fact("describe")) {
+        (Some(v), Some(d)) => format!("{v} (git `{d}`)"),
+        (Some(v), None) => v,
+        (None, _) => "not built".to_string(),
+    }
+}
+
+/// How a library's calls at DEBUG are made.
+fn debug_api(info: &Info) -> String {
+    info.api
+        .replace("info!", "debug!")
+        .replace("LOG_INFO", "LOG_DEBUG")
+}
+
+/// The libraries of the run that are programs of their own, for the notes.
+fn externals(results: &Results) -> Vec<&'static Info> {
+    results
+        .libs
+        .iter()
+        .copied()
+        .filter(|i| i.external.is_some())
+        .collect()
 }
 
 fn mark(ok: bool) -> &'static str {
@@ -669,17 +712,23 @@ fn macro_targets(lines: &mut Vec<String>, plan: &Plan, results: &Results) {
 
 fn latency_table(md: &mut String, plan: &Plan, results: &Results, t: u64) {
     let _ = writeln!(md, "## Caller latency, {t} thread(s)\n");
+    let preparation = if results.libs.iter().any(|i| i.name == "quill") {
+        "logbraid's rows call `logbraid::preallocate()` (its queue made and mapped in), quill's row \
+         `quill::Frontend::preallocate()` (its thread's queue made); the other peers have none"
+    } else {
+        "logbraid's rows call `logbraid::preallocate()` (its queue made and mapped in, as quill's \
+         `preallocate`); the peers have none"
+    };
     let _ = writeln!(
         md,
         "Time spent inside one logging call, {} calls per thread in bursts of {} with a {} µs pause; \
          {} timer overhead subtracted. Each thread first makes the library's per-thread preparation \
-         where it has one: logbraid's rows call `logbraid::preallocate()` (its queue made and mapped in, \
-         as quill's `preallocate`); the peers have none. Ratios are peer ÷ logbraid: above 1× logbraid is faster, \
+         where it has one: {preparation}. Ratios are peer ÷ logbraid: above 1× logbraid is faster, \
          **bold** where the peer is faster.\n",
         count(plan.latency_per_thread),
         child::BURST,
         child::PAUSE.as_micros(),
-        timer::SOURCE
+        timer::SOURCE,
     );
     let _ = writeln!(
         md,
@@ -858,10 +907,18 @@ fn disabled_table(md: &mut String, plan: &Plan, results: &Results) {
          passed through `std::hint::black_box`; total time ÷ calls. *Loop* is the same loop without \
          the call. Median of {} timings of the whole loop. Ratio is peer ÷ logbraid, **bold** where \
          the peer is faster by more than {DISABLED_TIE_NS} ns. All libraries behind the `log` facade share its check \
-         (`log::max_level()`, one relaxed load), so they differ only by noise.\n",
+         (`log::max_level()`, one relaxed load), so they differ only by noise.{}\n",
         count(plan.disabled_calls),
         count(plan.disabled_warmup),
         child::DISABLED_REPS,
+        if externals(results).is_empty() {
+            ""
+        } else {
+            " The C++ child passes its arguments through the barrier `black_box` compiles to (the \
+             value stored, its address given to an empty `asm` that may touch memory); its loops are \
+             g++'s code, so its *loop* figure differs from the Rust children's and the call's own \
+             cost is ns/call less *loop*."
+        },
     );
     let _ = writeln!(
         md,
@@ -876,7 +933,7 @@ fn disabled_table(md: &mut String, plan: &Plan, results: &Results) {
                     md,
                     "| {} | {} | {:.2} | {:.2} | {} | {} |",
                     info.name,
-                    info.api.replace("info!", "debug!"),
+                    debug_api(info),
                     d.ns_per_call,
                     d.loop_ns_per_call,
                     ratio_with_tie(d.ns_per_call, lb, false, DISABLED_TIE_NS),
@@ -893,7 +950,7 @@ fn disabled_table(md: &mut String, plan: &Plan, results: &Results) {
                     md,
                     "| {} | {} | failed: {} |||| ",
                     info.name,
-                    info.api.replace("info!", "debug!"),
+                    debug_api(info),
                     one_line(&e)
                 );
             }
@@ -959,7 +1016,7 @@ fn formats(md: &mut String, plan: &Plan, results: &Results) {
     let _ = writeln!(md);
 }
 
-fn method(md: &mut String, plan: &Plan) {
+fn method(md: &mut String, plan: &Plan, results: &Results) {
     let _ = writeln!(md, "## Method\n");
     let _ = writeln!(
         md,
@@ -1006,5 +1063,21 @@ fn method(md: &mut String, plan: &Plan) {
         reps = child::DISABLED_REPS,
         cores = sys::cores(),
     );
+    for info in externals(results) {
+        let ext = info.external.expect("filtered by externals()");
+        let _ = writeln!(
+            md,
+            "- {name} is a C++ library: its child is a program of its own (`target/{program}`, built \
+             from `bench/cpp/` by `{build}` against {name}'s headers, which are not part of this \
+             repository). It takes the child's arguments and does the same work: the same threads, \
+             barriers, bursts, pauses and counts, the same fenced `rdtsc` stopwatch calibrated against the \
+             steady clock with the median empty pair subtracted, samples in a histogram laid out as \
+             HdrHistogram's (3 significant digits, the same percentile, max and mean arithmetic), and it \
+             prints the same report line; the driver checks its file as any other.",
+            name = info.name,
+            program = ext.program,
+            build = ext.build,
+        );
+    }
     let _ = writeln!(md);
 }

@@ -53,7 +53,8 @@ fn main() -> anyhow::Result<()> {
     println!("|---|---|---:|---:|---:|---:|---:|");
     let mut id = 0u64;
     for (name, call) in paths {
-        let mut by_position: Vec<Vec<u64>> = vec![Vec::with_capacity(BURSTS); BURST];
+        let mut by_position: Vec<Vec<u64>> =
+            (0..BURST).map(|_| Vec::with_capacity(BURSTS)).collect();
         for burst in 0..WARM_BURSTS + BURSTS {
             for samples in by_position.iter_mut() {
                 id += 1;
