@@ -96,10 +96,10 @@ pub(crate) struct Ring {
     /// moved `head` does not write where the reader may still be reading.
     reading: CachePadded<AtomicUsize>,
     release: Release,
-    /// Written by the producer, read by the writer once per pass: on a line
+    /// Written by the producer, read by the writer once per pass: on lines
     /// of their own so the writer's per-record reads of the fields below do
     /// not bounce the producer's cache line.
-    pub(crate) counters: CachePadded<Counters>,
+    pub(crate) counters: Counters,
     /// Set by the producer's thread-local destructor: once empty, the ring
     /// can be forgotten.
     pub(crate) closed: AtomicBool,
@@ -136,7 +136,7 @@ impl Ring {
             tail: CachePadded::new(AtomicUsize::new(0)),
             reading: CachePadded::new(AtomicUsize::new(IDLE)),
             release,
-            counters: CachePadded::new(Counters::default()),
+            counters: Counters::default(),
             closed: AtomicBool::new(false),
             waiting: AtomicBool::new(false),
             producer_thread: Mutex::new(None),
@@ -479,10 +479,15 @@ impl Slot<'_> {
 /// Counters written by whoever produces into a ring: its thread, or the
 /// holder of the shared ring's lock; so an increment needs no locked
 /// instruction, only an atomic store others can read.
+///
+/// Each on a line of its own: the writer reads `dropped` after every pass
+/// (to report drops), and that read must not take from the producer's core
+/// the line `logged` is written on at every call, or the first call after
+/// each pass waits for the line to come back.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) logged: AtomicU64,
-    pub(crate) dropped: AtomicU64,
+    pub(crate) logged: CachePadded<AtomicU64>,
+    pub(crate) dropped: CachePadded<AtomicU64>,
 }
 
 impl Counters {
